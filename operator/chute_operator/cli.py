@@ -1,0 +1,89 @@
+"""The ``chute-operator`` command: one entry point, each subcommand imported only when used."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+
+def _run(args: argparse.Namespace) -> int:
+    from chute_operator.run import run_operator
+
+    return run_operator(namespaces=args.namespace, all_namespaces=args.all_namespaces)
+
+
+def _render(args: argparse.Namespace) -> int:
+    from chute_operator.render_cli import render_command
+
+    return render_command(args.filename, sidecar_image=args.sidecar_image, catalog=args.gpu_catalog)
+
+
+def _crd(args: argparse.Namespace) -> int:
+    from chute_operator.crd import crd_yaml
+
+    sys.stdout.write(crd_yaml())
+    return 0
+
+
+def _dev(args: argparse.Namespace) -> int:
+    from chute_operator.devcluster.cli import dev_command
+
+    return dev_command(args.action)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from chute_operator.demo import demo_command
+
+    return demo_command(examples=args.examples, timeout=args.timeout)
+
+
+def _sidecar(argv: Sequence[str]) -> int:
+    from chute_sidecar.main import main as sidecar_main
+
+    return sidecar_main(list(argv))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="chute-operator", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run the operator against the current kubeconfig or in-cluster")
+    scope = run.add_mutually_exclusive_group()
+    scope.add_argument("-n", "--namespace", action="append", default=[], help="watch this namespace (repeat)")
+    scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch every namespace (default)")
+    run.set_defaults(handler=_run)
+
+    render = commands.add_parser("render", help="print the Kubernetes objects a Chute becomes")
+    render.add_argument("-f", "--filename", required=True, help="a Chute YAML file, a directory, or - (stdin)")
+    render.add_argument("--sidecar-image", default=None, help="image of the injected sidecar")
+    render.add_argument("--gpu-catalog", default=None, help="YAML file overriding the built-in GPU catalog")
+    render.set_defaults(handler=_render)
+
+    crd = commands.add_parser("crd", help="print the Chute CustomResourceDefinition")
+    crd.set_defaults(handler=_crd)
+
+    dev = commands.add_parser("dev", help="a local control plane with simulated GPU nodes")
+    dev.add_argument("action", choices=["up", "down", "status", "build"])
+    dev.set_defaults(handler=_dev)
+
+    demo = commands.add_parser("demo", help="local cluster + operator + examples, until the Chutes are Ready")
+    demo.add_argument("--examples", default=None, help="directory of Chutes to apply (default: examples/)")
+    demo.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for Ready")
+    demo.set_defaults(handler=_demo)
+
+    commands.add_parser("sidecar", help="run the sidecar (see: chute-operator sidecar --help)", add_help=False)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["sidecar"]:
+        return _sidecar(argv[1:])
+    args = build_parser().parse_args(argv)
+    result: int = args.handler(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Local control plane for tests, benchmarks and the demo: etcd, kube-apiserver, kwok GPU nodes."""

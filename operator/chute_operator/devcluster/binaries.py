@@ -1,0 +1,197 @@
+"""Build the local control plane's binaries from the Go module proxy, once, into a cache.
+
+Every binary is pinned and built with the machine's Go toolchain; the result is kept under
+``$CHUTE_OPERATOR_CACHE`` (default ``~/.cache/chute-operator``), keyed by version, so only the
+first run pays for the build.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+KUBERNETES_VERSION = "v1.36.3"
+ETCD_VERSION = "v3.6.8"
+KWOK_VERSION = "v0.8.0"
+HELM_VERSION = "v3.21.4"
+
+KUBERNETES_COMMANDS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
+
+# The k8s.io modules that k8s.io/kubernetes keeps in its staging tree (replace => ./staging/...).
+STAGING_MODULES = (
+    "api apiextensions-apiserver apimachinery apiserver cli-runtime client-go cloud-provider "
+    "cluster-bootstrap code-generator component-base component-helpers controller-manager cri-api "
+    "cri-client cri-streaming csi-translation-lib dynamic-resource-allocation endpointslice "
+    "externaljwt kms kube-aggregator kube-controller-manager kube-proxy kube-scheduler kubectl "
+    "kubelet metrics mount-utils pod-security-admission sample-apiserver sample-cli-plugin "
+    "sample-controller streaming"
+).split()
+
+ETCD_MAIN = """package main
+
+import (
+\t"os"
+
+\t"go.etcd.io/etcd/server/v3/etcdmain"
+)
+
+func main() { etcdmain.Main(os.Args) }
+"""
+
+
+def cache_dir() -> Path:
+    """Where built binaries and build modules live (outside any repository)."""
+    explicit = os.environ.get("CHUTE_OPERATOR_CACHE")
+    if explicit:
+        return Path(explicit).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "chute-operator"
+
+
+@dataclass(frozen=True)
+class Toolset:
+    """Absolute paths of every binary the control plane needs."""
+
+    kube_apiserver: Path
+    kube_controller_manager: Path
+    kube_scheduler: Path
+    kubectl: Path
+    etcd: Path
+    kwok: Path
+    helm: Path
+
+
+def _kubernetes_dir() -> Path:
+    return cache_dir() / "bin" / f"kubernetes-{KUBERNETES_VERSION}"
+
+
+def _single_dir(name: str, version: str) -> Path:
+    return cache_dir() / "bin" / f"{name}-{version}"
+
+
+def toolset() -> Toolset:
+    """Paths of the cached binaries (they may not exist yet; see :func:`ensure_binaries`)."""
+    kube = _kubernetes_dir()
+    return Toolset(
+        kube_apiserver=kube / "kube-apiserver",
+        kube_controller_manager=kube / "kube-controller-manager",
+        kube_scheduler=kube / "kube-scheduler",
+        kubectl=kube / "kubectl",
+        etcd=_single_dir("etcd", ETCD_VERSION) / "etcd",
+        kwok=_single_dir("kwok", KWOK_VERSION) / "kwok",
+        helm=_single_dir("helm", HELM_VERSION) / "helm",
+    )
+
+
+def _log(message: str) -> None:
+    print(f"[build] {message}", file=sys.stderr, flush=True)
+
+
+def _go(args: list[str], cwd: Path, extra_env: dict[str, str] | None = None) -> None:
+    go = shutil.which("go") or "/usr/local/go/bin/go"
+    env = {**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "-mod=mod -buildvcs=false"}
+    env.update(extra_env or {})
+    subprocess.run([go, *args], cwd=cwd, env=env, check=True)
+
+
+def _write_module(path: Path, module: str, requires: dict[str, str], replaces: dict[str, str]) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    lines = [f"module {module}", "", "go 1.26", ""]
+    lines += [f"require {mod} {ver}" for mod, ver in requires.items()]
+    lines += [f"replace {mod} => {mod} {ver}" for mod, ver in replaces.items()]
+    (path / "go.mod").write_text("\n".join(lines) + "\n")
+
+
+def _install(staging: Path, final: Path) -> None:
+    """Move a finished build into place atomically, so a half build is never used."""
+    if final.exists():
+        shutil.rmtree(final)
+    staging.rename(final)
+
+
+def build_kubernetes() -> None:
+    final = _kubernetes_dir()
+    if all((final / cmd).exists() for cmd in KUBERNETES_COMMANDS):
+        return
+    minor = KUBERNETES_VERSION.split(".")[1]
+    staging_version = "v0." + KUBERNETES_VERSION.split(".", 1)[1]
+    module_dir = cache_dir() / "src" / f"kubernetes-{KUBERNETES_VERSION}"
+    _write_module(
+        module_dir,
+        "chute-operator.local/kubernetes-build",
+        {"k8s.io/kubernetes": KUBERNETES_VERSION},
+        {f"k8s.io/{name}": staging_version for name in STAGING_MODULES},
+    )
+    out = final.with_name(final.name + ".partial")
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    stamp = " ".join(
+        f"-X {pkg}.{key}={value}"
+        for pkg in ("k8s.io/component-base/version", "k8s.io/client-go/pkg/version")
+        for key, value in (
+            ("gitVersion", KUBERNETES_VERSION),
+            ("gitMajor", "1"),
+            ("gitMinor", minor),
+            ("gitTreeState", "clean"),
+        )
+    )
+    packages = [f"k8s.io/kubernetes/cmd/{cmd}" for cmd in KUBERNETES_COMMANDS]
+    _log(f"building Kubernetes {KUBERNETES_VERSION} ({', '.join(KUBERNETES_COMMANDS)})")
+    _go(["build", "-trimpath", "-ldflags", f"-s -w {stamp}", "-o", str(out) + "/", *packages], module_dir)
+    _install(out, final)
+
+
+def build_etcd() -> None:
+    final = _single_dir("etcd", ETCD_VERSION)
+    if (final / "etcd").exists():
+        return
+    module_dir = cache_dir() / "src" / f"etcd-{ETCD_VERSION}"
+    _write_module(module_dir, "chute-operator.local/etcd", {"go.etcd.io/etcd/server/v3": ETCD_VERSION}, {})
+    (module_dir / "main.go").write_text(ETCD_MAIN)
+    out = final.with_name(final.name + ".partial")
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    _log(f"building etcd {ETCD_VERSION}")
+    _go(["build", "-trimpath", "-ldflags", "-s -w", "-o", str(out / "etcd"), "."], module_dir)
+    _install(out, final)
+
+
+def _go_install(name: str, package: str, version: str) -> None:
+    final = _single_dir(name, version)
+    if (final / name).exists():
+        return
+    out = final.with_name(final.name + ".partial")
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    _log(f"building {name} {version}")
+    _go(
+        ["install", "-trimpath", "-ldflags", "-s -w", f"{package}@{version}"],
+        out,
+        {"GOBIN": str(out), "GOFLAGS": "-buildvcs=false"},
+    )
+    _install(out, final)
+
+
+def ensure_binaries() -> Toolset:
+    """Build whatever is missing (minutes the first time, nothing afterwards); return the paths."""
+    started = time.monotonic()
+    tools = toolset()
+    missing = [p for p in vars(tools).values() if not Path(p).exists()]
+    if not missing:
+        return tools
+    _log(f"first run: building {len(missing)} binaries into {cache_dir()} (cached afterwards)")
+    build_etcd()
+    _go_install("kwok", "sigs.k8s.io/kwok/cmd/kwok", KWOK_VERSION)
+    _go_install("helm", "helm.sh/helm/v3/cmd/helm", HELM_VERSION)
+    build_kubernetes()
+    _log(f"built in {time.monotonic() - started:.0f}s")
+    return tools
+
+
+if __name__ == "__main__":
+    print(ensure_binaries())
