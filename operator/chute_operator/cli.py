@@ -55,7 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(handler=_run)
 
     render = commands.add_parser("render", help="print the Kubernetes objects a Chute becomes")
-    render.add_argument("-f", "--filename", required=True, help="a Chute YAML file, a directory, or - (stdin)")
+    render.add_argument(
+        "-f", "--filename", required=True, help="a Chute YAML file, a directory, or - (stdin)"
+    )
     render.add_argument("--sidecar-image", default=None, help="image of the injected sidecar")
     render.add_argument("--gpu-catalog", default=None, help="YAML file overriding the built-in GPU catalog")
     render.set_defaults(handler=_render)
@@ -72,7 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for Ready")
     demo.set_defaults(handler=_demo)
 
-    commands.add_parser("sidecar", help="run the sidecar (see: chute-operator sidecar --help)", add_help=False)
+    commands.add_parser(
+        "sidecar", help="run the sidecar (see: chute-operator sidecar --help)", add_help=False
+    )
     return parser
 
 

@@ -1,0 +1,422 @@
+"""The Chute's spec: what model server to run, on which GPUs, and how it scales and is reached."""
+
+from __future__ import annotations
+
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import ConfigDict, Field, StringConstraints, model_validator
+
+from chute_operator.api.base import ApiModel, FreeForm, Quantity, Rule, broken_rules, rules_schema
+
+TEMPLATES = ("vllm", "sglang", "tei", "embedding", "diffusion", "custom")
+Template = Literal["vllm", "sglang", "tei", "embedding", "diffusion", "custom"]
+GPU_NAME_PATTERN = r"^[a-z0-9][a-z0-9_]*$"
+GpuName = Annotated[str, StringConstraints(pattern=GPU_NAME_PATTERN, max_length=32)]
+Name = Annotated[str, StringConstraints(min_length=1, max_length=253)]
+Arg = Annotated[str, StringConstraints(max_length=4096)]
+RESERVED_PORTS = (8080, 9090)
+"""Ports of the injected sidecar (serving, admin); the model server must use another."""
+
+
+def _check(model: ApiModel, rules: tuple[Rule, ...]) -> None:
+    broken = broken_rules(model, rules)
+    if broken:
+        raise ValueError("; ".join(rule.message for rule in broken))
+
+
+class Model(ApiModel):
+    """The model weights a standard template serves."""
+
+    name: str = Field(
+        min_length=1,
+        max_length=256,
+        description="Model identifier passed to the model server, e.g. a Hugging Face repository "
+        "'meta-llama/Llama-3.1-8B-Instruct'.",
+    )
+    revision: str | None = Field(
+        default=None,
+        max_length=40,
+        description="Exact commit of the model repository (40 lowercase hex characters).",
+    )
+
+    RULES: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            cel="!has(self.revision) || self.revision.matches('^[0-9a-f]{40}$')",
+            message="spec.model.revision must be a 40-character lowercase hex commit id",
+            field_path=".revision",
+            check=lambda m: m.revision is None or (len(m.revision) == 40 and _is_hex(m.revision)),
+        ),
+    )
+    model_config = ConfigDict(json_schema_extra=rules_schema(*RULES))
+
+    @model_validator(mode="after")
+    def _rules(self) -> Model:
+        _check(self, self.RULES)
+        return self
+
+
+def _is_hex(text: str) -> bool:
+    return all(c in "0123456789abcdef" for c in text)
+
+
+class EnvVar(ApiModel):
+    """An environment variable of the model server (core/v1 EnvVar)."""
+
+    name: str = Field(min_length=1, max_length=256, description="Variable name.")
+    value: str | None = Field(default=None, description="Literal value.")
+    value_from: FreeForm | None = Field(
+        default=None,
+        description="Source of the value (core/v1 EnvVarSource: secretKeyRef, configMapKeyRef...).",
+    )
+
+
+class NodeSelector(ApiModel):
+    """Which GPUs the model needs, as in the Chutes SDK's NodeSelector."""
+
+    gpu_count: int = Field(
+        default=1,
+        ge=0,
+        le=8,
+        description="GPUs per replica (1-8). 0 runs the model without GPUs (CPU-only, e.g. a small "
+        "embedding server): no GPU request, no GPU affinity or toleration.",
+    )
+    min_vram_gb_per_gpu: int = Field(
+        default=16,
+        ge=0,
+        le=1024,
+        description="Smallest GPU memory (GB) an eligible GPU type must have.",
+    )
+    include: list[GpuName] | None = Field(
+        default=None,
+        max_length=64,
+        description="Only these GPU types (catalog short names such as h100, a100, l40s) are eligible.",
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+    )
+    exclude: list[GpuName] | None = Field(
+        default=None,
+        max_length=64,
+        description="These GPU types (catalog short names) are never eligible.",
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+    )
+
+    RULES: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            cel="!has(self.include) || !has(self.exclude) || self.include.all(g, !(g in self.exclude))",
+            message="spec.nodeSelector.include and spec.nodeSelector.exclude must not name the same GPU",
+            field_path=".include",
+            check=lambda s: not (set(s.include or ()) & set(s.exclude or ())),
+        ),
+        Rule(
+            cel="self.gpuCount > 0 || (!has(self.include) && !has(self.exclude))",
+            message="spec.nodeSelector.include/exclude need gpuCount >= 1 (gpuCount 0 means CPU-only)",
+            field_path=".gpuCount",
+            check=lambda s: s.gpu_count > 0 or (s.include is None and s.exclude is None),
+        ),
+    )
+    model_config = ConfigDict(json_schema_extra=rules_schema(*RULES))
+
+    @model_validator(mode="after")
+    def _rules(self) -> NodeSelector:
+        _check(self, self.RULES)
+        return self
+
+
+class Health(ApiModel):
+    """How the sidecar decides the model server is up."""
+
+    path: str | None = Field(
+        default=None,
+        pattern=r"^/",
+        max_length=256,
+        description="HTTP path of the model server's health check (default from the template, e.g. /health).",
+    )
+    startup_timeout_seconds: int | None = Field(
+        default=None,
+        ge=30,
+        le=86400,
+        description="How long a replica may take to load its model before it is restarted "
+        "(default from the template: 1800 for vllm and sglang).",
+    )
+
+
+class Cord(ApiModel):
+    """One HTTP route the model serves (a Chutes cord)."""
+
+    path: str = Field(pattern=r"^/", max_length=256, description="Route path, e.g. /v1/chat/completions.")
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = Field(
+        default="POST", description="HTTP method of the route."
+    )
+    stream: bool = Field(default=False, description="The route streams its response (SSE or chunked).")
+
+
+class ServiceSpec(ApiModel):
+    """The Service in front of the replicas."""
+
+    type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = Field(
+        default="ClusterIP", description="Kubernetes Service type."
+    )
+    port: int = Field(default=80, ge=1, le=65535, description="Port the Service exposes for requests.")
+    annotations: dict[str, str] = Field(
+        default_factory=dict, description="Annotations for the Service (e.g. for a load balancer)."
+    )
+
+
+class Monitoring(ApiModel):
+    """Prometheus scraping of the sidecar's metrics."""
+
+    service_monitor: bool = Field(
+        default=True,
+        description="Create a prometheus-operator ServiceMonitor (only where its CRD is installed).",
+    )
+    interval: str = Field(
+        default="30s",
+        pattern=r"^[0-9]+(ms|s|m|h)$",
+        max_length=16,
+        description="Scrape interval, e.g. 15s.",
+    )
+    labels: dict[str, str] = Field(
+        default_factory=dict,
+        description="Extra labels on the ServiceMonitor (to match a Prometheus serviceMonitorSelector).",
+    )
+
+
+class SecretKeyRef(ApiModel):
+    """A key of a Secret in the Chute's namespace."""
+
+    name: str = Field(min_length=1, max_length=253, description="Name of the Secret.")
+    key: str = Field(default="api-key", min_length=1, max_length=253, description="Key within the Secret.")
+
+
+class Auth(ApiModel):
+    """Require an API key on every request to the model."""
+
+    api_key_secret_ref: SecretKeyRef = Field(
+        description="Secret key holding the accepted API keys, one per line (several allow rotation). "
+        "Clients send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'."
+    )
+
+
+class Resources(ApiModel):
+    """Compute resources of the model server container (GPUs come from nodeSelector)."""
+
+    cpu: Quantity | None = Field(default=None, description="CPU request, e.g. 8 or 500m.")
+    memory: Quantity | None = Field(default=None, description="Memory request and limit, e.g. 64Gi.")
+    ephemeral_storage: Quantity | None = Field(default=None, description="Ephemeral storage request.")
+    shared_memory: Quantity | None = Field(
+        default=None,
+        description="Size of /dev/shm (tensor-parallel engines need a large one). "
+        "Default 16Gi with GPUs, 1Gi without.",
+    )
+
+
+class Cache(ApiModel):
+    """Where model weights are cached."""
+
+    size: Quantity | None = Field(default=None, description="Size limit of an emptyDir cache volume.")
+    persistent_volume_claim: str | None = Field(
+        default=None,
+        max_length=253,
+        description="Name of an existing PersistentVolumeClaim to use as the cache instead of an emptyDir.",
+    )
+    mount_path: str = Field(
+        default="/cache", pattern=r"^/", max_length=256, description="Where the cache is mounted."
+    )
+
+    RULES: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            cel="!(has(self.size) && has(self.persistentVolumeClaim))",
+            message="spec.cache: set either size (emptyDir) or persistentVolumeClaim, not both",
+            field_path=".persistentVolumeClaim",
+            check=lambda c: not (c.size is not None and c.persistent_volume_claim is not None),
+        ),
+    )
+    model_config = ConfigDict(json_schema_extra=rules_schema(*RULES))
+
+    @model_validator(mode="after")
+    def _rules(self) -> Cache:
+        _check(self, self.RULES)
+        return self
+
+
+class PodOverrides(ApiModel):
+    """Escape hatch: settings passed through to the pods as they are."""
+
+    labels: dict[str, str] = Field(default_factory=dict, description="Extra pod labels.")
+    annotations: dict[str, str] = Field(default_factory=dict, description="Extra pod annotations.")
+    node_selector: dict[str, str] = Field(default_factory=dict, description="Extra node selector labels.")
+    tolerations: list[FreeForm] = Field(
+        default_factory=list, max_length=32, description="Extra tolerations (core/v1 Toleration)."
+    )
+    affinity: FreeForm | None = Field(
+        default=None,
+        description="Pod affinity (core/v1 Affinity); the GPU node affinity is added to each "
+        "node selector term.",
+    )
+    priority_class_name: str | None = Field(default=None, max_length=253, description="Pod priority class.")
+    runtime_class_name: str | None = Field(
+        default=None, max_length=253, description="Runtime class, e.g. nvidia."
+    )
+    service_account_name: str | None = Field(
+        default=None,
+        max_length=253,
+        description="Service account of the pods (token not mounted unless set).",
+    )
+    security_context: FreeForm | None = Field(
+        default=None,
+        description="Pod security context (core/v1 PodSecurityContext); replaces the default "
+        "(seccomp RuntimeDefault). Set runAsNonRoot/runAsUser where the model image allows it.",
+    )
+    termination_grace_period_seconds: int = Field(
+        default=120,
+        ge=10,
+        le=3600,
+        description="Time for in-flight requests to finish when a replica stops.",
+    )
+    volumes: list[FreeForm] = Field(
+        default_factory=list, max_length=32, description="Extra volumes (core/v1 Volume)."
+    )
+    volume_mounts: list[FreeForm] = Field(
+        default_factory=list,
+        max_length=32,
+        description="Extra volume mounts of the model container (core/v1 VolumeMount).",
+    )
+
+
+class ChuteSpec(ApiModel):
+    """What a Chute serves and how: mirrors the Chutes SDK's Chute with Kubernetes naming."""
+
+    image: str = Field(min_length=1, max_length=1024, description="Container image of the model server.")
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = Field(
+        default=None, description="Image pull policy of the model server container."
+    )
+    image_pull_secrets: list[Name] = Field(
+        default_factory=list,
+        max_length=16,
+        description="Names of Secrets used to pull the image.",
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+    )
+    template: Template = Field(
+        default="custom",
+        description="Standard template that supplies the command, port, health path, routes and "
+        "defaults: vllm, sglang, tei, embedding, diffusion, or custom (the image's own command).",
+    )
+    model: Model | None = Field(
+        default=None, description="Model to serve (required for vllm, sglang, tei, embedding)."
+    )
+    engine_args: list[Arg] = Field(
+        default_factory=list,
+        max_length=128,
+        description="Extra arguments appended to the template's model server arguments.",
+    )
+    command: list[Arg] | None = Field(
+        default=None,
+        max_length=64,
+        description="Replaces the template's command.",
+    )
+    args: list[Arg] | None = Field(
+        default=None,
+        max_length=256,
+        description="Replaces the template's arguments (engineArgs are still appended).",
+    )
+    env: list[EnvVar] = Field(
+        default_factory=list,
+        max_length=128,
+        description="Environment of the model server; overrides the template's variables of the same name.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    env_from: list[FreeForm] = Field(
+        default_factory=list, max_length=16, description="Environment sources (core/v1 EnvFromSource)."
+    )
+    port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="Port the model server listens on, on localhost (default from the template; "
+        "8080 and 9090 are the sidecar's).",
+    )
+    node_selector: NodeSelector = Field(default_factory=NodeSelector, description="GPU requirements.")
+    concurrency: int | None = Field(
+        default=None,
+        ge=1,
+        le=256,
+        description="Most requests in flight per replica, enforced by the sidecar (one more gets 429). "
+        "Default from the template: 32 for vllm, sglang, tei and embedding, 3 for diffusion, 1 for custom.",
+    )
+    min_instances: int = Field(
+        default=1,
+        ge=0,
+        le=100,
+        description="Fewest replicas. 0 lets the autoscaler go to zero where the cluster allows it.",
+    )
+    max_instances: int = Field(default=1, ge=1, le=100, description="Most replicas.")
+    scaling_threshold: float = Field(
+        default=0.75,
+        gt=0,
+        le=1,
+        description="Scale up when the average utilization (in flight / concurrency) exceeds this.",
+    )
+    shutdown_after_seconds: int = Field(
+        default=300,
+        ge=60,
+        le=604800,
+        description="How long load must stay low before a replica is removed (HPA scale-down window, "
+        "capped at 3600).",
+    )
+    replicas: int | None = Field(
+        default=None,
+        ge=0,
+        le=100,
+        description="Desired replicas when scaling is fixed (minInstances == maxInstances); set by "
+        "'kubectl scale'. Unset means maxInstances.",
+    )
+    health: Health = Field(default_factory=Health, description="Health checking of the model server.")
+    cords: list[Cord] | None = Field(
+        default=None,
+        max_length=64,
+        description="HTTP routes the model serves (default from the template).",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["path", "method"]},
+    )
+    restrict_to_cords: bool = Field(
+        default=False, description="Answer 404 for every route that is not one of the cords."
+    )
+    service: ServiceSpec = Field(
+        default_factory=ServiceSpec, description="The Service in front of the replicas."
+    )
+    monitoring: Monitoring = Field(default_factory=Monitoring, description="Prometheus scraping.")
+    auth: Auth | None = Field(default=None, description="Require an API key on requests.")
+    allow_external_egress: bool = Field(
+        default=False,
+        description="Allow the model to open connections outside the cluster. When false a "
+        "NetworkPolicy allows only DNS and in-cluster destinations (provide weights via the cache "
+        "PersistentVolumeClaim or an in-cluster mirror).",
+    )
+    resources: Resources = Field(default_factory=Resources, description="Compute resources.")
+    cache: Cache = Field(default_factory=Cache, description="Model cache volume.")
+    pod: PodOverrides = Field(default_factory=PodOverrides, description="Pod settings passed through.")
+
+    RULES: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            cel="self.minInstances <= self.maxInstances",
+            message="spec.minInstances must not exceed spec.maxInstances",
+            field_path=".minInstances",
+            check=lambda s: s.min_instances <= s.max_instances,
+        ),
+        Rule(
+            cel="self.template in ['custom', 'diffusion'] || has(self.model)",
+            message="spec.model is required for the vllm, sglang, tei and embedding templates",
+            field_path=".model",
+            check=lambda s: s.template in ("custom", "diffusion") or s.model is not None,
+        ),
+        Rule(
+            cel="!has(self.port) || (self.port != 8080 && self.port != 9090)",
+            message="spec.port: 8080 and 9090 are reserved for the sidecar",
+            field_path=".port",
+            check=lambda s: s.port not in RESERVED_PORTS,
+        ),
+    )
+    model_config = ConfigDict(json_schema_extra=rules_schema(*RULES))
+
+    @model_validator(mode="after")
+    def _rules(self) -> ChuteSpec:
+        _check(self, self.RULES)
+        return self

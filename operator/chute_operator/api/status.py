@@ -1,0 +1,54 @@
+"""The Chute's status, per the Kubernetes API conventions (conditions, observedGeneration, no phase)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from chute_operator.api.base import ApiModel
+
+
+class Condition(ApiModel):
+    """One aspect of the Chute's state (metav1.Condition)."""
+
+    type: str = Field(
+        max_length=316, description="Condition type: Ready, Available, Progressing or Degraded."
+    )
+    status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
+    observed_generation: int | None = Field(
+        default=None, ge=0, description="The .metadata.generation this condition was set for."
+    )
+    last_transition_time: str = Field(
+        description="When the status last changed.", json_schema_extra={"format": "date-time"}
+    )
+    reason: str = Field(
+        max_length=1024,
+        pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$",
+        description="Machine-readable CamelCase reason.",
+    )
+    message: str = Field(default="", max_length=32768, description="Human-readable details.")
+
+
+class ChuteStatus(ApiModel):
+    """What the operator observed."""
+
+    observed_generation: int | None = Field(
+        default=None, description="The .metadata.generation the operator last acted on."
+    )
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        description="Ready summarises Available, Progressing and Degraded.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )
+    replicas: int | None = Field(
+        default=None, description="Replicas that exist (the scale subresource's status)."
+    )
+    ready_replicas: int | None = Field(default=None, description="Replicas ready to serve.")
+    selector: str | None = Field(
+        default=None, description="Label selector of the replicas' pods, serialized."
+    )
+    eligible_gpus: list[str] = Field(
+        default_factory=list, description="GPU types (catalog short names) the replicas may run on."
+    )
+    url: str | None = Field(default=None, description="In-cluster URL of the Chute's Service.")

@@ -1,0 +1,71 @@
+"""``Chute -> manifests``: a pure function over jinja2 templates shipped in the package."""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from typing import Any
+
+import jinja2
+import yaml
+
+from chute_operator.api import Chute
+from chute_operator.workload import (
+    ADMIN_PORT,
+    API_KEY_DIR,
+    HPA_METRIC,
+    PROBE_PERIOD_SECONDS,
+    SIDECAR_PORT,
+    RenderOptions,
+    Workload,
+    resolve,
+)
+
+Manifest = dict[str, Any]
+
+
+@cache
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("chute_operator", "templates"),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+    env.filters["json"] = lambda value: json.dumps(value, separators=(", ", ": "))
+    env.filters["pull_secret"] = lambda name: {"name": name}
+    env.globals.update(
+        sidecar_port=SIDECAR_PORT,
+        admin_port=ADMIN_PORT,
+        api_key_dir=API_KEY_DIR,
+        probe_period=PROBE_PERIOD_SECONDS,
+        hpa_metric=HPA_METRIC,
+    )
+    return env
+
+
+def _render(template: str, workload: Workload) -> Manifest:
+    text = _environment().get_template(template).render(w=workload)
+    manifest = yaml.safe_load(text)
+    if not isinstance(manifest, dict):
+        raise TypeError(f"template {template} rendered no object")
+    return manifest
+
+
+def render_workload(workload: Workload) -> list[Manifest]:
+    """The children of a resolved Chute, in apply order."""
+    names = ["deployment.yaml.j2", "service.yaml.j2"]
+    if workload.autoscaled:
+        names.append("hpa.yaml.j2")
+    if workload.service_monitor:
+        names.append("servicemonitor.yaml.j2")
+    if workload.network_policy:
+        names.append("networkpolicy.yaml.j2")
+    return [_render(name, workload) for name in names]
+
+
+def render(chute: Chute, options: RenderOptions) -> list[Manifest]:
+    """Every Kubernetes object the Chute becomes. Raises NoEligibleGpu for an impossible selector."""
+    return render_workload(resolve(chute, options))

@@ -1,0 +1,58 @@
+"""``chute-operator render -f FILE|DIR|-``: print what Chutes become, as multi-document YAML."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from chute_operator.gpus import CatalogError, NoEligibleGpu, load_catalog
+from chute_operator.render import render
+from chute_operator.validation import InvalidChute, parse_chute
+from chute_operator.workload import DEFAULT_SIDECAR_IMAGE, RenderOptions
+
+
+def _documents(source: str) -> Iterator[tuple[str, Any]]:
+    """(label, document) for every YAML document of a file, a directory's *.yaml files, or stdin."""
+    if source == "-":
+        texts = [("<stdin>", sys.stdin.read())]
+    else:
+        path = Path(source)
+        files = sorted([*path.glob("*.yaml"), *path.glob("*.yml")]) if path.is_dir() else [path]
+        texts = [(str(f), f.read_text()) for f in files]
+    for name, text in texts:
+        for index, document in enumerate(yaml.safe_load_all(text)):
+            if document is not None:
+                yield f"{name}#{index}", document
+
+
+def render_command(source: str, sidecar_image: str | None = None, catalog: str | None = None) -> int:
+    """Render every Chute found; exit 1 naming the field and reason when any is invalid."""
+    try:
+        options = RenderOptions(
+            catalog=load_catalog(catalog), sidecar_image=sidecar_image or DEFAULT_SIDECAR_IMAGE
+        )
+        documents = list(_documents(source))
+    except (OSError, yaml.YAMLError, CatalogError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    manifests: list[dict[str, Any]] = []
+    failed = False
+    for label, document in documents:
+        try:
+            manifests += render(parse_chute(document), options)
+        except (InvalidChute, NoEligibleGpu) as error:
+            failed = True
+            name = (document.get("metadata") or {}).get("name", "?") if isinstance(document, dict) else "?"
+            for line in str(error).splitlines():
+                print(f"error: {label} (Chute {name}): {line}", file=sys.stderr)
+    if not documents:
+        print(f"error: no Chute found in {source}", file=sys.stderr)
+        return 1
+    if failed:
+        return 1
+    yaml.safe_dump_all(manifests, sys.stdout, sort_keys=False, width=120)
+    return 0
