@@ -1,0 +1,141 @@
+"""The controller: watch events fill the store and queue Chute keys; workers reconcile them."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from typing import Any
+
+from lightkube import AsyncClient
+
+from chute_operator.conditions import find
+from chute_operator.gpus import load_catalog
+from chute_operator.kube import KubeApi, error_code, error_message
+from chute_operator.leader import LeaderElector
+from chute_operator.metrics import OperatorMetrics
+from chute_operator.reconcile import NotLeader, Reconciler
+from chute_operator.settings import Settings
+from chute_operator.store import Key, Store, key_of
+from chute_operator.workload import CHUTE_LABEL, RenderOptions
+from chute_operator.workqueue import WorkQueue
+
+log = logging.getLogger(__name__)
+
+
+class Controller:
+    """Owns the store, the queue, the workers and (optionally) leader election."""
+
+    def __init__(self, settings: Settings, client: AsyncClient, metrics: OperatorMetrics) -> None:
+        self.settings, self.metrics = settings, metrics
+        self.store = Store()
+        self.queue = WorkQueue()
+        self.api = KubeApi(client, settings.field_manager, "chute-operator", settings.identity)
+        options = RenderOptions(
+            catalog=load_catalog(settings.gpu_catalog),
+            sidecar_image=settings.sidecar_image,
+            cluster_domain=settings.cluster_domain,
+            hpa_scale_to_zero=settings.hpa_scale_to_zero,
+        )
+        self.elector = (
+            LeaderElector(
+                client,
+                settings.lease_namespace,
+                settings.lease_name,
+                settings.identity,
+                settings.lease_duration_seconds,
+                settings.lease_renew_seconds,
+                on_change=self._on_leadership,
+            )
+            if settings.leader_election
+            else None
+        )
+        self.reconciler = Reconciler(self.api, self.store, options, metrics, self.is_leader)
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def is_leader(self) -> bool:
+        return self.elector is None or self.elector.is_leader
+
+    def observe(self, kind: str, event_type: str | None, obj: dict[str, Any]) -> None:
+        """Record a watch event and queue the Chute it concerns."""
+        if event_type == "DELETED":
+            self.store.remove(kind, key_of(obj))
+        else:
+            self.store.put(kind, obj)
+        if kind == "Chute":
+            self.queue.add(key_of(obj))
+            return
+        owner = ((obj.get("metadata") or {}).get("labels") or {}).get(CHUTE_LABEL)
+        if owner:
+            self.queue.add((key_of(obj)[0], owner))
+
+    def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._work(), name=f"worker-{i}") for i in range(self.settings.workers)
+        ]
+        self._tasks.append(asyncio.create_task(self._resync(), name="resync"))
+        if self.elector is not None:
+            self._tasks.append(asyncio.create_task(self.elector.run(), name="leader-election"))
+        else:
+            self.metrics.leader.set(1)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self.queue.close()
+
+    def _on_leadership(self, leading: bool) -> None:
+        self.metrics.leader.set(1 if leading else 0)
+        if leading:
+            for key in self.store.keys("Chute"):
+                self.queue.add(key)
+
+    async def _resync(self) -> None:
+        """Re-queue every Chute now and then: catches anything a missed event would hide."""
+        while True:
+            await asyncio.sleep(self.settings.resync_seconds)
+            for key in self.store.keys("Chute"):
+                self.queue.add(key)
+
+    async def _work(self) -> None:
+        while True:
+            key = await self.queue.get()
+            try:
+                await self._reconcile(key)  # type: ignore[arg-type]
+            finally:
+                self.queue.done(key)
+                self.metrics.queue_depth.set(len(self.queue))
+
+    async def _reconcile(self, key: Key) -> None:
+        if not self.is_leader():
+            return
+        started = time.perf_counter()
+        try:
+            await self.reconciler.reconcile(key)
+        except NotLeader:
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            code = error_code(error)
+            self.metrics.api_errors.labels(str(code or 0)).inc()
+            self.metrics.reconciles.labels("error").inc()
+            delay = self.queue.retry(key)
+            log.warning("reconcile %s/%s failed (%s), retrying in %.0fs", *key, error_message(error), delay)
+            return
+        finally:
+            self.metrics.duration.observe(time.perf_counter() - started)
+        self.queue.forget(key)
+        self.metrics.reconciles.labels("success").inc()
+        self._count_ready()
+
+    def _count_ready(self) -> None:
+        counts: Counter[str] = Counter()
+        for key in self.store.keys("Chute"):
+            chute = self.store.get("Chute", key) or {}
+            ready = find((chute.get("status") or {}).get("conditions") or [], "Ready") or {}
+            counts[ready.get("status", "Unknown")] += 1
+        for value in ("True", "False", "Unknown"):
+            self.metrics.chutes.labels(value).set(counts[value])

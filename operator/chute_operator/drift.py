@@ -1,0 +1,68 @@
+"""Does a live object still carry everything we want it to? (Decides whether to apply.)
+
+Desired must be contained in actual: the API server adds defaults and other controllers add
+labels, annotations or fields, none of which is drift. Quantities compare by value
+(``1000m`` == ``1``), numbers by their text (``2`` == ``"2"``).
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+_QUANTITY = re.compile(r"^([+-]?[0-9.]+(?:[eE][-+]?[0-9]+)?)([a-zA-Z]*)$")
+_SUFFIX = {
+    "": Decimal(1), "n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("1e-3"),
+    "k": Decimal(10) ** 3, "M": Decimal(10) ** 6, "G": Decimal(10) ** 9, "T": Decimal(10) ** 12,
+    "P": Decimal(10) ** 15, "E": Decimal(10) ** 18, "Ki": Decimal(2) ** 10, "Mi": Decimal(2) ** 20,
+    "Gi": Decimal(2) ** 30, "Ti": Decimal(2) ** 40, "Pi": Decimal(2) ** 50, "Ei": Decimal(2) ** 60,
+}  # fmt: skip
+
+IGNORED_METADATA = ("managedFields", "resourceVersion", "uid", "generation", "creationTimestamp")
+
+
+def quantity(value: object) -> Decimal | None:
+    """The value of a Kubernetes quantity, or None if it is not one."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return None
+    match = _QUANTITY.match(str(value))
+    if not match or match.group(2) not in _SUFFIX:
+        return None
+    try:
+        return Decimal(match.group(1)) * _SUFFIX[match.group(2)]
+    except InvalidOperation:
+        return None
+
+
+def _same_scalar(desired: object, actual: object) -> bool:
+    if desired == actual and type(desired) is type(actual):
+        return True
+    if isinstance(desired, bool) or isinstance(actual, bool):
+        return desired == actual
+    if str(desired) == str(actual):
+        return True
+    left, right = quantity(desired), quantity(actual)
+    return left is not None and left == right
+
+
+def contained(desired: Any, actual: Any) -> bool:
+    """True when every field of ``desired`` is present, equal, in ``actual``."""
+    if isinstance(desired, dict):
+        return isinstance(actual, dict) and all(
+            key in actual and contained(value, actual[key]) for key, value in desired.items()
+        )
+    if isinstance(desired, list):
+        return (
+            isinstance(actual, list)
+            and len(desired) == len(actual)
+            and all(contained(d, a) for d, a in zip(desired, actual, strict=True))
+        )
+    return _same_scalar(desired, actual)
+
+
+def drifted(desired: dict[str, Any], actual: dict[str, Any] | None) -> bool:
+    """Whether ``desired`` must be applied: the object is missing or lacks something we want."""
+    if actual is None:
+        return True
+    return not contained(desired, actual)

@@ -1,0 +1,80 @@
+"""kopf wiring: watch Chutes and their children, hand every event to the controller. Nothing else.
+
+Only event-watching handlers are registered: kopf writes nothing to the objects (no finalizers,
+no diff-base annotations), so an unchanged Chute costs zero writes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+from lightkube import AsyncClient
+from lightkube.config.kubeconfig import KubeConfig
+
+from chute_operator.api import GROUP, PLURAL, VERSION
+from chute_operator.controller import Controller
+from chute_operator.metrics import OperatorMetrics
+from chute_operator.settings import Settings
+from chute_operator.workload import MANAGED_BY
+
+MANAGED = f"app.kubernetes.io/managed-by={MANAGED_BY}"
+CHILDREN = {
+    "Deployment": ("apps", "v1", "deployments"),
+    "Service": ("", "v1", "services"),
+    "HorizontalPodAutoscaler": ("autoscaling", "v2", "horizontalpodautoscalers"),
+    "NetworkPolicy": ("networking.k8s.io", "v1", "networkpolicies"),
+    "ServiceMonitor": ("monitoring.coreos.com", "v1", "servicemonitors"),
+    "Pod": ("", "v1", "pods"),
+}
+
+
+@kopf.on.startup()
+async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    config = Settings.from_env()
+    settings.posting.enabled = False  # the controller records its own, deliberate events
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=config.annotation_prefix)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=config.annotation_prefix)
+    settings.watching.server_timeout = config.watch_server_timeout
+    settings.watching.client_timeout = config.watch_client_timeout
+    settings.networking.enforce_retry_after = True
+    for group, version, plural in CHILDREN.values():
+        settings.watching.label_selectors[(group or "v1", version, plural) if group else ("v1", plural)] = (
+            MANAGED
+        )
+    metrics = OperatorMetrics()
+    metrics.serve(config.metrics_port)
+    client = AsyncClient(config=KubeConfig.from_env(), field_manager=config.field_manager)
+    controller = Controller(config, client, metrics)
+    controller.start()
+    memo["controller"] = controller
+
+
+@kopf.on.cleanup()
+async def stop(memo: kopf.Memo, **_: Any) -> None:
+    controller: Controller | None = memo.get("controller")
+    if controller is not None:
+        await controller.stop()
+
+
+@kopf.on.probe(id="leader")
+def leader(memo: kopf.Memo, **_: Any) -> bool:
+    controller: Controller | None = memo.get("controller")
+    return controller is not None and controller.is_leader()
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+def chute_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    memo["controller"].observe("Chute", event.get("type"), dict(event["object"]))
+
+
+def _watch_child(kind: str, group: str, version: str, plural: str) -> None:
+    resource = (f"{group}/{version}" if group else version, plural)
+
+    @kopf.on.event(*resource, labels={"app.kubernetes.io/managed-by": MANAGED_BY}, id=f"child-{kind}")
+    def child_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+        memo["controller"].observe(kind, event.get("type"), dict(event["object"]))
+
+
+for _kind, (_group, _version, _plural) in CHILDREN.items():
+    _watch_child(_kind, _group, _version, _plural)

@@ -1,0 +1,125 @@
+"""The few Kubernetes API calls the operator makes (lightkube, asyncio). No logic lives here."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from lightkube import ApiError, AsyncClient
+from lightkube.generic_resource import create_namespaced_resource
+from lightkube.resources.apps_v1 import Deployment
+from lightkube.resources.autoscaling_v2 import HorizontalPodAutoscaler
+from lightkube.resources.core_v1 import Event, Service
+from lightkube.resources.networking_v1 import NetworkPolicy
+from lightkube.types import PatchType
+
+from chute_operator.api import GROUP, KIND, PLURAL, VERSION
+
+ChuteResource = create_namespaced_resource(GROUP, VERSION, KIND, PLURAL)
+ServiceMonitor = create_namespaced_resource(
+    "monitoring.coreos.com", "v1", "ServiceMonitor", "servicemonitors"
+)
+
+CHILD_RESOURCES: dict[str, Any] = {
+    "Deployment": Deployment,
+    "Service": Service,
+    "HorizontalPodAutoscaler": HorizontalPodAutoscaler,
+    "ServiceMonitor": ServiceMonitor,
+    "NetworkPolicy": NetworkPolicy,
+}
+"""Kinds the operator creates, in apply order."""
+
+
+def error_code(error: BaseException) -> int | None:
+    """HTTP status of an API error, if it is one."""
+    if isinstance(error, ApiError):
+        return getattr(error.status, "code", None)
+    return None
+
+
+def error_message(error: BaseException) -> str:
+    if isinstance(error, ApiError):
+        return getattr(error.status, "message", None) or str(error)
+    return str(error) or type(error).__name__
+
+
+class KubeApi:
+    """Writes and reads the operator needs, with one field manager for every apply."""
+
+    def __init__(self, client: AsyncClient, field_manager: str, component: str, instance: str) -> None:
+        self.client = client
+        self.field_manager = field_manager
+        self.component = component
+        self.instance = instance
+
+    async def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        """Server-side apply, taking over conflicting fields; returns the object as stored."""
+        meta = manifest["metadata"]
+        result = await self.client.patch(
+            CHILD_RESOURCES[manifest["kind"]],
+            meta["name"],
+            manifest,
+            namespace=meta["namespace"],
+            patch_type=PatchType.APPLY,
+            field_manager=self.field_manager,
+            force=True,
+        )
+        stored: dict[str, Any] = result.to_dict()
+        return stored
+
+    async def delete(self, kind: str, namespace: str, name: str) -> None:
+        """Delete a child; one that is already gone is fine."""
+        try:
+            await self.client.delete(CHILD_RESOURCES[kind], name, namespace=namespace)
+        except ApiError as error:
+            if error_code(error) != 404:
+                raise
+
+    async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
+        """Replace the Chute's status (merge patch on the status subresource)."""
+        result = await self.client.patch(
+            ChuteResource.Status, name, {"status": status}, namespace=namespace, patch_type=PatchType.MERGE
+        )
+        stored: dict[str, Any] = result.to_dict()
+        return stored
+
+    async def service_monitors_served(self, namespace: str) -> bool:
+        """Whether the ServiceMonitor API (prometheus-operator's CRD) exists."""
+        try:
+            async for _ in self.client.list(ServiceMonitor, namespace=namespace, chunk_size=1):
+                break
+        except ApiError as error:
+            if error_code(error) == 404:
+                return False
+            raise
+        return True
+
+    async def event(self, chute: dict[str, Any], kind: str, reason: str, message: str) -> None:
+        """Record an Event on the Chute (``kubectl describe chute`` shows it)."""
+        meta = chute["metadata"]
+        now = datetime.now(UTC)
+        event = cast(
+            Event,
+            Event.from_dict(
+                {
+                    "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+                    "involvedObject": {
+                        "apiVersion": chute.get("apiVersion", f"{GROUP}/{VERSION}"),
+                        "kind": KIND,
+                        "name": meta["name"],
+                        "namespace": meta["namespace"],
+                        "uid": meta.get("uid"),
+                    },
+                    "type": kind,
+                    "reason": reason,
+                    "message": message[:1024],
+                    "source": {"component": self.component},
+                    "reportingComponent": self.component,
+                    "reportingInstance": self.instance,
+                    "firstTimestamp": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    "lastTimestamp": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    "count": 1,
+                }
+            ),
+        )
+        await self.client.create(event)

@@ -1,0 +1,197 @@
+"""Reconcile one Chute: apply what drifted, prune what is no longer wanted, write status if it changed.
+
+Level-based: reads the watched state from the Store, never from the event that woke it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from chute_operator.conditions import find
+from chute_operator.drift import drifted
+from chute_operator.gpus import NoEligibleGpu
+from chute_operator.kube import KubeApi, error_code, error_message
+from chute_operator.metrics import OperatorMetrics
+from chute_operator.render import render_workload
+from chute_operator.status import Observation, compute_status, status_changed
+from chute_operator.store import Key, Store, key_of
+from chute_operator.validation import InvalidChute, parse_chute
+from chute_operator.workload import CHUTE_LABEL, RenderOptions, Workload, resolve
+
+log = logging.getLogger(__name__)
+
+PRUNABLE = ("HorizontalPodAutoscaler", "ServiceMonitor", "NetworkPolicy")
+PERMANENT_FAILURES = {400, 422}
+"""Apply errors that retrying cannot fix: they become the Degraded condition instead."""
+QUIET_REASONS = {"ModelLoading", "RollingOut", "Creating", "NoReplicasReady"}
+MONITORING_RECHECK_SECONDS = 60.0
+
+
+class NotLeader(Exception):
+    """Leadership was lost mid-reconcile: stop writing at once."""
+
+
+@dataclass
+class MonitoringProbe:
+    """Caches whether the ServiceMonitor API exists, re-checking once a minute."""
+
+    api: KubeApi
+    checked_at: float = -MONITORING_RECHECK_SECONDS
+    available: bool = False
+
+    async def served(self, namespace: str) -> bool:
+        if time.monotonic() - self.checked_at >= MONITORING_RECHECK_SECONDS:
+            self.available = await self.api.service_monitors_served(namespace)
+            self.checked_at = time.monotonic()
+        return self.available
+
+
+def _owned_by(obj: dict[str, Any], uid: str | None) -> bool:
+    return any(ref.get("uid") == uid for ref in (obj.get("metadata") or {}).get("ownerReferences") or [])
+
+
+class Reconciler:
+    """Brings one Chute's children and status in line with its spec."""
+
+    def __init__(
+        self,
+        api: KubeApi,
+        store: Store,
+        options: RenderOptions,
+        metrics: OperatorMetrics,
+        may_write: Callable[[], bool],
+    ) -> None:
+        self.api, self.store, self.options, self.metrics = api, store, options, metrics
+        self.may_write = may_write
+        self.monitoring = MonitoringProbe(api)
+        self._announced: set[tuple[str, str]] = set()
+
+    def _check_leader(self) -> None:
+        if not self.may_write():
+            raise NotLeader
+
+    async def reconcile(self, key: Key) -> None:
+        chute = self.store.get("Chute", key)
+        if chute is None or chute["metadata"].get("deletionTimestamp"):
+            return  # children go by garbage collection
+        self._check_leader()
+        uid = chute["metadata"].get("uid")
+        workload: Workload | None = None
+        invalid: str | None = None
+        try:
+            workload = resolve(parse_chute(chute), self.options)
+        except (InvalidChute, NoEligibleGpu) as error:
+            invalid = "; ".join(str(error).splitlines())
+        apply_error = None
+        if workload is not None:
+            desired = render_workload(workload)
+            desired = await self._without_unserved(chute, desired)
+            apply_error = await self._apply(chute, desired)
+            await self._prune(chute, key, uid, desired)
+        deployment = self.store.get("Deployment", key)
+        observation = Observation(
+            generation=chute["metadata"].get("generation"),
+            selector=f"{CHUTE_LABEL}={key[1]}",
+            workload=workload,
+            invalid_spec=invalid,
+            apply_error=apply_error,
+            deployment=deployment if deployment and _owned_by(deployment, uid) else None,
+            pods=self.store.children("Pod", key),
+            previous=chute.get("status") or {},
+        )
+        await self._write_status(chute, compute_status(observation, datetime.now(UTC)))
+
+    async def _without_unserved(
+        self, chute: dict[str, Any], desired: list[dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """Drop the ServiceMonitor where its API does not exist (and say so once)."""
+        if not any(m["kind"] == "ServiceMonitor" for m in desired):
+            return desired
+        namespace = chute["metadata"]["namespace"]
+        if await self.monitoring.served(namespace):
+            return desired
+        await self._announce(
+            chute,
+            "MonitoringUnavailable",
+            "the ServiceMonitor API (prometheus-operator) is not installed; the Chute runs without one "
+            "and gets it once the API appears",
+        )
+        return [m for m in desired if m["kind"] != "ServiceMonitor"]
+
+    async def _apply(self, chute: dict[str, Any], desired: list[dict[str, Any]]) -> str | None:
+        changed = []
+        for manifest in desired:
+            kind, key = manifest["kind"], key_of(manifest)
+            if not drifted(manifest, self.store.get(kind, key)):
+                continue
+            self._check_leader()
+            try:
+                stored = await self.api.apply(manifest)
+            except Exception as error:
+                if error_code(error) in PERMANENT_FAILURES:
+                    message = f"applying {kind} {key[1]}: {error_message(error)}"
+                    await self._announce(chute, "ApplyFailed", message, warning=True)
+                    return message
+                raise
+            self.metrics.writes.labels("apply", kind).inc()
+            self.store.put(kind, stored)
+            changed.append(kind)
+        if changed:
+            log.info("applied %s for %s/%s", ", ".join(changed), *key_of(chute))
+            await self._event(chute, "Normal", "Applied", f"applied {', '.join(changed)}")
+        return None
+
+    async def _prune(
+        self, chute: dict[str, Any], key: Key, uid: str | None, desired: list[dict[str, Any]]
+    ) -> None:
+        wanted = {(m["kind"], m["metadata"]["name"]) for m in desired}
+        for kind in PRUNABLE:
+            for child in self.store.children(kind, key):
+                name = child["metadata"]["name"]
+                if (kind, name) in wanted or not _owned_by(child, uid):
+                    continue
+                self._check_leader()
+                await self.api.delete(kind, key[0], name)
+                self.metrics.writes.labels("delete", kind).inc()
+                self.store.remove(kind, (key[0], name))
+                log.info("deleted %s %s/%s: no longer in the spec", kind, key[0], name)
+                await self._event(chute, "Normal", "Pruned", f"deleted {kind} {name}: no longer in the spec")
+
+    async def _write_status(self, chute: dict[str, Any], status: dict[str, Any]) -> None:
+        previous = chute.get("status") or {}
+        if not status_changed(previous, status):
+            return
+        self._check_leader()
+        namespace, name = key_of(chute)
+        stored = await self.api.patch_status(namespace, name, status)
+        self.metrics.writes.labels("patch", "Chute/status").inc()
+        if stored.get("metadata"):
+            self.store.put("Chute", stored)
+        before = find(previous.get("conditions") or [], "Ready") or {}
+        after = find(status["conditions"], "Ready") or {}
+        if (before.get("status"), before.get("reason")) != (after.get("status"), after.get("reason")):
+            quiet = after["status"] == "True" or after["reason"] in QUIET_REASONS
+            reason = "Ready" if after["status"] == "True" else after["reason"]
+            await self._event(chute, "Normal" if quiet else "Warning", reason, after["message"] or reason)
+
+    async def _announce(
+        self, chute: dict[str, Any], reason: str, message: str, warning: bool = False
+    ) -> None:
+        """An event said once per Chute generation and reason, not on every reconcile."""
+        marker = (f"{chute['metadata'].get('uid')}/{chute['metadata'].get('generation')}", reason)
+        if marker in self._announced:
+            return
+        self._announced.add(marker)
+        await self._event(chute, "Warning" if warning else "Normal", reason, message)
+
+    async def _event(self, chute: dict[str, Any], kind: str, reason: str, message: str) -> None:
+        try:
+            await self.api.event(chute, kind, reason, message)
+            self.metrics.writes.labels("create", "Event").inc()
+        except Exception as error:  # an event is never worth failing a reconcile for
+            log.warning("event %s not recorded: %s", reason, error_message(error))

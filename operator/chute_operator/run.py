@@ -1,0 +1,37 @@
+"""``chute-operator run``: the operator process."""
+
+from __future__ import annotations
+
+import logging
+
+import kopf
+
+from chute_operator.settings import Settings
+
+
+def run_operator(namespaces: list[str] | None = None, all_namespaces: bool = False) -> int:
+    """Run until SIGTERM; watch ``namespaces`` (or CHUTE_OPERATOR_NAMESPACES), else all."""
+    settings = Settings.from_env()
+    watched = [] if all_namespaces else list(namespaces or settings.namespaces)
+    kopf.configure(
+        log_format=kopf.LogFormat.JSON if settings.log_format == "json" else kopf.LogFormat.FULL,
+        debug=settings.log_level == "DEBUG",
+        verbose=settings.log_level in ("DEBUG", "INFO"),
+        quiet=settings.log_level in ("WARNING", "ERROR"),
+    )
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    import chute_operator.handlers  # noqa: F401  (registers the handlers)
+
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    kopf.run(
+        standalone=True,
+        clusterwide=not watched,
+        namespaces=watched,
+        liveness_endpoint=f"http://0.0.0.0:{settings.health_port}/healthz",
+    )
+    return 0

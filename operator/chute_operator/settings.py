@@ -1,0 +1,76 @@
+"""One env-driven settings object for the operator (CHUTE_OPERATOR_*)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from dataclasses import dataclass, field
+
+from chute_operator.workload import DEFAULT_SIDECAR_IMAGE
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(f"CHUTE_OPERATOR_{name}", default)
+
+
+def _flag(name: str, default: bool) -> bool:
+    return _env(name, str(default)).strip().lower() in ("1", "true", "yes", "on")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Operator settings; every field has an env var CHUTE_OPERATOR_<FIELD_NAME_UPPER>."""
+
+    field_manager: str = "chute-operator"
+    sidecar_image: str = DEFAULT_SIDECAR_IMAGE
+    gpu_catalog: str | None = None
+    cluster_domain: str = "cluster.local"
+    namespaces: tuple[str, ...] = ()
+    """Watched namespaces; empty means all."""
+    leader_election: bool = True
+    lease_name: str = "chute-operator"
+    lease_namespace: str = "default"
+    lease_duration_seconds: float = 15.0
+    lease_renew_seconds: float = 2.0
+    identity: str = field(default_factory=lambda: f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}")
+    workers: int = 4
+    resync_seconds: float = 600.0
+    metrics_port: int = 8081
+    health_port: int = 8080
+    log_format: str = "json"
+    log_level: str = "INFO"
+    watch_server_timeout: int = 300
+    watch_client_timeout: int = 330
+    hpa_scale_to_zero: bool = False
+    annotation_prefix: str = "chutes.ai"
+    """Prefix of kopf's own annotations, should it ever store progress."""
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        """Settings from the environment; unset variables keep the defaults above."""
+        default = cls()
+        namespaces = tuple(n.strip() for n in _env("NAMESPACES", "").split(",") if n.strip())
+        return cls(
+            field_manager=_env("FIELD_MANAGER", default.field_manager),
+            sidecar_image=_env("SIDECAR_IMAGE", default.sidecar_image),
+            gpu_catalog=_env("GPU_CATALOG", "") or None,
+            cluster_domain=_env("CLUSTER_DOMAIN", default.cluster_domain),
+            namespaces=namespaces,
+            leader_election=_flag("LEADER_ELECTION", default.leader_election),
+            lease_name=_env("LEASE_NAME", default.lease_name),
+            lease_namespace=_env("LEASE_NAMESPACE", os.environ.get("POD_NAMESPACE", default.lease_namespace)),
+            lease_duration_seconds=float(_env("LEASE_DURATION_SECONDS", str(default.lease_duration_seconds))),
+            lease_renew_seconds=float(_env("LEASE_RENEW_SECONDS", str(default.lease_renew_seconds))),
+            identity=_env("IDENTITY", os.environ.get("POD_NAME", default.identity)),
+            workers=int(_env("WORKERS", str(default.workers))),
+            resync_seconds=float(_env("RESYNC_SECONDS", str(default.resync_seconds))),
+            metrics_port=int(_env("METRICS_PORT", str(default.metrics_port))),
+            health_port=int(_env("HEALTH_PORT", str(default.health_port))),
+            log_format=_env("LOG_FORMAT", default.log_format),
+            log_level=_env("LOG_LEVEL", default.log_level).upper(),
+            watch_server_timeout=int(_env("WATCH_SERVER_TIMEOUT", str(default.watch_server_timeout))),
+            watch_client_timeout=int(_env("WATCH_CLIENT_TIMEOUT", str(default.watch_client_timeout))),
+            hpa_scale_to_zero=_flag("HPA_SCALE_TO_ZERO", default.hpa_scale_to_zero),
+            annotation_prefix=_env("ANNOTATION_PREFIX", default.annotation_prefix),
+        )

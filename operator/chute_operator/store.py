@@ -1,0 +1,60 @@
+"""An in-memory copy of the watched objects, fed by watch events; read by the reconciler."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from chute_operator.workload import CHUTE_LABEL
+
+Key = tuple[str, str]
+"""(namespace, name)"""
+
+
+def key_of(obj: dict[str, Any]) -> Key:
+    meta = obj.get("metadata") or {}
+    return meta.get("namespace", ""), meta.get("name", "")
+
+
+class Store:
+    """Latest known state of Chutes and their children, by kind."""
+
+    def __init__(self) -> None:
+        self._objects: dict[str, dict[Key, dict[str, Any]]] = defaultdict(dict)
+
+    def put(self, kind: str, obj: dict[str, Any]) -> None:
+        """Remember ``obj`` unless we already hold a newer version of it."""
+        key = key_of(obj)
+        known = self._objects[kind].get(key)
+        if known is not None and _older(obj, known):
+            return
+        self._objects[kind][key] = obj
+
+    def remove(self, kind: str, key: Key) -> None:
+        self._objects[kind].pop(key, None)
+
+    def get(self, kind: str, key: Key) -> dict[str, Any] | None:
+        return self._objects[kind].get(key)
+
+    def keys(self, kind: str) -> list[Key]:
+        return list(self._objects[kind])
+
+    def children(self, kind: str, chute: Key) -> list[dict[str, Any]]:
+        """Objects of this kind labelled as belonging to the Chute."""
+        namespace, name = chute
+        return [
+            obj
+            for (ns, _), obj in self._objects[kind].items()
+            if ns == namespace and ((obj.get("metadata") or {}).get("labels") or {}).get(CHUTE_LABEL) == name
+        ]
+
+
+def _older(candidate: dict[str, Any], known: dict[str, Any]) -> bool:
+    """Whether ``candidate`` is an older version of the same object than ``known``."""
+    meta_c, meta_k = candidate.get("metadata") or {}, known.get("metadata") or {}
+    if meta_c.get("uid") != meta_k.get("uid"):
+        return False
+    try:
+        return int(meta_c.get("resourceVersion", 0)) < int(meta_k.get("resourceVersion", 0))
+    except ValueError:
+        return False

@@ -1,0 +1,74 @@
+"""A work queue of Chute keys: coalescing, one worker per key at a time, delayed retries with backoff."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Hashable
+
+
+class WorkQueue:
+    """controller-runtime style: a key queued many times is processed once; never twice at once."""
+
+    def __init__(self, base_delay: float = 1.0, max_delay: float = 300.0) -> None:
+        self._ready: asyncio.Queue[Hashable] = asyncio.Queue()
+        self._queued: set[Hashable] = set()
+        self._processing: set[Hashable] = set()
+        self._dirty: set[Hashable] = set()
+        self._failures: dict[Hashable, int] = {}
+        self._timers: dict[Hashable, asyncio.TimerHandle] = {}
+        self._base, self._max = base_delay, max_delay
+
+    def add(self, key: Hashable) -> None:
+        """Queue ``key`` now (a no-op if it is already waiting)."""
+        if key in self._processing:
+            self._dirty.add(key)
+        elif key not in self._queued:
+            self._queued.add(key)
+            self._ready.put_nowait(key)
+
+    def add_after(self, key: Hashable, delay: float) -> None:
+        """Queue ``key`` after ``delay`` seconds (an earlier pending timer wins)."""
+        timer = self._timers.get(key)
+        loop = asyncio.get_running_loop()
+        if timer is not None and timer.when() <= loop.time() + delay:
+            return
+        if timer is not None:
+            timer.cancel()
+        self._timers[key] = loop.call_later(delay, self._fire, key)
+
+    def _fire(self, key: Hashable) -> None:
+        self._timers.pop(key, None)
+        self.add(key)
+
+    def retry(self, key: Hashable) -> float:
+        """Queue ``key`` again with exponential backoff; returns the delay chosen."""
+        failures = self._failures.get(key, 0)
+        self._failures[key] = failures + 1
+        delay = min(self._base * 2**failures, self._max)
+        self.add_after(key, delay)
+        return delay
+
+    def forget(self, key: Hashable) -> None:
+        """Reset the backoff of ``key`` after a success."""
+        self._failures.pop(key, None)
+
+    async def get(self) -> Hashable:
+        """The next key to process; call :meth:`done` when finished."""
+        key = await self._ready.get()
+        self._queued.discard(key)
+        self._processing.add(key)
+        return key
+
+    def done(self, key: Hashable) -> None:
+        self._processing.discard(key)
+        if key in self._dirty:
+            self._dirty.discard(key)
+            self.add(key)
+
+    def __len__(self) -> int:
+        return len(self._queued)
+
+    def close(self) -> None:
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()

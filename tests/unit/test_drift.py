@@ -1,0 +1,49 @@
+"""Drift: desired must be contained in what the API server stores."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from chute_operator.drift import contained, drifted, quantity
+
+
+def test_server_defaults_and_foreign_labels_are_not_drift() -> None:
+    desired = {
+        "metadata": {"labels": {"a": "1"}},
+        "spec": {"replicas": 2, "template": {"x": [{"name": "m"}]}},
+    }
+    actual = {
+        "metadata": {
+            "labels": {"a": "1", "team": "ml"},
+            "annotations": {"deployment.kubernetes.io/revision": "3"},
+        },
+        "spec": {
+            "replicas": 2,
+            "progressDeadlineSeconds": 600,
+            "template": {"x": [{"name": "m", "tty": False}]},
+        },
+    }
+    assert not drifted(desired, actual)
+
+
+def test_hand_edits_are_drift() -> None:
+    desired = {"spec": {"replicas": 2, "image": "a:1"}}
+    assert drifted(desired, {"spec": {"replicas": 5, "image": "a:1"}})
+    assert drifted(desired, {"spec": {"replicas": 2, "image": "b:1"}})
+    assert drifted(desired, {"spec": {"replicas": 2}})
+    assert drifted(desired, None)
+
+
+def test_lists_must_match_item_by_item() -> None:
+    assert contained([{"a": 1}], [{"a": 1, "b": 2}])
+    assert not contained([{"a": 1}], [{"a": 1}, {"a": 2}])
+    assert not contained([{"a": 1}, {"a": 2}], [{"a": 2}, {"a": 1}])
+
+
+def test_quantities_and_numbers_compare_by_value() -> None:
+    assert quantity("1Gi") == Decimal(1024**3)
+    assert quantity("500m") == Decimal("0.5")
+    assert quantity("lots") is None
+    assert contained({"cpu": "1000m", "gpu": 2, "mem": "1024Mi"}, {"cpu": "1", "gpu": "2", "mem": "1Gi"})
+    assert not contained({"cpu": "2"}, {"cpu": "1"})
+    assert not contained({"enabled": True}, {"enabled": "True"})

@@ -1,0 +1,175 @@
+"""Status from the Deployment and every pod: the reason a person needs, from all pods."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from chute_operator.api import Chute
+from chute_operator.gpus import builtin_catalog
+from chute_operator.status import Observation, compute_status, pod_problem, status_changed
+from chute_operator.workload import RenderOptions, resolve
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+WORKLOAD = resolve(
+    Chute.model_validate(
+        {
+            "metadata": {"name": "m", "namespace": "ns"},
+            "spec": {"image": "i", "nodeSelector": {"gpuCount": 8}},
+        }
+    ),
+    RenderOptions(catalog=builtin_catalog()),
+)
+
+
+def _deployment(replicas: int = 2, ready: int = 2, updated: int = 2, generation: int = 1) -> dict[str, Any]:
+    return {
+        "metadata": {"generation": generation},
+        "spec": {"replicas": replicas},
+        "status": {
+            "observedGeneration": generation,
+            "replicas": replicas,
+            "readyReplicas": ready,
+            "availableReplicas": ready,
+            "updatedReplicas": updated,
+        },
+    }
+
+
+def _pod(name: str, **status: Any) -> dict[str, Any]:
+    return {"metadata": {"name": name}, "status": status}
+
+
+def _running(name: str, ready: bool, started: bool = True) -> dict[str, Any]:
+    return _pod(
+        name,
+        phase="Running",
+        conditions=[{"type": "Ready", "status": "True" if ready else "False"}],
+        containerStatuses=[{"name": "model", "ready": ready, "started": started, "state": {"running": {}}}],
+    )
+
+
+def _status(deployment: dict[str, Any] | None, pods: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+    obs = Observation(
+        generation=3, selector="chutes.ai/chute=m", workload=WORKLOAD, deployment=deployment, pods=pods
+    )
+    for key, value in extra.items():
+        obs = Observation(**{**obs.__dict__, key: value})
+    return compute_status(obs, NOW)
+
+
+def _condition(status: dict[str, Any], kind: str) -> tuple[str, str]:
+    condition = next(c for c in status["conditions"] if c["type"] == kind)
+    return condition["status"], condition["reason"]
+
+
+def test_all_ready_is_ready_with_generation_and_counts() -> None:
+    status = _status(_deployment(), [_running("a", True), _running("b", True)])
+    assert _condition(status, "Ready") == ("True", "Serving")
+    assert _condition(status, "Degraded") == ("False", "AsExpected")
+    assert status["observedGeneration"] == 3
+    assert (status["replicas"], status["readyReplicas"]) == (2, 2)
+    assert status["selector"] == "chutes.ai/chute=m"
+    assert status["url"] == "http://m.ns.svc.cluster.local"
+    assert "h100_sxm" in status["eligibleGpus"]
+
+
+def test_loading_model_is_progressing_not_degraded() -> None:
+    status = _status(_deployment(ready=0), [_running("a", False, started=False), _running("b", False, False)])
+    assert _condition(status, "Ready") == ("False", "ModelLoading")
+    assert _condition(status, "Degraded")[0] == "False"
+    assert _condition(status, "Progressing") == ("True", "ModelLoading")
+
+
+def test_failure_in_a_later_pod_is_found() -> None:
+    crash = _pod(
+        "b",
+        phase="Running",
+        containerStatuses=[
+            {
+                "name": "model",
+                "restartCount": 4,
+                "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+                "lastState": {"terminated": {"exitCode": 3, "reason": "Error"}},
+            }
+        ],
+    )
+    status = _status(_deployment(ready=1), [_running("a", True), crash])
+    assert _condition(status, "Ready") == ("False", "CrashLoopBackOff")
+    assert _condition(status, "Available") == ("True", "MinimumReplicasAvailable")
+    message = next(c for c in status["conditions"] if c["type"] == "Degraded")["message"]
+    assert "1 of 2 pods: b:" in message
+    assert "exit code 3" in message
+
+
+def test_most_severe_pod_problem_wins() -> None:
+    pull = _pod("c", containerStatuses=[{"name": "model", "state": {"waiting": {"reason": "ErrImagePull"}}}])
+    pending = _pod("d", conditions=[{"type": "PodScheduled", "status": "False", "reason": "Unschedulable"}])
+    status = _status(_deployment(ready=0), [pending, pull])
+    assert _condition(status, "Ready") == ("False", "ImagePullBackOff")
+
+
+def test_unschedulable_carries_the_scheduler_message_and_eligible_gpus() -> None:
+    pending = _pod(
+        "a",
+        phase="Pending",
+        conditions=[
+            {
+                "type": "PodScheduled",
+                "status": "False",
+                "reason": "Unschedulable",
+                "message": "0/9 nodes are available: 9 Insufficient nvidia.com/gpu.",
+            }
+        ],
+    )
+    status = _status(_deployment(replicas=1, ready=0, updated=1), [pending])
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert ready["reason"] == "Unschedulable"
+    assert "Insufficient nvidia.com/gpu" in ready["message"]
+    assert "needs 8 GPU(s) of:" in ready["message"]
+
+
+def test_oom_and_probe_failures_are_named() -> None:
+    oom = _pod(
+        "a",
+        containerStatuses=[
+            {
+                "name": "model",
+                "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+                "lastState": {"terminated": {"reason": "OOMKilled", "exitCode": 137}},
+            }
+        ],
+    )
+    problem = pod_problem(oom)
+    assert problem is not None and problem.reason == "OOMKilled"
+    problem = pod_problem(_running("b", False, started=True))
+    assert problem is not None and problem.reason == "ProbeFailing"
+    assert pod_problem(_running("c", True)) is None
+
+
+def test_rollout_in_progress_is_not_ready_yet() -> None:
+    status = _status(_deployment(updated=1, generation=2), [_running("a", True), _running("b", True)])
+    assert _condition(status, "Ready") == ("False", "RollingOut")
+    assert _condition(status, "Available")[0] == "True"
+
+
+def test_invalid_spec_is_reported_and_degraded() -> None:
+    status = _status(None, [], workload=None, invalid_spec="spec.nodeSelector admits no GPU")
+    assert _condition(status, "Ready") == ("False", "InvalidSpec")
+    assert _condition(status, "Degraded") == ("True", "InvalidSpec")
+
+
+def test_unchanged_status_needs_no_write() -> None:
+    first = _status(_deployment(), [_running("a", True), _running("b", True)])
+    second = compute_status(
+        Observation(
+            generation=3,
+            selector="chutes.ai/chute=m",
+            workload=WORKLOAD,
+            deployment=_deployment(),
+            pods=[_running("a", True), _running("b", True)],
+            previous=first,
+        ),
+        datetime(2027, 1, 1, tzinfo=UTC),
+    )
+    assert not status_changed(first, second)
