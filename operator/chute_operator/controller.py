@@ -51,7 +51,9 @@ class Controller:
             if settings.leader_election
             else None
         )
-        self.reconciler = Reconciler(self.api, self.store, options, metrics, self.is_leader)
+        self.reconciler = Reconciler(
+            self.api, self.store, options, metrics, self.is_leader, settings.monitoring_recheck_seconds
+        )
         self._tasks: list[asyncio.Task[None]] = []
 
     def is_leader(self) -> bool:
@@ -113,7 +115,7 @@ class Controller:
             return
         started = time.perf_counter()
         try:
-            await self.reconciler.reconcile(key)
+            requeue_after = await self.reconciler.reconcile(key)
         except NotLeader:
             return
         except asyncio.CancelledError:
@@ -128,6 +130,8 @@ class Controller:
         finally:
             self.metrics.duration.observe(time.perf_counter() - started)
         self.queue.forget(key)
+        if requeue_after is not None:
+            self.queue.add_after(key, requeue_after)
         self.metrics.reconciles.labels("success").inc()
         self._count_ready()
 

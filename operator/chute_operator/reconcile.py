@@ -29,7 +29,6 @@ PRUNABLE = ("HorizontalPodAutoscaler", "ServiceMonitor", "NetworkPolicy")
 PERMANENT_FAILURES = {400, 422}
 """Apply errors that retrying cannot fix: they become the Degraded condition instead."""
 QUIET_REASONS = {"ModelLoading", "RollingOut", "Creating", "NoReplicasReady"}
-MONITORING_RECHECK_SECONDS = 60.0
 
 
 class NotLeader(Exception):
@@ -38,14 +37,16 @@ class NotLeader(Exception):
 
 @dataclass
 class MonitoringProbe:
-    """Caches whether the ServiceMonitor API exists, re-checking once a minute."""
+    """Caches whether the ServiceMonitor API exists, re-checking while it is missing."""
 
     api: KubeApi
-    checked_at: float = -MONITORING_RECHECK_SECONDS
+    recheck_seconds: float = 60.0
+    checked_at: float | None = None
     available: bool = False
 
     async def served(self, namespace: str) -> bool:
-        if time.monotonic() - self.checked_at >= MONITORING_RECHECK_SECONDS:
+        stale = self.checked_at is None or time.monotonic() - self.checked_at >= self.recheck_seconds
+        if not self.available and stale:
             self.available = await self.api.service_monitors_served(namespace)
             self.checked_at = time.monotonic()
         return self.available
@@ -65,20 +66,22 @@ class Reconciler:
         options: RenderOptions,
         metrics: OperatorMetrics,
         may_write: Callable[[], bool],
+        monitoring_recheck_seconds: float = 60.0,
     ) -> None:
         self.api, self.store, self.options, self.metrics = api, store, options, metrics
         self.may_write = may_write
-        self.monitoring = MonitoringProbe(api)
+        self.monitoring = MonitoringProbe(api, monitoring_recheck_seconds)
         self._announced: set[tuple[str, str]] = set()
 
     def _check_leader(self) -> None:
         if not self.may_write():
             raise NotLeader
 
-    async def reconcile(self, key: Key) -> None:
+    async def reconcile(self, key: Key) -> float | None:
+        """Reconcile the Chute at ``key``; returns seconds after which to look again, if needed."""
         chute = self.store.get("Chute", key)
         if chute is None or chute["metadata"].get("deletionTimestamp"):
-            return  # children go by garbage collection
+            return None  # children go by garbage collection
         self._check_leader()
         uid = chute["metadata"].get("uid")
         workload: Workload | None = None
@@ -88,9 +91,13 @@ class Reconciler:
         except (InvalidChute, NoEligibleGpu) as error:
             invalid = "; ".join(str(error).splitlines())
         apply_error = None
+        requeue_after = None
         if workload is not None:
             desired = render_workload(workload)
-            desired = await self._without_unserved(chute, desired)
+            served = await self._without_unserved(chute, desired)
+            if len(served) < len(desired):
+                requeue_after = self.monitoring.recheck_seconds
+            desired = served
             apply_error = await self._apply(chute, desired)
             await self._prune(chute, key, uid, desired)
         deployment = self.store.get("Deployment", key)
@@ -105,6 +112,7 @@ class Reconciler:
             previous=chute.get("status") or {},
         )
         await self._write_status(chute, compute_status(observation, datetime.now(UTC)))
+        return requeue_after
 
     async def _without_unserved(
         self, chute: dict[str, Any], desired: list[dict[str, Any]]

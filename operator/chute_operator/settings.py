@@ -36,6 +36,8 @@ class Settings:
     identity: str = field(default_factory=lambda: f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}")
     workers: int = 4
     resync_seconds: float = 600.0
+    monitoring_recheck_seconds: float = 60.0
+    """How often to look again for the ServiceMonitor API while it is missing."""
     metrics_port: int = 8081
     health_port: int = 8080
     log_format: str = "json"
@@ -65,6 +67,9 @@ class Settings:
             identity=_env("IDENTITY", os.environ.get("POD_NAME", default.identity)),
             workers=int(_env("WORKERS", str(default.workers))),
             resync_seconds=float(_env("RESYNC_SECONDS", str(default.resync_seconds))),
+            monitoring_recheck_seconds=float(
+                _env("MONITORING_RECHECK_SECONDS", str(default.monitoring_recheck_seconds))
+            ),
             metrics_port=int(_env("METRICS_PORT", str(default.metrics_port))),
             health_port=int(_env("HEALTH_PORT", str(default.health_port))),
             log_format=_env("LOG_FORMAT", default.log_format),

@@ -141,9 +141,11 @@ def test_oom_and_probe_failures_are_named() -> None:
         ],
     )
     problem = pod_problem(oom)
-    assert problem is not None and problem.reason == "OOMKilled"
+    assert problem is not None
+    assert problem.reason == "OOMKilled"
     problem = pod_problem(_running("b", False, started=True))
-    assert problem is not None and problem.reason == "ProbeFailing"
+    assert problem is not None
+    assert problem.reason == "ProbeFailing"
     assert pod_problem(_running("c", True)) is None
 
 
