@@ -1,0 +1,137 @@
+"""Assembles the sidecar: model health poller, proxy on the serving port, admin port."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from aiohttp import web
+
+from chute_sidecar.admin import admin_app
+from chute_sidecar.auth import ApiKeys
+from chute_sidecar.config import Config
+from chute_sidecar.health import ModelHealth
+from chute_sidecar.limiter import Limiter
+from chute_sidecar.metrics import Metrics
+from chute_sidecar.proxy import Draining, Proxy
+from chute_sidecar.routes import RouteTable
+
+log = logging.getLogger("chute_sidecar")
+
+_GRACE_AFTER_DEADLINE = 1.0  # cleanup's own wait once the shutdown deadline has passed
+_POLL = 0.05
+
+
+class Sidecar:
+    """One sidecar instance; :meth:`start`, then :meth:`shutdown` (graceful) or :meth:`stop`."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.limiter = Limiter(config.concurrency)
+        self.metrics = Metrics(config.concurrency)
+        self.metrics.bind_limiter(lambda: self.limiter.in_flight, self.limiter.utilization)
+        self.draining = Draining()
+        self.health = ModelHealth(
+            config.upstream + config.health_path,
+            interval=config.health_interval_seconds,
+            timeout=config.health_timeout_seconds,
+            startup_timeout=config.startup_timeout_seconds,
+            metrics=self.metrics,
+        )
+        self.proxy = Proxy(
+            upstream=config.upstream,
+            limiter=self.limiter,
+            metrics=self.metrics,
+            routes=RouteTable.from_strings(config.cords),
+            restrict_to_routes=config.restrict_to_cords,
+            keys=ApiKeys(config.api_key_file) if config.api_key_file else None,
+            max_body_bytes=config.max_body_bytes,
+            request_timeout=config.request_timeout_seconds,
+            draining=self.draining,
+        )
+        self._server: web.Server | None = None
+        self._serving: web.ServerRunner | None = None
+        self._serving_site: web.TCPSite | None = None
+        self._admin: web.AppRunner | None = None
+        self.port = 0
+        self.admin_port = 0
+
+    async def start(self) -> None:
+        """Bind both ports and start polling the model."""
+        config = self.config
+        await self.proxy.start()
+        await self.health.start()
+        self._server = web.Server(
+            self.proxy.handle,
+            handler_cancellation=True,  # a client that goes away cancels its upstream request
+            access_log=None,
+            auto_decompress=False,  # bodies pass through as sent
+        )
+        self._serving = web.ServerRunner(self._server, shutdown_timeout=_GRACE_AFTER_DEADLINE)
+        await self._serving.setup()
+        self._serving_site = web.TCPSite(self._serving, config.host, config.port, backlog=1024)
+        await self._serving_site.start()
+        self._admin = web.AppRunner(
+            admin_app(self.health, self.limiter, self.metrics, self.draining),
+            access_log=None,
+            shutdown_timeout=_GRACE_AFTER_DEADLINE,
+        )
+        await self._admin.setup()
+        await web.TCPSite(self._admin, config.host, config.admin_port).start()
+        self.port = self._serving.addresses[0][1]
+        self.admin_port = self._admin.addresses[0][1]
+        log.info(
+            "sidecar started",
+            extra={
+                "port": self.port,
+                "admin_port": self.admin_port,
+                "upstream": config.upstream,
+                "concurrency": config.concurrency,
+                "cords": list(config.cords),
+                "restrict_to_cords": config.restrict_to_cords,
+                "auth": config.api_key_file is not None,
+            },
+        )
+
+    async def shutdown(self, hurry: asyncio.Event | None = None) -> None:
+        """Graceful stop: unready at once, serve ``drain_seconds`` more, close the listener, let
+        in-flight requests finish; all within ``shutdown_timeout_seconds`` of the call."""
+        config = self.config
+        deadline = time.monotonic() + config.shutdown_timeout_seconds
+        hurry = hurry or asyncio.Event()
+        self.draining.value = True
+        self.metrics.draining.set(1)
+        log.info(
+            "draining",
+            extra={"drain_seconds": config.drain_seconds, "in_flight": self.limiter.in_flight},
+        )
+        drain = min(config.drain_seconds, config.shutdown_timeout_seconds)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(hurry.wait(), drain)
+        if self._serving_site is not None:
+            await self._serving_site.stop()  # no new connections
+        if self._server is not None:
+            self._server.pre_shutdown()  # idle keep-alive connections close, busy ones after their response
+            while self._server.connections and time.monotonic() < deadline and not hurry.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(hurry.wait(), _POLL)
+            left = len(self._server.connections)
+            if left:
+                log.warning(
+                    "shutdown timeout: cancelling requests still in flight", extra={"connections": left}
+                )
+        await self.stop()
+        log.info("sidecar stopped")
+
+    async def stop(self) -> None:
+        """Close everything now (requests still running get :data:`_GRACE_AFTER_DEADLINE`)."""
+        if self._serving is not None:
+            await self._serving.cleanup()
+            self._serving = None
+        if self._admin is not None:
+            await self._admin.cleanup()
+            self._admin = None
+        await self.health.stop()
+        await self.proxy.close()

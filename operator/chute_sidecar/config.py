@@ -1,0 +1,191 @@
+"""Command-line flags of the sidecar; every flag also reads ``CHUTE_SIDECAR_<FLAG>`` (the flag wins)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from chute_sidecar.routes import parse_cord
+
+ENV_PREFIX = "CHUTE_SIDECAR_"
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """Everything the sidecar needs to run, validated."""
+
+    upstream: str
+    port: int = 8080
+    admin_port: int = 9090
+    host: str = "0.0.0.0"
+    concurrency: int = 1
+    health_path: str = "/health"
+    startup_timeout_seconds: float = 1800.0
+    request_timeout_seconds: float = 600.0
+    max_body_bytes: int = 64 * 1024 * 1024
+    cords: tuple[str, ...] = ()
+    restrict_to_cords: bool = False
+    api_key_file: str | None = None
+    drain_seconds: float = 5.0
+    shutdown_timeout_seconds: float = 80.0
+    health_interval_seconds: float = 5.0
+    health_timeout_seconds: float = 5.0
+    log_format: str = "json"
+    log_level: str = "INFO"
+
+
+def env_name(flag: str) -> str:
+    """``--admin-port`` -> ``CHUTE_SIDECAR_ADMIN_PORT``."""
+    return ENV_PREFIX + flag.lstrip("-").replace("-", "_").upper()
+
+
+def _bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise argparse.ArgumentTypeError(f"not a boolean: {text!r}")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1: {text}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"not a port: {text}")
+    return value
+
+
+def _non_negative(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0: {text}")
+    return value
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0: {text}")
+    return value
+
+
+def _path(text: str) -> str:
+    if not text.startswith("/"):
+        raise argparse.ArgumentTypeError(f"must start with '/': {text!r}")
+    return text
+
+
+def _upstream(text: str) -> str:
+    if not text.startswith(("http://", "https://")):
+        raise argparse.ArgumentTypeError(f"must be an http:// or https:// URL: {text!r}")
+    return text.rstrip("/")
+
+
+# flag, type, default, help
+_OPTIONS: tuple[tuple[str, object, object, str], ...] = (
+    ("--upstream", _upstream, None, "model server base URL, e.g. http://127.0.0.1:8000 (required)"),
+    ("--port", _port, 8080, "serving port (reverse proxy)"),
+    ("--admin-port", _port, 9090, "admin port: probes, /metrics, /_conn_stats"),
+    ("--host", str, "0.0.0.0", "address both ports bind to"),
+    ("--concurrency", _positive_int, 1, "proxied requests in flight at most; one more gets 429"),
+    ("--health-path", _path, "/health", "the model's health path, polled in the background"),
+    ("--startup-timeout-seconds", _positive, 1800.0, "how long the model may take to start"),
+    ("--request-timeout-seconds", _positive, 600.0, "per proxied request, whole exchange; 504 on expiry"),
+    ("--max-body-bytes", _positive_int, 64 * 1024 * 1024, "largest request body; 413 beyond"),
+    ("--restrict-to-cords", _bool, False, "404 for routes not in the --cord list"),
+    ("--api-key-file", str, None, "file of accepted API keys, one a line; enables auth"),
+    ("--drain-seconds", _non_negative, 5.0, "after SIGTERM keep serving (unready) this long"),
+    ("--shutdown-timeout-seconds", _positive, 80.0, "after SIGTERM exit within this long (drain included)"),
+    ("--health-interval-seconds", _positive, 5.0, "model health poll interval"),
+    ("--health-timeout-seconds", _positive, 5.0, "timeout of one model health poll"),
+    ("--log-format", str, "json", "json or text"),
+    ("--log-level", str, "INFO", "DEBUG logs every request"),
+)
+
+
+def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
+    """A parser whose defaults come from ``env`` where set."""
+    parser = argparse.ArgumentParser(
+        prog="chute-operator sidecar",
+        description="Reverse proxy in front of a model server: concurrency limit, auth, probes, metrics.",
+        epilog=f"Every flag also reads the environment variable {ENV_PREFIX}<FLAG>; the flag wins.",
+    )
+    for flag, kind, default, text in _OPTIONS:
+        value = env.get(env_name(flag))
+        if flag == "--restrict-to-cords":
+            on = _bool(value) if value is not None else False
+            parser.add_argument(flag, action="store_true", default=on, help=f"{text} (env {env_name(flag)})")
+            continue
+        # argparse converts a string default with ``type``, so bad env values are reported like flags.
+        parser.add_argument(
+            flag,
+            type=kind,  # type: ignore[arg-type]
+            default=value if value is not None else default,
+            help=f"{text} (env {env_name(flag)})",
+        )
+    parser.add_argument(
+        "--cord",
+        action="append",
+        default=None,
+        metavar="'METHOD PATH'",
+        help="a route of the model, repeatable; PATH may end in '*' (prefix); METHOD may be '*' "
+        f"(env {env_name('--cord')}: entries separated by ';' or newlines)",
+    )
+    return parser
+
+
+def _split_cords(text: str) -> list[str]:
+    return [part.strip() for part in text.replace("\n", ";").split(";") if part.strip()]
+
+
+def parse_config(argv: Sequence[str], env: Mapping[str, str] | None = None) -> Config:
+    """Parse flags (falling back to the environment); exits with usage on error like argparse."""
+    env = os.environ if env is None else env
+    try:
+        parser = build_parser(env)
+    except argparse.ArgumentTypeError as error:  # a bad boolean in the environment
+        argparse.ArgumentParser(prog="chute-operator sidecar").error(str(error))
+    args = parser.parse_args(list(argv))
+    if args.upstream is None:
+        parser.error(f"--upstream (or {env_name('--upstream')}) is required")
+    if args.log_format not in ("json", "text"):
+        parser.error("--log-format must be json or text")
+    cords = args.cord if args.cord is not None else _split_cords(env.get(env_name("--cord"), ""))
+    for cord in cords:
+        try:
+            parse_cord(cord)
+        except ValueError as error:
+            parser.error(str(error))
+    if args.restrict_to_cords and not cords:
+        parser.error("--restrict-to-cords needs at least one --cord")
+    return Config(
+        upstream=args.upstream,
+        port=args.port,
+        admin_port=args.admin_port,
+        host=args.host,
+        concurrency=args.concurrency,
+        health_path=args.health_path,
+        startup_timeout_seconds=args.startup_timeout_seconds,
+        request_timeout_seconds=args.request_timeout_seconds,
+        max_body_bytes=args.max_body_bytes,
+        cords=tuple(cords),
+        restrict_to_cords=args.restrict_to_cords,
+        api_key_file=args.api_key_file or None,
+        drain_seconds=args.drain_seconds,
+        shutdown_timeout_seconds=args.shutdown_timeout_seconds,
+        health_interval_seconds=args.health_interval_seconds,
+        health_timeout_seconds=args.health_timeout_seconds,
+        log_format=args.log_format,
+        log_level=args.log_level.upper(),
+    )

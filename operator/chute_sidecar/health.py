@@ -1,0 +1,126 @@
+"""The model's health, polled in the background; probes only read the state kept here."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+import aiohttp
+
+from chute_sidecar.metrics import Metrics
+
+log = logging.getLogger("chute_sidecar.health")
+
+FAILURES_BEFORE_DEAD = 3
+STARTUP_POLL_SECONDS = 1.0
+
+
+class ModelHealth:
+    """State of the model server as seen by the last polls of its health path.
+
+    ``started``: it answered 2xx at least once since the sidecar started.
+    ``up``: the last poll answered 2xx.
+    ``alive``: what ``/modelz`` reports, false once a started model failed
+    :data:`FAILURES_BEFORE_DEAD` polls in a row, or when it has not started within the startup timeout.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        interval: float,
+        timeout: float,
+        startup_timeout: float,
+        metrics: Metrics,
+    ) -> None:
+        self.url = url
+        self.interval = interval
+        self.timeout = timeout
+        self.startup_timeout = startup_timeout
+        self.metrics = metrics
+        self.started = False
+        self.up = False
+        self.failures = 0
+        self.startup_expired = False
+        self.polls = 0
+        self._born = time.monotonic()
+        self._task: asyncio.Task[None] | None = None
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def alive(self) -> bool:
+        if not self.started:
+            return not self.startup_expired
+        return self.failures < FAILURES_BEFORE_DEAD
+
+    async def poll_once(self) -> bool:
+        """One GET of the health path; updates the state and returns whether it answered 2xx."""
+        assert self._session is not None
+        error = ""
+        try:
+            async with self._session.get(self.url, allow_redirects=False) as response:
+                ok = 200 <= response.status < 300
+                if not ok:
+                    error = f"status {response.status}"
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            ok = False
+            error = f"{type(exc).__name__}: {exc}"
+        self.polls += 1
+        self._record(ok, error)
+        return ok
+
+    def _record(self, ok: bool, error: str) -> None:
+        if ok:
+            if not self.started:
+                self.started = True
+                self.metrics.model_started.set(1)
+                log.info("model started", extra={"after_seconds": round(time.monotonic() - self._born, 3)})
+            elif not self.up:
+                log.info("model up again", extra={"after_failures": self.failures})
+            self.up = True
+            self.failures = 0
+            self.metrics.model_up.set(1)
+            return
+        if self.started:
+            self.failures += 1
+            if self.up:
+                log.warning("model health poll failed", extra={"error": error})
+            if self.failures == FAILURES_BEFORE_DEAD:
+                log.error(
+                    "model failed its health polls: /modelz now 503",
+                    extra={"failures": self.failures, "error": error},
+                )
+        elif not self.startup_expired and time.monotonic() - self._born > self.startup_timeout:
+            self.startup_expired = True
+            log.error(
+                "model did not start within the startup timeout: /modelz now 503",
+                extra={"startup_timeout_seconds": self.startup_timeout, "error": error},
+            )
+        self.up = False
+        self.metrics.model_up.set(0)
+
+    async def _run(self) -> None:
+        while True:
+            await self.poll_once()
+            await asyncio.sleep(self.interval if self.started else min(self.interval, STARTUP_POLL_SECONDS))
+
+    async def start(self) -> None:
+        """Start polling in the background."""
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=2),
+            timeout=aiohttp.ClientTimeout(total=self.timeout),
+            cookie_jar=aiohttp.DummyCookieJar(),
+        )
+        self._task = asyncio.create_task(self._run(), name="model-health")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._session is not None:
+            await self._session.close()
+            self._session = None

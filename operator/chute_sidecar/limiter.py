@@ -1,0 +1,60 @@
+"""Non-queueing concurrency limit: a request either gets a slot at once or is refused."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from typing import Any
+
+
+class Limiter:
+    """At most ``capacity`` slots; remembers when each was taken, for the oldest in-flight age.
+
+    Only touched from the event loop thread, so no lock is needed.
+    """
+
+    __slots__ = ("_started", "_tickets", "capacity")
+
+    def __init__(self, capacity: int) -> None:
+        if capacity < 1:
+            raise ValueError("capacity must be >= 1")
+        self.capacity = capacity
+        self._tickets = itertools.count()
+        # insertion-ordered: the first entry is the oldest slot still held
+        self._started: dict[int, float] = {}
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._started)
+
+    def try_acquire(self) -> int | None:
+        """A ticket to pass to :meth:`release`, or None when every slot is taken."""
+        if len(self._started) >= self.capacity:
+            return None
+        ticket = next(self._tickets)
+        self._started[ticket] = time.monotonic()
+        return ticket
+
+    def release(self, ticket: int) -> None:
+        self._started.pop(ticket, None)
+
+    def utilization(self) -> float:
+        return len(self._started) / self.capacity
+
+    def oldest_age(self) -> float | None:
+        """Seconds the oldest in-flight request has been running, None when idle."""
+        if not self._started:
+            return None
+        return max(0.0, time.monotonic() - next(iter(self._started.values())))
+
+    def stats(self) -> dict[str, Any]:
+        """The ``/_conn_stats`` document (same fields as the Chutes runtime)."""
+        in_flight = len(self._started)
+        age = self.oldest_age()
+        return {
+            "concurrency": self.capacity,
+            "in_flight": in_flight,
+            "available": max(0, self.capacity - in_flight),
+            "utilization": round(in_flight / self.capacity, 4),
+            "oldest_in_flight_age_secs": None if age is None else round(age, 3),
+        }
