@@ -130,7 +130,6 @@ def openapi_schema() -> Schema:
                 "message": "metadata.name must be a DNS-1035 label (lowercase letters, digits and '-', "
                 f"starting with a letter, at most {NAME_MAX_LENGTH} characters): "
                 "it names the Chute's Service",
-                "fieldPath": ".metadata.name",
             }
         ],
     }

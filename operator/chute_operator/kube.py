@@ -31,10 +31,11 @@ CHILD_RESOURCES: dict[str, Any] = {
 
 
 def error_code(error: BaseException) -> int | None:
-    """HTTP status of an API error, if it is one."""
-    if isinstance(error, ApiError):
-        return getattr(error.status, "code", None)
-    return None
+    """HTTP status of a failed API call (an ApiError, or an HTTP error without a Status body)."""
+    if isinstance(error, ApiError) and getattr(error.status, "code", None):
+        return int(error.status.code)
+    status = getattr(getattr(error, "response", None), "status_code", None)
+    return int(status) if isinstance(status, int) else None
 
 
 def error_message(error: BaseException) -> str:
@@ -88,7 +89,7 @@ class KubeApi:
         try:
             async for _ in self.client.list(ServiceMonitor, namespace=namespace, chunk_size=1):
                 break
-        except ApiError as error:
+        except Exception as error:
             if error_code(error) == 404:
                 return False
             raise

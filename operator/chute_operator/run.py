@@ -19,7 +19,8 @@ def run_operator(namespaces: list[str] | None = None, all_namespaces: bool = Fal
         verbose=settings.log_level in ("DEBUG", "INFO"),
         quiet=settings.log_level in ("WARNING", "ERROR"),
     )
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    for noisy in ("httpx", "httpx2", "httpcore", "httpcore2"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     import chute_operator.handlers  # noqa: F401  (registers the handlers)
 
     try:
