@@ -101,3 +101,10 @@ def test_nested_defaults_reach_the_api_server() -> None:
     assert spec["nodeSelector"]["properties"]["gpuCount"]["default"] == 1
     assert spec["scalingThreshold"]["exclusiveMinimum"] is True
     assert "default" not in spec["auth"]
+
+
+def test_api_reference_is_current() -> None:
+    from chute_operator.apidoc import api_reference
+
+    reference = CHECKED_IN.parents[1] / "docs" / "api.md"
+    assert reference.read_text() == api_reference(), "run `python -m chute_operator.apidoc > docs/api.md`"
