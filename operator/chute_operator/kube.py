@@ -32,8 +32,9 @@ CHILD_RESOURCES: dict[str, Any] = {
 
 def error_code(error: BaseException) -> int | None:
     """HTTP status of a failed API call (an ApiError, or an HTTP error without a Status body)."""
-    if isinstance(error, ApiError) and getattr(error.status, "code", None):
-        return int(error.status.code)
+    code = getattr(getattr(error, "status", None), "code", None) if isinstance(error, ApiError) else None
+    if isinstance(code, int):
+        return code
     status = getattr(getattr(error, "response", None), "status_code", None)
     return int(status) if isinstance(status, int) else None
 
@@ -53,7 +54,7 @@ class KubeApi:
         self.component = component
         self.instance = instance
 
-    async def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
+    async def apply(self, manifest: dict[str, Any], field_manager: str | None = None) -> dict[str, Any]:
         """Server-side apply, taking over conflicting fields; returns the object as stored."""
         meta = manifest["metadata"]
         result = await self.client.patch(
@@ -62,7 +63,7 @@ class KubeApi:
             manifest,
             namespace=meta["namespace"],
             patch_type=PatchType.APPLY,
-            field_manager=self.field_manager,
+            field_manager=field_manager or self.field_manager,
             force=True,
         )
         stored: dict[str, Any] = result.to_dict()

@@ -52,6 +52,15 @@ class MonitoringProbe:
         return self.available
 
 
+def owns_replicas(deployment: dict[str, Any] | None, manager: str) -> bool:
+    """Whether ``manager`` applied ``spec.replicas`` of this Deployment."""
+    for entry in (deployment or {}).get("metadata", {}).get("managedFields") or []:
+        fields = entry.get("fieldsV1") or {}
+        if entry.get("manager") == manager and entry.get("operation") == "Apply":
+            return "f:replicas" in (fields.get("f:spec") or {})
+    return False
+
+
 def _owned_by(obj: dict[str, Any], uid: str | None) -> bool:
     return any(ref.get("uid") == uid for ref in (obj.get("metadata") or {}).get("ownerReferences") or [])
 
@@ -139,6 +148,7 @@ class Reconciler:
                 continue
             self._check_leader()
             try:
+                await self._hand_over_replicas(manifest, self.store.get(kind, key))
                 stored = await self.api.apply(manifest)
             except Exception as error:
                 if error_code(error) in PERMANENT_FAILURES:
@@ -153,6 +163,28 @@ class Reconciler:
             log.info("applied %s for %s/%s", ", ".join(changed), *key_of(chute))
             await self._event(chute, "Normal", "Applied", f"applied {', '.join(changed)}")
         return None
+
+    async def _hand_over_replicas(self, manifest: dict[str, Any], actual: dict[str, Any] | None) -> None:
+        """Before leaving ``spec.replicas`` to an HPA, let a second manager hold its current value.
+
+        Dropping a field we solely own from an apply removes it, and the Deployment would fall back
+        to one replica until the HPA reacts. Co-owned, the value stays; the HPA's next scale takes it.
+        """
+        if manifest["kind"] != "Deployment" or "replicas" in manifest["spec"]:
+            return
+        if not owns_replicas(actual, self.api.field_manager) or actual is None:
+            return
+        handoff = {
+            "apiVersion": manifest["apiVersion"],
+            "kind": "Deployment",
+            "metadata": {
+                "name": manifest["metadata"]["name"],
+                "namespace": manifest["metadata"]["namespace"],
+            },
+            "spec": {"replicas": actual["spec"].get("replicas", 1)},
+        }
+        await self.api.apply(handoff, field_manager=f"{self.api.field_manager}-handoff")
+        self.metrics.writes.labels("apply", "Deployment").inc()
 
     async def _prune(
         self, chute: dict[str, Any], key: Key, uid: str | None, desired: list[dict[str, Any]]

@@ -47,3 +47,23 @@ def test_quantities_and_numbers_compare_by_value() -> None:
     assert contained({"cpu": "1000m", "gpu": 2, "mem": "1024Mi"}, {"cpu": "1", "gpu": "2", "mem": "1Gi"})
     assert not contained({"cpu": "2"}, {"cpu": "1"})
     assert not contained({"enabled": True}, {"enabled": "True"})
+
+
+def test_replicas_ownership_is_read_from_managed_fields() -> None:
+    from chute_operator.reconcile import owns_replicas
+
+    deployment = {
+        "metadata": {
+            "managedFields": [
+                {"manager": "kube-controller-manager", "operation": "Update", "fieldsV1": {"f:status": {}}},
+                {
+                    "manager": "chute-operator",
+                    "operation": "Apply",
+                    "fieldsV1": {"f:spec": {"f:replicas": {}}},
+                },
+            ]
+        }
+    }
+    assert owns_replicas(deployment, "chute-operator")
+    assert not owns_replicas(deployment, "someone-else")
+    assert not owns_replicas({"metadata": {}}, "chute-operator")
