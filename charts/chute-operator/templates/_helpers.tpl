@@ -1,0 +1,100 @@
+{{/* Chart name, full name, labels and the image reference. */}}
+
+{{- define "chute-operator.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "chute-operator.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "chute-operator.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "chute-operator.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "chute-operator.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{- define "chute-operator.labels" -}}
+helm.sh/chart: {{ include "chute-operator.chart" . }}
+{{ include "chute-operator.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: chutes
+{{- end -}}
+
+{{- define "chute-operator.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "chute-operator.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "chute-operator.leaseName" -}}
+{{- default (include "chute-operator.fullname" .) .Values.leaderElection.leaseName -}}
+{{- end -}}
+
+{{/* repository:tag@digest, tag defaulting to appVersion; digest alone when no tag is wanted. */}}
+{{- define "chute-operator.image" -}}
+{{- if eq .Values.image.tag "latest" -}}
+{{- fail "image.tag: 'latest' is not allowed; pin a version (or leave it empty for the chart's appVersion) and optionally image.digest" -}}
+{{- end -}}
+{{- $tag := default .Chart.AppVersion .Values.image.tag -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s:%s@%s" .Values.image.repository $tag .Values.image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" .Values.image.repository $tag -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "chute-operator.sidecarImage" -}}
+{{- default (include "chute-operator.image" .) .Values.operator.sidecarImage -}}
+{{- end -}}
+
+{{/* The operator's RBAC rules in the namespaces it reconciles (ClusterRole or per-namespace Role). */}}
+{{- define "chute-operator.rules" -}}
+# Chutes: watched; only their status is written.
+- apiGroups: ["chutes.ai"]
+  resources: ["chutes"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["chutes.ai"]
+  resources: ["chutes/status"]
+  verbs: ["patch"]
+# Children: watched, server-side applied (patch; create when an apply creates the object), pruned.
+- apiGroups: ["apps"]
+  resources: ["deployments"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+- apiGroups: [""]
+  resources: ["services"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+- apiGroups: ["autoscaling"]
+  resources: ["horizontalpodautoscalers"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+- apiGroups: ["networking.k8s.io"]
+  resources: ["networkpolicies"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+# Optional API (prometheus-operator); listing it is also how the operator detects it.
+- apiGroups: ["monitoring.coreos.com"]
+  resources: ["servicemonitors"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+# Pods: read-only, for readiness and restart reporting.
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["get", "list", "watch"]
+# Events on Chutes (kubectl describe chute).
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+{{- end -}}
