@@ -1,0 +1,126 @@
+"""The Dockerfile's structure (no container engine in tests): stages, pinned base, non-root, entrypoint."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.chart.helm import ROOT, Helm, env_of, operator_container
+
+DOCKERFILE = ROOT / "Dockerfile"
+
+
+def instructions(text: str) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) with continuation lines joined and comments dropped."""
+    joined = re.sub(
+        r"\\\n", " ", "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+    )
+    result = []
+    for line in joined.splitlines():
+        if line.strip():
+            keyword, _, rest = line.strip().partition(" ")
+            result.append((keyword.upper(), rest.strip()))
+    return result
+
+
+@pytest.fixture(scope="module")
+def dockerfile() -> list[tuple[str, str]]:
+    return instructions(DOCKERFILE.read_text())
+
+
+def stages(dockerfile: list[tuple[str, str]]) -> list[list[tuple[str, str]]]:
+    found: list[list[tuple[str, str]]] = []
+    for instruction in dockerfile:
+        if instruction[0] == "FROM":
+            found.append([])
+        if found:
+            found[-1].append(instruction)
+    return found
+
+
+def base_image(dockerfile: list[tuple[str, str]]) -> str:
+    args = dict(arg.split("=", 1) for keyword, arg in dockerfile if keyword == "ARG" and "=" in arg)
+    return args["PYTHON_IMAGE"]
+
+
+def test_instruction_parser() -> None:
+    assert instructions("# c\nFROM a AS b\nRUN x \\\n && y\n") == [("FROM", "a AS b"), ("RUN", "x   && y")]
+
+
+def test_two_stages_builder_then_final(dockerfile: list[tuple[str, str]]) -> None:
+    found = stages(dockerfile)
+    assert len(found) >= 2
+    assert re.search(r"\bAS builder$", found[0][0][1], re.IGNORECASE)
+    builder = " ".join(arg for keyword, arg in found[0] if keyword == "RUN")
+    assert "pip wheel" in builder
+    assert "venv" in builder
+    final = found[-1]
+    assert any(k == "COPY" and "--from=builder" in a for k, a in final)
+    assert not any(k == "RUN" and "pip" in a for k, a in final), "the final stage installs nothing itself"
+
+
+def test_base_is_slim_python_pinned_by_version(dockerfile: list[tuple[str, str]]) -> None:
+    image = base_image(dockerfile)
+    assert re.fullmatch(r"python:\d+\.\d+\.\d+-slim(-\w+)?(@sha256:[0-9a-f]{64})?", image), image
+    for keyword, arg in dockerfile:
+        if keyword == "FROM":
+            assert arg.split()[0] == "${PYTHON_IMAGE}", "both stages use the one pinned base"
+
+
+def test_digest_pinning_is_explained() -> None:
+    text = DOCKERFILE.read_text()
+    assert re.search(r"^#.*@sha256:<digest>", text, re.MULTILINE)
+
+
+def test_no_latest_anywhere(dockerfile: list[tuple[str, str]]) -> None:
+    for keyword, arg in dockerfile:
+        assert not re.search(r":latest\b", arg), (keyword, arg)
+
+
+def test_final_stage_runs_as_non_root_65532(dockerfile: list[tuple[str, str]]) -> None:
+    final = stages(dockerfile)[-1]
+    users = [arg for keyword, arg in final if keyword == "USER"]
+    assert users, "USER is set in the final stage"
+    assert users[-1].split(":")[0] == "65532"
+
+
+def test_entrypoint_and_cmd(dockerfile: list[tuple[str, str]]) -> None:
+    final = stages(dockerfile)[-1]
+    entrypoint = [json.loads(a) for k, a in final if k == "ENTRYPOINT"]
+    cmd = [json.loads(a) for k, a in final if k == "CMD"]
+    assert entrypoint[-1] == ["chute-operator"]
+    assert cmd[-1] == ["run"]
+
+
+def test_builds_from_the_repository_pyproject(dockerfile: list[tuple[str, str]]) -> None:
+    copies = " ".join(arg for keyword, arg in dockerfile if keyword == "COPY")
+    assert "pyproject.toml" in copies
+    assert "operator/" in copies
+    assert (ROOT / "pyproject.toml").exists()
+
+
+def test_dockerignore_keeps_the_context_small() -> None:
+    lines = [
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert lines[0] == "**", "everything is excluded first"
+    assert {"!pyproject.toml", "!operator/"} <= set(lines)
+
+
+def test_chart_runs_the_image_as_the_same_user(helm: Helm) -> None:
+    """The chart's runAsUser matches the image's USER, and the sidecar is the same image."""
+    container = operator_container(helm.template())
+    assert container["securityContext"]["runAsUser"] == 65532
+    assert env_of(container)["CHUTE_OPERATOR_SIDECAR_IMAGE"] == container["image"]
+
+
+def test_sidecar_command_is_served_by_the_image_entrypoint() -> None:
+    """The Deployment the operator renders runs `chute-operator sidecar`: the console script's name."""
+    template = (ROOT / "operator" / "chute_operator" / "templates" / "deployment.yaml.j2").read_text()
+    assert 'command: ["chute-operator", "sidecar"]' in template
+    assert 'chute-operator = "chute_operator.cli:main"' in Path(ROOT / "pyproject.toml").read_text()

@@ -1,0 +1,329 @@
+"""The chart rendered offline: lint, the Deployment's hardening, RBAC scope, HA, image and GPU catalog."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from chute_operator.gpus import load_catalog
+from tests.chart.helm import CHART, CI_VALUES, ROOT, Helm, env_of, find, one, operator_container
+
+CI_IDS = [path.stem for path in CI_VALUES]
+READ = {"get", "list", "watch"}
+APPLY = READ | {"create", "patch", "delete"}
+
+
+def rules_by_resource(role: dict[str, Any]) -> dict[tuple[str, str], set[str]]:
+    """(apiGroup, resource) -> verbs, merged over the role's rules (rules limited by name excluded)."""
+    merged: dict[tuple[str, str], set[str]] = {}
+    for rule in role["rules"]:
+        if rule.get("resourceNames"):
+            continue
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                merged.setdefault((group, resource), set()).update(rule["verbs"])
+    return merged
+
+
+def test_ci_values_files_exist() -> None:
+    assert {"default-values", "namespaced-values", "ha-monitoring-values"} <= set(CI_IDS)
+
+
+@pytest.mark.parametrize("values", [None, *CI_VALUES], ids=["no-values", *CI_IDS])
+def test_helm_lint_strict(helm: Helm, values: Path | None) -> None:
+    args = ["lint", "--strict", str(CHART)] + (["-f", str(values)] if values else [])
+    result = helm.run(*args, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 chart(s) failed" in result.stdout
+
+
+@pytest.mark.parametrize("values", CI_VALUES, ids=CI_IDS)
+def test_every_object_is_namespaced_to_the_release_or_a_watched_namespace(helm: Helm, values: Path) -> None:
+    objects = helm.template(values, namespace="ops")
+    watched = set(yaml.safe_load(values.read_text()).get("watchNamespaces") or [])
+    cluster_scoped = {"CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding"}
+    for obj in objects:
+        namespace = obj["metadata"].get("namespace")
+        if obj["kind"] in cluster_scoped:
+            assert namespace is None, obj["metadata"]["name"]
+        elif obj["kind"] in ("Role", "RoleBinding") and obj["metadata"]["namespace"] in watched:
+            continue
+        else:
+            assert namespace == "ops", f"{obj['kind']} {obj['metadata']['name']} is in {namespace}"
+
+
+@pytest.mark.parametrize("values", CI_VALUES, ids=CI_IDS)
+def test_operator_pod_is_restricted(helm: Helm, values: Path) -> None:
+    objects = helm.template(values)
+    pod = one(objects, "Deployment")["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == 65532
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    container = operator_container(objects)
+    security = container["securityContext"]
+    assert security["runAsNonRoot"] is True
+    assert security["runAsUser"] == 65532
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"] == {"drop": ["ALL"]}
+    assert security["seccompProfile"] == {"type": "RuntimeDefault"}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    assert "emptyDir" in volumes[mounts["/tmp"]]
+
+
+@pytest.mark.parametrize("values", CI_VALUES, ids=CI_IDS)
+def test_probes_ports_and_downward_api(helm: Helm, values: Path) -> None:
+    container = operator_container(helm.template(values))
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"health": 8080, "metrics": 8081}
+    for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
+        assert container[probe]["httpGet"] == {"path": "/healthz", "port": "health"}, probe
+    env = env_of(container)
+    assert env["POD_NAME"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    assert env["POD_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
+    assert env["CHUTE_OPERATOR_HEALTH_PORT"] == "8080"
+    assert env["CHUTE_OPERATOR_METRICS_PORT"] == "8081"
+    assert container["args"] == ["run"]
+    assert set(container["resources"]) >= {"requests", "limits"}
+
+
+def test_operator_settings_reach_the_environment(helm: Helm) -> None:
+    objects = helm.template(
+        sets=(
+            "operator.logLevel=DEBUG",
+            "operator.logFormat=text",
+            "operator.workers=7",
+            "operator.sidecarImage=registry.example.com/sidecar:1.2.3",
+            "watchNamespaces={a,b}",
+        )
+    )
+    env = env_of(operator_container(objects))
+    assert env["CHUTE_OPERATOR_LOG_LEVEL"] == "DEBUG"
+    assert env["CHUTE_OPERATOR_LOG_FORMAT"] == "text"
+    assert env["CHUTE_OPERATOR_WORKERS"] == "7"
+    assert env["CHUTE_OPERATOR_SIDECAR_IMAGE"] == "registry.example.com/sidecar:1.2.3"
+    assert env["CHUTE_OPERATOR_NAMESPACES"] == "a,b"
+
+
+def test_image_defaults_to_app_version_and_sidecar_to_the_same_image(helm: Helm) -> None:
+    app_version = yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
+    container = operator_container(helm.template())
+    assert container["image"] == f"chute-operator:{app_version}"
+    assert env_of(container)["CHUTE_OPERATOR_SIDECAR_IMAGE"] == container["image"]
+
+
+def test_image_digest_pins_operator_and_sidecar(helm: Helm) -> None:
+    digest = "sha256:" + "ab" * 32
+    container = operator_container(helm.template(sets=("image.tag=1.2.3", f"image.digest={digest}")))
+    assert container["image"] == f"chute-operator:1.2.3@{digest}"
+    assert env_of(container)["CHUTE_OPERATOR_SIDECAR_IMAGE"] == container["image"]
+
+
+@pytest.mark.parametrize("values", CI_VALUES, ids=CI_IDS)
+def test_rbac_has_no_wildcards_and_no_secrets(helm: Helm, values: Path) -> None:
+    roles = [o for o in helm.template(values) if o["kind"] in ("Role", "ClusterRole")]
+    assert roles
+    for role in roles:
+        for rule in role["rules"]:
+            for field in ("apiGroups", "resources", "verbs"):
+                assert "*" not in rule[field], f"{role['kind']} {role['metadata']['name']}: {rule}"
+            assert "secrets" not in rule["resources"]
+            assert not {"escalate", "bind", "impersonate"} & set(rule["verbs"])
+
+
+def test_cluster_wide_by_default(helm: Helm) -> None:
+    objects = helm.template(namespace="ops")
+    cluster_role = one(objects, "ClusterRole")
+    binding = one(objects, "ClusterRoleBinding")
+    assert binding["roleRef"]["name"] == cluster_role["metadata"]["name"]
+    sa = one(objects, "ServiceAccount")["metadata"]["name"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": sa, "namespace": "ops"}]
+    assert one(objects, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"] == sa
+    rules = rules_by_resource(cluster_role)
+    assert rules == {
+        ("chutes.ai", "chutes"): READ,
+        ("chutes.ai", "chutes/status"): {"patch"},
+        ("apps", "deployments"): APPLY,
+        ("", "services"): APPLY,
+        ("autoscaling", "horizontalpodautoscalers"): APPLY,
+        ("networking.k8s.io", "networkpolicies"): APPLY,
+        ("monitoring.coreos.com", "servicemonitors"): APPLY,
+        ("", "pods"): READ,
+        ("", "events"): {"create", "patch"},
+    }
+    # The only namespaced Role is the leader-election one, in the release namespace.
+    assert [r["metadata"]["namespace"] for r in find(objects, "Role")] == ["ops"]
+    assert env_of(operator_container(objects))["CHUTE_OPERATOR_NAMESPACES"] == ""
+
+
+def test_watch_namespaces_get_a_role_each_and_no_cluster_role(helm: Helm) -> None:
+    objects = helm.template(sets=("watchNamespaces={team-a,team-b}",), namespace="ops")
+    assert not find(objects, "ClusterRole")
+    assert not find(objects, "ClusterRoleBinding")
+    roles = {
+        r["metadata"]["namespace"]: r
+        for r in find(objects, "Role")
+        if not r["metadata"]["name"].endswith("-leader-election")
+    }
+    assert set(roles) == {"team-a", "team-b"}
+    bindings = {
+        b["metadata"]["namespace"]: b
+        for b in find(objects, "RoleBinding")
+        if not b["metadata"]["name"].endswith("-leader-election")
+    }
+    for namespace, role in roles.items():
+        assert bindings[namespace]["roleRef"] == {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "Role",
+            "name": role["metadata"]["name"],
+        }
+        assert bindings[namespace]["subjects"][0]["namespace"] == "ops"
+        assert ("chutes.ai", "chutes") in rules_by_resource(role)
+
+
+def test_leader_election_role_is_limited_to_the_lease(helm: Helm) -> None:
+    objects = helm.template(sets=("leaderElection.leaseName=my-lease",), namespace="ops")
+    env = env_of(operator_container(objects))
+    assert env["CHUTE_OPERATOR_LEADER_ELECTION"] == "true"
+    assert env["CHUTE_OPERATOR_LEASE_NAME"] == "my-lease"
+    assert env["CHUTE_OPERATOR_LEASE_NAMESPACE"] == "ops"
+    role = next(r for r in find(objects, "Role") if r["metadata"]["name"].endswith("-leader-election"))
+    assert role["metadata"]["namespace"] == "ops"
+    assert role["rules"] == [
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+        {
+            "apiGroups": ["coordination.k8s.io"],
+            "resources": ["leases"],
+            "resourceNames": ["my-lease"],
+            "verbs": ["get", "update"],
+        },
+    ]
+
+
+def test_without_leader_election_there_is_no_lease_role(helm: Helm) -> None:
+    objects = helm.template(sets=("leaderElection.enabled=false",))
+    assert not [r for r in find(objects, "Role") if r["metadata"]["name"].endswith("-leader-election")]
+    assert env_of(operator_container(objects))["CHUTE_OPERATOR_LEADER_ELECTION"] == "false"
+
+
+def test_ha_has_replicas_pdb_and_spreading(helm: Helm) -> None:
+    values = CHART / "ci" / "ha-monitoring-values.yaml"
+    objects = helm.template(values)
+    deployment = one(objects, "Deployment")
+    assert deployment["spec"]["replicas"] == 3
+    pdb = one(objects, "PodDisruptionBudget")
+    assert pdb["spec"]["minAvailable"] == 2
+    assert pdb["spec"]["selector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
+    affinity = deployment["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"]
+    assert affinity["preferredDuringSchedulingIgnoredDuringExecution"][0]["podAffinityTerm"][
+        "topologyKey"
+    ] == ("kubernetes.io/hostname")
+
+
+def test_single_replica_has_no_pdb(helm: Helm) -> None:
+    assert not find(helm.template(), "PodDisruptionBudget")
+
+
+def test_replicas_without_leader_election_are_refused(helm: Helm) -> None:
+    error = helm.template_error("replicaCount=2", "leaderElection.enabled=false")
+    assert "leaderElection.enabled" in error
+
+
+def test_monitoring_objects_are_off_by_default(helm: Helm) -> None:
+    kinds = {o["kind"] for o in helm.template()}
+    assert not kinds & {"ServiceMonitor", "PrometheusRule"}
+    assert not [
+        o for o in find(helm.template(), "ConfigMap") if "grafana_dashboard" in o["metadata"]["labels"]
+    ]
+
+
+def test_service_monitor_selects_the_metrics_service(helm: Helm) -> None:
+    objects = helm.template(sets=("metrics.serviceMonitor.enabled=true",), namespace="ops")
+    monitor = one(objects, "ServiceMonitor")
+    service = one(objects, "Service")
+    labels = service["metadata"]["labels"]
+    assert all(labels.get(k) == v for k, v in monitor["spec"]["selector"]["matchLabels"].items())
+    assert monitor["spec"]["namespaceSelector"] == {"matchNames": ["ops"]}
+    assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
+    assert [p["name"] for p in service["spec"]["ports"]] == ["metrics"]
+    pod_labels = one(objects, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert all(pod_labels.get(k) == v for k, v in service["spec"]["selector"].items())
+
+
+def test_gpu_catalog_configmap_is_mounted_and_loads(helm: Helm, tmp_path: Path) -> None:
+    objects = helm.template(CHART / "ci" / "namespaced-values.yaml")
+    container = operator_container(objects)
+    path = env_of(container)["CHUTE_OPERATOR_GPU_CATALOG"]
+    mount = next(m for m in container["volumeMounts"] if path.startswith(m["mountPath"] + "/"))
+    volumes = one(objects, "Deployment")["spec"]["template"]["spec"]["volumes"]
+    config_map_name = next(v for v in volumes if v["name"] == mount["name"])["configMap"]["name"]
+    data = one(objects, "ConfigMap", config_map_name)["data"]
+    key = path[len(mount["mountPath"]) + 1 :]
+    catalog_file = tmp_path / key
+    catalog_file.write_text(data[key])
+    catalog = load_catalog(catalog_file)
+    assert catalog["rtx_pro_4500"].vram_gb == 32
+    assert "h100" in catalog  # the built-in catalog is extended, not replaced
+
+
+def test_empty_gpu_catalog_loads(helm: Helm, tmp_path: Path) -> None:
+    objects = helm.template()
+    config_map = next(o for o in find(objects, "ConfigMap") if o["metadata"]["name"].endswith("-gpus"))
+    (tmp_path / "gpus.yaml").write_text(config_map["data"]["gpus.yaml"])
+    assert "h100" in load_catalog(tmp_path / "gpus.yaml")
+
+
+def test_gpu_catalog_change_rolls_the_operator(helm: Helm) -> None:
+    def checksum(*sets: str) -> str:
+        deployment = one(helm.template(sets=sets), "Deployment")
+        return str(deployment["spec"]["template"]["metadata"]["annotations"]["checksum/gpu-catalog"])
+
+    extra = ("gpuCatalog.gpus[0].name=x", "gpuCatalog.gpus[0].vramGb=8", "gpuCatalog.gpus[0].products={X}")
+    assert checksum() != checksum(*extra)
+
+
+def test_crd_is_installed_by_default_and_kept(helm: Helm) -> None:
+    crd = one(helm.template(), "CustomResourceDefinition")
+    assert crd["metadata"]["name"] == "chutes.chutes.ai"
+    assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+
+
+def test_crd_can_be_left_out(helm: Helm) -> None:
+    assert not find(helm.template(sets=("crds.install=false",)), "CustomResourceDefinition")
+
+
+def test_chart_crd_matches_crds_directory(helm: Helm) -> None:
+    """The templated copy renders to crds/chute.yaml plus the keep annotation, nothing else."""
+    rendered = one(helm.template(), "CustomResourceDefinition")
+    source = yaml.safe_load((ROOT / "crds" / "chute.yaml").read_text())
+    annotations = rendered["metadata"].pop("annotations")
+    assert annotations == {"helm.sh/resource-policy": "keep"}
+    assert rendered == source, (
+        "charts/chute-operator/templates/crd.yaml drifted: run python charts/sync_crd.py"
+    )
+
+
+def test_chart_crd_text_is_in_sync() -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "charts" / "sync_crd.py"), "--check"], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_sync_check_fails_on_a_stale_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The drift check itself can fail: a source with one more printer column is reported stale."""
+    sys.path.insert(0, str(ROOT / "charts"))
+    try:
+        import sync_crd
+    finally:
+        sys.path.remove(str(ROOT / "charts"))
+    changed = tmp_path / "chute.yaml"
+    changed.write_text(sync_crd.SOURCE.read_text().replace("name: Age", "name: Created"))
+    monkeypatch.setattr(sync_crd, "SOURCE", changed)
+    assert sync_crd.main(["--check"]) == 1
