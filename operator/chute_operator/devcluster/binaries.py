@@ -7,6 +7,7 @@ first run pays for the build.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -92,11 +93,27 @@ def _log(message: str) -> None:
     print(f"[build] {message}", file=sys.stderr, flush=True)
 
 
+class BuildError(RuntimeError):
+    """A binary could not be built (no Go toolchain, or ``go build`` failed)."""
+
+
+def _go_binary() -> str:
+    for candidate in (shutil.which("go"), "/usr/local/go/bin/go"):
+        if candidate and Path(candidate).exists():
+            return candidate
+    raise BuildError("the Go toolchain (go) is needed to build the control plane's binaries")
+
+
 def _go(args: list[str], cwd: Path, extra_env: dict[str, str] | None = None) -> None:
-    go = shutil.which("go") or "/usr/local/go/bin/go"
+    go = _go_binary()
     env = {**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "-mod=mod -buildvcs=false"}
     env.update(extra_env or {})
-    subprocess.run([go, *args], cwd=cwd, env=env, check=True)
+    started = time.monotonic()
+    try:
+        subprocess.run([go, *args], cwd=cwd, env=env, check=True)
+    except subprocess.CalledProcessError as error:
+        raise BuildError(f"go {' '.join(args[:1])} in {cwd} failed (exit {error.returncode})") from error
+    _log(f"  done in {time.monotonic() - started:.0f}s")
 
 
 def _write_module(path: Path, module: str, requires: dict[str, str], replaces: dict[str, str]) -> None:
@@ -177,19 +194,39 @@ def _go_install(name: str, package: str, version: str) -> None:
     _install(out, final)
 
 
+def _missing(tools: Toolset) -> list[Path]:
+    return [Path(p) for p in vars(tools).values() if not Path(p).exists()]
+
+
 def ensure_binaries() -> Toolset:
-    """Build whatever is missing (minutes the first time, nothing afterwards); return the paths."""
-    started = time.monotonic()
+    """Build whatever is missing (minutes the first time, nothing afterwards); return the paths.
+
+    Concurrent callers (two test sessions, ``dev up``) wait for one another on a lock file.
+    Raises :class:`BuildError` when a build fails.
+    """
     tools = toolset()
-    missing = [p for p in vars(tools).values() if not Path(p).exists()]
-    if not missing:
+    if not _missing(tools):
         return tools
-    _log(f"first run: building {len(missing)} binaries into {cache_dir()} (cached afterwards)")
-    build_etcd()
-    _go_install("kwok", "sigs.k8s.io/kwok/cmd/kwok", KWOK_VERSION)
-    _go_install("helm", "helm.sh/helm/v3/cmd/helm", HELM_VERSION)
-    build_kubernetes()
-    _log(f"built in {time.monotonic() - started:.0f}s")
+    cache_dir().mkdir(parents=True, exist_ok=True)
+    with (cache_dir() / "build.lock").open("w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            _log("another build of these binaries is running; waiting for it")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        missing = _missing(tools)
+        if not missing:
+            return tools
+        started = time.monotonic()
+        _log(
+            f"first run: building {len(missing)} binaries into {cache_dir()} (cached afterwards; "
+            "about 12 minutes on 2 cores with an empty Go cache, about 6 GB of Go caches)"
+        )
+        build_etcd()
+        _go_install("kwok", "sigs.k8s.io/kwok/cmd/kwok", KWOK_VERSION)
+        _go_install("helm", "helm.sh/helm/v3/cmd/helm", HELM_VERSION)
+        build_kubernetes()
+        _log(f"built in {time.monotonic() - started:.0f}s")
     return tools
 
 
