@@ -1,0 +1,149 @@
+"""A throwaway certificate authority and every key and certificate the control plane needs.
+
+Made with the ``openssl`` command (no Python crypto dependency); ECDSA P-256 keys, so a full set
+takes a fraction of a second.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+SERVICE_CLUSTER_IP = "10.96.0.1"
+"""First address of the service range: the ``kubernetes`` Service (configuration only, no traffic)."""
+
+APISERVER_SANS = (
+    "IP:127.0.0.1",
+    f"IP:{SERVICE_CLUSTER_IP}",
+    "DNS:localhost",
+    "DNS:kubernetes",
+    "DNS:kubernetes.default",
+    "DNS:kubernetes.default.svc",
+    "DNS:kubernetes.default.svc.cluster.local",
+)
+
+VALID_DAYS = 365
+
+
+class PkiError(RuntimeError):
+    """openssl is missing or refused to make a key or certificate."""
+
+
+@dataclass(frozen=True)
+class KeyPair:
+    """A certificate and its private key, as files."""
+
+    cert: Path
+    key: Path
+
+
+@dataclass(frozen=True)
+class Pki:
+    """All the files of one control plane's PKI."""
+
+    ca: KeyPair
+    apiserver: KeyPair
+    apiserver_kubelet_client: KeyPair
+    admin: KeyPair
+    controller_manager: KeyPair
+    scheduler: KeyPair
+    kwok: KeyPair
+    kwok_serving: KeyPair
+    service_account_key: Path
+    service_account_pub: Path
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    binary = shutil.which("openssl")
+    if binary is None:
+        raise PkiError("the openssl command is needed to make the control plane's certificates")
+    result = subprocess.run([binary, *args], cwd=cwd, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise PkiError(f"openssl {' '.join(args[:2])} failed: {result.stderr.strip()}")
+
+
+def _new_key(path: Path) -> None:
+    _openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", str(path), cwd=path.parent)
+    path.chmod(0o600)
+
+
+def _subject(common_name: str, organization: str | None) -> str:
+    return f"/CN={common_name}" + (f"/O={organization}" if organization else "")
+
+
+def _make_ca(directory: Path) -> KeyPair:
+    pair = KeyPair(directory / "ca.crt", directory / "ca.key")
+    _new_key(pair.key)
+    _openssl(
+        "req", "-x509", "-new", "-key", str(pair.key), "-out", str(pair.cert), "-days", str(VALID_DAYS),
+        "-subj", "/CN=chute-operator-dev-ca",
+        "-addext", "basicConstraints=critical,CA:TRUE",
+        "-addext", "keyUsage=critical,keyCertSign,cRLSign,digitalSignature",
+        cwd=directory,
+    )  # fmt: skip
+    return pair
+
+
+def _issue(
+    directory: Path,
+    ca: KeyPair,
+    name: str,
+    common_name: str,
+    organization: str | None = None,
+    *,
+    server_names: tuple[str, ...] = (),
+) -> KeyPair:
+    """A leaf certificate signed by ``ca``: a client one, or a serving one when names are given."""
+    pair = KeyPair(directory / f"{name}.crt", directory / f"{name}.key")
+    _new_key(pair.key)
+    csr = directory / f"{name}.csr"
+    subject = _subject(common_name, organization)
+    _openssl("req", "-new", "-key", str(pair.key), "-out", str(csr), "-subj", subject, cwd=directory)
+    usage = "serverAuth,clientAuth" if server_names else "clientAuth"
+    extensions = [
+        "basicConstraints=critical,CA:FALSE",
+        "keyUsage=critical,digitalSignature,keyEncipherment",
+        f"extendedKeyUsage={usage}",
+    ]
+    if server_names:
+        extensions.append("subjectAltName=" + ",".join(server_names))
+    extension_file = directory / f"{name}.ext"
+    extension_file.write_text("\n".join(extensions) + "\n")
+    _openssl(
+        "x509", "-req", "-in", str(csr), "-CA", str(ca.cert), "-CAkey", str(ca.key), "-CAcreateserial",
+        "-out", str(pair.cert), "-days", str(VALID_DAYS), "-sha256", "-extfile", str(extension_file),
+        cwd=directory,
+    )  # fmt: skip
+    csr.unlink()
+    extension_file.unlink()
+    return pair
+
+
+def create_pki(directory: Path) -> Pki:
+    """Write a fresh CA, serving and client certificates and the service-account key pair."""
+    directory.mkdir(parents=True, exist_ok=True)
+    ca = _make_ca(directory)
+    service_account_key = directory / "service-account.key"
+    service_account_pub = directory / "service-account.pub"
+    _new_key(service_account_key)
+    _openssl(
+        "ec", "-in", str(service_account_key), "-pubout", "-out", str(service_account_pub), cwd=directory
+    )
+    return Pki(
+        ca=ca,
+        apiserver=_issue(directory, ca, "apiserver", "kube-apiserver", server_names=APISERVER_SANS),
+        apiserver_kubelet_client=_issue(
+            directory, ca, "apiserver-kubelet-client", "kube-apiserver-kubelet-client", "system:masters"
+        ),
+        admin=_issue(directory, ca, "admin", "chute-operator-dev-admin", "system:masters"),
+        controller_manager=_issue(directory, ca, "controller-manager", "system:kube-controller-manager"),
+        scheduler=_issue(directory, ca, "scheduler", "system:kube-scheduler"),
+        kwok=_issue(directory, ca, "kwok", "kwok-controller", "system:masters"),
+        kwok_serving=_issue(
+            directory, ca, "kwok-serving", "kwok-controller", server_names=("IP:127.0.0.1", "DNS:localhost")
+        ),
+        service_account_key=service_account_key,
+        service_account_pub=service_account_pub,
+    )
