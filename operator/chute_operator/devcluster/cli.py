@@ -1,0 +1,271 @@
+"""``chute-operator dev up|down|status|build``: a local control plane for a person, in the background.
+
+The state lives in ``<cache>/dev/`` (``$CHUTE_OPERATOR_CACHE``, default ``~/.cache/chute-operator``):
+the kubeconfig, the supervisor's pid and log, every component's log. ``dev down`` also stops any
+process whose ``*.pid`` file lies there (the demo's operator writes one). ``CHUTE_OPERATOR_DEV_NODES``
+names a node pool YAML file to use instead of the default nodes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from chute_operator.devcluster.apiclient import ApiClient, ApiError
+from chute_operator.devcluster.binaries import (
+    KUBERNETES_VERSION,
+    BuildError,
+    cache_dir,
+    ensure_binaries,
+    toolset,
+)
+from chute_operator.devcluster.pki import KeyPair
+from chute_operator.devcluster.supervisor import PID_FILE, STATE_FILE, read_state
+
+NODES_ENV = "CHUTE_OPERATOR_DEV_NODES"
+START_TIMEOUT = 180.0
+STOP_TIMEOUT = 60.0
+
+
+class DevClusterError(RuntimeError):
+    """The background control plane could not be started."""
+
+
+def state_dir() -> Path:
+    return cache_dir() / "dev"
+
+
+def kubeconfig_path() -> Path:
+    return state_dir() / "kubeconfig"
+
+
+@contextlib.contextmanager
+def _locked() -> Iterator[None]:
+    """One ``dev`` command at a time changes the state dir."""
+    directory = state_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    with (directory.parent / "dev.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _read_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _alive(pid: int | None) -> bool:
+    if pid is None or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child of ours counts as gone.
+    with contextlib.suppress(OSError):
+        if Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z":
+            return False
+    return True
+
+
+def _supervisor_pid() -> int | None:
+    pid = _read_pid(state_dir() / PID_FILE)
+    return pid if _alive(pid) else None
+
+
+def _api_ready(server: str) -> bool:
+    pki = state_dir() / "pki"
+    try:
+        client = ApiClient(server, str(pki / "ca.crt"), KeyPair(pki / "admin.crt", pki / "admin.key"))
+        return client.get("/readyz", timeout=3).get("text") == "ok"
+    except (ApiError, OSError):
+        return False
+
+
+def _running_server() -> str | None:
+    """The API server URL of a healthy background control plane, if there is one."""
+    state = read_state(state_dir())
+    if _supervisor_pid() and state.get("ready") and _api_ready(str(state.get("server"))):
+        return str(state["server"])
+    return None
+
+
+def _log_tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def _terminate(pid: int, timeout: float) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if _alive(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _owned_by_state_dir(pid: int) -> bool:
+    """Whether a recorded pid still is one of our processes (its command line names the state dir)."""
+    try:
+        return str(state_dir()) in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return False
+
+
+def _stop_everything() -> None:
+    directory = state_dir()
+    supervisor = _supervisor_pid()
+    if supervisor:
+        _terminate(supervisor, STOP_TIMEOUT)
+    for pid_file in sorted(directory.glob("*.pid")):
+        pid = _read_pid(pid_file)
+        if pid and pid != os.getpid() and _alive(pid):
+            _terminate(pid, 15)
+    for pid in (read_state(directory).get("components") or {}).values():
+        if isinstance(pid, int) and _alive(pid) and _owned_by_state_dir(pid):
+            _terminate(pid, 10)
+
+
+def _start_supervisor() -> str:
+    directory = state_dir()
+    _stop_everything()
+    for name in (STATE_FILE, PID_FILE):
+        (directory / name).unlink(missing_ok=True)
+    log_path = directory / "supervisor.log"
+    command = [sys.executable, "-m", "chute_operator.devcluster.supervisor", "--state-dir", str(directory)]
+    nodes_file = os.environ.get(NODES_ENV)
+    if nodes_file:
+        command += ["--nodes", str(Path(nodes_file).expanduser().resolve())]
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        state = read_state(directory)
+        if state.get("ready"):
+            return str(state["server"])
+        if state.get("error") or process.poll() is not None:
+            process.wait(STOP_TIMEOUT)
+            raise DevClusterError(
+                f"the control plane did not start; {log_path} ends:\n{_log_tail(log_path, 60)}"
+            )
+        time.sleep(0.2)
+    _terminate(process.pid, STOP_TIMEOUT)
+    raise DevClusterError(f"no Ready control plane after {START_TIMEOUT:.0f}s; see {log_path}")
+
+
+def ensure_dev_cluster() -> Path:
+    """Build the binaries if needed, start the background control plane unless it runs; its kubeconfig."""
+    ensure_binaries()
+    with _locked():
+        if _running_server() is None:
+            _start_supervisor()
+    return kubeconfig_path()
+
+
+def _up() -> int:
+    already = _running_server() is not None
+    try:
+        kubeconfig = ensure_dev_cluster()
+    except (DevClusterError, BuildError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    state = read_state(state_dir())
+    nodes = state.get("nodes") or []
+    how = "already running" if already else f"started in {state.get('startup_seconds', '?')}s"
+    print(
+        f"Local control plane {how}: Kubernetes {KUBERNETES_VERSION}, {len(nodes)} simulated nodes\n"
+        f"  server:     {state.get('server')}\n"
+        f"  kubeconfig: {kubeconfig}\n"
+        f"  logs:       {state_dir() / 'logs'}\n"
+        "Try:\n"
+        f"  export KUBECONFIG={kubeconfig}\n"
+        f"  export PATH={toolset().kubectl.parent}:$PATH   # kubectl {KUBERNETES_VERSION}\n"
+        "  kubectl get nodes -L nvidia.com/gpu.product,nvidia.com/gpu.count\n"
+        "Stop it with: chute-operator dev down"
+    )
+    return 0
+
+
+def _down() -> int:
+    directory = state_dir()
+    if not directory.exists():
+        print("no local control plane")
+        return 0
+    with _locked():
+        running = _supervisor_pid() is not None
+        _stop_everything()
+        shutil.rmtree(directory, ignore_errors=True)
+    print("local control plane stopped and removed" if running else "removed the local control plane's state")
+    return 0
+
+
+def _status() -> int:
+    directory = state_dir()
+    state = read_state(directory)
+    server = _running_server()
+    if server is None:
+        if _supervisor_pid():
+            print(f"starting (or unhealthy); see {directory / 'supervisor.log'}")
+        elif state.get("error"):
+            print(f"not running; the last start failed: {state['error'].splitlines()[0]}")
+        else:
+            print("not running (start it with: chute-operator dev up)")
+        return 1
+    kubectl = toolset().kubectl
+    nodes = subprocess.run(
+        [str(kubectl), f"--kubeconfig={kubeconfig_path()}", "get", "nodes", "-L", "nvidia.com/gpu.product"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    print(
+        f"running (supervisor pid {state.get('pid')})\n"
+        f"  server:     {server}\n"
+        f"  kubeconfig: {kubeconfig_path()}\n"
+        f"  logs:       {directory / 'logs'}\n\n{nodes.stdout or nodes.stderr}",
+        end="",
+    )
+    return 0
+
+
+def _build() -> int:
+    started = time.monotonic()
+    try:
+        tools = ensure_binaries()
+    except BuildError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(f"binaries ready ({time.monotonic() - started:.0f}s):")
+    for name, path in vars(tools).items():
+        print(f"  {name:24} {path}")
+    return 0
+
+
+def dev_command(action: str) -> int:
+    """Entry point of ``chute-operator dev ACTION``; the exit code."""
+    actions = {"up": _up, "down": _down, "status": _status, "build": _build}
+    if action not in actions:
+        print(f"unknown action {action!r}; one of {', '.join(actions)}", file=sys.stderr)
+        return 2
+    return actions[action]()
