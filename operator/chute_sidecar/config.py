@@ -87,8 +87,8 @@ def _path(text: str) -> str:
 
 
 def _upstream(text: str) -> str:
-    if not text.startswith(("http://", "https://")):
-        raise argparse.ArgumentTypeError(f"must be an http:// or https:// URL: {text!r}")
+    if not text.startswith("http://"):
+        raise argparse.ArgumentTypeError(f"must be an http:// URL (the model on loopback): {text!r}")
     return text.rstrip("/")
 
 

@@ -8,8 +8,7 @@ import logging
 import time
 from collections.abc import AsyncIterator
 
-import aiohttp
-from aiohttp import web
+from aiohttp import StreamReader, web
 from multidict import CIMultiDict
 from yarl import URL
 
@@ -17,6 +16,7 @@ from chute_sidecar.auth import ApiKeys
 from chute_sidecar.limiter import Limiter
 from chute_sidecar.metrics import Metrics
 from chute_sidecar.routes import OTHER, RouteTable, method_label
+from chute_sidecar.upstream import ConnectError, Exchange, Pool, ProtocolError, request_head
 from chute_sidecar.usage import Tail, parse_usage, wants_usage
 
 log = logging.getLogger("chute_sidecar.proxy")
@@ -34,7 +34,9 @@ HOP_BY_HOP = (
     "Transfer-Encoding",
     "Upgrade",
 )
-_REQUEST_DROP = (*HOP_BY_HOP, "Host", "Expect")
+# raw (lower-case) names not forwarded: hop-by-hop, Host (set for the model), Expect (answered here),
+# X-Forwarded-For (extended and re-added)
+_RAW_DROP = frozenset(name.lower().encode() for name in (*HOP_BY_HOP, "Host", "Expect", "X-Forwarded-For"))
 CLIENT_CLOSED = 499  # nginx's code for "client closed the connection first"
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _debug = log.isEnabledFor
@@ -45,22 +47,26 @@ class BodyTooLarge(Exception):
 
 
 class _Upload:
-    """Counts a body of unknown length as it streams to the model."""
+    """Frames a body of unknown length as chunked for the model, counting it against the limit."""
 
-    __slots__ = ("exceeded", "limit")
+    __slots__ = ("limit",)
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        self.exceeded = False
 
-    async def stream(self, content: aiohttp.StreamReader) -> AsyncIterator[bytes]:
+    async def chunked(self, content: StreamReader) -> AsyncIterator[bytes]:
         seen = 0
         while chunk := await content.readany():
             seen += len(chunk)
             if seen > self.limit:
-                self.exceeded = True
                 raise BodyTooLarge
-            yield chunk
+            yield b"%x\r\n%b\r\n" % (len(chunk), chunk)
+        yield b"0\r\n\r\n"
+
+
+async def _stream(content: StreamReader) -> AsyncIterator[bytes]:
+    while chunk := await content.readany():
+        yield chunk
 
 
 def json_response(status: int, document: object, headers: dict[str, str] | None = None) -> web.Response:
@@ -81,6 +87,12 @@ def _strip(headers: CIMultiDict[str], drop: tuple[str, ...]) -> None:
                 headers.popall(name, None)
     for name in drop:
         headers.popall(name, None)
+
+
+class _Coalesced(web.StreamResponse):
+    """Holds the head until the first body write (aiohttp's ``web.Response`` does the same)."""
+
+    _send_headers_immediately = False
 
 
 class Draining:
@@ -109,9 +121,10 @@ class Proxy:
         draining: Draining,
     ) -> None:
         base = URL(upstream)
-        self._scheme = base.scheme
+        if base.scheme != "http":
+            raise ValueError("the upstream must be an http:// URL (the model server on loopback)")
         self._host = base.raw_host or "127.0.0.1"
-        self._port = base.explicit_port
+        self._port = base.port or 80
         self._prefix = base.raw_path.rstrip("/")
         self.limiter = limiter
         self.metrics = metrics
@@ -121,27 +134,16 @@ class Proxy:
         self.max_body = max_body_bytes
         self.timeout = request_timeout
         self.draining = draining
-        self.session: aiohttp.ClientSession | None = None
+        self.pool: Pool | None = None
 
     async def start(self) -> None:
-        """One client session for the life of the sidecar, its pool sized to the concurrency."""
-        self.session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(
-                limit=self.limiter.capacity,
-                keepalive_timeout=4.0,  # below uvicorn's 5 s default, so the model never closes first
-                enable_cleanup_closed=False,
-            ),
-            auto_decompress=False,
-            skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
-            cookie_jar=aiohttp.DummyCookieJar(),
-            timeout=aiohttp.ClientTimeout(total=None, connect=None),
-            trust_env=False,
-        )
+        """The connection pool to the model, as many idle connections kept as the concurrency."""
+        self.pool = Pool(self._host, self._port, max_idle=self.limiter.capacity)
 
     async def close(self) -> None:
-        if self.session is not None:
-            await self.session.close()
-            self.session = None
+        if self.pool is not None:
+            self.pool.close()
+            self.pool = None
 
     def conn_stats(self) -> web.Response:
         return json_response(200, self.limiter.stats())
@@ -151,7 +153,7 @@ class Proxy:
         started = time.monotonic()
         method = request.method
         raw_path = request.raw_path
-        path, _, query = raw_path.partition("?")
+        path = raw_path.partition("?")[0]
         if path == CONN_STATS_PATH and method == "GET":
             return self.conn_stats()
         route = self.routes.match(method, path)
@@ -172,7 +174,7 @@ class Proxy:
         self.metrics.last_request.set(time.time())
         code = CLIENT_CLOSED
         try:
-            response, code = await self._forward(request, route, method, path, query, length, started)
+            response, code = await self._forward(request, route, method, raw_path, length, started)
             return response
         finally:
             self.limiter.release(ticket)
@@ -201,53 +203,56 @@ class Proxy:
         self.metrics.upstream_error(kind)
         return json_response(status, {"detail": detail})
 
+    def _head(self, request: web.BaseRequest, raw_path: str, chunked: bool) -> bytes:
+        """The upstream request head: the client's raw headers minus hop-by-hop ones, plus forwarding."""
+        drop = _RAW_DROP
+        connection = request.headers.get("Connection")
+        if connection:
+            drop = drop | {name.strip().lower().encode("latin-1") for name in connection.split(",")}
+        headers = [(name, value) for name, value in request.raw_headers if name.lower() not in drop]
+        incoming = request.headers
+        remote = request.remote
+        forwarded = incoming.get("X-Forwarded-For")
+        if remote:
+            forwarded = f"{forwarded}, {remote}" if forwarded else remote
+        if forwarded:
+            headers.append((b"X-Forwarded-For", forwarded.encode("latin-1")))
+        if "X-Forwarded-Proto" not in incoming:
+            headers.append((b"X-Forwarded-Proto", request.scheme.encode("latin-1")))
+        host = incoming.get("Host")
+        if host and "X-Forwarded-Host" not in incoming:
+            headers.append((b"X-Forwarded-Host", host.encode("latin-1")))
+        if chunked:
+            headers.append((b"Transfer-Encoding", b"chunked"))
+        assert self.pool is not None
+        return request_head(request.method, self._prefix + raw_path, self.pool.host_header, headers)
+
     async def _forward(
         self,
         request: web.BaseRequest,
         route: str,
         method: str,
-        path: str,
-        query: str,
+        raw_path: str,
         length: int | None,
         started: float,
     ) -> tuple[web.StreamResponse, int]:
-        assert self.session is not None
-        headers = CIMultiDict(request.headers)
-        if headers.get("Expect", "").lower() == "100-continue":
+        assert self.pool is not None
+        if request.headers.get("Expect", "").lower() == "100-continue":
             await request.writer.write(_CONTINUE)
-        _strip(headers, _REQUEST_DROP)
-        remote = request.remote
-        if remote:
-            forwarded = headers.get("X-Forwarded-For")
-            headers["X-Forwarded-For"] = f"{forwarded}, {remote}" if forwarded else remote
-        host = request.headers.get("Host")
-        if host:
-            headers.setdefault("X-Forwarded-Host", host)
-        headers.setdefault("X-Forwarded-Proto", request.scheme)
-
-        upload: _Upload | None = None
-        data: object = None
+        body: AsyncIterator[bytes] | None = None
+        chunked = False
         if request.body_exists:
             if length is not None:
-                data = request.content  # streamed with the client's Content-Length
+                body = _stream(request.content)  # the client's Content-Length is forwarded
             else:
-                upload = _Upload(self.max_body)
-                data = upload.stream(request.content)  # streamed chunked, counted
-        url = URL.build(
-            scheme=self._scheme,
-            host=self._host,
-            port=self._port,
-            path=self._prefix + path,
-            query_string=query,
-            encoded=True,
-        )
+                chunked = True
+                body = _Upload(self.max_body).chunked(request.content)
+        head = self._head(request, raw_path, chunked)
         response: web.StreamResponse | None = None
         try:
             async with (
                 asyncio.timeout(self.timeout),
-                self.session.request(
-                    method, url, headers=headers, data=data, allow_redirects=False
-                ) as upstream,
+                Exchange(self.pool, head, body, head_only=method == "HEAD") as upstream,
             ):
                 out_headers = CIMultiDict(upstream.headers)
                 _strip(out_headers, HOP_BY_HOP)
@@ -259,11 +264,11 @@ class Proxy:
                 tail = (
                     Tail()
                     if 200 <= upstream.status < 300
-                    and wants_usage(upstream.content_type, upstream.headers.get("Content-Encoding"))
+                    and wants_usage(out_headers.get("Content-Type"), out_headers.get("Content-Encoding"))
                     else None
                 )
                 await response.prepare(request)
-                read = upstream.content.readany
+                read = upstream.read
                 chunk = await read()
                 self.metrics.observe_ttfb(route, time.monotonic() - started)
                 while chunk:
@@ -281,35 +286,26 @@ class Proxy:
                 return json_response(504, {"detail": "model did not answer in time"}), 504
             return self._truncate(request, response, "timeout")
         except BodyTooLarge:
-            return self._refuse_upload(route, method, started)
-        except aiohttp.ClientConnectorError as exc:
+            return self._refuse_upload()
+        except ConnectError as exc:
             log.warning("cannot connect to the model", extra={"error": str(exc)})
             return self._error(502, "connect", "cannot connect to the model"), 502
-        except ConnectionError as exc:
-            # a failed write to our client (ClientConnectionResetError) lands here too, once prepared
-            if response is not None and response.prepared and request.transport is None:
+        except ProtocolError as exc:
+            if response is None or not response.prepared:
+                log.warning("bad answer from the model", extra={"error": str(exc)})
+                return self._error(502, "protocol", "bad response from the model"), 502
+            return self._truncate(request, response, "protocol")
+        except ConnectionError:
+            # writing to our client failed: it went away (handler cancellation usually comes first)
+            if response is not None and response.prepared:
                 return response, CLIENT_CLOSED
-            if upload is not None and upload.exceeded:
-                return self._refuse_upload(route, method, started)
-            return self._protocol_error(request, response, exc)
-        except aiohttp.ClientError as exc:
-            if upload is not None and upload.exceeded:
-                return self._refuse_upload(route, method, started)
-            return self._protocol_error(request, response, exc)
+            raise
 
-    def _refuse_upload(self, route: str, method: str, started: float) -> tuple[web.StreamResponse, int]:
+    def _refuse_upload(self) -> tuple[web.StreamResponse, int]:
         self.metrics.reject("body_too_large")
         response = json_response(413, {"detail": "request body too large"})
         response.force_close()
         return response, 413
-
-    def _protocol_error(
-        self, request: web.BaseRequest, response: web.StreamResponse | None, exc: BaseException
-    ) -> tuple[web.StreamResponse, int]:
-        if response is None or not response.prepared:
-            log.warning("model connection failed", extra={"error": f"{type(exc).__name__}: {exc}"})
-            return self._error(502, "protocol", "bad response from the model"), 502
-        return self._truncate(request, response, "protocol")
 
     def _truncate(
         self, request: web.BaseRequest, response: web.StreamResponse, kind: str

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+import aiohttp
 import pytest
 
 from .conftest import StartSidecar, Stub, eventually
@@ -19,7 +20,7 @@ async def test_429_exactly_past_the_limit(start_sidecar: StartSidecar, stub: Stu
         return stub.entered == concurrency
 
     await eventually(all_in_model)
-    async with session.get(running.url("/hold")) as response:
+    async with session.get(running.url("/hold"), timeout=aiohttp.ClientTimeout(total=10)) as response:
         assert response.status == 429
         assert response.headers["Retry-After"] == "1"
     assert stub.entered == concurrency  # the refused request never reached the model

@@ -100,7 +100,7 @@ async def test_stream_chunks_arrive_before_the_model_finishes(sidecar: Running, 
     async with sidecar.session.get(sidecar.url("/stream")) as response:
         assert response.status == 200
         assert response.headers["Content-Type"] == "text/event-stream"
-        first = await response.content.readuntil(b"\n\n")
+        first = await asyncio.wait_for(response.content.readuntil(b"\n\n"), 10)
         assert b"first" in first
         assert not stub.release.is_set()  # the model is still mid-response
         stub.release.set()
