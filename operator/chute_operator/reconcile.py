@@ -144,11 +144,12 @@ class Reconciler:
         changed = []
         for manifest in desired:
             kind, key = manifest["kind"], key_of(manifest)
-            if not drifted(manifest, self.store.get(kind, key)):
+            actual = self.store.get(kind, key)
+            if not drifted(manifest, actual) and not self._releases_replicas(manifest, actual):
                 continue
             self._check_leader()
             try:
-                await self._hand_over_replicas(manifest, self.store.get(kind, key))
+                await self._hand_over_replicas(manifest, actual)
                 stored = await self.api.apply(manifest)
             except Exception as error:
                 if error_code(error) in PERMANENT_FAILURES:
@@ -164,15 +165,21 @@ class Reconciler:
             await self._event(chute, "Normal", "Applied", f"applied {', '.join(changed)}")
         return None
 
+    def _releases_replicas(self, manifest: dict[str, Any], actual: dict[str, Any] | None) -> bool:
+        """A Deployment whose replicas we own but now leave to an HPA: applying it is due."""
+        return (
+            manifest["kind"] == "Deployment"
+            and "replicas" not in manifest["spec"]
+            and owns_replicas(actual, self.api.field_manager)
+        )
+
     async def _hand_over_replicas(self, manifest: dict[str, Any], actual: dict[str, Any] | None) -> None:
         """Before leaving ``spec.replicas`` to an HPA, let a second manager hold its current value.
 
         Dropping a field we solely own from an apply removes it, and the Deployment would fall back
         to one replica until the HPA reacts. Co-owned, the value stays; the HPA's next scale takes it.
         """
-        if manifest["kind"] != "Deployment" or "replicas" in manifest["spec"]:
-            return
-        if not owns_replicas(actual, self.api.field_manager) or actual is None:
+        if actual is None or not self._releases_replicas(manifest, actual):
             return
         handoff = {
             "apiVersion": manifest["apiVersion"],

@@ -1,0 +1,353 @@
+"""The operator against the real local control plane with simulated GPU nodes (issue: reconciler)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.kube_helpers import apply, condition, eventually, get, items
+from tests.operator_fixtures import OperatorProcess
+
+pytestmark = pytest.mark.e2e
+ROOT = Path(__file__).resolve().parents[2]
+CHILD_KINDS = ("deployment", "service", "horizontalpodautoscaler", "servicemonitor", "networkpolicy")
+
+
+def chute(name: str, **spec: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "image": "vllm/vllm-openai:v0.10.1",
+        "template": "vllm",
+        "model": {"name": "org/model"},
+        "nodeSelector": {"gpuCount": 1, "minVramGbPerGpu": 24},
+    }
+    return {
+        "apiVersion": "chutes.ai/v1alpha1",
+        "kind": "Chute",
+        "metadata": {"name": name},
+        "spec": {**base, **spec},
+    }
+
+
+def wait_ready(cp: Any, name: str, namespace: str, timeout: int = 120) -> dict[str, Any]:
+    cp.kubectl("wait", "--for=condition=Ready", f"chute/{name}", "-n", namespace, f"--timeout={timeout}s")
+    found = get(cp, "chute", name, namespace)
+    assert found is not None
+    return found
+
+
+def ready_reason(cp: Any, name: str, namespace: str) -> tuple[str, str, str]:
+    ready = condition(get(cp, "chute", name, namespace), "Ready")
+    return ready.get("status", ""), ready.get("reason", ""), ready.get("message", "")
+
+
+def events(cp: Any, name: str, namespace: str) -> list[dict[str, Any]]:
+    result = cp.kubectl(
+        "get", "events", "-n", namespace, "--field-selector", f"involvedObject.name={name}", "-o", "json"
+    )
+    return list(json.loads(result.stdout)["items"])
+
+
+def versions(cp: Any, name: str, namespace: str) -> dict[str, str]:
+    found = {}
+    for kind in ("chute", *CHILD_KINDS):
+        obj = get(cp, kind, name, namespace)
+        if obj:
+            found[kind] = obj["metadata"]["resourceVersion"]
+    return found
+
+
+@pytest.fixture
+def servicemonitor_api(control_plane: Any) -> None:
+    control_plane.kubectl(
+        "apply", "--server-side", "-f", str(ROOT / "tests" / "fixtures" / "servicemonitor-crd.yaml")
+    )
+    control_plane.kubectl(
+        "wait", "--for=condition=Established", "--timeout=60s", "crd/servicemonitors.monitoring.coreos.com"
+    )
+
+
+def test_ready_without_the_monitoring_api_then_servicemonitor_once_it_appears(
+    operator: OperatorProcess, control_plane: Any, namespace: str
+) -> None:
+    assert get(control_plane, "crd", "servicemonitors.monitoring.coreos.com", "") is None, "must run first"
+    apply(control_plane, chute("mon"), namespace)
+    wait_ready(control_plane, "mon", namespace)
+    reasons = {e["reason"] for e in events(control_plane, "mon", namespace)}
+    assert "MonitoringUnavailable" in reasons
+    control_plane.kubectl(
+        "apply", "--server-side", "-f", str(ROOT / "tests" / "fixtures" / "servicemonitor-crd.yaml")
+    )
+    monitor = eventually(
+        lambda: get(control_plane, "servicemonitor", "mon", namespace), what="ServiceMonitor"
+    )
+    assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
+
+
+def test_example_becomes_ready_with_every_child_owned(
+    operator: OperatorProcess, servicemonitor_api: None, control_plane: Any, namespace: str
+) -> None:
+    control_plane.kubectl("apply", "-n", namespace, "-f", str(ROOT / "examples" / "vllm-chat.yaml"))
+    found = wait_ready(control_plane, "qwen3-8b-chat", namespace)
+    uid = found["metadata"]["uid"]
+    for kind in CHILD_KINDS:
+        child = eventually(lambda k=kind: get(control_plane, k, "qwen3-8b-chat", namespace), what=kind)
+        owner = child["metadata"]["ownerReferences"][0]
+        assert (owner["uid"], owner["controller"], owner["kind"]) == (uid, True, "Chute")
+    status = found["status"]
+    assert status["observedGeneration"] == found["metadata"]["generation"]
+    assert status["url"] == f"http://qwen3-8b-chat.{namespace}.svc.cluster.local"
+    assert status["selector"] == "chutes.ai/chute=qwen3-8b-chat"
+    assert status["readyReplicas"] >= 1
+    pods = items(control_plane, "pods", namespace, "chutes.ai/chute=qwen3-8b-chat")
+    node = get(control_plane, "node", pods[0]["spec"]["nodeName"], "")
+    assert node is not None
+    product = node["metadata"]["labels"]["nvidia.com/gpu.product"]
+    assert product in {"NVIDIA-H100-80GB-HBM3", "NVIDIA-A100-SXM4-80GB", "NVIDIA-L40S", "NVIDIA-L4"}
+    table = control_plane.kubectl("get", "chutes", "-n", namespace).stdout
+    for column in ("READY", "TEMPLATE", "GPU", "vllm"):
+        assert column in table
+
+
+def test_image_change_rolls_out_and_observed_generation_follows(
+    operator: OperatorProcess, control_plane: Any, namespace: str
+) -> None:
+    apply(control_plane, chute("roll"), namespace)
+    wait_ready(control_plane, "roll", namespace)
+    control_plane.kubectl(
+        "patch",
+        "chute",
+        "roll",
+        "-n",
+        namespace,
+        "--type=merge",
+        "-p",
+        '{"spec":{"image":"vllm/vllm-openai:v0.11.0"}}',
+    )
+
+    def rolled() -> bool:
+        deployment = get(control_plane, "deployment", "roll", namespace) or {}
+        containers = deployment.get("spec", {}).get("template", {}).get("spec", {}).get("containers", [{}])
+        return containers[0].get("image") == "vllm/vllm-openai:v0.11.0"
+
+    eventually(rolled, what="new image in the Deployment")
+    found = wait_ready(control_plane, "roll", namespace)
+    assert found["metadata"]["generation"] == 2
+    eventually(
+        lambda: (
+            (get(control_plane, "chute", "roll", namespace) or {}).get("status", {}).get("observedGeneration")
+            == 2
+        ),
+        what="observedGeneration 2",
+    )
+    assert condition(get(control_plane, "chute", "roll", namespace), "Ready")["observedGeneration"] == 2
+
+
+def test_turning_features_off_removes_their_children(
+    operator: OperatorProcess, servicemonitor_api: None, control_plane: Any, namespace: str
+) -> None:
+    apply(control_plane, chute("prune", minInstances=1, maxInstances=3), namespace)
+    for kind in ("horizontalpodautoscaler", "servicemonitor", "networkpolicy"):
+        eventually(lambda k=kind: get(control_plane, k, "prune", namespace), what=kind)
+    patch = {
+        "spec": {
+            "minInstances": 2,
+            "maxInstances": 2,
+            "monitoring": {"serviceMonitor": False},
+            "allowExternalEgress": True,
+        }
+    }
+    control_plane.kubectl("patch", "chute", "prune", "-n", namespace, "--type=merge", "-p", json.dumps(patch))
+    for kind in ("horizontalpodautoscaler", "servicemonitor", "networkpolicy"):
+        eventually(lambda k=kind: get(control_plane, k, "prune", namespace) is None, what=f"{kind} removed")
+    eventually(
+        lambda: (
+            (get(control_plane, "deployment", "prune", namespace) or {}).get("spec", {}).get("replicas") == 2
+        ),
+        what="2 fixed replicas",
+    )
+    wait_ready(control_plane, "prune", namespace)
+
+
+def test_hand_edits_are_put_back_but_foreign_labels_stay(
+    operator: OperatorProcess, control_plane: Any, namespace: str
+) -> None:
+    apply(control_plane, chute("drift", minInstances=2, maxInstances=2), namespace)
+    wait_ready(control_plane, "drift", namespace)
+    control_plane.kubectl("label", "deployment", "drift", "-n", namespace, "team=ml")
+    control_plane.kubectl("scale", "deployment", "drift", "-n", namespace, "--replicas=5")
+    eventually(
+        lambda: get(control_plane, "deployment", "drift", namespace)["spec"]["replicas"] == 2,  # type: ignore[index]
+        what="replicas restored",
+    )
+    control_plane.kubectl("set", "image", "deployment/drift", "-n", namespace, "model=evil:latest")
+
+    def image() -> str:
+        deployment = get(control_plane, "deployment", "drift", namespace) or {}
+        return str(deployment["spec"]["template"]["spec"]["containers"][0]["image"])
+
+    eventually(lambda: image() == "vllm/vllm-openai:v0.10.1", what="image restored")
+    assert get(control_plane, "deployment", "drift", namespace)["metadata"]["labels"]["team"] == "ml"  # type: ignore[index]
+    old_uid = get(control_plane, "deployment", "drift", namespace)["metadata"]["uid"]  # type: ignore[index]
+    control_plane.kubectl("delete", "deployment", "drift", "-n", namespace, "--wait=true")
+    recreated = eventually(
+        lambda: (
+            (d := get(control_plane, "deployment", "drift", namespace))
+            and d["metadata"]["uid"] != old_uid
+            and d
+        ),
+        what="Deployment recreated",
+    )
+    assert recreated["spec"]["replicas"] == 2
+
+
+def test_switching_to_autoscaling_keeps_the_current_replicas(
+    operator: OperatorProcess, control_plane: Any, namespace: str
+) -> None:
+    apply(control_plane, chute("handoff", minInstances=3, maxInstances=3), namespace)
+    wait_ready(control_plane, "handoff", namespace)
+    patch = {"spec": {"minInstances": 1, "maxInstances": 5}}
+    control_plane.kubectl(
+        "patch", "chute", "handoff", "-n", namespace, "--type=merge", "-p", json.dumps(patch)
+    )
+    eventually(lambda: get(control_plane, "horizontalpodautoscaler", "handoff", namespace), what="HPA")
+    time.sleep(2)
+    shown = control_plane.kubectl(
+        "get", "deployment", "handoff", "-n", namespace, "-o", "json", "--show-managed-fields"
+    )
+    deployment = json.loads(shown.stdout)
+    assert deployment["spec"]["replicas"] == 3
+    replicas_owners = {
+        entry["manager"]
+        for entry in deployment["metadata"]["managedFields"]
+        if "f:replicas" in (entry.get("fieldsV1") or {}).get("f:spec", {})
+    }
+    assert "chute-operator" not in replicas_owners  # left to the HPA, so never reset by our applies
+    assert replicas_owners, "someone must still hold spec.replicas, or it falls back to 1"
+
+
+def test_deleting_the_chute_garbage_collects_every_child(
+    operator: OperatorProcess, control_plane: Any, namespace: str
+) -> None:
+    apply(control_plane, chute("gone"), namespace)
+    wait_ready(control_plane, "gone", namespace)
+    control_plane.kubectl("delete", "chute", "gone", "-n", namespace)
+    for kind in ("deployment", "service", "networkpolicy"):
+        eventually(lambda k=kind: get(control_plane, k, "gone", namespace) is None, what=f"{kind} collected")
+    eventually(
+        lambda: not items(control_plane, "pods", namespace, "chutes.ai/chute=gone"), what="pods collected"
+    )
+
+
+def test_more_gpus_than_any_node_has_is_unschedulable_with_the_scheduler_message(
+    operator: OperatorProcess, control_plane: Any, namespace: str
+) -> None:
+    apply(control_plane, chute("huge", nodeSelector={"gpuCount": 8, "include": ["l4"]}), namespace)
+    status, _, message = eventually(
+        lambda: (r := ready_reason(control_plane, "huge", namespace))[1] == "Unschedulable" and r,
+        what="Unschedulable",
+    )
+    assert status == "False"
+    assert "nvidia.com/gpu" in message
+    assert "l4" in message
+
+
+@pytest.mark.parametrize("behavior", ["ImagePullBackOff", "CrashLoopBackOff", "OOMKilled"])
+def test_a_failing_pod_shows_its_reason(
+    operator: OperatorProcess, control_plane: Any, namespace: str, behavior: str
+) -> None:
+    name = f"fail-{behavior.lower()}"
+    apply(control_plane, chute(name, pod={"annotations": {"sim.chutes.ai/behavior": behavior}}), namespace)
+    status, _, message = eventually(
+        lambda: (r := ready_reason(control_plane, name, namespace))[1] == behavior and r, what=behavior
+    )
+    assert status == "False"
+    assert "pods:" in message
+    assert behavior in {e["reason"] for e in events(control_plane, name, namespace)}
+
+
+def test_spec_only_the_operator_can_judge_is_invalid_without_harming_others(
+    operator: OperatorProcess, control_plane: Any, namespace: str
+) -> None:
+    apply(
+        control_plane, chute("impossible", nodeSelector={"include": ["l4"], "minVramGbPerGpu": 80}), namespace
+    )
+    apply(control_plane, chute("neighbour"), namespace)
+    status, _, message = eventually(
+        lambda: (r := ready_reason(control_plane, "impossible", namespace))[1] == "InvalidSpec" and r,
+        what="InvalidSpec",
+    )
+    assert status == "False"
+    assert "minVramGbPerGpu=80" in message
+    assert "InvalidSpec" in {e["reason"] for e in events(control_plane, "impossible", namespace)}
+    assert get(control_plane, "deployment", "impossible", namespace) is None
+    wait_ready(control_plane, "neighbour", namespace)
+    assert operator.process is not None
+    assert operator.process.poll() is None
+
+
+def test_restarting_the_operator_writes_nothing_for_unchanged_chutes(
+    operator: OperatorProcess, servicemonitor_api: None, control_plane: Any, namespace: str
+) -> None:
+    apply(control_plane, chute("steady", minInstances=1, maxInstances=2), namespace)
+    wait_ready(control_plane, "steady", namespace)
+    time.sleep(3)  # let the last status write settle
+    before = versions(control_plane, "steady", namespace)
+    assert set(before) == {"chute", *CHILD_KINDS}
+    operator.stop()
+    operator.start()
+    eventually(lambda: operator.metric("chute_operator_leader") == 1, what="leadership after restart")
+    eventually(
+        lambda: operator.metric("chute_operator_reconciles_total", result="success") >= 1, what="reconciles"
+    )
+    time.sleep(3)
+    assert operator.metric("chute_operator_api_writes_total") == 0, operator.log_tail()
+    assert versions(control_plane, "steady", namespace) == before
+
+
+def test_two_operators_never_both_write(
+    operator: OperatorProcess, control_plane: Any, namespace: str, tmp_path: Path
+) -> None:
+    eventually(lambda: operator.metric("chute_operator_leader") == 1, what="main operator leading")
+    standby = OperatorProcess(control_plane.kubeconfig, tmp_path, "op-standby").start()
+    try:
+        time.sleep(3)
+        assert standby.metric("chute_operator_leader") == 0
+        apply(control_plane, chute("pair"), namespace)
+        wait_ready(control_plane, "pair", namespace)
+        control_plane.kubectl(
+            "patch", "chute", "pair", "-n", namespace, "--type=merge", "-p", '{"spec":{"concurrency":5}}'
+        )
+        eventually(
+            lambda: (
+                "--concurrency=5"
+                in (get(control_plane, "deployment", "pair", namespace) or {})["spec"]["template"]["spec"][
+                    "initContainers"
+                ][0]["args"]
+            ),
+            what="change applied",
+        )
+        assert standby.metric("chute_operator_api_writes_total") == 0
+        assert operator.metric("chute_operator_api_writes_total") > 0
+        operator.stop()  # a clean stop hands the lease over
+        eventually(
+            lambda: standby.metric("chute_operator_leader") == 1, timeout=30, what="standby takes over"
+        )
+        control_plane.kubectl(
+            "patch", "chute", "pair", "-n", namespace, "--type=merge", "-p", '{"spec":{"concurrency":6}}'
+        )
+        eventually(
+            lambda: (
+                "--concurrency=6"
+                in (get(control_plane, "deployment", "pair", namespace) or {})["spec"]["template"]["spec"][
+                    "initContainers"
+                ][0]["args"]
+            ),
+            what="standby applies changes",
+        )
+    finally:
+        standby.stop()
+        operator.start()

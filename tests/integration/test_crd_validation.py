@@ -1,0 +1,50 @@
+"""The generated CRD on a real kube-apiserver: examples accepted, invalid Chutes refused by name."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from tests.invalid_chutes import INVALID
+
+pytestmark = pytest.mark.integration
+EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.yaml"))
+
+
+def _dry_run(control_plane: Any, namespace: str, document: dict[str, Any]) -> Any:
+    return control_plane.kubectl(
+        "create", "--dry-run=server", "-n", namespace, "-f", "-", input=json.dumps(document), check=False
+    )
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
+def test_examples_are_accepted(chute_crd: Any, control_plane: Any, namespace: str, path: Path) -> None:
+    result = _dry_run(control_plane, namespace, yaml.safe_load(path.read_text()))
+    assert result.returncode == 0, result.stderr
+
+
+def test_api_server_fills_defaults(chute_crd: Any, control_plane: Any, namespace: str) -> None:
+    document = {
+        "apiVersion": "chutes.ai/v1alpha1",
+        "kind": "Chute",
+        "metadata": {"name": "defaults"},
+        "spec": {"image": "x"},
+    }
+    result = control_plane.kubectl(
+        "create", "--dry-run=server", "-o", "json", "-n", namespace, "-f", "-", input=json.dumps(document)
+    )
+    spec = json.loads(result.stdout)["spec"]
+    assert spec["nodeSelector"] == {"gpuCount": 1, "minVramGbPerGpu": 16}
+    assert (spec["template"], spec["maxInstances"], spec["scalingThreshold"]) == ("custom", 1, 0.75)
+
+
+@pytest.mark.parametrize(("case", "document", "field"), INVALID, ids=[case for case, _, _ in INVALID])
+def test_invalid_chutes_are_refused_naming_the_field(
+    chute_crd: Any, control_plane: Any, namespace: str, case: str, document: dict[str, Any], field: str
+) -> None:
+    result = _dry_run(control_plane, namespace, document)
+    assert result.returncode != 0, f"{case} was accepted"
+    assert field in result.stderr, result.stderr

@@ -1,0 +1,114 @@
+"""Fixtures for tests that need the Chute CRD or a running operator on the local control plane."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def chute_crd(control_plane: Any) -> Path:
+    """The checked-in Chute CRD, installed and established."""
+    crd = ROOT / "crds" / "chute.yaml"
+    control_plane.kubectl("apply", "--server-side", "-f", str(crd))
+    control_plane.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/chutes.chutes.ai")
+    return crd
+
+
+class OperatorProcess:
+    """``chute-operator run`` as a real subprocess against the local control plane."""
+
+    def __init__(self, kubeconfig: Path, log_dir: Path, identity: str, **env: str) -> None:
+        self.kubeconfig, self.identity = kubeconfig, identity
+        self.log_path = log_dir / f"operator-{identity}.log"
+        self.extra_env = env
+        self.process: subprocess.Popen[bytes] | None = None
+        self.metrics_port = self.health_port = 0
+
+    def start(self) -> OperatorProcess:
+        self.metrics_port, self.health_port = _free_port(), _free_port()
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(self.kubeconfig),
+            "CHUTE_OPERATOR_IDENTITY": self.identity,
+            "CHUTE_OPERATOR_METRICS_PORT": str(self.metrics_port),
+            "CHUTE_OPERATOR_HEALTH_PORT": str(self.health_port),
+            "CHUTE_OPERATOR_LEASE_NAMESPACE": "default",
+            "CHUTE_OPERATOR_LEASE_DURATION_SECONDS": "6",
+            "CHUTE_OPERATOR_LEASE_RENEW_SECONDS": "1",
+            "CHUTE_OPERATOR_MONITORING_RECHECK_SECONDS": "2",
+            "CHUTE_OPERATOR_SIDECAR_IMAGE": "chute-operator:test",
+            "CHUTE_OPERATOR_LOG_FORMAT": "text",
+            **self.extra_env,
+        }
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "chute_operator", "run", "--all-namespaces"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"operator exited {self.process.returncode}:\n{self.log_tail()}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.health_port}/healthz", timeout=2):
+                    return self
+            except OSError:
+                time.sleep(0.3)
+        raise RuntimeError(f"operator not healthy within 60s:\n{self.log_tail()}")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def metric(self, name: str, **labels: str) -> float:
+        """Sum of the samples of ``name`` whose labels include ``labels``."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as response:
+            text = response.read().decode()
+        total = 0.0
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                    total += sample.value
+        return total
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+@pytest.fixture(scope="session")
+def operator(
+    control_plane: Any, chute_crd: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
+    """One operator for the session (the leader)."""
+    process = OperatorProcess(
+        control_plane.kubeconfig, tmp_path_factory.mktemp("operator"), "op-main"
+    ).start()
+    yield process
+    process.stop()
