@@ -137,10 +137,15 @@ def test_rbac_has_no_wildcards_and_no_secrets(helm: Helm, values: Path) -> None:
             assert not {"escalate", "bind", "impersonate"} & set(rule["verbs"])
 
 
+def discovery_role(objects: list[dict[str, Any]]) -> dict[str, Any] | None:
+    found = [r for r in find(objects, "ClusterRole") if r["metadata"]["name"].endswith("-discovery")]
+    return found[0] if found else None
+
+
 def test_cluster_wide_by_default(helm: Helm) -> None:
     objects = helm.template(namespace="ops")
-    cluster_role = one(objects, "ClusterRole")
-    binding = one(objects, "ClusterRoleBinding")
+    cluster_role = one(objects, "ClusterRole", "co-chute-operator")
+    binding = one(objects, "ClusterRoleBinding", "co-chute-operator")
     assert binding["roleRef"]["name"] == cluster_role["metadata"]["name"]
     sa = one(objects, "ServiceAccount")["metadata"]["name"]
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": sa, "namespace": "ops"}]
@@ -157,6 +162,11 @@ def test_cluster_wide_by_default(helm: Helm) -> None:
         ("", "pods"): READ,
         ("", "events"): {"create", "patch"},
     }
+    discovery = discovery_role(objects)
+    assert discovery is not None
+    assert rules_by_resource(discovery) == {
+        ("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"}
+    }
     # The only namespaced Role is the leader-election one, in the release namespace.
     assert [r["metadata"]["namespace"] for r in find(objects, "Role")] == ["ops"]
     assert env_of(operator_container(objects))["CHUTE_OPERATOR_NAMESPACES"] == ""
@@ -164,8 +174,15 @@ def test_cluster_wide_by_default(helm: Helm) -> None:
 
 def test_watch_namespaces_get_a_role_each_and_no_cluster_role(helm: Helm) -> None:
     objects = helm.template(sets=("watchNamespaces={team-a,team-b}",), namespace="ops")
-    assert not find(objects, "ClusterRole")
-    assert not find(objects, "ClusterRoleBinding")
+    # The one cluster-wide grant is read-only discovery for kopf: CRDs and namespaces.
+    (cluster_role,) = find(objects, "ClusterRole")
+    assert cluster_role == discovery_role(objects)
+    assert rules_by_resource(cluster_role) == {
+        ("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"},
+        ("", "namespaces"): {"list", "watch"},
+    }
+    (binding,) = find(objects, "ClusterRoleBinding")
+    assert binding["roleRef"]["name"] == cluster_role["metadata"]["name"]
     roles = {
         r["metadata"]["namespace"]: r
         for r in find(objects, "Role")
@@ -185,6 +202,18 @@ def test_watch_namespaces_get_a_role_each_and_no_cluster_role(helm: Helm) -> Non
         }
         assert bindings[namespace]["subjects"][0]["namespace"] == "ops"
         assert ("chutes.ai", "chutes") in rules_by_resource(role)
+
+
+def test_cluster_discovery_can_be_turned_off(helm: Helm) -> None:
+    objects = helm.template(sets=("watchNamespaces={team-a}", "rbac.clusterDiscovery=false"))
+    assert not find(objects, "ClusterRole")
+    assert not find(objects, "ClusterRoleBinding")
+    assert discovery_role(helm.template(sets=("rbac.clusterDiscovery=false",))) is None
+
+
+def test_no_rbac_objects_without_rbac_create(helm: Helm) -> None:
+    kinds = {o["kind"] for o in helm.template(sets=("rbac.create=false",))}
+    assert not kinds & {"Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding"}
 
 
 def test_leader_election_role_is_limited_to_the_lease(helm: Helm) -> None:
