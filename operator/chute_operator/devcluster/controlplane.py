@@ -192,6 +192,8 @@ class ControlPlane:
         self._pki: Pki | None = None
         self.server = ""
         self.startup_seconds = 0.0
+        self.milestones: dict[str, float] = {}
+        """Seconds from the start of :meth:`start` to each step of the last start."""
 
     # -- public surface -------------------------------------------------------------------------
 
@@ -298,12 +300,22 @@ class ControlPlane:
         return work_dir
 
     def _start_once(self) -> None:
-        deadline = time.monotonic() + self.startup_timeout
+        began = time.monotonic()
+        deadline = began + self.startup_timeout
+        self.milestones = {}
+
+        def milestone(name: str) -> None:
+            self.milestones[name] = round(time.monotonic() - began, 3)
+
         work_dir = self._prepare_work_dir()
         _running.add(self)
-        pki = self._pki = create_pki(work_dir / "pki")
         etcd_port, etcd_peer_port, apiserver_port = free_port(), free_port(), free_port()
+        kcm_port, scheduler_port, kwok_port = free_port(), free_port(), free_port()
         self.server = f"https://127.0.0.1:{apiserver_port}"
+        etcd = self._component("etcd", self._etcd_command(etcd_port, etcd_peer_port))
+        etcd.start()  # boots while the certificates are made
+
+        pki = self._pki = create_pki(work_dir / "pki")
         write_kubeconfig(self.kubeconfig, self.server, pki.ca.cert, "admin", pki.admin)
         kubeconfigs = work_dir / "kubeconfigs"
         component_kubeconfig = {
@@ -314,24 +326,24 @@ class ControlPlane:
                 ("kwok", "kwok-controller", pki.kwok),
             )
         }
+        stages = write_stages(work_dir / "kwok" / "stages.yaml")
         self._api = ApiClient(self.server, str(pki.ca.cert), pki.admin)
+        milestone("certificates")
 
-        etcd = self._component("etcd", self._etcd_command(etcd_port, etcd_peer_port))
-        etcd.start()
         self._wait(deadline, etcd, "etcd to be healthy", lambda: self._etcd_healthy(etcd_port))
-
+        milestone("etcd healthy")
         apiserver = self._component("kube-apiserver", self._apiserver_command(pki, apiserver_port, etcd_port))
         apiserver.start()
         self._wait(deadline, apiserver, "kube-apiserver /readyz", self._apiserver_ready)
+        milestone("kube-apiserver ready")
 
-        kcm_port, scheduler_port, kwok_port = free_port(), free_port(), free_port()
+        # The controller-manager exits if it starts before RBAC is bootstrapped: after /readyz then.
         kcm = self._component(
             "kube-controller-manager", self._controller_manager_command(pki, component_kubeconfig, kcm_port)
         )
         scheduler = self._component(
             "kube-scheduler", self._scheduler_command(component_kubeconfig["kube-scheduler"], scheduler_port)
         )
-        stages = write_stages(work_dir / "kwok" / "stages.yaml")
         kwok = self._component(
             "kwok",
             self._kwok_command(pki, component_kubeconfig["kwok"], stages, kwok_port),
@@ -347,8 +359,11 @@ class ControlPlane:
             self._wait(
                 deadline, component, f"{component.name} /healthz", partial(self._component_healthy, port)
             )
+            milestone(f"{component.name} healthy")
         self._wait(deadline, kwok, "every simulated node to be Ready", self._nodes_ready)
+        milestone("nodes Ready")
         self._wait(deadline, kcm, "the default ServiceAccount", self._default_service_account_exists)
+        milestone("default ServiceAccount")
 
     def stop(self, remove: bool = True) -> None:
         """Stop every process (clients first, etcd last); remove the temporary work dir or the data."""

@@ -6,8 +6,10 @@ takes a fraction of a second.
 
 from __future__ import annotations
 
+import secrets
 import shutil
 import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,7 +106,7 @@ def _issue(
     usage = "serverAuth,clientAuth" if server_names else "clientAuth"
     extensions = [
         "basicConstraints=critical,CA:FALSE",
-        "keyUsage=critical,digitalSignature,keyEncipherment",
+        "keyUsage=critical,digitalSignature",
         f"extendedKeyUsage={usage}",
     ]
     if server_names:
@@ -112,7 +114,8 @@ def _issue(
     extension_file = directory / f"{name}.ext"
     extension_file.write_text("\n".join(extensions) + "\n")
     _openssl(
-        "x509", "-req", "-in", str(csr), "-CA", str(ca.cert), "-CAkey", str(ca.key), "-CAcreateserial",
+        "x509", "-req", "-in", str(csr), "-CA", str(ca.cert), "-CAkey", str(ca.key),
+        "-set_serial", f"0x{secrets.token_hex(16)}",
         "-out", str(pair.cert), "-days", str(VALID_DAYS), "-sha256", "-extfile", str(extension_file),
         cwd=directory,
     )  # fmt: skip
@@ -127,23 +130,38 @@ def create_pki(directory: Path) -> Pki:
     ca = _make_ca(directory)
     service_account_key = directory / "service-account.key"
     service_account_pub = directory / "service-account.pub"
-    _new_key(service_account_key)
-    _openssl(
-        "ec", "-in", str(service_account_key), "-pubout", "-out", str(service_account_pub), cwd=directory
-    )
+    leaves: dict[str, tuple[str, str | None, tuple[str, ...]]] = {
+        "apiserver": ("kube-apiserver", None, APISERVER_SANS),
+        "apiserver-kubelet-client": ("kube-apiserver-kubelet-client", "system:masters", ()),
+        "admin": ("chute-operator-dev-admin", "system:masters", ()),
+        "controller-manager": ("system:kube-controller-manager", None, ()),
+        "scheduler": ("system:kube-scheduler", None, ()),
+        "kwok": ("kwok-controller", "system:masters", ()),
+        "kwok-serving": ("kwok-controller", None, ("IP:127.0.0.1", "DNS:localhost")),
+    }
+    # Each leaf is a few openssl runs; running them side by side roughly halves the time.
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        service_account = pool.submit(_new_service_account_key, service_account_key, service_account_pub)
+        issued = {
+            name: pool.submit(_issue, directory, ca, name, cn, org, server_names=sans)
+            for name, (cn, org, sans) in leaves.items()
+        }
+        service_account.result()
+        pairs = {name: future.result() for name, future in issued.items()}
     return Pki(
         ca=ca,
-        apiserver=_issue(directory, ca, "apiserver", "kube-apiserver", server_names=APISERVER_SANS),
-        apiserver_kubelet_client=_issue(
-            directory, ca, "apiserver-kubelet-client", "kube-apiserver-kubelet-client", "system:masters"
-        ),
-        admin=_issue(directory, ca, "admin", "chute-operator-dev-admin", "system:masters"),
-        controller_manager=_issue(directory, ca, "controller-manager", "system:kube-controller-manager"),
-        scheduler=_issue(directory, ca, "scheduler", "system:kube-scheduler"),
-        kwok=_issue(directory, ca, "kwok", "kwok-controller", "system:masters"),
-        kwok_serving=_issue(
-            directory, ca, "kwok-serving", "kwok-controller", server_names=("IP:127.0.0.1", "DNS:localhost")
-        ),
+        apiserver=pairs["apiserver"],
+        apiserver_kubelet_client=pairs["apiserver-kubelet-client"],
+        admin=pairs["admin"],
+        controller_manager=pairs["controller-manager"],
+        scheduler=pairs["scheduler"],
+        kwok=pairs["kwok"],
+        kwok_serving=pairs["kwok-serving"],
         service_account_key=service_account_key,
         service_account_pub=service_account_pub,
     )
+
+
+def _new_service_account_key(key: Path, public: Path) -> None:
+    _new_key(key)
+    _openssl("ec", "-in", str(key), "-pubout", "-out", str(public), cwd=key.parent)
