@@ -100,7 +100,8 @@ def install(helm: Helm, control_plane: Any, chute_crd: Path) -> Iterator[Any]:
             args += ["-f", str(path)]
         for item in sets:
             args += ["--set", item]
-        cluster_helm.run(*args)
+        notes = cluster_helm.run(*args).stdout
+        assert f'is installed as release "{name}" in namespace "{namespace}"' in notes
         manifest = cluster_helm.run("get", "manifest", name, "-n", namespace).stdout
         release = Release(name, namespace, [doc for doc in yaml.safe_load_all(manifest) if doc])
         installed.append(release)
@@ -342,6 +343,9 @@ def test_cluster_wide_install_reconciles_as_its_service_account(
     held = get(cp, "lease", lease_name, namespace)
     assert held is not None
     assert held["spec"]["holderIdentity"] == "co-wide-operator-0"
+    # A second replica (HA) with the same ServiceAccount stands by, and takes the Lease over.
+    standby = run_operator(release, kubeconfig, "co-wide-operator-1")
+    assert operator.metric("chute_operator_leader") == 1
 
     # Pruning needs delete: turning the ServiceMonitor off removes it.
     cp.kubectl(
@@ -358,6 +362,17 @@ def test_cluster_wide_install_reconciles_as_its_service_account(
     assert operator.metric("chute_operator_api_errors_total", code="403") == 0
     assert operator.forbidden() == []
     operator.stop()
+    eventually(
+        lambda: (
+            (get(cp, "lease", lease_name, namespace) or {}).get("spec", {}).get("holderIdentity")
+            == "co-wide-operator-1"
+        ),
+        timeout=60,
+        what="the standby to take the Lease over",
+    )
+    eventually(lambda: standby.metric("chute_operator_leader") == 1, timeout=30, what="standby leads")
+    assert standby.forbidden() == []
+    standby.stop()
 
     # Uninstall keeps the CRD (and so the Chute), removes the cluster-wide RBAC.
     helm.with_kubeconfig(cp.kubeconfig).run("uninstall", release.name, "-n", namespace, "--wait")
