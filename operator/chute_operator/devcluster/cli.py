@@ -83,9 +83,37 @@ def _alive(pid: int | None) -> bool:
     return True
 
 
+def _process_start_time(pid: int) -> float | None:
+    """When the process started (seconds since the epoch), from /proc."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        boot = next(
+            float(line.split()[1])
+            for line in Path("/proc/stat").read_text().splitlines()
+            if line.startswith("btime")
+        )
+    except (OSError, IndexError, StopIteration, ValueError):
+        return None
+    return boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")
+
+
+def _recorded_pid(pid_file: Path) -> int | None:
+    """The live process a pid file names, unless the pid now belongs to a newer, unrelated process."""
+    pid = _read_pid(pid_file)
+    if pid is None or pid == os.getpid() or not _alive(pid):
+        return None
+    started = _process_start_time(pid)
+    try:
+        written = pid_file.stat().st_mtime
+    except OSError:
+        return None
+    if started is not None and started > written + 5:
+        return None
+    return pid
+
+
 def _supervisor_pid() -> int | None:
-    pid = _read_pid(state_dir() / PID_FILE)
-    return pid if _alive(pid) else None
+    return _recorded_pid(state_dir() / PID_FILE)
 
 
 def _api_ready(server: str) -> bool:
@@ -137,8 +165,8 @@ def _stop_everything() -> None:
     if supervisor:
         _terminate(supervisor, STOP_TIMEOUT)
     for pid_file in sorted(directory.glob("*.pid")):
-        pid = _read_pid(pid_file)
-        if pid and pid != os.getpid() and _alive(pid):
+        pid = _recorded_pid(pid_file)
+        if pid:
             _terminate(pid, 15)
     for pid in (read_state(directory).get("components") or {}).values():
         if isinstance(pid, int) and _alive(pid) and _owned_by_state_dir(pid):
