@@ -82,8 +82,8 @@ def pod_problem(pod: dict[str, Any]) -> PodProblem | None:
                 f"container {cname} keeps exiting (exit code {code}, {restarts} restarts)",
             )
     if status.get("phase") == "Running":
-        ready = find(status.get("conditions") or [], "Ready")
-        if ready and ready.get("status") != "True":
+        ready = find(status.get("conditions") or [], "Ready") or {}
+        if ready.get("status") != "True":
             containers: list[dict[str, Any]] = status.get("containerStatuses") or []
             model = next((c for c in containers if c.get("name") == MODEL_CONTAINER), {})
             if not model.get("started"):
@@ -152,10 +152,14 @@ def _conditions(obs: Observation) -> list[Observed]:
     elif rolled_out:
         progress = Observed("Progressing", "False", "RolloutComplete", f"{desired} replicas up to date")
     else:
-        reason = LOADING if loading else "RollingOut"
-        progress = Observed(
-            "Progressing", "True", reason, f"{updated}/{desired} replicas updated, {ready} ready"
-        )
+        counts = f"{updated}/{desired} replicas updated, {ready} ready"
+        if loading:
+            limit = f" (allowed {obs.workload.startup_timeout_seconds}s)" if obs.workload else ""
+            progress = Observed(
+                "Progressing", "True", LOADING, f"{len(loading)} pod(s) loading the model{limit}; {counts}"
+            )
+        else:
+            progress = Observed("Progressing", "True", "RollingOut", counts)
 
     if obs.invalid_spec:
         degraded = Observed("Degraded", "True", "InvalidSpec", obs.invalid_spec)

@@ -255,7 +255,7 @@ def test_more_gpus_than_any_node_has_is_unschedulable_with_the_scheduler_message
     assert "l4" in message
 
 
-@pytest.mark.parametrize("behavior", ["ImagePullBackOff", "CrashLoopBackOff", "OOMKilled"])
+@pytest.mark.parametrize("behavior", ["ImagePullBackOff", "CrashLoopBackOff", "OOMKilled", "ProbeFailing"])
 def test_a_failing_pod_shows_its_reason(
     operator: OperatorProcess, control_plane: Any, namespace: str, behavior: str
 ) -> None:
@@ -267,6 +267,21 @@ def test_a_failing_pod_shows_its_reason(
     assert status == "False"
     assert "pods:" in message
     assert behavior in {e["reason"] for e in events(control_plane, name, namespace)}
+
+
+def test_a_slow_model_load_is_model_loading_then_serving(
+    operator: OperatorProcess, control_plane: Any, namespace: str
+) -> None:
+    apply(control_plane, chute("slow", pod={"annotations": {"sim.chutes.ai/ready-after": "12"}}), namespace)
+    status, _, message = eventually(
+        lambda: (r := ready_reason(control_plane, "slow", namespace))[1] == "ModelLoading" and r,
+        what="ModelLoading",
+    )
+    assert status == "False"
+    assert "loading" in message
+    degraded = condition(get(control_plane, "chute", "slow", namespace), "Degraded")
+    assert degraded["status"] == "False"
+    wait_ready(control_plane, "slow", namespace, timeout=90)
 
 
 def test_spec_only_the_operator_can_judge_is_invalid_without_harming_others(

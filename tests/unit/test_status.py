@@ -147,6 +147,10 @@ def test_oom_and_probe_failures_are_named() -> None:
     assert problem is not None
     assert problem.reason == "ProbeFailing"
     assert pod_problem(_running("c", True)) is None
+    no_ready_condition = _pod("d", phase="Running", containerStatuses=[{"name": "model", "started": False}])
+    loading = pod_problem(no_ready_condition)
+    assert loading is not None
+    assert loading.reason == "ModelLoading"
 
 
 def test_rollout_in_progress_is_not_ready_yet() -> None:
