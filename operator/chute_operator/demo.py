@@ -120,7 +120,8 @@ def demo_command(examples: str | None = None, timeout: float = 600.0) -> int:
         if chutes and all(_ready(c).get("status") == "True" for c in chutes):
             _say(f"all {len(chutes)} Chutes are Ready")
             print(
-                f"\nTry:\n  export KUBECONFIG={kubeconfig}\n  kubectl get chutes -n {NAMESPACE}\n"
+                f"\nTry (kubectl: {toolset().kubectl}):\n  export KUBECONFIG={kubeconfig}\n"
+                f"  kubectl get chutes -n {NAMESPACE}\n"
                 f"  kubectl describe chute qwen3-8b-chat -n {NAMESPACE}\n"
                 "The operator keeps running; stop everything with: chute-operator dev down"
             )
