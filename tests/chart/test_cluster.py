@@ -46,14 +46,19 @@ def other_namespace(control_plane: Any, namespace: str) -> Iterator[str]:
 def test_rendered_objects_pass_server_dry_run(
     helm: Helm, control_plane: Any, namespace: str, monitoring_crds: None, values: Path
 ) -> None:
-    """Every object each ci/ values file renders is accepted by the API server (schema, admission)."""
+    """Every object each ci/ values file renders is accepted by the API server (schema, admission),
+    and the operator's pod template meets the `restricted` Pod Security Standard."""
     for watched in yaml.safe_load(values.read_text()).get("watchNamespaces") or []:
         ensure_namespace(control_plane, watched)
+    control_plane.kubectl(
+        "label", "--overwrite", "namespace", namespace, "pod-security.kubernetes.io/warn=restricted"
+    )
     objects = helm.template(values, namespace=namespace, release="dry")
     result = control_plane.kubectl(
         "apply", "--dry-run=server", "-f", "-", input=yaml.safe_dump_all(objects), check=False
     )
     assert result.returncode == 0, result.stderr
+    assert "PodSecurity" not in result.stderr, result.stderr
     lines = [line for line in result.stdout.splitlines() if line.strip()]
     assert len(lines) == len(objects), result.stdout
     kinds = {o["kind"] for o in objects}
