@@ -6,6 +6,8 @@ import asyncio
 import os
 import sys
 
+from prometheus_client import disable_created_metrics
+
 from chute_sidecar.app import Sidecar
 from chute_sidecar.config import parse_config
 from chute_sidecar.logs import setup_logging
@@ -28,6 +30,7 @@ def main(argv: list[str]) -> int:
     """Parse ``argv`` (without the program name), run until SIGTERM, return the exit code."""
     config = parse_config(argv)
     setup_logging(config.log_format, config.log_level)
+    disable_created_metrics()  # no ``*_created`` series; process-wide, and this process is the sidecar's
 
     async def run() -> int:
         return await serve(Sidecar(config))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -21,7 +21,6 @@ class Metrics:
     """All ``chute_*`` metrics. Gauges that mirror state are read at scrape time, not set per request."""
 
     def __init__(self, concurrency: int) -> None:
-        disable_created_metrics()  # no ``*_created`` series: the sidecar owns its process
         self.registry = registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
             "chute_requests",
