@@ -96,10 +96,9 @@ class Sidecar:
         )
 
     async def shutdown(self, hurry: asyncio.Event | None = None) -> None:
-        """Graceful stop: unready at once, serve ``drain_seconds`` more, close the listener, let
-        in-flight requests finish; all within ``shutdown_timeout_seconds`` of the call."""
+        """Graceful stop: unready at once, serve ``drain_seconds`` more, close the listener, then let
+        in-flight requests finish for at most ``shutdown_timeout_seconds``."""
         config = self.config
-        deadline = time.monotonic() + config.shutdown_timeout_seconds
         hurry = hurry or asyncio.Event()
         self.draining.value = True
         self.metrics.draining.set(1)
@@ -107,9 +106,9 @@ class Sidecar:
             "draining",
             extra={"drain_seconds": config.drain_seconds, "in_flight": self.limiter.in_flight},
         )
-        drain = min(config.drain_seconds, config.shutdown_timeout_seconds)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(hurry.wait(), drain)
+            await asyncio.wait_for(hurry.wait(), config.drain_seconds)
+        deadline = time.monotonic() + config.shutdown_timeout_seconds
         if self._serving_site is not None:
             await self._serving_site.stop()  # no new connections
         if self._server is not None:

@@ -106,7 +106,12 @@ _OPTIONS: tuple[tuple[str, object, object, str], ...] = (
     ("--restrict-to-cords", _bool, False, "404 for routes not in the --cord list"),
     ("--api-key-file", str, None, "file of accepted API keys, one a line; enables auth"),
     ("--drain-seconds", _non_negative, 5.0, "after SIGTERM keep serving (unready) this long"),
-    ("--shutdown-timeout-seconds", _positive, 80.0, "after SIGTERM exit within this long (drain included)"),
+    (
+        "--shutdown-timeout-seconds",
+        _positive,
+        80.0,
+        "after the drain, wait this long at most for in-flight requests",
+    ),
     ("--health-interval-seconds", _positive, 5.0, "model health poll interval"),
     ("--health-timeout-seconds", _positive, 5.0, "timeout of one model health poll"),
     ("--log-format", str, "json", "json or text"),
