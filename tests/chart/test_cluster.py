@@ -417,3 +417,34 @@ def test_namespaced_install_reconciles_only_its_namespaces(
     assert get(cp, "deployment", "outside", namespace) is None
     assert operator.metric("chute_operator_api_errors_total", code="403") == 0
     assert operator.forbidden() == []
+
+
+def printer_columns(cp: Any) -> list[dict[str, Any]]:
+    crd = get(cp, "crd", CRD_NAME, "")
+    assert crd is not None
+    return list(crd["spec"]["versions"][0]["additionalPrinterColumns"])
+
+
+def test_upgrade_brings_the_crd_up_to_date(
+    control_plane: Any, namespace: str, install: Any, helm: Helm
+) -> None:
+    """The CRD is a template, so `helm upgrade` updates it (here: restores a column an older CRD lacked)."""
+    cp = control_plane
+    release = install("co-up", namespace, sets=("rbac.create=false", "metrics.service.enabled=false"))
+    columns = printer_columns(cp)
+    last = len(columns) - 1
+    patch = [{"op": "remove", "path": f"/spec/versions/0/additionalPrinterColumns/{last}"}]
+    cp.kubectl("patch", "crd", CRD_NAME, "--type=json", "-p", json.dumps(patch))
+    try:
+        assert len(printer_columns(cp)) == last
+        helm.with_kubeconfig(cp.kubeconfig).run(
+            "upgrade", release.name, str(CHART), "-n", namespace, "--reuse-values"
+        )
+        assert printer_columns(cp) == columns
+        current = get(cp, "crd", CRD_NAME, "")
+        assert current is not None
+        assert current["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    finally:
+        cp.kubectl(
+            "apply", "--server-side", "--force-conflicts", "-f", str(CHART.parents[1] / "crds" / "chute.yaml")
+        )
