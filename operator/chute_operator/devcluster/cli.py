@@ -27,6 +27,7 @@ from chute_operator.devcluster.binaries import (
     ensure_binaries,
     toolset,
 )
+from chute_operator.devcluster.controlplane import pid_alive
 from chute_operator.devcluster.pki import KeyPair
 from chute_operator.devcluster.supervisor import PID_FILE, STATE_FILE, read_state
 
@@ -67,22 +68,6 @@ def _read_pid(path: Path) -> int | None:
         return None
 
 
-def _alive(pid: int | None) -> bool:
-    if pid is None or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie child of ours counts as gone.
-    with contextlib.suppress(OSError):
-        if Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] == "Z":
-            return False
-    return True
-
-
 def _process_start_time(pid: int) -> float | None:
     """When the process started (seconds since the epoch), from /proc."""
     try:
@@ -100,7 +85,7 @@ def _process_start_time(pid: int) -> float | None:
 def _recorded_pid(pid_file: Path) -> int | None:
     """The live process a pid file names, unless the pid now belongs to a newer, unrelated process."""
     pid = _read_pid(pid_file)
-    if pid is None or pid == os.getpid() or not _alive(pid):
+    if pid is None or pid == os.getpid() or not pid_alive(pid):
         return None
     started = _process_start_time(pid)
     try:
@@ -144,9 +129,9 @@ def _terminate(pid: int, timeout: float) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while _alive(pid) and time.monotonic() < deadline:
+    while pid_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.2)
-    if _alive(pid):
+    if pid_alive(pid):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
 
@@ -169,7 +154,7 @@ def _stop_everything() -> None:
         if pid:
             _terminate(pid, 15)
     for pid in (read_state(directory).get("components") or {}).values():
-        if isinstance(pid, int) and _alive(pid) and _owned_by_state_dir(pid):
+        if isinstance(pid, int) and pid_alive(pid) and _owned_by_state_dir(pid):
             _terminate(pid, 10)
 
 

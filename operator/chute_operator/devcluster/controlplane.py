@@ -84,13 +84,19 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int | None) -> bool:
+    """Whether a process with this pid runs (a zombie does not count)."""
+    if pid is None or pid <= 0:
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
+    with contextlib.suppress(OSError, IndexError):
+        if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+            return False
     return True
 
 
@@ -101,7 +107,7 @@ def remove_stale_work_dirs() -> None:
             owner = int((directory / OWNER_FILE).read_text())
         except (OSError, ValueError):
             continue
-        if not _pid_alive(owner):
+        if not pid_alive(owner):
             shutil.rmtree(directory, ignore_errors=True)
 
 
