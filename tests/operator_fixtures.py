@@ -37,8 +37,10 @@ def chute_crd(control_plane: Any) -> Path:
 class OperatorProcess:
     """``chute-operator run`` as a real subprocess against the local control plane."""
 
-    def __init__(self, kubeconfig: Path, log_dir: Path, identity: str, **env: str) -> None:
-        self.kubeconfig, self.identity = kubeconfig, identity
+    def __init__(
+        self, kubeconfig: Path, log_dir: Path, identity: str, namespaces: tuple[str, ...] = (), **env: str
+    ) -> None:
+        self.kubeconfig, self.identity, self.namespaces = kubeconfig, identity, namespaces
         self.log_path = log_dir / f"operator-{identity}.log"
         self.extra_env = env
         self.process: subprocess.Popen[bytes] | None = None
@@ -62,7 +64,13 @@ class OperatorProcess:
         }
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "chute_operator", "run", "--all-namespaces"],
+            [
+                sys.executable,
+                "-m",
+                "chute_operator",
+                "run",
+                *([f"--namespace={ns}" for ns in self.namespaces] or ["--all-namespaces"]),
+            ],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -304,22 +304,33 @@ def test_spec_only_the_operator_can_judge_is_invalid_without_harming_others(
     assert operator.process.poll() is None
 
 
-def test_restarting_the_operator_writes_nothing_for_unchanged_chutes(
-    operator: OperatorProcess, servicemonitor_api: None, control_plane: Any, namespace: str
+def test_a_fresh_operator_writes_nothing_for_unchanged_chutes(
+    operator: OperatorProcess, servicemonitor_api: None, control_plane: Any, namespace: str, tmp_path: Path
 ) -> None:
+    """A restart in effect: a second, cold operator (own lease, this namespace only) takes a look."""
     apply(control_plane, chute("steady", minInstances=1, maxInstances=2), namespace)
     wait_ready(control_plane, "steady", namespace)
     time.sleep(3)  # let the last status write settle
     before = versions(control_plane, "steady", namespace)
     assert set(before) == {"chute", *CHILD_KINDS}
-    operator.stop()
-    operator.start()
-    eventually(lambda: operator.metric("chute_operator_leader") == 1, what="leadership after restart")
-    eventually(
-        lambda: operator.metric("chute_operator_reconciles_total", result="success") >= 1, what="reconciles"
-    )
-    time.sleep(3)
-    assert operator.metric("chute_operator_api_writes_total") == 0, operator.log_tail()
+    fresh = OperatorProcess(
+        control_plane.kubeconfig,
+        tmp_path,
+        "op-fresh",
+        namespaces=(namespace,),
+        CHUTE_OPERATOR_LEASE_NAME=f"fresh-{namespace}",
+    ).start()
+    try:
+        eventually(
+            lambda: fresh.metric("chute_operator_leader") == 1, what="leadership of the fresh operator"
+        )
+        eventually(
+            lambda: fresh.metric("chute_operator_reconciles_total", result="success") >= 1, what="reconcile"
+        )
+        time.sleep(3)
+        assert fresh.metric("chute_operator_api_writes_total") == 0, fresh.log_tail()
+    finally:
+        fresh.stop()
     assert versions(control_plane, "steady", namespace) == before
 
 

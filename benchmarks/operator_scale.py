@@ -1,0 +1,120 @@
+"""Operator at scale on the local control plane: N Chutes to Ready, memory, writes, restart cost.
+
+Run: .venv/bin/python benchmarks/operator_scale.py [--chutes 200]
+Writes benchmarks/results/operator.json and prints a Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from chute_operator.devcluster.controlplane import ControlPlane  # noqa: E402
+from chute_operator.devcluster.nodes import NodePool  # noqa: E402
+from tests.operator_fixtures import OperatorProcess  # noqa: E402
+
+NAMESPACE = "bench"
+
+
+def _chute(index: int) -> dict[str, Any]:
+    return {
+        "apiVersion": "chutes.ai/v1alpha1",
+        "kind": "Chute",
+        "metadata": {"name": f"bench-{index:04d}", "namespace": NAMESPACE},
+        "spec": {
+            "image": "ghcr.io/huggingface/text-embeddings-inference:cpu-1.8",
+            "template": "tei",
+            "model": {"name": "sentence-transformers/all-MiniLM-L6-v2"},
+            "nodeSelector": {"gpuCount": 0},
+            "minInstances": 1,
+            "maxInstances": 1 + index % 2,
+        },
+    }
+
+
+def _proc(pid: int) -> dict[str, float]:
+    status = Path(f"/proc/{pid}/status").read_text()
+    fields = {line.split(":")[0]: line.split(":")[1].split()[0] for line in status.splitlines() if ":" in line}
+    stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = 100.0
+    return {
+        "rss_mb": int(fields["VmRSS"]) / 1024,
+        "peak_rss_mb": int(fields["VmHWM"]) / 1024,
+        "cpu_seconds": (int(stat[11]) + int(stat[12])) / ticks,
+    }
+
+
+def _ready_count(cp: ControlPlane) -> int:
+    items = json.loads(cp.kubectl("get", "chutes", "-n", NAMESPACE, "-o", "json").stdout)["items"]
+    return sum(
+        1
+        for item in items
+        if any(
+            c.get("type") == "Ready" and c.get("status") == "True"
+            for c in (item.get("status") or {}).get("conditions") or []
+        )
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--chutes", type=int, default=200)
+    parser.add_argument("--timeout", type=float, default=600)
+    args = parser.parse_args()
+    pools = [NodePool("cpu", 2, "bench.cpu", "512", "4Ti", "4Ti", pods=args.chutes + 50)]
+    results: dict[str, Any] = {"chutes": args.chutes, "machine": f"{platform.machine()}, 2 cores"}
+    with ControlPlane(node_pools=pools) as cp:
+        cp.kubectl("apply", "--server-side", "-f", str(ROOT / "crds" / "chute.yaml"))
+        cp.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/chutes.chutes.ai")
+        cp.kubectl("create", "namespace", NAMESPACE)
+        operator = OperatorProcess(cp.kubeconfig, cp.work_dir, "bench", CHUTE_OPERATOR_LOG_LEVEL="WARNING").start()
+        assert operator.process is not None
+        idle = _proc(operator.process.pid)
+        results["idle_rss_mb"] = round(idle["rss_mb"], 1)
+        documents = "\n---\n".join(json.dumps(_chute(i)) for i in range(args.chutes))
+        started = time.monotonic()
+        cp.kubectl("apply", "-f", "-", input=documents, timeout=300)
+        while _ready_count(cp) < args.chutes:
+            if time.monotonic() - started > args.timeout:
+                raise SystemExit(f"only {_ready_count(cp)}/{args.chutes} Ready after {args.timeout}s")
+            time.sleep(1)
+        results["seconds_to_all_ready"] = round(time.monotonic() - started, 1)
+        loaded = _proc(operator.process.pid)
+        results["rss_mb_after"] = round(loaded["rss_mb"], 1)
+        results["peak_rss_mb"] = round(loaded["peak_rss_mb"], 1)
+        results["operator_cpu_seconds"] = round(loaded["cpu_seconds"] - idle["cpu_seconds"], 1)
+        results["writes_to_ready"] = operator.metric("chute_operator_api_writes_total")
+        results["writes_per_chute"] = round(results["writes_to_ready"] / args.chutes, 2)
+        reconciles = operator.metric("chute_operator_reconcile_duration_seconds_count")
+        results["reconciles_to_ready"] = reconciles
+        results["mean_reconcile_ms"] = round(
+            1000 * operator.metric("chute_operator_reconcile_duration_seconds_sum") / max(reconciles, 1), 2
+        )
+        operator.stop()
+        restarted = time.monotonic()
+        operator.start()
+        while operator.metric("chute_operator_reconciles_total", result="success") < args.chutes:
+            time.sleep(0.5)
+        results["restart_seconds_to_reconcile_all"] = round(time.monotonic() - restarted, 1)
+        time.sleep(5)
+        results["writes_after_restart"] = operator.metric("chute_operator_api_writes_total")
+        results["rss_mb_after_restart"] = round(_proc(operator.process.pid)["rss_mb"], 1)
+        operator.stop()
+    out = ROOT / "benchmarks" / "results" / "operator.json"
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print("| measure | value |\n| --- | --- |")
+    for key, value in results.items():
+        print(f"| {key} | {value} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
