@@ -17,9 +17,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tests.operator_fixtures import OperatorProcess  # noqa: E402
+
 from chute_operator.devcluster.controlplane import ControlPlane  # noqa: E402
 from chute_operator.devcluster.nodes import NodePool  # noqa: E402
-from tests.operator_fixtures import OperatorProcess  # noqa: E402
 
 NAMESPACE = "bench"
 
@@ -42,7 +43,9 @@ def _chute(index: int) -> dict[str, Any]:
 
 def _proc(pid: int) -> dict[str, float]:
     status = Path(f"/proc/{pid}/status").read_text()
-    fields = {line.split(":")[0]: line.split(":")[1].split()[0] for line in status.splitlines() if ":" in line}
+    fields = {
+        line.split(":")[0]: line.split(":")[1].split()[0] for line in status.splitlines() if ":" in line
+    }
     stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     ticks = 100.0
     return {
@@ -75,7 +78,9 @@ def main() -> int:
         cp.kubectl("apply", "--server-side", "-f", str(ROOT / "crds" / "chute.yaml"))
         cp.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/chutes.chutes.ai")
         cp.kubectl("create", "namespace", NAMESPACE)
-        operator = OperatorProcess(cp.kubeconfig, cp.work_dir, "bench", CHUTE_OPERATOR_LOG_LEVEL="WARNING").start()
+        operator = OperatorProcess(
+            cp.kubeconfig, cp.work_dir, "bench", CHUTE_OPERATOR_LOG_LEVEL="WARNING"
+        ).start()
         assert operator.process is not None
         idle = _proc(operator.process.pid)
         results["idle_rss_mb"] = round(idle["rss_mb"], 1)

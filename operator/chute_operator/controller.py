@@ -136,10 +136,15 @@ class Controller:
         self._count_ready()
 
     def _count_ready(self) -> None:
+        """Refresh the readiness gauges: totals, and one series per Chute (stale ones removed)."""
         counts: Counter[str] = Counter()
+        self.metrics.chute_ready.clear()
         for key in self.store.keys("Chute"):
             chute = self.store.get("Chute", key) or {}
             ready = find((chute.get("status") or {}).get("conditions") or [], "Ready") or {}
-            counts[ready.get("status", "Unknown")] += 1
+            status = ready.get("status", "Unknown")
+            counts[status] += 1
+            reason = "" if status == "True" else ready.get("reason", "Unknown")
+            self.metrics.chute_ready.labels(key[0], key[1], reason).set(1 if status == "True" else 0)
         for value in ("True", "False", "Unknown"):
             self.metrics.chutes.labels(value).set(counts[value])

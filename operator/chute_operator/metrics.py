@@ -25,6 +25,12 @@ class OperatorMetrics:
         self.chutes = Gauge(
             "chute_operator_chutes", "Chutes by their Ready condition.", ["ready"], registry=self.registry
         )
+        self.chute_ready = Gauge(
+            "chute_operator_chute_ready",
+            "1 while a Chute's Ready condition is True, else 0 (reason label: why not).",
+            ["chute_namespace", "chute", "reason"],
+            registry=self.registry,
+        )
         self.writes = Counter(
             "chute_operator_api_writes_total",
             "Writes to the Kubernetes API by verb and kind.",

@@ -18,6 +18,7 @@ from tests.chart.helm import CHART, Helm, find, one
 OPERATOR_METRICS = {
     "chute_operator_reconciles_total",
     "chute_operator_chutes",
+    "chute_operator_chute_ready",
     "chute_operator_api_writes_total",
     "chute_operator_api_errors_total",
     "chute_operator_leader",
@@ -122,7 +123,7 @@ def test_rules_use_only_known_metrics(rule_spec: dict[str, Any]) -> None:
         assert names <= KNOWN_METRICS, f"{name}: unknown metrics {names - KNOWN_METRICS}"
         used |= names
     assert {
-        "chute_operator_chutes",
+        "chute_operator_chute_ready",
         "chute_requests_total",
         "kube_pod_container_status_restarts_total",
     } <= used
@@ -166,15 +167,31 @@ ALERT_TESTS = [
     {
         "interval": "1m",
         "input_series": [
-            {"series": 'chute_operator_chutes{ready="False", pod="op-1"}', "values": "1x40"},
-            {"series": 'chute_operator_chutes{ready="True", pod="op-1"}', "values": "3x40"},
+            {
+                "series": "chute_operator_chute_ready"
+                '{chute_namespace="ns", chute="stuck", reason="Unschedulable"}',
+                "values": "0x40",
+            },
+            {
+                "series": 'chute_operator_chute_ready{chute_namespace="ns", chute="fine", reason=""}',
+                "values": "1x40",
+            },
         ],
         "alert_rule_test": [
             {"eval_time": "10m", "alertname": "ChuteNotReady", "exp_alerts": []},
             {
                 "eval_time": "20m",
                 "alertname": "ChuteNotReady",
-                "exp_alerts": [{"exp_labels": {"severity": "warning"}}],
+                "exp_alerts": [
+                    {
+                        "exp_labels": {
+                            "severity": "warning",
+                            "chute_namespace": "ns",
+                            "chute": "stuck",
+                            "reason": "Unschedulable",
+                        }
+                    }
+                ],
             },
         ],
     },
