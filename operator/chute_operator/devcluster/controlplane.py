@@ -39,7 +39,7 @@ from chute_operator.devcluster.nodes import (
     default_node_pools,
     node_manifests,
 )
-from chute_operator.devcluster.pki import Pki, create_pki
+from chute_operator.devcluster.pki import FRONT_PROXY_CLIENT_NAME, Pki, create_pki
 from chute_operator.devcluster.stages import write_stages
 
 SERVICE_CLUSTER_IP_RANGE = "10.96.0.0/16"
@@ -437,6 +437,15 @@ class ControlPlane:
             f"--kubelet-client-certificate={pki.apiserver_kubelet_client.cert}",
             f"--kubelet-client-key={pki.apiserver_kubelet_client.key}",
             "--kubelet-preferred-address-types=InternalIP,Hostname",
+            # Request-header authentication, as for aggregated API servers; without it every
+            # component's delegated authentication complains about the missing CA forever.
+            f"--requestheader-client-ca-file={pki.front_proxy_ca.cert}",
+            f"--requestheader-allowed-names={FRONT_PROXY_CLIENT_NAME}",
+            "--requestheader-username-headers=X-Remote-User",
+            "--requestheader-group-headers=X-Remote-Group",
+            "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+            f"--proxy-client-cert-file={pki.front_proxy_client.cert}",
+            f"--proxy-client-key-file={pki.front_proxy_client.key}",
             f"--cert-dir={self.work_dir / 'apiserver-certs'}",
             "--profiling=false",
         ]

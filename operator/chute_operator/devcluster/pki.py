@@ -27,6 +27,8 @@ APISERVER_SANS = (
 )
 
 VALID_DAYS = 365
+FRONT_PROXY_CLIENT_NAME = "front-proxy-client"
+"""The API server's identity towards aggregated API servers (request-header authentication)."""
 
 
 class PkiError(RuntimeError):
@@ -53,6 +55,8 @@ class Pki:
     scheduler: KeyPair
     kwok: KeyPair
     kwok_serving: KeyPair
+    front_proxy_ca: KeyPair
+    front_proxy_client: KeyPair
     service_account_key: Path
     service_account_pub: Path
 
@@ -75,12 +79,12 @@ def _subject(common_name: str, organization: str | None) -> str:
     return f"/CN={common_name}" + (f"/O={organization}" if organization else "")
 
 
-def _make_ca(directory: Path) -> KeyPair:
-    pair = KeyPair(directory / "ca.crt", directory / "ca.key")
+def _make_ca(directory: Path, name: str = "ca", common_name: str = "chute-operator-dev-ca") -> KeyPair:
+    pair = KeyPair(directory / f"{name}.crt", directory / f"{name}.key")
     _new_key(pair.key)
     _openssl(
         "req", "-x509", "-new", "-key", str(pair.key), "-out", str(pair.cert), "-days", str(VALID_DAYS),
-        "-subj", "/CN=chute-operator-dev-ca",
+        "-subj", f"/CN={common_name}",
         "-addext", "basicConstraints=critical,CA:TRUE",
         "-addext", "keyUsage=critical,keyCertSign,cRLSign,digitalSignature",
         cwd=directory,
@@ -128,6 +132,7 @@ def create_pki(directory: Path) -> Pki:
     """Write a fresh CA, serving and client certificates and the service-account key pair."""
     directory.mkdir(parents=True, exist_ok=True)
     ca = _make_ca(directory)
+    front_proxy_ca = _make_ca(directory, "front-proxy-ca", "chute-operator-dev-front-proxy-ca")
     service_account_key = directory / "service-account.key"
     service_account_pub = directory / "service-account.pub"
     leaves: dict[str, tuple[str, str | None, tuple[str, ...]]] = {
@@ -146,6 +151,9 @@ def create_pki(directory: Path) -> Pki:
             name: pool.submit(_issue, directory, ca, name, cn, org, server_names=sans)
             for name, (cn, org, sans) in leaves.items()
         }
+        front_proxy_client = pool.submit(
+            _issue, directory, front_proxy_ca, "front-proxy-client", FRONT_PROXY_CLIENT_NAME
+        )
         service_account.result()
         pairs = {name: future.result() for name, future in issued.items()}
     return Pki(
@@ -157,6 +165,8 @@ def create_pki(directory: Path) -> Pki:
         scheduler=pairs["scheduler"],
         kwok=pairs["kwok"],
         kwok_serving=pairs["kwok-serving"],
+        front_proxy_ca=front_proxy_ca,
+        front_proxy_client=front_proxy_client.result(),
         service_account_key=service_account_key,
         service_account_pub=service_account_pub,
     )
