@@ -254,11 +254,11 @@ class Proxy:
                 asyncio.timeout(self.timeout),
                 Exchange(self.pool, head, body, head_only=method == "HEAD") as upstream,
             ):
-                out_headers = CIMultiDict(upstream.headers)
+                out_headers = upstream.headers  # ours to change: parsed for this response only
                 _strip(out_headers, HOP_BY_HOP)
-                response = web.StreamResponse(
-                    status=upstream.status, reason=upstream.reason, headers=out_headers
-                )
+                # a body already here goes out in the same write as the head; else the head goes at once
+                kind = _Coalesced if upstream.ready() else web.StreamResponse
+                response = kind(status=upstream.status, reason=upstream.reason, headers=out_headers)
                 if self.draining.value:
                     response.force_close()
                 tail = (
