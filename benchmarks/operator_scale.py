@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -42,16 +43,17 @@ def _chute(index: int) -> dict[str, Any]:
 
 
 def _proc(pid: int) -> dict[str, float]:
-    status = Path(f"/proc/{pid}/status").read_text()
-    fields = {
-        line.split(":")[0]: line.split(":")[1].split()[0] for line in status.splitlines() if ":" in line
-    }
+    """RSS, peak RSS (MB) and CPU seconds of a process, from /proc."""
+    kib = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name in ("VmRSS", "VmHWM"):
+            kib[name] = int(value.split()[0])
     stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    ticks = 100.0
     return {
-        "rss_mb": int(fields["VmRSS"]) / 1024,
-        "peak_rss_mb": int(fields["VmHWM"]) / 1024,
-        "cpu_seconds": (int(stat[11]) + int(stat[12])) / ticks,
+        "rss_mb": kib["VmRSS"] / 1024,
+        "peak_rss_mb": kib["VmHWM"] / 1024,
+        "cpu_seconds": (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK"),
     }
 
 
@@ -111,6 +113,17 @@ def main() -> int:
         results["restart_seconds_to_reconcile_all"] = round(time.monotonic() - restarted, 1)
         time.sleep(5)
         results["writes_after_restart"] = operator.metric("chute_operator_api_writes_total")
+        results["writes_after_restart_by_kind"] = {
+            kind: operator.metric("chute_operator_api_writes_total", kind=kind)
+            for kind in (
+                "Deployment",
+                "Service",
+                "HorizontalPodAutoscaler",
+                "NetworkPolicy",
+                "Chute/status",
+                "Event",
+            )
+        }
         results["rss_mb_after_restart"] = round(_proc(operator.process.pid)["rss_mb"], 1)
         operator.stop()
     out = ROOT / "benchmarks" / "results" / "operator.json"

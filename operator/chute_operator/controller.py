@@ -51,9 +51,7 @@ class Controller:
             if settings.leader_election
             else None
         )
-        self.reconciler = Reconciler(
-            self.api, self.store, options, metrics, self.is_leader, settings.monitoring_recheck_seconds
-        )
+        self.reconciler = Reconciler(self.api, self.store, options, metrics, self.is_leader)
         self._tasks: list[asyncio.Task[None]] = []
 
     def is_leader(self) -> bool:
@@ -77,6 +75,7 @@ class Controller:
             asyncio.create_task(self._work(), name=f"worker-{i}") for i in range(self.settings.workers)
         ]
         self._tasks.append(asyncio.create_task(self._resync(), name="resync"))
+        self._tasks.append(asyncio.create_task(self._watch_monitoring_api(), name="monitoring-api"))
         if self.elector is not None:
             self._tasks.append(asyncio.create_task(self.elector.run(), name="leader-election"))
         else:
@@ -101,6 +100,21 @@ class Controller:
             for key in self.store.keys("Chute"):
                 self.queue.add(key)
 
+    async def _watch_monitoring_api(self) -> None:
+        """While the ServiceMonitor API is missing, look for it; when it appears, reconcile everything."""
+        probe = self.reconciler.monitoring
+        while True:
+            await asyncio.sleep(self.settings.monitoring_recheck_seconds)
+            if probe.available is not False or not self.is_leader():
+                continue
+            try:
+                if await probe.refresh():
+                    log.info("the ServiceMonitor API appeared: reconciling every Chute")
+                    for key in self.store.keys("Chute"):
+                        self.queue.add(key)
+            except Exception as error:
+                log.warning("checking for the ServiceMonitor API: %s", error_message(error))
+
     async def _work(self) -> None:
         while True:
             key = await self.queue.get()
@@ -115,7 +129,7 @@ class Controller:
             return
         started = time.perf_counter()
         try:
-            requeue_after = await self.reconciler.reconcile(key)
+            await self.reconciler.reconcile(key)
         except NotLeader:
             return
         except asyncio.CancelledError:
@@ -130,8 +144,6 @@ class Controller:
         finally:
             self.metrics.duration.observe(time.perf_counter() - started)
         self.queue.forget(key)
-        if requeue_after is not None:
-            self.queue.add_after(key, requeue_after)
         self.metrics.reconciles.labels("success").inc()
         self._count_ready()
 

@@ -6,7 +6,6 @@ Level-based: reads the watched state from the Store, never from the event that w
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -37,18 +36,18 @@ class NotLeader(Exception):
 
 @dataclass
 class MonitoringProbe:
-    """Caches whether the ServiceMonitor API exists, re-checking while it is missing."""
+    """Whether the ServiceMonitor API exists: asked once, then re-checked by the controller."""
 
     api: KubeApi
-    recheck_seconds: float = 60.0
-    checked_at: float | None = None
-    available: bool = False
+    available: bool | None = None
+
+    async def refresh(self, namespace: str = "default") -> bool:
+        self.available = await self.api.service_monitors_served(namespace)
+        return self.available
 
     async def served(self, namespace: str) -> bool:
-        stale = self.checked_at is None or time.monotonic() - self.checked_at >= self.recheck_seconds
-        if not self.available and stale:
-            self.available = await self.api.service_monitors_served(namespace)
-            self.checked_at = time.monotonic()
+        if self.available is None:
+            return await self.refresh(namespace)
         return self.available
 
 
@@ -75,22 +74,20 @@ class Reconciler:
         options: RenderOptions,
         metrics: OperatorMetrics,
         may_write: Callable[[], bool],
-        monitoring_recheck_seconds: float = 60.0,
     ) -> None:
         self.api, self.store, self.options, self.metrics = api, store, options, metrics
         self.may_write = may_write
-        self.monitoring = MonitoringProbe(api, monitoring_recheck_seconds)
-        self._announced: set[tuple[str, str]] = set()
+        self.monitoring = MonitoringProbe(api)
 
     def _check_leader(self) -> None:
         if not self.may_write():
             raise NotLeader
 
-    async def reconcile(self, key: Key) -> float | None:
-        """Reconcile the Chute at ``key``; returns seconds after which to look again, if needed."""
+    async def reconcile(self, key: Key) -> None:
+        """Reconcile the Chute at ``key``."""
         chute = self.store.get("Chute", key)
         if chute is None or chute["metadata"].get("deletionTimestamp"):
-            return None  # children go by garbage collection
+            return  # children go by garbage collection
         self._check_leader()
         uid = chute["metadata"].get("uid")
         workload: Workload | None = None
@@ -100,12 +97,11 @@ class Reconciler:
         except (InvalidChute, NoEligibleGpu) as error:
             invalid = "; ".join(str(error).splitlines())
         apply_error = None
-        requeue_after = None
+        unserved = False
         if workload is not None:
             desired = render_workload(workload)
             served = await self._without_unserved(chute, desired)
-            if len(served) < len(desired):
-                requeue_after = self.monitoring.recheck_seconds
+            unserved = len(served) < len(desired)
             desired = served
             apply_error = await self._apply(chute, desired)
             await self._prune(chute, key, uid, desired)
@@ -119,25 +115,18 @@ class Reconciler:
             deployment=deployment if deployment and _owned_by(deployment, uid) else None,
             pods=self.store.children("Pod", key),
             previous=chute.get("status") or {},
+            monitoring_unavailable=unserved,
         )
         await self._write_status(chute, compute_status(observation, datetime.now(UTC)))
-        return requeue_after
 
     async def _without_unserved(
         self, chute: dict[str, Any], desired: list[dict[str, Any]]
     ) -> list[dict[str, Any]]:
-        """Drop the ServiceMonitor where its API does not exist (and say so once)."""
+        """Drop the ServiceMonitor where its API does not exist (the Monitored condition says so)."""
         if not any(m["kind"] == "ServiceMonitor" for m in desired):
             return desired
-        namespace = chute["metadata"]["namespace"]
-        if await self.monitoring.served(namespace):
+        if await self.monitoring.served(chute["metadata"]["namespace"]):
             return desired
-        await self._announce(
-            chute,
-            "MonitoringUnavailable",
-            "the ServiceMonitor API (prometheus-operator) is not installed; the Chute runs without one "
-            "and gets it once the API appears",
-        )
         return [m for m in desired if m["kind"] != "ServiceMonitor"]
 
     async def _apply(self, chute: dict[str, Any], desired: list[dict[str, Any]]) -> str | None:
@@ -153,9 +142,7 @@ class Reconciler:
                 stored = await self.api.apply(manifest)
             except Exception as error:
                 if error_code(error) in PERMANENT_FAILURES:
-                    message = f"applying {kind} {key[1]}: {error_message(error)}"
-                    await self._announce(chute, "ApplyFailed", message, warning=True)
-                    return message
+                    return f"applying {kind} {key[1]}: {error_message(error)}"
                 raise
             self.metrics.writes.labels("apply", kind).inc()
             self.store.put(kind, stored)
@@ -219,22 +206,19 @@ class Reconciler:
         self.metrics.writes.labels("patch", "Chute/status").inc()
         if stored.get("metadata"):
             self.store.put("Chute", stored)
-        before = find(previous.get("conditions") or [], "Ready") or {}
-        after = find(status["conditions"], "Ready") or {}
-        if (before.get("status"), before.get("reason")) != (after.get("status"), after.get("reason")):
-            quiet = after["status"] == "True" or after["reason"] in QUIET_REASONS
-            reason = "Ready" if after["status"] == "True" else after["reason"]
+        for kind in ("Ready", "Monitored"):
+            before = find(previous.get("conditions") or [], kind) or {}
+            after = find(status["conditions"], kind)
+            if after is None or (before.get("status"), before.get("reason")) == (
+                after["status"],
+                after["reason"],
+            ):
+                continue
+            if kind == "Monitored" and after["status"] == "True" and not before:
+                continue  # monitoring working from the start is not news
+            quiet = after["status"] == "True" or after["reason"] in QUIET_REASONS | {"MonitoringUnavailable"}
+            reason = kind if after["status"] == "True" else after["reason"]
             await self._event(chute, "Normal" if quiet else "Warning", reason, after["message"] or reason)
-
-    async def _announce(
-        self, chute: dict[str, Any], reason: str, message: str, warning: bool = False
-    ) -> None:
-        """An event said once per Chute generation and reason, not on every reconcile."""
-        marker = (f"{chute['metadata'].get('uid')}/{chute['metadata'].get('generation')}", reason)
-        if marker in self._announced:
-            return
-        self._announced.add(marker)
-        await self._event(chute, "Warning" if warning else "Normal", reason, message)
 
     async def _event(self, chute: dict[str, Any], kind: str, reason: str, message: str) -> None:
         try:

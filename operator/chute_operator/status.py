@@ -44,6 +44,8 @@ class Observation:
     deployment: dict[str, Any] | None = None
     pods: list[dict[str, Any]] = field(default_factory=list)
     previous: dict[str, Any] = field(default_factory=dict)
+    monitoring_unavailable: bool = False
+    """The spec asks for a ServiceMonitor but the cluster has no ServiceMonitor API."""
 
 
 def _get(obj: Any, *path: str) -> Any:
@@ -182,7 +184,21 @@ def _conditions(obs: Observation) -> list[Observed]:
         summary = Observed("Ready", "False", progress.reason, progress.message)
     else:
         summary = Observed("Ready", "False", avail.reason, avail.message)
-    return [summary, avail, progress, degraded]
+    observed = [summary, avail, progress, degraded]
+    if obs.workload and obs.workload.service_monitor:
+        if obs.monitoring_unavailable:
+            observed.append(
+                Observed(
+                    "Monitored",
+                    "False",
+                    "MonitoringUnavailable",
+                    "the ServiceMonitor API (prometheus-operator) is not installed; the Chute runs "
+                    "without one and gets it once the API appears",
+                )
+            )
+        else:
+            observed.append(Observed("Monitored", "True", "ServiceMonitorApplied", ""))
+    return observed
 
 
 def compute_status(obs: Observation, now: datetime) -> dict[str, Any]:

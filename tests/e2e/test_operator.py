@@ -71,13 +71,36 @@ def servicemonitor_api(control_plane: Any) -> None:
 
 
 def test_ready_without_the_monitoring_api_then_servicemonitor_once_it_appears(
-    operator: OperatorProcess, control_plane: Any, namespace: str
+    operator: OperatorProcess, control_plane: Any, namespace: str, tmp_path: Path
 ) -> None:
     assert get(control_plane, "crd", "servicemonitors.monitoring.coreos.com", "") is None, "must run first"
     apply(control_plane, chute("mon"), namespace)
     wait_ready(control_plane, "mon", namespace)
-    reasons = {e["reason"] for e in events(control_plane, "mon", namespace)}
-    assert "MonitoringUnavailable" in reasons
+    monitored = eventually(
+        lambda: condition(get(control_plane, "chute", "mon", namespace), "Monitored"), what="Monitored"
+    )
+    assert (monitored["status"], monitored["reason"]) == ("False", "MonitoringUnavailable")
+    assert "MonitoringUnavailable" in {e["reason"] for e in events(control_plane, "mon", namespace)}
+
+    time.sleep(2)
+    before = versions(control_plane, "mon", namespace)
+    fresh = OperatorProcess(
+        control_plane.kubeconfig,
+        tmp_path,
+        "op-fresh-nomon",
+        namespaces=(namespace,),
+        CHUTE_OPERATOR_LEASE_NAME=f"fresh-{namespace}",
+    ).start()
+    try:
+        eventually(
+            lambda: fresh.metric("chute_operator_reconciles_total", result="success") >= 1, what="reconcile"
+        )
+        time.sleep(3)
+        assert fresh.metric("chute_operator_api_writes_total") == 0, fresh.log_tail()
+    finally:
+        fresh.stop()
+    assert versions(control_plane, "mon", namespace) == before
+
     control_plane.kubectl(
         "apply", "--server-side", "-f", str(ROOT / "tests" / "fixtures" / "servicemonitor-crd.yaml")
     )
@@ -85,6 +108,10 @@ def test_ready_without_the_monitoring_api_then_servicemonitor_once_it_appears(
         lambda: get(control_plane, "servicemonitor", "mon", namespace), what="ServiceMonitor"
     )
     assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
+    eventually(
+        lambda: condition(get(control_plane, "chute", "mon", namespace), "Monitored").get("status") == "True",
+        what="Monitored=True",
+    )
 
 
 def test_example_becomes_ready_with_every_child_owned(

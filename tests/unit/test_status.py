@@ -179,3 +179,11 @@ def test_unchanged_status_needs_no_write() -> None:
         datetime(2027, 1, 1, tzinfo=UTC),
     )
     assert not status_changed(first, second)
+
+
+def test_monitored_condition_follows_the_servicemonitor_api() -> None:
+    missing = _status(_deployment(), [_running("a", True), _running("b", True)], monitoring_unavailable=True)
+    assert _condition(missing, "Monitored") == ("False", "MonitoringUnavailable")
+    assert _condition(missing, "Ready") == ("True", "Serving")
+    present = _status(_deployment(), [_running("a", True), _running("b", True)])
+    assert _condition(present, "Monitored") == ("True", "ServiceMonitorApplied")
