@@ -25,7 +25,7 @@ def items(cp: Kubectl, kind: str, namespace: str, selector: str = "") -> list[di
     return list(json.loads(cp.kubectl(*args).stdout)["items"])
 
 
-def eventually(probe: Callable[[], T | None], timeout: float = 90.0, what: str = "condition") -> T:
+def eventually(probe: Callable[[], T | None], what: str = "condition", timeout: float = 90.0) -> T:
     """Poll until ``probe`` returns something truthy; fail with ``what`` after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     last: T | None = None

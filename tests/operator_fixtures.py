@@ -11,7 +11,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -46,14 +46,17 @@ class OperatorProcess:
         self.process: subprocess.Popen[bytes] | None = None
         self.metrics_port = self.health_port = 0
 
-    def start(self) -> OperatorProcess:
-        self.metrics_port, self.health_port = _free_port(), _free_port()
-        env = {
+    def command(self) -> list[str]:
+        """How the operator is started."""
+        scope = [f"--namespace={ns}" for ns in self.namespaces] or ["--all-namespaces"]
+        return [sys.executable, "-m", "chute_operator", "run", *scope]
+
+    def environment(self) -> dict[str, str]:
+        """The operator's environment (the ports are added by :meth:`start`)."""
+        return {
             **os.environ,
             "KUBECONFIG": str(self.kubeconfig),
             "CHUTE_OPERATOR_IDENTITY": self.identity,
-            "CHUTE_OPERATOR_METRICS_PORT": str(self.metrics_port),
-            "CHUTE_OPERATOR_HEALTH_PORT": str(self.health_port),
             "CHUTE_OPERATOR_LEASE_NAMESPACE": "default",
             "CHUTE_OPERATOR_LEASE_DURATION_SECONDS": "6",
             "CHUTE_OPERATOR_LEASE_RENEW_SECONDS": "1",
@@ -62,19 +65,17 @@ class OperatorProcess:
             "CHUTE_OPERATOR_LOG_FORMAT": "text",
             **self.extra_env,
         }
+
+    def start(self) -> Self:
+        """Start it and wait until its liveness endpoint answers."""
+        self.metrics_port, self.health_port = _free_port(), _free_port()
+        env = {
+            **self.environment(),
+            "CHUTE_OPERATOR_METRICS_PORT": str(self.metrics_port),
+            "CHUTE_OPERATOR_HEALTH_PORT": str(self.health_port),
+        }
         log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "chute_operator",
-                "run",
-                *([f"--namespace={ns}" for ns in self.namespaces] or ["--all-namespaces"]),
-            ],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        self.process = subprocess.Popen(self.command(), env=env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -84,6 +85,7 @@ class OperatorProcess:
                     return self
             except OSError:
                 time.sleep(0.3)
+        self.process.kill()
         raise RuntimeError(f"operator not healthy within 60s:\n{self.log_tail()}")
 
     def stop(self) -> None:

@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +17,7 @@ import yaml
 
 from tests.chart.helm import CHART, CI_VALUES, Helm, one, operator_container
 from tests.kube_helpers import apply, condition, eventually, get
-from tests.operator_fixtures import OperatorProcess, _free_port
+from tests.operator_fixtures import OperatorProcess
 
 pytestmark = pytest.mark.integration
 
@@ -175,36 +172,18 @@ class ChartOperator(OperatorProcess):
         self.chart_env = env
         super().__init__(kubeconfig, work_dir, pod_name, **env)
 
-    def start(self) -> ChartOperator:
-        self.metrics_port, self.health_port = _free_port(), _free_port()
-        env = {
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "chute_operator", *self.args]
+
+    def environment(self) -> dict[str, str]:
+        return {
             **os.environ,
             "KUBECONFIG": str(self.kubeconfig),
             "CHUTE_OPERATOR_IDENTITY": self.identity,
             "CHUTE_OPERATOR_LEASE_DURATION_SECONDS": "6",
             "CHUTE_OPERATOR_LEASE_RENEW_SECONDS": "1",
             **self.chart_env,
-            "CHUTE_OPERATOR_METRICS_PORT": str(self.metrics_port),
-            "CHUTE_OPERATOR_HEALTH_PORT": str(self.health_port),
         }
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "chute_operator", *self.args],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"operator exited {self.process.returncode}:\n{self.log_tail()}")
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.health_port}/healthz", timeout=2):
-                    return self
-            except OSError:
-                time.sleep(0.3)
-        self.process.send_signal(signal.SIGKILL)
-        raise RuntimeError(f"operator not healthy within 60s:\n{self.log_tail()}")
 
     def forbidden(self) -> list[str]:
         """Log lines that report a refusal by the API server."""

@@ -361,6 +361,27 @@ def test_a_fresh_operator_writes_nothing_for_unchanged_chutes(
     assert versions(control_plane, "steady", namespace) == before
 
 
+def set_concurrency(cp: Any, name: str, namespace: str, concurrency: int) -> None:
+    """Change the Chute and wait until its Deployment's sidecar carries the change."""
+    cp.kubectl(
+        "patch",
+        "chute",
+        name,
+        "-n",
+        namespace,
+        "--type=merge",
+        "-p",
+        json.dumps({"spec": {"concurrency": concurrency}}),
+    )
+
+    def applied() -> bool:
+        deployment = get(cp, "deployment", name, namespace) or {}
+        sidecar = deployment["spec"]["template"]["spec"]["initContainers"][0]
+        return f"--concurrency={concurrency}" in sidecar["args"]
+
+    eventually(applied, what=f"concurrency {concurrency} applied")
+
+
 def test_two_operators_never_both_write(
     operator: OperatorProcess, control_plane: Any, namespace: str, tmp_path: Path
 ) -> None:
@@ -371,36 +392,14 @@ def test_two_operators_never_both_write(
         assert standby.metric("chute_operator_leader") == 0
         apply(control_plane, chute("pair"), namespace)
         wait_ready(control_plane, "pair", namespace)
-        control_plane.kubectl(
-            "patch", "chute", "pair", "-n", namespace, "--type=merge", "-p", '{"spec":{"concurrency":5}}'
-        )
-        eventually(
-            lambda: (
-                "--concurrency=5"
-                in (get(control_plane, "deployment", "pair", namespace) or {})["spec"]["template"]["spec"][
-                    "initContainers"
-                ][0]["args"]
-            ),
-            what="change applied",
-        )
+        set_concurrency(control_plane, "pair", namespace, 5)
         assert standby.metric("chute_operator_api_writes_total") == 0
         assert operator.metric("chute_operator_api_writes_total") > 0
         operator.stop()  # a clean stop hands the lease over
         eventually(
             lambda: standby.metric("chute_operator_leader") == 1, timeout=30, what="standby takes over"
         )
-        control_plane.kubectl(
-            "patch", "chute", "pair", "-n", namespace, "--type=merge", "-p", '{"spec":{"concurrency":6}}'
-        )
-        eventually(
-            lambda: (
-                "--concurrency=6"
-                in (get(control_plane, "deployment", "pair", namespace) or {})["spec"]["template"]["spec"][
-                    "initContainers"
-                ][0]["args"]
-            ),
-            what="standby applies changes",
-        )
+        set_concurrency(control_plane, "pair", namespace, 6)
     finally:
         standby.stop()
         operator.start()

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypeVar
 
 import pytest
+from tests.kube_helpers import eventually
 
 from chute_operator.devcluster.controlplane import ControlPlane
 from chute_operator.devcluster.nodes import default_node_pools
@@ -23,18 +23,6 @@ pytestmark = pytest.mark.integration
 T = TypeVar("T")
 GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
 H100 = "NVIDIA-H100-80GB-HBM3"
-
-
-def eventually(probe: Callable[[], T | None], what: str, timeout: float = 90.0) -> T:
-    """Poll ``probe`` until it returns something truthy."""
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}; last seen: {last!r}")
 
 
 def get_json(cp: ControlPlane, *args: str) -> dict[str, Any]:
