@@ -194,5 +194,24 @@ def render(results: dict[str, Any]) -> str:
         "- nginx stays the reference: a C proxy is several times cheaper per request; the sidecar's job "
         "(concurrency slots, auth, probes, token metrics) is what the extra CPU buys.",
         "",
+        "## Method and caveats",
+        "",
+        "- Max throughput is closed loop (wrk keeps 8 requests outstanding); the fixed rates are open loop "
+        "(loadgen.py sends on schedule whatever the answers do, over a pool that grows when every "
+        "connection is busy). `send_lag_ms` in the JSON shows how late the generator itself was.",
+        "- Latency is measured in a Python client, which adds its own ~0.1-0.3 ms; that is why the "
+        "direct row is the baseline and the sidecar's cost is reported as the difference of "
+        "percentiles (not the percentile of differences).",
+        "- CPU is utime+stime of the proxy process from /proc/PID/stat over the phase (for nginx, its "
+        "single worker); RSS is VmRSS and VmHWM from /proc/PID/status.",
+        "- The 2 cores are shared with the load generator, the stubs and, on this workplace, other "
+        "sessions' test runs: the run above was started only once the 1-minute loadavg was below 0.6 "
+        "and no Go build was running, and each phase records the loadavg after it in the JSON. Under "
+        "load (loadavg 3-7) the same script measured tails several times worse for every target, "
+        "nginx included.",
+        "- SSE: all 200 streams start at once, so the sidecar accepts 200 connections and opens 200 new "
+        "connections to the model in a burst; the extra TTFB is that burst being served one by one "
+        "on one core. Gaps between events are unchanged by the sidecar.",
+        "",
     ]
     return "\n".join(out)
