@@ -1,8 +1,9 @@
 """A lean HTTP/1.1 client for the one upstream: the model server on loopback.
 
-Why not ``aiohttp.ClientSession``: on the benchmark machine its per-request overhead was about three
-times this client's (see docs/benchmarks/sidecar.md), and the sidecar needs none of its features
-(cookies, redirects, TLS, proxies, decompression). This client keeps a LIFO pool of keep-alive
+Why not ``aiohttp.ClientSession``: on the benchmark machine a minimal proxy built on it needed twice
+the CPU per request of the same proxy built on this client (httpx: 15 times; see
+docs/benchmarks/sidecar.md), and the sidecar needs none of its features (cookies, redirects, TLS,
+proxies, decompression). This client keeps a LIFO pool of keep-alive
 connections, writes request heads as raw bytes, streams request bodies with flow control, and hands
 response bodies over as they arrive (Content-Length, chunked, or until close), pausing the socket
 when the reader falls behind.
@@ -48,7 +49,7 @@ class Response:
 
     def __init__(
         self, connection: Connection, status: int, reason: str, version: str, headers: CIMultiDict[str]
-    ):
+    ) -> None:
         self._connection = connection
         self.status = status
         self.reason = reason
