@@ -69,7 +69,7 @@ async def _status(session: aiohttp.ClientSession, url: str) -> int:
 
 async def test_sigterm_loses_no_request_in_flight(spawn, stub: Stub) -> None:  # type: ignore[no-untyped-def]
     sidecar: Process = await spawn(
-        "--concurrency", "8", "--drain-seconds", "1.5", "--shutdown-timeout-seconds", "30"
+        "--concurrency", "8", "--drain-seconds", "3", "--shutdown-timeout-seconds", "30"
     )  # fmt: skip
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session:
 
@@ -82,7 +82,7 @@ async def test_sigterm_loses_no_request_in_flight(spawn, stub: Stub) -> None:  #
             # each on its own connection, like independent clients
             async with (
                 aiohttp.ClientSession() as own,
-                own.get(sidecar.url("/slow?seconds=2.5")) as response,
+                own.get(sidecar.url("/slow?seconds=4")) as response,
             ):
                 return response.status, await response.text()
 
@@ -106,7 +106,7 @@ async def test_sigterm_loses_no_request_in_flight(spawn, stub: Stub) -> None:  #
             assert "chute_draining 1.0" in await response.text()
 
         results = await asyncio.gather(*in_flight)
-        assert results == [(200, "slept 2.5")] * 6
+        assert results == [(200, "slept 4.0")] * 6
         assert stub.cancelled == 0
         assert await asyncio.wait_for(sidecar.process.wait(), 30) == 0
     events = [entry["msg"] for entry in await sidecar.logs()]
