@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from aiohttp import web
 
 from chute_sidecar.health import ModelHealth
@@ -14,8 +16,14 @@ def _status(ok: bool, reason: str) -> web.Response:
     return web.Response(status=200 if ok else 503, text="ok\n" if ok else reason + "\n")
 
 
-def admin_app(health: ModelHealth, limiter: Limiter, metrics: Metrics, draining: Draining) -> web.Application:
-    """``/livez``, ``/startupz``, ``/readyz``, ``/modelz``, ``/metrics``, ``/_conn_stats``."""
+def admin_app(
+    health: ModelHealth,
+    limiter: Limiter,
+    metrics: Metrics,
+    draining: Draining,
+    drain: Callable[[], Awaitable[int]],
+) -> web.Application:
+    """``/livez``, ``/startupz``, ``/readyz``, ``/modelz``, ``/metrics``, ``/_conn_stats``, ``/drainz``."""
 
     async def livez(request: web.Request) -> web.Response:
         return _status(True, "")
@@ -39,6 +47,11 @@ def admin_app(health: ModelHealth, limiter: Limiter, metrics: Metrics, draining:
     async def conn_stats(request: web.Request) -> web.Response:
         return json_response(200, limiter.stats())
 
+    async def drainz(request: web.Request) -> web.Response:
+        """The model container's preStop hook: returns once in-flight requests are done (or time is up)."""
+        left = await drain()
+        return json_response(200, {"in_flight": left})
+
     app = web.Application()
     app.router.add_get("/livez", livez)
     app.router.add_get("/startupz", startupz)
@@ -46,4 +59,5 @@ def admin_app(health: ModelHealth, limiter: Limiter, metrics: Metrics, draining:
     app.router.add_get("/modelz", modelz)
     app.router.add_get("/metrics", metrics_page)
     app.router.add_get(CONN_STATS_PATH, conn_stats)
+    app.router.add_get("/drainz", drainz)
     return app

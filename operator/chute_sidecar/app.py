@@ -74,7 +74,7 @@ class Sidecar:
         self._serving_site = web.TCPSite(self._serving, config.host, config.port, backlog=1024)
         await self._serving_site.start()
         self._admin = web.AppRunner(
-            admin_app(self.health, self.limiter, self.metrics, self.draining),
+            admin_app(self.health, self.limiter, self.metrics, self.draining, self.drain_for_model_stop),
             access_log=None,
             shutdown_timeout=_GRACE_AFTER_DEADLINE,
         )
@@ -94,6 +94,20 @@ class Sidecar:
                 "auth": config.api_key_file is not None,
             },
         )
+
+    async def drain_for_model_stop(self) -> int:
+        """The model is about to be stopped (its preStop hook calls ``/drainz``): turn unready at once,
+        keep serving ``drain_seconds`` while endpoints update, then wait until nothing is in flight,
+        for at most ``shutdown_timeout_seconds``. Returns what is still in flight."""
+        config = self.config
+        self.draining.value = True
+        self.metrics.draining.set(1)
+        log.info("draining before the model stops", extra={"in_flight": self.limiter.in_flight})
+        await asyncio.sleep(config.drain_seconds)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(config.shutdown_timeout_seconds):
+                await self.limiter.wait_idle()
+        return self.limiter.in_flight
 
     async def shutdown(self, hurry: asyncio.Event | None = None) -> None:
         """Graceful stop: unready at once, serve ``drain_seconds`` more, close the listener, then let

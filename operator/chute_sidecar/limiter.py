@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import time
 from typing import Any
@@ -13,7 +14,7 @@ class Limiter:
     Only touched from the event loop thread, so no lock is needed.
     """
 
-    __slots__ = ("_started", "_tickets", "capacity")
+    __slots__ = ("_idle", "_started", "_tickets", "capacity")
 
     def __init__(self, capacity: int) -> None:
         if capacity < 1:
@@ -22,6 +23,7 @@ class Limiter:
         self._tickets = itertools.count()
         # insertion-ordered: the first entry is the oldest slot still held
         self._started: dict[int, float] = {}
+        self._idle: asyncio.Event | None = None  # only while someone waits for the last release
 
     @property
     def in_flight(self) -> int:
@@ -37,6 +39,18 @@ class Limiter:
 
     def release(self, ticket: int) -> None:
         self._started.pop(ticket, None)
+        if self._idle is not None and not self._started:
+            self._idle.set()
+
+    async def wait_idle(self) -> None:
+        """Return once nothing is in flight (callers bound the wait with asyncio.timeout)."""
+        if not self._started:
+            return
+        self._idle = asyncio.Event()
+        try:
+            await self._idle.wait()
+        finally:
+            self._idle = None
 
     def utilization(self) -> float:
         return len(self._started) / self.capacity

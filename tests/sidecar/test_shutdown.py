@@ -10,7 +10,16 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
-from .conftest import LOOPBACK, OPERATOR_DIR, PYTHON, Stub, eventually, free_port, subprocess_env
+from .conftest import (
+    LOOPBACK,
+    OPERATOR_DIR,
+    PYTHON,
+    StartSidecar,
+    Stub,
+    eventually,
+    free_port,
+    subprocess_env,
+)
 
 
 class Process:
@@ -142,3 +151,31 @@ async def test_shutdown_timeout_bounds_the_wait(spawn, stub: Stub) -> None:  # t
         await eventually(model_saw_cancel)
     messages = [entry["msg"] for entry in await sidecar.logs()]
     assert "shutdown timeout: cancelling requests still in flight" in messages
+
+
+async def test_drainz_returns_only_after_in_flight_requests_finish(
+    start_sidecar: StartSidecar, stub: Stub
+) -> None:
+    """The model container's preStop hook: unready at once, back only when nothing is in flight."""
+    running = await start_sidecar(drain_seconds=0.2, shutdown_timeout_seconds=30)
+    session = running.session
+    held = asyncio.create_task(session.get(running.url("/hold")))
+
+    async def in_model() -> bool:
+        return stub.entered == 1
+
+    await eventually(in_model)
+    drain = asyncio.create_task(session.get(running.admin("/drainz")))
+
+    async def unready() -> bool:
+        return await running.status("/readyz") == 503
+
+    await eventually(unready)
+    await asyncio.sleep(0.5)  # past the drain period: still waiting for the held request
+    assert not drain.done()
+    stub.release.set()
+    async with await held as response:
+        assert response.status == 200
+    async with await drain as response:
+        assert response.status == 200
+        assert await response.json() == {"in_flight": 0}

@@ -143,6 +143,11 @@ def test_probes_never_kill_a_loading_model() -> None:
     assert "readinessProbe" not in model
 
 
+def test_model_stops_only_after_the_sidecar_drained() -> None:
+    model = _by_kind(render(_chute(), OPTIONS))["Deployment"]["spec"]["template"]["spec"]["containers"][0]
+    assert model["lifecycle"]["preStop"]["httpGet"] == {"path": "/drainz", "port": 9090}
+
+
 def test_autoscaling_renders_an_hpa_and_leaves_replicas_to_it() -> None:
     manifests = _by_kind(render(_chute(minInstances=1, maxInstances=5, scalingThreshold=0.5), OPTIONS))
     assert "replicas" not in manifests["Deployment"]["spec"]
