@@ -12,13 +12,13 @@ from lightkube import AsyncClient
 
 from chute_operator.conditions import find
 from chute_operator.gpus import load_catalog
-from chute_operator.kube import KubeApi, error_code, error_message
+from chute_operator.kube import WATCHED_RESOURCES, KubeApi, error_code, error_message
 from chute_operator.leader import LeaderElector
 from chute_operator.metrics import OperatorMetrics
 from chute_operator.reconcile import NotLeader, Reconciler
 from chute_operator.settings import Settings
 from chute_operator.store import Key, Store, key_of
-from chute_operator.workload import CHUTE_LABEL, RenderOptions
+from chute_operator.workload import CHUTE_LABEL, MANAGED_BY, RenderOptions
 from chute_operator.workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
@@ -53,6 +53,7 @@ class Controller:
         )
         self.reconciler = Reconciler(self.api, self.store, options, metrics, self.is_leader)
         self._tasks: list[asyncio.Task[None]] = []
+        self._synced = asyncio.Event()
 
     def is_leader(self) -> bool:
         return self.elector is None or self.elector.is_leader
@@ -70,8 +71,29 @@ class Controller:
         if owner:
             self.queue.add((key_of(obj)[0], owner))
 
+    async def sync(self) -> None:
+        """Fill the store with one LIST per watched kind before any reconcile (as controller-runtime
+        waits for its caches): a cold operator must not take a child it has not seen yet for missing."""
+        while True:
+            try:
+                for kind in WATCHED_RESOURCES:
+                    labels = None if kind == "Chute" else {"app.kubernetes.io/managed-by": MANAGED_BY}
+                    for obj in await self.api.list_all(kind, self.settings.namespaces, labels):
+                        self.store.put(kind, obj)
+                        if kind == "Chute":
+                            self.queue.add(key_of(obj))
+                break
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                log.warning("initial listing failed (%s), retrying", error_message(error))
+                await asyncio.sleep(2)
+        self._synced.set()
+        log.info("caches synced: %d Chutes", len(self.store.keys("Chute")))
+
     def start(self) -> None:
-        self._tasks = [
+        self._tasks = [asyncio.create_task(self.sync(), name="sync")]
+        self._tasks += [
             asyncio.create_task(self._work(), name=f"worker-{i}") for i in range(self.settings.workers)
         ]
         self._tasks.append(asyncio.create_task(self._resync(), name="resync"))
@@ -116,6 +138,7 @@ class Controller:
                 log.warning("checking for the ServiceMonitor API: %s", error_message(error))
 
     async def _work(self) -> None:
+        await self._synced.wait()
         while True:
             key = await self.queue.get()
             try:

@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from lightkube import ApiError, AsyncClient
+from lightkube import ALL_NS, ApiError, AsyncClient
 from lightkube.generic_resource import create_namespaced_resource
 from lightkube.resources.apps_v1 import Deployment
 from lightkube.resources.autoscaling_v2 import HorizontalPodAutoscaler
-from lightkube.resources.core_v1 import Event, Service
+from lightkube.resources.core_v1 import Event, Pod, Service
 from lightkube.resources.networking_v1 import NetworkPolicy
 from lightkube.types import PatchType
 
@@ -28,6 +28,10 @@ CHILD_RESOURCES: dict[str, Any] = {
     "NetworkPolicy": NetworkPolicy,
 }
 """Kinds the operator creates, in apply order."""
+
+
+WATCHED_RESOURCES: dict[str, Any] = {"Chute": ChuteResource, **CHILD_RESOURCES, "Pod": Pod}
+"""Every kind the controller keeps in its store."""
 
 
 def error_code(error: BaseException) -> int | None:
@@ -84,6 +88,23 @@ class KubeApi:
         )
         stored: dict[str, Any] = result.to_dict()
         return stored
+
+    async def list_all(
+        self, kind: str, namespaces: tuple[str, ...], labels: dict[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
+        """Every object of ``kind`` in ``namespaces`` (all when empty); [] where the API does not exist."""
+        found: list[dict[str, Any]] = []
+        try:
+            for namespace in namespaces or (ALL_NS,):
+                async for obj in self.client.list(
+                    WATCHED_RESOURCES[kind], namespace=namespace, labels=labels
+                ):
+                    found.append(obj.to_dict())
+        except Exception as error:
+            if error_code(error) == 404:
+                return []
+            raise
+        return found
 
     async def service_monitors_served(self, namespace: str) -> bool:
         """Whether the ServiceMonitor API (prometheus-operator's CRD) exists."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 import kopf
 
@@ -13,6 +14,7 @@ def run_operator(namespaces: list[str] | None = None, all_namespaces: bool = Fal
     """Run until SIGTERM; watch ``namespaces`` (or CHUTE_OPERATOR_NAMESPACES), else all."""
     settings = Settings.from_env()
     watched = [] if all_namespaces else list(namespaces or settings.namespaces)
+    os.environ["CHUTE_OPERATOR_NAMESPACES"] = ",".join(watched)  # the controller lists the same scope
     kopf.configure(
         log_format=kopf.LogFormat.JSON if settings.log_format == "json" else kopf.LogFormat.FULL,
         debug=settings.log_level == "DEBUG",
