@@ -60,6 +60,29 @@ def versions(cp: Any, name: str, namespace: str) -> dict[str, str]:
     return found
 
 
+def assert_a_cold_operator_writes_nothing(cp: Any, name: str, namespace: str, log_dir: Path) -> None:
+    """A restart in effect: a second operator (own lease, this namespace only) starts cold,
+    reconciles the Chute, and neither writes nor changes any resourceVersion."""
+    before = versions(cp, name, namespace)
+    fresh = OperatorProcess(
+        cp.kubeconfig,
+        log_dir,
+        f"op-cold-{name}",
+        namespaces=(namespace,),
+        CHUTE_OPERATOR_LEASE_NAME=f"cold-{namespace}",
+    ).start()
+    try:
+        eventually(lambda: fresh.metric("chute_operator_leader") == 1, what="leadership of the cold operator")
+        eventually(
+            lambda: fresh.metric("chute_operator_reconciles_total", result="success") >= 1, what="reconcile"
+        )
+        time.sleep(3)
+        assert fresh.metric("chute_operator_api_writes_total") == 0, fresh.log_tail()
+    finally:
+        fresh.stop()
+    assert versions(cp, name, namespace) == before
+
+
 @pytest.fixture
 def servicemonitor_api(control_plane: Any) -> None:
     control_plane.kubectl(
@@ -83,23 +106,7 @@ def test_ready_without_the_monitoring_api_then_servicemonitor_once_it_appears(
     assert "MonitoringUnavailable" in {e["reason"] for e in events(control_plane, "mon", namespace)}
 
     time.sleep(2)
-    before = versions(control_plane, "mon", namespace)
-    fresh = OperatorProcess(
-        control_plane.kubeconfig,
-        tmp_path,
-        "op-fresh-nomon",
-        namespaces=(namespace,),
-        CHUTE_OPERATOR_LEASE_NAME=f"fresh-{namespace}",
-    ).start()
-    try:
-        eventually(
-            lambda: fresh.metric("chute_operator_reconciles_total", result="success") >= 1, what="reconcile"
-        )
-        time.sleep(3)
-        assert fresh.metric("chute_operator_api_writes_total") == 0, fresh.log_tail()
-    finally:
-        fresh.stop()
-    assert versions(control_plane, "mon", namespace) == before
+    assert_a_cold_operator_writes_nothing(control_plane, "mon", namespace, tmp_path)
 
     control_plane.kubectl(
         "apply", "--server-side", "-f", str(ROOT / "tests" / "fixtures" / "servicemonitor-crd.yaml")
@@ -338,27 +345,8 @@ def test_a_fresh_operator_writes_nothing_for_unchanged_chutes(
     apply(control_plane, chute("steady", minInstances=1, maxInstances=2), namespace)
     wait_ready(control_plane, "steady", namespace)
     time.sleep(3)  # let the last status write settle
-    before = versions(control_plane, "steady", namespace)
-    assert set(before) == {"chute", *CHILD_KINDS}
-    fresh = OperatorProcess(
-        control_plane.kubeconfig,
-        tmp_path,
-        "op-fresh",
-        namespaces=(namespace,),
-        CHUTE_OPERATOR_LEASE_NAME=f"fresh-{namespace}",
-    ).start()
-    try:
-        eventually(
-            lambda: fresh.metric("chute_operator_leader") == 1, what="leadership of the fresh operator"
-        )
-        eventually(
-            lambda: fresh.metric("chute_operator_reconciles_total", result="success") >= 1, what="reconcile"
-        )
-        time.sleep(3)
-        assert fresh.metric("chute_operator_api_writes_total") == 0, fresh.log_tail()
-    finally:
-        fresh.stop()
-    assert versions(control_plane, "steady", namespace) == before
+    assert set(versions(control_plane, "steady", namespace)) == {"chute", *CHILD_KINDS}
+    assert_a_cold_operator_writes_nothing(control_plane, "steady", namespace, tmp_path)
 
 
 def set_concurrency(cp: Any, name: str, namespace: str, concurrency: int) -> None:
