@@ -69,6 +69,54 @@ def _ready_count(cp: ControlPlane) -> int:
     )
 
 
+def _measure(
+    cp: ControlPlane, operator: OperatorProcess, args: argparse.Namespace, results: dict[str, Any]
+) -> None:
+    """Fill ``results``: to Ready, memory, writes, then a restart."""
+    assert operator.process is not None
+    idle = _proc(operator.process.pid)
+    results["idle_rss_mb"] = round(idle["rss_mb"], 1)
+    documents = "\n---\n".join(json.dumps(_chute(i)) for i in range(args.chutes))
+    started = time.monotonic()
+    cp.kubectl("apply", "-f", "-", input=documents, timeout=300)
+    while _ready_count(cp) < args.chutes:
+        if time.monotonic() - started > args.timeout:
+            raise SystemExit(f"only {_ready_count(cp)}/{args.chutes} Ready after {args.timeout}s")
+        time.sleep(1)
+    results["seconds_to_all_ready"] = round(time.monotonic() - started, 1)
+    loaded = _proc(operator.process.pid)
+    results["rss_mb_after"] = round(loaded["rss_mb"], 1)
+    results["peak_rss_mb"] = round(loaded["peak_rss_mb"], 1)
+    results["operator_cpu_seconds"] = round(loaded["cpu_seconds"] - idle["cpu_seconds"], 1)
+    results["writes_to_ready"] = operator.metric("chute_operator_api_writes_total")
+    results["writes_per_chute"] = round(results["writes_to_ready"] / args.chutes, 2)
+    reconciles = operator.metric("chute_operator_reconcile_duration_seconds_count")
+    results["reconciles_to_ready"] = reconciles
+    results["mean_reconcile_ms"] = round(
+        1000 * operator.metric("chute_operator_reconcile_duration_seconds_sum") / max(reconciles, 1), 2
+    )
+    operator.stop()
+    restarted = time.monotonic()
+    operator.start()
+    while operator.metric("chute_operator_reconciles_total", result="success") < args.chutes:
+        time.sleep(0.5)
+    results["restart_seconds_to_reconcile_all"] = round(time.monotonic() - restarted, 1)
+    time.sleep(5)
+    results["writes_after_restart"] = operator.metric("chute_operator_api_writes_total")
+    results["writes_after_restart_by_kind"] = {
+        kind: operator.metric("chute_operator_api_writes_total", kind=kind)
+        for kind in (
+            "Deployment",
+            "Service",
+            "HorizontalPodAutoscaler",
+            "NetworkPolicy",
+            "Chute/status",
+            "Event",
+        )
+    }
+    results["rss_mb_after_restart"] = round(_proc(operator.process.pid)["rss_mb"], 1)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--chutes", type=int, default=200)
@@ -83,49 +131,10 @@ def main() -> int:
         operator = OperatorProcess(
             cp.kubeconfig, cp.work_dir, "bench", CHUTE_OPERATOR_LOG_LEVEL="WARNING"
         ).start()
-        assert operator.process is not None
-        idle = _proc(operator.process.pid)
-        results["idle_rss_mb"] = round(idle["rss_mb"], 1)
-        documents = "\n---\n".join(json.dumps(_chute(i)) for i in range(args.chutes))
-        started = time.monotonic()
-        cp.kubectl("apply", "-f", "-", input=documents, timeout=300)
-        while _ready_count(cp) < args.chutes:
-            if time.monotonic() - started > args.timeout:
-                raise SystemExit(f"only {_ready_count(cp)}/{args.chutes} Ready after {args.timeout}s")
-            time.sleep(1)
-        results["seconds_to_all_ready"] = round(time.monotonic() - started, 1)
-        loaded = _proc(operator.process.pid)
-        results["rss_mb_after"] = round(loaded["rss_mb"], 1)
-        results["peak_rss_mb"] = round(loaded["peak_rss_mb"], 1)
-        results["operator_cpu_seconds"] = round(loaded["cpu_seconds"] - idle["cpu_seconds"], 1)
-        results["writes_to_ready"] = operator.metric("chute_operator_api_writes_total")
-        results["writes_per_chute"] = round(results["writes_to_ready"] / args.chutes, 2)
-        reconciles = operator.metric("chute_operator_reconcile_duration_seconds_count")
-        results["reconciles_to_ready"] = reconciles
-        results["mean_reconcile_ms"] = round(
-            1000 * operator.metric("chute_operator_reconcile_duration_seconds_sum") / max(reconciles, 1), 2
-        )
-        operator.stop()
-        restarted = time.monotonic()
-        operator.start()
-        while operator.metric("chute_operator_reconciles_total", result="success") < args.chutes:
-            time.sleep(0.5)
-        results["restart_seconds_to_reconcile_all"] = round(time.monotonic() - restarted, 1)
-        time.sleep(5)
-        results["writes_after_restart"] = operator.metric("chute_operator_api_writes_total")
-        results["writes_after_restart_by_kind"] = {
-            kind: operator.metric("chute_operator_api_writes_total", kind=kind)
-            for kind in (
-                "Deployment",
-                "Service",
-                "HorizontalPodAutoscaler",
-                "NetworkPolicy",
-                "Chute/status",
-                "Event",
-            )
-        }
-        results["rss_mb_after_restart"] = round(_proc(operator.process.pid)["rss_mb"], 1)
-        operator.stop()
+        try:
+            _measure(cp, operator, args, results)
+        finally:
+            operator.stop()
     out = ROOT / "benchmarks" / "results" / "operator.json"
     out.write_text(json.dumps(results, indent=2) + "\n")
     print("| measure | value |\n| --- | --- |")
