@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
@@ -19,6 +19,17 @@ log = logging.getLogger(__name__)
 
 def _lease(body: dict[str, Any]) -> Lease:
     return cast(Lease, Lease.from_dict(body))
+
+
+async def _unless_conflict(write: Awaitable[object]) -> bool:
+    """Whether the write went through; False when another replica wrote first (409)."""
+    try:
+        await write
+    except ApiError as error:
+        if error_code(error) == 409:
+            return False
+        raise
+    return True
 
 
 def _micro_time(moment: datetime) -> str:
@@ -90,13 +101,7 @@ class LeaderElector:
             if error_code(error) != 404:
                 raise
             body = {"metadata": {"name": self.name, "namespace": self.namespace}, "spec": self._spec()}
-            try:
-                await self.client.create(_lease(body))
-            except ApiError as conflict:
-                if error_code(conflict) == 409:
-                    return False
-                raise
-            return True
+            return await _unless_conflict(self.client.create(_lease(body)))
         spec = lease.get("spec") or {}
         holder = spec.get("holderIdentity")
         if holder and holder != self.identity and not self._expired(spec):
@@ -104,13 +109,7 @@ class LeaderElector:
         transitions = int(spec.get("leaseTransitions") or 0) + (0 if holder == self.identity else 1)
         acquired = spec.get("acquireTime") if holder == self.identity else None
         lease["spec"] = self._spec(acquired, transitions)
-        try:
-            await self.client.replace(_lease(lease))
-        except ApiError as error:
-            if error_code(error) == 409:
-                return False
-            raise
-        return True
+        return await _unless_conflict(self.client.replace(_lease(lease)))
 
     @staticmethod
     def _expired(spec: dict[str, Any]) -> bool:
