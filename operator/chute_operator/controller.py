@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
 from lightkube import AsyncClient
@@ -14,7 +14,7 @@ from chute_operator.conditions import find
 from chute_operator.gpus import load_catalog
 from chute_operator.kube import WATCHED_RESOURCES, KubeApi, error_code, error_message
 from chute_operator.leader import LeaderElector
-from chute_operator.metrics import OperatorMetrics
+from chute_operator.metrics import ChuteReadiness, OperatorMetrics
 from chute_operator.reconcile import NotLeader, Reconciler
 from chute_operator.settings import Settings
 from chute_operator.store import Key, Store, key_of
@@ -53,6 +53,7 @@ class Controller:
         )
         self.reconciler = Reconciler(self.api, self.store, options, metrics, self.is_leader)
         self._tasks: list[asyncio.Task[None]] = []
+        metrics.track_readiness(self.readiness)
         self._synced = asyncio.Event()
 
     def is_leader(self) -> bool:
@@ -168,18 +169,12 @@ class Controller:
             self.metrics.duration.observe(time.perf_counter() - started)
         self.queue.forget(key)
         self.metrics.reconciles.labels("success").inc()
-        self._count_ready()
 
-    def _count_ready(self) -> None:
-        """Refresh the readiness gauges: totals, and one series per Chute (stale ones removed)."""
-        counts: Counter[str] = Counter()
-        self.metrics.chute_ready.clear()
-        for key in self.store.keys("Chute"):
-            chute = self.store.get("Chute", key) or {}
+    def readiness(self) -> Iterator[ChuteReadiness]:
+        """Every known Chute's Ready condition (for the metrics, at scrape time)."""
+        for namespace, name in self.store.keys("Chute"):
+            chute = self.store.get("Chute", (namespace, name)) or {}
             ready = find((chute.get("status") or {}).get("conditions") or [], "Ready") or {}
-            status = ready.get("status", "Unknown")
-            counts[status] += 1
-            reason = "" if status == "True" else ready.get("reason", "Unknown")
-            self.metrics.chute_ready.labels(key[0], key[1], reason).set(1 if status == "True" else 0)
-        for value in ("True", "False", "Unknown"):
-            self.metrics.chutes.labels(value).set(counts[value])
+            yield ChuteReadiness(
+                namespace, name, ready.get("status", "Unknown"), ready.get("reason", "Unknown")
+            )

@@ -2,7 +2,49 @@
 
 from __future__ import annotations
 
+from collections import Counter as Tally
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+
+@dataclass(frozen=True)
+class ChuteReadiness:
+    """One Chute's Ready condition, as the metrics report it."""
+
+    namespace: str
+    name: str
+    status: str
+    reason: str
+
+
+class ReadinessCollector(Collector):
+    """Chutes by readiness, read from the controller's store when Prometheus scrapes (no upkeep)."""
+
+    def __init__(self, source: Callable[[], Iterable[ChuteReadiness]]) -> None:
+        self.source = source
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        totals = GaugeMetricFamily(
+            "chute_operator_chutes", "Chutes by their Ready condition.", labels=["ready"]
+        )
+        each = GaugeMetricFamily(
+            "chute_operator_chute_ready",
+            "1 while a Chute's Ready condition is True, else 0 (reason label: why not).",
+            labels=["chute_namespace", "chute", "reason"],
+        )
+        counts: Tally[str] = Tally()
+        for chute in self.source():
+            counts[chute.status] += 1
+            ready = chute.status == "True"
+            each.add_metric([chute.namespace, chute.name, "" if ready else chute.reason], 1 if ready else 0)
+        for value in ("True", "False", "Unknown"):
+            totals.add_metric([value], counts[value])
+        yield totals
+        yield each
 
 
 class OperatorMetrics:
@@ -20,15 +62,6 @@ class OperatorMetrics:
             "chute_operator_reconcile_duration_seconds",
             "Time to reconcile one Chute.",
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
-            registry=self.registry,
-        )
-        self.chutes = Gauge(
-            "chute_operator_chutes", "Chutes by their Ready condition.", ["ready"], registry=self.registry
-        )
-        self.chute_ready = Gauge(
-            "chute_operator_chute_ready",
-            "1 while a Chute's Ready condition is True, else 0 (reason label: why not).",
-            ["chute_namespace", "chute", "reason"],
             registry=self.registry,
         )
         self.writes = Counter(
@@ -49,6 +82,10 @@ class OperatorMetrics:
         self.queue_depth = Gauge(
             "chute_operator_queue_depth", "Chutes waiting to be reconciled.", registry=self.registry
         )
+
+    def track_readiness(self, source: Callable[[], Iterable[ChuteReadiness]]) -> None:
+        """Report Chutes by readiness from ``source`` at every scrape."""
+        self.registry.register(ReadinessCollector(source))
 
     def serve(self, port: int) -> None:
         """Expose /metrics on ``port`` (a background thread)."""

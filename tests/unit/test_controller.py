@@ -47,3 +47,32 @@ async def test_no_reconcile_before_the_initial_listing() -> None:
         assert controller.store.get("Chute", ("ns", "a")) == CHUTE
     finally:
         await controller.stop()
+
+
+def test_readiness_metrics_are_read_from_the_store_at_scrape_time() -> None:
+    metrics = OperatorMetrics()
+    controller = Controller(Settings(leader_election=False), client=None, metrics=metrics)  # type: ignore[arg-type]
+    ready = {"type": "Ready", "status": "True", "reason": "Serving"}
+    stuck = {"type": "Ready", "status": "False", "reason": "Unschedulable"}
+    for name, condition in (("a", ready), ("b", stuck)):
+        controller.observe(
+            "Chute",
+            None,
+            {**CHUTE, "metadata": {"name": name, "namespace": "ns"}, "status": {"conditions": [condition]}},
+        )
+    controller.observe("Chute", None, {**CHUTE, "metadata": {"name": "new", "namespace": "ns"}})
+
+    def sample(name: str, **labels: str) -> float | None:
+        return metrics.registry.get_sample_value(name, labels)
+
+    assert sample("chute_operator_chute_ready", chute_namespace="ns", chute="a", reason="") == 1
+    assert sample("chute_operator_chute_ready", chute_namespace="ns", chute="b", reason="Unschedulable") == 0
+    assert (
+        sample("chute_operator_chutes", ready="True"),
+        sample("chute_operator_chutes", ready="False"),
+    ) == (1, 1)
+    assert sample("chute_operator_chutes", ready="Unknown") == 1
+    controller.observe("Chute", "DELETED", {**CHUTE, "metadata": {"name": "b", "namespace": "ns"}})
+    assert (
+        sample("chute_operator_chute_ready", chute_namespace="ns", chute="b", reason="Unschedulable") is None
+    )
