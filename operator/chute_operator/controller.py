@@ -17,8 +17,8 @@ from chute_operator.leader import LeaderElector
 from chute_operator.metrics import ChuteReadiness, OperatorMetrics
 from chute_operator.reconcile import NotLeader, Reconciler
 from chute_operator.settings import Settings
-from chute_operator.store import Key, Store, key_of
-from chute_operator.workload import CHUTE_LABEL, MANAGED_BY, RenderOptions
+from chute_operator.store import Key, Store, chute_of, key_of
+from chute_operator.workload import MANAGED_BY, RenderOptions
 from chute_operator.workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ class Controller:
         if kind == "Chute":
             self.queue.add(key_of(obj))
             return
-        owner = ((obj.get("metadata") or {}).get("labels") or {}).get(CHUTE_LABEL)
+        owner = chute_of(obj)
         if owner:
             self.queue.add((key_of(obj)[0], owner))
 

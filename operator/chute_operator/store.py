@@ -21,6 +21,8 @@ class Store:
 
     def __init__(self) -> None:
         self._objects: dict[str, dict[Key, dict[str, Any]]] = defaultdict(dict)
+        # kind -> Chute key -> keys of the objects labelled as that Chute's
+        self._by_chute: dict[str, dict[Key, set[Key]]] = defaultdict(lambda: defaultdict(set))
 
     def put(self, kind: str, obj: dict[str, Any]) -> None:
         """Remember ``obj`` unless we already hold a newer version of it."""
@@ -28,10 +30,23 @@ class Store:
         known = self._objects[kind].get(key)
         if known is not None and _older(obj, known):
             return
+        self._unindex(kind, key, known)
         self._objects[kind][key] = obj
+        owner = chute_of(obj)
+        if owner:
+            self._by_chute[kind][(key[0], owner)].add(key)
 
     def remove(self, kind: str, key: Key) -> None:
-        self._objects[kind].pop(key, None)
+        self._unindex(kind, key, self._objects[kind].pop(key, None))
+
+    def _unindex(self, kind: str, key: Key, obj: dict[str, Any] | None) -> None:
+        owner = chute_of(obj) if obj else None
+        if owner:
+            keys = self._by_chute[kind].get((key[0], owner))
+            if keys is not None:
+                keys.discard(key)
+                if not keys:
+                    del self._by_chute[kind][(key[0], owner)]
 
     def get(self, kind: str, key: Key) -> dict[str, Any] | None:
         return self._objects[kind].get(key)
@@ -40,13 +55,14 @@ class Store:
         return list(self._objects[kind])
 
     def children(self, kind: str, chute: Key) -> list[dict[str, Any]]:
-        """Objects of this kind labelled as belonging to the Chute."""
-        namespace, name = chute
-        return [
-            obj
-            for (ns, _), obj in self._objects[kind].items()
-            if ns == namespace and ((obj.get("metadata") or {}).get("labels") or {}).get(CHUTE_LABEL) == name
-        ]
+        """Objects of this kind labelled as belonging to the Chute (an index lookup, not a scan)."""
+        objects = self._objects[kind]
+        return [objects[key] for key in self._by_chute[kind].get(chute, ())]
+
+
+def chute_of(obj: dict[str, Any]) -> str | None:
+    """The Chute an object is labelled as belonging to."""
+    return ((obj.get("metadata") or {}).get("labels") or {}).get(CHUTE_LABEL)
 
 
 def _older(candidate: dict[str, Any], known: dict[str, Any]) -> bool:
