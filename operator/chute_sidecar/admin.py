@@ -29,7 +29,7 @@ def admin_app(
         return _status(True, "")
 
     async def startupz(request: web.Request) -> web.Response:
-        return _status(health.started, "model not started")
+        return _status(health.startup_probe(), "model not started")
 
     async def readyz(request: web.Request) -> web.Response:
         if draining.value:
@@ -37,7 +37,7 @@ def admin_app(
         return _status(health.up, "model not healthy" if health.started else "model not started")
 
     async def modelz(request: web.Request) -> web.Response:
-        return _status(health.alive, "model failed its health polls")
+        return _status(health.liveness_probe(), "model failed its health polls")
 
     async def metrics_page(request: web.Request) -> web.Response:
         response = web.Response(body=metrics.render())

@@ -20,10 +20,17 @@ STARTUP_POLL_SECONDS = 1.0
 class ModelHealth:
     """State of the model server as seen by the last polls of its health path.
 
-    ``started``: it answered 2xx at least once since the sidecar started.
+    The kubelet probes a container's startup once per container instance, until it passes, and its
+    liveness only after that. So the state is kept per *startup phase*: one begins when the sidecar
+    starts and again at the first startup probe after the kubelet has seen the current instance
+    started (``/startupz`` answered 200), judged its liveness (``/modelz``) or stopped it (``/drainz``,
+    its preStop hook): that probe comes from the model container's next instance.
+
+    ``started``: it answered 2xx in this startup phase (a poll sent before the phase began never counts).
     ``up``: the last poll answered 2xx.
-    ``alive``: what ``/modelz`` reports, false once a started model failed
-    :data:`FAILURES_BEFORE_DEAD` polls in a row, or when it has not started within the startup timeout.
+    ``alive``: what ``/modelz`` reports, false once a model started in this phase failed
+    :data:`FAILURES_BEFORE_DEAD` polls in a row, or when it has not started within the startup timeout
+    of this phase.
     """
 
     def __init__(
@@ -45,7 +52,10 @@ class ModelHealth:
         self.failures = 0
         self.startup_expired = False
         self.polls = 0
+        self.phase = 0
         self._born = time.monotonic()
+        self._instance_seen = False  # the kubelet has seen this phase's instance started, live or stopped
+        self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._session: aiohttp.ClientSession | None = None
 
@@ -55,9 +65,39 @@ class ModelHealth:
             return not self.startup_expired
         return self.failures < FAILURES_BEFORE_DEAD
 
+    def startup_probe(self) -> bool:
+        """Answer the model container's startup probe (``/startupz``)."""
+        if self._instance_seen:
+            self._new_phase()
+        if self.started:
+            self._instance_seen = True
+        return self.started
+
+    def liveness_probe(self) -> bool:
+        """Answer the model container's liveness probe (``/modelz``): the kubelet runs it only once
+        the instance passed its startup probe."""
+        self._instance_seen = True
+        return self.alive
+
+    def instance_stopping(self) -> None:
+        """The model container's preStop hook ran: this instance ends, a next one starts anew."""
+        self._instance_seen = True
+
+    def _new_phase(self) -> None:
+        self.phase += 1
+        self._instance_seen = False
+        self._born = time.monotonic()
+        self.started = False
+        self.failures = 0
+        self.startup_expired = False
+        self.metrics.model_started.set(0)
+        log.info("model container restarted: new startup phase", extra={"phase": self.phase})
+        self._wake.set()  # poll at the startup pace from now, not after the current interval
+
     async def poll_once(self) -> bool:
         """One GET of the health path; updates the state and returns whether it answered 2xx."""
         assert self._session is not None
+        phase = self.phase
         error = ""
         try:
             async with self._session.get(self.url, allow_redirects=False) as response:
@@ -68,7 +108,8 @@ class ModelHealth:
             ok = False
             error = f"{type(exc).__name__}: {exc}"
         self.polls += 1
-        self._record(ok, error)
+        if phase == self.phase:  # else the answer may come from the previous instance
+            self._record(ok, error)
         return ok
 
     def _record(self, ok: bool, error: str) -> None:
@@ -103,8 +144,11 @@ class ModelHealth:
 
     async def _run(self) -> None:
         while True:
+            self._wake.clear()
             await self.poll_once()
-            await asyncio.sleep(self.interval if self.started else min(self.interval, STARTUP_POLL_SECONDS))
+            delay = self.interval if self.started else min(self.interval, STARTUP_POLL_SECONDS)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), delay)
 
     async def start(self) -> None:
         """Start polling in the background."""

@@ -50,6 +50,8 @@ class Stub:
         self.port = 0
         self.health_status = 200
         self.health_polls = 0
+        self.health_gate: asyncio.Event | None = None  # when set, health answers wait for it
+        self.health_held = 0  # health answers waiting for the gate
         self.seen: list[dict[str, Any]] = []
         self.release = asyncio.Event()  # lets /stream and /hold finish
         self.entered = 0  # requests that reached /hold or /stream
@@ -63,8 +65,12 @@ class Stub:
 
     # -- handlers -------------------------------------------------------------
     async def health(self, request: web.Request) -> web.Response:
+        status = self.health_status
+        if self.health_gate is not None and not self.health_gate.is_set():
+            self.health_held += 1
+            await self.health_gate.wait()
         self.health_polls += 1
-        return web.Response(status=self.health_status, text="health")
+        return web.Response(status=status, text="health")
 
     async def echo(self, request: web.Request) -> web.Response:
         digest = hashlib.sha256()
