@@ -1,8 +1,10 @@
 # syntax=docker/dockerfile:1
 #
-# One image for the operator and for the sidecar it injects into every Chute:
+# One image for the operator, for the sidecar it injects into every Chute, and for the simulated
+# model server:
 #   operator:  chute-operator run            (ENTRYPOINT + default CMD)
 #   sidecar:   chute-operator sidecar ...    (the Deployment the operator renders sets this command)
+#   modelsim:  chute-operator modelsim ...   (a Chute's command, for tests without a GPU)
 #
 # Base image: pinned by version here. For a reproducible release build, pin it by digest too:
 #   docker buildx imagetools inspect python:3.11.7-slim-bookworm   # or: crane digest / skopeo inspect

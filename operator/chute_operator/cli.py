@@ -44,6 +44,12 @@ def _sidecar(argv: Sequence[str]) -> int:
     return sidecar_main(list(argv))
 
 
+def _modelsim(argv: Sequence[str]) -> int:
+    from chute_modelsim.main import main as modelsim_main
+
+    return modelsim_main(list(argv))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="chute-operator", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -77,6 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "sidecar", help="run the sidecar (see: chute-operator sidecar --help)", add_help=False
     )
+    commands.add_parser(
+        "modelsim",
+        help="a simulated OpenAI-compatible model server (see: chute-operator modelsim --help)",
+        add_help=False,
+    )
     return parser
 
 
@@ -84,6 +95,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["sidecar"]:
         return _sidecar(argv[1:])
+    if argv[:1] == ["modelsim"]:
+        return _modelsim(argv[1:])
     args = build_parser().parse_args(argv)
     result: int = args.handler(args)
     return result
