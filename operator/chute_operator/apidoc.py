@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from chute_operator.api.reasons import CATALOG, CONDITION_TYPES
 from chute_operator.crd import openapi_schema
 
 
@@ -50,6 +51,27 @@ def _rules(node: dict[str, Any]) -> list[str]:
     return found
 
 
+def _conditions() -> list[str]:
+    types = [f"| `{t.name}` | {t.description} |" for t in CONDITION_TYPES.values()]
+    reasons = [f"| `{r.name}` | {r.appears_in} | {r.description} |" for r in CATALOG.values()]
+    return [
+        "## Conditions and reasons",
+        "",
+        "Named constants in `chute_operator.api.reasons`. Ready summarises the others; a condition's",
+        "lastTransitionTime moves only when its status flips. When Ready or Monitored changes, an Event",
+        "says so: reason `Ready`/`Monitored` when it turns True, else the condition's reason (Warning",
+        "unless the Chute is merely on its way up).",
+        "",
+        "| type | meaning |",
+        "| --- | --- |",
+        *types,
+        "",
+        "| reason | appears in | meaning |",
+        "| --- | --- | --- |",
+        *reasons,
+    ]
+
+
 def api_reference() -> str:
     """Markdown reference of every spec and status field."""
     schema = openapi_schema()
@@ -66,6 +88,8 @@ def api_reference() -> str:
         "## Cross-field rules (CEL, checked by the API server at apply time)",
         "",
         *_rules(schema),
+        "",
+        *_conditions(),
         "",
     ]
     return "\n".join(lines)

@@ -10,6 +10,7 @@ from typing import Any
 
 from lightkube import AsyncClient
 
+from chute_operator.api.reasons import READY
 from chute_operator.conditions import find
 from chute_operator.gpus import load_catalog
 from chute_operator.kube import WATCHED_RESOURCES, KubeApi, error_code, error_message
@@ -174,7 +175,7 @@ class Controller:
         """Every known Chute's Ready condition (for the metrics, at scrape time)."""
         for namespace, name in self.store.keys("Chute"):
             chute = self.store.get("Chute", (namespace, name)) or {}
-            ready = find((chute.get("status") or {}).get("conditions") or [], "Ready") or {}
+            ready = find((chute.get("status") or {}).get("conditions") or [], READY) or {}
             yield ChuteReadiness(
                 namespace, name, ready.get("status", "Unknown"), ready.get("reason", "Unknown")
             )

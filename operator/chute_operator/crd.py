@@ -14,14 +14,15 @@ import yaml
 
 from chute_operator.api import GROUP, KIND, PLURAL, VERSION, ChuteSpec, ChuteStatus
 from chute_operator.api.chute import NAME_MAX_LENGTH
+from chute_operator.api.reasons import READY
 
 Schema = dict[str, Any]
 
 _DROPPED_KEYS = {"title", "additionalProperties_false"}
 
 PRINTER_COLUMNS: list[dict[str, Any]] = [
-    {"name": "Ready", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].status'},
-    {"name": "Reason", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].reason'},
+    {"name": READY, "type": "string", "jsonPath": f'.status.conditions[?(@.type=="{READY}")].status'},
+    {"name": "Reason", "type": "string", "jsonPath": f'.status.conditions[?(@.type=="{READY}")].reason'},
     {"name": "Replicas", "type": "integer", "jsonPath": ".status.readyReplicas"},
     {"name": "GPU", "type": "integer", "jsonPath": ".spec.nodeSelector.gpuCount"},
     {"name": "Template", "type": "string", "jsonPath": ".spec.template"},

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from chute_operator.api.reasons import READY
 from chute_operator.crd import crd_yaml
 from chute_operator.devcluster.binaries import toolset
 
@@ -66,7 +67,7 @@ def _start_operator(kubeconfig: Path) -> subprocess.Popen[bytes]:
 
 def _ready(chute: dict[str, Any]) -> dict[str, Any]:
     for condition in (chute.get("status") or {}).get("conditions") or []:
-        if condition.get("type") == "Ready":
+        if condition.get("type") == READY:
             return dict(condition)
     return {}
 

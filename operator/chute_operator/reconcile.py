@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from chute_operator.api import reasons
 from chute_operator.conditions import find
 from chute_operator.drift import drifted
 from chute_operator.gpus import NoEligibleGpu
@@ -27,7 +28,8 @@ log = logging.getLogger(__name__)
 PRUNABLE = ("HorizontalPodAutoscaler", "ServiceMonitor", "NetworkPolicy")
 PERMANENT_FAILURES = {400, 422}
 """Apply errors that retrying cannot fix: they become the Degraded condition instead."""
-QUIET_REASONS = {"ModelLoading", "RollingOut", "Creating", "NoReplicasReady"}
+QUIET_REASONS = reasons.PROGRESS_REASONS | {reasons.MONITORING_UNAVAILABLE}
+"""Reasons announced as Normal events, not Warnings."""
 
 
 class NotLeader(Exception):
@@ -149,7 +151,7 @@ class Reconciler:
             changed.append(kind)
         if changed:
             log.info("applied %s for %s/%s", ", ".join(changed), *key_of(chute))
-            await self._event(chute, "Normal", "Applied", f"applied {', '.join(changed)}")
+            await self._event(chute, "Normal", reasons.APPLIED, f"applied {', '.join(changed)}")
         return None
 
     def _releases_replicas(self, manifest: dict[str, Any], actual: dict[str, Any] | None) -> bool:
@@ -194,7 +196,9 @@ class Reconciler:
                 self.metrics.writes.labels("delete", kind).inc()
                 self.store.remove(kind, (key[0], name))
                 log.info("deleted %s %s/%s: no longer in the spec", kind, key[0], name)
-                await self._event(chute, "Normal", "Pruned", f"deleted {kind} {name}: no longer in the spec")
+                await self._event(
+                    chute, "Normal", reasons.PRUNED, f"deleted {kind} {name}: no longer in the spec"
+                )
 
     async def _write_status(self, chute: dict[str, Any], status: dict[str, Any]) -> None:
         previous = chute.get("status") or {}
@@ -206,7 +210,7 @@ class Reconciler:
         self.metrics.writes.labels("patch", "Chute/status").inc()
         if stored.get("metadata"):
             self.store.put("Chute", stored)
-        for kind in ("Ready", "Monitored"):
+        for kind in (reasons.READY, reasons.MONITORED):
             before = find(previous.get("conditions") or [], kind) or {}
             after = find(status["conditions"], kind)
             if after is None or (before.get("status"), before.get("reason")) == (
@@ -214,9 +218,9 @@ class Reconciler:
                 after["reason"],
             ):
                 continue
-            if kind == "Monitored" and after["status"] == "True" and not before:
+            if kind == reasons.MONITORED and after["status"] == "True" and not before:
                 continue  # monitoring working from the start is not news
-            quiet = after["status"] == "True" or after["reason"] in QUIET_REASONS | {"MonitoringUnavailable"}
+            quiet = after["status"] == "True" or after["reason"] in QUIET_REASONS
             reason = kind if after["status"] == "True" else after["reason"]
             await self._event(chute, "Normal" if quiet else "Warning", reason, after["message"] or reason)
 

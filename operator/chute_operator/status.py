@@ -1,25 +1,30 @@
-"""The Chute's status, computed purely from what the cluster shows: Deployment and all its pods."""
+"""The Chute's status, computed purely from what the cluster shows: Deployment and all its pods.
+
+Each condition has its own small rule; Ready is a chain of named checks, the first that fails
+gives Ready=False with its reason (as cert-manager does).
+"""
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
+from chute_operator.api import reasons as r
 from chute_operator.conditions import Observed, find, merge_conditions
 from chute_operator.workload import MODEL_CONTAINER, Workload
 
 PULL_FAILURES = {"ImagePullBackOff", "ErrImagePull", "InvalidImageName", "ErrImageNeverPull"}
 SEVERITY = {
-    "ImagePullBackOff": 5,
-    "OOMKilled": 4,
-    "CrashLoopBackOff": 4,
-    "Unschedulable": 3,
-    "ProbeFailing": 2,
+    r.IMAGE_PULL_BACK_OFF: 5,
+    r.OOM_KILLED: 4,
+    r.CRASH_LOOP_BACK_OFF: 4,
+    r.UNSCHEDULABLE: 3,
+    r.PROBE_FAILING: 2,
 }
 """Pod problems that make a Chute Degraded, most severe first when several pods differ."""
-LOADING = "ModelLoading"
 
 
 @dataclass(frozen=True)
@@ -56,149 +61,266 @@ def _get(obj: Any, *path: str) -> Any:
     return obj
 
 
+# Pods
+
+
+def _unschedulable(name: str, status: dict[str, Any]) -> PodProblem | None:
+    scheduled = find(status.get("conditions") or [], "PodScheduled")
+    if scheduled and scheduled.get("status") == "False" and scheduled.get("reason") == "Unschedulable":
+        return PodProblem(name, r.UNSCHEDULABLE, scheduled.get("message") or "no node fits the pod")
+    return None
+
+
+def _container_problem(name: str, container: dict[str, Any]) -> PodProblem | None:
+    waiting = _get(container, "state", "waiting") or {}
+    last = _get(container, "lastState", "terminated") or {}
+    current = _get(container, "state", "terminated") or {}
+    cname, restarts = container.get("name"), container.get("restartCount", 0)
+    if waiting.get("reason") in PULL_FAILURES:
+        detail = waiting.get("message") or waiting["reason"]
+        return PodProblem(name, r.IMAGE_PULL_BACK_OFF, f"container {cname}: {detail}")
+    if "OOMKilled" in (last.get("reason"), current.get("reason")):
+        return PodProblem(
+            name, r.OOM_KILLED, f"container {cname} ran out of memory and was killed ({restarts} restarts)"
+        )
+    if waiting.get("reason") == "CrashLoopBackOff":
+        code = last.get("exitCode", "?")
+        return PodProblem(
+            name,
+            r.CRASH_LOOP_BACK_OFF,
+            f"container {cname} keeps exiting (exit code {code}, {restarts} restarts)",
+        )
+    return None
+
+
+def _unready(name: str, status: dict[str, Any]) -> PodProblem | None:
+    if status.get("phase") != "Running":
+        return None
+    ready = find(status.get("conditions") or [], "Ready") or {}
+    if ready.get("status") == "True":
+        return None
+    containers: list[dict[str, Any]] = status.get("containerStatuses") or []
+    model = next((c for c in containers if c.get("name") == MODEL_CONTAINER), {})
+    if not model.get("started"):
+        return PodProblem(name, r.MODEL_LOADING, "the model server is loading")
+    return PodProblem(name, r.PROBE_FAILING, "running, but the model does not answer its health check")
+
+
 def pod_problem(pod: dict[str, Any]) -> PodProblem | None:
     """The most telling reason this pod is not serving, or None if it is (or is on its way)."""
     name = _get(pod, "metadata", "name") or "?"
     status = pod.get("status") or {}
-    scheduled = find(status.get("conditions") or [], "PodScheduled")
-    if scheduled and scheduled.get("status") == "False" and scheduled.get("reason") == "Unschedulable":
-        return PodProblem(name, "Unschedulable", scheduled.get("message") or "no node fits the pod")
     statuses = [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or [])]
+    found = _unschedulable(name, status)
     for container in statuses:
-        waiting = _get(container, "state", "waiting") or {}
-        last = _get(container, "lastState", "terminated") or {}
-        current = _get(container, "state", "terminated") or {}
-        cname, restarts = container.get("name"), container.get("restartCount", 0)
-        if waiting.get("reason") in PULL_FAILURES:
-            detail = waiting.get("message") or waiting["reason"]
-            return PodProblem(name, "ImagePullBackOff", f"container {cname}: {detail}")
-        if "OOMKilled" in (last.get("reason"), current.get("reason")):
-            return PodProblem(
-                name, "OOMKilled", f"container {cname} ran out of memory and was killed ({restarts} restarts)"
-            )
-        if waiting.get("reason") == "CrashLoopBackOff":
-            code = last.get("exitCode", "?")
-            return PodProblem(
-                name,
-                "CrashLoopBackOff",
-                f"container {cname} keeps exiting (exit code {code}, {restarts} restarts)",
-            )
-    if status.get("phase") == "Running":
-        ready = find(status.get("conditions") or [], "Ready") or {}
-        if ready.get("status") != "True":
-            containers: list[dict[str, Any]] = status.get("containerStatuses") or []
-            model = next((c for c in containers if c.get("name") == MODEL_CONTAINER), {})
-            if not model.get("started"):
-                return PodProblem(name, LOADING, "the model server is loading")
-            return PodProblem(name, "ProbeFailing", "running, but the model does not answer its health check")
-    return None
+        found = found or _container_problem(name, container)
+    return found or _unready(name, status)
 
 
-def _summarise(problems: list[PodProblem], total: int) -> tuple[str, str] | None:
+class Failure(NamedTuple):
+    """The worst pod problem, summarised over every pod."""
+
+    reason: str
+    message: str
+
+
+def _summarise(problems: list[PodProblem], total: int) -> Failure | None:
     failures = [p for p in problems if p.reason in SEVERITY]
     if not failures:
         return None
     worst = max(failures, key=lambda p: SEVERITY[p.reason])
     count = Counter(p.reason for p in failures)[worst.reason]
-    return worst.reason, f"{count} of {total} pods: {worst.pod}: {worst.message}"
+    return Failure(worst.reason, f"{count} of {total} pods: {worst.pod}: {worst.message}")
 
 
-def _conditions(obs: Observation) -> list[Observed]:
+# What the conditions are decided from
+
+
+@dataclass(frozen=True)
+class Facts:
+    """The Deployment's and the pods' state, reduced to what the condition rules read."""
+
+    deployment_exists: bool
+    desired: int
+    available: int
+    ready: int
+    updated: int
+    rolled_out: bool
+    """Every replica runs the Deployment's current generation and is available."""
+    stalled: str | None
+    """The Deployment's ProgressDeadlineExceeded message, when it has given up."""
+    failure: Failure | None
+    loading: int
+    """Pods whose model server is still loading."""
+
+
+def _desired(obs: Observation) -> int:
+    desired = _get(obs.deployment, "spec", "replicas")
+    if desired is not None:
+        return int(desired)
+    return obs.workload.replicas if obs.workload and obs.workload.replicas is not None else 1
+
+
+def _failure(obs: Observation, problems: list[PodProblem], pods: int) -> Failure | None:
+    failure = _summarise(problems, pods)
+    if obs.workload and failure and failure.reason == r.UNSCHEDULABLE:
+        eligible = ", ".join(obs.workload.eligible_gpus) or "none (CPU-only)"
+        return Failure(
+            failure.reason, f"{failure.message} (needs {obs.workload.gpu_count} GPU(s) of: {eligible})"
+        )
+    return failure
+
+
+def facts_of(obs: Observation) -> Facts:
+    """Reduce the observation to the facts every condition rule reads."""
     deployment = obs.deployment or {}
     dstatus = deployment.get("status") or {}
-    desired = _get(deployment, "spec", "replicas")
-    if desired is None:
-        desired = obs.workload.replicas if obs.workload and obs.workload.replicas is not None else 1
+    desired = _desired(obs)
     available = dstatus.get("availableReplicas") or 0
-    ready = dstatus.get("readyReplicas") or 0
     updated = dstatus.get("updatedReplicas") or 0
     current_generation = (dstatus.get("observedGeneration") or 0) >= (
         _get(deployment, "metadata", "generation") or 0
     )
+    rolled_out = (
+        bool(deployment)
+        and current_generation
+        and updated == desired == (dstatus.get("replicas") or 0)
+        and available == desired
+    )
+    progressing = find(dstatus.get("conditions") or [], "Progressing") or {}
+    stalled = progressing.get("reason") == "ProgressDeadlineExceeded"
     pods = [p for p in obs.pods if not _get(p, "metadata", "deletionTimestamp")]
     problems = [p for p in (pod_problem(pod) for pod in pods) if p]
-    failure = _summarise(problems, len(pods))
-    loading = [p for p in problems if p.reason == LOADING]
-    progressing_condition = find(dstatus.get("conditions") or [], "Progressing") or {}
-    stalled = progressing_condition.get("reason") == "ProgressDeadlineExceeded"
-    rolled_out = (
-        bool(deployment) and current_generation and updated == desired == (dstatus.get("replicas") or 0)
+    return Facts(
+        deployment_exists=bool(deployment),
+        desired=desired,
+        available=available,
+        ready=dstatus.get("readyReplicas") or 0,
+        updated=updated,
+        rolled_out=rolled_out,
+        stalled=progressing.get("message", "") if stalled else None,
+        failure=_failure(obs, problems, len(pods)),
+        loading=sum(1 for p in problems if p.reason == r.MODEL_LOADING),
     )
-    rolled_out = rolled_out and available == desired
 
-    if obs.workload and failure and failure[0] == "Unschedulable":
-        eligible = ", ".join(obs.workload.eligible_gpus) or "none (CPU-only)"
-        failure = (failure[0], f"{failure[1]} (needs {obs.workload.gpu_count} GPU(s) of: {eligible})")
 
-    if desired == 0:
-        avail = Observed("Available", "False", "ScaledToZero", "no replicas are requested")
-    elif available >= 1:
-        avail = Observed(
-            "Available", "True", "MinimumReplicasAvailable", f"{available}/{desired} replicas available"
+# One rule per condition
+
+
+def available_condition(facts: Facts) -> Observed:
+    """Available: at least one replica is ready to serve."""
+    if facts.desired == 0:
+        return Observed(r.AVAILABLE, "False", r.SCALED_TO_ZERO, "no replicas are requested")
+    if facts.available >= 1:
+        return Observed(
+            r.AVAILABLE,
+            "True",
+            r.MINIMUM_REPLICAS_AVAILABLE,
+            f"{facts.available}/{facts.desired} replicas available",
         )
-    elif failure:
-        avail = Observed("Available", "False", failure[0], failure[1])
-    elif loading:
-        avail = Observed("Available", "False", LOADING, f"{len(loading)} pod(s) loading the model")
-    else:
-        avail = Observed("Available", "False", "NoReplicasReady", "no replica is ready yet")
+    if facts.failure:
+        return Observed(r.AVAILABLE, "False", facts.failure.reason, facts.failure.message)
+    if facts.loading:
+        return Observed(r.AVAILABLE, "False", r.MODEL_LOADING, f"{facts.loading} pod(s) loading the model")
+    return Observed(r.AVAILABLE, "False", r.NO_REPLICAS_READY, "no replica is ready yet")
 
+
+def progressing_condition(obs: Observation, facts: Facts) -> Observed:
+    """Progressing: the Deployment is being created, rolled out or scaled up."""
     if obs.invalid_spec:
-        progress = Observed("Progressing", "False", "InvalidSpec", obs.invalid_spec)
-    elif not deployment:
-        progress = Observed("Progressing", "True", "Creating", "creating the Deployment")
-    elif stalled:
-        progress = Observed(
-            "Progressing", "False", "ProgressDeadlineExceeded", progressing_condition.get("message", "")
+        return Observed(r.PROGRESSING, "False", r.INVALID_SPEC, obs.invalid_spec)
+    if not facts.deployment_exists:
+        return Observed(r.PROGRESSING, "True", r.CREATING, "creating the Deployment")
+    if facts.stalled is not None:
+        return Observed(r.PROGRESSING, "False", r.PROGRESS_DEADLINE_EXCEEDED, facts.stalled)
+    if facts.rolled_out:
+        return Observed(r.PROGRESSING, "False", r.ROLLOUT_COMPLETE, f"{facts.desired} replicas up to date")
+    counts = f"{facts.updated}/{facts.desired} replicas updated, {facts.ready} ready"
+    if facts.loading:
+        limit = f" (allowed {obs.workload.startup_timeout_seconds}s)" if obs.workload else ""
+        message = f"{facts.loading} pod(s) loading the model{limit}; {counts}"
+        return Observed(r.PROGRESSING, "True", r.MODEL_LOADING, message)
+    return Observed(r.PROGRESSING, "True", r.ROLLING_OUT, counts)
+
+
+def degraded_condition(obs: Observation, facts: Facts) -> Observed:
+    """Degraded: bad input, a refused apply, a failing pod or a stalled rollout."""
+    if obs.invalid_spec:
+        return Observed(r.DEGRADED, "True", r.INVALID_SPEC, obs.invalid_spec)
+    if obs.apply_error:
+        return Observed(r.DEGRADED, "True", r.APPLY_FAILED, obs.apply_error)
+    if facts.failure:
+        return Observed(r.DEGRADED, "True", facts.failure.reason, facts.failure.message)
+    if facts.stalled is not None:
+        return Observed(r.DEGRADED, "True", r.PROGRESS_DEADLINE_EXCEEDED, facts.stalled)
+    return Observed(r.DEGRADED, "False", r.AS_EXPECTED, "")
+
+
+class Parts(NamedTuple):
+    """The conditions Ready summarises."""
+
+    available: Observed
+    progressing: Observed
+    degraded: Observed
+
+
+def _not_ready(cause: Observed) -> Observed:
+    return Observed(r.READY, "False", cause.reason, cause.message)
+
+
+def _not_degraded(parts: Parts, facts: Facts) -> Observed | None:
+    return _not_ready(parts.degraded) if parts.degraded.status == "True" else None
+
+
+def _replicas_requested(parts: Parts, facts: Facts) -> Observed | None:
+    return _not_ready(parts.available) if parts.available.reason == r.SCALED_TO_ZERO else None
+
+
+def _rolled_out(parts: Parts, facts: Facts) -> Observed | None:
+    return _not_ready(parts.progressing) if parts.progressing.status == "True" else None
+
+
+def _serving(parts: Parts, facts: Facts) -> Observed | None:
+    return _not_ready(parts.available) if parts.available.status != "True" else None
+
+
+ReadyCheck = Callable[[Parts, Facts], "Observed | None"]
+READY_CHECKS: tuple[ReadyCheck, ...] = (_not_degraded, _replicas_requested, _rolled_out, _serving)
+"""Ready is True when every check passes; otherwise the first failing check gives its reason."""
+
+
+def ready_condition(parts: Parts, facts: Facts) -> Observed:
+    """Ready: the Chute serves its current spec."""
+    for check in READY_CHECKS:
+        blocked = check(parts, facts)
+        if blocked is not None:
+            return blocked
+    return Observed(r.READY, "True", r.SERVING, f"{facts.ready}/{facts.desired} replicas ready")
+
+
+def monitored_condition(obs: Observation) -> Observed | None:
+    """Monitored: present only when the spec asks for a ServiceMonitor."""
+    if not (obs.workload and obs.workload.service_monitor):
+        return None
+    if obs.monitoring_unavailable:
+        return Observed(
+            r.MONITORED,
+            "False",
+            r.MONITORING_UNAVAILABLE,
+            "the ServiceMonitor API (prometheus-operator) is not installed; the Chute runs "
+            "without one and gets it once the API appears",
         )
-    elif rolled_out:
-        progress = Observed("Progressing", "False", "RolloutComplete", f"{desired} replicas up to date")
-    else:
-        counts = f"{updated}/{desired} replicas updated, {ready} ready"
-        if loading:
-            limit = f" (allowed {obs.workload.startup_timeout_seconds}s)" if obs.workload else ""
-            progress = Observed(
-                "Progressing", "True", LOADING, f"{len(loading)} pod(s) loading the model{limit}; {counts}"
-            )
-        else:
-            progress = Observed("Progressing", "True", "RollingOut", counts)
+    return Observed(r.MONITORED, "True", r.SERVICE_MONITOR_APPLIED, "")
 
-    if obs.invalid_spec:
-        degraded = Observed("Degraded", "True", "InvalidSpec", obs.invalid_spec)
-    elif obs.apply_error:
-        degraded = Observed("Degraded", "True", "ApplyFailed", obs.apply_error)
-    elif failure:
-        degraded = Observed("Degraded", "True", failure[0], failure[1])
-    elif stalled:
-        degraded = Observed("Degraded", "True", "ProgressDeadlineExceeded", progress.message)
-    else:
-        degraded = Observed("Degraded", "False", "AsExpected", "")
 
-    if degraded.status == "True":
-        summary = Observed("Ready", "False", degraded.reason, degraded.message)
-    elif avail.status == "True" and rolled_out:
-        summary = Observed("Ready", "True", "Serving", f"{ready}/{desired} replicas ready")
-    elif avail.reason == "ScaledToZero":
-        summary = Observed("Ready", "False", "ScaledToZero", avail.message)
-    elif progress.status == "True":
-        summary = Observed("Ready", "False", progress.reason, progress.message)
-    else:
-        summary = Observed("Ready", "False", avail.reason, avail.message)
-    observed = [summary, avail, progress, degraded]
-    if obs.workload and obs.workload.service_monitor:
-        if obs.monitoring_unavailable:
-            observed.append(
-                Observed(
-                    "Monitored",
-                    "False",
-                    "MonitoringUnavailable",
-                    "the ServiceMonitor API (prometheus-operator) is not installed; the Chute runs "
-                    "without one and gets it once the API appears",
-                )
-            )
-        else:
-            observed.append(Observed("Monitored", "True", "ServiceMonitorApplied", ""))
-    return observed
+def conditions_of(obs: Observation) -> list[Observed]:
+    """Every condition, Ready first."""
+    facts = facts_of(obs)
+    parts = Parts(
+        available_condition(facts), progressing_condition(obs, facts), degraded_condition(obs, facts)
+    )
+    monitored = monitored_condition(obs)
+    return [ready_condition(parts, facts), *parts, *([monitored] if monitored else [])]
 
 
 def compute_status(obs: Observation, now: datetime) -> dict[str, Any]:
@@ -207,7 +329,7 @@ def compute_status(obs: Observation, now: datetime) -> dict[str, Any]:
     status: dict[str, Any] = {
         "observedGeneration": obs.generation,
         "conditions": merge_conditions(
-            obs.previous.get("conditions") or [], _conditions(obs), obs.generation, now
+            obs.previous.get("conditions") or [], conditions_of(obs), obs.generation, now
         ),
         "replicas": deployment_status.get("replicas") or 0,
         "readyReplicas": deployment_status.get("readyReplicas") or 0,

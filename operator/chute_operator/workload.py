@@ -9,8 +9,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from chute_operator.api import Chute, Cord
-from chute_operator.engines import ENGINES
+from chute_operator.api import Cache, Chute, ChuteSpec, Cord
+from chute_operator.engines import ENGINES, Engine
 from chute_operator.gpus import PRODUCT_LABEL, Catalog, eligible_gpus
 
 SIDECAR_PORT = 8080
@@ -169,65 +169,63 @@ def _sidecar_args(w: dict[str, Any]) -> list[str]:
     return args
 
 
-def resolve(chute: Chute, options: RenderOptions) -> Workload:
-    """Decide every value of the Chute's children. Raises NoEligibleGpu for an impossible selector."""
-    spec = chute.spec
-    engine = ENGINES[spec.template]
-    gpus = eligible_gpus(spec.node_selector, options.catalog)
-    products = sorted({p for gpu in gpus for p in gpu.products})
-    gpu_count = spec.node_selector.gpu_count
-    name, namespace = chute.metadata.name, chute.metadata.namespace
-    labels = labels_for(chute)
-    port = spec.port or engine.port
-    startup = spec.health.startup_timeout_seconds or engine.startup_timeout_seconds
-    autoscaled = spec.min_instances < spec.max_instances
-    cache = spec.cache
-    cache_volume: dict[str, Any] = (
-        {"persistentVolumeClaim": {"claimName": cache.persistent_volume_claim}}
-        if cache.persistent_volume_claim
-        else {"emptyDir": {"sizeLimit": cache.size} if cache.size else {}}
+def _cache_volume(cache: Cache) -> dict[str, Any]:
+    """The cache volume's source: the named claim, else a (size-limited) emptyDir."""
+    if cache.persistent_volume_claim:
+        return {"persistentVolumeClaim": {"claimName": cache.persistent_volume_claim}}
+    return {"emptyDir": {"sizeLimit": cache.size} if cache.size else {}}
+
+
+def _resources(spec: ChuteSpec) -> dict[str, dict[str, Any]]:
+    """Requests as given; memory is also the limit; GPUs are limits (the scheduler copies them)."""
+    wanted = (
+        ("cpu", spec.resources.cpu),
+        ("memory", spec.resources.memory),
+        ("ephemeral-storage", spec.resources.ephemeral_storage),
     )
-    requests = {
-        key: value
-        for key, value in (
-            ("cpu", spec.resources.cpu),
-            ("memory", spec.resources.memory),
-            ("ephemeral-storage", spec.resources.ephemeral_storage),
-        )
-        if value
-    }
+    requests = {key: value for key, value in wanted if value}
     limits: dict[str, Any] = {}
     if spec.resources.memory:
         limits["memory"] = spec.resources.memory
-    if gpu_count:
-        limits[GPU_RESOURCE] = gpu_count
-    tolerations = list(spec.pod.tolerations)
-    if gpu_count:
-        tolerations.insert(0, {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"})
-    service_port = spec.service.port
-    values: dict[str, Any] = {
-        "name": name,
-        "namespace": namespace,
-        "owner": owner_reference(chute),
-        "labels": labels,
-        "selector": selector_for(name),
-        "pod_labels": {**spec.pod.labels, **labels},
-        "pod_annotations": {
-            **spec.pod.annotations,
-            "kubectl.kubernetes.io/default-container": MODEL_CONTAINER,
-        },
-        "template": spec.template,
+    if spec.node_selector.gpu_count:
+        limits[GPU_RESOURCE] = spec.node_selector.gpu_count
+    return {key: value for key, value in (("requests", requests), ("limits", limits)) if value}
+
+
+def _tolerations(spec: ChuteSpec) -> list[dict[str, Any]]:
+    """The user's tolerations, after the GPU taint's when the Chute needs GPUs."""
+    gpu = [{"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}]
+    return [*(gpu if spec.node_selector.gpu_count else []), *spec.pod.tolerations]
+
+
+def _scaling(spec: ChuteSpec, options: RenderOptions) -> dict[str, Any]:
+    """Fixed replicas, or the HPA's bounds and target when minInstances < maxInstances."""
+    autoscaled = spec.min_instances < spec.max_instances
+    fixed = spec.replicas if spec.replicas is not None else spec.max_instances
+    return {
+        "replicas": None if autoscaled else fixed,
+        "autoscaled": autoscaled,
+        "hpa_min_replicas": spec.min_instances if options.hpa_scale_to_zero else max(1, spec.min_instances),
+        "hpa_max_replicas": spec.max_instances,
+        "hpa_target_utilization": f"{round(spec.scaling_threshold * 1000)}m",
+        "scale_down_window_seconds": min(spec.shutdown_after_seconds, HPA_MAX_STABILIZATION_SECONDS),
+    }
+
+
+def _model_server(spec: ChuteSpec, engine: Engine, cache_path: str, chute: Chute) -> dict[str, Any]:
+    """The model container's command, arguments, environment, port and health settings."""
+    port = spec.port or engine.port
+    startup = spec.health.startup_timeout_seconds or engine.startup_timeout_seconds
+    args = list(spec.args) if spec.args is not None else engine.args(spec, port)
+    return {
         "image": spec.image,
         "image_pull_policy": spec.image_pull_policy,
         "image_pull_secrets": list(spec.image_pull_secrets),
         "command": list(spec.command) if spec.command is not None else list(engine.command),
-        "args": (list(spec.args) if spec.args is not None else engine.args(spec, port))
-        + list(spec.engine_args),
-        "env": _env(chute, cache.mount_path),
+        "args": args + list(spec.engine_args),
+        "env": _env(chute, cache_path),
         "env_from": list(spec.env_from),
         "port": port,
-        "gpu_count": gpu_count,
-        "eligible_gpus": [gpu.name for gpu in gpus],
         "concurrency": spec.concurrency or engine.concurrency,
         "health_path": spec.health.path or engine.health_path,
         "startup_timeout_seconds": startup,
@@ -235,31 +233,53 @@ def resolve(chute: Chute, options: RenderOptions) -> Workload:
         "progress_deadline_seconds": startup + 600,
         "cords": list(spec.cords) if spec.cords is not None else list(engine.cords),
         "restrict_to_cords": spec.restrict_to_cords,
-        "replicas": None
-        if autoscaled
-        else (spec.replicas if spec.replicas is not None else spec.max_instances),
-        "autoscaled": autoscaled,
-        "hpa_min_replicas": spec.min_instances if options.hpa_scale_to_zero else max(1, spec.min_instances),
-        "hpa_max_replicas": spec.max_instances,
-        "hpa_target_utilization": f"{round(spec.scaling_threshold * 1000)}m",
-        "scale_down_window_seconds": min(spec.shutdown_after_seconds, HPA_MAX_STABILIZATION_SECONDS),
+    }
+
+
+def _url(chute: Chute, options: RenderOptions) -> str:
+    """The Service's in-cluster URL (the port only when it is not 80)."""
+    name, namespace, port = chute.metadata.name, chute.metadata.namespace, chute.spec.service.port
+    return f"http://{name}.{namespace}.svc.{options.cluster_domain}" + ("" if port == 80 else f":{port}")
+
+
+def resolve(chute: Chute, options: RenderOptions) -> Workload:
+    """Decide every value of the Chute's children. Raises NoEligibleGpu for an impossible selector."""
+    spec = chute.spec
+    gpus = eligible_gpus(spec.node_selector, options.catalog)
+    products = sorted({p for gpu in gpus for p in gpu.products})
+    labels = labels_for(chute)
+    values: dict[str, Any] = {
+        "name": chute.metadata.name,
+        "namespace": chute.metadata.namespace,
+        "owner": owner_reference(chute),
+        "labels": labels,
+        "selector": selector_for(chute.metadata.name),
+        "pod_labels": {**spec.pod.labels, **labels},
+        "pod_annotations": {
+            **spec.pod.annotations,
+            "kubectl.kubernetes.io/default-container": MODEL_CONTAINER,
+        },
+        "template": spec.template,
+        **_model_server(spec, ENGINES[spec.template], spec.cache.mount_path, chute),
+        "gpu_count": spec.node_selector.gpu_count,
+        "eligible_gpus": [gpu.name for gpu in gpus],
+        **_scaling(spec, options),
         "service": spec.service.model_dump(by_alias=True),
         "monitoring": spec.monitoring.model_dump(by_alias=True),
         "service_monitor": spec.monitoring.service_monitor,
         "network_policy": not spec.allow_external_egress,
         "api_key_secret": spec.auth.api_key_secret_ref.model_dump() if spec.auth else None,
-        "resources": {key: value for key, value in (("requests", requests), ("limits", limits)) if value},
-        "shared_memory": spec.resources.shared_memory or ("16Gi" if gpu_count else "1Gi"),
-        "cache_volume": cache_volume,
-        "cache_mount_path": cache.mount_path,
+        "resources": _resources(spec),
+        "shared_memory": spec.resources.shared_memory or ("16Gi" if spec.node_selector.gpu_count else "1Gi"),
+        "cache_volume": _cache_volume(spec.cache),
+        "cache_mount_path": spec.cache.mount_path,
         "affinity": _affinity(chute, products),
         "node_selector": dict(spec.pod.node_selector),
-        "tolerations": tolerations,
+        "tolerations": _tolerations(spec),
         "pod": spec.pod.model_dump(by_alias=True, exclude_none=True),
         "termination_grace_period_seconds": spec.pod.termination_grace_period_seconds,
         "sidecar_image": options.sidecar_image,
-        "url": f"http://{name}.{namespace}.svc.{options.cluster_domain}"
-        + ("" if service_port == 80 else f":{service_port}"),
+        "url": _url(chute, options),
         "extra_volumes": list(spec.pod.volumes),
         "extra_volume_mounts": list(spec.pod.volume_mounts),
     }

@@ -187,3 +187,29 @@ def test_monitored_condition_follows_the_servicemonitor_api() -> None:
     assert _condition(missing, "Ready") == ("True", "Serving")
     present = _status(_deployment(), [_running("a", True), _running("b", True)])
     assert _condition(present, "Monitored") == ("True", "ServiceMonitorApplied")
+
+
+def test_reasons_are_the_documented_constants() -> None:
+    import ast
+    from pathlib import Path
+
+    from chute_operator import status as status_module
+    from chute_operator.api.reasons import CATALOG
+
+    tree = ast.parse(Path(status_module.__file__).read_text())
+    reason_args = {"Observed": (0, 2), "PodProblem": (1,), "Failure": (0,)}
+    literal_reasons = [
+        ast.unparse(call)
+        for call in ast.walk(tree)
+        if isinstance(call, ast.Call)
+        for index in reason_args.get(getattr(call.func, "id", ""), ())
+        if isinstance(call.args[index], ast.Constant)
+    ]
+    assert literal_reasons == []
+    crash = _pod(
+        "b", containerStatuses=[{"name": "model", "state": {"waiting": {"reason": "CrashLoopBackOff"}}}]
+    )
+    for pods in ([_running("a", True)], [_running("a", False, started=False)], [crash], []):
+        for deployment in (_deployment(), _deployment(ready=0), None):
+            for condition in _status(deployment, pods)["conditions"]:
+                assert condition["reason"] in CATALOG, condition

@@ -1,0 +1,118 @@
+"""Condition types and reasons of a Chute's status, and the reasons of its Events.
+
+They are part of the API: scripts, alerts and GitOps tools match on them. Each is a named constant
+with the description docs/api.md lists (generated from ``CATALOG``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Documented:
+    """A condition type or reason with where it appears and what it means."""
+
+    name: str
+    appears_in: str
+    description: str
+
+
+CONDITION_TYPES: dict[str, Documented] = {}
+CATALOG: dict[str, Documented] = {}
+"""Every reason, by name, in the order docs/api.md lists them."""
+
+
+def _type(name: str, description: str) -> str:
+    CONDITION_TYPES[name] = Documented(name, "status.conditions[].type", description)
+    return name
+
+
+def _reason(name: str, appears_in: str, description: str) -> str:
+    if name in CATALOG:
+        raise ValueError(f"reason {name} is declared twice")
+    CATALOG[name] = Documented(name, appears_in, description)
+    return name
+
+
+# Condition types
+READY = _type("Ready", "True when the Chute serves its current spec: summarises the other conditions.")
+AVAILABLE = _type("Available", "True when at least one replica is ready to serve.")
+PROGRESSING = _type("Progressing", "True while the Deployment is being created, rolled out or scaled up.")
+DEGRADED = _type("Degraded", "True when something needs attention: a pod failure, an apply error, bad input.")
+MONITORED = _type("Monitored", "Whether the ServiceMonitor the spec asks for exists (only when it asks).")
+
+# Ready
+SERVING = _reason("Serving", "Ready=True", "At least one replica serves the current generation.")
+# Available
+MINIMUM_REPLICAS_AVAILABLE = _reason(
+    "MinimumReplicasAvailable", "Available=True", "At least one replica is ready to serve."
+)
+SCALED_TO_ZERO = _reason("ScaledToZero", "Available, Ready", "No replicas are requested (scaled to zero).")
+NO_REPLICAS_READY = _reason(
+    "NoReplicasReady", "Available, Ready", "No replica is ready yet and no pod reports a problem."
+)
+# Progressing
+CREATING = _reason("Creating", "Progressing, Ready", "The Deployment does not exist yet.")
+MODEL_LOADING = _reason(
+    "ModelLoading",
+    "Available, Progressing, Ready",
+    "A model server is still loading its model (it has health.startupTimeoutSeconds to start).",
+)
+ROLLING_OUT = _reason(
+    "RollingOut", "Progressing, Ready", "Replicas of the current generation are being created or updated."
+)
+ROLLOUT_COMPLETE = _reason(
+    "RolloutComplete", "Progressing=False", "Every replica runs the current generation and is available."
+)
+PROGRESS_DEADLINE_EXCEEDED = _reason(
+    "ProgressDeadlineExceeded",
+    "Progressing, Degraded, Ready",
+    "The rollout made no progress within the Deployment's progressDeadlineSeconds (startup timeout + 600).",
+)
+# Degraded
+AS_EXPECTED = _reason("AsExpected", "Degraded=False", "Nothing needs attention.")
+INVALID_SPEC = _reason(
+    "InvalidSpec",
+    "Progressing, Degraded, Ready",
+    "The spec passed the CRD schema but cannot be served (e.g. no GPU type in the catalog fits).",
+)
+APPLY_FAILED = _reason(
+    "ApplyFailed", "Degraded, Ready", "The API server refused a child object; the message names it."
+)
+IMAGE_PULL_BACK_OFF = _reason(
+    "ImagePullBackOff", "Available, Degraded, Ready", "An image cannot be pulled (name, tag or pull secret)."
+)
+OOM_KILLED = _reason(
+    "OOMKilled",
+    "Available, Degraded, Ready",
+    "A container was killed for running out of memory.",
+)
+CRASH_LOOP_BACK_OFF = _reason(
+    "CrashLoopBackOff",
+    "Available, Degraded, Ready",
+    "A container keeps exiting; the message has its exit code.",
+)
+UNSCHEDULABLE = _reason(
+    "Unschedulable",
+    "Available, Degraded, Ready",
+    "No node fits a pod (GPUs, resources, taints); the message lists the eligible GPU types.",
+)
+PROBE_FAILING = _reason(
+    "ProbeFailing",
+    "Available, Degraded, Ready",
+    "A started model server does not answer its health check.",
+)
+# Monitored
+SERVICE_MONITOR_APPLIED = _reason("ServiceMonitorApplied", "Monitored=True", "The ServiceMonitor exists.")
+MONITORING_UNAVAILABLE = _reason(
+    "MonitoringUnavailable",
+    "Monitored=False",
+    "The cluster has no ServiceMonitor API (prometheus-operator); it is created once the API appears.",
+)
+# Events (a condition that turns True is announced with the condition type as the reason)
+APPLIED = _reason("Applied", "Event", "Children were created or updated; the message lists their kinds.")
+PRUNED = _reason("Pruned", "Event", "A child the spec no longer asks for was deleted.")
+
+PROGRESS_REASONS = frozenset({CREATING, MODEL_LOADING, ROLLING_OUT, NO_REPLICAS_READY})
+"""Reasons of a Chute on its way up: their events are Normal, not Warning."""
