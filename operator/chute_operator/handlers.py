@@ -48,10 +48,19 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     controller = Controller(config, client, metrics)
     controller.start()
     memo["controller"] = controller
+    if config.metrics_api:
+        from chute_operator.metricsapi.service import MetricsApiService
+
+        metrics_api = MetricsApiService(config, client, controller.store)
+        await metrics_api.start()
+        memo["metrics_api"] = metrics_api
 
 
 @kopf.on.cleanup()
 async def stop(memo: kopf.Memo, **_: Any) -> None:
+    metrics_api = memo.get("metrics_api")
+    if metrics_api is not None:
+        await metrics_api.stop()
     controller: Controller | None = memo.get("controller")
     if controller is not None:
         await controller.stop()

@@ -47,6 +47,20 @@ class Settings:
     hpa_scale_to_zero: bool = False
     annotation_prefix: str = "chutes.ai"
     """Prefix of kopf's own annotations, should it ever store progress."""
+    metrics_api: bool = False
+    """Serve custom.metrics.k8s.io (the HPA's chute_utilization_ratio) over HTTPS; needs the cert files."""
+    metrics_api_port: int = 6443
+    metrics_api_bind_address: str = "0.0.0.0"
+    metrics_api_cert_file: str = "/etc/chute-operator/metrics-api/tls.crt"
+    metrics_api_key_file: str = "/etc/chute-operator/metrics-api/tls.key"
+    metrics_api_scrape_interval_seconds: float = 2.0
+    metrics_api_scrape_timeout_seconds: float = 1.0
+    metrics_api_scrape_concurrency: int = 16
+    metrics_api_max_age_seconds: float = 10.0
+    """A sidecar reading older than this is dropped (the pod counts as missing for the HPA)."""
+    metrics_api_test_only_sidecar_addresses: str = ""
+    """TEST ONLY: a JSON file {"namespace/pod": "127.0.0.1:PORT"} read each round; loopback only.
+    Lets tests read real sidecar processes on loopback for pods on simulated nodes."""
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -78,4 +92,22 @@ class Settings:
             watch_client_timeout=int(_env("WATCH_CLIENT_TIMEOUT", str(default.watch_client_timeout))),
             hpa_scale_to_zero=_flag("HPA_SCALE_TO_ZERO", default.hpa_scale_to_zero),
             annotation_prefix=_env("ANNOTATION_PREFIX", default.annotation_prefix),
+            metrics_api=_flag("METRICS_API", default.metrics_api),
+            metrics_api_port=int(_env("METRICS_API_PORT", str(default.metrics_api_port))),
+            metrics_api_bind_address=_env("METRICS_API_BIND_ADDRESS", default.metrics_api_bind_address),
+            metrics_api_cert_file=_env("METRICS_API_CERT_FILE", default.metrics_api_cert_file),
+            metrics_api_key_file=_env("METRICS_API_KEY_FILE", default.metrics_api_key_file),
+            metrics_api_scrape_interval_seconds=float(
+                _env("METRICS_API_SCRAPE_INTERVAL_SECONDS", str(default.metrics_api_scrape_interval_seconds))
+            ),
+            metrics_api_scrape_timeout_seconds=float(
+                _env("METRICS_API_SCRAPE_TIMEOUT_SECONDS", str(default.metrics_api_scrape_timeout_seconds))
+            ),
+            metrics_api_scrape_concurrency=int(
+                _env("METRICS_API_SCRAPE_CONCURRENCY", str(default.metrics_api_scrape_concurrency))
+            ),
+            metrics_api_max_age_seconds=float(
+                _env("METRICS_API_MAX_AGE_SECONDS", str(default.metrics_api_max_age_seconds))
+            ),
+            metrics_api_test_only_sidecar_addresses=_env("METRICS_API_TEST_ONLY_SIDECAR_ADDRESSES", ""),
         )

@@ -1,0 +1,6 @@
+"""The custom metrics API (``custom.metrics.k8s.io/v1beta2``) the operator serves to the HPA.
+
+Pure parts: ``selectors`` (label selectors), ``samples`` (readings and freshness), ``targets``
+(which sidecars may be read), ``responses`` and ``query`` (the documents), ``auth`` (front-proxy
+identities). I/O: ``scraper`` (reads the sidecars), ``server`` (aiohttp), ``service`` (wiring).
+"""

@@ -1,0 +1,185 @@
+"""Reads every ready pod's sidecar ``/_conn_stats`` in the background, so answers are a lookup.
+
+Bounded: at most ``concurrency`` reads at once, each within ``timeout`` seconds, connections kept
+alive between rounds. Which pods are read is :func:`chute_operator.metricsapi.targets.plan`'s
+decision (never pods on simulated nodes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from chute_operator.metricsapi.samples import PodKey, Sample, Samples, parse_conn_stats
+from chute_operator.metricsapi.targets import SKIPPED_NODE_UNKNOWN, Target, is_loopback, plan
+
+log = logging.getLogger(__name__)
+
+CONN_STATS_PATH = "/_conn_stats"
+NodeLookup = Callable[[str], Awaitable[dict[str, Any] | None]]
+"""Fetches a Node object by name (None when it does not exist)."""
+
+
+@dataclass
+class NodeKinds:
+    """Whether each node is simulated, looked up once per node and remembered for ``ttl`` seconds."""
+
+    lookup: NodeLookup
+    is_simulated: Callable[[dict[str, Any]], bool]
+    ttl: float = 300.0
+    clock: Callable[[], float] = time.monotonic
+    _known: dict[str, tuple[float, bool]] = field(default_factory=dict)
+
+    def simulated(self, name: str) -> bool | None:
+        """True/False when known, None when not looked up yet (or unknowable: then never dialled)."""
+        known = self._known.get(name)
+        return None if known is None else known[1]
+
+    async def learn(self, names: Iterable[str]) -> None:
+        """Look up the nodes not known (or known too long ago)."""
+        now = self.clock()
+        for name in sorted(set(names)):
+            known = self._known.get(name)
+            if not name or (known is not None and now - known[0] < self.ttl):
+                continue
+            try:
+                node = await self.lookup(name)
+            except Exception as error:
+                log.warning("looking up node %s: %s", name, error)
+                continue
+            if node is None:
+                self._known.pop(name, None)
+            else:
+                self._known[name] = (now, self.is_simulated(node))
+
+
+def read_address_overrides(path: str | None) -> dict[str, str]:
+    """TEST ONLY: ``{"namespace/pod": "127.0.0.1:port"}`` from a JSON file; loopback entries only."""
+    if not path:
+        return {}
+    try:
+        document = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as error:
+        log.warning("test-only sidecar address file %s unreadable: %s", path, error)
+        return {}
+    if not isinstance(document, dict):
+        return {}
+    return {str(k): str(v) for k, v in document.items() if is_loopback(str(v))}
+
+
+class Scraper:
+    """Keeps :attr:`samples` fresh for the pods ``pods()`` returns; :attr:`reasons` says why not."""
+
+    def __init__(
+        self,
+        pods: Callable[[], Iterable[Mapping[str, Any]]],
+        nodes: NodeKinds,
+        samples: Samples,
+        *,
+        interval: float = 2.0,
+        timeout: float = 1.0,
+        concurrency: int = 16,
+        test_only_address_file: str | None = None,
+    ) -> None:
+        self.pods, self.nodes, self.samples = pods, nodes, samples
+        self.interval, self.timeout, self.concurrency = interval, timeout, concurrency
+        self.test_only_address_file = test_only_address_file
+        self.reasons: dict[PodKey, str] = {}
+        self.rounds = 0
+        self._session: aiohttp.ClientSession | None = None
+
+    async def run(self) -> None:
+        """Scrape every ``interval`` seconds until cancelled."""
+        try:
+            while True:
+                started = time.monotonic()
+                try:
+                    await self.scrape_once()
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("scrape round failed")
+                await asyncio.sleep(max(0.0, self.interval - (time.monotonic() - started)))
+        finally:
+            await self.close()
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=self.concurrency, keepalive_timeout=30),
+                timeout=aiohttp.ClientTimeout(total=self.timeout),
+                # No proxy from the environment: pod addresses are never sent through one.
+                trust_env=False,
+            )
+        return self._session
+
+    async def scrape_once(self) -> None:
+        pods = list(self.pods())
+        overrides = read_address_overrides(self.test_only_address_file)
+        _, skipped = plan(pods, self.nodes.simulated, overrides)
+        unknown = {
+            (pod.get("spec") or {}).get("nodeName") or ""
+            for pod in pods
+            if skipped.get(((pod.get("metadata") or {}).get("namespace", ""), pod["metadata"]["name"]))
+            == SKIPPED_NODE_UNKNOWN
+        }
+        if unknown:
+            await self.nodes.learn(unknown)
+        targets, skipped = plan(pods, self.nodes.simulated, overrides)
+        reasons = dict(skipped)
+        limit = asyncio.Semaphore(self.concurrency)
+
+        async def read(target: Target) -> None:
+            async with limit:
+                error = await self._read(target)
+            if error:
+                reasons[(target.namespace, target.name)] = error
+
+        await asyncio.gather(*(read(target) for target in targets))
+        self.samples.retain((t.namespace, t.name) for t in targets)
+        self.reasons = reasons
+        self.rounds += 1
+
+    async def _read(self, target: Target) -> str | None:
+        """Read one sidecar; returns why it failed, or None."""
+        url = f"http://{target.address}{CONN_STATS_PATH}"
+        try:
+            async with self._client().get(url, allow_redirects=False) as response:
+                if response.status != 200:
+                    return f"sidecar answered {response.status}"
+                document = await response.json(content_type=None)
+            utilization = parse_conn_stats(document)
+        except TimeoutError:
+            return f"sidecar did not answer within {self.timeout:g}s"
+        except (aiohttp.ClientError, OSError, ValueError) as error:
+            return f"sidecar unreadable: {error or type(error).__name__}"
+        self.samples.record(
+            (target.namespace, target.name), Sample(utilization, time.monotonic(), time.time())
+        )
+        return None
+
+
+@contextlib.asynccontextmanager
+async def running(scraper: Scraper) -> Any:
+    """Run the scraper in the background for the duration of the block."""
+    task = asyncio.create_task(scraper.run(), name="metrics-scraper")
+    try:
+        yield scraper
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

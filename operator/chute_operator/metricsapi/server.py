@@ -1,0 +1,180 @@
+"""The HTTP side of the custom metrics API (aiohttp): routes, authentication, authorization, TLS.
+
+Thin: answers come from :mod:`query` and :mod:`responses`, identities from :mod:`auth`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import ssl
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from chute_operator.metricsapi import responses
+from chute_operator.metricsapi.auth import (
+    Access,
+    Authorizer,
+    FrontProxyConfig,
+    Unauthenticated,
+    User,
+    authenticate,
+)
+from chute_operator.metricsapi.query import PodQuery, answer_pods
+from chute_operator.metricsapi.samples import PodKey, Samples
+
+log = logging.getLogger(__name__)
+
+PREFIX = f"/apis/{responses.GROUP}/{responses.VERSION}"
+PodsIn = Callable[[str, str], Iterable[Mapping[str, Any]]]
+"""(namespace, label selector) -> candidate pods (a superset is fine: the selector is applied again)."""
+
+
+@dataclass
+class Security:
+    """Who may call: front-proxy identities (config read from the cluster) checked by ``authorizer``."""
+
+    front_proxy: Callable[[], FrontProxyConfig | None]
+    authorizer: Authorizer
+
+
+def _json(status: int, document: Mapping[str, Any]) -> web.Response:
+    return web.Response(
+        status=status,
+        body=json.dumps(document, separators=(",", ":")).encode(),
+        content_type="application/json",
+    )
+
+
+async def _ok(request: web.Request) -> web.Response:
+    return web.Response(text="ok")
+
+
+def metrics_api_app(
+    pods_in: PodsIn,
+    samples: Samples,
+    reasons: Callable[[], Mapping[PodKey, str]],
+    window_seconds: int,
+    security: Security | None,
+) -> web.Application:
+    """The application. ``security=None`` serves without authentication (tests on loopback only)."""
+
+    async def identify(request: web.Request) -> User | web.Response:
+        if security is None:
+            return User("anonymous-test-client")
+        config = security.front_proxy()
+        if config is None:
+            return _json(401, responses.unauthorized("front-proxy authentication is not configured yet"))
+        peercert = request.transport.get_extra_info("peercert") if request.transport else None
+        try:
+            return authenticate(peercert, request.headers, config)
+        except Unauthenticated as error:
+            return _json(401, responses.unauthorized(str(error)))
+
+    async def authorize(request: web.Request, access: Access | None) -> web.Response | None:
+        user = await identify(request)
+        if isinstance(user, web.Response):
+            return user
+        if security is None or access is None:
+            return None  # discovery: any authenticated user (as system:discovery allows)
+        try:
+            decision = await security.authorizer.decide(user, access)
+        except Exception as error:
+            log.warning("SubjectAccessReview failed: %s", error)
+            return _json(500, responses.status(500, "InternalError", "authorization check failed"))
+        if not decision.allowed:
+            return _json(403, responses.forbidden(user.name, access.verb, request.path, decision.reason))
+        return None
+
+    async def discovery(request: web.Request) -> web.Response:
+        refused = await authorize(request, None)
+        if refused is not None:
+            return refused
+        path = request.path.rstrip("/")
+        if path == "/apis":
+            return _json(200, responses.group_list())
+        if path == f"/apis/{responses.GROUP}":
+            return _json(200, responses.group())
+        return _json(200, responses.resource_list())
+
+    async def pod_metric(request: web.Request) -> web.Response:
+        info = request.match_info
+        query = PodQuery(
+            namespace=info["namespace"],
+            name=info["name"],
+            metric=info["metric"],
+            label_selector=request.query.get("labelSelector", ""),
+            metric_label_selector=request.query.get("metricLabelSelector", ""),
+        )
+        access = Access(
+            verb="list" if query.name == "*" else "get",
+            namespace=query.namespace,
+            resource="pods",
+            subresource=query.metric,
+            name="" if query.name == "*" else query.name,
+            group=responses.GROUP,
+            version=responses.VERSION,
+        )
+        refused = await authorize(request, access)
+        if refused is not None:
+            return refused
+        answer = answer_pods(
+            query,
+            pods_in(query.namespace, query.label_selector),
+            samples,
+            reasons(),
+            time.monotonic(),
+            window_seconds,
+        )
+        return _json(answer.status, answer.body)
+
+    async def other_metric(request: web.Request) -> web.Response:
+        refused = await identify(request)
+        if isinstance(refused, web.Response):
+            return refused
+        parts = request.match_info["tail"].strip("/").split("/")
+        if parts[:1] == ["namespaces"]:
+            parts = parts[2:]
+        resource = parts[0] if parts else ""
+        metric = parts[-1] if len(parts) > 1 else ""
+        return _json(404, responses.metric_not_found(resource or "?", metric or "?"))
+
+    async def unknown(request: web.Request) -> web.Response:
+        return _json(404, responses.not_found(request.path))
+
+    async def openapi_v2(request: web.Request) -> web.Response:
+        return _json(200, responses.OPENAPI_V2)
+
+    async def openapi_v3(request: web.Request) -> web.Response:
+        return _json(200, responses.OPENAPI_V3_DISCOVERY)
+
+    app = web.Application()
+    for path in ("/healthz", "/livez", "/readyz"):
+        app.router.add_get(path, _ok)
+    app.router.add_get("/openapi/v2", openapi_v2)
+    app.router.add_get("/openapi/v3", openapi_v3)
+    for path in ("/apis", f"/apis/{responses.GROUP}", PREFIX):
+        app.router.add_get(path, discovery)
+        app.router.add_get(path + "/", discovery)
+    app.router.add_get(PREFIX + "/namespaces/{namespace}/pods/{name}/{metric}", pod_metric)
+    app.router.add_get(PREFIX + "/{tail:.+}", other_metric)
+    app.router.add_route("*", "/{tail:.*}", unknown)
+    return app
+
+
+def server_tls(cert_file: str, key_file: str, client_ca: str) -> ssl.SSLContext:
+    """Serving certificate, and client certificates verified against the front proxy's CA (optional:
+    health checks come without one; :func:`auth.authenticate` refuses API requests that lack it)."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(cert_file, key_file)
+    if client_ca.strip():
+        context.load_verify_locations(cadata=client_ca)
+        context.verify_mode = ssl.CERT_OPTIONAL
+    else:
+        context.verify_mode = ssl.CERT_NONE
+    return context

@@ -1,0 +1,171 @@
+"""Wiring: the metrics API inside the operator process, fed by the controller's watched pods.
+
+Runs in every replica (not only the leader): each keeps its own readings, so whichever replica the
+Service sends the kube-apiserver to answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+from lightkube import ApiError, AsyncClient
+from lightkube.resources.authorization_v1 import SubjectAccessReview
+from lightkube.resources.core_v1 import ConfigMap, Node
+
+from chute_operator.metricsapi.auth import (
+    AUTH_CONFIGMAP_NAME,
+    AUTH_CONFIGMAP_NAMESPACE,
+    Authorizer,
+    FrontProxyConfig,
+    parse_auth_configmap,
+)
+from chute_operator.metricsapi.samples import Samples
+from chute_operator.metricsapi.scraper import NodeKinds, Scraper
+from chute_operator.metricsapi.selectors import SelectorError, parse_selector
+from chute_operator.metricsapi.server import Security, metrics_api_app, server_tls
+from chute_operator.metricsapi.targets import is_simulated_node
+from chute_operator.settings import Settings
+from chute_operator.store import Store
+from chute_operator.workload import CHUTE_LABEL
+
+log = logging.getLogger(__name__)
+
+AUTH_RELOAD_SECONDS = 300.0
+
+
+def pods_from(store: Store) -> Any:
+    """(namespace, selector) -> the watched pods worth filtering: one Chute's by index when the
+    selector names the Chute (what the HPA asks), else the namespace's."""
+
+    def pods_in(namespace: str, label_selector: str) -> Iterable[Mapping[str, Any]]:
+        try:
+            selector = parse_selector(label_selector)
+        except SelectorError:
+            selector = None
+        for requirement in selector.requirements if selector else ():
+            if requirement.key == CHUTE_LABEL and requirement.operator == "=":
+                return store.children("Pod", (namespace, next(iter(requirement.values))))
+        return [pod for key in store.keys("Pod") if key[0] == namespace and (pod := store.get("Pod", key))]
+
+    return pods_in
+
+
+def all_pods(store: Store) -> list[dict[str, Any]]:
+    return [pod for key in store.keys("Pod") if (pod := store.get("Pod", key))]
+
+
+async def read_front_proxy_config(client: AsyncClient) -> FrontProxyConfig:
+    configmap = await client.get(ConfigMap, AUTH_CONFIGMAP_NAME, namespace=AUTH_CONFIGMAP_NAMESPACE)
+    return parse_auth_configmap(configmap.data or {})
+
+
+@dataclass
+class MetricsApiService:
+    """The scraper and the HTTPS server; :meth:`start` then :meth:`stop`."""
+
+    settings: Settings
+    client: AsyncClient
+    store: Store
+
+    def __post_init__(self) -> None:
+        s = self.settings
+        self.samples = Samples(max_age=s.metrics_api_max_age_seconds)
+        self.nodes = NodeKinds(self._node, is_simulated_node)
+        self.scraper = Scraper(
+            lambda: all_pods(self.store),
+            self.nodes,
+            self.samples,
+            interval=s.metrics_api_scrape_interval_seconds,
+            timeout=s.metrics_api_scrape_timeout_seconds,
+            concurrency=s.metrics_api_scrape_concurrency,
+            test_only_address_file=s.metrics_api_test_only_sidecar_addresses or None,
+        )
+        self.front_proxy: FrontProxyConfig | None = None
+        self.authorizer = Authorizer(self._review)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._runner: web.AppRunner | None = None
+
+    async def _node(self, name: str) -> dict[str, Any] | None:
+        try:
+            node = await self.client.get(Node, name)
+        except ApiError as error:
+            if error.status.code == 404:
+                return None
+            raise
+        found: dict[str, Any] = node.to_dict()
+        return found
+
+    async def _review(self, spec: dict[str, Any]) -> dict[str, Any]:
+        review = SubjectAccessReview.from_dict(
+            {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview", "spec": spec}
+        )
+        created = await self.client.create(review)  # type: ignore[call-overload]
+        status: dict[str, Any] = created.to_dict().get("status") or {}
+        return status
+
+    async def _load_front_proxy(self) -> FrontProxyConfig:
+        while True:
+            try:
+                return await read_front_proxy_config(self.client)
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                log.warning(
+                    "reading %s/%s: %s; retrying", AUTH_CONFIGMAP_NAMESPACE, AUTH_CONFIGMAP_NAME, error
+                )
+                await asyncio.sleep(5)
+
+    async def start(self) -> None:
+        s = self.settings
+        self.front_proxy = await self._load_front_proxy()
+        if not self.front_proxy.client_ca:
+            log.warning("the cluster has no request-header CA: every metrics API request will get 401")
+        tls = server_tls(s.metrics_api_cert_file, s.metrics_api_key_file, self.front_proxy.client_ca)
+        app = metrics_api_app(
+            self._pods_in,
+            self.samples,
+            lambda: self.scraper.reasons,
+            max(1, round(s.metrics_api_scrape_interval_seconds)),
+            Security(lambda: self.front_proxy, self.authorizer),
+        )
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, s.metrics_api_bind_address, s.metrics_api_port, ssl_context=tls)
+        await site.start()
+        self._tasks = [
+            asyncio.create_task(self.scraper.run(), name="metrics-scraper"),
+            asyncio.create_task(self._reload_front_proxy(tls), name="metrics-auth-reload"),
+        ]
+        log.info("custom metrics API serving on %s:%d", s.metrics_api_bind_address, s.metrics_api_port)
+
+    def _pods_in(self, namespace: str, selector: str) -> Iterable[Mapping[str, Any]]:
+        found: Iterable[Mapping[str, Any]] = pods_from(self.store)(namespace, selector)
+        return found
+
+    async def _reload_front_proxy(self, tls: Any) -> None:
+        """Pick up new header names and added CAs (a rotated CA is trusted beside the old one)."""
+        while True:
+            await asyncio.sleep(AUTH_RELOAD_SECONDS)
+            try:
+                config = await read_front_proxy_config(self.client)
+            except Exception as error:
+                log.warning("re-reading the front-proxy configuration: %s", error)
+                continue
+            if config.client_ca and self.front_proxy and config.client_ca != self.front_proxy.client_ca:
+                tls.load_verify_locations(cadata=config.client_ca)
+            self.front_proxy = config
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._runner is not None:
+            await self._runner.cleanup()
