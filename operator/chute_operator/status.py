@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 from chute_operator.api import reasons as r
+from chute_operator.api.reasons import OOM_RECENT_SECONDS
 from chute_operator.conditions import Observed, find, merge_conditions
 from chute_operator.workload import MODEL_CONTAINER, Workload
 
@@ -71,15 +72,37 @@ def _unschedulable(name: str, status: dict[str, Any]) -> PodProblem | None:
     return None
 
 
-def _container_problem(name: str, container: dict[str, Any]) -> PodProblem | None:
+def _time(value: Any) -> datetime | None:
+    try:
+        return datetime.fromisoformat(str(value))
+    except ValueError:
+        return None
+
+
+def oom_matters(container: dict[str, Any], now: datetime) -> bool:
+    """An OOM kill matters while the container is not ready, or within OOM_RECENT_SECONDS of it.
+
+    A container that was killed, restarted and serves again is not a failure once the window passed.
+    """
+    current = _get(container, "state", "terminated") or {}
+    last = _get(container, "lastState", "terminated") or {}
+    kill = current if current.get("reason") == "OOMKilled" else last
+    if kill.get("reason") != "OOMKilled":
+        return False
+    if not container.get("ready"):
+        return True
+    finished = _time(kill.get("finishedAt"))
+    return finished is None or (now - finished).total_seconds() < OOM_RECENT_SECONDS
+
+
+def _container_problem(name: str, container: dict[str, Any], now: datetime) -> PodProblem | None:
     waiting = _get(container, "state", "waiting") or {}
     last = _get(container, "lastState", "terminated") or {}
-    current = _get(container, "state", "terminated") or {}
     cname, restarts = container.get("name"), container.get("restartCount", 0)
     if waiting.get("reason") in PULL_FAILURES:
         detail = waiting.get("message") or waiting["reason"]
         return PodProblem(name, r.IMAGE_PULL_BACK_OFF, f"container {cname}: {detail}")
-    if "OOMKilled" in (last.get("reason"), current.get("reason")):
+    if oom_matters(container, now):
         return PodProblem(
             name, r.OOM_KILLED, f"container {cname} ran out of memory and was killed ({restarts} restarts)"
         )
@@ -106,14 +129,14 @@ def _unready(name: str, status: dict[str, Any]) -> PodProblem | None:
     return PodProblem(name, r.PROBE_FAILING, "running, but the model does not answer its health check")
 
 
-def pod_problem(pod: dict[str, Any]) -> PodProblem | None:
+def pod_problem(pod: dict[str, Any], now: datetime) -> PodProblem | None:
     """The most telling reason this pod is not serving, or None if it is (or is on its way)."""
     name = _get(pod, "metadata", "name") or "?"
     status = pod.get("status") or {}
     statuses = [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or [])]
     found = _unschedulable(name, status)
     for container in statuses:
-        found = found or _container_problem(name, container)
+        found = found or _container_problem(name, container, now)
     return found or _unready(name, status)
 
 
@@ -171,7 +194,7 @@ def _failure(obs: Observation, problems: list[PodProblem], pods: int) -> Failure
     return failure
 
 
-def facts_of(obs: Observation) -> Facts:
+def facts_of(obs: Observation, now: datetime) -> Facts:
     """Reduce the observation to the facts every condition rule reads."""
     deployment = obs.deployment or {}
     dstatus = deployment.get("status") or {}
@@ -190,7 +213,7 @@ def facts_of(obs: Observation) -> Facts:
     progressing = find(dstatus.get("conditions") or [], "Progressing") or {}
     stalled = progressing.get("reason") == "ProgressDeadlineExceeded"
     pods = [p for p in obs.pods if not _get(p, "metadata", "deletionTimestamp")]
-    problems = [p for p in (pod_problem(pod) for pod in pods) if p]
+    problems = [p for p in (pod_problem(pod, now) for pod in pods) if p]
     return Facts(
         deployment_exists=bool(deployment),
         desired=desired,
@@ -313,9 +336,9 @@ def monitored_condition(obs: Observation) -> Observed | None:
     return Observed(r.MONITORED, "True", r.SERVICE_MONITOR_APPLIED, "")
 
 
-def conditions_of(obs: Observation) -> list[Observed]:
+def conditions_of(obs: Observation, now: datetime) -> list[Observed]:
     """Every condition, Ready first."""
-    facts = facts_of(obs)
+    facts = facts_of(obs, now)
     parts = Parts(
         available_condition(facts), progressing_condition(obs, facts), degraded_condition(obs, facts)
     )
@@ -329,7 +352,7 @@ def compute_status(obs: Observation, now: datetime) -> dict[str, Any]:
     status: dict[str, Any] = {
         "observedGeneration": obs.generation,
         "conditions": merge_conditions(
-            obs.previous.get("conditions") or [], conditions_of(obs), obs.generation, now
+            obs.previous.get("conditions") or [], conditions_of(obs, now), obs.generation, now
         ),
         "replicas": deployment_status.get("replicas") or 0,
         "readyReplicas": deployment_status.get("readyReplicas") or 0,

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from chute_operator.api import Chute
+from chute_operator.api.reasons import OOM_RECENT_SECONDS
 from chute_operator.gpus import builtin_catalog
 from chute_operator.status import Observation, compute_status, pod_problem, status_changed
 from chute_operator.workload import RenderOptions, resolve
@@ -140,15 +141,15 @@ def test_oom_and_probe_failures_are_named() -> None:
             }
         ],
     )
-    problem = pod_problem(oom)
+    problem = pod_problem(oom, NOW)
     assert problem is not None
     assert problem.reason == "OOMKilled"
-    problem = pod_problem(_running("b", False, started=True))
+    problem = pod_problem(_running("b", False, started=True), NOW)
     assert problem is not None
     assert problem.reason == "ProbeFailing"
-    assert pod_problem(_running("c", True)) is None
+    assert pod_problem(_running("c", True), NOW) is None
     no_ready_condition = _pod("d", phase="Running", containerStatuses=[{"name": "model", "started": False}])
-    loading = pod_problem(no_ready_condition)
+    loading = pod_problem(no_ready_condition, NOW)
     assert loading is not None
     assert loading.reason == "ModelLoading"
 
@@ -213,3 +214,34 @@ def test_reasons_are_the_documented_constants() -> None:
         for deployment in (_deployment(), _deployment(ready=0), None):
             for condition in _status(deployment, pods)["conditions"]:
                 assert condition["reason"] in CATALOG, condition
+
+
+def _recovered_from_oom(name: str, ready: bool, killed_seconds_ago: int) -> dict[str, Any]:
+    finished = (NOW - timedelta(seconds=killed_seconds_ago)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    pod = _running(name, ready)
+    pod["status"]["containerStatuses"][0].update(
+        restartCount=1,
+        lastState={"terminated": {"reason": "OOMKilled", "exitCode": 137, "finishedAt": finished}},
+    )
+    return pod
+
+
+def test_a_past_oom_is_forgotten_once_the_container_serves_again() -> None:
+    pods = [
+        _running("a", True),
+        _recovered_from_oom("b", ready=True, killed_seconds_ago=OOM_RECENT_SECONDS + 1),
+    ]
+    status = _status(_deployment(), pods)
+    assert _condition(status, "Degraded") == ("False", "AsExpected")
+    assert _condition(status, "Ready") == ("True", "Serving")
+
+
+def test_a_recent_oom_is_reported_even_when_the_container_serves_again() -> None:
+    pods = [_running("a", True), _recovered_from_oom("b", ready=True, killed_seconds_ago=60)]
+    assert _condition(_status(_deployment(), pods), "Degraded") == ("True", "OOMKilled")
+
+
+def test_an_old_oom_is_reported_while_the_container_is_not_ready() -> None:
+    pods = [_running("a", True), _recovered_from_oom("b", ready=False, killed_seconds_ago=86400)]
+    status = _status(_deployment(ready=1), pods)
+    assert _condition(status, "Degraded") == ("True", "OOMKilled")

@@ -83,10 +83,13 @@ APPLY_FAILED = _reason(
 IMAGE_PULL_BACK_OFF = _reason(
     "ImagePullBackOff", "Available, Degraded, Ready", "An image cannot be pulled (name, tag or pull secret)."
 )
+OOM_RECENT_SECONDS = 600
+"""An OOM kill is reported while the container is not ready, or for this long after the kill."""
 OOM_KILLED = _reason(
     "OOMKilled",
     "Available, Degraded, Ready",
-    "A container was killed for running out of memory.",
+    "A container was killed for running out of memory: reported while it is not ready and for "
+    f"{OOM_RECENT_SECONDS // 60} minutes after the kill, then let go (at the next reconcile).",
 )
 CRASH_LOOP_BACK_OFF = _reason(
     "CrashLoopBackOff",
