@@ -169,7 +169,8 @@ class Facts:
     ready: int
     updated: int
     rolled_out: bool
-    """Every replica runs the Deployment's current generation and is available."""
+    """The Deployment has seen its current spec and no pod of an older template remains
+    (with maxUnavailable 0, old pods go only once new ones are available)."""
     stalled: str | None
     """The Deployment's ProgressDeadlineExceeded message, when it has given up."""
     failure: Failure | None
@@ -204,12 +205,7 @@ def facts_of(obs: Observation, now: datetime) -> Facts:
     current_generation = (dstatus.get("observedGeneration") or 0) >= (
         _get(deployment, "metadata", "generation") or 0
     )
-    rolled_out = (
-        bool(deployment)
-        and current_generation
-        and updated == desired == (dstatus.get("replicas") or 0)
-        and available == desired
-    )
+    rolled_out = bool(deployment) and current_generation and updated == (dstatus.get("replicas") or 0)
     progressing = find(dstatus.get("conditions") or [], "Progressing") or {}
     stalled = progressing.get("reason") == "ProgressDeadlineExceeded"
     pods = [p for p in obs.pods if not _get(p, "metadata", "deletionTimestamp")]
@@ -256,14 +252,15 @@ def progressing_condition(obs: Observation, facts: Facts) -> Observed:
         return Observed(r.PROGRESSING, "True", r.CREATING, "creating the Deployment")
     if facts.stalled is not None:
         return Observed(r.PROGRESSING, "False", r.PROGRESS_DEADLINE_EXCEEDED, facts.stalled)
-    if facts.rolled_out:
+    complete = facts.rolled_out and facts.available >= facts.desired
+    if complete:
         return Observed(r.PROGRESSING, "False", r.ROLLOUT_COMPLETE, f"{facts.desired} replicas up to date")
     counts = f"{facts.updated}/{facts.desired} replicas updated, {facts.ready} ready"
     if facts.loading:
         limit = f" (allowed {obs.workload.startup_timeout_seconds}s)" if obs.workload else ""
         message = f"{facts.loading} pod(s) loading the model{limit}; {counts}"
         return Observed(r.PROGRESSING, "True", r.MODEL_LOADING, message)
-    return Observed(r.PROGRESSING, "True", r.ROLLING_OUT, counts)
+    return Observed(r.PROGRESSING, "True", r.SCALING_UP if facts.rolled_out else r.ROLLING_OUT, counts)
 
 
 def degraded_condition(obs: Observation, facts: Facts) -> Observed:
@@ -291,8 +288,11 @@ def _not_ready(cause: Observed) -> Observed:
     return Observed(r.READY, "False", cause.reason, cause.message)
 
 
-def _not_degraded(parts: Parts, facts: Facts) -> Observed | None:
-    return _not_ready(parts.degraded) if parts.degraded.status == "True" else None
+def _no_failure_needs_a_person(parts: Parts, facts: Facts) -> Observed | None:
+    """Bad input, a refused apply, a crashing or unpullable pod, a stalled rollout."""
+    degraded = parts.degraded
+    needs_a_person = degraded.status == "True" and degraded.reason not in r.SERVING_DESPITE
+    return _not_ready(degraded) if needs_a_person else None
 
 
 def _replicas_requested(parts: Parts, facts: Facts) -> Observed | None:
@@ -300,15 +300,24 @@ def _replicas_requested(parts: Parts, facts: Facts) -> Observed | None:
 
 
 def _rolled_out(parts: Parts, facts: Facts) -> Observed | None:
-    return _not_ready(parts.progressing) if parts.progressing.status == "True" else None
+    """No pod of an older template remains; a scale-up or a replaced pod is not a rollout."""
+    if facts.rolled_out:
+        return None
+    return _not_ready(parts.degraded if parts.degraded.status == "True" else parts.progressing)
 
 
 def _serving(parts: Parts, facts: Facts) -> Observed | None:
+    """At least one replica is available."""
     return _not_ready(parts.available) if parts.available.status != "True" else None
 
 
 ReadyCheck = Callable[[Parts, Facts], "Observed | None"]
-READY_CHECKS: tuple[ReadyCheck, ...] = (_not_degraded, _replicas_requested, _rolled_out, _serving)
+READY_CHECKS: tuple[ReadyCheck, ...] = (
+    _no_failure_needs_a_person,
+    _replicas_requested,
+    _rolled_out,
+    _serving,
+)
 """Ready is True when every check passes; otherwise the first failing check gives its reason."""
 
 

@@ -245,3 +245,47 @@ def test_an_old_oom_is_reported_while_the_container_is_not_ready() -> None:
     pods = [_running("a", True), _recovered_from_oom("b", ready=False, killed_seconds_ago=86400)]
     status = _status(_deployment(ready=1), pods)
     assert _condition(status, "Degraded") == ("True", "OOMKilled")
+
+
+def test_a_serving_chute_stays_ready_while_the_autoscaler_adds_replicas() -> None:
+    # The HPA raised replicas from 2 to 3: the new pod (current template) loads its model.
+    pods = [_running("a", True), _running("b", True), _running("c", False, started=False)]
+    status = _status(_deployment(replicas=3, ready=2, updated=3), pods)
+    assert _condition(status, "Ready") == ("True", "Serving")
+    assert _condition(status, "Progressing") == ("True", "ModelLoading")
+    assert _condition(status, "Degraded") == ("False", "AsExpected")
+
+
+def test_a_serving_chute_stays_ready_while_a_pod_is_replaced() -> None:
+    # Two fixed replicas, one pod deleted (evicted, node drained): its replacement is scheduled.
+    pods = [_running("a", True), _pod("c", phase="Pending")]
+    status = _status(_deployment(replicas=2, ready=1, updated=2), pods)
+    assert _condition(status, "Ready") == ("True", "Serving")
+    assert _condition(status, "Progressing") == ("True", "ScalingUp")
+
+
+def test_a_scale_up_pod_without_a_node_leaves_the_chute_ready_but_degraded() -> None:
+    pending = _pod("c", conditions=[{"type": "PodScheduled", "status": "False", "reason": "Unschedulable"}])
+    status = _status(
+        _deployment(replicas=3, ready=2, updated=3), [_running("a", True), _running("b", True), pending]
+    )
+    assert _condition(status, "Ready") == ("True", "Serving")
+    assert _condition(status, "Degraded") == ("True", "Unschedulable")
+
+
+def test_a_new_generation_is_not_ready_until_no_old_pod_remains() -> None:
+    # maxSurge 1: the new template's pod is up, one old pod still serves.
+    deployment = _deployment(replicas=2, ready=2, updated=2, generation=2)
+    deployment["status"].update(replicas=3, readyReplicas=3, availableReplicas=3)
+    status = _status(deployment, [_running("a", True), _running("b", True), _running("c", True)])
+    assert _condition(status, "Ready") == ("False", "RollingOut")
+    deployment["status"].update(replicas=2, readyReplicas=2, availableReplicas=2)
+    status = _status(deployment, [_running("b", True), _running("c", True)])
+    assert _condition(status, "Ready") == ("True", "Serving")
+
+
+def test_a_deployment_change_not_yet_observed_is_not_ready() -> None:
+    deployment = _deployment()
+    deployment["metadata"]["generation"] = 5
+    status = _status(deployment, [_running("a", True), _running("b", True)])
+    assert _condition(status, "Ready") == ("False", "RollingOut")

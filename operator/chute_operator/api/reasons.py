@@ -36,14 +36,26 @@ def _reason(name: str, appears_in: str, description: str) -> str:
 
 
 # Condition types
-READY = _type("Ready", "True when the Chute serves its current spec: summarises the other conditions.")
+READY = _type(
+    "Ready",
+    "True when at least one replica serves the current pod template and no failure needs a person. "
+    "False during the rollout of a new template, with no replica serving, or for a failure a person "
+    "must fix; not for a scale-up or a replaced pod.",
+)
 AVAILABLE = _type("Available", "True when at least one replica is ready to serve.")
-PROGRESSING = _type("Progressing", "True while the Deployment is being created, rolled out or scaled up.")
+PROGRESSING = _type(
+    "Progressing",
+    "True while the Deployment is being created, rolled out, or has fewer replicas than it wants.",
+)
 DEGRADED = _type("Degraded", "True when something needs attention: a pod failure, an apply error, bad input.")
 MONITORED = _type("Monitored", "Whether the ServiceMonitor the spec asks for exists (only when it asks).")
 
 # Ready
-SERVING = _reason("Serving", "Ready=True", "At least one replica serves the current generation.")
+SERVING = _reason(
+    "Serving",
+    "Ready=True",
+    "At least one replica serves the current pod template; none of an older one remains.",
+)
 # Available
 MINIMUM_REPLICAS_AVAILABLE = _reason(
     "MinimumReplicasAvailable", "Available=True", "At least one replica is ready to serve."
@@ -60,10 +72,21 @@ MODEL_LOADING = _reason(
     "A model server is still loading its model (it has health.startupTimeoutSeconds to start).",
 )
 ROLLING_OUT = _reason(
-    "RollingOut", "Progressing, Ready", "Replicas of the current generation are being created or updated."
+    "RollingOut",
+    "Progressing, Ready",
+    "A new pod template is rolling out: pods of the previous one remain (or the Deployment has not "
+    "seen the change yet).",
+)
+SCALING_UP = _reason(
+    "ScalingUp",
+    "Progressing",
+    "The current generation is rolled out and serves; more replicas are on their way (an autoscaler "
+    "scaling up, a replaced pod). Ready stays True.",
 )
 ROLLOUT_COMPLETE = _reason(
-    "RolloutComplete", "Progressing=False", "Every replica runs the current generation and is available."
+    "RolloutComplete",
+    "Progressing=False",
+    "Every wanted replica runs the current pod template and is available.",
 )
 PROGRESS_DEADLINE_EXCEEDED = _reason(
     "ProgressDeadlineExceeded",
@@ -117,5 +140,8 @@ MONITORING_UNAVAILABLE = _reason(
 APPLIED = _reason("Applied", "Event", "Children were created or updated; the message lists their kinds.")
 PRUNED = _reason("Pruned", "Event", "A child the spec no longer asks for was deleted.")
 
-PROGRESS_REASONS = frozenset({CREATING, MODEL_LOADING, ROLLING_OUT, NO_REPLICAS_READY})
+PROGRESS_REASONS = frozenset({CREATING, MODEL_LOADING, ROLLING_OUT, SCALING_UP, NO_REPLICAS_READY})
 """Reasons of a Chute on its way up: their events are Normal, not Warning."""
+SERVING_DESPITE = frozenset({UNSCHEDULABLE, PROBE_FAILING})
+"""Degraded reasons that leave a serving, rolled-out Chute Ready: a scale-up pod waiting for a node,
+a probe failing in one pod. Every other Degraded reason needs a person and makes Ready False."""
