@@ -55,6 +55,9 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
     ("reserved-port", chute_with(port=8080), "port"),
     ("cord-path-relative", chute_with(cords=[{"path": "v1/chat", "method": "POST"}]), "path"),
     ("cord-method-unknown", chute_with(cords=[{"path": "/x", "method": "FETCH"}]), "method"),
+    ("cord-path-whitespace", chute_with(cords=[{"path": "/v1/chat completions"}]), "path"),
+    ("cord-path-star-inside", chute_with(cords=[{"path": "/v1/*/completions"}]), "path"),
+    ("cord-path-query", chute_with(cords=[{"path": "/v1/models?limit=1"}]), "path"),
     (
         "cache-both",
         chute_with(cache={"size": "10Gi", "persistentVolumeClaim": "weights"}),

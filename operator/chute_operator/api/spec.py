@@ -139,10 +139,21 @@ class Health(ApiModel):
     )
 
 
+CORD_PATH_PATTERN = r"^/[A-Za-z0-9._~!$&'()+,;=:@%/-]*[*]?$"
+"""A cord path: "/", then the characters RFC 3986 allows in a path, optionally one final "*" (a prefix
+cord). The sidecar's --cord parser applies the same rule (tests/data/cord_paths.yaml is the corpus)."""
+
+
 class Cord(ApiModel):
     """One HTTP route the model serves (a Chutes cord)."""
 
-    path: str = Field(pattern=r"^/", max_length=256, description="Route path, e.g. /v1/chat/completions.")
+    path: str = Field(
+        pattern=CORD_PATH_PATTERN,
+        max_length=256,
+        description="Route path, e.g. /v1/chat/completions, or a prefix ending in '*', e.g. /v1/models/*. "
+        "Starts with '/'; only the characters a URL path allows (letters, digits, - . _ ~ ! $ & ' ( ) + , "
+        "; = : @ % /); no whitespace, query or fragment; '*' only at the end.",
+    )
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = Field(
         default="POST", description="HTTP method of the route."
     )
