@@ -41,6 +41,11 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
     ("gpu-name-format", chute_with(nodeSelector={"include": ["H100!"]}), "include"),
     ("cpu-only-with-include", chute_with(nodeSelector={"gpuCount": 0, "include": ["l4"]}), "gpuCount"),
     ("min-above-max", chute_with(minInstances=3, maxInstances=2), "minInstances"),
+    (
+        "replicas-while-autoscaled",
+        chute_with(minInstances=1, maxInstances=3, replicas=2),
+        "spec.replicas (what `kubectl scale` sets) applies only when minInstances == maxInstances",
+    ),
     ("max-instances-zero", chute_with(maxInstances=0), "maxInstances"),
     ("max-instances-too-high", chute_with(maxInstances=101), "maxInstances"),
     ("concurrency-zero", chute_with(concurrency=0), "concurrency"),

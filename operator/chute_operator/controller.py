@@ -38,6 +38,7 @@ class Controller:
             sidecar_image=settings.sidecar_image,
             cluster_domain=settings.cluster_domain,
             hpa_scale_to_zero=settings.hpa_scale_to_zero,
+            hpa_exact_scale_up=settings.hpa_exact_scale_up,
         )
         self.elector = (
             LeaderElector(

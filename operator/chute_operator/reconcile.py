@@ -28,7 +28,11 @@ log = logging.getLogger(__name__)
 PRUNABLE = ("HorizontalPodAutoscaler", "ServiceMonitor", "NetworkPolicy")
 PERMANENT_FAILURES = {400, 422}
 """Apply errors that retrying cannot fix: they become the Degraded condition instead."""
-QUIET_REASONS = reasons.PROGRESS_REASONS | {reasons.MONITORING_UNAVAILABLE}
+QUIET_REASONS = reasons.PROGRESS_REASONS | {
+    reasons.MONITORING_UNAVAILABLE,
+    reasons.AUTOSCALER_PENDING,
+    reasons.SCALING_DISABLED,
+}
 """Reasons announced as Normal events, not Warnings."""
 
 
@@ -108,6 +112,7 @@ class Reconciler:
             apply_error = await self._apply(chute, desired)
             await self._prune(chute, key, uid, desired)
         deployment = self.store.get("Deployment", key)
+        hpa = self.store.get("HorizontalPodAutoscaler", key)
         observation = Observation(
             generation=chute["metadata"].get("generation"),
             selector=f"{CHUTE_LABEL}={key[1]}",
@@ -118,6 +123,7 @@ class Reconciler:
             pods=self.store.children("Pod", key),
             previous=chute.get("status") or {},
             monitoring_unavailable=unserved,
+            hpa=hpa if hpa and _owned_by(hpa, uid) else None,
         )
         await self._write_status(chute, compute_status(observation, datetime.now(UTC)))
 
@@ -210,7 +216,7 @@ class Reconciler:
         self.metrics.writes.labels("patch", "Chute/status").inc()
         if stored.get("metadata"):
             self.store.put("Chute", stored)
-        for kind in (reasons.READY, reasons.MONITORED):
+        for kind in (reasons.READY, reasons.MONITORED, reasons.AUTOSCALING):
             before = find(previous.get("conditions") or [], kind) or {}
             after = find(status["conditions"], kind)
             if after is None or (before.get("status"), before.get("reason")) == (
@@ -220,6 +226,8 @@ class Reconciler:
                 continue
             if kind == reasons.MONITORED and after["status"] == "True" and not before:
                 continue  # monitoring working from the start is not news
+            if kind == reasons.AUTOSCALING and not before and after["status"] != "False":
+                continue  # nor is an autoscaler that starts pending or working
             quiet = after["status"] == "True" or after["reason"] in QUIET_REASONS
             reason = kind if after["status"] == "True" else after["reason"]
             await self._event(chute, "Normal" if quiet else "Warning", reason, after["message"] or reason)

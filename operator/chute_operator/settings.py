@@ -45,6 +45,8 @@ class Settings:
     watch_server_timeout: int = 300
     watch_client_timeout: int = 330
     hpa_scale_to_zero: bool = False
+    hpa_exact_scale_up: bool = True
+    """HPA scale-up tolerance 0 (needs Kubernetes >= 1.35); false on older clusters."""
     annotation_prefix: str = "chutes.ai"
     """Prefix of kopf's own annotations, should it ever store progress."""
     metrics_api: bool = False
@@ -91,6 +93,7 @@ class Settings:
             watch_server_timeout=int(_env("WATCH_SERVER_TIMEOUT", str(default.watch_server_timeout))),
             watch_client_timeout=int(_env("WATCH_CLIENT_TIMEOUT", str(default.watch_client_timeout))),
             hpa_scale_to_zero=_flag("HPA_SCALE_TO_ZERO", default.hpa_scale_to_zero),
+            hpa_exact_scale_up=_flag("HPA_EXACT_SCALE_UP", default.hpa_exact_scale_up),
             annotation_prefix=_env("ANNOTATION_PREFIX", default.annotation_prefix),
             metrics_api=_flag("METRICS_API", default.metrics_api),
             metrics_api_port=int(_env("METRICS_API_PORT", str(default.metrics_api_port))),

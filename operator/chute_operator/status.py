@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 
 from chute_operator.api import reasons as r
 from chute_operator.api.reasons import OOM_RECENT_SECONDS
+from chute_operator.autoscaler import autoscaler_status, autoscaling_condition
 from chute_operator.conditions import Observed, find, merge_conditions
 from chute_operator.workload import MODEL_CONTAINER, Workload
 
@@ -52,6 +53,8 @@ class Observation:
     previous: dict[str, Any] = field(default_factory=dict)
     monitoring_unavailable: bool = False
     """The spec asks for a ServiceMonitor but the cluster has no ServiceMonitor API."""
+    hpa: dict[str, Any] | None = None
+    """The Chute's HorizontalPodAutoscaler as last seen (only when it is autoscaled)."""
 
 
 def _get(obj: Any, *path: str) -> Any:
@@ -351,8 +354,10 @@ def conditions_of(obs: Observation, now: datetime) -> list[Observed]:
     parts = Parts(
         available_condition(facts), progressing_condition(obs, facts), degraded_condition(obs, facts)
     )
-    monitored = monitored_condition(obs)
-    return [ready_condition(parts, facts), *parts, *([monitored] if monitored else [])]
+    extra = [monitored_condition(obs)]
+    if obs.workload and obs.workload.autoscaled:
+        extra.append(autoscaling_condition(obs.hpa, facts.available))
+    return [ready_condition(parts, facts), *parts, *(c for c in extra if c)]
 
 
 def compute_status(obs: Observation, now: datetime) -> dict[str, Any]:
@@ -371,6 +376,9 @@ def compute_status(obs: Observation, now: datetime) -> dict[str, Any]:
     url = obs.workload.url if obs.workload else obs.previous.get("url")
     if url:
         status["url"] = url
+    autoscaler = autoscaler_status(obs.hpa) if obs.workload and obs.workload.autoscaled else None
+    if autoscaler:
+        status["autoscaler"] = autoscaler
     return status
 
 

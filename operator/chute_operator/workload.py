@@ -37,6 +37,9 @@ class RenderOptions:
     cluster_domain: str = "cluster.local"
     hpa_scale_to_zero: bool = False
     """Render HPA minReplicas 0 for minInstances 0 (needs the HPAScaleToZero feature gate)."""
+    hpa_exact_scale_up: bool = True
+    """Render ``behavior.scaleUp.tolerance: 0`` (Kubernetes >= 1.35, HPAConfigurableTolerance): scale up
+    as soon as the average exceeds scalingThreshold, as Chutes does, not 10 % beyond it."""
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,7 @@ class Workload:
     hpa_max_replicas: int
     hpa_target_utilization: str
     scale_down_window_seconds: int
+    scale_up_tolerance: str | None
     service: dict[str, Any]
     monitoring: dict[str, Any]
     service_monitor: bool
@@ -209,6 +213,7 @@ def _scaling(spec: ChuteSpec, options: RenderOptions) -> dict[str, Any]:
         "hpa_max_replicas": spec.max_instances,
         "hpa_target_utilization": f"{round(spec.scaling_threshold * 1000)}m",
         "scale_down_window_seconds": min(spec.shutdown_after_seconds, HPA_MAX_STABILIZATION_SECONDS),
+        "scale_up_tolerance": "0" if options.hpa_exact_scale_up else None,
     }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -155,6 +156,17 @@ def test_autoscaling_renders_an_hpa_and_leaves_replicas_to_it() -> None:
     assert (hpa["minReplicas"], hpa["maxReplicas"]) == (1, 5)
     assert hpa["metrics"][0]["pods"]["target"]["averageValue"] == "500m"
     assert hpa["behavior"]["scaleDown"]["stabilizationWindowSeconds"] == 300
+
+
+def test_hpa_scales_up_as_soon_as_the_threshold_is_exceeded() -> None:
+    """Chutes scales up when the average exceeds scalingThreshold: tolerance 0, not the HPA's 10 %."""
+    chute = _chute(minInstances=1, maxInstances=5, scalingThreshold=0.5, shutdownAfterSeconds=900)
+    behavior = _by_kind(render(chute, OPTIONS))["HorizontalPodAutoscaler"]["spec"]["behavior"]
+    assert behavior["scaleUp"] == {"stabilizationWindowSeconds": 0, "tolerance": "0"}
+    assert behavior["scaleDown"]["stabilizationWindowSeconds"] == 900
+    older = replace(OPTIONS, hpa_exact_scale_up=False)
+    behavior = _by_kind(render(chute, older))["HorizontalPodAutoscaler"]["spec"]["behavior"]
+    assert behavior["scaleUp"] == {"stabilizationWindowSeconds": 0}
 
 
 def test_fixed_scaling_sets_replicas_and_no_hpa() -> None:
@@ -320,6 +332,8 @@ def _specs(draw: st.DrawFn) -> dict[str, Any]:
     for field, strategy in optional.items():
         if draw(st.booleans()):
             spec[field] = draw(strategy)
+    if spec["minInstances"] < max_instances:
+        spec.pop("replicas", None)  # refused while autoscaled (kubectl scale is for fixed scaling)
     return spec
 
 

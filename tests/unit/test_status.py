@@ -289,3 +289,43 @@ def test_a_deployment_change_not_yet_observed_is_not_ready() -> None:
     deployment["metadata"]["generation"] = 5
     status = _status(deployment, [_running("a", True), _running("b", True)])
     assert _condition(status, "Ready") == ("False", "RollingOut")
+
+
+AUTOSCALED = resolve(
+    Chute.model_validate(
+        {
+            "metadata": {"name": "m", "namespace": "ns"},
+            "spec": {"image": "i", "minInstances": 1, "maxInstances": 4},
+        }
+    ),
+    RenderOptions(catalog=builtin_catalog()),
+)
+
+
+def test_autoscaled_chute_reports_the_hpa_view_and_stays_ready_when_the_metric_is_missing() -> None:
+    hpa = {
+        "status": {
+            "currentReplicas": 2,
+            "desiredReplicas": 2,
+            "conditions": [
+                {"type": "AbleToScale", "status": "True", "reason": "ReadyForNewScale", "message": "ok"},
+                {
+                    "type": "ScalingActive",
+                    "status": "False",
+                    "reason": "FailedGetPodsMetric",
+                    "message": "unable to get metric chute_utilization_ratio",
+                },
+            ],
+        }
+    }
+    pods = [_running("a", True), _running("b", True)]
+    status = _status(_deployment(), pods, workload=AUTOSCALED, hpa=hpa)
+    assert _condition(status, "Autoscaling") == ("False", "MetricUnavailable")
+    assert _condition(status, "Ready") == ("True", "Serving")
+    assert status["autoscaler"] == {"currentReplicas": 2, "desiredReplicas": 2}
+
+
+def test_fixed_scaling_has_no_autoscaling_condition() -> None:
+    status = _status(_deployment(), [_running("a", True), _running("b", True)], hpa={"status": {}})
+    assert all(c["type"] != "Autoscaling" for c in status["conditions"])
+    assert "autoscaler" not in status

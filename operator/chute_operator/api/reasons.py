@@ -49,6 +49,10 @@ PROGRESSING = _type(
 )
 DEGRADED = _type("Degraded", "True when something needs attention: a pod failure, an apply error, bad input.")
 MONITORED = _type("Monitored", "Whether the ServiceMonitor the spec asks for exists (only when it asks).")
+AUTOSCALING = _type(
+    "Autoscaling",
+    "Whether the HPA reads the utilization metric and can scale (only when minInstances < maxInstances).",
+)
 
 # Ready
 SERVING = _reason(
@@ -135,6 +139,33 @@ MONITORING_UNAVAILABLE = _reason(
     "MonitoringUnavailable",
     "Monitored=False",
     "The cluster has no ServiceMonitor API (prometheus-operator); it is created once the API appears.",
+)
+# Autoscaling
+SCALING_ACTIVE = _reason(
+    "ScalingActive",
+    "Autoscaling=True",
+    "The HPA reads chute_utilization_ratio and scales; the message has current and desired replicas and why.",
+)
+AUTOSCALER_PENDING = _reason(
+    "AutoscalerPending",
+    "Autoscaling=Unknown",
+    "The HPA has not reported yet, or no replica is ready to be measured.",
+)
+METRIC_UNAVAILABLE = _reason(
+    "MetricUnavailable",
+    "Autoscaling=False",
+    "The HPA cannot read chute_utilization_ratio (no custom metrics API, or no sidecar answered); "
+    "the message quotes the HPA. Replicas stay where they are.",
+)
+SCALING_BLOCKED = _reason(
+    "ScalingBlocked",
+    "Autoscaling=False",
+    "The HPA cannot change the Deployment's replicas (its AbleToScale condition); the message quotes it.",
+)
+SCALING_DISABLED = _reason(
+    "ScalingDisabled",
+    "Autoscaling=False",
+    "The Deployment was scaled to zero by hand; the HPA does not act until it has a replica again.",
 )
 # Events (a condition that turns True is announced with the condition type as the reason)
 APPLIED = _reason("Applied", "Event", "Children were created or updated; the message lists their kinds.")

@@ -378,7 +378,8 @@ class ChuteSpec(ApiModel):
         ge=0,
         le=100,
         description="Desired replicas when scaling is fixed (minInstances == maxInstances); set by "
-        "'kubectl scale'. Unset means maxInstances.",
+        "'kubectl scale'. Unset means maxInstances. Refused when minInstances < maxInstances (the HPA "
+        "scales then).",
     )
     health: Health = Field(default_factory=Health, description="Health checking of the model server.")
     cords: list[Cord] | None = Field(
@@ -411,6 +412,13 @@ class ChuteSpec(ApiModel):
             message="spec.minInstances must not exceed spec.maxInstances",
             field_path=".minInstances",
             check=lambda s: s.min_instances <= s.max_instances,
+        ),
+        Rule(
+            cel="!has(self.replicas) || self.minInstances == self.maxInstances",
+            message="spec.replicas (what `kubectl scale` sets) applies only when minInstances == "
+            "maxInstances; an autoscaled Chute is scaled by its HPA: change minInstances or maxInstances",
+            field_path=".replicas",
+            check=lambda s: s.replicas is None or s.min_instances == s.max_instances,
         ),
         Rule(
             cel="self.template in ['custom', 'diffusion'] || has(self.model)",

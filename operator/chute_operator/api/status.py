@@ -13,7 +13,8 @@ class Condition(ApiModel):
     """One aspect of the Chute's state (metav1.Condition)."""
 
     type: str = Field(
-        max_length=316, description="Condition type: Ready, Available, Progressing or Degraded."
+        max_length=316,
+        description="Condition type: Ready, Available, Progressing, Degraded, Monitored or Autoscaling.",
     )
     status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
     observed_generation: int | None = Field(
@@ -28,6 +29,20 @@ class Condition(ApiModel):
         description="Machine-readable CamelCase reason.",
     )
     message: str = Field(default="", max_length=32768, description="Human-readable details.")
+
+
+class AutoscalerStatus(ApiModel):
+    """The HPA's view of the Chute's replicas (only when minInstances < maxInstances)."""
+
+    current_replicas: int = Field(default=0, ge=0, description="Replicas the HPA last saw.")
+    desired_replicas: int = Field(
+        default=0, ge=0, description="Replicas the HPA wants now (the Autoscaling condition says why)."
+    )
+    last_scale_time: str | None = Field(
+        default=None,
+        description="When the HPA last changed the replica count.",
+        json_schema_extra={"format": "date-time"},
+    )
 
 
 class ChuteStatus(ApiModel):
@@ -52,3 +67,6 @@ class ChuteStatus(ApiModel):
         default_factory=list, description="GPU types (catalog short names) the replicas may run on."
     )
     url: str | None = Field(default=None, description="In-cluster URL of the Chute's Service.")
+    autoscaler: AutoscalerStatus | None = Field(
+        default=None, description="The HPA's current and desired replicas (autoscaled Chutes only)."
+    )

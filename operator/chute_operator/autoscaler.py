@@ -1,0 +1,66 @@
+"""The autoscaler's view for the Chute's status, read from its HPA's status. Pure.
+
+The HPA says whether it can read the metric (``ScalingActive``), whether it can scale
+(``AbleToScale``) and why it stops where it does (``ScalingLimited``); the Chute's ``Autoscaling``
+condition condenses them, and ``status.autoscaler`` carries the replica counts.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chute_operator.api import reasons as r
+from chute_operator.conditions import Observed, find
+
+HPA_SCALING_DISABLED = "ScalingDisabled"
+"""The HPA's own reason when its target has 0 replicas."""
+
+
+def _conditions(hpa: dict[str, Any] | None) -> list[dict[str, Any]]:
+    return list(((hpa or {}).get("status") or {}).get("conditions") or [])
+
+
+def _quote(condition: dict[str, Any]) -> str:
+    reason, message = condition.get("reason") or "", condition.get("message") or ""
+    return f"{reason}: {message}" if reason and message else reason or message
+
+
+def autoscaling_condition(hpa: dict[str, Any] | None, replicas_available: int) -> Observed:
+    """Autoscaling, for a Chute that has an HPA (minInstances < maxInstances).
+
+    While no replica is available yet the HPA cannot measure anything: that is pending, not a failure.
+    """
+    conditions = _conditions(hpa)
+    active, able = find(conditions, "ScalingActive"), find(conditions, "AbleToScale")
+    if hpa is None or active is None:
+        return Observed(r.AUTOSCALING, "Unknown", r.AUTOSCALER_PENDING, "the HPA has not reported yet")
+    if able is not None and able.get("status") == "False":
+        return Observed(r.AUTOSCALING, "False", r.SCALING_BLOCKED, _quote(able))
+    if active.get("status") != "True":
+        if active.get("reason") == HPA_SCALING_DISABLED:
+            return Observed(r.AUTOSCALING, "False", r.SCALING_DISABLED, _quote(active))
+        if replicas_available < 1:
+            return Observed(
+                r.AUTOSCALING, "Unknown", r.AUTOSCALER_PENDING, "waiting for a ready replica to measure"
+            )
+        return Observed(r.AUTOSCALING, "False", r.METRIC_UNAVAILABLE, _quote(active))
+    status = (hpa or {}).get("status") or {}
+    current, desired = status.get("currentReplicas", 0), status.get("desiredReplicas", 0)
+    limited = find(conditions, "ScalingLimited") or {}
+    why = _quote(limited) if limited.get("status") == "True" else (able or {}).get("message", "")
+    message = f"{current} replicas, desired {desired}" + (f" ({why})" if why else "")
+    return Observed(r.AUTOSCALING, "True", r.SCALING_ACTIVE, message)
+
+
+def autoscaler_status(hpa: dict[str, Any] | None) -> dict[str, Any] | None:
+    """``status.autoscaler``: the HPA's current and desired replicas and its last scale time."""
+    status = (hpa or {}).get("status")
+    if not status:
+        return None
+    view: dict[str, Any] = {
+        "currentReplicas": status.get("currentReplicas", 0),
+        "desiredReplicas": status.get("desiredReplicas", 0),
+    }
+    if status.get("lastScaleTime"):
+        view["lastScaleTime"] = status["lastScaleTime"]
+    return view
