@@ -288,11 +288,12 @@ def main(argv: list[str]) -> int:
         nginx_worker = _nginx_worker(tmp / "nginx-proxy.pid", nginx_proxy.pid)
 
         def sidecar(name: str, upstream: str, loop: str = "auto") -> tuple[subprocess.Popen[bytes], str]:
-            port, admin = free_port(), free_port()
+            port, metrics, admin = free_port(), free_port(), free_port()
             process = procs.start(
                 name,
                 [PYTHON, "-m", "chute_sidecar", "--upstream", upstream, "--host", LOOPBACK,
-                 "--port", str(port), "--admin-port", str(admin), "--concurrency", "256"],
+                 "--port", str(port), "--metrics-port", str(metrics), "--admin-port", str(admin),
+                 "--concurrency", "256"],
                 env=dict(env, CHUTE_SIDECAR_LOOP=loop),
             )  # fmt: skip
             wait_http(f"http://{LOOPBACK}:{admin}/readyz")

@@ -13,7 +13,10 @@ from chute_operator.api import Chute
 from chute_operator.workload import (
     ADMIN_PORT,
     API_KEY_DIR,
+    DRAIN_TOKEN_ENV,
+    DRAIN_TOKEN_HEADER,
     HPA_METRIC,
+    METRICS_PORT,
     PROBE_PERIOD_SECONDS,
     SIDECAR_PORT,
     RenderOptions,
@@ -38,7 +41,10 @@ def _environment() -> jinja2.Environment:
     env.filters["pull_secret"] = lambda name: {"name": name}
     env.globals.update(
         sidecar_port=SIDECAR_PORT,
+        metrics_port=METRICS_PORT,
         admin_port=ADMIN_PORT,
+        drain_token_header=DRAIN_TOKEN_HEADER,
+        drain_token_env=DRAIN_TOKEN_ENV,
         api_key_dir=API_KEY_DIR,
         probe_period=PROBE_PERIOD_SECONDS,
         hpa_metric=HPA_METRIC,

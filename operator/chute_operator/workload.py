@@ -5,6 +5,7 @@ Pure: no I/O, no clients. The manifest templates read only the Workload.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,7 +15,13 @@ from chute_operator.engines import ENGINES, Engine
 from chute_operator.gpus import PRODUCT_LABEL, Catalog, eligible_gpus
 
 SIDECAR_PORT = 8080
-ADMIN_PORT = 9090
+"""The sidecar's serving port (name ``http``): what the Service publishes."""
+METRICS_PORT = 9090
+"""The sidecar's metrics port (name ``metrics``): ``/metrics``, ``/_conn_stats``; the Service publishes it."""
+ADMIN_PORT = 9091
+"""The sidecar's admin port (name ``admin``): probes and the drain, for the kubelet; never in the Service."""
+DRAIN_TOKEN_HEADER = "X-Chute-Drain-Token"
+DRAIN_TOKEN_ENV = "CHUTE_SIDECAR_DRAIN_TOKEN"
 SIDECAR_NAME = "chute-sidecar"
 MODEL_CONTAINER = "model"
 API_KEY_DIR = "/var/run/chutes/auth"
@@ -94,6 +101,7 @@ class Workload:
     termination_grace_period_seconds: int
     sidecar_image: str
     sidecar_args: list[str]
+    drain_token: str | None
     url: str
     extra_volumes: list[dict[str, Any]] = field(default_factory=list)
     extra_volume_mounts: list[dict[str, Any]] = field(default_factory=list)
@@ -131,6 +139,15 @@ def owner_reference(chute: Chute) -> dict[str, Any] | None:
     }
 
 
+def drain_token(chute: Chute) -> str | None:
+    """What the model's preStop hook sends and the sidecar's ``/drainz`` requires: derived from the
+    Chute's uid, so it is stable (no writes on re-render) and unknown on the pod network. Not a secret
+    from who can read the pod spec. None offline, without a uid."""
+    if not chute.metadata.uid:
+        return None
+    return hashlib.sha256(f"chute-operator/drain/{chute.metadata.uid}".encode()).hexdigest()[:40]
+
+
 def _env(chute: Chute, cache_path: str) -> list[dict[str, Any]]:
     merged: dict[str, dict[str, Any]] = {"HF_HOME": {"name": "HF_HOME", "value": f"{cache_path}/huggingface"}}
     for var in chute.spec.env:
@@ -158,6 +175,7 @@ def _sidecar_args(w: dict[str, Any]) -> list[str]:
     args = [
         f"--upstream=http://127.0.0.1:{w['port']}",
         f"--port={SIDECAR_PORT}",
+        f"--metrics-port={METRICS_PORT}",
         f"--admin-port={ADMIN_PORT}",
         f"--concurrency={w['concurrency']}",
         f"--health-path={w['health_path']}",
@@ -284,6 +302,7 @@ def resolve(chute: Chute, options: RenderOptions) -> Workload:
         "pod": spec.pod.model_dump(by_alias=True, exclude_none=True),
         "termination_grace_period_seconds": spec.pod.termination_grace_period_seconds,
         "sidecar_image": options.sidecar_image,
+        "drain_token": drain_token(chute),
         "url": _url(chute, options),
         "extra_volumes": list(spec.pod.volumes),
         "extra_volume_mounts": list(spec.pod.volume_mounts),

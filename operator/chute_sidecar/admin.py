@@ -1,7 +1,10 @@
-"""The admin port: probes, Prometheus metrics and connection stats; never behind auth."""
+"""The sidecar's own ports besides serving: admin (probes and the drain, for the kubelet; never in the
+Service) and metrics (``/metrics``, ``/_conn_stats``; what the Service may publish). Never behind auth."""
 
 from __future__ import annotations
 
+import hmac
+import logging
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -11,19 +14,32 @@ from chute_sidecar.limiter import Limiter
 from chute_sidecar.metrics import CONTENT_TYPE, Metrics
 from chute_sidecar.proxy import CONN_STATS_PATH, Draining, json_response
 
+log = logging.getLogger("chute_sidecar.admin")
+
+DRAIN_TOKEN_HEADER = "X-Chute-Drain-Token"
+
 
 def _status(ok: bool, reason: str) -> web.Response:
     return web.Response(status=200 if ok else 503, text="ok\n" if ok else reason + "\n")
 
 
+def _token_matches(presented: str | None, token: str) -> bool:
+    if presented is None:
+        return False
+    try:
+        raw = presented.encode("utf-8", "surrogateescape")
+    except UnicodeError:
+        return False
+    return hmac.compare_digest(raw, token.encode())
+
+
 def admin_app(
     health: ModelHealth,
-    limiter: Limiter,
-    metrics: Metrics,
     draining: Draining,
     drain: Callable[[], Awaitable[int]],
+    drain_token: str | None,
 ) -> web.Application:
-    """``/livez``, ``/startupz``, ``/readyz``, ``/modelz``, ``/metrics``, ``/_conn_stats``, ``/drainz``."""
+    """``/livez``, ``/startupz``, ``/readyz``, ``/modelz``, ``/drainz``."""
 
     async def livez(request: web.Request) -> web.Response:
         return _status(True, "")
@@ -39,16 +55,12 @@ def admin_app(
     async def modelz(request: web.Request) -> web.Response:
         return _status(health.liveness_probe(), "model failed its health polls")
 
-    async def metrics_page(request: web.Request) -> web.Response:
-        response = web.Response(body=metrics.render())
-        response.headers["Content-Type"] = CONTENT_TYPE
-        return response
-
-    async def conn_stats(request: web.Request) -> web.Response:
-        return json_response(200, limiter.stats())
-
     async def drainz(request: web.Request) -> web.Response:
         """The model container's preStop hook: returns once in-flight requests are done (or time is up)."""
+        presented = request.headers.get(DRAIN_TOKEN_HEADER)
+        if drain_token is not None and not _token_matches(presented, drain_token):
+            log.warning("drain refused: missing or wrong drain token", extra={"remote": request.remote})
+            return json_response(403, {"detail": f"missing or wrong {DRAIN_TOKEN_HEADER}"})
         left = await drain()
         return json_response(200, {"in_flight": left})
 
@@ -57,7 +69,22 @@ def admin_app(
     app.router.add_get("/startupz", startupz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/modelz", modelz)
+    app.router.add_get("/drainz", drainz)
+    return app
+
+
+def metrics_app(limiter: Limiter, metrics: Metrics) -> web.Application:
+    """``/metrics`` and ``/_conn_stats``: read-only, safe to publish."""
+
+    async def metrics_page(request: web.Request) -> web.Response:
+        response = web.Response(body=metrics.render())
+        response.headers["Content-Type"] = CONTENT_TYPE
+        return response
+
+    async def conn_stats(request: web.Request) -> web.Response:
+        return json_response(200, limiter.stats())
+
+    app = web.Application()
     app.router.add_get("/metrics", metrics_page)
     app.router.add_get(CONN_STATS_PATH, conn_stats)
-    app.router.add_get("/drainz", drainz)
     return app

@@ -1,4 +1,4 @@
-"""Assembles the sidecar: model health poller, proxy on the serving port, admin port."""
+"""Assembles the sidecar: model health poller, proxy on the serving port, metrics and admin ports."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import time
 
 from aiohttp import web
 
-from chute_sidecar.admin import admin_app
+from chute_sidecar.admin import admin_app, metrics_app
 from chute_sidecar.auth import ApiKeys
 from chute_sidecar.config import Config
 from chute_sidecar.health import ModelHealth
@@ -39,6 +39,7 @@ class Sidecar:
             timeout=config.health_timeout_seconds,
             startup_timeout=config.startup_timeout_seconds,
             metrics=self.metrics,
+            on_start=self._model_started,
         )
         self.proxy = Proxy(
             upstream=config.upstream,
@@ -55,11 +56,13 @@ class Sidecar:
         self._serving: web.ServerRunner | None = None
         self._serving_site: web.TCPSite | None = None
         self._admin: web.AppRunner | None = None
+        self._metrics: web.AppRunner | None = None
         self.port = 0
+        self.metrics_port = 0
         self.admin_port = 0
 
     async def start(self) -> None:
-        """Bind both ports and start polling the model."""
+        """Bind the three ports and start polling the model."""
         config = self.config
         await self.proxy.start()
         await self.health.start()
@@ -73,25 +76,33 @@ class Sidecar:
         await self._serving.setup()
         self._serving_site = web.TCPSite(self._serving, config.host, config.port, backlog=1024)
         await self._serving_site.start()
+        self._metrics = web.AppRunner(
+            metrics_app(self.limiter, self.metrics), access_log=None, shutdown_timeout=_GRACE_AFTER_DEADLINE
+        )
+        await self._metrics.setup()
+        await web.TCPSite(self._metrics, config.host, config.metrics_port).start()
         self._admin = web.AppRunner(
-            admin_app(self.health, self.limiter, self.metrics, self.draining, self.drain_for_model_stop),
+            admin_app(self.health, self.draining, self.drain_for_model_stop, config.drain_token),
             access_log=None,
             shutdown_timeout=_GRACE_AFTER_DEADLINE,
         )
         await self._admin.setup()
         await web.TCPSite(self._admin, config.host, config.admin_port).start()
         self.port = self._serving.addresses[0][1]
+        self.metrics_port = self._metrics.addresses[0][1]
         self.admin_port = self._admin.addresses[0][1]
         log.info(
             "sidecar started",
             extra={
                 "port": self.port,
+                "metrics_port": self.metrics_port,
                 "admin_port": self.admin_port,
                 "upstream": config.upstream,
                 "concurrency": config.concurrency,
                 "cords": list(config.cords),
                 "restrict_to_cords": config.restrict_to_cords,
                 "auth": config.api_key_file is not None,
+                "drain_token": config.drain_token is not None,
             },
         )
 
@@ -100,8 +111,9 @@ class Sidecar:
         keep serving ``drain_seconds`` while endpoints update, then wait until nothing is in flight,
         for at most ``shutdown_timeout_seconds``. Returns what is still in flight."""
         config = self.config
-        self.draining.value = True
+        self.draining.set(model_stop=True)
         self.metrics.draining.set(1)
+        self.health.instance_stopping()
         log.info("draining before the model stops", extra={"in_flight": self.limiter.in_flight})
         await asyncio.sleep(config.drain_seconds)
         with contextlib.suppress(TimeoutError):
@@ -109,12 +121,20 @@ class Sidecar:
                 await self.limiter.wait_idle()
         return self.limiter.in_flight
 
+    def _model_started(self) -> None:
+        """The model answered in a new startup phase: a drain for the previous instance's stop is over
+        (the kubelet runs the preStop hook before a probe-triggered restart too)."""
+        if self.draining.for_model_stop:
+            self.draining.set(model_stop=False)
+            self.metrics.draining.set(1 if self.draining.value else 0)
+            log.info("model container back after a restart: drain over")
+
     async def shutdown(self, hurry: asyncio.Event | None = None) -> None:
         """Graceful stop: unready at once, serve ``drain_seconds`` more, close the listener, then let
         in-flight requests finish for at most ``shutdown_timeout_seconds``."""
         config = self.config
         hurry = hurry or asyncio.Event()
-        self.draining.value = True
+        self.draining.set(shutdown=True)
         self.metrics.draining.set(1)
         log.info(
             "draining",
@@ -146,5 +166,8 @@ class Sidecar:
         if self._admin is not None:
             await self._admin.cleanup()
             self._admin = None
+        if self._metrics is not None:
+            await self._metrics.cleanup()
+            self._metrics = None
         await self.health.stop()
         await self.proxy.close()

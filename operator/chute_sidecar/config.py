@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from chute_sidecar.routes import parse_cord
 
@@ -20,7 +20,8 @@ class Config:
 
     upstream: str
     port: int = 8080
-    admin_port: int = 9090
+    metrics_port: int = 9090
+    admin_port: int = 9091
     host: str = "0.0.0.0"
     concurrency: int = 1
     health_path: str = "/health"
@@ -36,6 +37,7 @@ class Config:
     health_timeout_seconds: float = 5.0
     log_format: str = "json"
     log_level: str = "INFO"
+    drain_token: str | None = field(default=None, repr=False)
 
 
 def env_name(flag: str) -> str:
@@ -96,8 +98,9 @@ def _upstream(text: str) -> str:
 _OPTIONS: tuple[tuple[str, object, object, str], ...] = (
     ("--upstream", _upstream, None, "model server base URL, e.g. http://127.0.0.1:8000 (required)"),
     ("--port", _port, 8080, "serving port (reverse proxy)"),
-    ("--admin-port", _port, 9090, "admin port: probes, /metrics, /_conn_stats"),
-    ("--host", str, "0.0.0.0", "address both ports bind to"),
+    ("--metrics-port", _port, 9090, "metrics port: /metrics, /_conn_stats"),
+    ("--admin-port", _port, 9091, "admin port: probes and /drainz; keep it out of the Service"),
+    ("--host", str, "0.0.0.0", "address the ports bind to"),
     ("--concurrency", _positive_int, 1, "proxied requests in flight at most; one more gets 429"),
     ("--health-path", _path, "/health", "the model's health path, polled in the background"),
     ("--startup-timeout-seconds", _positive, 1800.0, "how long the model may take to start"),
@@ -116,6 +119,7 @@ _OPTIONS: tuple[tuple[str, object, object, str], ...] = (
     ("--health-timeout-seconds", _positive, 5.0, "timeout of one model health poll"),
     ("--log-format", str, "json", "json or text"),
     ("--log-level", str, "INFO", "DEBUG logs every request"),
+    ("--drain-token", str, None, "/drainz needs this in its X-Chute-Drain-Token header (prefer the env)"),
 )
 
 
@@ -166,6 +170,9 @@ def parse_config(argv: Sequence[str], env: Mapping[str, str] | None = None) -> C
         parser.error(f"--upstream (or {env_name('--upstream')}) is required")
     if args.log_format not in ("json", "text"):
         parser.error("--log-format must be json or text")
+    ports = [port for port in (args.port, args.metrics_port, args.admin_port) if port]
+    if len(set(ports)) != len(ports):
+        parser.error("--port, --metrics-port and --admin-port must differ")
     cords = args.cord if args.cord is not None else _split_cords(env.get(env_name("--cord"), ""))
     for cord in cords:
         try:
@@ -177,6 +184,7 @@ def parse_config(argv: Sequence[str], env: Mapping[str, str] | None = None) -> C
     return Config(
         upstream=args.upstream,
         port=args.port,
+        metrics_port=args.metrics_port,
         admin_port=args.admin_port,
         host=args.host,
         concurrency=args.concurrency,
@@ -193,4 +201,5 @@ def parse_config(argv: Sequence[str], env: Mapping[str, str] | None = None) -> C
         health_timeout_seconds=args.health_timeout_seconds,
         log_format=args.log_format,
         log_level=args.log_level.upper(),
+        drain_token=args.drain_token or None,
     )

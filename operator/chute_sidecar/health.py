@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 
 import aiohttp
 
@@ -41,12 +42,14 @@ class ModelHealth:
         timeout: float,
         startup_timeout: float,
         metrics: Metrics,
+        on_start: Callable[[], None] | None = None,
     ) -> None:
         self.url = url
         self.interval = interval
         self.timeout = timeout
         self.startup_timeout = startup_timeout
         self.metrics = metrics
+        self.on_start = on_start
         self.started = False
         self.up = False
         self.failures = 0
@@ -117,7 +120,12 @@ class ModelHealth:
             if not self.started:
                 self.started = True
                 self.metrics.model_started.set(1)
-                log.info("model started", extra={"after_seconds": round(time.monotonic() - self._born, 3)})
+                log.info(
+                    "model started",
+                    extra={"after_seconds": round(time.monotonic() - self._born, 3), "phase": self.phase},
+                )
+                if self.on_start is not None:
+                    self.on_start()
             elif not self.up:
                 log.info("model up again", extra={"after_failures": self.failures})
             self.up = True

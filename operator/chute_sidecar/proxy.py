@@ -96,12 +96,22 @@ class _Coalesced(web.StreamResponse):
 
 
 class Draining:
-    """Shared flag: set once SIGTERM has been received."""
+    """Shared flag, read per request: ``value`` is true while the pod drains, for a SIGTERM (for good)
+    or for the model container's preStop hook (until the model is back after a restart)."""
 
-    __slots__ = ("value",)
+    __slots__ = ("for_model_stop", "for_shutdown", "value")
 
     def __init__(self) -> None:
+        self.for_model_stop = False
+        self.for_shutdown = False
         self.value = False
+
+    def set(self, *, model_stop: bool | None = None, shutdown: bool | None = None) -> None:
+        if model_stop is not None:
+            self.for_model_stop = model_stop
+        if shutdown is not None:
+            self.for_shutdown = shutdown
+        self.value = self.for_model_stop or self.for_shutdown
 
 
 class Proxy:

@@ -237,6 +237,7 @@ def sidecar_config(stub: Stub, **overrides: Any) -> Config:
         upstream=stub.url,
         host=LOOPBACK,
         port=0,
+        metrics_port=0,
         admin_port=0,
         health_interval_seconds=0.05,
         health_timeout_seconds=1.0,
@@ -259,12 +260,15 @@ class Running:
     def admin(self, path: str) -> str:
         return f"http://{LOOPBACK}:{self.sidecar.admin_port}{path}"
 
+    def metrics(self, path: str) -> str:
+        return f"http://{LOOPBACK}:{self.sidecar.metrics_port}{path}"
+
     async def status(self, path: str) -> int:
         async with self.session.get(self.admin(path)) as response:
             return response.status
 
     async def metrics_text(self) -> str:
-        async with self.session.get(self.admin("/metrics")) as response:
+        async with self.session.get(self.metrics("/metrics")) as response:
             assert response.status == 200
             return await response.text()
 

@@ -234,7 +234,9 @@ async def test_unrestricted_cords_only_label(start_sidecar: StartSidecar) -> Non
     assert 'chute_requests_total{code="200",method="GET",route="other"} 1.0' in text
 
 
-async def test_conn_stats_on_both_ports_not_counted(start_sidecar: StartSidecar, stub: Stub) -> None:
+async def test_conn_stats_on_serving_and_metrics_ports_not_counted(
+    start_sidecar: StartSidecar, stub: Stub
+) -> None:
     running = await start_sidecar(concurrency=3)
     task = asyncio.create_task(running.session.get(running.url("/hold")))
 
@@ -242,7 +244,7 @@ async def test_conn_stats_on_both_ports_not_counted(start_sidecar: StartSidecar,
         return stub.entered == 1
 
     await eventually(model_busy)
-    for url in (running.url("/_conn_stats"), running.admin("/_conn_stats")):
+    for url in (running.url("/_conn_stats"), running.metrics("/_conn_stats")):
         async with running.session.get(url) as response:
             assert response.status == 200
             stats = await response.json()

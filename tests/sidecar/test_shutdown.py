@@ -23,9 +23,12 @@ from .conftest import (
 
 
 class Process:
-    def __init__(self, process: asyncio.subprocess.Process, port: int, admin_port: int) -> None:
+    def __init__(
+        self, process: asyncio.subprocess.Process, port: int, metrics_port: int, admin_port: int
+    ) -> None:
         self.process = process
         self.port = port
+        self.metrics_port = metrics_port
         self.admin_port = admin_port
 
     def url(self, path: str) -> str:
@@ -33,6 +36,9 @@ class Process:
 
     def admin(self, path: str) -> str:
         return f"http://{LOOPBACK}:{self.admin_port}{path}"
+
+    def metrics(self, path: str) -> str:
+        return f"http://{LOOPBACK}:{self.metrics_port}{path}"
 
     async def logs(self) -> list[dict[str, object]]:
         assert self.process.stderr is not None
@@ -45,12 +51,13 @@ async def spawn(stub: Stub) -> AsyncIterator[object]:
     processes: list[asyncio.subprocess.Process] = []
 
     async def start(*extra: str) -> Process:
-        port, admin_port = free_port(), free_port()
+        port, metrics_port, admin_port = free_port(), free_port(), free_port()
         process = await asyncio.create_subprocess_exec(
             PYTHON, "-m", "chute_sidecar",
             "--upstream", stub.url,
             "--host", LOOPBACK,
             "--port", str(port),
+            "--metrics-port", str(metrics_port),
             "--admin-port", str(admin_port),
             "--health-interval-seconds", "0.1",
             *extra,
@@ -59,7 +66,7 @@ async def spawn(stub: Stub) -> AsyncIterator[object]:
             stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip
         processes.append(process)
-        return Process(process, port, admin_port)
+        return Process(process, port, metrics_port, admin_port)
 
     yield start
     for process in processes:
@@ -111,7 +118,7 @@ async def test_sigterm_loses_no_request_in_flight(spawn, stub: Stub) -> None:  #
         async with session.get(sidecar.url("/echo")) as response:
             assert response.status == 200
             assert response.headers.get("Connection", "").lower() == "close"
-        async with session.get(sidecar.admin("/metrics")) as response:
+        async with session.get(sidecar.metrics("/metrics")) as response:
             assert "chute_draining 1.0" in await response.text()
 
         results = await asyncio.gather(*in_flight)

@@ -17,7 +17,8 @@ def test_contract_invocation_parses() -> None:
         [
             "--upstream", "http://127.0.0.1:8000/",
             "--port", "8080",
-            "--admin-port", "9090",
+            "--metrics-port", "9090",
+            "--admin-port", "9091",
             "--concurrency", "8",
             "--health-path", "/healthz",
             "--startup-timeout-seconds", "900",
@@ -53,7 +54,8 @@ def test_contract_invocation_parses() -> None:
 
 def test_defaults() -> None:
     config = parse_config(["--upstream", "http://127.0.0.1:8000"], env={})
-    assert (config.port, config.admin_port, config.concurrency) == (8080, 9090, 1)
+    assert (config.port, config.metrics_port, config.admin_port, config.concurrency) == (8080, 9090, 9091, 1)
+    assert config.drain_token is None
     assert (config.health_path, config.startup_timeout_seconds) == ("/health", 1800)
     assert config.api_key_file is None
     assert not config.restrict_to_cords
@@ -67,12 +69,15 @@ def test_environment_fills_in_and_flags_win() -> None:
         env_name("--admin-port"): "9191",
         env_name("--restrict-to-cords"): "true",
         env_name("--cord"): "POST /a; GET /b\nGET /c/*",
+        env_name("--drain-token"): "t0ken",
     }
     assert env_name("--admin-port") == "CHUTE_SIDECAR_ADMIN_PORT"
     config = parse_config(["--concurrency", "2"], env=env)
     assert config.upstream == "http://127.0.0.1:7000"
     assert config.concurrency == 2
     assert config.admin_port == 9191
+    assert config.drain_token == "t0ken"
+    assert "t0ken" not in repr(config)
     assert config.restrict_to_cords
     assert config.cords == ("POST /a", "GET /b", "GET /c/*")
     assert parse_config(["--cord", "GET /x"], env=env).cords == ("GET /x",)
@@ -88,6 +93,8 @@ def test_environment_fills_in_and_flags_win() -> None:
         (["--upstream", "http://x", "--cord", "/a"], {}),
         (["--upstream", "http://x", "--restrict-to-cords"], {}),
         (["--upstream", "http://x", "--log-format", "xml"], {}),
+        (["--upstream", "http://x", "--admin-port", "9090"], {}),  # the metrics port's default
+        (["--upstream", "http://x", "--port", "7000", "--metrics-port", "7000"], {}),
         (["--upstream", "http://x"], {"CHUTE_SIDECAR_PORT": "http"}),
         (["--upstream", "http://x"], {"CHUTE_SIDECAR_RESTRICT_TO_CORDS": "maybe"}),
     ],

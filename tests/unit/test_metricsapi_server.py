@@ -58,13 +58,13 @@ def client_tls(certs: Certs, client: KeyPair | None) -> ssl.SSLContext:
     return context
 
 
-def sidecar_pod(name: str, node: str, ip: str, admin_port: int) -> dict[str, Any]:
+def sidecar_pod(name: str, node: str, ip: str, metrics_port: int) -> dict[str, Any]:
     return {
         "metadata": {"namespace": NS, "name": name, "labels": {"chutes.ai/chute": "qwen"}},
         "spec": {
             "nodeName": node,
             "initContainers": [
-                {"name": SIDECAR_NAME, "ports": [{"name": "admin", "containerPort": admin_port}]}
+                {"name": SIDECAR_NAME, "ports": [{"name": "metrics", "containerPort": metrics_port}]}
             ],
         },
         "status": {"phase": "Running", "podIP": ip, "conditions": [{"type": "Ready", "status": "True"}]},
@@ -85,7 +85,7 @@ class World:
         self.looked_up: list[str] = []
         self.reviews: list[dict[str, Any]] = []
         self.pods = [
-            sidecar_pod("qwen-real", "real-1", "127.0.0.1", sidecar.admin_port),
+            sidecar_pod("qwen-real", "real-1", "127.0.0.1", sidecar.metrics_port),
             sidecar_pod("qwen-sim", "sim-h100-0", "10.244.0.9", 9090),
         ]
         self.samples = Samples(max_age=10.0)
@@ -121,7 +121,9 @@ class World:
 
 @pytest.fixture
 async def world(certs: Certs) -> AsyncIterator[World]:
-    config = Config(upstream="http://127.0.0.1:9", port=0, admin_port=0, host="127.0.0.1", concurrency=4)
+    config = Config(
+        upstream="http://127.0.0.1:9", port=0, metrics_port=0, admin_port=0, host="127.0.0.1", concurrency=4
+    )
     sidecar = Sidecar(config)
     await sidecar.start()
     world = World(sidecar, certs)

@@ -16,11 +16,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from chute_operator.api import TEMPLATES, Chute
+from chute_operator.api.spec import RESERVED_PORTS
 from chute_operator.engines import ENGINES
 from chute_operator.gpus import NoEligibleGpu, builtin_catalog
 from chute_operator.render import render
 from chute_operator.validation import InvalidChute, parse_chute
-from chute_operator.workload import RenderOptions
+from chute_operator.workload import ADMIN_PORT, METRICS_PORT, SIDECAR_PORT, RenderOptions
 from tests.invalid_chutes import BASE, INVALID, chute_with
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -140,13 +141,58 @@ def test_probes_never_kill_a_loading_model() -> None:
     startup = model["startupProbe"]
     assert startup["periodSeconds"] * startup["failureThreshold"] >= 3600
     assert startup["timeoutSeconds"] > 1
-    assert model["livenessProbe"]["httpGet"]["port"] == 9090
+    assert model["livenessProbe"]["httpGet"]["port"] == 9091
     assert "readinessProbe" not in model
 
 
-def test_model_stops_only_after_the_sidecar_drained() -> None:
-    model = _by_kind(render(_chute(), OPTIONS))["Deployment"]["spec"]["template"]["spec"]["containers"][0]
-    assert model["lifecycle"]["preStop"]["httpGet"] == {"path": "/drainz", "port": 9090}
+def _pod(chute: Chute) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """The Service, the sidecar container and the model container."""
+    manifests = _by_kind(render(chute, OPTIONS))
+    pod = manifests["Deployment"]["spec"]["template"]["spec"]
+    return manifests["Service"], pod["initContainers"][0], pod["containers"][0]
+
+
+def test_probes_and_drain_are_on_a_port_the_service_does_not_publish() -> None:
+    service, sidecar, model = _pod(_chute())
+    assert {p["name"]: p["containerPort"] for p in sidecar["ports"]} == {
+        "http": 8080,
+        "metrics": 9090,
+        "admin": 9091,
+    }
+    assert [(p["name"], p["port"], p["targetPort"]) for p in service["spec"]["ports"]] == [
+        ("http", 80, "http"),
+        ("metrics", 9090, "metrics"),
+    ]
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert sidecar[probe]["httpGet"]["port"] == "admin"
+    # a model container's probes and hooks cannot name the sidecar's ports: the number
+    for probe in ("startupProbe", "livenessProbe"):
+        assert model[probe]["httpGet"]["port"] == 9091
+    assert model["lifecycle"]["preStop"]["httpGet"]["port"] == 9091
+    assert "--metrics-port=9090" in sidecar["args"]
+    assert "--admin-port=9091" in sidecar["args"]
+
+
+def test_the_crd_reserves_the_sidecars_ports() -> None:
+    assert RESERVED_PORTS == (SIDECAR_PORT, METRICS_PORT, ADMIN_PORT)
+
+
+def test_model_stops_only_after_the_sidecar_drained_and_only_the_hook_can_drain() -> None:
+    _, sidecar, model = _pod(_chute())
+    hook = model["lifecycle"]["preStop"]["httpGet"]
+    assert hook["path"] == "/drainz"
+    [header] = hook["httpHeaders"]
+    assert header["name"] == "X-Chute-Drain-Token"
+    token = header["value"]
+    assert len(token) >= 32
+    env = {var["name"]: var["value"] for var in sidecar["env"]}
+    assert env["CHUTE_SIDECAR_DRAIN_TOKEN"] == token
+    assert not any(token in arg for arg in sidecar["args"])  # not in the node's process list
+    other = chute_with()
+    other["metadata"]["uid"] = "0c4a1f3e-0000-4000-8000-000000000002"
+    other_model = _pod(parse_chute(other))[2]
+    assert other_model["lifecycle"]["preStop"]["httpGet"]["httpHeaders"][0]["value"] != token
+    assert _pod(_chute())[2]["lifecycle"] == model["lifecycle"]  # stable: no writes on re-render
 
 
 def test_autoscaling_renders_an_hpa_and_leaves_replicas_to_it() -> None:
@@ -303,7 +349,7 @@ def _specs(draw: st.DrawFn) -> dict[str, Any]:
             spec["model"]["revision"] = draw(st.from_regex(r"[0-9a-f]{40}", fullmatch=True))
     optional: dict[str, Any] = {
         "concurrency": st.integers(1, 256),
-        "port": st.integers(1, 65535).filter(lambda p: p not in (8080, 9090)),
+        "port": st.integers(1, 65535).filter(lambda p: p not in (8080, 9090, 9091)),
         "replicas": st.integers(0, 100),
         "cords": _cords,
         "resources": st.fixed_dictionaries(

@@ -14,8 +14,9 @@ GPU_NAME_PATTERN = r"^[a-z0-9][a-z0-9_]*$"
 GpuName = Annotated[str, StringConstraints(pattern=GPU_NAME_PATTERN, max_length=32)]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=253)]
 Arg = Annotated[str, StringConstraints(max_length=4096)]
-RESERVED_PORTS = (8080, 9090)
-"""Ports of the injected sidecar (serving, admin); the model server must use another."""
+RESERVED_PORTS = (8080, 9090, 9091)
+"""Ports of the injected sidecar (serving, metrics, admin: probes and drain); the model server must use
+another."""
 
 
 def _check(model: ApiModel, rules: tuple[Rule, ...]) -> None:
@@ -343,7 +344,7 @@ class ChuteSpec(ApiModel):
         ge=1,
         le=65535,
         description="Port the model server listens on, on localhost (default from the template; "
-        "8080 and 9090 are the sidecar's).",
+        "8080, 9090 and 9091 are the sidecar's).",
     )
     node_selector: NodeSelector = Field(default_factory=NodeSelector, description="GPU requirements.")
     concurrency: int | None = Field(
@@ -427,8 +428,8 @@ class ChuteSpec(ApiModel):
             check=lambda s: s.template in ("custom", "diffusion") or s.model is not None,
         ),
         Rule(
-            cel="!has(self.port) || (self.port != 8080 && self.port != 9090)",
-            message="spec.port: 8080 and 9090 are reserved for the sidecar",
+            cel=f"!has(self.port) || !(self.port in {list(RESERVED_PORTS)})",
+            message="spec.port: 8080, 9090 and 9091 are reserved for the sidecar",
             field_path=".port",
             check=lambda s: s.port not in RESERVED_PORTS,
         ),
