@@ -8,6 +8,8 @@ import os
 import time
 from collections.abc import Mapping
 
+from chute_sidecar.headers import ascii_bytes
+
 log = logging.getLogger("chute_sidecar.auth")
 
 RECHECK_SECONDS = 1.0
@@ -27,15 +29,16 @@ def read_keys(path: str) -> tuple[bytes, ...]:
 
 
 def presented_key(headers: Mapping[str, str]) -> bytes | None:
-    """The key from ``Authorization: Bearer <key>`` or else ``X-API-Key: <key>``."""
+    """The key from ``Authorization: Bearer <key>`` or else ``X-API-Key: <key>``.
+    Raises :class:`BadHeader` for a key that is not ASCII (a bearer token never is)."""
     value = headers.get("Authorization")
     if value is not None:
         scheme, _, token = value.partition(" ")
         if scheme.lower() == "bearer" and token.strip():
-            return token.strip().encode()
+            return ascii_bytes("Authorization", token.strip())
     value = headers.get("X-API-Key")
     if value is not None and value.strip():
-        return value.strip().encode()
+        return ascii_bytes("X-API-Key", value.strip())
     return None
 
 
@@ -81,9 +84,11 @@ class ApiKeys:
             log.info("api keys loaded", extra={"path": self.path, "keys": len(keys)})
         if not keys:
             log.error("api key file has no keys: every request is refused", extra={"path": self.path})
+        elif not all(key.isascii() for key in keys):
+            log.warning("api keys that are not ASCII never match (requests with them get 400)")
 
     def allows(self, headers: Mapping[str, str]) -> bool:
-        """Whether the request presents one of the keys."""
+        """Whether the request presents one of the keys; :class:`BadHeader` for a non-ASCII key."""
         now = time.monotonic()
         if now >= self._next_check:
             self._next_check = now + RECHECK_SECONDS

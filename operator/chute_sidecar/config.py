@@ -12,6 +12,7 @@ from chute_sidecar.routes import parse_cord
 ENV_PREFIX = "CHUTE_SIDECAR_"
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +119,7 @@ _OPTIONS: tuple[tuple[str, object, object, str], ...] = (
     ("--health-interval-seconds", _positive, 5.0, "model health poll interval"),
     ("--health-timeout-seconds", _positive, 5.0, "timeout of one model health poll"),
     ("--log-format", str, "json", "json or text"),
-    ("--log-level", str, "INFO", "DEBUG logs every request"),
+    ("--log-level", str, "INFO", "DEBUG, INFO, WARNING, ERROR or CRITICAL; DEBUG logs every request"),
     ("--drain-token", str, None, "/drainz needs this in its X-Chute-Drain-Token header (prefer the env)"),
 )
 
@@ -170,6 +171,8 @@ def parse_config(argv: Sequence[str], env: Mapping[str, str] | None = None) -> C
         parser.error(f"--upstream (or {env_name('--upstream')}) is required")
     if args.log_format not in ("json", "text"):
         parser.error("--log-format must be json or text")
+    if args.log_level.upper() not in LOG_LEVELS:
+        parser.error(f"--log-level must be one of {', '.join(LOG_LEVELS)} (any case), got {args.log_level!r}")
     ports = [port for port in (args.port, args.metrics_port, args.admin_port) if port]
     if len(set(ports)) != len(ports):
         parser.error("--port, --metrics-port and --admin-port must differ")

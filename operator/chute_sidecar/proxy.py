@@ -13,6 +13,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from chute_sidecar.auth import ApiKeys
+from chute_sidecar.headers import BadHeader, ascii_bytes
 from chute_sidecar.limiter import Limiter
 from chute_sidecar.metrics import Metrics
 from chute_sidecar.routes import OTHER, RouteTable, method_label
@@ -171,20 +172,25 @@ class Proxy:
             if self.restrict:
                 return self._refuse(OTHER, method, started, 404, "route", "no such route")
             route = OTHER
-        if self.keys is not None and not self.keys.allows(request.headers):
-            return self._refuse(route, method, started, 401, "auth", "missing or invalid API key")
-        length = request.content_length
-        if length is not None and length > self.max_body:
-            return self._refuse(route, method, started, 413, "body_too_large", "request body too large")
-        if not path.startswith("/"):
-            return self._refuse(route, method, started, 400, None, "bad request target")
+        try:
+            if self.keys is not None and not self.keys.allows(request.headers):
+                return self._refuse(route, method, started, 401, "auth", "missing or invalid API key")
+            length = request.content_length
+            if length is not None and length > self.max_body:
+                return self._refuse(route, method, started, 413, "body_too_large", "request body too large")
+            if not path.startswith("/"):
+                return self._refuse(route, method, started, 400, None, "bad request target")
+            chunked = length is None and request.body_exists
+            head = self._head(request, raw_path, chunked)
+        except BadHeader as error:
+            return self._refuse(route, method, started, 400, None, str(error))
         ticket = self.limiter.try_acquire()
         if ticket is None:
             return self._refuse(route, method, started, 429, "concurrency", "at capacity, retry")
         self.metrics.last_request.set(time.time())
         code = CLIENT_CLOSED
         try:
-            response, code = await self._forward(request, route, method, raw_path, length, started)
+            response, code = await self._forward(request, route, method, head, chunked, started)
             return response
         finally:
             self.limiter.release(ticket)
@@ -216,22 +222,25 @@ class Proxy:
     def _head(self, request: web.BaseRequest, raw_path: str, chunked: bool) -> bytes:
         """The upstream request head: the client's raw headers minus hop-by-hop ones, plus forwarding."""
         drop = _RAW_DROP
-        connection = request.headers.get("Connection")
-        if connection:
-            drop = drop | {name.strip().lower().encode("latin-1") for name in connection.split(",")}
-        headers = [(name, value) for name, value in request.raw_headers if name.lower() not in drop]
         incoming = request.headers
+        connection = incoming.get("Connection")
+        if connection:
+            names = ascii_bytes("Connection", connection).lower()
+            drop = drop | {name.strip() for name in names.split(b",")}
+        headers = [(name, value) for name, value in request.raw_headers if name.lower() not in drop]
         remote = request.remote
         forwarded = incoming.get("X-Forwarded-For")
         if remote:
             forwarded = f"{forwarded}, {remote}" if forwarded else remote
         if forwarded:
-            headers.append((b"X-Forwarded-For", forwarded.encode("latin-1")))
+            headers.append((b"X-Forwarded-For", ascii_bytes("X-Forwarded-For", forwarded)))
         if "X-Forwarded-Proto" not in incoming:
-            headers.append((b"X-Forwarded-Proto", request.scheme.encode("latin-1")))
+            headers.append((b"X-Forwarded-Proto", request.scheme.encode("ascii")))
         host = incoming.get("Host")
-        if host and "X-Forwarded-Host" not in incoming:
-            headers.append((b"X-Forwarded-Host", host.encode("latin-1")))
+        if host:
+            host_bytes = ascii_bytes("Host", host)
+            if "X-Forwarded-Host" not in incoming:
+                headers.append((b"X-Forwarded-Host", host_bytes))
         if chunked:
             headers.append((b"Transfer-Encoding", b"chunked"))
         assert self.pool is not None
@@ -242,22 +251,18 @@ class Proxy:
         request: web.BaseRequest,
         route: str,
         method: str,
-        raw_path: str,
-        length: int | None,
+        head: bytes,
+        chunked: bool,
         started: float,
     ) -> tuple[web.StreamResponse, int]:
         assert self.pool is not None
         if request.headers.get("Expect", "").lower() == "100-continue":
             await request.writer.write(_CONTINUE)
         body: AsyncIterator[bytes] | None = None
-        chunked = False
-        if request.body_exists:
-            if length is not None:
-                body = _stream(request.content)  # the client's Content-Length is forwarded
-            else:
-                chunked = True
-                body = _Upload(self.max_body).chunked(request.content)
-        head = self._head(request, raw_path, chunked)
+        if chunked:
+            body = _Upload(self.max_body).chunked(request.content)
+        elif request.body_exists:
+            body = _stream(request.content)  # the client's Content-Length is forwarded
         response: web.StreamResponse | None = None
         try:
             async with (
