@@ -39,6 +39,8 @@ class Controller:
             cluster_domain=settings.cluster_domain,
             hpa_scale_to_zero=settings.hpa_scale_to_zero,
             hpa_exact_scale_up=settings.hpa_exact_scale_up,
+            dns=settings.dns_peer(),
+            metrics_readers=settings.metrics_readers(),
         )
         self.elector = (
             LeaderElector(

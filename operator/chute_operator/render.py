@@ -67,8 +67,7 @@ def render_workload(workload: Workload) -> list[Manifest]:
         names.append("hpa.yaml.j2")
     if workload.service_monitor:
         names.append("servicemonitor.yaml.j2")
-    if workload.network_policy:
-        names.append("networkpolicy.yaml.j2")
+    names.append("networkpolicy.yaml.j2")
     return [_render(name, workload) for name in names]
 
 

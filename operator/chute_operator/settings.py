@@ -5,13 +5,38 @@ from __future__ import annotations
 import os
 import socket
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from chute_operator.workload import DEFAULT_SIDECAR_IMAGE
+from chute_operator.workload import (
+    DEFAULT_SIDECAR_IMAGE,
+    KUBE_DNS,
+    NAMESPACE_NAME_LABEL,
+    PROMETHEUS,
+    PeerSelector,
+)
 
 
 def _env(name: str, default: str) -> str:
     return os.environ.get(f"CHUTE_OPERATOR_{name}", default)
+
+
+def labels_text(labels: Mapping[str, str]) -> str:
+    """``{"a": "1", "b": "2"}`` as ``a=1,b=2``."""
+    return ",".join(f"{key}={value}" for key, value in dict(labels).items())
+
+
+def parse_labels(name: str, text: str) -> dict[str, str]:
+    """``a=1,b=2`` as a dict; ValueError naming the variable for anything else."""
+    labels = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, equals, value = item.partition("=")
+        if not equals or not key.strip():
+            raise ValueError(
+                f"CHUTE_OPERATOR_{name}: {item!r} is not key=value (a comma-separated label list)"
+            )
+        labels[key.strip()] = value.strip()
+    return labels
 
 
 def _flag(name: str, default: bool) -> bool:
@@ -64,12 +89,54 @@ class Settings:
     """TEST ONLY: a JSON file {"namespace/pod": "127.0.0.1:PORT"} read each round; loopback only.
     Lets tests read real sidecar processes on loopback for pods on simulated nodes."""
 
+    dns_namespace_selector: str = labels_text(KUBE_DNS.namespace_labels)
+    """Labels (``k=v,k=v``) of the namespace of the cluster's DNS pods: a Chute's only DNS servers."""
+    dns_pod_selector: str = labels_text(KUBE_DNS.pod_labels)
+    """Labels of the cluster's DNS pods."""
+    prometheus_namespace_selector: str = labels_text(PROMETHEUS.namespace_labels)
+    """Labels of the namespace Prometheus runs in (empty: any): it alone reaches a Chute's metrics port."""
+    prometheus_pod_selector: str = labels_text(PROMETHEUS.pod_labels)
+    """Labels of the Prometheus pods (empty: every pod of those namespaces)."""
+    operator_namespace: str = "default"
+    """Namespace of the operator's own pods (env POD_NAMESPACE in the chart)."""
+    operator_pod_selector: str = "app.kubernetes.io/name=chute-operator"
+    """Labels of the operator's pods: with metrics_api they may read every Chute's metrics port."""
+
+    def dns_peer(self) -> PeerSelector:
+        """The only pods a Chute may query for DNS (without allowExternalEgress)."""
+        return PeerSelector(
+            parse_labels("DNS_NAMESPACE_SELECTOR", self.dns_namespace_selector),
+            parse_labels("DNS_POD_SELECTOR", self.dns_pod_selector),
+        )
+
+    def metrics_readers(self) -> tuple[PeerSelector, ...]:
+        """Who may reach a Chute's metrics port: Prometheus, and the operator if it serves the metrics API."""
+        prometheus = PeerSelector(
+            parse_labels("PROMETHEUS_NAMESPACE_SELECTOR", self.prometheus_namespace_selector),
+            parse_labels("PROMETHEUS_POD_SELECTOR", self.prometheus_pod_selector),
+        )
+        if not self.metrics_api:
+            return (prometheus,)
+        operator = PeerSelector(
+            {NAMESPACE_NAME_LABEL: self.operator_namespace},
+            parse_labels("OPERATOR_POD_SELECTOR", self.operator_pod_selector),
+        )
+        return (prometheus, operator)
+
     @classmethod
     def from_env(cls) -> Settings:
         """Settings from the environment; unset variables keep the defaults above."""
         default = cls()
         namespaces = tuple(n.strip() for n in _env("NAMESPACES", "").split(",") if n.strip())
-        return cls(
+        settings = cls(
+            dns_namespace_selector=_env("DNS_NAMESPACE_SELECTOR", default.dns_namespace_selector),
+            dns_pod_selector=_env("DNS_POD_SELECTOR", default.dns_pod_selector),
+            prometheus_namespace_selector=_env(
+                "PROMETHEUS_NAMESPACE_SELECTOR", default.prometheus_namespace_selector
+            ),
+            prometheus_pod_selector=_env("PROMETHEUS_POD_SELECTOR", default.prometheus_pod_selector),
+            operator_namespace=_env("OPERATOR_NAMESPACE", os.environ.get("POD_NAMESPACE", "default")),
+            operator_pod_selector=_env("OPERATOR_POD_SELECTOR", default.operator_pod_selector),
             field_manager=_env("FIELD_MANAGER", default.field_manager),
             sidecar_image=_env("SIDECAR_IMAGE", default.sidecar_image),
             gpu_catalog=_env("GPU_CATALOG", "") or None,
@@ -114,3 +181,6 @@ class Settings:
             ),
             metrics_api_test_only_sidecar_addresses=_env("METRICS_API_TEST_ONLY_SIDECAR_ADDRESSES", ""),
         )
+        settings.dns_peer()  # a malformed selector stops the operator at start-up, naming the variable
+        settings.metrics_readers()
+        return settings

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +36,35 @@ HPA_METRIC = "chute_utilization_ratio"
 HPA_MAX_STABILIZATION_SECONDS = 3600
 
 
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
+DNS_PORTS = [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]
+
+
+def _match(labels: Mapping[str, str]) -> dict[str, Any]:
+    return {"matchLabels": dict(labels)} if labels else {}
+
+
+@dataclass(frozen=True)
+class PeerSelector:
+    """Pods a NetworkPolicy rule names: those with ``pod_labels`` in namespaces with ``namespace_labels``.
+
+    Empty labels match everything (every pod, every namespace).
+    """
+
+    namespace_labels: Mapping[str, str]
+    pod_labels: Mapping[str, str]
+
+    def peer(self) -> dict[str, Any]:
+        """The NetworkPolicyPeer."""
+        return {"namespaceSelector": _match(self.namespace_labels), "podSelector": _match(self.pod_labels)}
+
+
+KUBE_DNS = PeerSelector({NAMESPACE_NAME_LABEL: "kube-system"}, {"k8s-app": "kube-dns"})
+"""The cluster's DNS pods as kubeadm, kind, k3s and most managed clusters label them."""
+PROMETHEUS = PeerSelector({NAMESPACE_NAME_LABEL: "monitoring"}, {"app.kubernetes.io/name": "prometheus"})
+"""Prometheus pods as prometheus-operator labels them, in namespace ``monitoring``."""
+
+
 @dataclass(frozen=True)
 class RenderOptions:
     """Operator-wide settings that shape every Chute's manifests."""
@@ -47,6 +77,10 @@ class RenderOptions:
     hpa_exact_scale_up: bool = True
     """Render ``behavior.scaleUp.tolerance: 0`` (Kubernetes >= 1.35, HPAConfigurableTolerance): scale up
     as soon as the average exceeds scalingThreshold, as Chutes does, not 10 % beyond it."""
+    dns: PeerSelector = KUBE_DNS
+    """The only pods a Chute may send DNS queries to (unless it allows external egress)."""
+    metrics_readers: tuple[PeerSelector, ...] = (PROMETHEUS,)
+    """The only pods that reach a Chute's metrics port (Prometheus; the operator for its metrics API)."""
 
 
 @dataclass(frozen=True)
@@ -88,7 +122,10 @@ class Workload:
     service: dict[str, Any]
     monitoring: dict[str, Any]
     service_monitor: bool
-    network_policy: bool
+    metrics_readers: list[dict[str, Any]]
+    """NetworkPolicy peers admitted to the sidecar's metrics port."""
+    egress: list[dict[str, Any]] | None
+    """NetworkPolicy egress rules; None when the Chute allows any egress."""
     api_key_secret: dict[str, str] | None
     resources: dict[str, dict[str, Any]]
     shared_memory: str
@@ -259,6 +296,20 @@ def _model_server(spec: ChuteSpec, engine: Engine, cache_path: str, chute: Chute
     }
 
 
+def _egress(spec: ChuteSpec, options: RenderOptions) -> list[dict[str, Any]] | None:
+    """DNS to the cluster's DNS pods, then the Chute's allowedEgress; None for unrestricted egress."""
+    if spec.allow_external_egress:
+        return None
+    rules: list[dict[str, Any]] = [{"to": [options.dns.peer()], "ports": DNS_PORTS}]
+    for allowed in spec.allowed_egress:
+        peer = PeerSelector({NAMESPACE_NAME_LABEL: allowed.namespace}, allowed.pod_selector).peer()
+        rule: dict[str, Any] = {"to": [peer]}
+        if allowed.ports:
+            rule["ports"] = [{"protocol": allowed.protocol, "port": port} for port in allowed.ports]
+        rules.append(rule)
+    return rules
+
+
 def _url(chute: Chute, options: RenderOptions) -> str:
     """The Service's in-cluster URL (the port only when it is not 80)."""
     name, namespace, port = chute.metadata.name, chute.metadata.namespace, chute.spec.service.port
@@ -290,7 +341,8 @@ def resolve(chute: Chute, options: RenderOptions) -> Workload:
         "service": spec.service.model_dump(by_alias=True),
         "monitoring": spec.monitoring.model_dump(by_alias=True),
         "service_monitor": spec.monitoring.service_monitor,
-        "network_policy": not spec.allow_external_egress,
+        "metrics_readers": [reader.peer() for reader in options.metrics_readers],
+        "egress": _egress(spec, options),
         "api_key_secret": spec.auth.api_key_secret_ref.model_dump() if spec.auth else None,
         "resources": _resources(spec),
         "shared_memory": spec.resources.shared_memory or ("16Gi" if spec.node_selector.gpu_count else "1Gi"),

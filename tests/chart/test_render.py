@@ -111,6 +111,30 @@ def test_operator_settings_reach_the_environment(helm: Helm) -> None:
     assert env["CHUTE_OPERATOR_NAMESPACES"] == "a,b"
 
 
+def test_chute_network_policy_peers_reach_the_environment(helm: Helm) -> None:
+    env = env_of(operator_container(helm.template()))
+    assert env["CHUTE_OPERATOR_DNS_NAMESPACE_SELECTOR"] == "kubernetes.io/metadata.name=kube-system"
+    assert env["CHUTE_OPERATOR_DNS_POD_SELECTOR"] == "k8s-app=kube-dns"
+    assert env["CHUTE_OPERATOR_PROMETHEUS_NAMESPACE_SELECTOR"] == "kubernetes.io/metadata.name=monitoring"
+    assert env["CHUTE_OPERATOR_PROMETHEUS_POD_SELECTOR"] == "app.kubernetes.io/name=prometheus"
+    assert env["CHUTE_OPERATOR_OPERATOR_POD_SELECTOR"] == (
+        "app.kubernetes.io/instance=co,app.kubernetes.io/name=chute-operator"
+    )
+    objects = helm.template(
+        sets=(
+            "chuteNetworkPolicy.dns.namespaceSelector=null",
+            "chuteNetworkPolicy.dns.podSelector.app=coredns",
+            "chuteNetworkPolicy.prometheus.namespaceSelector.team=ops",
+        )
+    )
+    env = env_of(operator_container(objects))
+    assert env["CHUTE_OPERATOR_DNS_NAMESPACE_SELECTOR"] == ""
+    assert env["CHUTE_OPERATOR_DNS_POD_SELECTOR"] == "app=coredns,k8s-app=kube-dns"
+    assert env["CHUTE_OPERATOR_PROMETHEUS_NAMESPACE_SELECTOR"] == (
+        "kubernetes.io/metadata.name=monitoring,team=ops"
+    )
+
+
 def test_image_defaults_to_app_version_and_sidecar_to_the_same_image(helm: Helm) -> None:
     app_version = yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
     container = operator_container(helm.template())

@@ -34,6 +34,7 @@ BAD_VALUES = [
     (("prometheusRule.chuteNotReadyFor=fifteen minutes",), "/prometheusRule/chuteNotReadyFor"),
     (("metrics.serviceMonitor.intervall=10s",), "'intervall'"),
     (("podDisruptionBudget.minAvailable=half",), "/podDisruptionBudget/minAvailable"),
+    (("chuteNetworkPolicy.dns.podSelektor.app=x",), "'podSelektor'"),
     (("grafanaDashboard.labels.grafana_dashboard=1",), "/grafanaDashboard/labels/grafana_dashboard"),
 ]
 

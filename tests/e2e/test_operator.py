@@ -195,8 +195,14 @@ def test_turning_features_off_removes_their_children(
         }
     }
     control_plane.kubectl("patch", "chute", "prune", "-n", namespace, "--type=merge", "-p", json.dumps(patch))
-    for kind in ("horizontalpodautoscaler", "servicemonitor", "networkpolicy"):
+    for kind in ("horizontalpodautoscaler", "servicemonitor"):
         eventually(lambda k=kind: get(control_plane, k, "prune", namespace) is None, what=f"{kind} removed")
+
+    def egress_open() -> bool:  # the NetworkPolicy stays: it still governs ingress
+        policy = get(control_plane, "networkpolicy", "prune", namespace) or {}
+        return policy.get("spec", {}).get("policyTypes") == ["Ingress"] and "egress" not in policy["spec"]
+
+    eventually(egress_open, what="egress opened, ingress still governed")
     eventually(
         lambda: (
             (get(control_plane, "deployment", "prune", namespace) or {}).get("spec", {}).get("replicas") == 2

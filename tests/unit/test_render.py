@@ -229,7 +229,7 @@ def test_optional_children_follow_the_spec() -> None:
     kinds = set(
         _by_kind(render(_chute(monitoring={"serviceMonitor": False}, allowExternalEgress=True), OPTIONS))
     )
-    assert kinds == {"Deployment", "Service"}
+    assert kinds == {"Deployment", "Service", "NetworkPolicy"}  # it governs ingress either way
 
 
 def test_children_are_owned_and_labelled() -> None:
@@ -365,6 +365,7 @@ def _specs(draw: st.DrawFn) -> dict[str, Any]:
             }
         ),
         "auth": st.just({"apiKeySecretRef": {"name": "keys"}}),
+        "allowedEgress": st.just([{"namespace": "mirrors", "podSelector": {"app": "m"}, "ports": [8080]}]),
         "health": st.fixed_dictionaries(
             {}, optional={"path": st.just("/ping"), "startupTimeoutSeconds": st.integers(30, 86400)}
         ),
@@ -391,4 +392,4 @@ def test_any_valid_spec_renders_valid_objects(spec: dict[str, Any]) -> None:
     _validate_upstream(manifests)
     kinds = _by_kind(manifests)
     assert ("HorizontalPodAutoscaler" in kinds) == (spec["minInstances"] < spec["maxInstances"])
-    assert ("NetworkPolicy" in kinds) == (not spec["allowExternalEgress"])
+    assert ("egress" in kinds["NetworkPolicy"]["spec"]) == (not spec["allowExternalEgress"])

@@ -98,3 +98,12 @@ app.kubernetes.io/part-of: chutes
   resources: ["events"]
   verbs: ["create", "patch"]
 {{- end -}}
+
+{{/* A label map as the operator's settings read it: key=value,key=value (sorted by key). */}}
+{{- define "chute-operator.labelList" -}}
+{{- $items := list -}}
+{{- range $key, $value := . -}}
+{{- $items = append $items (printf "%s=%s" $key $value) -}}
+{{- end -}}
+{{- join "," $items -}}
+{{- end -}}

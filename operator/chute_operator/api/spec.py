@@ -192,6 +192,32 @@ class Monitoring(ApiModel):
     )
 
 
+NAMESPACE_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+class EgressRule(ApiModel):
+    """In-cluster pods the model may connect to: one egress rule of the Chute's NetworkPolicy."""
+
+    namespace: str = Field(
+        min_length=1,
+        max_length=63,
+        pattern=NAMESPACE_PATTERN,
+        description="Namespace of the destination pods.",
+    )
+    pod_selector: dict[str, str] = Field(
+        default_factory=dict,
+        description="Labels the destination pods carry; empty means every pod of the namespace.",
+    )
+    ports: list[Port] = Field(
+        default_factory=list,
+        max_length=16,
+        description="Destination ports on the pods (for a Service: its targetPort); empty means every port.",
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+    )
+    protocol: Literal["TCP", "UDP"] = Field(default="TCP", description="Protocol of the ports: TCP or UDP.")
+
+
 class SecretKeyRef(ApiModel):
     """A key of a Secret in the Chute's namespace."""
 
@@ -399,9 +425,17 @@ class ChuteSpec(ApiModel):
     auth: Auth | None = Field(default=None, description="Require an API key on requests.")
     allow_external_egress: bool = Field(
         default=False,
-        description="Allow the model to open connections outside the cluster. When false a "
-        "NetworkPolicy allows only DNS and in-cluster destinations (provide weights via the cache "
-        "PersistentVolumeClaim or an in-cluster mirror).",
+        description="Let the pods open connections to any address, inside or outside the cluster. When "
+        "false the Chute's NetworkPolicy allows only DNS queries to the cluster's DNS pods and the "
+        "destinations in allowedEgress (provide weights via the cache PersistentVolumeClaim or an "
+        "in-cluster mirror listed there). Ingress is governed either way: only the serving port, "
+        "and the metrics port from Prometheus.",
+    )
+    allowed_egress: list[EgressRule] = Field(
+        default_factory=list,
+        max_length=32,
+        description="In-cluster pods the model may connect to while allowExternalEgress is false, "
+        "e.g. a model mirror: [{namespace: mirrors, podSelector: {app: hf-mirror}, ports: [8080]}].",
     )
     resources: Resources = Field(default_factory=Resources, description="Compute resources.")
     cache: Cache = Field(default_factory=Cache, description="Model cache volume.")
