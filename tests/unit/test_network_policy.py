@@ -152,3 +152,13 @@ def test_every_template_that_takes_a_host_binds_the_model_to_loopback() -> None:
         assert args[args.index(host_flag) + 1] == "127.0.0.1", name
     for name in ("custom", "diffusion"):  # the image's own command: the NetworkPolicy closes its port
         assert ENGINES[name].args(_chute(template=name).spec, 8000) == []
+
+
+def test_the_admitted_ports_are_the_sidecars_serving_and_metrics_ports() -> None:
+    manifests = {m["kind"]: m for m in render(_chute(), OPTIONS)}
+    pod = manifests["Deployment"]["spec"]["template"]["spec"]
+    sidecar_ports = {port["name"]: port["containerPort"] for port in pod["initContainers"][0]["ports"]}
+    admitted = {port for rule in manifests["NetworkPolicy"]["spec"]["ingress"] for port in _ports(rule)}
+    assert admitted <= set(sidecar_ports)
+    service_targets = {port["targetPort"] for port in manifests["Service"]["spec"]["ports"]}
+    assert service_targets == admitted
