@@ -35,11 +35,30 @@ class ProtocolError(UpstreamError):
 
 
 class _Stale(ProtocolError):
-    """A reused connection closed before any byte of the response: safe to retry a bodyless request."""
+    """A reused connection closed before any byte of the response: a bodyless idempotent request may
+    be sent again; any other may have been acted on by the model."""
 
 
 _HEAD, _LENGTH, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_CRLF, _TRAILERS, _UNTIL_CLOSE, _DONE = range(8)
 _NO_BODY_STATUS = frozenset({204, 304})
+_HEX_DIGITS = b"0123456789abcdefABCDEF"
+_IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})  # RFC 9110 9.2.2
+
+
+def _digits(text: str) -> bool:
+    return text.isascii() and text.isdigit()  # isdigit alone takes "²"
+
+
+def _content_length(values: list[str], headers: CIMultiDict[str]) -> int:
+    """The one length that repeated fields or a list (``2, 2``) agree on (RFC 9110 8.6), left as a
+    single field in ``headers``; :class:`ProtocolError` for anything else."""
+    if len(values) == 1 and _digits(values[0]):
+        return int(values[0])
+    parts = {part.strip() for value in values for part in value.split(",")}
+    if len(parts) != 1 or not _digits(length := parts.pop()):
+        raise ProtocolError(f"bad Content-Length {values!r}")
+    headers["Content-Length"] = length  # replaces every field of that name
+    return int(length)
 
 
 class Response:
@@ -162,13 +181,11 @@ class Connection(asyncio.Protocol):
                     if len(buffer) > 1024:
                         raise ProtocolError("chunk size line too long")
                     return
-                try:
-                    size = int(bytes(buffer[:end]).split(b";", 1)[0].strip(), 16)
-                except ValueError:
-                    raise ProtocolError("bad chunk size") from None
-                del buffer[: end + 2]
-                if size < 0:
+                digits = bytes(buffer[:end]).split(b";", 1)[0].rstrip(b" \t")
+                if not digits or digits.translate(None, _HEX_DIGITS):  # int() would take 0x, +, _
                     raise ProtocolError("bad chunk size")
+                del buffer[: end + 2]
+                size = int(digits, 16)
                 self._remaining = size
                 self._state = _CHUNK_DATA if size else _TRAILERS
             elif state == _CHUNK_DATA:
@@ -222,17 +239,20 @@ class Connection(asyncio.Protocol):
         connection = headers.get("Connection", "").lower()
         self._keep_alive = "close" not in connection if version == "1.1" else "keep-alive" in connection
         transfer = headers.get("Transfer-Encoding")
-        length = headers.get("Content-Length")
+        lengths = headers.getall("Content-Length", None)
         if self._head_only or status in _NO_BODY_STATUS:
             self._state = _DONE
         elif transfer is not None:
             if transfer.lower().rsplit(",", 1)[-1].strip() != "chunked":
                 raise ProtocolError(f"unsupported transfer coding {transfer!r}")
+            if lengths is not None:
+                # RFC 9112 6.3: Transfer-Encoding wins; a Content-Length must not travel on beside
+                # the decoded body, and such a message is suspect: the connection is not reused
+                del headers["Content-Length"]
+                self._keep_alive = False
             self._state = _CHUNK_SIZE
-        elif length is not None:
-            if not length.isdigit():
-                raise ProtocolError(f"bad Content-Length {length!r}")
-            self._remaining = int(length)
+        elif lengths is not None:
+            self._remaining = _content_length(lengths, headers)
             self._state = _LENGTH if self._remaining else _DONE
         else:
             self._state = _UNTIL_CLOSE
@@ -429,9 +449,9 @@ class Exchange:
                 return await pending
             except _Stale:
                 self._cleanup()
-                if self._body is not None or fresh:
+                if fresh or self._body is not None or self._head.split(b" ", 1)[0] not in _IDEMPOTENT:
                     raise
-                fresh = True  # a bodyless request is replayed once, on a new connection
+                fresh = True  # a bodyless idempotent request is replayed once, on a new connection
             except BaseException:
                 self._cleanup()
                 raise

@@ -171,3 +171,54 @@ async def test_slow_client_backpressure_keeps_the_stream_whole(sidecar: Running)
             if received < 512 * 1024:
                 await asyncio.sleep(0.005)  # a slow reader at first: the sidecar must pause, not drop
     assert received == size
+
+
+async def test_chunked_and_content_length_reach_the_client_well_framed(
+    raw_server: Callable[[Script], Awaitable[int]], start_sidecar: StartSidecar, stub: Stub
+) -> None:
+    """RFC 9112 6.3: Transfer-Encoding wins over a Content-Length that lies about the body."""
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            await _read_head(reader)
+            writer.write(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
+                b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
+            )
+            await writer.drain()
+
+    port = await raw_server(script)
+    running = await start_sidecar(upstream=f"http://{LOOPBACK}:{port}")
+    for _ in range(2):  # the same client connection carries a second exchange intact
+        async with running.session.get(running.url("/x")) as response:
+            assert response.status == 200
+            assert await response.read() == b"hello world"
+            assert response.headers.get("Content-Length") in (None, "11")
+
+
+@pytest.mark.parametrize(("method", "replayed"), [("GET", True), ("DELETE", True), ("POST", False)])
+async def test_only_idempotent_requests_are_replayed_on_a_stale_connection(
+    raw_server: Callable[[Script], Awaitable[int]], method: str, replayed: bool
+) -> None:
+    """A reused connection that the model closed as the request arrived: the model may have acted on
+    it, so only a request that is safe to repeat (RFC 9110 9.2.2) is sent again, on a new connection."""
+    received: list[bytes] = []
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await _read_head(reader)
+        received.append(head.split(b" ", 1)[0])
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await writer.drain()
+        if len(received) == 1:  # the first connection: read the next request, then close unanswered
+            head = await _read_head(reader)
+            received.append(head.split(b" ", 1)[0])
+
+    pool = Pool(LOOPBACK, await raw_server(script), max_idle=2)
+    assert (await _get(pool))[0::2] == (200, b"ok")
+    if replayed:
+        assert (await _get(pool, method=method))[0::2] == (200, b"ok")
+        assert received == [b"GET", method.encode(), method.encode()]
+    else:
+        with pytest.raises(ProtocolError):
+            await _get(pool, method=method)
+        assert received == [b"GET", method.encode()]
