@@ -10,7 +10,9 @@ from collections.abc import Sequence
 def _run(args: argparse.Namespace) -> int:
     from chute_operator.run import run_operator
 
-    return run_operator(namespaces=args.namespace, all_namespaces=args.all_namespaces)
+    return run_operator(
+        namespaces=args.namespace, all_namespaces=args.all_namespaces, gpu_catalog=args.gpu_catalog
+    )
 
 
 def _render(args: argparse.Namespace) -> int:
@@ -58,6 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
     scope = run.add_mutually_exclusive_group()
     scope.add_argument("-n", "--namespace", action="append", default=[], help="watch this namespace (repeat)")
     scope.add_argument("-A", "--all-namespaces", action="store_true", help="watch every namespace (default)")
+    run.add_argument(
+        "--gpu-catalog",
+        default=None,
+        help="YAML file extending the built-in GPU catalog (default: CHUTE_OPERATOR_GPU_CATALOG)",
+    )
     run.set_defaults(handler=_run)
 
     render = commands.add_parser("render", help="print the Kubernetes objects a Chute becomes")

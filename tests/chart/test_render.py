@@ -111,6 +111,13 @@ def test_operator_settings_reach_the_environment(helm: Helm) -> None:
     assert env["CHUTE_OPERATOR_NAMESPACES"] == "a,b"
 
 
+def test_kubernetes_without_native_sidecars_is_refused(helm: Helm) -> None:
+    old = helm.run("template", "co", str(CHART), "--kube-version", "v1.28.9", check=False)
+    assert old.returncode != 0
+    assert "kubeVersion" in old.stderr or ">=1.29" in old.stderr
+    assert helm.run("template", "co", str(CHART), "--kube-version", "v1.29.0").returncode == 0
+
+
 def test_chute_network_policy_peers_reach_the_environment(helm: Helm) -> None:
     env = env_of(operator_container(helm.template()))
     assert env["CHUTE_OPERATOR_DNS_NAMESPACE_SELECTOR"] == "kubernetes.io/metadata.name=kube-system"

@@ -1,0 +1,47 @@
+"""The documents say what the code and the measurements back."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def test_every_test_the_docs_name_exists() -> None:
+    defined = {
+        match
+        for path in (ROOT / "tests").rglob("test_*.py")
+        for match in re.findall(r"^\s*(?:async )?def (test_\w+)\(", path.read_text(), re.M)
+    }
+    named = {(doc.name, name) for doc in DOCS for name in re.findall(r"`(test_\w+)`", doc.read_text())}
+    assert {(doc, name) for doc, name in named if name not in defined} == set()
+
+
+def test_readme_benchmark_figures_are_the_results_files() -> None:
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    operator = json.loads((RESULTS / "operator.json").read_text())
+    assert (
+        f"{operator['chutes']} Chutes to Ready in {operator['seconds_to_all_ready']} s, "
+        f"{operator['peak_rss_mb']:.0f} MB RSS" in readme
+    )
+    assert f"{operator['writes_after_restart']:.0f} writes on restart" in readme
+    sidecar = json.loads((RESULTS / "sidecar.json").read_text())
+    added = sidecar["fixed_rate"]["sidecar@1000"]["added_ms"]
+    peak_mb = max(sidecar["sidecar_peak_rss_kb"], sidecar["sse_200_streams"]["sidecar_peak_rss_kb"]) / 1024
+    assert (
+        f"+{added['p50']:.2f} ms p50 / +{added['p99']:.2f} ms p99 at 1000 req/s, {peak_mb:.0f} MB" in readme
+    )
+
+
+def test_the_documented_minimum_kubernetes_is_the_charts() -> None:
+    chart = yaml.safe_load((ROOT / "charts" / "chute-operator" / "Chart.yaml").read_text())
+    minimum = re.match(r">=(\d+\.\d+)", chart["kubeVersion"])
+    assert minimum is not None
+    deployment = (ROOT / "docs" / "deployment.md").read_text()
+    assert f"Kubernetes {minimum[1]} or newer" in deployment
