@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -155,8 +156,12 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     return parser
 
 
+# a newline, or a ';' before the next entry's method and space (a cord path may hold ';' itself)
+_CORD_SEPARATOR = re.compile(r"\n|;(?=\s*[A-Za-z*]+ )")
+
+
 def _split_cords(text: str) -> list[str]:
-    return [part.strip() for part in text.replace("\n", ";").split(";") if part.strip()]
+    return [part.strip() for part in _CORD_SEPARATOR.split(text) if part.strip()]
 
 
 def parse_config(argv: Sequence[str], env: Mapping[str, str] | None = None) -> Config:

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 OTHER = "other"
+CORD_PATH_PATTERN = r"^/[A-Za-z0-9._~!$&'()+,;=:@%/-]*[*]?$"
+"""The CRD's rule for a cord path (the operator's ``api.spec.CORD_PATH_PATTERN``; a contract test keeps
+them equal, over the corpus tests/data/cord_paths.yaml): '/', the characters RFC 3986 allows in a path,
+optionally one final '*' (a prefix cord)."""
+MAX_CORD_PATH = 256
+_CORD_PATH = re.compile(CORD_PATH_PATTERN)
 ANY_METHOD = "*"
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
@@ -21,19 +28,21 @@ class Cord:
 
 
 def parse_cord(text: str) -> Cord:
-    """Parse ``"POST /v1/chat/completions"``, ``"GET /v1/models/*"`` or ``"* /v1/*"``."""
-    parts = text.split()
-    if len(parts) != 2:
+    """Parse ``"POST /v1/chat/completions"``, ``"GET /v1/models/*"`` or ``"* /v1/*"``: a method, one
+    space, a path by :data:`CORD_PATH_PATTERN`. Raises ValueError naming the cord."""
+    method, sep, path = text.partition(" ")
+    if not sep or not method:
         raise ValueError(f"cord must be 'METHOD PATH', got {text!r}")
-    method, path = parts[0].upper(), parts[1]
+    method = method.upper()
     if method != ANY_METHOD and method not in _METHODS:
-        raise ValueError(f"cord method must be one of {sorted(_METHODS)} or '*', got {parts[0]!r}")
-    if not path.startswith("/"):
-        raise ValueError(f"cord path must start with '/', got {path!r}")
+        raise ValueError(f"cord method must be one of {sorted(_METHODS)} or '*', got {text!r}")
+    if len(path) > MAX_CORD_PATH or _CORD_PATH.fullmatch(path) is None:
+        raise ValueError(
+            f"cord path must start with '/', have only the characters a URL path allows (no whitespace, "
+            f"query or fragment), '*' only at the end, at most {MAX_CORD_PATH} characters; got {text!r}"
+        )
     prefix = path.endswith("*")
-    if "*" in path[:-1]:
-        raise ValueError(f"'*' is only allowed at the end of a cord path, got {path!r}")
-    return Cord(method=method, path=path.rstrip("*") if prefix else path, prefix=prefix, label=path)
+    return Cord(method=method, path=path[:-1] if prefix else path, prefix=prefix, label=path)
 
 
 def method_label(method: str) -> str:
