@@ -397,3 +397,48 @@ def test_two_operators_never_both_write(
     finally:
         standby.stop()
         operator.start()
+
+
+def test_a_serving_chute_stays_ready_through_a_scale_up_and_a_replaced_pod(
+    operator: OperatorProcess, control_plane: Any, namespace: str
+) -> None:
+    """Each new pod takes 8 s to load its model; meanwhile the Chute serves, so Ready stays True."""
+    loading = {"annotations": {"sim.chutes.ai/ready-after": "8"}}
+    apply(
+        control_plane, chute("steady-up", minInstances=2, maxInstances=2, replicas=1, pod=loading), namespace
+    )
+    wait_ready(control_plane, "steady-up", namespace, timeout=90)
+
+    def ready_throughout(seconds: float) -> list[tuple[str, str]]:
+        seen = []
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            status, reason, _ = ready_reason(control_plane, "steady-up", namespace)
+            seen.append((status, reason))
+            time.sleep(0.5)
+        return [s for s in seen if s[0] != "True"]
+
+    control_plane.kubectl("scale", "chute", "steady-up", "-n", namespace, "--replicas=2")
+    eventually(
+        lambda: (
+            (get(control_plane, "deployment", "steady-up", namespace) or {}).get("spec", {}).get("replicas")
+            == 2
+        ),
+        what="Deployment scaled to 2",
+    )
+    assert ready_throughout(6) == []
+    progressing = condition(get(control_plane, "chute", "steady-up", namespace), "Progressing")
+    assert (progressing["status"], progressing["reason"]) in {
+        ("True", "ModelLoading"),
+        ("False", "RolloutComplete"),
+    }
+    eventually(
+        lambda: (
+            condition(get(control_plane, "chute", "steady-up", namespace), "Progressing")["reason"]
+            == "RolloutComplete"
+        ),
+        what="both replicas available",
+    )
+    pods = items(control_plane, "pod", namespace, "chutes.ai/chute=steady-up")
+    control_plane.kubectl("delete", "pod", "-n", namespace, pods[0]["metadata"]["name"], "--wait=false")
+    assert ready_throughout(6) == []
