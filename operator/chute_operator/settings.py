@@ -78,8 +78,8 @@ class Settings:
     """Serve custom.metrics.k8s.io (the HPA's chute_utilization_ratio) over HTTPS; needs the cert files."""
     metrics_api_port: int = 6443
     metrics_api_bind_address: str = "0.0.0.0"
-    metrics_api_cert_file: str = "/etc/chute-operator/metrics-api/tls.crt"
-    metrics_api_key_file: str = "/etc/chute-operator/metrics-api/tls.key"
+    metrics_api_cert_file: str = "/var/run/secrets/chute-operator/metrics-api/tls.crt"
+    metrics_api_key_file: str = "/var/run/secrets/chute-operator/metrics-api/tls.key"
     metrics_api_scrape_interval_seconds: float = 2.0
     metrics_api_scrape_timeout_seconds: float = 1.0
     metrics_api_scrape_concurrency: int = 16

@@ -97,7 +97,10 @@ def install(helm: Helm, control_plane: Any, chute_crd: Path) -> Iterator[Any]:
 
     def _install(name: str, namespace: str, *values: Path, sets: tuple[str, ...] = ()) -> Release:
         adopt_crd(control_plane, name, namespace)
+        # No APIService here: the kube-apiserver would dial its Service, whose pods are simulated.
+        # tests/integration/test_metrics_api.py registers one on loopback instead.
         args = ["install", name, str(CHART), "-n", namespace, "--set", "image.tag=test"]
+        args += ["--set", "metricsApi.enabled=false"]
         for path in values:
             args += ["-f", str(path)]
         for item in sets:

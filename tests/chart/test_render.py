@@ -14,6 +14,7 @@ from chute_operator.gpus import load_catalog
 from tests.chart.helm import CHART, CI_VALUES, ROOT, Helm, env_of, find, one, operator_container
 
 CI_IDS = [path.stem for path in CI_VALUES]
+AUTH_READER = "extension-apiserver-authentication-reader"
 READ = {"get", "list", "watch"}
 APPLY = READ | {"create", "patch", "delete"}
 
@@ -46,13 +47,15 @@ def test_helm_lint_strict(helm: Helm, values: Path | None) -> None:
 def test_every_object_is_namespaced_to_the_release_or_a_watched_namespace(helm: Helm, values: Path) -> None:
     objects = helm.template(values, namespace="ops")
     watched = set(yaml.safe_load(values.read_text()).get("watchNamespaces") or [])
-    cluster_scoped = {"CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding"}
+    cluster_scoped = {"CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding", "APIService"}
     for obj in objects:
         namespace = obj["metadata"].get("namespace")
         if obj["kind"] in cluster_scoped:
             assert namespace is None, obj["metadata"]["name"]
         elif obj["kind"] in ("Role", "RoleBinding") and obj["metadata"]["namespace"] in watched:
             continue
+        elif obj["kind"] == "RoleBinding" and obj["roleRef"]["name"] == AUTH_READER:
+            assert namespace == "kube-system"  # where the front proxy's CA is published
         else:
             assert namespace == "ops", f"{obj['kind']} {obj['metadata']['name']} is in {namespace}"
 
@@ -81,7 +84,7 @@ def test_operator_pod_is_restricted(helm: Helm, values: Path) -> None:
 def test_probes_ports_and_downward_api(helm: Helm, values: Path) -> None:
     container = operator_container(helm.template(values))
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-    assert ports == {"health": 8080, "metrics": 8081}
+    assert ports == {"health": 8080, "metrics": 8081, "metrics-api": 6443}
     for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
         assert container[probe]["httpGet"] == {"path": "/healthz", "port": "health"}, probe
     env = env_of(container)
@@ -204,7 +207,10 @@ def test_cluster_wide_by_default(helm: Helm) -> None:
 
 
 def test_watch_namespaces_get_a_role_each_and_no_cluster_role(helm: Helm) -> None:
-    objects = helm.template(sets=("watchNamespaces={team-a,team-b}",), namespace="ops")
+    # (The metrics API's own cluster-wide grants are checked in test_metrics_api.py.)
+    objects = helm.template(
+        sets=("watchNamespaces={team-a,team-b}", "metricsApi.enabled=false"), namespace="ops"
+    )
     # The one cluster-wide grant is read-only discovery for kopf: CRDs and namespaces.
     (cluster_role,) = find(objects, "ClusterRole")
     assert cluster_role == discovery_role(objects)
@@ -236,7 +242,9 @@ def test_watch_namespaces_get_a_role_each_and_no_cluster_role(helm: Helm) -> Non
 
 
 def test_cluster_discovery_can_be_turned_off(helm: Helm) -> None:
-    objects = helm.template(sets=("watchNamespaces={team-a}", "rbac.clusterDiscovery=false"))
+    objects = helm.template(
+        sets=("watchNamespaces={team-a}", "rbac.clusterDiscovery=false", "metricsApi.enabled=false")
+    )
     assert not find(objects, "ClusterRole")
     assert not find(objects, "ClusterRoleBinding")
     assert discovery_role(helm.template(sets=("rbac.clusterDiscovery=false",))) is None
@@ -306,8 +314,10 @@ def test_monitoring_objects_are_off_by_default(helm: Helm) -> None:
 def test_service_monitor_selects_the_metrics_service(helm: Helm) -> None:
     objects = helm.template(sets=("metrics.serviceMonitor.enabled=true",), namespace="ops")
     monitor = one(objects, "ServiceMonitor")
-    service = one(objects, "Service")
+    service = one(objects, "Service", "co-chute-operator-metrics")
     labels = service["metadata"]["labels"]
+    metrics_api = one(objects, "Service", "co-chute-operator-metrics-api")["metadata"]["labels"]
+    assert not all(metrics_api.get(k) == v for k, v in monitor["spec"]["selector"]["matchLabels"].items())
     assert all(labels.get(k) == v for k, v in monitor["spec"]["selector"]["matchLabels"].items())
     assert monitor["spec"]["namespaceSelector"] == {"matchNames": ["ops"]}
     assert monitor["spec"]["endpoints"][0]["port"] == "metrics"

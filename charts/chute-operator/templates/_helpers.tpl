@@ -107,3 +107,12 @@ app.kubernetes.io/part-of: chutes
 {{- end -}}
 {{- join "," $items -}}
 {{- end -}}
+
+{{/* The metrics API's Service name, and the DNS name the kube-apiserver verifies its certificate for. */}}
+{{- define "chute-operator.metricsApiService" -}}
+{{- printf "%s-metrics-api" (include "chute-operator.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "chute-operator.metricsApiSecret" -}}
+{{- default (printf "%s-tls" (include "chute-operator.metricsApiService" .)) .Values.metricsApi.tls.existingSecret -}}
+{{- end -}}
