@@ -6,6 +6,7 @@ no diff-base annotations), so an unchanged Chute costs zero writes.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import kopf
@@ -52,8 +53,14 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         from chute_operator.metricsapi.service import MetricsApiService
 
         metrics_api = MetricsApiService(config, client, controller.store)
-        await metrics_api.start()
-        memo["metrics_api"] = metrics_api
+        try:
+            await metrics_api.start()
+        except (
+            OSError
+        ) as error:  # unreadable certificate, port taken: the HPAs will say the metric is missing
+            logging.getLogger(__name__).error("custom metrics API not served: %s", error)
+        else:
+            memo["metrics_api"] = metrics_api
 
 
 @kopf.on.cleanup()

@@ -46,8 +46,6 @@ def _labels(pod: Mapping[str, Any]) -> Mapping[str, str]:
 
 
 def _why(pods: list[PodKey], reasons: Mapping[PodKey, str]) -> str:
-    if not pods:
-        return "no pod matches"
     parts = [f"pod {name}: {reasons.get((ns, name), 'no reading yet')}" for ns, name in pods[:MAX_REASONS]]
     more = len(pods) - MAX_REASONS
     return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
@@ -90,10 +88,10 @@ def answer_pods(
         else:
             values.append(PodValue(key[1], sample.utilization, sample.timestamp))
     if not values:
-        name = None if query.name == "*" else query.name
-        if query.name == "*":
-            why = _why(missing, reasons) if keys else f"no pod matches {query.label_selector!r}"
+        single = None if query.name == "*" else query.name
+        if keys:
+            why = _why(missing, reasons)
         else:
-            why = _why(missing, reasons) if keys else "no such pod"
-        return Answer(404, metric_not_found("pods", query.metric, name, why))
+            why = "no such pod" if single else f"no pod matches {query.label_selector!r}"
+        return Answer(404, metric_not_found("pods", query.metric, single, why))
     return Answer(200, metric_value_list(query.namespace, query.metric, values, window_seconds))

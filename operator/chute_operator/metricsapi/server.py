@@ -166,15 +166,19 @@ def metrics_api_app(
     return app
 
 
+def trust_front_proxy(context: ssl.SSLContext, client_ca: str) -> None:
+    """Ask for client certificates and verify them against the front proxy's CA (optional: health
+    checks come without one; :func:`auth.authenticate` refuses API requests that lack it)."""
+    context.load_verify_locations(cadata=client_ca)
+    context.verify_mode = ssl.CERT_OPTIONAL
+
+
 def server_tls(cert_file: str, key_file: str, client_ca: str) -> ssl.SSLContext:
-    """Serving certificate, and client certificates verified against the front proxy's CA (optional:
-    health checks come without one; :func:`auth.authenticate` refuses API requests that lack it)."""
+    """The serving certificate, and the front proxy's CA when known (see :func:`trust_front_proxy`)."""
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     context.load_cert_chain(cert_file, key_file)
+    context.verify_mode = ssl.CERT_NONE
     if client_ca.strip():
-        context.load_verify_locations(cadata=client_ca)
-        context.verify_mode = ssl.CERT_OPTIONAL
-    else:
-        context.verify_mode = ssl.CERT_NONE
+        trust_front_proxy(context, client_ca)
     return context

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -28,7 +29,7 @@ from chute_operator.metricsapi.auth import (
 from chute_operator.metricsapi.samples import Samples
 from chute_operator.metricsapi.scraper import NodeKinds, Scraper
 from chute_operator.metricsapi.selectors import SelectorError, parse_selector
-from chute_operator.metricsapi.server import Security, metrics_api_app, server_tls
+from chute_operator.metricsapi.server import Security, metrics_api_app, server_tls, trust_front_proxy
 from chute_operator.metricsapi.targets import is_simulated_node
 from chute_operator.settings import Settings
 from chute_operator.store import Store
@@ -109,24 +110,11 @@ class MetricsApiService:
         status: dict[str, Any] = created.to_dict().get("status") or {}
         return status
 
-    async def _load_front_proxy(self) -> FrontProxyConfig:
-        while True:
-            try:
-                return await read_front_proxy_config(self.client)
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:
-                log.warning(
-                    "reading %s/%s: %s; retrying", AUTH_CONFIGMAP_NAMESPACE, AUTH_CONFIGMAP_NAME, error
-                )
-                await asyncio.sleep(5)
-
     async def start(self) -> None:
+        """Serve at once; the front proxy's CA and header names are read in the background (until
+        then every API request gets 401, so a cluster that hides the ConfigMap never blocks start-up)."""
         s = self.settings
-        self.front_proxy = await self._load_front_proxy()
-        if not self.front_proxy.client_ca:
-            log.warning("the cluster has no request-header CA: every metrics API request will get 401")
-        tls = server_tls(s.metrics_api_cert_file, s.metrics_api_key_file, self.front_proxy.client_ca)
+        tls = server_tls(s.metrics_api_cert_file, s.metrics_api_key_file, "")
         app = metrics_api_app(
             self._pods_in,
             self.samples,
@@ -140,7 +128,7 @@ class MetricsApiService:
         await site.start()
         self._tasks = [
             asyncio.create_task(self.scraper.run(), name="metrics-scraper"),
-            asyncio.create_task(self._reload_front_proxy(tls), name="metrics-auth-reload"),
+            asyncio.create_task(self._keep_front_proxy(tls), name="metrics-front-proxy"),
         ]
         log.info("custom metrics API serving on %s:%d", s.metrics_api_bind_address, s.metrics_api_port)
 
@@ -148,18 +136,25 @@ class MetricsApiService:
         found: Iterable[Mapping[str, Any]] = pods_from(self.store)(namespace, selector)
         return found
 
-    async def _reload_front_proxy(self, tls: Any) -> None:
-        """Pick up new header names and added CAs (a rotated CA is trusted beside the old one)."""
+    async def _keep_front_proxy(self, tls: ssl.SSLContext) -> None:
+        """Read the front proxy's configuration (retrying every 5 s), then re-read it every 5 minutes:
+        new header names apply at once, a new CA is trusted beside the old one."""
+        where = f"{AUTH_CONFIGMAP_NAMESPACE}/{AUTH_CONFIGMAP_NAME}"
         while True:
-            await asyncio.sleep(AUTH_RELOAD_SECONDS)
             try:
                 config = await read_front_proxy_config(self.client)
+            except asyncio.CancelledError:
+                raise
             except Exception as error:
-                log.warning("re-reading the front-proxy configuration: %s", error)
+                log.warning("reading %s: %s; retrying", where, error)
+                await asyncio.sleep(5)
                 continue
-            if config.client_ca and self.front_proxy and config.client_ca != self.front_proxy.client_ca:
-                tls.load_verify_locations(cadata=config.client_ca)
+            if not config.client_ca:
+                log.warning("%s has no request-header CA: every metrics API request gets 401", where)
+            elif self.front_proxy is None or config.client_ca != self.front_proxy.client_ca:
+                trust_front_proxy(tls, config.client_ca)
             self.front_proxy = config
+            await asyncio.sleep(AUTH_RELOAD_SECONDS)
 
     async def stop(self) -> None:
         for task in self._tasks:

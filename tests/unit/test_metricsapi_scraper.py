@@ -1,0 +1,108 @@
+"""The scraper never dials a pod on a simulated or unknown node; it reads the rest on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chute_operator.metricsapi.samples import Samples
+from chute_operator.metricsapi.scraper import NodeKinds, Scraper, read_address_overrides
+from chute_operator.metricsapi.targets import SKIPPED_NODE_UNKNOWN, SKIPPED_SIMULATED, is_simulated_node
+from chute_operator.workload import SIDECAR_NAME
+
+
+class CountingListener:
+    """A loopback port that counts connections and answers like a sidecar's /_conn_stats."""
+
+    def __init__(self) -> None:
+        self.connections = 0
+        self.port = 0
+        self.server: asyncio.Server | None = None
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        while (await reader.readline()) not in (b"\r\n", b""):
+            pass
+        body = json.dumps({"concurrency": 4, "in_flight": 1, "utilization": 0.25}).encode()
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n")
+        writer.write(b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body) + body)
+        await writer.drain()
+        writer.close()
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+
+@pytest.fixture
+async def listener() -> AsyncIterator[CountingListener]:
+    server = CountingListener()
+    await server.start()
+    yield server
+    assert server.server is not None
+    server.server.close()
+    await server.server.wait_closed()
+
+
+def pod(name: str, node: str, port: int) -> dict[str, Any]:
+    return {
+        "metadata": {"namespace": "ns", "name": name},
+        "spec": {
+            "nodeName": node,
+            "initContainers": [{"name": SIDECAR_NAME, "ports": [{"name": "metrics", "containerPort": port}]}],
+        },
+        "status": {
+            "phase": "Running",
+            "podIP": "127.0.0.1",
+            "conditions": [{"type": "Ready", "status": "True"}],
+        },
+    }
+
+
+NODES: dict[str, dict[str, Any] | None] = {
+    "real": {"metadata": {"name": "real"}},
+    "sim": {"metadata": {"name": "sim", "labels": {"type": "kwok"}}},
+}
+
+
+async def test_only_pods_on_known_real_nodes_are_dialled(listener: CountingListener) -> None:
+    async def lookup(name: str) -> dict[str, Any] | None:
+        if name == "broken":
+            raise OSError("API unreachable")
+        return NODES.get(name)
+
+    pods = [pod("on-sim", "sim", listener.port), pod("on-broken", "broken", listener.port)]
+    pods.append(pod("on-missing", "missing", listener.port))
+    samples = Samples(max_age=10)
+    scraper = Scraper(lambda: pods, NodeKinds(lookup, is_simulated_node), samples)
+    try:
+        await scraper.scrape_once()
+        assert listener.connections == 0
+        assert scraper.reasons == {
+            ("ns", "on-sim"): SKIPPED_SIMULATED,
+            ("ns", "on-broken"): SKIPPED_NODE_UNKNOWN,
+            ("ns", "on-missing"): SKIPPED_NODE_UNKNOWN,
+        }
+        pods.append(pod("on-real", "real", listener.port))
+        await scraper.scrape_once()
+        assert listener.connections == 1
+        sample = samples.fresh(("ns", "on-real"), time.monotonic())
+        assert sample is not None
+        assert sample.utilization == 0.25
+    finally:
+        await scraper.close()
+
+
+def test_override_file_keeps_loopback_entries_only(tmp_path: Path) -> None:
+    path = tmp_path / "addresses.json"
+    path.write_text(json.dumps({"ns/a": "127.0.0.1:9090", "ns/b": "10.244.0.3:9090", "ns/c": "[::1]:1"}))
+    assert read_address_overrides(str(path)) == {"ns/a": "127.0.0.1:9090", "ns/c": "[::1]:1"}
+    assert read_address_overrides(None) == {}
+    path.write_text("not json")
+    assert read_address_overrides(str(path)) == {}
