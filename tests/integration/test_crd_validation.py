@@ -48,3 +48,25 @@ def test_invalid_chutes_are_refused_naming_the_field(
     result = _dry_run(control_plane, namespace, document)
     assert result.returncode != 0, f"{case} was accepted"
     assert field in result.stderr, result.stderr
+
+
+def test_kubectl_scale_is_refused_on_an_autoscaled_chute_and_sets_replicas_on_a_fixed_one(
+    chute_crd: Any, control_plane: Any, namespace: str
+) -> None:
+    """Through the scale subresource: the CEL rule says why, instead of a silently ignored replicas."""
+    for name, low, high in (("auto", 1, 3), ("fixed", 2, 2)):
+        document = {
+            "apiVersion": "chutes.ai/v1alpha1",
+            "kind": "Chute",
+            "metadata": {"name": name},
+            "spec": {"image": "x", "minInstances": low, "maxInstances": high},
+        }
+        control_plane.kubectl("create", "-n", namespace, "-f", "-", input=json.dumps(document))
+    refused = control_plane.kubectl("scale", "chute", "auto", "--replicas=2", "-n", namespace, check=False)
+    assert refused.returncode != 0
+    assert "applies only when minInstances == maxInstances" in refused.stderr, refused.stderr
+    control_plane.kubectl("scale", "chute", "fixed", "--replicas=1", "-n", namespace)
+    replicas = control_plane.kubectl(
+        "get", "chute", "fixed", "-n", namespace, "-o", "jsonpath={.spec.replicas}"
+    )
+    assert replicas.stdout == "1"
