@@ -1,0 +1,192 @@
+"""The operator's custom metrics API on loopback, registered with a local control plane's
+kube-apiserver, and a real sidecar on loopback to read: shared by tests/integration/test_metrics_api.py
+and benchmarks/autoscaling.py.
+
+SIMULATION: the local control plane's pods run on kwok nodes, whose addresses no host owns, so the
+scraper never dials them. A real ``chute-operator sidecar`` process (in front of
+``chute-operator modelsim``) runs on 127.0.0.1 instead, and the operator's TEST-ONLY address
+override (``CHUTE_OPERATOR_METRICS_API_TEST_ONLY_SIDECAR_ADDRESSES``: loopback entries only) tells
+the scraper to read it for a chosen pod. The APIService points at an ExternalName Service whose
+name is 127.0.0.1, so the kube-apiserver's aggregator dials loopback only.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import http.client
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from chute_operator.devcluster.pki import _issue, _make_ca
+from tests.kube_helpers import apply
+from tests.operator_fixtures import OperatorProcess, _free_port
+
+SERVICE = "chute-operator-metrics-api"
+APISERVICE = "v1beta2.custom.metrics.k8s.io"
+CONCURRENCY = 4
+
+
+def _wait_port(port: int, process: subprocess.Popen[bytes], what: str) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited {process.returncode}")
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+            connection.request("GET", "/")
+            connection.getresponse().read()
+            connection.close()
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"{what} not listening on {port} within 30s")
+
+
+class LoopbackSidecar:
+    """``chute-operator modelsim`` behind a real ``chute-operator sidecar``, both on 127.0.0.1."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.model_port, self.port = _free_port(), _free_port()
+        self.metrics_port, self.admin_port = _free_port(), _free_port()
+        self.log = (log_dir / "sidecar.log").open("ab")
+        base = [sys.executable, "-m", "chute_operator"]
+        self.model = subprocess.Popen(
+            [*base, "modelsim", "--port", str(self.model_port), "--admin-port", "off",
+             "--tokens-per-second", "2", "--output-tokens", "2000"],
+            stdout=self.log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        self.sidecar = subprocess.Popen(
+            [*base, "sidecar", f"--upstream=http://127.0.0.1:{self.model_port}", "--host=127.0.0.1",
+             f"--port={self.port}", f"--metrics-port={self.metrics_port}", f"--admin-port={self.admin_port}",
+             f"--concurrency={CONCURRENCY}", "--health-interval-seconds=0.5", "--log-format=text"],
+            stdout=self.log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        self.streams: list[http.client.HTTPConnection] = []
+        _wait_port(self.model_port, self.model, "modelsim")
+        _wait_port(self.metrics_port, self.sidecar, "sidecar")
+
+    def open_streams(self, count: int) -> None:
+        """Hold ``count`` streaming completions open through the sidecar (each in flight until closed)."""
+        body = json.dumps(
+            {"model": "chute-modelsim", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+        )
+        for _ in range(count):
+            connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+            connection.request("POST", "/v1/chat/completions", body, {"Content-Type": "application/json"})
+            response = connection.getresponse()
+            assert response.status == 200, response.read()
+            response.readline()  # the first event: the request is in flight
+            self.streams.append(connection)
+
+    def close_streams(self) -> None:
+        for connection in self.streams:
+            connection.close()
+        self.streams = []
+
+    def in_flight(self) -> int:
+        connection = http.client.HTTPConnection("127.0.0.1", self.metrics_port, timeout=2)
+        connection.request("GET", "/_conn_stats")
+        stats = json.loads(connection.getresponse().read())
+        connection.close()
+        return int(stats["in_flight"])
+
+    def stop(self) -> None:
+        self.close_streams()
+        for process in (self.sidecar, self.model):
+            process.terminate()
+        for process in (self.sidecar, self.model):
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        self.log.close()
+
+
+@contextlib.contextmanager
+def metrics_api_on_loopback(
+    control_plane: Any, namespace: str, tmp_path: Path
+) -> Iterator[tuple[OperatorProcess, Path]]:
+    """An operator (own lease, this namespace) serving the metrics API on loopback, registered with
+    the kube-apiserver; the APIService is removed again afterwards (an unavailable one would break
+    discovery for every later test)."""
+    pki = tmp_path / "pki"
+    pki.mkdir()
+    name = f"{SERVICE}.{namespace}.svc"
+    ca = _make_ca(pki, "metrics-api-ca", "metrics-api-test-ca")
+    serving = _issue(pki, ca, "metrics-api", SERVICE, server_names=(f"DNS:{name}",))
+    overrides = tmp_path / "test-only-sidecar-addresses.json"
+    overrides.write_text("{}")
+    port = _free_port()
+    operator = OperatorProcess(
+        control_plane.kubeconfig,
+        tmp_path,
+        f"metrics-{namespace}",
+        (namespace,),
+        CHUTE_OPERATOR_LEASE_NAME=f"metrics-{namespace}",
+        CHUTE_OPERATOR_METRICS_API="true",
+        CHUTE_OPERATOR_METRICS_API_PORT=str(port),
+        CHUTE_OPERATOR_METRICS_API_BIND_ADDRESS="127.0.0.1",
+        CHUTE_OPERATOR_METRICS_API_CERT_FILE=str(serving.cert),
+        CHUTE_OPERATOR_METRICS_API_KEY_FILE=str(serving.key),
+        CHUTE_OPERATOR_METRICS_API_SCRAPE_INTERVAL_SECONDS="1",
+        CHUTE_OPERATOR_METRICS_API_TEST_ONLY_SIDECAR_ADDRESSES=str(overrides),
+    ).start()
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": SERVICE},
+        "spec": {"type": "ExternalName", "externalName": "127.0.0.1"},
+    }
+    apiservice = {
+        "apiVersion": "apiregistration.k8s.io/v1",
+        "kind": "APIService",
+        "metadata": {"name": APISERVICE},
+        "spec": {
+            "group": "custom.metrics.k8s.io",
+            "version": "v1beta2",
+            "service": {"name": SERVICE, "namespace": namespace, "port": port},
+            "caBundle": base64.b64encode(ca.cert.read_bytes()).decode(),
+            "groupPriorityMinimum": 100,
+            "versionPriority": 100,
+        },
+    }
+    try:
+        apply(control_plane, service, namespace)
+        control_plane.kubectl("apply", "-f", "-", input=json.dumps(apiservice))
+        yield operator, overrides
+    finally:
+        control_plane.kubectl("delete", "apiservice", APISERVICE, "--ignore-not-found", check=False)
+        operator.stop()
+
+
+def raw(cp: Any, path: str) -> tuple[int, dict[str, Any]]:
+    """``kubectl get --raw``: (0, document) or (exit code, {"error": stderr})."""
+    result = cp.kubectl("get", "--raw", path, check=False)
+    if result.returncode == 0:
+        return 0, json.loads(result.stdout)
+    return result.returncode, {"error": result.stderr}
+
+
+def autoscaled_chute(name: str) -> dict[str, Any]:
+    """Concurrency 4, threshold 0.5, 1 to 3 replicas, scale-down window 60 s, on a CPU-only node."""
+    return {
+        "apiVersion": "chutes.ai/v1alpha1",
+        "kind": "Chute",
+        "metadata": {"name": name},
+        "spec": {
+            "image": "example.com/model:1",
+            "nodeSelector": {"gpuCount": 0},
+            "concurrency": CONCURRENCY,
+            "minInstances": 1,
+            "maxInstances": 3,
+            "scalingThreshold": 0.5,
+            "shutdownAfterSeconds": 60,
+            "monitoring": {"serviceMonitor": False},
+        },
+    }
