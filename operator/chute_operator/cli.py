@@ -31,7 +31,7 @@ def _crd(args: argparse.Namespace) -> int:
 def _dev(args: argparse.Namespace) -> int:
     from chute_operator.devcluster.cli import dev_command
 
-    return dev_command(args.action)
+    return dev_command(args.action, pod_cidr=args.pod_cidr, service_cidr=args.service_cidr)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -80,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     dev = commands.add_parser("dev", help="a local control plane with simulated GPU nodes")
     dev.add_argument("action", choices=["up", "down", "status", "build"])
+    dev.add_argument("--pod-cidr", default=None, help="up: the pod range (default 10.244.0.0/16)")
+    dev.add_argument("--service-cidr", default=None, help="up: the Service range (default 10.96.0.0/16)")
     dev.set_defaults(handler=_dev)
 
     demo = commands.add_parser("demo", help="local cluster + operator + examples, until the Chutes are Ready")

@@ -3,7 +3,9 @@
 The state lives in ``<cache>/dev/`` (``$CHUTE_OPERATOR_CACHE``, default ``~/.cache/chute-operator``):
 the kubeconfig, the supervisor's pid and log, every component's log. ``dev down`` also stops any
 process whose ``*.pid`` file lies there (the demo's operator writes one). ``CHUTE_OPERATOR_DEV_NODES``
-names a node pool YAML file to use instead of the default nodes.
+names a node pool YAML file to use instead of the default nodes. ``dev up --pod-cidr/--service-cidr``
+choose the cluster's ranges; the network guard keeps them on this machine until ``dev down``
+(:mod:`chute_operator.devcluster.netguard`).
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from chute_operator.devcluster.binaries import (
     ensure_binaries,
     toolset,
 )
-from chute_operator.devcluster.controlplane import pid_alive
+from chute_operator.devcluster.controlplane import POD_CIDR, SERVICE_CLUSTER_IP_RANGE, pid_alive
+from chute_operator.devcluster.netguard import NetworkGuardError, remove_stale
 from chute_operator.devcluster.pki import KeyPair
 from chute_operator.devcluster.supervisor import PID_FILE, STATE_FILE, read_state
 
@@ -156,15 +159,20 @@ def _stop_everything() -> None:
     for pid in (read_state(directory).get("components") or {}).values():
         if isinstance(pid, int) and pid_alive(pid) and _owned_by_state_dir(pid):
             _terminate(pid, 10)
+    try:
+        remove_stale()  # the routes and rules of a killed cluster, unless another live one needs them
+    except NetworkGuardError as error:
+        print(f"warning: {error}", file=sys.stderr)
 
 
-def _start_supervisor() -> str:
+def _start_supervisor(pod_cidr: str, service_cidr: str) -> str:
     directory = state_dir()
     _stop_everything()
     for name in (STATE_FILE, PID_FILE):
         (directory / name).unlink(missing_ok=True)
     log_path = directory / "supervisor.log"
     command = [sys.executable, "-m", "chute_operator.devcluster.supervisor", "--state-dir", str(directory)]
+    command += ["--pod-cidr", pod_cidr, "--service-cidr", service_cidr]
     nodes_file = os.environ.get(NODES_ENV)
     if nodes_file:
         command += ["--nodes", str(Path(nodes_file).expanduser().resolve())]
@@ -187,19 +195,19 @@ def _start_supervisor() -> str:
     raise DevClusterError(f"no Ready control plane after {START_TIMEOUT:.0f}s; see {log_path}")
 
 
-def ensure_dev_cluster() -> Path:
+def ensure_dev_cluster(pod_cidr: str = POD_CIDR, service_cidr: str = SERVICE_CLUSTER_IP_RANGE) -> Path:
     """Build the binaries if needed, start the background control plane unless it runs; its kubeconfig."""
     ensure_binaries()
     with _locked():
         if _running_server() is None:
-            _start_supervisor()
+            _start_supervisor(pod_cidr, service_cidr)
     return kubeconfig_path()
 
 
-def _up() -> int:
+def _up(pod_cidr: str, service_cidr: str) -> int:
     already = _running_server() is not None
     try:
-        kubeconfig = ensure_dev_cluster()
+        kubeconfig = ensure_dev_cluster(pod_cidr, service_cidr)
     except (DevClusterError, BuildError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -211,6 +219,8 @@ def _up() -> int:
         f"  server:     {state.get('server')}\n"
         f"  kubeconfig: {kubeconfig}\n"
         f"  logs:       {state_dir() / 'logs'}\n"
+        f"  ranges:     pods {state.get('pod_cidr')}, Services {state.get('service_cidr')}"
+        " (kept on this machine until dev down)\n"
         "Try:\n"
         f"  export KUBECONFIG={kubeconfig}\n"
         f"  export PATH={toolset().kubectl.parent}:$PATH   # kubectl {KUBERNETES_VERSION}\n"
@@ -275,9 +285,14 @@ def _build() -> int:
     return 0
 
 
-def dev_command(action: str) -> int:
+def dev_command(action: str, pod_cidr: str | None = None, service_cidr: str | None = None) -> int:
     """Entry point of ``chute-operator dev ACTION``; the exit code."""
-    actions = {"up": _up, "down": _down, "status": _status, "build": _build}
+    actions = {
+        "up": lambda: _up(pod_cidr or POD_CIDR, service_cidr or SERVICE_CLUSTER_IP_RANGE),
+        "down": _down,
+        "status": _status,
+        "build": _build,
+    }
     if action not in actions:
         print(f"unknown action {action!r}; one of {', '.join(actions)}", file=sys.stderr)
         return 2

@@ -14,12 +14,14 @@ from __future__ import annotations
 import atexit
 import contextlib
 import ctypes
+import ipaddress
 import os
 import shutil
 import signal
 import socket
 import ssl
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
@@ -33,6 +35,7 @@ from typing import Any
 from chute_operator.devcluster.apiclient import ApiClient, ApiError
 from chute_operator.devcluster.binaries import Toolset, toolset
 from chute_operator.devcluster.kubeconfig import write_kubeconfig
+from chute_operator.devcluster.netguard import NetworkGuard, NetworkGuardError
 from chute_operator.devcluster.nodes import (
     MANAGED_NODES_SELECTOR,
     NodePool,
@@ -43,9 +46,9 @@ from chute_operator.devcluster.pki import FRONT_PROXY_CLIENT_NAME, Pki, create_p
 from chute_operator.devcluster.stages import write_stages
 
 SERVICE_CLUSTER_IP_RANGE = "10.96.0.0/16"
-"""Service addresses: configuration only, nothing is ever sent to them."""
+"""The default Service range; the network guard keeps it on this machine."""
 POD_CIDR = "10.244.0.0/16"
-"""Simulated pod addresses (API data only; EndpointSlices reject loopback ones)."""
+"""The default pod range (kwok's pod IPs come from it); the network guard keeps it on this machine."""
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 NODE_IP = "127.0.0.1"
 """Every simulated node's InternalIP: the API server's calls to a "kubelet" reach kwok on loopback."""
@@ -177,6 +180,8 @@ class ControlPlane:
     is made and removed by :meth:`stop`; with it only the etcd data is removed and the logs stay.
     ``node_pools``: the simulated nodes (default: :func:`default_node_pools`).
     ``kwok_log_level``: ``INFO`` logs every pod patch and node lease renewal, ``WARN`` only trouble.
+    ``pod_cidr``, ``service_cidr``: the cluster's ranges, kept on this machine by
+    :attr:`network_guard` (installed before any process starts, removed by :meth:`stop`).
     """
 
     def __init__(
@@ -186,11 +191,18 @@ class ControlPlane:
         tools: Toolset | None = None,
         startup_timeout: float = 120.0,
         kwok_log_level: str = "INFO",
+        pod_cidr: str = POD_CIDR,
+        service_cidr: str = SERVICE_CLUSTER_IP_RANGE,
     ) -> None:
         self.tools = tools or toolset()
         self.node_pools = tuple(default_node_pools() if node_pools is None else node_pools)
         self.startup_timeout = startup_timeout
         self.kwok_log_level = kwok_log_level
+        try:
+            self.network_guard = NetworkGuard(pod_cidr, service_cidr)
+        except NetworkGuardError as error:
+            raise ControlPlaneError(str(error)) from None
+        self.pod_cidr, self.service_cidr = pod_cidr, service_cidr
         self._own_work_dir = work_dir is None
         self._work_dir = work_dir.resolve() if work_dir else None
         self._components: list[Component] = []
@@ -315,13 +327,18 @@ class ControlPlane:
 
         work_dir = self._prepare_work_dir()
         _running.add(self)
+        try:
+            self.network_guard.install()  # before any process starts
+        except NetworkGuardError as error:
+            raise ControlPlaneError(str(error)) from None
+        milestone("network guard")
         etcd_port, etcd_peer_port, apiserver_port = free_port(), free_port(), free_port()
         kcm_port, scheduler_port, kwok_port = free_port(), free_port(), free_port()
         self.server = f"https://127.0.0.1:{apiserver_port}"
         etcd = self._component("etcd", self._etcd_command(etcd_port, etcd_peer_port))
         etcd.start()  # boots while the certificates are made
 
-        pki = self._pki = create_pki(work_dir / "pki")
+        pki = self._pki = create_pki(work_dir / "pki", service_ip=self._kubernetes_service_ip())
         write_kubeconfig(self.kubeconfig, self.server, pki.ca.cert, "admin", pki.admin)
         kubeconfigs = work_dir / "kubeconfigs"
         component_kubeconfig = {
@@ -385,6 +402,10 @@ class ControlPlane:
                 component.wait(15)
         self._components = []
         _running.discard(self)
+        try:
+            self.network_guard.remove()
+        except NetworkGuardError as error:
+            print(f"warning: the network guard could not be removed: {error}", file=sys.stderr)
         if remove and self._work_dir is not None:
             if self._own_work_dir:
                 shutil.rmtree(self._work_dir, ignore_errors=True)
@@ -394,6 +415,10 @@ class ControlPlane:
                 (self._work_dir / OWNER_FILE).unlink(missing_ok=True)
 
     # -- the processes --------------------------------------------------------------------------
+
+    def _kubernetes_service_ip(self) -> str:
+        """The first address of the Service range: the ``kubernetes`` Service's ClusterIP."""
+        return str(ipaddress.IPv4Network(self.service_cidr)[1])
 
     def _component(self, name: str, command: list[str], env: dict[str, str] | None = None) -> Component:
         component = Component(name, command, self.log_dir / f"{name}.log", env)
@@ -429,7 +454,7 @@ class ControlPlane:
             f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
             f"--service-account-key-file={pki.service_account_pub}",
             f"--service-account-signing-key-file={pki.service_account_key}",
-            f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
+            f"--service-cluster-ip-range={self.service_cidr}",
             "--authorization-mode=Node,RBAC",
             "--allow-privileged=true",
             # The `kubernetes` Service's endpoints would be 127.0.0.1, which EndpointSlices reject.
@@ -498,7 +523,7 @@ class ControlPlane:
             f"--server-address=127.0.0.1:{port}",
             f"--tls-cert-file={pki.kwok_serving.cert}",
             f"--tls-private-key-file={pki.kwok_serving.key}",
-            f"--cidr={POD_CIDR}",
+            f"--cidr={self.pod_cidr}",
             "--node-lease-duration-seconds=40",
             f"--v={self.kwok_log_level}",
         ]

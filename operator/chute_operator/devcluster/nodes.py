@@ -28,6 +28,9 @@ KWOK_ANNOTATION = "kwok.x-k8s.io/node"
 KWOK_ANNOTATION_VALUE = "fake"
 MANAGED_NODES_SELECTOR = f"{KWOK_ANNOTATION}={KWOK_ANNOTATION_VALUE}"
 """The annotation selector kwok is started with: it manages only nodes carrying it."""
+SIMULATED_LABEL = "chutes.ai/simulated"
+"""Label (value ``"true"``) on every simulated node: its pods' IPs belong to nobody, so code that dials
+pods (metrics, the activator) skips pods on nodes carrying it."""
 
 _BINARY_SUFFIXES = {"Ki": 1 / 1024, "Mi": 1, "Gi": 1024, "Ti": 1024 * 1024}
 
@@ -107,6 +110,7 @@ class NodePool:
             "kubernetes.io/arch": "amd64",
             "node.kubernetes.io/instance-type": self.instance_type,
             "chutes.ai/sim-pool": self.name,
+            SIMULATED_LABEL: "true",
         }
         if self.gpu:
             labels |= {

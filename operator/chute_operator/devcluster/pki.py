@@ -14,11 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SERVICE_CLUSTER_IP = "10.96.0.1"
-"""First address of the service range: the ``kubernetes`` Service (configuration only, no traffic)."""
+"""First address of the default Service range: the ``kubernetes`` Service's ClusterIP."""
 
 APISERVER_SANS = (
     "IP:127.0.0.1",
-    f"IP:{SERVICE_CLUSTER_IP}",
     "DNS:localhost",
     "DNS:kubernetes",
     "DNS:kubernetes.default",
@@ -128,15 +127,18 @@ def _issue(
     return pair
 
 
-def create_pki(directory: Path) -> Pki:
-    """Write a fresh CA, serving and client certificates and the service-account key pair."""
+def create_pki(directory: Path, service_ip: str = SERVICE_CLUSTER_IP) -> Pki:
+    """Write a fresh CA, serving and client certificates and the service-account key pair.
+
+    ``service_ip``: the ``kubernetes`` Service's ClusterIP, a name of the API server's certificate.
+    """
     directory.mkdir(parents=True, exist_ok=True)
     ca = _make_ca(directory)
     front_proxy_ca = _make_ca(directory, "front-proxy-ca", "chute-operator-dev-front-proxy-ca")
     service_account_key = directory / "service-account.key"
     service_account_pub = directory / "service-account.pub"
     leaves: dict[str, tuple[str, str | None, tuple[str, ...]]] = {
-        "apiserver": ("kube-apiserver", None, APISERVER_SANS),
+        "apiserver": ("kube-apiserver", None, (*APISERVER_SANS, f"IP:{service_ip}")),
         "apiserver-kubelet-client": ("kube-apiserver-kubelet-client", "system:masters", ()),
         "admin": ("chute-operator-dev-admin", "system:masters", ()),
         "controller-manager": ("system:kube-controller-manager", None, ()),

@@ -1,6 +1,7 @@
 """The detached process behind ``chute-operator dev up``: runs a ControlPlane until SIGTERM.
 
     python -m chute_operator.devcluster.supervisor --state-dir DIR [--nodes FILE]
+        [--pod-cidr CIDR] [--service-cidr CIDR]
 
 Writes ``DIR/supervisor.pid`` at once and ``DIR/state.json`` once the nodes are Ready (or with an
 ``error`` if the start failed). Stops everything on SIGTERM, SIGINT or SIGHUP, or when one of the
@@ -21,7 +22,12 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from chute_operator.devcluster.controlplane import ControlPlane, ControlPlaneError
+from chute_operator.devcluster.controlplane import (
+    POD_CIDR,
+    SERVICE_CLUSTER_IP_RANGE,
+    ControlPlane,
+    ControlPlaneError,
+)
 from chute_operator.devcluster.nodes import load_node_pools
 
 PID_FILE = "supervisor.pid"
@@ -50,7 +56,12 @@ def _log(message: str) -> None:
     print(f"{time.strftime('%H:%M:%S')} {message}", flush=True)
 
 
-def run(state_dir: Path, nodes_file: Path | None) -> int:
+def run(
+    state_dir: Path,
+    nodes_file: Path | None,
+    pod_cidr: str = POD_CIDR,
+    service_cidr: str = SERVICE_CLUSTER_IP_RANGE,
+) -> int:
     state_dir.mkdir(parents=True, exist_ok=True)
     (state_dir / PID_FILE).write_text(str(os.getpid()))
     stop_requested = threading.Event()
@@ -64,9 +75,21 @@ def run(state_dir: Path, nodes_file: Path | None) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, on_signal)
 
-    pools = load_node_pools(nodes_file) if nodes_file else None
-    control_plane = ControlPlane(work_dir=state_dir, node_pools=pools, kwok_log_level="WARN")
     exit_code = 0
+    try:
+        pools = load_node_pools(nodes_file) if nodes_file else None
+        control_plane = ControlPlane(
+            work_dir=state_dir,
+            node_pools=pools,
+            kwok_log_level="WARN",
+            pod_cidr=pod_cidr,
+            service_cidr=service_cidr,
+        )
+    except ControlPlaneError as error:
+        _log(f"start failed: {error}")
+        write_state(state_dir, {"ready": False, "pid": os.getpid(), "error": str(error)})
+        (state_dir / PID_FILE).unlink(missing_ok=True)
+        return 1
     try:
         _log(f"starting the control plane in {state_dir}")
         control_plane.start()
@@ -80,6 +103,8 @@ def run(state_dir: Path, nodes_file: Path | None) -> int:
                 "kubeconfig": str(control_plane.kubeconfig),
                 "components": control_plane.pids(),
                 "nodes": control_plane.node_names(),
+                "pod_cidr": control_plane.pod_cidr,
+                "service_cidr": control_plane.service_cidr,
                 "startup_seconds": round(control_plane.startup_seconds, 2),
             },
         )
@@ -111,8 +136,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--state-dir", required=True, type=Path)
     parser.add_argument("--nodes", type=Path, default=None, help="node pool YAML file")
+    parser.add_argument("--pod-cidr", default=POD_CIDR, help="the cluster's pod range")
+    parser.add_argument("--service-cidr", default=SERVICE_CLUSTER_IP_RANGE, help="the Service range")
     args = parser.parse_args(argv)
-    return run(args.state_dir.resolve(), args.nodes)
+    return run(args.state_dir.resolve(), args.nodes, args.pod_cidr, args.service_cidr)
 
 
 if __name__ == "__main__":
