@@ -45,3 +45,13 @@ def test_the_documented_minimum_kubernetes_is_the_charts() -> None:
     assert minimum is not None
     deployment = (ROOT / "docs" / "deployment.md").read_text()
     assert f"Kubernetes {minimum[1]} or newer" in deployment
+
+
+def test_control_plane_figures_are_the_results_file() -> None:
+    doc = (ROOT / "docs" / "control-plane.md").read_text()
+    results = json.loads((RESULTS / "controlplane.json").read_text())["median"]
+    assert f"| {results['start_seconds']:.1f} s (" in doc
+    assert (
+        f"| {results['rss_mb_total']:.0f} MiB: kube-apiserver {results['rss_mb']['kube-apiserver']:.0f},"
+        in doc
+    )
