@@ -21,6 +21,14 @@ def _render(args: argparse.Namespace) -> int:
     return render_command(args.filename, sidecar_image=args.sidecar_image, catalog=args.gpu_catalog)
 
 
+def _explain(args: argparse.Namespace) -> int:
+    from chute_operator.explain_cli import explain_command
+
+    return explain_command(
+        args.filename, catalog=args.gpu_catalog, kubeconfig=args.kubeconfig, cluster=args.cluster
+    )
+
+
 def _crd(args: argparse.Namespace) -> int:
     from chute_operator.crd import crd_yaml
 
@@ -74,6 +82,18 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--sidecar-image", default=None, help="image of the injected sidecar")
     render.add_argument("--gpu-catalog", default=None, help="YAML file overriding the built-in GPU catalog")
     render.set_defaults(handler=_render)
+
+    explain = commands.add_parser(
+        "explain", help="which GPU types a Chute may use and (with a cluster) which nodes could take it"
+    )
+    explain.add_argument("-f", "--filename", required=True, help="a Chute YAML file, a directory, or -")
+    explain.add_argument("--gpu-catalog", default=None, help="YAML file overriding the built-in GPU catalog")
+    where = explain.add_mutually_exclusive_group()
+    where.add_argument("--kubeconfig", default=None, help="also check this cluster's nodes")
+    where.add_argument(
+        "--cluster", action="store_true", help="also check the nodes of the current kubeconfig's cluster"
+    )
+    explain.set_defaults(handler=_explain)
 
     crd = commands.add_parser("crd", help="print the Chute CustomResourceDefinition")
     crd.set_defaults(handler=_crd)

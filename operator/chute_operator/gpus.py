@@ -72,6 +72,28 @@ def load_catalog(path: str | Path | None = None) -> Catalog:
     return catalog
 
 
+def check_gpu_names(selector: NodeSelector, catalog: Catalog) -> None:
+    """Raise :class:`NoEligibleGpu` when ``include`` or ``exclude`` names a GPU the catalog lacks."""
+    for field, names in (("include", selector.include), ("exclude", selector.exclude)):
+        unknown = sorted(set(names or ()) - catalog.keys())
+        if unknown:
+            raise NoEligibleGpu(
+                f"spec.nodeSelector.{field}: unknown GPU {', '.join(unknown)} "
+                f"(known: {', '.join(g.name for g in _sorted(catalog.values()))})"
+            )
+
+
+def why_not_eligible(gpu: GpuType, selector: NodeSelector) -> str | None:
+    """Why ``selector`` refuses this GPU type (the first reason), or None when it is eligible."""
+    if selector.include and gpu.name not in selector.include:
+        return f"not in spec.nodeSelector.include [{', '.join(selector.include)}]"
+    if gpu.name in (selector.exclude or ()):
+        return "in spec.nodeSelector.exclude"
+    if gpu.vram_gb < selector.min_vram_gb_per_gpu:
+        return f"{gpu.vram_gb} GB < spec.nodeSelector.minVramGbPerGpu {selector.min_vram_gb_per_gpu} GB"
+    return None
+
+
 def eligible_gpus(selector: NodeSelector, catalog: Catalog) -> list[GpuType]:
     """GPU types a replica may run on: all (or ``include``), minus ``exclude``, with enough VRAM.
 
@@ -80,16 +102,8 @@ def eligible_gpus(selector: NodeSelector, catalog: Catalog) -> list[GpuType]:
     """
     if selector.gpu_count == 0:
         return []
-    for field, names in (("include", selector.include), ("exclude", selector.exclude)):
-        unknown = sorted(set(names or ()) - catalog.keys())
-        if unknown:
-            raise NoEligibleGpu(
-                f"spec.nodeSelector.{field}: unknown GPU {', '.join(unknown)} "
-                f"(known: {', '.join(g.name for g in _sorted(catalog.values()))})"
-            )
-    candidates = [catalog[n] for n in selector.include] if selector.include else list(catalog.values())
-    excluded = set(selector.exclude or ())
-    eligible = [g for g in candidates if g.name not in excluded and g.vram_gb >= selector.min_vram_gb_per_gpu]
+    check_gpu_names(selector, catalog)
+    eligible = [g for g in catalog.values() if why_not_eligible(g, selector) is None]
     if not eligible:
         raise NoEligibleGpu(
             "spec.nodeSelector admits no GPU: "

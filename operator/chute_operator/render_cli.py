@@ -15,7 +15,7 @@ from chute_operator.validation import InvalidChute, parse_chute
 from chute_operator.workload import DEFAULT_SIDECAR_IMAGE, RenderOptions
 
 
-def _documents(source: str) -> Iterator[tuple[str, Any]]:
+def read_documents(source: str) -> Iterator[tuple[str, Any]]:
     """(label, document) for every YAML document of a file, a directory's *.yaml files, or stdin."""
     if source == "-":
         texts = [("<stdin>", sys.stdin.read())]
@@ -35,7 +35,7 @@ def render_command(source: str, sidecar_image: str | None = None, catalog: str |
         options = RenderOptions(
             catalog=load_catalog(catalog), sidecar_image=sidecar_image or DEFAULT_SIDECAR_IMAGE
         )
-        documents = list(_documents(source))
+        documents = list(read_documents(source))
     except (OSError, yaml.YAMLError, CatalogError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
