@@ -350,6 +350,13 @@ def test_a_fresh_operator_writes_nothing_for_unchanged_chutes(
     """A restart in effect: a second, cold operator (own lease, this namespace only) takes a look."""
     apply(control_plane, chute("steady", minInstances=1, maxInstances=2), namespace)
     wait_ready(control_plane, "steady", namespace)
+    # The HPA controller's first sync (up to 15 s after the HPA appears) writes the HPA's status, and
+    # the Chute's Autoscaling condition follows it: wait for that before taking the versions.
+    eventually(
+        lambda: condition(get(control_plane, "chute", "steady", namespace), "Autoscaling").get("status")
+        in ("True", "False"),
+        what="the HPA's first report in the Autoscaling condition",
+    )
     time.sleep(3)  # let the last status write settle
     assert set(versions(control_plane, "steady", namespace)) == {"chute", *CHILD_KINDS}
     assert_a_cold_operator_writes_nothing(control_plane, "steady", namespace, tmp_path)
