@@ -353,8 +353,10 @@ def test_a_fresh_operator_writes_nothing_for_unchanged_chutes(
     # The HPA controller's first sync (up to 15 s after the HPA appears) writes the HPA's status, and
     # the Chute's Autoscaling condition follows it: wait for that before taking the versions.
     eventually(
-        lambda: condition(get(control_plane, "chute", "steady", namespace), "Autoscaling").get("status")
-        in ("True", "False"),
+        lambda: (
+            condition(get(control_plane, "chute", "steady", namespace), "Autoscaling").get("status")
+            in ("True", "False")
+        ),
         what="the HPA's first report in the Autoscaling condition",
     )
     time.sleep(3)  # let the last status write settle
