@@ -2,12 +2,15 @@
 
 Every binary is pinned and built with the machine's Go toolchain; the result is kept under
 ``$CHUTE_OPERATOR_CACHE`` (default ``~/.cache/chute-operator``), keyed by version, so only the
-first run pays for the build.
+first run pays for the build. The real node's kubelet and kube-proxy come from the same module and
+version as kube-apiserver; the simulated-GPU device plugin is built from its source in
+``deviceplugin/``, cached by a hash of that source.
 """
 
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
 import shutil
 import subprocess
@@ -22,6 +25,10 @@ KWOK_VERSION = "v0.8.0"
 HELM_VERSION = "v3.21.4"
 
 KUBERNETES_COMMANDS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
+NODE_COMMANDS = ("kubelet", "kube-proxy")
+"""The real node's Kubernetes binaries, built (and cached) apart so older caches stay valid."""
+DEVICE_PLUGIN_SOURCE = Path(__file__).with_name("deviceplugin")
+DEVICE_PLUGIN_FILES = ("go.mod", "go.sum", "main.go")
 
 # The k8s.io modules that k8s.io/kubernetes keeps in its staging tree (replace => ./staging/...).
 STAGING_MODULES = (
@@ -65,14 +72,39 @@ class Toolset:
     etcd: Path
     kwok: Path
     helm: Path
+    kubelet: Path
+    kube_proxy: Path
+    gpu_device_plugin: Path
+
+    NODE_FIELDS = ("kubelet", "kube_proxy", "gpu_device_plugin")
+
+    def control_plane_paths(self) -> list[Path]:
+        """The binaries every control plane needs."""
+        return [Path(p) for name, p in vars(self).items() if name not in self.NODE_FIELDS]
+
+    def node_paths(self) -> list[Path]:
+        """The binaries only the real node needs."""
+        return [Path(getattr(self, name)) for name in self.NODE_FIELDS]
 
 
 def _kubernetes_dir() -> Path:
     return cache_dir() / "bin" / f"kubernetes-{KUBERNETES_VERSION}"
 
 
+def _kubernetes_node_dir() -> Path:
+    return cache_dir() / "bin" / f"kubernetes-node-{KUBERNETES_VERSION}"
+
+
 def _single_dir(name: str, version: str) -> Path:
     return cache_dir() / "bin" / f"{name}-{version}"
+
+
+def device_plugin_source_hash() -> str:
+    """A short hash of the device plugin's source: its cache key."""
+    digest = hashlib.sha256()
+    for name in DEVICE_PLUGIN_FILES:
+        digest.update(name.encode() + b"\0" + (DEVICE_PLUGIN_SOURCE / name).read_bytes() + b"\0")
+    return digest.hexdigest()[:12]
 
 
 def toolset() -> Toolset:
@@ -86,6 +118,9 @@ def toolset() -> Toolset:
         etcd=_single_dir("etcd", ETCD_VERSION) / "etcd",
         kwok=_single_dir("kwok", KWOK_VERSION) / "kwok",
         helm=_single_dir("helm", HELM_VERSION) / "helm",
+        kubelet=_kubernetes_node_dir() / "kubelet",
+        kube_proxy=_kubernetes_node_dir() / "kube-proxy",
+        gpu_device_plugin=_single_dir("gpu-device-plugin", device_plugin_source_hash()) / "gpu-device-plugin",
     )
 
 
@@ -131,9 +166,8 @@ def _install(staging: Path, final: Path) -> None:
     staging.rename(final)
 
 
-def build_kubernetes() -> None:
-    final = _kubernetes_dir()
-    if all((final / cmd).exists() for cmd in KUBERNETES_COMMANDS):
+def _build_kubernetes_commands(final: Path, commands: tuple[str, ...]) -> None:
+    if all((final / cmd).exists() for cmd in commands):
         return
     minor = KUBERNETES_VERSION.split(".")[1]
     staging_version = "v0." + KUBERNETES_VERSION.split(".", 1)[1]
@@ -157,9 +191,40 @@ def build_kubernetes() -> None:
             ("gitTreeState", "clean"),
         )
     )
-    packages = [f"k8s.io/kubernetes/cmd/{cmd}" for cmd in KUBERNETES_COMMANDS]
-    _log(f"building Kubernetes {KUBERNETES_VERSION} ({', '.join(KUBERNETES_COMMANDS)})")
+    packages = [f"k8s.io/kubernetes/cmd/{cmd}" for cmd in commands]
+    _log(f"building Kubernetes {KUBERNETES_VERSION} ({', '.join(commands)})")
     _go(["build", "-trimpath", "-ldflags", f"-s -w {stamp}", "-o", str(out) + "/", *packages], module_dir)
+    _install(out, final)
+
+
+def build_kubernetes() -> None:
+    _build_kubernetes_commands(_kubernetes_dir(), KUBERNETES_COMMANDS)
+
+
+def build_kubernetes_node() -> None:
+    """kubelet and kube-proxy, from the same module and version as the control plane."""
+    _build_kubernetes_commands(_kubernetes_node_dir(), NODE_COMMANDS)
+
+
+def build_device_plugin() -> None:
+    """The simulated-GPU device plugin, from the source beside this module (its go.sum pins it)."""
+    final = toolset().gpu_device_plugin.parent
+    if (final / "gpu-device-plugin").exists():
+        return
+    module_dir = cache_dir() / "src" / final.name
+    shutil.rmtree(module_dir, ignore_errors=True)
+    module_dir.mkdir(parents=True)
+    for name in DEVICE_PLUGIN_FILES:
+        shutil.copyfile(DEVICE_PLUGIN_SOURCE / name, module_dir / name)
+    out = final.with_name(final.name + ".partial")
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    _log("building the simulated-GPU device plugin")
+    _go(
+        ["build", "-trimpath", "-ldflags", "-s -w", "-o", str(out / "gpu-device-plugin"), "."],
+        module_dir,
+        {"GOFLAGS": "-mod=readonly -buildvcs=false"},
+    )
     _install(out, final)
 
 
@@ -226,6 +291,8 @@ def ensure_binaries() -> Toolset:
         _go_install("kwok", "sigs.k8s.io/kwok/cmd/kwok", KWOK_VERSION)
         _go_install("helm", "helm.sh/helm/v3/cmd/helm", HELM_VERSION)
         build_kubernetes()
+        build_kubernetes_node()
+        build_device_plugin()
         _log(f"built in {time.monotonic() - started:.0f}s")
     return tools
 

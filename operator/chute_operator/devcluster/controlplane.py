@@ -12,13 +12,9 @@ dies: the children get SIGKILL when the thread that started them ends).
 from __future__ import annotations
 
 import atexit
-import contextlib
-import ctypes
 import ipaddress
 import os
 import shutil
-import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -26,11 +22,9 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from types import TracebackType
-from typing import Any
 
 from chute_operator.devcluster.apiclient import ApiClient, ApiError
 from chute_operator.devcluster.binaries import Toolset, toolset
@@ -43,6 +37,9 @@ from chute_operator.devcluster.nodes import (
     node_manifests,
 )
 from chute_operator.devcluster.pki import FRONT_PROXY_CLIENT_NAME, Pki, create_pki
+from chute_operator.devcluster.processes import Component, free_port, pid_alive
+from chute_operator.devcluster.realnode import NodeImages, RealNode, RealNodeError
+from chute_operator.devcluster.realnode_config import RealNodeSettings
 from chute_operator.devcluster.stages import write_stages
 
 SERVICE_CLUSTER_IP_RANGE = "10.96.0.0/16"
@@ -54,11 +51,6 @@ NODE_IP = "127.0.0.1"
 """Every simulated node's InternalIP: the API server's calls to a "kubelet" reach kwok on loopback."""
 WORK_DIR_PREFIX = "chute-cp-"
 OWNER_FILE = "owner.pid"
-
-_PR_SET_PDEATHSIG = 1
-_libc: Any = None
-with contextlib.suppress(OSError):
-    _libc = ctypes.CDLL(None, use_errno=True)
 
 
 class ControlPlaneError(RuntimeError):
@@ -74,35 +66,6 @@ class KubectlError(subprocess.CalledProcessError):
         return f"kubectl {command} exited {self.returncode}: {stderr}"
 
 
-def _die_with_parent() -> None:
-    """In the child before exec: get killed when the parent (thread) dies, whatever killed it."""
-    if _libc is not None:
-        _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def pid_alive(pid: int | None) -> bool:
-    """Whether a process with this pid runs (a zombie does not count)."""
-    if pid is None or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    with contextlib.suppress(OSError, IndexError):
-        if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
-            return False
-    return True
-
-
 def remove_stale_work_dirs() -> None:
     """Delete temporary work dirs whose owning process is gone (left by a killed test run)."""
     for directory in Path(tempfile.gettempdir()).glob(WORK_DIR_PREFIX + "*"):
@@ -112,56 +75,6 @@ def remove_stale_work_dirs() -> None:
             continue
         if not pid_alive(owner):
             shutil.rmtree(directory, ignore_errors=True)
-
-
-@dataclass
-class Component:
-    """One process of the control plane."""
-
-    name: str
-    command: list[str]
-    log: Path
-    env: dict[str, str] | None = None
-    process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.log.parent.mkdir(parents=True, exist_ok=True)
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
-                self.command,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env={**os.environ, **(self.env or {})},
-                process_group=0,  # Ctrl-C in a terminal reaches Python, which stops things in order
-                preexec_fn=_die_with_parent,
-            )
-
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
-    def terminate(self) -> None:
-        if self.running():
-            assert self.process is not None
-            with contextlib.suppress(ProcessLookupError):
-                self.process.terminate()
-
-    def wait(self, timeout: float) -> None:
-        """Wait for the exit; kill after ``timeout`` seconds."""
-        if self.process is None:
-            return
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-
-    def tail(self, lines: int = 25) -> str:
-        try:
-            text = self.log.read_text(errors="replace")
-        except OSError:
-            return "(no log)"
-        return "\n".join(text.splitlines()[-lines:])
 
 
 _running: set[ControlPlane] = set()
@@ -182,6 +95,9 @@ class ControlPlane:
     ``kwok_log_level``: ``INFO`` logs every pod patch and node lease renewal, ``WARN`` only trouble.
     ``pod_cidr``, ``service_cidr``: the cluster's ranges, kept on this machine by
     :attr:`network_guard` (installed before any process starts, removed by :meth:`stop`).
+    ``real_node``: also run a real node (kubelet, containerd, kube-proxy) with these settings, its
+    images imported from ``real_node_images``; see :mod:`chute_operator.devcluster.realnode`.
+    ``real_node_lock_timeout``: how long to wait for another cluster's real node to go.
     """
 
     def __init__(
@@ -193,13 +109,23 @@ class ControlPlane:
         kwok_log_level: str = "INFO",
         pod_cidr: str = POD_CIDR,
         service_cidr: str = SERVICE_CLUSTER_IP_RANGE,
+        real_node: RealNodeSettings | None = None,
+        real_node_images: NodeImages | None = None,
+        real_node_lock_timeout: float = 0.0,
     ) -> None:
+        if real_node is not None and real_node_images is None:
+            raise ControlPlaneError("a real node needs its images (real_node_images)")
         self.tools = tools or toolset()
+        self.real_node_settings = real_node
+        self.real_node_images = real_node_images
+        self.real_node_lock_timeout = real_node_lock_timeout
+        self.real_node: RealNode | None = None
         self.node_pools = tuple(default_node_pools() if node_pools is None else node_pools)
         self.startup_timeout = startup_timeout
         self.kwok_log_level = kwok_log_level
         try:
-            self.network_guard = NetworkGuard(pod_cidr, service_cidr)
+            node_subnets = (real_node.pod_subnet,) if real_node is not None else ()
+            self.network_guard = NetworkGuard(pod_cidr, service_cidr, node_subnets)
         except NetworkGuardError as error:
             raise ControlPlaneError(str(error)) from None
         self.pod_cidr, self.service_cidr = pod_cidr, service_cidr
@@ -237,13 +163,17 @@ class ControlPlane:
         return self._api
 
     def node_names(self) -> list[str]:
+        """The simulated nodes' names (the real node's is ``real_node.name``)."""
         return [name for pool in self.node_pools for name in pool.node_names()]
 
+    def all_components(self) -> list[Component]:
+        return self._components + (self.real_node.components if self.real_node else [])
+
     def pids(self) -> dict[str, int]:
-        return {c.name: c.process.pid for c in self._components if c.process and c.running()}
+        return {c.name: c.process.pid for c in self.all_components() if c.process and c.running()}
 
     def running(self) -> bool:
-        return bool(self._components) and all(c.running() for c in self._components)
+        return bool(self._components) and all(c.running() for c in self.all_components())
 
     def kubectl(
         self, *args: str, input: str | None = None, check: bool = True, timeout: float = 120.0
@@ -263,14 +193,14 @@ class ControlPlane:
         return result
 
     def log_tail(self, name: str, lines: int = 25) -> str:
-        for component in self._components:
+        for component in self.all_components():
             if component.name == name:
                 return component.tail(lines)
         return f"(no component {name})"
 
     def logs_summary(self, lines: int = 15) -> str:
         """The last lines of every component's log, for error messages."""
-        return "\n".join(f"--- {c.name} ({c.log}) ---\n{c.tail(lines)}" for c in self._components)
+        return "\n".join(f"--- {c.name} ({c.log}) ---\n{c.tail(lines)}" for c in self.all_components())
 
     def __enter__(self) -> ControlPlane:
         self.start()
@@ -288,7 +218,10 @@ class ControlPlane:
 
     def start(self) -> Path:
         """Start everything, create the nodes and wait until they are Ready; return the kubeconfig."""
-        missing = [str(path) for path in vars(self.tools).values() if not Path(path).exists()]
+        needed = self.tools.control_plane_paths()
+        if self.real_node_settings is not None:
+            needed += self.tools.node_paths()
+        missing = [str(path) for path in needed if not path.exists()]
         if missing:
             raise ControlPlaneError(
                 f"binaries missing (build them: chute-operator dev build): {', '.join(missing)}"
@@ -383,13 +316,32 @@ class ControlPlane:
                 deadline, component, f"{component.name} /healthz", partial(self._component_healthy, port)
             )
             milestone(f"{component.name} healthy")
+        if self.real_node_settings is not None and self.real_node_images is not None:
+            self.real_node = RealNode(
+                self.tools,
+                work_dir / "real-node",
+                self.log_dir,
+                images=self.real_node_images,
+                settings=self.real_node_settings,
+                lock_timeout=self.real_node_lock_timeout,
+            )
+            try:
+                self.real_node.start(self.server, pki.ca, self.api, deadline)
+            except RealNodeError as error:
+                raise ControlPlaneError(f"the real node did not start: {error}") from error
+            self.milestones.update({f"real node: {k}": v for k, v in self.real_node.milestones.items()})
+            milestone("real node Ready")
         self._wait(deadline, kwok, "every simulated node to be Ready", self._nodes_ready)
         milestone("nodes Ready")
         self._wait(deadline, kcm, "the default ServiceAccount", self._default_service_account_exists)
         milestone("default ServiceAccount")
 
     def stop(self, remove: bool = True) -> None:
-        """Stop every process (clients first, etcd last); remove the temporary work dir or the data."""
+        """Stop every process (the real node first, etcd last); remove the temporary work dir or the data."""
+        if self.real_node is not None:
+            apiserver_up = any(c.name == "kube-apiserver" and c.running() for c in self._components)
+            self.real_node.stop(self._api if apiserver_up else None)
+            self.real_node = None
         waves = (
             [c for c in self._components if c.name not in ("kube-apiserver", "etcd")],
             [c for c in self._components if c.name == "kube-apiserver"],

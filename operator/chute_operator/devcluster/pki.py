@@ -177,3 +177,28 @@ def create_pki(directory: Path, service_ip: str = SERVICE_CLUSTER_IP) -> Pki:
 def _new_service_account_key(key: Path, public: Path) -> None:
     _new_key(key)
     _openssl("ec", "-in", str(key), "-pubout", "-out", str(public), cwd=key.parent)
+
+
+@dataclass(frozen=True)
+class NodePki:
+    """A real node's certificates, signed by the cluster's CA."""
+
+    kubelet_client: KeyPair
+    kubelet_serving: KeyPair
+    kube_proxy: KeyPair
+
+
+def create_node_pki(directory: Path, ca: KeyPair, node_name: str, node_ip: str) -> NodePki:
+    """The kubelet's identity (``system:node:NAME`` in ``system:nodes``), its serving certificate for
+    ``node_ip``, and kube-proxy's identity (``system:kube-proxy``, bound to ``system:node-proxier``)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        client = pool.submit(
+            _issue, directory, ca, "kubelet-client", f"system:node:{node_name}", "system:nodes"
+        )
+        serving = pool.submit(
+            _issue, directory, ca, "kubelet-serving", f"system:node:{node_name}", "system:nodes",
+            server_names=(f"IP:{node_ip}", "IP:127.0.0.1", f"DNS:{node_name}"),
+        )  # fmt: skip
+        proxy = pool.submit(_issue, directory, ca, "kube-proxy", "system:kube-proxy")
+        return NodePki(client.result(), serving.result(), proxy.result())
