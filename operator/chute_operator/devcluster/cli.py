@@ -1,4 +1,6 @@
-"""``chute-operator dev up|down|status|build``: a local control plane for a person, in the background.
+"""``chute-operator dev up|down|status|build|images``: a local control plane for a person, in the background.
+
+``build`` builds the control plane's binaries and the images (``images`` only the latter).
 
 The state lives in ``<cache>/dev/`` (``$CHUTE_OPERATOR_CACHE``, default ``~/.cache/chute-operator``):
 the kubeconfig, the supervisor's pid and log, every component's log. ``dev down`` also stops any
@@ -282,6 +284,22 @@ def _build() -> int:
     print(f"binaries ready ({time.monotonic() - started:.0f}s):")
     for name, path in vars(tools).items():
         print(f"  {name:24} {path}")
+    return _images()
+
+
+def _images() -> int:
+    """Build (or find cached) the images the real node imports, and print their refs and tars."""
+    from chute_operator.devcluster.images import ImageBuildError, ensure_images
+
+    started = time.monotonic()
+    try:
+        images = ensure_images()
+    except ImageBuildError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(f"images ready ({time.monotonic() - started:.0f}s):")
+    for name, image in vars(images).items():
+        print(f"  {name:8} {image.ref:48} {image.tar}")
     return 0
 
 
@@ -292,6 +310,7 @@ def dev_command(action: str, pod_cidr: str | None = None, service_cidr: str | No
         "down": _down,
         "status": _status,
         "build": _build,
+        "images": _images,
     }
     if action not in actions:
         print(f"unknown action {action!r}; one of {', '.join(actions)}", file=sys.stderr)
