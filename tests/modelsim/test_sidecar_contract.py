@@ -22,6 +22,7 @@ async def sidecar(model: Model) -> AsyncIterator[Sidecar]:
             upstream=f"http://{LOOPBACK}:{model.server.port}",
             host=LOOPBACK,
             port=0,
+            metrics_port=0,
             admin_port=0,
             concurrency=4,
             health_interval_seconds=0.05,
@@ -35,7 +36,7 @@ async def sidecar(model: Model) -> AsyncIterator[Sidecar]:
 
 
 async def _tokens(session: aiohttp.ClientSession, sidecar: Sidecar) -> tuple[float, float]:
-    async with session.get(f"http://{LOOPBACK}:{sidecar.admin_port}/metrics") as response:
+    async with session.get(f"http://{LOOPBACK}:{sidecar.metrics_port}/metrics") as response:
         text = await response.text()
     values = {
         sample.name: sample.value
