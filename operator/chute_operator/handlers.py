@@ -52,7 +52,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     if config.metrics_api:
         from chute_operator.metricsapi.service import MetricsApiService
 
-        metrics_api = MetricsApiService(config, client, controller.store)
+        metrics_api = MetricsApiService(config, client, controller.store, metrics.registry)
         try:
             await metrics_api.start()
         except (

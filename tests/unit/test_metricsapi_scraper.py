@@ -10,11 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
 
 from chute_operator.metricsapi.samples import Samples
 from chute_operator.metricsapi.scraper import NodeKinds, Scraper, read_address_overrides
+from chute_operator.metricsapi.service import ScraperCollector, autoscaled_pods
 from chute_operator.metricsapi.targets import SKIPPED_NODE_UNKNOWN, SKIPPED_SIMULATED, is_simulated_node
-from chute_operator.workload import SIDECAR_NAME
+from chute_operator.store import Store
+from chute_operator.workload import CHUTE_LABEL, SIDECAR_NAME
 
 
 class CountingListener:
@@ -95,6 +98,11 @@ async def test_only_pods_on_known_real_nodes_are_dialled(listener: CountingListe
         sample = samples.fresh(("ns", "on-real"), time.monotonic())
         assert sample is not None
         assert sample.utilization == 0.25
+        registry = CollectorRegistry()
+        registry.register(ScraperCollector(scraper))
+        exposition = generate_latest(registry).decode()
+        assert 'chute_operator_metrics_api_sidecar_reads_total{result="ok"} 1.0' in exposition
+        assert 'chute_operator_metrics_api_pods{state="unread"} 3.0' in exposition
     finally:
         await scraper.close()
 
@@ -106,3 +114,14 @@ def test_override_file_keeps_loopback_entries_only(tmp_path: Path) -> None:
     assert read_address_overrides(None) == {}
     path.write_text("not json")
     assert read_address_overrides(str(path)) == {}
+
+
+def test_only_pods_of_chutes_with_an_hpa_are_read() -> None:
+    store = Store()
+    for name, chute in (("auto-1", "auto"), ("auto-2", "auto"), ("fixed-1", "fixed")):
+        store.put("Pod", {"metadata": {"namespace": "ns", "name": name, "labels": {CHUTE_LABEL: chute}}})
+    store.put(
+        "HorizontalPodAutoscaler",
+        {"metadata": {"namespace": "ns", "name": "auto", "labels": {CHUTE_LABEL: "auto"}}},
+    )
+    assert sorted(p["metadata"]["name"] for p in autoscaled_pods(store)) == ["auto-1", "auto-2"]

@@ -12,6 +12,7 @@ import contextlib
 import json
 import logging
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,6 +95,11 @@ class Scraper:
         self.interval, self.timeout, self.concurrency = interval, timeout, concurrency
         self.test_only_address_file = test_only_address_file
         self.reasons: dict[PodKey, str] = {}
+        """Why each pod of the last round has no reading (skipped, or its read failed)."""
+        self.read = 0
+        """Pods read successfully in the last round."""
+        self.reads: Counter[str] = Counter()
+        """Reads since start, by result: ``ok`` or ``failed``."""
         self.rounds = 0
         self._session: aiohttp.ClientSession | None = None
 
@@ -151,6 +157,9 @@ class Scraper:
 
         await asyncio.gather(*(read(target) for target in targets))
         self.samples.retain((t.namespace, t.name) for t in targets)
+        failed = len(reasons) - len(skipped)
+        self.reads.update(ok=len(targets) - failed, failed=failed)
+        self.read = len(targets) - failed
         self.reasons = reasons
         self.rounds += 1
 

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +18,9 @@ from aiohttp import web
 from lightkube import ApiError, AsyncClient
 from lightkube.resources.authorization_v1 import SubjectAccessReview
 from lightkube.resources.core_v1 import ConfigMap, Node
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
 
 from chute_operator.metricsapi.auth import (
     AUTH_CONFIGMAP_NAME,
@@ -57,8 +60,38 @@ def pods_from(store: Store) -> Any:
     return pods_in
 
 
-def all_pods(store: Store) -> list[dict[str, Any]]:
-    return [pod for key in store.keys("Pod") if (pod := store.get("Pod", key))]
+class ScraperCollector(Collector):
+    """The scraper's counts for the operator's /metrics, read at scrape time."""
+
+    def __init__(self, scraper: Scraper) -> None:
+        self.scraper = scraper
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        reads = CounterMetricFamily(
+            "chute_operator_metrics_api_sidecar_reads",
+            "Reads of sidecars' /_conn_stats by the custom metrics API, by result.",
+            labels=["result"],
+        )
+        for result in ("ok", "failed"):
+            reads.add_metric([result], self.scraper.reads[result])
+        yield reads
+        pods = GaugeMetricFamily(
+            "chute_operator_metrics_api_pods",
+            "Pods of autoscaled Chutes in the last round: read, or without a reading (skipped or failed).",
+            labels=["state"],
+        )
+        pods.add_metric(["read"], self.scraper.read)
+        pods.add_metric(["unread"], len(self.scraper.reasons))
+        yield pods
+
+
+def autoscaled_pods(store: Store) -> list[dict[str, Any]]:
+    """The pods worth reading: those of Chutes that have an HPA (fixed-size Chutes need no metric)."""
+    return [
+        pod
+        for namespace, chute in store.keys("HorizontalPodAutoscaler")
+        for pod in store.children("Pod", (namespace, chute))
+    ]
 
 
 async def read_front_proxy_config(client: AsyncClient) -> FrontProxyConfig:
@@ -73,13 +106,15 @@ class MetricsApiService:
     settings: Settings
     client: AsyncClient
     store: Store
+    registry: CollectorRegistry | None = None
+    """Where the scraper's counts are exported (the operator's /metrics)."""
 
     def __post_init__(self) -> None:
         s = self.settings
         self.samples = Samples(max_age=s.metrics_api_max_age_seconds)
         self.nodes = NodeKinds(self._node, is_simulated_node)
         self.scraper = Scraper(
-            lambda: all_pods(self.store),
+            lambda: autoscaled_pods(self.store),
             self.nodes,
             self.samples,
             interval=s.metrics_api_scrape_interval_seconds,
@@ -87,6 +122,8 @@ class MetricsApiService:
             concurrency=s.metrics_api_scrape_concurrency,
             test_only_address_file=s.metrics_api_test_only_sidecar_addresses or None,
         )
+        if self.registry is not None:
+            self.registry.register(ScraperCollector(self.scraper))
         self.front_proxy: FrontProxyConfig | None = None
         self.authorizer = Authorizer(self._review)
         self._tasks: list[asyncio.Task[None]] = []
