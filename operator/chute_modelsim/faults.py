@@ -147,8 +147,12 @@ class Faults:
         if path.exists():
             log.info("fault switches off: %s exists (they fired before)", marker)
             return False
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(f"pid {os.getpid()}\n")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(f"pid {os.getpid()}\n")
+        except OSError as error:
+            log.error("fault switches off: cannot create %s (%s); firing at every restart", marker, error)
+            return False
         return True
 
     def arm(self) -> None:

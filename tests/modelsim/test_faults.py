@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
 from chute_modelsim.faults import MIB, rss_bytes
 
 from .conftest import Model, StartModel, eventually
@@ -137,3 +139,21 @@ async def test_fault_once_file_fires_once_per_volume(start_model: StartModel, tm
     await asyncio.sleep(0.1)
     assert restarted.exits == []
     assert (await restarted.state())["crash_after_requests"] is None
+
+
+async def test_unwritable_fault_once_file_disarms_with_an_error(
+    start_model: StartModel, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Firing without the marker would crash at every restart: the switches stay off, and it is logged."""
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    model = await start_model(crash_after_requests=1, fault_once_file=str(blocker / "marker"))
+
+    async def logged() -> bool:
+        return "fault switches off: cannot create" in caplog.text
+
+    await eventually(logged)
+    for _ in range(2):
+        assert (await model.post("/v1/completions", {"prompt": "x"}))[0] == 200
+    await asyncio.sleep(0.1)
+    assert model.exits == []
