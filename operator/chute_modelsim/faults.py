@@ -151,7 +151,7 @@ class Faults:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(f"pid {os.getpid()}\n")
         except OSError as error:
-            log.error("fault switches off: cannot create %s (%s); firing at every restart", marker, error)
+            log.error("fault switches off: cannot create %s (%s)", marker, error)
             return False
         return True
 
