@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
+import io
 import json
+import os
 import socket
 import subprocess
 import tarfile
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 
-from chute_operator.devcluster.images import PAUSE_REPOSITORY, PROJECT_REPOSITORY, Images, ensure_images
+from chute_operator.devcluster.images import (
+    KEEP_RECENT_SECONDS,
+    PAUSE_REPOSITORY,
+    PROJECT_REPOSITORY,
+    Images,
+    _prune_project_images,
+    buildah_command,
+    ensure_images,
+    images_dir,
+)
 
 from .conftest import BUILD_TIMEOUT, Container, image_config
 
@@ -116,7 +128,41 @@ def test_pause_image_is_one_static_binary(images: Images, pause_container: Conta
 
 
 def test_a_second_call_reuses_the_cached_tars(images: Images) -> None:
-    mtimes = [image.tar.stat().st_mtime for image in (images.base, images.pause, images.project)]
+    """Nothing is rebuilt: the same files (a build would rename a new one into place)."""
+    files = [(image.tar.stat().st_ino, image.tar.stat().st_size) for image in vars(images).values()]
     again = ensure_images()
     assert again == images
-    assert [image.tar.stat().st_mtime for image in (again.base, again.pause, again.project)] == mtimes
+    assert [(image.tar.stat().st_ino, image.tar.stat().st_size) for image in vars(again).values()] == files
+
+
+def _fake_project_tar(path: Path, ref: str, age_seconds: float) -> None:
+    manifest = json.dumps([{"Config": "c.json", "RepoTags": [ref], "Layers": []}]).encode()
+    with tarfile.open(path, "w") as archive:
+        info = tarfile.TarInfo("manifest.json")
+        info.size = len(manifest)
+        archive.addfile(info, io.BytesIO(manifest))
+    stamp = time.time() - age_seconds
+    os.utime(path, (stamp, stamp))
+
+
+def test_pruning_keeps_recent_and_newest_tars(images: Images) -> None:
+    """Old unused project tars go; ones another worktree used within the hour stay."""
+    directory = images_dir()
+    old = [directory / f"chute-operator-0ld{number:013d}.tar" for number in range(3)]
+    recent = [directory / f"chute-operator-rec{number:013d}.tar" for number in range(2)]
+    for path in old:
+        _fake_project_tar(path, f"{PROJECT_REPOSITORY}:0.1.0-old", KEEP_RECENT_SECONDS + 3600)
+    for path in recent:
+        _fake_project_tar(path, f"{PROJECT_REPOSITORY}:0.1.0-recent", 60)
+    listing = subprocess.run(
+        buildah_command("images", "--all", "--json"), capture_output=True, text=True, check=True
+    )
+    every_image = {entry["id"] for entry in json.loads(listing.stdout)}
+    try:
+        _prune_project_images(keep=images.project, used=every_image)
+        assert not any(path.exists() for path in old)
+        assert all(path.exists() for path in recent)
+        assert images.project.tar.exists()
+    finally:
+        for path in old + recent:
+            path.unlink(missing_ok=True)

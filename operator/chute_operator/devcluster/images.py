@@ -49,7 +49,9 @@ BASE_IMAGE_ARG = "PYTHON_IMAGE"
 """The Dockerfile's build argument naming its base image."""
 CA_DIR_ENV = "CHUTE_OPERATOR_BUILD_CA_DIR"
 KEEP_PROJECT_IMAGES = 3
-"""Project image tars (and tags) kept; older ones are deleted after a build."""
+KEEP_RECENT_SECONDS = 3600.0
+"""After a build, project tars (and tags) beyond the newest :data:`KEEP_PROJECT_IMAGES` are deleted once
+unused for this long (several worktrees of the repository may be using theirs)."""
 STORAGE_DRIVER_ENV = "CHUTE_OPERATOR_BUILD_STORAGE_DRIVER"
 REPOSITORY_ROOT = Path(__file__).resolve().parents[3]
 _BASE_ENV = ("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "LANG=C.UTF-8")
@@ -454,6 +456,7 @@ def build_project_image(root: Path = REPOSITORY_ROOT, base: Image | None = None)
     base = base or build_base_image()
     image = project_image_of(root, base)
     if image.tar.exists():
+        os.utime(image.tar)  # in use: kept by the pruning of later builds
         return image
     started = time.monotonic()
     _log(f"building {image.ref} from {root / 'Dockerfile'}")
@@ -486,13 +489,14 @@ _STEP_IMAGE = re.compile(r"^--> (?:Using cache )?([0-9a-f]{11,64})\s*$", re.MULT
 
 
 def _prune_project_images(keep: Image, used: set[str]) -> None:
-    """Delete all but the newest :data:`KEEP_PROJECT_IMAGES` project tars and tags, and every untagged
-    intermediate image that the last build neither made nor took from the cache (older builds' layers:
-    with the vfs driver each is a whole copy of the rootfs, hundreds of MB)."""
+    """Delete project tars and tags no longer in use (see :data:`KEEP_RECENT_SECONDS`), and every
+    untagged intermediate image that the last build neither made nor took from the cache (older
+    builds' layers: with the vfs driver each is a whole copy of the rootfs, hundreds of MB)."""
     tars = sorted(
         images_dir().glob("chute-operator-*.tar"), key=lambda tar: tar.stat().st_mtime, reverse=True
     )
-    kept = {keep.tar, *tars[:KEEP_PROJECT_IMAGES]}
+    recent = time.time() - KEEP_RECENT_SECONDS
+    kept = {keep.tar, *tars[:KEEP_PROJECT_IMAGES], *(tar for tar in tars if tar.stat().st_mtime > recent)}
     for tar in tars:
         if tar not in kept:
             tar.unlink(missing_ok=True)
