@@ -3,6 +3,11 @@
 The pydantic JSON schema is turned into a Kubernetes structural schema: references inlined,
 nullable unions collapsed (an absent field is the null), JSON-Schema 2020 idioms mapped to
 OpenAPI v3 ones, and object defaults added so the API server fills nested defaults.
+
+No default inside a spec list item (other than a list-map key, which must have one): a defaulted
+field in an item makes every client-side apply send the whole list again (JSON merge patch replaces
+lists) and GitOps tools see a difference from the manifest forever. Such fields are optional
+instead; the description says what absent means, and the models apply that value.
 """
 
 from __future__ import annotations
@@ -101,6 +106,42 @@ def _clean(node: Any) -> Any:
     return node
 
 
+def _absent_means(node: Schema) -> Schema:
+    """``node`` and everything under it without defaults, each described as what absent means."""
+    node = dict(node)
+    if "default" in node:
+        value = node.pop("default")
+        shown = "false" if value is False else "true" if value is True else value
+        if value != {}:
+            node["description"] = f"{node.get('description', '').rstrip()} Absent means `{shown}`.".lstrip()
+    if isinstance(node.get("properties"), dict):
+        node["properties"] = {name: _absent_means(child) for name, child in node["properties"].items()}
+    for key in ("items", "additionalProperties"):
+        if isinstance(node.get(key), dict):
+            node[key] = _absent_means(node[key])
+    return node
+
+
+def without_list_item_defaults(node: Any) -> Any:
+    """The schema with no default inside an array's items, except on the list-map keys."""
+    if isinstance(node, list):
+        return [without_list_item_defaults(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    node = {key: without_list_item_defaults(value) for key, value in node.items()}
+    items = node.get("items")
+    if isinstance(items, dict) and isinstance(items.get("properties"), dict):
+        keys = set(node.get("x-kubernetes-list-map-keys") or ())
+        node["items"] = {
+            **items,
+            "properties": {
+                name: child if name in keys else _absent_means(child)
+                for name, child in items["properties"].items()
+            },
+        }
+    return node
+
+
 def model_schema(model: type[ChuteSpec] | type[ChuteStatus]) -> Schema:
     """The structural schema of one API model."""
     raw = model.model_json_schema(by_alias=True, mode="validation")
@@ -122,7 +163,7 @@ def openapi_schema() -> Schema:
             },
             "kind": {"type": "string", "description": "Kind of this object: Chute."},
             "metadata": {"type": "object"},
-            "spec": model_schema(ChuteSpec),
+            "spec": without_list_item_defaults(model_schema(ChuteSpec)),
             "status": model_schema(ChuteStatus),
         },
         "x-kubernetes-validations": [

@@ -103,6 +103,27 @@ def test_nested_defaults_reach_the_api_server() -> None:
     assert "default" not in spec["auth"]
 
 
+def test_no_default_inside_a_spec_list_item_but_the_list_map_keys() -> None:
+    """A defaulted field in a list item makes every client-side apply resend the list (GitOps: OutOfSync)."""
+    spec = _version()["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    defaulted = []
+
+    def visit(node: Any, path: str, in_item: bool, keys: frozenset[str] = frozenset()) -> None:
+        for name, child in (node.get("properties") or {}).items():
+            if in_item and "default" in child and name not in keys:
+                defaulted.append(f"{path}.{name}")
+            visit(child, f"{path}.{name}", in_item)
+        if isinstance(node.get("items"), dict):
+            item_keys = frozenset(node.get("x-kubernetes-list-map-keys") or ())
+            visit(node["items"], f"{path}[]", True, item_keys)
+
+    visit(spec, "spec", False)
+    assert defaulted == []
+    cords = spec["properties"]["cords"]["items"]["properties"]
+    assert cords["method"]["default"] == "POST"  # a list-map key keeps its default
+    assert cords["stream"]["description"].endswith("Absent means `false`.")
+
+
 def test_api_reference_is_current() -> None:
     from chute_operator.apidoc import api_reference
 
