@@ -6,10 +6,10 @@ SIMULATION (see docs/autoscaling.md): a local control plane with kwok nodes, the
 (kube-controller-manager, default 15 s sync), the operator's metrics API aggregated by the real
 kube-apiserver on loopback, and a real sidecar + modelsim on loopback standing in for the Chute's
 first pod. Per run: a Chute (concurrency 4, threshold 0.5, 1-3 replicas, shutdownAfterSeconds 60)
-gets 4 streams held open; measured are the seconds from load start to the HPA's decision
-(desiredReplicas 2) and to the second replica Ready (a kwok pod: Ready at once, so no model load
-time is included), then from load end to the scale-down to 1. Writes
-benchmarks/results/autoscaling.json.
+gets 4 streams held open at a random point of the HPA's sync cycle; measured are the seconds from
+load start to the HPA's decision (desiredReplicas 2) and to the second replica Ready (a kwok pod:
+Ready at once, so no model load time is included), then from load end to the scale-down to 1.
+Writes benchmarks/results/autoscaling.json.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import platform
+import random
 import statistics
 import sys
 import tempfile
@@ -77,6 +78,9 @@ def one_run(cp: ControlPlane, index: int, work: Path) -> dict[str, float]:
                 what="ScalingActive",
                 timeout=180,
             )
+            # Load arrives at a random point of the HPA controller's 15 s sync cycle (ScalingActive
+            # was just written by a sync: starting at once would always measure the worst case).
+            time.sleep(random.uniform(0, 15))
             started = time.monotonic()
             sidecar.open_streams(4)
             eventually(

@@ -23,7 +23,7 @@ from chute_operator.metricsapi.auth import Authorizer, parse_auth_configmap
 from chute_operator.metricsapi.responses import UTILIZATION_METRIC
 from chute_operator.metricsapi.samples import Samples
 from chute_operator.metricsapi.scraper import NodeKinds, Scraper
-from chute_operator.metricsapi.server import PREFIX, Security, metrics_api_app, server_tls
+from chute_operator.metricsapi.server import PREFIX, Security, ServingCertificate, metrics_api_app, server_tls
 from chute_operator.metricsapi.targets import SKIPPED_SIMULATED, is_simulated_node
 from chute_operator.workload import SIDECAR_NAME
 from chute_sidecar.app import Sidecar
@@ -239,3 +239,40 @@ async def test_a_sidecar_that_stops_answering_drops_out(world: World, certs: Cer
     status, body = await get(world, certs, LIST, certs.front_proxy_client)
     assert status == 404
     assert "pod qwen-real: sidecar unreadable" in body["message"]
+
+
+async def test_a_renewed_serving_certificate_is_used_for_new_connections(
+    certs: Certs, tmp_path: Path
+) -> None:
+    cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
+    cert.write_bytes(certs.serving.cert.read_bytes())
+    key.write_bytes(certs.serving.key.read_bytes())
+    context = server_tls(str(cert), str(key), "")
+    certificate = ServingCertificate(context, str(cert), str(key))
+    certificate.refresh()
+    assert not certificate.refresh()  # unchanged files are not loaded again
+    runner = web.AppRunner(web.Application())
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=context)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    async def served_serial() -> int:
+        client = ssl.create_default_context(cafile=str(certs.serving_ca.cert))
+        client.check_hostname = False
+        _, writer = await asyncio.open_connection("127.0.0.1", port, ssl=client)
+        der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
+        writer.close()
+        return hash(der)
+
+    try:
+        before = await served_serial()
+        renewed = _issue(
+            tmp_path, certs.serving_ca, "renewed", SERVICE_NAME, server_names=(f"DNS:{SERVICE_NAME}",)
+        )
+        cert.write_bytes(renewed.cert.read_bytes())
+        key.write_bytes(renewed.key.read_bytes())
+        assert certificate.refresh()
+        assert await served_serial() != before
+    finally:
+        await runner.cleanup()

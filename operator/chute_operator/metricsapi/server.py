@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import ssl
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -166,6 +167,26 @@ def metrics_api_app(
     return app
 
 
+@dataclass
+class ServingCertificate:
+    """The serving certificate files, loaded into the context again whenever they change (a renewal
+    by cert-manager, a replaced Secret): new connections get the new certificate, open ones keep theirs."""
+
+    context: ssl.SSLContext
+    cert_file: str
+    key_file: str
+    _stamp: tuple[int, int] | None = None
+
+    def refresh(self) -> bool:
+        """Load the files if they changed since the last load; True when loaded."""
+        stamp = (os.stat(self.cert_file).st_mtime_ns, os.stat(self.key_file).st_mtime_ns)
+        if stamp == self._stamp:
+            return False
+        self.context.load_cert_chain(self.cert_file, self.key_file)
+        self._stamp = stamp
+        return True
+
+
 def trust_front_proxy(context: ssl.SSLContext, client_ca: str) -> None:
     """Ask for client certificates and verify them against the front proxy's CA (optional: health
     checks come without one; :func:`auth.authenticate` refuses API requests that lack it)."""
@@ -177,7 +198,7 @@ def server_tls(cert_file: str, key_file: str, client_ca: str) -> ssl.SSLContext:
     """The serving certificate, and the front proxy's CA when known (see :func:`trust_front_proxy`)."""
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(cert_file, key_file)
+    ServingCertificate(context, cert_file, key_file).refresh()
     context.verify_mode = ssl.CERT_NONE
     if client_ca.strip():
         trust_front_proxy(context, client_ca)

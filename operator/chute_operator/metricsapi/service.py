@@ -32,7 +32,13 @@ from chute_operator.metricsapi.auth import (
 from chute_operator.metricsapi.samples import Samples
 from chute_operator.metricsapi.scraper import NodeKinds, Scraper
 from chute_operator.metricsapi.selectors import SelectorError, parse_selector
-from chute_operator.metricsapi.server import Security, metrics_api_app, server_tls, trust_front_proxy
+from chute_operator.metricsapi.server import (
+    Security,
+    ServingCertificate,
+    metrics_api_app,
+    server_tls,
+    trust_front_proxy,
+)
 from chute_operator.metricsapi.targets import is_simulated_node
 from chute_operator.settings import Settings
 from chute_operator.store import Store
@@ -41,6 +47,7 @@ from chute_operator.workload import CHUTE_LABEL
 log = logging.getLogger(__name__)
 
 AUTH_RELOAD_SECONDS = 300.0
+CERTIFICATE_RELOAD_SECONDS = 60.0
 
 
 def pods_from(store: Store) -> Any:
@@ -166,12 +173,29 @@ class MetricsApiService:
         self._tasks = [
             asyncio.create_task(self.scraper.run(), name="metrics-scraper"),
             asyncio.create_task(self._keep_front_proxy(tls), name="metrics-front-proxy"),
+            asyncio.create_task(
+                self._keep_certificate(
+                    ServingCertificate(tls, s.metrics_api_cert_file, s.metrics_api_key_file)
+                ),
+                name="metrics-certificate",
+            ),
         ]
         log.info("custom metrics API serving on %s:%d", s.metrics_api_bind_address, s.metrics_api_port)
 
     def _pods_in(self, namespace: str, selector: str) -> Iterable[Mapping[str, Any]]:
         found: Iterable[Mapping[str, Any]] = pods_from(self.store)(namespace, selector)
         return found
+
+    async def _keep_certificate(self, certificate: ServingCertificate) -> None:
+        """Pick up a renewed serving certificate (the mounted Secret's files change)."""
+        certificate.refresh()
+        while True:
+            await asyncio.sleep(CERTIFICATE_RELOAD_SECONDS)
+            try:
+                if certificate.refresh():
+                    log.info("custom metrics API: serving certificate reloaded")
+            except (OSError, ssl.SSLError) as error:
+                log.warning("custom metrics API: keeping the old certificate, the new one failed: %s", error)
 
     async def _keep_front_proxy(self, tls: ssl.SSLContext) -> None:
         """Read the front proxy's configuration (retrying every 5 s), then re-read it every 5 minutes:
