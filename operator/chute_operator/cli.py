@@ -39,7 +39,9 @@ def _crd(args: argparse.Namespace) -> int:
 def _dev(args: argparse.Namespace) -> int:
     from chute_operator.devcluster.cli import dev_command
 
-    return dev_command(args.action, pod_cidr=args.pod_cidr, service_cidr=args.service_cidr)
+    return dev_command(
+        args.action, pod_cidr=args.pod_cidr, service_cidr=args.service_cidr, real_node=args.real_node
+    )
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -102,6 +104,12 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("action", choices=["up", "down", "status", "build", "images"])
     dev.add_argument("--pod-cidr", default=None, help="up: the pod range (default 10.244.0.0/16)")
     dev.add_argument("--service-cidr", default=None, help="up: the Service range (default 10.96.0.0/16)")
+    dev.add_argument(
+        "--no-real-node",
+        dest="real_node",
+        action="store_false",
+        help="up: simulated nodes only (no kubelet, containerd or kube-proxy on this machine)",
+    )
     dev.set_defaults(handler=_dev)
 
     demo = commands.add_parser("demo", help="local cluster + operator + examples, until the Chutes are Ready")

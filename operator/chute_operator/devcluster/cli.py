@@ -1,13 +1,15 @@
-"""``chute-operator dev up|down|status|build|images``: a local control plane for a person, in the background.
+"""``chute-operator dev up|down|status|build|images``: a local cluster for a person, in the background.
 
 ``build`` builds the control plane's binaries and the images (``images`` only the latter).
 
 The state lives in ``<cache>/dev/`` (``$CHUTE_OPERATOR_CACHE``, default ``~/.cache/chute-operator``):
 the kubeconfig, the supervisor's pid and log, every component's log. ``dev down`` also stops any
 process whose ``*.pid`` file lies there (the demo's operator writes one). ``CHUTE_OPERATOR_DEV_NODES``
-names a node pool YAML file to use instead of the default nodes. ``dev up --pod-cidr/--service-cidr``
-choose the cluster's ranges; the network guard keeps them on this machine until ``dev down``
-(:mod:`chute_operator.devcluster.netguard`).
+names a node pool YAML file to use instead of the default nodes. ``dev up`` also runs the real node
+(kubelet, containerd, kube-proxy; :mod:`chute_operator.devcluster.realnode`) with the project's
+images imported, unless ``--no-real-node``; ``dev down`` removes what it changed on the machine.
+``dev up --pod-cidr/--service-cidr`` choose the cluster's ranges; the network guard keeps them on
+this machine until ``dev down`` (:mod:`chute_operator.devcluster.netguard`).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from chute_operator.devcluster.apiclient import ApiClient, ApiError
 from chute_operator.devcluster.binaries import (
@@ -32,8 +35,17 @@ from chute_operator.devcluster.binaries import (
     toolset,
 )
 from chute_operator.devcluster.controlplane import POD_CIDR, SERVICE_CLUSTER_IP_RANGE, pid_alive
+from chute_operator.devcluster.images import ImageBuildError
 from chute_operator.devcluster.netguard import NetworkGuardError, remove_stale
 from chute_operator.devcluster.pki import KeyPair
+from chute_operator.devcluster.realnode import (
+    NodeImage,
+    NodeImages,
+    RealNodeError,
+    build_node_images,
+    remove_stale_real_node,
+    unavailable_reason,
+)
 from chute_operator.devcluster.supervisor import PID_FILE, STATE_FILE, read_state
 
 NODES_ENV = "CHUTE_OPERATOR_DEV_NODES"
@@ -162,12 +174,20 @@ def _stop_everything() -> None:
         if isinstance(pid, int) and pid_alive(pid) and _owned_by_state_dir(pid):
             _terminate(pid, 10)
     try:
+        remove_stale_real_node()  # a killed cluster's containers, rules and bridge, unless one runs
+    except RealNodeError as error:
+        print(f"warning: {error}", file=sys.stderr)
+    try:
         remove_stale()  # the routes and rules of a killed cluster, unless another live one needs them
     except NetworkGuardError as error:
         print(f"warning: {error}", file=sys.stderr)
 
 
-def _start_supervisor(pod_cidr: str, service_cidr: str) -> str:
+def _image_argument(image: NodeImage) -> str:
+    return f"{image.ref}={image.archive}"
+
+
+def _start_supervisor(pod_cidr: str, service_cidr: str, images: NodeImages | None) -> str:
     directory = state_dir()
     _stop_everything()
     for name in (STATE_FILE, PID_FILE):
@@ -175,6 +195,9 @@ def _start_supervisor(pod_cidr: str, service_cidr: str) -> str:
     log_path = directory / "supervisor.log"
     command = [sys.executable, "-m", "chute_operator.devcluster.supervisor", "--state-dir", str(directory)]
     command += ["--pod-cidr", pod_cidr, "--service-cidr", service_cidr]
+    if images is not None:
+        command += ["--real-node", "--sandbox-image", _image_argument(images.sandbox)]
+        command += [argument for image in images.others for argument in ("--image", _image_argument(image))]
     nodes_file = os.environ.get(NODES_ENV)
     if nodes_file:
         command += ["--nodes", str(Path(nodes_file).expanduser().resolve())]
@@ -197,33 +220,53 @@ def _start_supervisor(pod_cidr: str, service_cidr: str) -> str:
     raise DevClusterError(f"no Ready control plane after {START_TIMEOUT:.0f}s; see {log_path}")
 
 
-def ensure_dev_cluster(pod_cidr: str = POD_CIDR, service_cidr: str = SERVICE_CLUSTER_IP_RANGE) -> Path:
-    """Build the binaries if needed, start the background control plane unless it runs; its kubeconfig."""
+def ensure_dev_cluster(
+    pod_cidr: str = POD_CIDR, service_cidr: str = SERVICE_CLUSTER_IP_RANGE, real_node: bool = True
+) -> Path:
+    """Build the binaries (and, for the real node, the images) if needed, start the background control
+    plane unless it runs; its kubeconfig. Raises :class:`DevClusterError` when the real node cannot run
+    here (its message says why and suggests ``--no-real-node``)."""
     ensure_binaries()
+    images = None
+    if real_node:
+        reason = unavailable_reason()
+        if reason:
+            raise DevClusterError(f"{reason}; or start without it: chute-operator dev up --no-real-node")
+        images = build_node_images()
     with _locked():
         if _running_server() is None:
-            _start_supervisor(pod_cidr, service_cidr)
+            _start_supervisor(pod_cidr, service_cidr, images)
     return kubeconfig_path()
 
 
-def _up(pod_cidr: str, service_cidr: str) -> int:
+def _real_node_line(state: dict[str, Any]) -> str:
+    real = state.get("real_node")
+    if not isinstance(real, dict):
+        return "  real node:  none (started with --no-real-node)\n"
+    return (
+        f"  real node:  {real.get('name')} (kubelet + containerd, pods on {real.get('pod_subnet')}, "
+        f"simulated {real.get('gpu')} GPUs; its logs: kubelet.log, containerd.log)\n"
+    )
+
+
+def _up(pod_cidr: str, service_cidr: str, real_node: bool = True) -> int:
     already = _running_server() is not None
     try:
-        kubeconfig = ensure_dev_cluster(pod_cidr, service_cidr)
-    except (DevClusterError, BuildError) as error:
+        kubeconfig = ensure_dev_cluster(pod_cidr, service_cidr, real_node)
+    except (DevClusterError, BuildError, ImageBuildError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     state = read_state(state_dir())
     nodes = state.get("nodes") or []
     how = "already running" if already else f"started in {state.get('startup_seconds', '?')}s"
+    real = " and a real node" if isinstance(state.get("real_node"), dict) else ""
     print(
-        f"Local control plane {how}: Kubernetes {KUBERNETES_VERSION}, {len(nodes)} simulated nodes\n"
+        f"Local control plane {how}: Kubernetes {KUBERNETES_VERSION}, {len(nodes)} simulated nodes{real}\n"
         f"  server:     {state.get('server')}\n"
         f"  kubeconfig: {kubeconfig}\n"
         f"  logs:       {state_dir() / 'logs'}\n"
         f"  ranges:     pods {state.get('pod_cidr')}, Services {state.get('service_cidr')}"
-        " (kept on this machine until dev down)\n"
-        "Try:\n"
+        " (kept on this machine until dev down)\n" + _real_node_line(state) + "Try:\n"
         f"  export KUBECONFIG={kubeconfig}\n"
         f"  export PATH={toolset().kubectl.parent}:$PATH   # kubectl {KUBERNETES_VERSION}\n"
         "  kubectl get nodes -L nvidia.com/gpu.product,nvidia.com/gpu.count\n"
@@ -259,7 +302,11 @@ def _status() -> int:
         return 1
     kubectl = toolset().kubectl
     nodes = subprocess.run(
-        [str(kubectl), f"--kubeconfig={kubeconfig_path()}", "get", "nodes", "-L", "nvidia.com/gpu.product"],
+        [
+            str(kubectl),
+            f"--kubeconfig={kubeconfig_path()}",
+            *("get", "nodes", "-o", "wide", "-L", "nvidia.com/gpu.product,chutes.ai/simulated-gpu"),
+        ],
         capture_output=True,
         text=True,
         check=False,
@@ -268,7 +315,8 @@ def _status() -> int:
         f"running (supervisor pid {state.get('pid')})\n"
         f"  server:     {server}\n"
         f"  kubeconfig: {kubeconfig_path()}\n"
-        f"  logs:       {directory / 'logs'}\n\n{nodes.stdout or nodes.stderr}",
+        f"  logs:       {directory / 'logs'}\n"
+        f"{_real_node_line(state)}\n{nodes.stdout or nodes.stderr}",
         end="",
     )
     return 0
@@ -303,10 +351,12 @@ def _images() -> int:
     return 0
 
 
-def dev_command(action: str, pod_cidr: str | None = None, service_cidr: str | None = None) -> int:
+def dev_command(
+    action: str, pod_cidr: str | None = None, service_cidr: str | None = None, real_node: bool = True
+) -> int:
     """Entry point of ``chute-operator dev ACTION``; the exit code."""
     actions = {
-        "up": lambda: _up(pod_cidr or POD_CIDR, service_cidr or SERVICE_CLUSTER_IP_RANGE),
+        "up": lambda: _up(pod_cidr or POD_CIDR, service_cidr or SERVICE_CLUSTER_IP_RANGE, real_node),
         "down": _down,
         "status": _status,
         "build": _build,

@@ -31,12 +31,14 @@ from pathlib import Path
 from typing import IO, Any
 
 from chute_operator.devcluster.apiclient import ApiClient, ApiError
-from chute_operator.devcluster.binaries import Toolset
+from chute_operator.devcluster.binaries import Toolset, cache_dir, toolset
+from chute_operator.devcluster.images import ensure_images
 from chute_operator.devcluster.kubeconfig import write_kubeconfig
 from chute_operator.devcluster.nodes import GPU_RESOURCE
 from chute_operator.devcluster.pki import KeyPair, create_node_pki
-from chute_operator.devcluster.processes import Component, free_port, pid_alive
+from chute_operator.devcluster.processes import Component, free_port
 from chute_operator.devcluster.realnode_config import (
+    DEVICE_PLUGIN_DIR,
     NodePaths,
     RealNodeSettings,
     cni_conflist,
@@ -72,6 +74,12 @@ REQUIRED_COMMANDS = {
 }
 
 
+def image_store() -> Path:
+    """containerd's root for the real node, in the cache: imported images survive the node.
+    Only the holder of :data:`MACHINE_LOCK` uses it."""
+    return cache_dir() / "real-node" / "containerd"
+
+
 class RealNodeError(RuntimeError):
     """The real node could not be started (the message says why, with log lines)."""
 
@@ -94,6 +102,15 @@ class NodeImages:
 
     sandbox: NodeImage
     others: tuple[NodeImage, ...] = ()
+
+
+def build_node_images() -> NodeImages:
+    """The pause image and the project image (operator, sidecar, modelsim), built or taken from the
+    cache (:func:`chute_operator.devcluster.images.ensure_images`; minutes only the first time)."""
+    built = ensure_images()
+    return NodeImages(
+        NodeImage(built.pause.ref, built.pause.tar), (NodeImage(built.project.ref, built.project.tar),)
+    )
 
 
 def unavailable_reason() -> str | None:
@@ -161,10 +178,14 @@ class MachineLock:
                 time.sleep(0.5)
         self._file = lock
         previous = self._read_holder()
+        self.record(holder)
+        return previous
+
+    def record(self, holder: dict[str, Any]) -> None:
+        """Rewrite the holder's record (what a later holder needs to clean up after it)."""
         temporary = self.holder_path.with_suffix(".tmp")
         temporary.write_text(json.dumps(holder) + "\n")
         temporary.replace(self.holder_path)
-        return previous
 
     def _read_holder(self) -> dict[str, Any] | None:
         try:
@@ -238,6 +259,9 @@ def remove_containers(paths: NodePaths) -> None:
 
 def _kube_proxy_cleanup(kube_proxy: Path, log: Path) -> None:
     """kube-proxy's own removal of every rule it made (it leaves them when it exits)."""
+    if not kube_proxy.exists():
+        return
+    log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as output:
         subprocess.run(
             [str(kube_proxy), "--cleanup", "--v=0"],
@@ -269,9 +293,56 @@ def _remove_kubelet_traces(device_plugin_dir: Path) -> None:
             kubepods.rmdir()
 
 
+KUBELET_CHAINS = ("KUBE-FIREWALL", "KUBE-KUBELET-CANARY", "KUBE-IPTABLES-HINT")
+"""The iptables chains the kubelet makes (kube-proxy's own cleanup leaves them)."""
+
+
+def kubelet_rule_deletions(rules: str) -> list[list[str]]:
+    """``-D`` arguments for the rules of ``iptables -S`` output that jump to a kubelet chain."""
+    deletions = []
+    for line in rules.splitlines():
+        parts = line.split()
+        jumps = len(parts) >= 4 and parts[0] == "-A" and "-j" in parts[:-1]
+        if jumps and parts[1] not in KUBELET_CHAINS and parts[parts.index("-j") + 1] in KUBELET_CHAINS:
+            deletions.append(["-D", *parts[1:]])
+    return deletions
+
+
+def _remove_kubelet_iptables() -> None:
+    for binary in ("iptables", "ip6tables"):
+        if shutil.which(binary) is None:
+            continue
+        for table in ("filter", "nat", "mangle"):
+            listed = _run(binary, "-w", "-t", table, "-S", check=False)
+            if listed.returncode != 0:
+                continue
+            for deletion in kubelet_rule_deletions(listed.stdout):
+                _run(binary, "-w", "-t", table, *deletion, check=False)
+            for chain in KUBELET_CHAINS:
+                if f"-N {chain}" in listed.stdout:
+                    _run(binary, "-w", "-t", table, "-F", chain, check=False)
+                    _run(binary, "-w", "-t", table, "-X", chain, check=False)
+
+
 def _delete_bridge(name: str) -> None:
     if Path(f"/sys/class/net/{name}").exists():
         _run("ip", "link", "del", name, check=False)
+
+
+def remove_stale_real_node() -> None:
+    """If no cluster runs the real node but a killed one left it behind, remove what it left."""
+    if os.geteuid() != 0 or not HOLDER_FILE.exists():
+        return
+    lock = MachineLock()
+    try:
+        previous = lock.acquire({"pid": os.getpid(), "root": "", "bridge": ""})
+    except RealNodeBusy:
+        return
+    try:
+        if previous and previous.get("root"):
+            RealNode.remove_leftovers(toolset(), previous)
+    finally:
+        lock.release()
 
 
 # -- the node ---------------------------------------------------------------------------------------
@@ -291,7 +362,7 @@ class RealNode:
         lock_timeout: float = 0.0,
     ) -> None:
         self.tools = tools
-        self.paths = NodePaths(root)
+        self.paths = NodePaths(root, image_store())
         self.log_dir = log_dir
         self.settings = settings or RealNodeSettings.from_env()
         self.sandbox_image = images.sandbox
@@ -323,24 +394,25 @@ class RealNode:
         if missing:
             raise RealNodeError(f"binaries missing (run chute-operator dev build): {', '.join(missing)}")
         began = time.monotonic()
-        previous = self._lock.acquire(
-            {"pid": os.getpid(), "root": str(self.paths.root), "bridge": self.settings.bridge},
-            self.lock_timeout,
-        )
-        if previous:
-            self._remove_leftovers(previous)
+        holder: dict[str, Any] = {"pid": os.getpid(), "root": str(self.paths.root)}
+        holder["bridge"] = self.settings.bridge
+        previous = self._lock.acquire(holder, self.lock_timeout)
+        if previous and previous.get("root"):
+            self.remove_leftovers(self.tools, previous, self.log_dir)
+        saved = {name: _read_sysctl(name) for name in RESTORED_SYSCTLS}
+        self._sysctls = {name: value for name, value in saved.items() if value is not None}
+        self._lock.record({**holder, "sysctls": self._sysctls})
         self._milestone("machine lock", began)
         shutil.rmtree(self.paths.root, ignore_errors=True)
         self.paths.root.mkdir(parents=True)
         kubeconfigs = self._write_files(server, ca)
         self._milestone("configuration", began)
 
-        saved = {name: _read_sysctl(name) for name in RESTORED_SYSCTLS}
-        self._sysctls = {name: value for name, value in saved.items() if value is not None}
         self._create_bridge()
         containerd = self._component("containerd", ["containerd", f"--config={self.paths.containerd_config}"])
         containerd.start()
         self._wait(deadline, containerd, "containerd to answer", self._containerd_ready)
+        self._remove_old_containers()
         self._milestone("containerd ready", began)
         self._import_images()
         self._milestone("images imported", began)
@@ -412,6 +484,18 @@ class RealNode:
         _run("ip", "link", "set", bridge, "up")
         self._started_network = True
 
+    def _remove_old_containers(self) -> None:
+        """Containers an earlier node left in the kept image store (their processes are gone)."""
+        for task in self.ctr("tasks", "list", "--quiet").stdout.split():
+            _run("ctr", "--address", str(self.paths.containerd_socket), "--namespace", NAMESPACE,
+                 "tasks", "delete", "--force", task, check=False)  # fmt: skip
+        containers = self.ctr("containers", "list", "--quiet").stdout.split()
+        if containers:
+            self.ctr("containers", "delete", *containers)
+        for kind in ("sandboxes", "containers"):
+            for directory in (self.paths.containerd_root / "io.containerd.grpc.v1.cri" / kind).glob("*"):
+                shutil.rmtree(directory, ignore_errors=True)
+
     def _import_images(self) -> None:
         present = set(self.ctr("images", "list", "--quiet").stdout.split())
         for image in (self.sandbox_image, *self.images):
@@ -423,6 +507,10 @@ class RealNode:
             present = set(self.ctr("images", "list", "--quiet").stdout.split())
             if image.ref not in present:
                 raise RealNodeError(f"imported {image.archive} but containerd has no image {image.ref}")
+        wanted = {image.ref for image in (self.sandbox_image, *self.images)}
+        stale = sorted(present - wanted)
+        if stale:  # older builds of the images: the store keeps only what this node runs
+            self.ctr("images", "delete", *stale)
 
     def _component(self, name: str, command: list[str]) -> Component:
         component = Component(name, command, self.log_dir / f"{name}.log")
@@ -493,6 +581,8 @@ class RealNode:
                 component.wait(15)
         if "kube-proxy" in by_name:
             _kube_proxy_cleanup(self.tools.kube_proxy, self.log_dir / "kube-proxy.log")
+        if "kubelet" in by_name:
+            _remove_kubelet_iptables()
         remove_containers(self.paths)
         containerd = by_name.get("containerd")
         if containerd is not None:
@@ -531,13 +621,14 @@ class RealNode:
             return "RUNNING" in self.ctr("tasks", "list", timeout=10).stdout
         return False
 
-    def _remove_leftovers(self, previous: dict[str, Any]) -> None:
+    @staticmethod
+    def remove_leftovers(tools: Toolset, previous: dict[str, Any], log_dir: Path | None = None) -> None:
         """What a killed holder of the lock left: its containers, mounts, rules and bridge."""
-        if pid_alive(previous.get("pid")) and previous.get("pid") != os.getpid():
-            # Its lock was released, so it is no longer a node; its processes may still be exiting.
-            time.sleep(1)
-        root = previous.get("root")
-        if root:
-            remove_containers(NodePaths(Path(str(root))))
-        _kube_proxy_cleanup(self.tools.kube_proxy, self.log_dir / "kube-proxy.log")
-        _delete_bridge(str(previous.get("bridge") or self.settings.bridge))
+        root = Path(str(previous["root"]))
+        remove_containers(NodePaths(root))
+        _kube_proxy_cleanup(tools.kube_proxy, (log_dir or MACHINE_STATE_DIR) / "kube-proxy-cleanup.log")
+        _remove_kubelet_iptables()
+        _delete_bridge(str(previous.get("bridge") or RealNodeSettings().bridge))
+        _remove_kubelet_traces(DEVICE_PLUGIN_DIR)
+        for name, value in (previous.get("sysctls") or {}).items():
+            _write_sysctl(str(name), str(value))

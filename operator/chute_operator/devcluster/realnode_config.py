@@ -91,6 +91,9 @@ class NodePaths:
     """Every file and directory of one real node, under ``root``."""
 
     root: Path
+    image_store: Path | None = None
+    """containerd's root (images, snapshots, metadata); kept between runs, images are imported once.
+    Default: inside ``root``."""
     device_plugin_dir: Path = field(default=DEVICE_PLUGIN_DIR)
 
     @property
@@ -99,7 +102,7 @@ class NodePaths:
 
     @property
     def containerd_root(self) -> Path:
-        return self.root / "containerd" / "root"
+        return self.image_store or self.root / "containerd" / "root"
 
     @property
     def containerd_state(self) -> Path:

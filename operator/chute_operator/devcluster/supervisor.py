@@ -2,6 +2,7 @@
 
     python -m chute_operator.devcluster.supervisor --state-dir DIR [--nodes FILE]
         [--pod-cidr CIDR] [--service-cidr CIDR]
+        [--real-node --sandbox-image REF=TAR [--image REF=TAR]...]
 
 Writes ``DIR/supervisor.pid`` at once and ``DIR/state.json`` once the nodes are Ready (or with an
 ``error`` if the start failed). Stops everything on SIGTERM, SIGINT or SIGHUP, or when one of the
@@ -29,6 +30,8 @@ from chute_operator.devcluster.controlplane import (
     ControlPlaneError,
 )
 from chute_operator.devcluster.nodes import load_node_pools
+from chute_operator.devcluster.realnode import NodeImage, NodeImages
+from chute_operator.devcluster.realnode_config import RealNodeSettings
 
 PID_FILE = "supervisor.pid"
 STATE_FILE = "state.json"
@@ -61,6 +64,7 @@ def run(
     nodes_file: Path | None,
     pod_cidr: str = POD_CIDR,
     service_cidr: str = SERVICE_CLUSTER_IP_RANGE,
+    real_node_images: NodeImages | None = None,
 ) -> int:
     state_dir.mkdir(parents=True, exist_ok=True)
     (state_dir / PID_FILE).write_text(str(os.getpid()))
@@ -84,6 +88,8 @@ def run(
             kwok_log_level="WARN",
             pod_cidr=pod_cidr,
             service_cidr=service_cidr,
+            real_node=RealNodeSettings.from_env() if real_node_images else None,
+            real_node_images=real_node_images,
         )
     except ControlPlaneError as error:
         _log(f"start failed: {error}")
@@ -106,6 +112,8 @@ def run(
                 "pod_cidr": control_plane.pod_cidr,
                 "service_cidr": control_plane.service_cidr,
                 "startup_seconds": round(control_plane.startup_seconds, 2),
+                "milestones": control_plane.milestones,
+                "real_node": _real_node_state(control_plane),
             },
         )
         _log(f"ready in {control_plane.startup_seconds:.1f}s at {control_plane.server}")
@@ -132,14 +140,39 @@ def run(
     return exit_code
 
 
+def _real_node_state(control_plane: ControlPlane) -> dict[str, Any] | None:
+    node = control_plane.real_node
+    if node is None:
+        return None
+    return {
+        "name": node.name,
+        "pod_subnet": node.settings.pod_subnet,
+        "gpu": f"{node.settings.gpu.count}x {node.settings.gpu.product}",
+        "images": [image.ref for image in (node.sandbox_image, *node.images)],
+    }
+
+
+def _image(argument: str) -> NodeImage:
+    ref, separator, archive = argument.partition("=")
+    if not separator:
+        raise argparse.ArgumentTypeError(f"expected REF=ARCHIVE: {argument}")
+    return NodeImage(ref, Path(archive))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--state-dir", required=True, type=Path)
     parser.add_argument("--nodes", type=Path, default=None, help="node pool YAML file")
     parser.add_argument("--pod-cidr", default=POD_CIDR, help="the cluster's pod range")
     parser.add_argument("--service-cidr", default=SERVICE_CLUSTER_IP_RANGE, help="the Service range")
+    parser.add_argument("--real-node", action="store_true", help="also run the real node")
+    parser.add_argument("--sandbox-image", type=_image, help="REF=ARCHIVE of the pause image")
+    parser.add_argument("--image", type=_image, action="append", default=[], help="REF=ARCHIVE to import")
     args = parser.parse_args(argv)
-    return run(args.state_dir.resolve(), args.nodes, args.pod_cidr, args.service_cidr)
+    if args.real_node and args.sandbox_image is None:
+        parser.error("--real-node needs --sandbox-image")
+    images = NodeImages(args.sandbox_image, tuple(args.image)) if args.real_node else None
+    return run(args.state_dir.resolve(), args.nodes, args.pod_cidr, args.service_cidr, images)
 
 
 if __name__ == "__main__":
