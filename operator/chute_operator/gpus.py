@@ -12,6 +12,8 @@ import yaml
 from chute_operator.api import NodeSelector
 
 PRODUCT_LABEL = "nvidia.com/gpu.product"
+GPU_RESOURCE = "nvidia.com/gpu"
+"""The extended resource GPUs are requested by (the NVIDIA device plugin's)."""
 """Node label set by NVIDIA GPU Feature Discovery."""
 
 

@@ -18,6 +18,7 @@ from chute_operator.gpus import NoEligibleGpu
 from chute_operator.kube import KubeApi, error_code, error_message
 from chute_operator.metrics import OperatorMetrics
 from chute_operator.render import render_workload
+from chute_operator.rollout import observe
 from chute_operator.status import Observation, compute_status, status_changed
 from chute_operator.store import Key, Store, key_of
 from chute_operator.validation import InvalidChute, parse_chute
@@ -98,8 +99,10 @@ class Reconciler:
         uid = chute["metadata"].get("uid")
         workload: Workload | None = None
         invalid: str | None = None
+        live = self.store.get("Deployment", key)
+        rollout = observe(live if live and _owned_by(live, uid) else None, self.store.children("Pod", key))
         try:
-            workload = resolve(parse_chute(chute), self.options)
+            workload = resolve(parse_chute(chute), self.options, rollout)
         except (InvalidChute, NoEligibleGpu) as error:
             invalid = "; ".join(str(error).splitlines())
         apply_error = None
@@ -124,6 +127,7 @@ class Reconciler:
             previous=chute.get("status") or {},
             monitoring_unavailable=unserved,
             hpa=hpa if hpa and _owned_by(hpa, uid) else None,
+            rollout=rollout,
         )
         await self._write_status(chute, compute_status(observation, datetime.now(UTC)))
 

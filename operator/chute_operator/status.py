@@ -16,6 +16,7 @@ from chute_operator.api import reasons as r
 from chute_operator.api.reasons import OOM_RECENT_SECONDS
 from chute_operator.autoscaler import autoscaler_status, autoscaling_condition
 from chute_operator.conditions import Observed, find, merge_conditions
+from chute_operator.rollout import RolloutObservation
 from chute_operator.workload import MODEL_CONTAINER, Workload
 
 PULL_FAILURES = {"ImagePullBackOff", "ErrImagePull", "InvalidImageName", "ErrImageNeverPull"}
@@ -55,6 +56,8 @@ class Observation:
     """The spec asks for a ServiceMonitor but the cluster has no ServiceMonitor API."""
     hpa: dict[str, Any] | None = None
     """The Chute's HorizontalPodAutoscaler as last seen (only when it is autoscaled)."""
+    rollout: RolloutObservation | None = None
+    """What the live Deployment and pods say about a rollout under way (see rollout.observe)."""
 
 
 def _get(obj: Any, *path: str) -> Any:
@@ -188,8 +191,34 @@ def _desired(obs: Observation) -> int:
     return obs.workload.replicas if obs.workload and obs.workload.replicas is not None else 1
 
 
+def _surge_stuck(obs: Observation) -> bool:
+    """A rollout waits for a GPU for its surge pod, and the rendered budget will not replace pods."""
+    return bool(obs.workload and obs.rollout and obs.rollout.surge_blocked and obs.workload.max_surge > 0)
+
+
+def _replacing(obs: Observation) -> bool:
+    """Pods are replaced one at a time: a new pod may wait for the GPU its predecessor frees."""
+    return bool(obs.workload and obs.rollout and obs.rollout.in_progress and obs.workload.max_surge == 0)
+
+
+def _no_spare_gpu(workload: Workload, rollout: RolloutObservation) -> Failure:
+    eligible = ", ".join(workload.eligible_gpus)
+    waiting = ", ".join(rollout.gpu_starved)
+    return Failure(
+        r.NO_SPARE_GPU,
+        f"the rollout waits for {workload.gpu_count} free GPU(s) of: {eligible} for its extra pod "
+        f"({waiting}); no eligible node has them and the old replica keeps serving. Free a GPU, or set "
+        "spec.rollout.strategy: Replace to stop an old replica before its successor starts",
+    )
+
+
 def _failure(obs: Observation, problems: list[PodProblem], pods: int) -> Failure | None:
+    if _replacing(obs):
+        gpu_starved = set(obs.rollout.gpu_starved if obs.rollout else ())
+        problems = [p for p in problems if not (p.reason == r.UNSCHEDULABLE and p.pod in gpu_starved)]
     failure = _summarise(problems, pods)
+    if failure and failure.reason == r.UNSCHEDULABLE and obs.workload and obs.rollout and _surge_stuck(obs):
+        return _no_spare_gpu(obs.workload, obs.rollout)
     if obs.workload and failure and failure.reason == r.UNSCHEDULABLE:
         eligible = ", ".join(obs.workload.eligible_gpus) or "none (CPU-only)"
         return Failure(
@@ -255,6 +284,8 @@ def progressing_condition(obs: Observation, facts: Facts) -> Observed:
         return Observed(r.PROGRESSING, "True", r.CREATING, "creating the Deployment")
     if facts.stalled is not None:
         return Observed(r.PROGRESSING, "False", r.PROGRESS_DEADLINE_EXCEEDED, facts.stalled)
+    if facts.failure and facts.failure.reason == r.NO_SPARE_GPU:
+        return Observed(r.PROGRESSING, "False", r.NO_SPARE_GPU, facts.failure.message)
     complete = facts.rolled_out and facts.available >= facts.desired
     if complete:
         return Observed(r.PROGRESSING, "False", r.ROLLOUT_COMPLETE, f"{facts.desired} replicas up to date")
@@ -298,10 +329,6 @@ def _no_failure_needs_a_person(parts: Parts, facts: Facts) -> Observed | None:
     return _not_ready(degraded) if needs_a_person else None
 
 
-def _replicas_requested(parts: Parts, facts: Facts) -> Observed | None:
-    return _not_ready(parts.available) if parts.available.reason == r.SCALED_TO_ZERO else None
-
-
 def _rolled_out(parts: Parts, facts: Facts) -> Observed | None:
     """No pod of an older template remains; a scale-up or a replaced pod is not a rollout."""
     if facts.rolled_out:
@@ -310,17 +337,14 @@ def _rolled_out(parts: Parts, facts: Facts) -> Observed | None:
 
 
 def _serving(parts: Parts, facts: Facts) -> Observed | None:
-    """At least one replica is available."""
-    return _not_ready(parts.available) if parts.available.status != "True" else None
+    """At least one replica serves, unless none is asked for."""
+    if parts.available.status == "True" or parts.available.reason == r.SCALED_TO_ZERO:
+        return None
+    return _not_ready(parts.available)
 
 
 ReadyCheck = Callable[[Parts, Facts], "Observed | None"]
-READY_CHECKS: tuple[ReadyCheck, ...] = (
-    _no_failure_needs_a_person,
-    _replicas_requested,
-    _rolled_out,
-    _serving,
-)
+READY_CHECKS: tuple[ReadyCheck, ...] = (_no_failure_needs_a_person, _rolled_out, _serving)
 """Ready is True when every check passes; otherwise the first failing check gives its reason."""
 
 
@@ -330,7 +354,26 @@ def ready_condition(parts: Parts, facts: Facts) -> Observed:
         blocked = check(parts, facts)
         if blocked is not None:
             return blocked
+    if parts.available.reason == r.SCALED_TO_ZERO:
+        return Observed(r.READY, "True", r.SCALED_TO_ZERO, parts.available.message)
     return Observed(r.READY, "True", r.SERVING, f"{facts.ready}/{facts.desired} replicas ready")
+
+
+def stalled_condition(ready: Observed, degraded: Observed) -> Observed:
+    """Stalled (kstatus): not Ready, and it will not get there without a person (Degraded says why).
+
+    A Chute that is Ready despite a Degraded reason (``SERVING_DESPITE``) is not stalled.
+    """
+    if degraded.status == "True" and ready.status != "True":
+        return Observed(r.STALLED, "True", degraded.reason, degraded.message)
+    return Observed(r.STALLED, "False", r.AS_EXPECTED, "")
+
+
+def reconciling_condition(ready: Observed, stalled: Observed) -> Observed:
+    """Reconciling (kstatus): not Ready yet, and getting there on its own (never with Stalled)."""
+    if ready.status != "True" and stalled.status != "True":
+        return Observed(r.RECONCILING, "True", ready.reason, ready.message)
+    return Observed(r.RECONCILING, "False", r.RECONCILED, "")
 
 
 def monitored_condition(obs: Observation) -> Observed | None:
@@ -354,10 +397,12 @@ def conditions_of(obs: Observation, now: datetime) -> list[Observed]:
     parts = Parts(
         available_condition(facts), progressing_condition(obs, facts), degraded_condition(obs, facts)
     )
+    ready = ready_condition(parts, facts)
+    stalled = stalled_condition(ready, parts.degraded)
     extra = [monitored_condition(obs)]
     if obs.workload and obs.workload.autoscaled:
         extra.append(autoscaling_condition(obs.hpa, facts.available))
-    return [ready_condition(parts, facts), *parts, *(c for c in extra if c)]
+    return [ready, *parts, reconciling_condition(ready, stalled), stalled, *(c for c in extra if c)]
 
 
 def compute_status(obs: Observation, now: datetime) -> dict[str, Any]:

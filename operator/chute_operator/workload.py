@@ -13,7 +13,8 @@ from typing import Any
 
 from chute_operator.api import Cache, Chute, ChuteSpec, Cord
 from chute_operator.engines import ENGINES, Engine
-from chute_operator.gpus import PRODUCT_LABEL, Catalog, eligible_gpus
+from chute_operator.gpus import GPU_RESOURCE, PRODUCT_LABEL, Catalog, eligible_gpus
+from chute_operator.rollout import RolloutObservation, budget
 
 SIDECAR_PORT = 8080
 """The sidecar's serving port (name ``http``): what the Service publishes."""
@@ -28,7 +29,6 @@ MODEL_CONTAINER = "model"
 API_KEY_DIR = "/var/run/chutes/auth"
 DRAIN_SECONDS = 5
 PROBE_PERIOD_SECONDS = 10
-GPU_RESOURCE = "nvidia.com/gpu"
 CHUTE_LABEL = "chutes.ai/chute"
 MANAGED_BY = "chute-operator"
 DEFAULT_SIDECAR_IMAGE = "chute-operator:0.1.0"
@@ -110,6 +110,8 @@ class Workload:
     startup_timeout_seconds: int
     startup_failure_threshold: int
     progress_deadline_seconds: int
+    max_surge: int
+    max_unavailable: int
     cords: list[Cord]
     restrict_to_cords: bool
     replicas: int | None
@@ -316,9 +318,14 @@ def _url(chute: Chute, options: RenderOptions) -> str:
     return f"http://{name}.{namespace}.svc.{options.cluster_domain}" + ("" if port == 80 else f":{port}")
 
 
-def resolve(chute: Chute, options: RenderOptions) -> Workload:
-    """Decide every value of the Chute's children. Raises NoEligibleGpu for an impossible selector."""
+def resolve(chute: Chute, options: RenderOptions, rollout: RolloutObservation | None = None) -> Workload:
+    """Decide every value of the Chute's children. Raises NoEligibleGpu for an impossible selector.
+
+    ``rollout`` is what the live Deployment shows (none offline): with ``spec.rollout.strategy``
+    Auto it decides whether pods are replaced instead of surged.
+    """
     spec = chute.spec
+    max_surge, max_unavailable = budget(spec.rollout.strategy, rollout)
     gpus = eligible_gpus(spec.node_selector, options.catalog)
     products = sorted({p for gpu in gpus for p in gpu.products})
     labels = labels_for(chute)
@@ -338,6 +345,8 @@ def resolve(chute: Chute, options: RenderOptions) -> Workload:
         "gpu_count": spec.node_selector.gpu_count,
         "eligible_gpus": [gpu.name for gpu in gpus],
         **_scaling(spec, options),
+        "max_surge": max_surge,
+        "max_unavailable": max_unavailable,
         "service": spec.service.model_dump(by_alias=True),
         "monitoring": spec.monitoring.model_dump(by_alias=True),
         "service_monitor": spec.monitoring.service_monitor,

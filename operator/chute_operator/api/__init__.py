@@ -18,6 +18,7 @@ from chute_operator.api.spec import (
     NodeSelector,
     PodOverrides,
     Resources,
+    Rollout,
     ServiceSpec,
 )
 from chute_operator.api.status import ChuteStatus, Condition
@@ -45,5 +46,6 @@ __all__ = [
     "ObjectMeta",
     "PodOverrides",
     "Resources",
+    "Rollout",
     "ServiceSpec",
 ]

@@ -53,6 +53,16 @@ AUTOSCALING = _type(
     "Autoscaling",
     "Whether the HPA reads the utilization metric and can scale (only when minInstances < maxInstances).",
 )
+RECONCILING = _type(
+    "Reconciling",
+    "For kstatus (Flux): True while the Chute is on its way to its spec and will get there on its own; "
+    "its reason and message are Ready's. Never True together with Stalled.",
+)
+STALLED = _type(
+    "Stalled",
+    "For kstatus (Flux): True when the Chute is not Ready and will not get there without a person; its "
+    "reason and message are Degraded's.",
+)
 
 # Ready
 SERVING = _reason(
@@ -64,7 +74,11 @@ SERVING = _reason(
 MINIMUM_REPLICAS_AVAILABLE = _reason(
     "MinimumReplicasAvailable", "Available=True", "At least one replica is ready to serve."
 )
-SCALED_TO_ZERO = _reason("ScaledToZero", "Available, Ready", "No replicas are requested (scaled to zero).")
+SCALED_TO_ZERO = _reason(
+    "ScaledToZero",
+    "Available=False, Ready=True",
+    "No replicas are requested (spec.replicas 0, or an autoscaler at zero): the Chute is as its spec asks.",
+)
 NO_REPLICAS_READY = _reason(
     "NoReplicasReady", "Available, Ready", "No replica is ready yet and no pod reports a problem."
 )
@@ -98,7 +112,14 @@ PROGRESS_DEADLINE_EXCEEDED = _reason(
     "The rollout made no progress within the Deployment's progressDeadlineSeconds (startup timeout + 600).",
 )
 # Degraded
-AS_EXPECTED = _reason("AsExpected", "Degraded=False", "Nothing needs attention.")
+AS_EXPECTED = _reason("AsExpected", "Degraded=False, Stalled=False", "Nothing needs attention.")
+NO_SPARE_GPU = _reason(
+    "NoSpareGpu",
+    "Progressing=False, Degraded, Ready",
+    "A rollout waits for a spare GPU for its extra (surge) pod and none of the eligible types is free; "
+    "with spec.rollout.strategy Auto this happens only with one replica. Free a GPU, or set "
+    "spec.rollout.strategy: Replace.",
+)
 INVALID_SPEC = _reason(
     "InvalidSpec",
     "Progressing, Degraded, Ready",
@@ -132,6 +153,12 @@ PROBE_FAILING = _reason(
     "ProbeFailing",
     "Available, Degraded, Ready",
     "A started model server does not answer its health check.",
+)
+# Reconciling
+RECONCILED = _reason(
+    "Reconciled",
+    "Reconciling=False",
+    "Nothing is under way: the Chute is as its spec asks, or it is Stalled and waits for a person.",
 )
 # Monitored
 SERVICE_MONITOR_APPLIED = _reason("ServiceMonitorApplied", "Monitored=True", "The ServiceMonitor exists.")

@@ -276,6 +276,25 @@ class Cache(ApiModel):
         return self
 
 
+ROLLOUT_STRATEGIES = ("Auto", "Surge", "Replace")
+RolloutStrategy = Literal["Auto", "Surge", "Replace"]
+
+
+class Rollout(ApiModel):
+    """How a change of the pods (a new image, arguments, resources...) replaces the running replicas."""
+
+    strategy: RolloutStrategy = Field(
+        default="Auto",
+        description="Surge: start each new replica before an old one stops (one extra replica, so one "
+        "spare GPU set of an eligible type; without one the rollout waits and the Chute reports "
+        "Progressing=False, reason NoSpareGpu). Replace: stop an old replica before its successor "
+        "starts (needs no spare GPU; one replica fewer serves meanwhile, none with a single replica). "
+        "Auto: surge, and when the extra replica cannot be scheduled for lack of GPUs, replace one "
+        "at a time instead if the Chute has more than one replica, or report NoSpareGpu if it has "
+        "one (so a single replica is never taken down).",
+    )
+
+
 class PodOverrides(ApiModel):
     """Escape hatch: settings passed through to the pods as they are."""
 
@@ -409,6 +428,9 @@ class ChuteSpec(ApiModel):
         "scales then).",
     )
     health: Health = Field(default_factory=Health, description="Health checking of the model server.")
+    rollout: Rollout = Field(
+        default_factory=Rollout, description="How changes replace running replicas (GPU-aware)."
+    )
     cords: list[Cord] | None = Field(
         default=None,
         max_length=64,

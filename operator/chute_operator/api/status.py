@@ -14,7 +14,8 @@ class Condition(ApiModel):
 
     type: str = Field(
         max_length=316,
-        description="Condition type: Ready, Available, Progressing, Degraded, Monitored or Autoscaling.",
+        description="Condition type: Ready, Available, Progressing, Degraded, Reconciling, Stalled, "
+        "Monitored or Autoscaling.",
     )
     status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
     observed_generation: int | None = Field(
