@@ -397,3 +397,13 @@ def test_sync_check_fails_on_a_stale_copy(tmp_path: Path, monkeypatch: pytest.Mo
     changed.write_text(sync_crd.SOURCE.read_text().replace("name: Age", "name: Created"))
     monkeypatch.setattr(sync_crd, "SOURCE", changed)
     assert sync_crd.main(["--check"]) == 1
+
+
+def test_argocd_health_check_configmap_carries_the_lua_file_under_the_argocd_cm_key(helm: Helm) -> None:
+    assert not [
+        o for o in find(helm.template(), "ConfigMap") if o["metadata"]["name"].endswith("argocd-health")
+    ]
+    objects = helm.template(sets=("argocd.healthCheck.enabled=true",), release="chute-operator")
+    health = one(objects, "ConfigMap", "chute-operator-argocd-health")
+    script = (CHART / "files" / "argocd-health.lua").read_text()
+    assert health["data"] == {"resource.customizations.health.chutes.ai_Chute": script.rstrip("\n")}

@@ -36,6 +36,7 @@ BAD_VALUES = [
     (("podDisruptionBudget.minAvailable=half",), "/podDisruptionBudget/minAvailable"),
     (("chuteNetworkPolicy.dns.podSelektor.app=x",), "'podSelektor'"),
     (("grafanaDashboard.labels.grafana_dashboard=1",), "/grafanaDashboard/labels/grafana_dashboard"),
+    (("argocd.healthCheck.enabled=sure",), "/argocd/healthCheck/enabled"),
 ]
 
 

@@ -1,0 +1,3 @@
+from tests.gitops.kstatus import kstatus_binary
+
+__all__ = ["kstatus_binary"]
