@@ -62,6 +62,12 @@ def _modelsim(argv: Sequence[str]) -> int:
     return modelsim_main(list(argv))
 
 
+def _activator(argv: Sequence[str]) -> int:
+    from chute_activator.main import main as activator_main
+
+    return activator_main(list(argv))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="chute-operator", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -125,6 +131,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="a simulated OpenAI-compatible model server (see: chute-operator modelsim --help)",
         add_help=False,
     )
+    commands.add_parser(
+        "activator",
+        help="hold requests for Chutes scaled to zero and wake them (see: chute-operator activator --help)",
+        add_help=False,
+    )
     return parser
 
 
@@ -134,6 +145,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _sidecar(argv[1:])
     if argv[:1] == ["modelsim"]:
         return _modelsim(argv[1:])
+    if argv[:1] == ["activator"]:
+        return _activator(argv[1:])
     args = build_parser().parse_args(argv)
     result: int = args.handler(args)
     return result

@@ -1,0 +1,1 @@
+"""The activator: holds requests for a Chute at zero replicas, wakes it, forwards when it is ready."""

@@ -1,0 +1,5 @@
+import sys
+
+from chute_activator.main import main
+
+sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,119 @@
+"""The activator's HTTP server: resolve the Chute, hold the request, forward it or answer 503/404."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+import aiohttp
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from chute_activator.forward import ConnectFailed, forward
+from chute_activator.holding import Holder, Rejected
+from chute_activator.state import Key, key_from_host
+
+log = logging.getLogger("chute_activator")
+
+CHUTE_HEADER = "X-Chute"
+"""``NAMESPACE/NAME``: names the Chute explicitly (tests, clients that reach the activator directly)."""
+CONNECT_ATTEMPTS = 3
+
+
+def _reject(rejected: Rejected) -> web.Response:
+    headers = {"Retry-After": str(rejected.retry_after)} if rejected.retry_after is not None else {}
+    body = {"error": {"reason": rejected.reason, "message": rejected.message}}
+    return web.json_response(body, status=rejected.status, headers=headers)
+
+
+class Activator:
+    """One activator: a :class:`Holder` behind an HTTP handler."""
+
+    def __init__(self, holder: Holder, *, max_body_bytes: int, request_timeout: float) -> None:
+        self.holder, self.max_body_bytes, self.request_timeout = holder, max_body_bytes, request_timeout
+        self.session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        self.session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=30), auto_decompress=False
+        )
+
+    async def close(self) -> None:
+        if self.session is not None:
+            await self.session.close()
+            self.session = None
+
+    def _key(self, request: web.BaseRequest) -> Key | None:
+        explicit = request.headers.get(CHUTE_HEADER, "")
+        if explicit.count("/") == 1:
+            namespace, name = explicit.split("/")
+            return (namespace, name) if namespace and name else None
+        return key_from_host(request.headers.get("Host", ""), self.holder.known(), self.holder.by_ip())
+
+    async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        key = self._key(request)
+        if key is None:
+            return _reject(Rejected(404, "UnknownChute", f"no Chute for Host {request.host!r}"))
+        if request.content_length is not None and request.content_length > self.max_body_bytes:
+            return _reject(Rejected(413, "BodyTooLarge", f"body over {self.max_body_bytes} bytes"))
+        body = await request.content.read(self.max_body_bytes + 1)
+        if len(body) > self.max_body_bytes:
+            return _reject(Rejected(413, "BodyTooLarge", f"body over {self.max_body_bytes} bytes"))
+        assert self.session is not None
+        start = time.monotonic()
+        for attempt in range(CONNECT_ATTEMPTS):
+            try:
+                endpoint, waited = await self.holder.acquire(key)
+            except Rejected as rejected:
+                return _reject(rejected)
+            try:
+                response = await forward(self.session, request, body, endpoint, timeout=self.request_timeout)
+            except ConnectFailed as error:
+                log.warning(
+                    "replica unreachable",
+                    extra={"chute": "/".join(key), "endpoint": endpoint, "error": str(error)},
+                )
+                continue
+            self.holder.metrics.forwarded.labels(*key).inc()
+            if waited:
+                log.info(
+                    "held request forwarded",
+                    extra={"chute": "/".join(key), "waited": round(waited, 3), "attempt": attempt},
+                )
+            return response
+        return _reject(
+            Rejected(
+                503,
+                "ReplicaUnreachable",
+                f"no replica of Chute {key[0]}/{key[1]} answered after {time.monotonic() - start:.1f}s",
+                self.holder.retry_after(key),
+            )
+        )
+
+
+def metrics_app(holder: Holder) -> web.Application:
+    async def metrics(_: web.Request) -> web.Response:
+        return web.Response(
+            body=generate_latest(holder.metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )
+
+    async def healthz(_: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    async def readyz(_: web.Request) -> web.Response:
+        return web.Response(text="ok") if holder.synced else web.Response(status=503, text="not synced")
+
+    async def chutes(_: web.Request) -> web.Response:
+        view = {
+            "/".join(k): {"endpoints": list(s.endpoints), "cannot_wake": s.cannot_wake}
+            for k, s in holder.known().items()
+        }
+        return web.Response(text=json.dumps(view), content_type="application/json")
+
+    app = web.Application()
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/_chutes", chutes)
+    return app

@@ -1,0 +1,74 @@
+"""Forward a held request to a ready replica and stream its response back as it arrives."""
+
+from __future__ import annotations
+
+import aiohttp
+from aiohttp import web
+from multidict import CIMultiDict
+
+HOP_BY_HOP = frozenset(
+    h.lower()
+    for h in (
+        "Connection",
+        "Keep-Alive",
+        "Proxy-Authenticate",
+        "Proxy-Authorization",
+        "TE",
+        "Trailer",
+        "Transfer-Encoding",
+        "Upgrade",
+        "Host",
+        "Content-Length",
+    )
+)
+
+
+class ConnectFailed(Exception):
+    """The replica could not be reached; nothing was sent, another replica may be tried."""
+
+
+def _request_headers(request: web.BaseRequest) -> CIMultiDict[str]:
+    headers = CIMultiDict((k, v) for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP)
+    headers["Host"] = request.headers.get("Host", "")
+    forwarded_for = request.headers.get("X-Forwarded-For")
+    peer = request.remote or ""
+    headers["X-Forwarded-For"] = f"{forwarded_for}, {peer}" if forwarded_for else peer
+    return headers
+
+
+async def forward(
+    session: aiohttp.ClientSession,
+    request: web.BaseRequest,
+    body: bytes,
+    endpoint: str,
+    *,
+    timeout: float,  # noqa: ASYNC109 (aiohttp's own total timeout for the upstream request)
+) -> web.StreamResponse:
+    """Send ``request`` (its ``body`` already read) to ``http://endpoint`` and stream the answer back."""
+    url = f"http://{endpoint}{request.raw_path}"
+    try:
+        upstream = await session.request(
+            request.method,
+            url,
+            headers=_request_headers(request),
+            data=body or None,
+            allow_redirects=False,
+            auto_decompress=False,
+            timeout=aiohttp.ClientTimeout(total=timeout, connect=2.0),
+        )
+    except aiohttp.ClientConnectorError as error:
+        raise ConnectFailed(str(error)) from error
+    async with upstream:
+        response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
+        for name, value in upstream.headers.items():
+            if name.lower() not in HOP_BY_HOP:
+                response.headers.add(name, value)
+        if upstream.headers.get("Content-Length") is not None and "chunked" not in upstream.headers.get(
+            "Transfer-Encoding", ""
+        ):
+            response.content_length = int(upstream.headers["Content-Length"])
+        await response.prepare(request)
+        async for chunk in upstream.content.iter_any():
+            await response.write(chunk)
+        await response.write_eof()
+        return response

@@ -1,0 +1,210 @@
+"""Holding requests per Chute until a replica is ready: a bounded queue and a bounded wait per Chute.
+
+The source of truth (the Kubernetes API in production, a test otherwise) calls :meth:`Holder.update`;
+requests call :meth:`Holder.acquire`, which returns a ready endpoint or raises :class:`Rejected`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from chute_activator.metrics import Metrics
+from chute_activator.state import ChuteState, Key
+
+log = logging.getLogger("chute_activator")
+
+WakeCallback = Callable[[Key], Awaitable[None]]
+
+
+class Rejected(Exception):
+    """The activator answers the request itself: 404 (no such Chute) or 503 (cannot serve it now)."""
+
+    def __init__(self, status: int, reason: str, message: str, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.status, self.reason, self.message, self.retry_after = status, reason, message, retry_after
+
+
+@dataclass
+class _Gate:
+    state: ChuteState | None = None
+    waiting: int = 0
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    last_wake: float = -math.inf
+    wake_started: float | None = None
+    measured_load: float | None = None
+    turn: itertools.count[int] = field(default_factory=itertools.count)
+
+    def notify(self) -> None:
+        self.changed.set()
+        self.changed = asyncio.Event()
+
+
+def retry_after_seconds(load_seconds: float | None, default: int) -> int:
+    """Retry-After for a 503: the Chute's measured load time (a replica should be ready by then)."""
+    if load_seconds is None:
+        return default
+    return max(1, min(600, math.ceil(load_seconds)))
+
+
+class Holder:
+    def __init__(
+        self,
+        wake: WakeCallback,
+        metrics: Metrics,
+        *,
+        queue_limit: int = 10,
+        max_wait_seconds: float = 300.0,
+        wake_interval_seconds: float = 5.0,
+        default_retry_after: int = 10,
+    ) -> None:
+        self.wake, self.metrics = wake, metrics
+        self.queue_limit, self.max_wait = queue_limit, max_wait_seconds
+        self.wake_interval, self.default_retry_after = wake_interval_seconds, default_retry_after
+        self.synced = False
+        self.stopping = False
+        """Whether the source has listed every Chute once (until then an unknown Chute is waited for)."""
+        self._gates: dict[Key, _Gate] = {}
+        self._by_ip: dict[str, Key] = {}
+
+    # -- the source's side -------------------------------------------------------------------
+
+    def update(self, key: Key, state: ChuteState | None) -> None:
+        """The Chute's latest state; None when it was deleted."""
+        gate = self._gates.setdefault(key, _Gate())
+        if gate.state and not gate.state.endpoints and state and state.endpoints and gate.wake_started:
+            gate.measured_load = time.monotonic() - gate.wake_started
+            gate.wake_started = None
+            log.info("chute ready after wake", extra={"chute": "/".join(key), "seconds": gate.measured_load})
+        gate.state = state if state is not None else ChuteState(exists=False)
+        for ip in [ip for ip, k in self._by_ip.items() if k == key]:
+            del self._by_ip[ip]
+        for ip in gate.state.cluster_ips:
+            self._by_ip[ip] = key
+        if state is None and gate.waiting == 0:
+            del self._gates[key]
+        gate.notify()
+
+    def mark_synced(self) -> None:
+        self.synced = True
+        for gate in self._gates.values():
+            gate.notify()
+
+    def stop_holding(self) -> None:
+        """Shutting down: every held request is answered 503 with Retry-After at once."""
+        self.stopping = True
+        for gate in self._gates.values():
+            gate.notify()
+
+    # -- the request's side ------------------------------------------------------------------
+
+    def known(self) -> dict[Key, ChuteState]:
+        return {k: g.state for k, g in self._gates.items() if g.state is not None and g.state.exists}
+
+    def by_ip(self) -> dict[str, Key]:
+        return self._by_ip
+
+    def retry_after(self, key: Key) -> int:
+        gate = self._gates.get(key)
+        if gate is None:
+            return self.default_retry_after
+        load = gate.state.load_seconds if gate.state and gate.state.load_seconds is not None else None
+        return retry_after_seconds(load if load is not None else gate.measured_load, self.default_retry_after)
+
+    def _verdict(self, key: Key, gate: _Gate) -> str | None:
+        """An endpoint to forward to, None to keep waiting; raises when the request must be answered now."""
+        state = gate.state
+        if state is None:
+            if self.synced:
+                raise Rejected(404, "NotFound", f"no Chute {key[0]}/{key[1]}")
+            return None
+        if not state.exists:
+            raise Rejected(404, "NotFound", f"Chute {key[0]}/{key[1]} does not exist (deleted?)")
+        if state.endpoints:
+            return state.endpoints[next(gate.turn) % len(state.endpoints)]
+        if self.stopping:
+            raise Rejected(503, "ActivatorStopping", "the activator is restarting", self.retry_after(key))
+        if state.cannot_wake:
+            raise Rejected(
+                503,
+                "CannotWake",
+                f"Chute {key[0]}/{key[1]} cannot wake: {state.cannot_wake}",
+                self.retry_after(key),
+            )
+        return None
+
+    async def acquire(self, key: Key) -> tuple[str, float]:
+        """A ready endpoint of the Chute and how long the request was held; waits while it wakes."""
+        start = time.monotonic()
+        gate = self._gates.setdefault(key, _Gate())
+        try:
+            endpoint = self._verdict(key, gate)
+        except Rejected as rejected:
+            self._rejected(key, rejected, 0.0)
+            raise
+        if endpoint is not None:
+            return endpoint, 0.0
+        if gate.waiting >= self.queue_limit:
+            full = Rejected(
+                503,
+                "QueueFull",
+                f"{gate.waiting} requests already wait for Chute {key[0]}/{key[1]}",
+                self.retry_after(key),
+            )
+            self._rejected(key, full, 0.0)
+            raise full
+        gate.waiting += 1
+        self.metrics.queue_length.labels(*key).set(gate.waiting)
+        deadline = start + self.max_wait
+        try:
+            while True:
+                await self._maybe_wake(key, gate)
+                changed = gate.changed
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise Rejected(
+                        503,
+                        "WaitTimeout",
+                        f"no replica of Chute {key[0]}/{key[1]} became ready within {self.max_wait:g}s",
+                        self.retry_after(key),
+                    )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(changed.wait(), min(left, self.wake_interval))
+                endpoint = self._verdict(key, gate)
+                if endpoint is not None:
+                    waited = time.monotonic() - start
+                    self.metrics.wait_seconds.labels("forwarded").observe(waited)
+                    return endpoint, waited
+        except Rejected as rejected:
+            self._rejected(key, rejected, time.monotonic() - start)
+            raise
+        finally:
+            gate.waiting -= 1
+            self.metrics.queue_length.labels(*key).set(gate.waiting)
+            if gate.waiting == 0 and gate.state is not None and not gate.state.exists:
+                self._gates.pop(key, None)
+
+    async def _maybe_wake(self, key: Key, gate: _Gate) -> None:
+        if gate.state is None or not gate.state.exists:
+            return
+        now = time.monotonic()
+        if now - gate.last_wake < self.wake_interval:
+            return
+        gate.last_wake = now
+        if gate.wake_started is None:
+            gate.wake_started = now
+        self.metrics.wakeups.labels(*key).inc()
+        try:
+            await self.wake(key)
+        except Exception as error:  # the next interval asks again; the wait stays bounded
+            log.warning("wake request failed", extra={"chute": "/".join(key), "error": str(error)})
+
+    def _rejected(self, key: Key, rejected: Rejected, waited: float) -> None:
+        self.metrics.rejected.labels(*key, rejected.reason).inc()
+        self.metrics.wait_seconds.labels("rejected").observe(waited)

@@ -1,0 +1,80 @@
+"""``chute-operator activator ARGS`` / ``python -m chute_activator ARGS``."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+
+from aiohttp import web
+
+from chute_activator.app import Activator, metrics_app
+from chute_activator.config import Config, parse_config
+from chute_activator.holding import Holder
+from chute_activator.metrics import Metrics
+
+log = logging.getLogger("chute_activator")
+
+
+async def serve(config: Config) -> int:
+    """Watch the cluster, serve until SIGTERM/SIGINT."""
+    from lightkube import AsyncClient, KubeConfig
+
+    from chute_activator.kube import KubeSource
+
+    kube = KubeConfig.from_file(config.kubeconfig) if config.kubeconfig else None
+    client = AsyncClient(config=kube, field_manager="chute-activator")
+
+    async def wake(key: tuple[str, str]) -> None:
+        await source.wake(key)
+
+    holder = Holder(
+        wake,
+        Metrics(),
+        queue_limit=config.queue_limit,
+        max_wait_seconds=config.max_wait_seconds,
+        wake_interval_seconds=config.wake_interval_seconds,
+        default_retry_after=config.default_retry_after,
+    )
+    source = KubeSource(client, holder, config.namespaces)
+    activator = Activator(
+        holder, max_body_bytes=config.max_body_bytes, request_timeout=config.request_timeout_seconds
+    )
+    await activator.start()
+    serving = web.ServerRunner(web.Server(activator.handle, handler_cancellation=True), access_log=None)
+    await serving.setup()
+    await web.TCPSite(serving, config.host, config.port, backlog=1024).start()
+    admin = web.AppRunner(metrics_app(holder), access_log=None)
+    await admin.setup()
+    await web.TCPSite(admin, config.host, config.metrics_port).start()
+    await source.start()
+    log.info("activator started", extra={"port": config.port, "metrics_port": config.metrics_port})
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("activator stopping")
+    holder.stop_holding()
+    await serving.cleanup()
+    await admin.cleanup()
+    await source.stop()
+    await activator.close()
+    with contextlib.suppress(Exception):
+        await client.close()
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    config = parse_config(argv)
+    logging.basicConfig(
+        level=config.log_level,
+        format='{"time": "%(asctime)s", "level": "%(levelname)s", "msg": "%(message)s"}',
+    )
+    return asyncio.run(serve(config))
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,44 @@
+"""The activator's Prometheus metrics, in a registry of its own (several activators can share a process)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+WAIT_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        labels = ("namespace", "chute")
+        self.queue_length = Gauge(
+            "chute_activator_queue_length",
+            "Requests held for a Chute that has no ready replica.",
+            labels,
+            registry=self.registry,
+        )
+        self.wait_seconds = Histogram(
+            "chute_activator_wait_seconds",
+            "How long a request was held before it was forwarded or answered 503/404.",
+            ("outcome",),
+            buckets=WAIT_BUCKETS,
+            registry=self.registry,
+        )
+        self.wakeups = Counter(
+            "chute_activator_wakeups",
+            "Wake-ups asked for a Chute at zero (at most one per wake interval while requests wait).",
+            labels,
+            registry=self.registry,
+        )
+        self.rejected = Counter(
+            "chute_activator_rejected",
+            "Requests answered by the activator itself, by reason.",
+            (*labels, "reason"),
+            registry=self.registry,
+        )
+        self.forwarded = Counter(
+            "chute_activator_forwarded",
+            "Requests forwarded to a ready replica.",
+            labels,
+            registry=self.registry,
+        )

@@ -1,0 +1,83 @@
+"""Pure parts of the activator: which Chute a Host names, ready endpoints, why a Chute cannot wake."""
+
+from __future__ import annotations
+
+import pytest
+
+from chute_activator.holding import retry_after_seconds
+from chute_activator.kube import cannot_wake, chute_state, ready_endpoints
+from chute_activator.state import ChuteState, key_from_host
+
+KNOWN = {("team", "llm"): ChuteState(), ("a", "dup"): ChuteState(), ("b", "dup"): ChuteState()}
+BY_IP = {"10.96.0.12": ("team", "llm")}
+
+
+@pytest.mark.parametrize(
+    ("host", "key"),
+    [
+        ("llm.team.svc.cluster.local", ("team", "llm")),
+        ("llm.team.svc.cluster.local:8080", ("team", "llm")),
+        ("llm.team.svc", ("team", "llm")),
+        ("llm.team", ("team", "llm")),
+        ("LLM.Team.svc.cluster.local.", ("team", "llm")),
+        ("10.96.0.12:80", ("team", "llm")),
+        ("llm", ("team", "llm")),
+        ("llm:8080", ("team", "llm")),
+        ("dup", None),  # two namespaces have one: ambiguous
+        ("", None),
+        ("example.com.au", None),
+        ("[fd00::1]:80", None),
+    ],
+)
+def test_the_chute_is_found_from_the_host_header(host: str, key: tuple[str, str] | None) -> None:
+    assert key_from_host(host, KNOWN, BY_IP) == key
+
+
+def _slice(port_name: str, *endpoints: dict[str, object]) -> dict[str, object]:
+    return {"ports": [{"name": port_name, "port": 8080}], "endpoints": list(endpoints)}
+
+
+def test_only_ready_not_terminating_endpoints_of_the_serving_port_count() -> None:
+    slices = [
+        _slice(
+            "http",
+            {"addresses": ["10.244.1.5"], "conditions": {"ready": True}},
+            {"addresses": ["10.244.1.6"], "conditions": {"ready": False}},
+            {"addresses": ["10.244.1.7"], "conditions": {"ready": True, "terminating": True}},
+            {"addresses": ["fd00::7"], "conditions": {}},
+        ),
+        _slice("metrics", {"addresses": ["10.244.1.9"], "conditions": {"ready": True}}),
+    ]
+    assert ready_endpoints(slices) == ("10.244.1.5:8080", "[fd00::7]:8080")
+
+
+def test_a_degraded_chute_without_replicas_cannot_wake_and_a_deleted_one_is_gone() -> None:
+    chute = {
+        "metadata": {"name": "llm", "namespace": "team"},
+        "status": {
+            "conditions": [
+                {"type": "Ready", "status": "False", "reason": "ImagePullBackOff"},
+                {"type": "Degraded", "status": "True", "reason": "ImagePullBackOff", "message": "bad tag"},
+            ]
+        },
+    }
+    assert cannot_wake(chute) == "ImagePullBackOff: bad tag"
+    assert chute_state(chute, []) == ChuteState(cannot_wake="ImagePullBackOff: bad tag")
+    ready = _slice("http", {"addresses": ["10.244.1.5"], "conditions": {"ready": True}})
+    assert chute_state(chute, [ready]) == ChuteState(endpoints=("10.244.1.5:8080",))
+    assert chute_state(None, []) is None
+    assert chute_state({"metadata": {"deletionTimestamp": "2026-01-01T00:00:00Z"}}, []) is None
+
+
+@pytest.mark.parametrize(("load", "expected"), [(None, 10), (0.2, 1), (41.2, 42), (5000.0, 600)])
+def test_retry_after_follows_the_load_time(load: float | None, expected: int) -> None:
+    assert retry_after_seconds(load, 10) == expected
+
+
+def test_the_activator_is_a_subcommand_of_the_one_cli(capsys: pytest.CaptureFixture[str]) -> None:
+    from chute_operator.cli import main
+
+    with pytest.raises(SystemExit) as exit_code:
+        main(["activator", "--help"])
+    assert exit_code.value.code == 0
+    assert "--queue-limit" in capsys.readouterr().out
