@@ -7,6 +7,7 @@ observes, ``workload.resolve`` renders the budget, ``status`` reports ``NoSpareG
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from chute_operator.api.spec import RolloutStrategy
@@ -18,6 +19,9 @@ SURGE = (1, 0)
 """(maxSurge, maxUnavailable): a new replica starts before an old one stops."""
 REPLACE = (0, 1)
 """(maxSurge, maxUnavailable): an old replica stops before its successor starts."""
+REPLACE_WAIT_SECONDS = 120
+"""While pods are replaced, how long a new pod may wait for the GPU its predecessor frees before it
+counts as Unschedulable."""
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,14 @@ def lacks_gpus(pod: dict[str, Any]) -> bool:
                 condition.get("message") or ""
             )
     return False
+
+
+def waiting_since(pod: dict[str, Any]) -> datetime | None:
+    """When the scheduler first refused this pod (its PodScheduled condition turned False)."""
+    for condition in _get(pod, "status", "conditions") or []:
+        if condition.get("type") == "PodScheduled" and condition.get("lastTransitionTime"):
+            return datetime.fromisoformat(condition["lastTransitionTime"].replace("Z", "+00:00"))
+    return None
 
 
 def rollout_in_progress(deployment: dict[str, Any]) -> bool:

@@ -16,7 +16,7 @@ from chute_operator.api import reasons as r
 from chute_operator.api.reasons import OOM_RECENT_SECONDS
 from chute_operator.autoscaler import autoscaler_status, autoscaling_condition
 from chute_operator.conditions import Observed, find, merge_conditions
-from chute_operator.rollout import RolloutObservation
+from chute_operator.rollout import REPLACE_WAIT_SECONDS, RolloutObservation, lacks_gpus, waiting_since
 from chute_operator.workload import MODEL_CONTAINER, Workload
 
 PULL_FAILURES = {"ImagePullBackOff", "ErrImagePull", "InvalidImageName", "ErrImageNeverPull"}
@@ -212,10 +212,19 @@ def _no_spare_gpu(workload: Workload, rollout: RolloutObservation) -> Failure:
     )
 
 
+def _waiting_for_a_freed_gpu(obs: Observation, pods: list[dict[str, Any]], now: datetime) -> set[str]:
+    """Pods that, while pods are replaced, wait (not too long yet) for the GPU a predecessor frees."""
+    if not _replacing(obs):
+        return set()
+    waiting = set()
+    for pod in pods:
+        since = waiting_since(pod)
+        if lacks_gpus(pod) and since and (now - since).total_seconds() < REPLACE_WAIT_SECONDS:
+            waiting.add(str(_get(pod, "metadata", "name")))
+    return waiting
+
+
 def _failure(obs: Observation, problems: list[PodProblem], pods: int) -> Failure | None:
-    if _replacing(obs):
-        gpu_starved = set(obs.rollout.gpu_starved if obs.rollout else ())
-        problems = [p for p in problems if not (p.reason == r.UNSCHEDULABLE and p.pod in gpu_starved)]
     failure = _summarise(problems, pods)
     if failure and failure.reason == r.UNSCHEDULABLE and obs.workload and obs.rollout and _surge_stuck(obs):
         return _no_spare_gpu(obs.workload, obs.rollout)
@@ -241,7 +250,8 @@ def facts_of(obs: Observation, now: datetime) -> Facts:
     progressing = find(dstatus.get("conditions") or [], "Progressing") or {}
     stalled = progressing.get("reason") == "ProgressDeadlineExceeded"
     pods = [p for p in obs.pods if not _get(p, "metadata", "deletionTimestamp")]
-    problems = [p for p in (pod_problem(pod, now) for pod in pods) if p]
+    waiting = _waiting_for_a_freed_gpu(obs, pods, now)
+    problems = [p for p in (pod_problem(pod, now) for pod in pods) if p and p.pod not in waiting]
     return Facts(
         deployment_exists=bool(deployment),
         desired=desired,

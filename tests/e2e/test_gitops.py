@@ -90,7 +90,7 @@ def _images(cp: Any, name: str, namespace: str) -> list[str]:
 
 @pytest.mark.parametrize("strategy", ["Auto", "Replace"])
 def test_a_rollout_on_a_full_gpu_pool_completes_by_replacing_pods(
-    operator: OperatorProcess, control_plane: Any, namespace: str, strategy: str
+    operator: OperatorProcess, control_plane: Any, namespace: str, kstatus_binary: Path, strategy: str
 ) -> None:
     eventually(lambda: _l40s_free(control_plane), what="free l40s nodes", timeout=120)
     spec = {
@@ -115,8 +115,11 @@ def test_a_rollout_on_a_full_gpu_pool_completes_by_replacing_pods(
         json.dumps({"spec": {"image": NEW_IMAGE}}),
     )
 
+    seen = []
+
     def rolled_out() -> bool:
         found = get(control_plane, "chute", "full", namespace) or {}
+        seen.append((compute(kstatus_binary, found).status, argocd.health(found).status))
         ready = condition(found, "Ready")
         return (
             ready.get("status") == "True"
@@ -125,6 +128,9 @@ def test_a_rollout_on_a_full_gpu_pool_completes_by_replacing_pods(
         )
 
     eventually(rolled_out, what="the rollout to complete on a full pool", timeout=120)
+    assert [s for s in seen if s[0] == "Failed" or s[1] == "Degraded"] == [], (
+        seen
+    )  # never a failure meanwhile
     deployment = get(control_plane, "deployment", "full", namespace) or {}
     rolling = deployment["spec"]["strategy"]["rollingUpdate"]
     expected = (

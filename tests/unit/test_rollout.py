@@ -48,8 +48,14 @@ def _running(name: str) -> dict[str, Any]:
     }
 
 
-def _pending(name: str, message: str = NO_GPU) -> dict[str, Any]:
-    scheduled = {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message}
+def _pending(name: str, message: str = NO_GPU, since: str = "2026-01-01T00:00:00Z") -> dict[str, Any]:
+    scheduled = {
+        "type": "PodScheduled",
+        "status": "False",
+        "reason": "Unschedulable",
+        "message": message,
+        "lastTransitionTime": since,
+    }
     return {"metadata": {"name": name}, "status": {"phase": "Pending", "conditions": [scheduled]}}
 
 

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from chute_operator.api import Chute
 from chute_operator.gpus import builtin_catalog
-from chute_operator.rollout import observe
+from chute_operator.rollout import REPLACE_WAIT_SECONDS, observe
 from chute_operator.status import Observation, compute_status
 from chute_operator.workload import RenderOptions, resolve
 from tests.unit.test_rollout import NO_GPU, _deployment, _pending, _running
 
-NOW = datetime(2026, 1, 1, tzinfo=UTC)
+NOW = datetime(2026, 1, 1, 0, 1, tzinfo=UTC)
+"""A minute after the pods in tests.unit.test_rollout were refused by the scheduler."""
 
 
 def _workload(strategy: str = "Auto", replicas: int = 2, seen: Any = None) -> Any:
@@ -42,7 +43,7 @@ def _ready_pod(name: str) -> dict[str, Any]:
 
 
 def _conditions(
-    deployment: dict[str, Any], pods: list[dict[str, Any]], strategy: str = "Auto"
+    deployment: dict[str, Any], pods: list[dict[str, Any]], strategy: str = "Auto", now: datetime = NOW
 ) -> dict[str, Any]:
     seen = observe(deployment, pods)
     replicas = deployment["spec"]["replicas"]
@@ -54,7 +55,7 @@ def _conditions(
         pods=pods,
         rollout=seen,
     )
-    return {c["type"]: c for c in compute_status(obs, NOW)["conditions"]}
+    return {c["type"]: c for c in compute_status(obs, now)["conditions"]}
 
 
 def _pair(c: dict[str, Any]) -> tuple[str, str]:
@@ -123,3 +124,11 @@ def test_surge_strategy_with_no_spare_gpu_reports_it_whatever_the_replicas() -> 
     deployment = _deployment(replicas=2, updated=0, available=2, total=3)
     found = _conditions(deployment, [_ready_pod("a"), _ready_pod("b"), _pending("new")], "Surge")
     assert _pair(found["Progressing"]) == ("False", "NoSpareGpu")
+
+
+def test_a_new_pod_waiting_too_long_for_a_freed_gpu_is_unschedulable_after_all() -> None:
+    deployment = _deployment(replicas=2, updated=1, available=1, total=3)
+    pods = [_ready_pod("a"), _ready_pod("b"), _pending("new", NO_GPU)]
+    later = NOW + timedelta(seconds=REPLACE_WAIT_SECONDS)
+    found = _conditions(deployment, pods, "Replace", now=later)
+    assert _pair(found["Degraded"]) == ("True", "Unschedulable")
