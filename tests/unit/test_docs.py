@@ -55,3 +55,15 @@ def test_control_plane_figures_are_the_results_file() -> None:
         f"| {results['rss_mb_total']:.0f} MiB: kube-apiserver {results['rss_mb']['kube-apiserver']:.0f},"
         in doc
     )
+
+
+def test_autoscaling_figures_are_the_results_file() -> None:
+    doc = " ".join((ROOT / "docs" / "autoscaling.md").read_text().split())
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    results = json.loads((RESULTS / "autoscaling.json").read_text())
+    ready = results["load_start_to_second_replica_ready_s"]
+    down = results["load_end_to_scale_down_s (shutdownAfterSeconds 60)"]
+    assert f"| {ready['median']:.1f} s | {ready['min']:.1f} s | {ready['max']:.1f} s |" in doc
+    assert f"| {down['median']:.1f} s | {down['min']:.1f} s | {down['max']:.1f} s |" in doc
+    assert f"{len(results['runs'])} runs" in doc
+    assert f"second replica Ready in {ready['median']:.1f} s median" in readme
