@@ -20,8 +20,8 @@ LIVE_STATES = [state for state in STATES if not state.needs_operator_stopped]
 
 
 def reach(cp: Any, state: State, namespace: str) -> dict[str, Any]:
-    if state.extras:
-        eventually(lambda: _l40s_free(cp), what="free l40s nodes", timeout=120)
+    if state.pool:
+        eventually(lambda: _pool_free(cp, state.pool), what=f"free {state.pool} nodes", timeout=120)
     return state.reach(cp, namespace)
 
 
@@ -71,12 +71,13 @@ def test_kstatus_follows_a_new_generation_from_in_progress_to_current(
 # (FULL_NODE) fills one node per replica, so two replicas (or one and a filler) leave no spare GPU.
 
 
-def _l40s_free(cp: Any) -> bool:
+def _pool_free(cp: Any, pool: str) -> bool:
+    """No pod runs on the simulated pool's nodes (sim-<pool>-N)."""
     pods = json.loads(cp.kubectl("get", "pods", "-A", "-o", "json").stdout)["items"]
     return not [
         p
         for p in pods
-        if (p["spec"].get("nodeName") or "").startswith("sim-l40s")
+        if (p["spec"].get("nodeName") or "").startswith(f"sim-{pool}-")
         and not p["metadata"].get("deletionTimestamp")
     ]
 
@@ -92,7 +93,7 @@ def _images(cp: Any, name: str, namespace: str) -> list[str]:
 def test_a_rollout_on_a_full_gpu_pool_completes_by_replacing_pods(
     operator: OperatorProcess, control_plane: Any, namespace: str, kstatus_binary: Path, strategy: str
 ) -> None:
-    eventually(lambda: _l40s_free(control_plane), what="free l40s nodes", timeout=120)
+    eventually(lambda: _pool_free(control_plane, "l40s"), what="free l40s nodes", timeout=120)
     spec = {
         "nodeSelector": FULL_NODE,
         "minInstances": 2,
@@ -148,7 +149,7 @@ def test_a_rollout_on_a_full_gpu_pool_completes_by_replacing_pods(
 def test_a_single_replica_on_a_full_gpu_pool_reports_no_spare_gpu_and_keeps_serving(
     operator: OperatorProcess, control_plane: Any, namespace: str, kstatus_binary: Path
 ) -> None:
-    eventually(lambda: _l40s_free(control_plane), what="free l40s nodes", timeout=120)
+    eventually(lambda: _pool_free(control_plane, "l40s"), what="free l40s nodes", timeout=120)
     apply(control_plane, chute("filler", nodeSelector=FULL_NODE), namespace)
     apply(control_plane, chute("single", nodeSelector=FULL_NODE), namespace)
     for name in ("filler", "single"):

@@ -21,6 +21,8 @@ LONG_LOAD = {"sim.chutes.ai/ready-after": "900"}
 """A model load that outlasts any test: the pod runs but is not ready."""
 FULL_NODE = {"gpuCount": 4, "include": ["l40s"]}
 """A replica that takes a whole l40s node (4 GPUs): two of them fill the l40s pool."""
+POOLS_KEPT_FREE = ["l40s", "l4"]
+"""Simulated pools (4 GPUs per node) the states that fill a pool use; the other states keep off."""
 
 
 def chute(name: str, **spec: Any) -> dict[str, Any]:
@@ -28,7 +30,7 @@ def chute(name: str, **spec: Any) -> dict[str, Any]:
         "image": IMAGE,
         "template": "vllm",
         "model": {"name": "org/model"},
-        "nodeSelector": {"gpuCount": 1, "minVramGbPerGpu": 24, "exclude": ["l40s"]},
+        "nodeSelector": {"gpuCount": 1, "minVramGbPerGpu": 24, "exclude": POOLS_KEPT_FREE},
     }
     return {
         "apiVersion": "chutes.ai/v1alpha1",
@@ -66,6 +68,11 @@ def ready_reason_is(*reasons: str) -> Callable[[dict[str, Any] | None], bool]:
 
 def _serving(obj: dict[str, Any] | None) -> bool:
     return _current(obj) and _ready(obj).get("status") == "True"
+
+
+def _serving_despite_unschedulable(obj: dict[str, Any] | None) -> bool:
+    degraded = condition(obj, "Degraded")
+    return _serving(obj) and (degraded.get("status"), degraded.get("reason")) == ("True", "Unschedulable")
 
 
 def _rolling_out(obj: dict[str, Any] | None) -> bool:
@@ -116,6 +123,8 @@ class State:
     change: Step | None = None
     extras: tuple[dict[str, Any], ...] = ()
     """Other Chutes the state needs (created first), e.g. one that fills a GPU pool."""
+    pool: str | None = None
+    """The simulated GPU pool (sim-<pool>-*) the state fills: it must be free before it starts."""
     needs_operator_stopped: bool = False
     """Only the capture can make it (it stops its own operator); the e2e test skips it."""
     timeout: float = 90.0
@@ -188,6 +197,13 @@ STATES: tuple[State, ...] = (
         before=_serving,
         change=patch({"image": NEW_IMAGE}),
         extras=(chute("gitops-no-spare-gpu-filler", nodeSelector=FULL_NODE),),
+        pool="l40s",
+    ),
+    State(
+        "serving-short-of-gpus",
+        {"nodeSelector": {"gpuCount": 4, "include": ["l4"]}, "minInstances": 3, "maxInstances": 3},
+        _serving_despite_unschedulable,
+        pool="l4",
     ),
     State(
         "stale-generation",

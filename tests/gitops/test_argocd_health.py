@@ -38,7 +38,10 @@ def test_the_message_is_the_deciding_conditions_reason_and_message(fixture: str)
         deciding = conditions["Available"]
     else:
         deciding = conditions["Ready"]
-    assert shown.message == f"{deciding['reason']}: {deciding['message']}"
+    expected = f"{deciding['reason']}: {deciding['message']}"
+    if shown.status == "Healthy" and failing:
+        expected += f"; Degraded: {failing[0]['reason']}: {failing[0]['message']}"
+    assert shown.message == expected
 
 
 def _serving() -> dict[str, Any]:
