@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import yaml
-from tests.invalid_chutes import INVALID
+from tests.invalid_chutes import DUPLICATES, INVALID
 
 pytestmark = pytest.mark.integration
 EXAMPLES = sorted((Path(__file__).resolve().parents[2] / "examples").glob("*.yaml"))
@@ -41,7 +41,9 @@ def test_api_server_fills_defaults(chute_crd: Any, control_plane: Any, namespace
     assert (spec["template"], spec["maxInstances"], spec["scalingThreshold"]) == ("custom", 1, 0.75)
 
 
-@pytest.mark.parametrize(("case", "document", "field"), INVALID, ids=[case for case, _, _ in INVALID])
+@pytest.mark.parametrize(
+    ("case", "document", "field"), INVALID + DUPLICATES, ids=[case for case, _, _ in INVALID + DUPLICATES]
+)
 def test_invalid_chutes_are_refused_naming_the_field(
     chute_crd: Any, control_plane: Any, namespace: str, case: str, document: dict[str, Any], field: str
 ) -> None:

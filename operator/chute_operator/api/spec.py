@@ -14,6 +14,10 @@ GPU_NAME_PATTERN = r"^[a-z0-9][a-z0-9_]*$"
 GpuName = Annotated[str, StringConstraints(pattern=GPU_NAME_PATTERN, max_length=32)]
 Name = Annotated[str, StringConstraints(min_length=1, max_length=253)]
 Arg = Annotated[str, StringConstraints(max_length=4096)]
+ENV_NAME_PATTERN = r"^[ -<>-~]+$"
+"""Printable ASCII without '=': the container runtime's rule for an environment variable name."""
+IMAGE_PATTERN = r"^\S+$"
+"""An image reference has no whitespace (a pod refuses leading or trailing blanks)."""
 RESERVED_PORTS = (8080, 9090, 9091)
 """Ports of the injected sidecar (serving, metrics, admin: probes and drain); the model server must use
 another."""
@@ -63,7 +67,12 @@ def _is_hex(text: str) -> bool:
 class EnvVar(ApiModel):
     """An environment variable of the model server (core/v1 EnvVar)."""
 
-    name: str = Field(min_length=1, max_length=256, description="Variable name.")
+    name: str = Field(
+        min_length=1,
+        max_length=256,
+        pattern=ENV_NAME_PATTERN,
+        description="Variable name: printable ASCII characters other than '=' (what a pod accepts).",
+    )
     value: str | None = Field(default=None, description="Literal value.")
     value_from: FreeForm | None = Field(
         default=None,
@@ -342,7 +351,12 @@ class PodOverrides(ApiModel):
 class ChuteSpec(ApiModel):
     """What a Chute serves and how: mirrors the Chutes SDK's Chute with Kubernetes naming."""
 
-    image: str = Field(min_length=1, max_length=1024, description="Container image of the model server.")
+    image: str = Field(
+        min_length=1,
+        max_length=1024,
+        pattern=IMAGE_PATTERN,
+        description="Container image of the model server (no whitespace).",
+    )
     image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = Field(
         default=None, description="Image pull policy of the model server container."
     )
