@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -19,17 +20,38 @@ pytestmark = pytest.mark.e2e
 LIVE_STATES = [state for state in STATES if not state.needs_operator_stopped]
 
 
-def reach(cp: Any, state: State, namespace: str) -> dict[str, Any]:
-    if state.pool:
-        eventually(lambda: _pool_free(cp, state.pool), what=f"free {state.pool} nodes", timeout=120)
-    return state.reach(cp, namespace)
+@pytest.fixture(scope="module")
+def live_states(operator: OperatorProcess, control_plane: Any) -> dict[str, dict[str, Any] | str]:
+    """Every live state at once, in one namespace (they use disjoint GPU pools): fixture -> the Chute
+    as it was when it reached its state, or why it did not. The namespace is gone before any test
+    of this module runs, so the pool tests below find their pools free."""
+    name = f"t-gitops-states-{secrets.token_hex(3)}"
+    control_plane.kubectl("create", "namespace", name)
+    control_plane.kubectl("label", "namespace", name, "chutes.ai/test=true")
+    eventually(lambda: get(control_plane, "serviceaccount", "default", name), what="default ServiceAccount")
+    for pool in sorted({state.pool for state in LIVE_STATES if state.pool}):
+        eventually(lambda p=pool: _pool_free(control_plane, p), what=f"free {pool} nodes", timeout=120)
+    found: dict[str, dict[str, Any] | str] = {}
+    try:
+        for state in LIVE_STATES:
+            state.create(control_plane, name)
+        for state in LIVE_STATES:
+            try:
+                found[state.fixture] = state.reach(control_plane, name, create=False)
+            except AssertionError as error:
+                found[state.fixture] = str(error)
+    finally:
+        control_plane.kubectl("delete", "namespace", name, "--wait=false", check=False)
+    return found
 
 
 @pytest.mark.parametrize("state", LIVE_STATES, ids=[s.fixture for s in LIVE_STATES])
 def test_argocd_health_and_kstatus_of_the_live_chute_are_what_the_docs_say(
-    operator: OperatorProcess, control_plane: Any, namespace: str, kstatus_binary: Path, state: State
+    live_states: dict[str, dict[str, Any] | str], kstatus_binary: Path, state: State
 ) -> None:
-    live = reach(control_plane, state, namespace)
+    live = live_states[state.fixture]
+    if isinstance(live, str):
+        pytest.fail(live, pytrace=False)
     expected = state_table()[state.fixture]
     shown = argocd.health(live)
     result = compute(kstatus_binary, live)
