@@ -6,7 +6,6 @@ tests/metrics_api_harness.py and docs/autoscaling.md).
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -89,7 +88,6 @@ def test_the_hpa_reads_sidecar_utilization_through_the_aggregated_api_and_scales
     )
 
     # Load: 4 streams on one replica of concurrency 4 is utilization 1.0, twice the 0.5 threshold.
-    started = time.monotonic()
     sidecar.open_streams(CONCURRENCY)
     assert sidecar.in_flight() == CONCURRENCY
     most = [1]
@@ -100,7 +98,6 @@ def test_the_hpa_reads_sidecar_utilization_through_the_aggregated_api_and_scales
         return (deployment.get("status") or {}).get("readyReplicas") == 2
 
     eventually(scaled_up, what="2 ready replicas", timeout=120)
-    scale_up_seconds = time.monotonic() - started
     hpa = get(cp, "hpa", "scaler", namespace) or {}
     current = hpa["status"]["currentMetrics"][0]["pods"]["current"]["averageValue"]
     assert current in ("1", "500m"), current  # shown by kubectl describe hpa
@@ -115,4 +112,3 @@ def test_the_hpa_reads_sidecar_utilization_through_the_aggregated_api_and_scales
         timeout=180,
     )
     assert most[0] <= 3  # never past maxInstances
-    print(f"\n[metrics api] load start -> 2nd replica Ready: {scale_up_seconds:.1f}s")

@@ -75,7 +75,10 @@ NODES: dict[str, dict[str, Any] | None] = {
 
 
 async def test_only_pods_on_known_real_nodes_are_dialled(listener: CountingListener) -> None:
+    looked_up: list[str] = []
+
     async def lookup(name: str) -> dict[str, Any] | None:
+        looked_up.append(name)
         if name == "broken":
             raise OSError("API unreachable")
         return NODES.get(name)
@@ -95,6 +98,8 @@ async def test_only_pods_on_known_real_nodes_are_dialled(listener: CountingListe
         pods.append(pod("on-real", "real", listener.port))
         await scraper.scrape_once()
         assert listener.connections == 1
+        # a failed or empty lookup waits before it is tried again
+        assert (looked_up.count("broken"), looked_up.count("missing")) == (1, 1)
         sample = samples.fresh(("ns", "on-real"), time.monotonic())
         assert sample is not None
         assert sample.utilization == 0.25

@@ -37,8 +37,11 @@ class NodeKinds:
     lookup: NodeLookup
     is_simulated: Callable[[dict[str, Any]], bool]
     ttl: float = 300.0
+    retry_after: float = 30.0
+    """A failed lookup (API unreachable, no RBAC for nodes) is tried again only after this long."""
     clock: Callable[[], float] = time.monotonic
     _known: dict[str, tuple[float, bool]] = field(default_factory=dict)
+    _failed: dict[str, float] = field(default_factory=dict)
 
     def simulated(self, name: str) -> bool | None:
         """True/False when known, None when not looked up yet (or unknowable: then never dialled)."""
@@ -52,14 +55,19 @@ class NodeKinds:
             known = self._known.get(name)
             if not name or (known is not None and now - known[0] < self.ttl):
                 continue
+            if now - self._failed.get(name, float("-inf")) < self.retry_after:
+                continue
             try:
                 node = await self.lookup(name)
             except Exception as error:
-                log.warning("looking up node %s: %s", name, error)
+                log.warning("looking up node %s (its pods are not read meanwhile): %s", name, error)
+                self._failed[name] = now
                 continue
-            if node is None:
+            if node is None:  # gone: as unknowable as a failed lookup
                 self._known.pop(name, None)
+                self._failed[name] = now
             else:
+                self._failed.pop(name, None)
                 self._known[name] = (now, self.is_simulated(node))
 
 
