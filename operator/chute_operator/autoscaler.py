@@ -12,6 +12,7 @@ from typing import Any
 from chute_operator.api import reasons as r
 from chute_operator.conditions import Observed, find
 
+IDLE_AT_ZERO = "idle for shutdownAfterSeconds: scaled to zero; the next request wakes it"
 HPA_SCALING_DISABLED = "ScalingDisabled"
 """The HPA's own reason when its target has 0 replicas."""
 
@@ -25,11 +26,16 @@ def _quote(condition: dict[str, Any]) -> str:
     return f"{reason}: {message}" if reason and message else reason or message
 
 
-def autoscaling_condition(hpa: dict[str, Any] | None, replicas_available: int) -> Observed:
+def autoscaling_condition(
+    hpa: dict[str, Any] | None, replicas_available: int, *, asleep: bool = False
+) -> Observed:
     """Autoscaling, for a Chute that has an HPA (minInstances < maxInstances).
 
     While no replica is available yet the HPA cannot measure anything: that is pending, not a failure.
+    At zero because it was idle, the HPA stands still on purpose (its ScalingDisabled is expected).
     """
+    if asleep:
+        return Observed(r.AUTOSCALING, "True", r.SCALED_TO_ZERO, IDLE_AT_ZERO)
     conditions = _conditions(hpa)
     active, able = find(conditions, "ScalingActive"), find(conditions, "AbleToScale")
     if hpa is None or active is None:

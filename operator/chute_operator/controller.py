@@ -21,6 +21,7 @@ from chute_operator.settings import Settings
 from chute_operator.store import Key, Store, chute_of, key_of
 from chute_operator.workload import MANAGED_BY, RenderOptions
 from chute_operator.workqueue import WorkQueue
+from chute_operator.zero import activator_from_slices
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +104,8 @@ class Controller:
         ]
         self._tasks.append(asyncio.create_task(self._resync(), name="resync"))
         self._tasks.append(asyncio.create_task(self._watch_monitoring_api(), name="monitoring-api"))
+        if self.settings.activator_service:
+            self._tasks.append(asyncio.create_task(self._scale_to_zero(), name="scale-to-zero"))
         if self.elector is not None:
             self._tasks.append(asyncio.create_task(self.elector.run(), name="leader-election"))
         else:
@@ -141,6 +144,24 @@ class Controller:
                         self.queue.add(key)
             except Exception as error:
                 log.warning("checking for the ServiceMonitor API: %s", error_message(error))
+
+    async def _scale_to_zero(self) -> None:
+        """Read the activator's ready pods and re-check Chutes with minInstances 0 for idleness."""
+        namespace, _, service = self.settings.activator_service.partition("/")
+        while True:
+            await asyncio.sleep(self.settings.scale_to_zero_check_seconds)
+            if not self.is_leader():
+                continue
+            try:
+                self.reconciler.activator = activator_from_slices(
+                    await self.api.endpoint_slices(namespace, service)
+                )
+            except Exception as error:
+                log.warning("reading the activator's endpoints: %s", error_message(error))
+            for key in self.store.keys("Chute"):
+                chute = self.store.get("Chute", key) or {}
+                if (chute.get("spec") or {}).get("minInstances") == 0:
+                    self.queue.add(key)
 
     async def _work(self) -> None:
         await self._synced.wait()

@@ -25,6 +25,7 @@ CHILDREN = {
     "Service": ("", "v1", "services"),
     "HorizontalPodAutoscaler": ("autoscaling", "v2", "horizontalpodautoscalers"),
     "NetworkPolicy": ("networking.k8s.io", "v1", "networkpolicies"),
+    "EndpointSlice": ("discovery.k8s.io", "v1", "endpointslices"),
     "ServiceMonitor": ("monitoring.coreos.com", "v1", "servicemonitors"),
     "Pod": ("", "v1", "pods"),
 }
@@ -61,6 +62,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
             logging.getLogger(__name__).error("custom metrics API not served: %s", error)
         else:
             memo["metrics_api"] = metrics_api
+            controller.reconciler.idle_seconds = metrics_api.idle_seconds
 
 
 @kopf.on.cleanup()

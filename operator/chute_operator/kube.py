@@ -10,6 +10,7 @@ from lightkube.generic_resource import create_namespaced_resource
 from lightkube.resources.apps_v1 import Deployment
 from lightkube.resources.autoscaling_v2 import HorizontalPodAutoscaler
 from lightkube.resources.core_v1 import Event, Pod, Service
+from lightkube.resources.discovery_v1 import EndpointSlice
 from lightkube.resources.networking_v1 import NetworkPolicy
 from lightkube.types import PatchType
 
@@ -26,8 +27,9 @@ CHILD_RESOURCES: dict[str, Any] = {
     "HorizontalPodAutoscaler": HorizontalPodAutoscaler,
     "ServiceMonitor": ServiceMonitor,
     "NetworkPolicy": NetworkPolicy,
+    "EndpointSlice": EndpointSlice,
 }
-"""Kinds the operator creates, in apply order."""
+"""Kinds the operator creates, in apply order (the EndpointSlice only for scale to zero, zero.py)."""
 
 
 WATCHED_RESOURCES: dict[str, Any] = {"Chute": ChuteResource, **CHILD_RESOURCES, "Pod": Pod}
@@ -105,6 +107,13 @@ class KubeApi:
                 return []
             raise
         return found
+
+    async def endpoint_slices(self, namespace: str, service: str) -> list[dict[str, Any]]:
+        """The EndpointSlices of one Service (the activator's)."""
+        labels: dict[str, Any] = {"kubernetes.io/service-name": service}
+        return [
+            s.to_dict() async for s in self.client.list(EndpointSlice, namespace=namespace, labels=labels)
+        ]
 
     async def service_monitors_served(self, namespace: str) -> bool:
         """Whether the ServiceMonitor API (prometheus-operator's CRD) exists."""

@@ -23,6 +23,18 @@ from chute_operator.status import Observation, compute_status, status_changed
 from chute_operator.store import Key, Store, key_of
 from chute_operator.validation import InvalidChute, parse_chute
 from chute_operator.workload import CHUTE_LABEL, RenderOptions, Workload, resolve
+from chute_operator.zero import (
+    ACTIVATOR_SLICE_SUFFIX,
+    ZERO_MANAGER_SUFFIX,
+    Action,
+    Activator,
+    activator_slice,
+    decide,
+    sleep_manifest,
+    wake_manifest,
+    wake_requested_at,
+    wants_activator,
+)
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +97,10 @@ class Reconciler:
         self.api, self.store, self.options, self.metrics = api, store, options, metrics
         self.may_write = may_write
         self.monitoring = MonitoringProbe(api)
+        self.idle_seconds: Callable[[str, str], float | None] = lambda namespace, pod: None
+        """How long a pod's sidecar has served nothing (the metrics API's readings); None: unknown."""
+        self.activator: Activator | None = None
+        """The activator's ready pods (scale to zero is off while there are none)."""
 
     def _check_leader(self) -> None:
         if not self.may_write():
@@ -114,6 +130,8 @@ class Reconciler:
             desired = served
             apply_error = await self._apply(chute, desired)
             await self._prune(chute, key, uid, desired)
+        if apply_error is None:
+            await self._scale_to_zero(chute, key, uid, workload)
         deployment = self.store.get("Deployment", key)
         hpa = self.store.get("HorizontalPodAutoscaler", key)
         observation = Observation(
@@ -130,6 +148,57 @@ class Reconciler:
             rollout=rollout,
         )
         await self._write_status(chute, compute_status(observation, datetime.now(UTC)))
+
+    async def _scale_to_zero(
+        self, chute: dict[str, Any], key: Key, uid: str | None, workload: Workload | None
+    ) -> None:
+        """Idle for shutdownAfterSeconds -> replicas 0; a wake request -> back to the HPA; and the
+        activator's EndpointSlice while nothing serves (zero.py has the rules)."""
+        deployment = self.store.get("Deployment", key)
+        pods = self.store.children("Pod", key)
+        action = decide(workload, chute, deployment, pods, self.idle_seconds, self.activator)
+        if action is not Action.STAY and deployment is not None:
+            self._check_leader()
+            now = datetime.now(UTC)
+            manifest = (
+                sleep_manifest(deployment, now) if action is Action.SLEEP else wake_manifest(deployment)
+            )
+            stored = await self.api.apply(
+                manifest, field_manager=self.api.field_manager + ZERO_MANAGER_SUFFIX
+            )
+            self.metrics.writes.labels("apply", "Deployment").inc()
+            self.store.put("Deployment", stored)
+            deployment = stored
+            if action is Action.SLEEP:
+                seconds = workload.shutdown_after_seconds if workload else 0
+                log.info("scaled %s/%s to zero: idle for %ss", *key, seconds)
+                message = f"every replica idle for {seconds}s: scaled to zero; the next request wakes it"
+                await self._event(chute, "Normal", reasons.SCALED_TO_ZERO, message)
+            else:
+                asked = wake_requested_at(chute)
+                why = (
+                    f"a request is waiting (asked at {asked:%H:%M:%S})" if asked else "minInstances is not 0"
+                )
+                log.info("waking %s/%s: %s", *key, why)
+                await self._event(chute, "Normal", reasons.WAKING, f"{why}: scaling to 1 replica")
+        slice_key = (key[0], key[1] + ACTIVATOR_SLICE_SUFFIX)
+        actual = self.store.get("EndpointSlice", slice_key)
+        no_activator = not (self.activator and self.activator.addresses)
+        if workload is not None and not no_activator and wants_activator(workload, deployment, pods):
+            assert self.activator is not None
+            desired = activator_slice(workload, self.activator)
+            if drifted(desired, actual):
+                self._check_leader()
+                self.store.put("EndpointSlice", await self.api.apply(desired))
+                self.metrics.writes.labels("apply", "EndpointSlice").inc()
+                log.info("%s/%s: Service reaches the activator", *key)
+            return
+        if actual is not None and _owned_by(actual, uid):
+            self._check_leader()
+            await self.api.delete("EndpointSlice", *slice_key)
+            self.metrics.writes.labels("delete", "EndpointSlice").inc()
+            self.store.remove("EndpointSlice", slice_key)
+            log.info("%s/%s: replicas ready, the activator is out of the data path", *key)
 
     async def _without_unserved(
         self, chute: dict[str, Any], desired: list[dict[str, Any]]

@@ -89,6 +89,12 @@ class Settings:
     """TEST ONLY: a JSON file {"namespace/pod": "127.0.0.1:PORT"} read each round; loopback only.
     Lets tests read real sidecar processes on loopback for pods on simulated nodes."""
 
+    activator_service: str = ""
+    """``namespace/name`` of the activator's Service (the chart sets it): scale to zero is on only
+    with it, and only while the activator has a ready pod."""
+    scale_to_zero_check_seconds: float = 5.0
+    """How often Chutes with minInstances 0 are checked for idleness (and the activator's pods read)."""
+
     dns_namespace_selector: str = labels_text(KUBE_DNS.namespace_labels)
     """Labels (``k=v,k=v``) of the namespace of the cluster's DNS pods: a Chute's only DNS servers."""
     dns_pod_selector: str = labels_text(KUBE_DNS.pod_labels)
@@ -180,6 +186,10 @@ class Settings:
                 _env("METRICS_API_MAX_AGE_SECONDS", str(default.metrics_api_max_age_seconds))
             ),
             metrics_api_test_only_sidecar_addresses=_env("METRICS_API_TEST_ONLY_SIDECAR_ADDRESSES", ""),
+            activator_service=_env("ACTIVATOR_SERVICE", default.activator_service),
+            scale_to_zero_check_seconds=float(
+                _env("SCALE_TO_ZERO_CHECK_SECONDS", str(default.scale_to_zero_check_seconds))
+            ),
         )
         settings.dns_peer()  # a malformed selector stops the operator at start-up, naming the variable
         settings.metrics_readers()

@@ -14,10 +14,11 @@ from typing import Any, NamedTuple
 
 from chute_operator.api import reasons as r
 from chute_operator.api.reasons import OOM_RECENT_SECONDS
-from chute_operator.autoscaler import autoscaler_status, autoscaling_condition
+from chute_operator.autoscaler import IDLE_AT_ZERO, autoscaler_status, autoscaling_condition
 from chute_operator.conditions import Observed, find, merge_conditions
 from chute_operator.rollout import REPLACE_WAIT_SECONDS, RolloutObservation, lacks_gpus, waiting_since
 from chute_operator.workload import MODEL_CONTAINER, Workload
+from chute_operator.zero import asleep_since
 
 PULL_FAILURES = {"ImagePullBackOff", "ErrImagePull", "InvalidImageName", "ErrImageNeverPull"}
 SEVERITY = {
@@ -182,6 +183,8 @@ class Facts:
     failure: Failure | None
     loading: int
     """Pods whose model server is still loading."""
+    asleep: bool = False
+    """The operator scaled the Deployment to zero because it was idle (scale to zero, zero.py)."""
 
 
 def _desired(obs: Observation) -> int:
@@ -262,6 +265,7 @@ def facts_of(obs: Observation, now: datetime) -> Facts:
         stalled=progressing.get("message", "") if stalled else None,
         failure=_failure(obs, problems, len(pods)),
         loading=sum(1 for p in problems if p.reason == r.MODEL_LOADING),
+        asleep=asleep_since(obs.deployment) is not None,
     )
 
 
@@ -270,6 +274,8 @@ def facts_of(obs: Observation, now: datetime) -> Facts:
 
 def available_condition(facts: Facts) -> Observed:
     """Available: at least one replica is ready to serve."""
+    if facts.desired == 0 and facts.asleep:
+        return Observed(r.AVAILABLE, "False", r.SCALED_TO_ZERO, IDLE_AT_ZERO)
     if facts.desired == 0:
         return Observed(r.AVAILABLE, "False", r.SCALED_TO_ZERO, "no replicas are requested")
     if facts.available >= 1:
@@ -411,7 +417,7 @@ def conditions_of(obs: Observation, now: datetime) -> list[Observed]:
     stalled = stalled_condition(ready, parts.degraded)
     extra = [monitored_condition(obs)]
     if obs.workload and obs.workload.autoscaled:
-        extra.append(autoscaling_condition(obs.hpa, facts.available))
+        extra.append(autoscaling_condition(obs.hpa, facts.available, asleep=facts.asleep))
     return [ready, *parts, reconciling_condition(ready, stalled), stalled, *(c for c in extra if c)]
 
 

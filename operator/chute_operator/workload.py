@@ -118,6 +118,9 @@ class Workload:
     autoscaled: bool
     hpa_min_replicas: int
     hpa_max_replicas: int
+    scale_to_zero: bool
+    """minInstances 0 with an HPA that stops at 1: the operator takes it to zero when idle (zero.py)."""
+    shutdown_after_seconds: int
     hpa_target_utilization: str
     scale_down_window_seconds: int
     scale_up_tolerance: str | None
@@ -264,6 +267,8 @@ def _scaling(spec: ChuteSpec, options: RenderOptions) -> dict[str, Any]:
     autoscaled = spec.min_instances < spec.max_instances
     fixed = spec.replicas if spec.replicas is not None else spec.max_instances
     return {
+        "scale_to_zero": autoscaled and spec.min_instances == 0 and not options.hpa_scale_to_zero,
+        "shutdown_after_seconds": spec.shutdown_after_seconds,
         "replicas": None if autoscaled else fixed,
         "autoscaled": autoscaled,
         "hpa_min_replicas": spec.min_instances if options.hpa_scale_to_zero else max(1, spec.min_instances),

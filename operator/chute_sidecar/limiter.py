@@ -14,7 +14,7 @@ class Limiter:
     Only touched from the event loop thread, so no lock is needed.
     """
 
-    __slots__ = ("_idle", "_started", "_tickets", "capacity")
+    __slots__ = ("_idle", "_last_active", "_started", "_tickets", "capacity")
 
     def __init__(self, capacity: int) -> None:
         if capacity < 1:
@@ -24,6 +24,7 @@ class Limiter:
         # insertion-ordered: the first entry is the oldest slot still held
         self._started: dict[int, float] = {}
         self._idle: asyncio.Event | None = None  # only while someone waits for the last release
+        self._last_active = time.monotonic()  # start, or when the last request ended
 
     @property
     def in_flight(self) -> int:
@@ -38,7 +39,8 @@ class Limiter:
         return ticket
 
     def release(self, ticket: int) -> None:
-        self._started.pop(ticket, None)
+        if self._started.pop(ticket, None) is not None:
+            self._last_active = time.monotonic()
         if self._idle is not None and not self._started:
             self._idle.set()
 
@@ -61,14 +63,22 @@ class Limiter:
             return None
         return max(0.0, time.monotonic() - next(iter(self._started.values())))
 
+    def idle_seconds(self) -> float | None:
+        """Seconds since the last request ended (or since start), None while one is in flight."""
+        if self._started:
+            return None
+        return max(0.0, time.monotonic() - self._last_active)
+
     def stats(self) -> dict[str, Any]:
         """The ``/_conn_stats`` document (same fields as the Chutes runtime)."""
         in_flight = len(self._started)
         age = self.oldest_age()
+        idle = self.idle_seconds()
         return {
             "concurrency": self.capacity,
             "in_flight": in_flight,
             "available": max(0, self.capacity - in_flight),
             "utilization": round(in_flight / self.capacity, 4),
             "oldest_in_flight_age_secs": None if age is None else round(age, 3),
+            "idle_secs": None if idle is None else round(idle, 3),
         }

@@ -192,6 +192,7 @@ def test_cluster_wide_by_default(helm: Helm) -> None:
         ("", "services"): APPLY,
         ("autoscaling", "horizontalpodautoscalers"): APPLY,
         ("networking.k8s.io", "networkpolicies"): APPLY,
+        ("discovery.k8s.io", "endpointslices"): APPLY,
         ("monitoring.coreos.com", "servicemonitors"): APPLY,
         ("", "pods"): READ,
         ("", "events"): {"create", "patch"},

@@ -253,6 +253,7 @@ async def test_conn_stats_on_serving_and_metrics_ports_not_counted(
         assert stats["available"] == 2
         assert stats["utilization"] == pytest.approx(1 / 3, abs=1e-3)
         assert stats["oldest_in_flight_age_secs"] >= 0
+        assert stats["idle_secs"] is None  # busy
     stub.release.set()
     async with await task as response:
         assert response.status == 200
@@ -260,4 +261,5 @@ async def test_conn_stats_on_serving_and_metrics_ports_not_counted(
         stats = await response.json()
     assert stats["in_flight"] == 0
     assert stats["oldest_in_flight_age_secs"] is None
+    assert 0 <= stats["idle_secs"] < 60  # counted from the end of the request just served
     assert "_conn_stats" not in await running.metrics_text()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -164,10 +165,28 @@ def test_limiter() -> None:
     limiter.release(second)
     limiter.release(third)
     limiter.release(third)  # idempotent
-    assert limiter.stats() == {
+    stats = limiter.stats()
+    assert stats.pop("idle_secs") >= 0
+    assert stats == {
         "concurrency": 2,
         "in_flight": 0,
         "available": 2,
         "utilization": 0.0,
         "oldest_in_flight_age_secs": None,
     }
+
+
+def test_idle_seconds_count_from_start_and_from_the_last_request_and_not_while_busy() -> None:
+    limiter = Limiter(2)
+    time.sleep(0.2)
+    before = limiter.idle_seconds()
+    assert before is not None
+    assert before >= 0.2  # idle since start
+    ticket = limiter.try_acquire()
+    assert ticket is not None
+    assert limiter.idle_seconds() is None
+    assert limiter.stats()["idle_secs"] is None
+    limiter.release(ticket)
+    after = limiter.idle_seconds()
+    assert after is not None
+    assert after < before  # counted again from the release

@@ -13,7 +13,7 @@ from chute_operator.metricsapi.responses import (
     quantity,
     resource_list,
 )
-from chute_operator.metricsapi.samples import Sample, Samples, parse_conn_stats
+from chute_operator.metricsapi.samples import Sample, Samples, parse_conn_stats, parse_idle_seconds
 from chute_sidecar.limiter import Limiter
 
 NS = "prod"
@@ -184,3 +184,20 @@ def test_conn_stats_fallbacks(document: dict[str, Any], value: float) -> None:
 def test_conn_stats_garbage_is_refused(document: Any) -> None:
     with pytest.raises(ValueError):  # noqa: PT011
         parse_conn_stats(document)
+
+
+@pytest.mark.parametrize(
+    ("document", "idle"),
+    [
+        ({"idle_secs": 12.5}, 12.5),
+        ({"idle_secs": 0}, 0.0),
+        ({"idle_secs": None}, None),  # busy
+        ({}, None),  # an older sidecar
+        ({"idle_secs": -1}, None),
+        ({"idle_secs": True}, None),
+        ({"idle_secs": "3"}, None),
+        ([], None),
+    ],
+)
+def test_idle_seconds_from_conn_stats(document: Any, idle: float | None) -> None:
+    assert parse_idle_seconds(document) == idle

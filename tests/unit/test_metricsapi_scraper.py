@@ -32,7 +32,7 @@ class CountingListener:
         self.connections += 1
         while (await reader.readline()) not in (b"\r\n", b""):
             pass
-        body = json.dumps({"concurrency": 4, "in_flight": 1, "utilization": 0.25}).encode()
+        body = json.dumps({"concurrency": 4, "in_flight": 1, "utilization": 0.25, "idle_secs": None}).encode()
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n")
         writer.write(b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body) + body)
         await writer.drain()
@@ -103,6 +103,7 @@ async def test_only_pods_on_known_real_nodes_are_dialled(listener: CountingListe
         sample = samples.fresh(("ns", "on-real"), time.monotonic())
         assert sample is not None
         assert sample.utilization == 0.25
+        assert sample.idle_seconds is None  # busy
         registry = CollectorRegistry()
         registry.register(ScraperCollector(scraper))
         exposition = generate_latest(registry).decode()

@@ -85,6 +85,11 @@ app.kubernetes.io/part-of: chutes
 - apiGroups: ["networking.k8s.io"]
   resources: ["networkpolicies"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
+# Scale to zero: the EndpointSlice that adds the activator to a Chute's Service while it has no
+# ready replica (and, read-only, the activator's own slices).
+- apiGroups: ["discovery.k8s.io"]
+  resources: ["endpointslices"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 # Optional API (prometheus-operator); listing it is also how the operator detects it.
 - apiGroups: ["monitoring.coreos.com"]
   resources: ["servicemonitors"]

@@ -76,8 +76,9 @@ MINIMUM_REPLICAS_AVAILABLE = _reason(
 )
 SCALED_TO_ZERO = _reason(
     "ScaledToZero",
-    "Available=False, Ready=True",
-    "No replicas are requested (spec.replicas 0, or an autoscaler at zero): the Chute is as its spec asks.",
+    "Available=False, Ready=True, Autoscaling=True, Event",
+    "No replicas are requested (spec.replicas 0, or an autoscaler at zero): the Chute is as its spec asks. "
+    "With minInstances 0, every replica was idle for shutdownAfterSeconds; the next request wakes it.",
 )
 NO_REPLICAS_READY = _reason(
     "NoReplicasReady", "Available, Ready", "No replica is ready yet and no pod reports a problem."
@@ -195,6 +196,11 @@ SCALING_DISABLED = _reason(
     "The Deployment was scaled to zero by hand; the HPA does not act until it has a replica again.",
 )
 # Events (a condition that turns True is announced with the condition type as the reason)
+WAKING = _reason(
+    "Waking",
+    "Event",
+    "A request waits for a Chute at zero replicas (the activator holds it): the operator scales it to 1.",
+)
 APPLIED = _reason("Applied", "Event", "Children were created or updated; the message lists their kinds.")
 PRUNED = _reason("Pruned", "Event", "A child the spec no longer asks for was deleted.")
 

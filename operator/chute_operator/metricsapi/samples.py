@@ -18,6 +18,8 @@ class Sample:
     """Monotonic clock, for freshness."""
     timestamp: float
     """Wall clock (seconds since the epoch), for the API's ``timestamp``."""
+    idle_seconds: float | None = None
+    """Seconds since the sidecar's last request ended (None while busy, or from an older sidecar)."""
 
 
 class Samples:
@@ -45,6 +47,14 @@ class Samples:
 
     def __len__(self) -> int:
         return len(self._by_pod)
+
+
+def parse_idle_seconds(document: object) -> float | None:
+    """``idle_secs`` of a ``/_conn_stats`` document: None while busy, absent or not a number."""
+    value = document.get("idle_secs") if isinstance(document, dict) else None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < float("inf"):
+        return None
+    return float(value)
 
 
 def parse_conn_stats(document: object) -> float:

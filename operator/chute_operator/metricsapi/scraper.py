@@ -20,7 +20,7 @@ from typing import Any
 
 import aiohttp
 
-from chute_operator.metricsapi.samples import PodKey, Sample, Samples, parse_conn_stats
+from chute_operator.metricsapi.samples import PodKey, Sample, Samples, parse_conn_stats, parse_idle_seconds
 from chute_operator.metricsapi.targets import SKIPPED_NODE_UNKNOWN, Target, is_loopback, plan
 
 log = logging.getLogger(__name__)
@@ -185,7 +185,8 @@ class Scraper:
         except (aiohttp.ClientError, OSError, ValueError) as error:
             return f"sidecar unreadable: {error or type(error).__name__}"
         self.samples.record(
-            (target.namespace, target.name), Sample(utilization, time.monotonic(), time.time())
+            (target.namespace, target.name),
+            Sample(utilization, time.monotonic(), time.time(), parse_idle_seconds(document)),
         )
         return None
 

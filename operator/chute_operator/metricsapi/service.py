@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -181,6 +182,14 @@ class MetricsApiService:
             ),
         ]
         log.info("custom metrics API serving on %s:%d", s.metrics_api_bind_address, s.metrics_api_port)
+
+    def idle_seconds(self, namespace: str, pod: str) -> float | None:
+        """How long the pod's sidecar has served nothing, from a fresh reading (None: busy or unknown)."""
+        now = time.monotonic()
+        sample = self.samples.fresh((namespace, pod), now)
+        if sample is None or sample.idle_seconds is None:
+            return None
+        return sample.idle_seconds + max(0.0, now - sample.read_at)
 
     def _pods_in(self, namespace: str, selector: str) -> Iterable[Mapping[str, Any]]:
         found: Iterable[Mapping[str, Any]] = pods_from(self.store)(namespace, selector)

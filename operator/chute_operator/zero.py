@@ -1,0 +1,203 @@
+"""Scale to zero and back: when an idle Chute goes to zero, when it wakes, and where its Service
+sends traffic meanwhile. Pure: objects in, decisions and manifests out.
+
+One writer of ``spec.replicas`` at a time. Between 1 and N the HPA owns it. To go to zero the
+operator applies ``replicas: 0`` with its own field manager (``<field manager>-zero``, forced: it
+takes the field from the HPA, which then stands still, as it does for KEDA). To wake, that manager
+applies nothing: the field it solely owned is removed, the Deployment defaults it to 1 and the HPA
+owns it again from its next scale.
+
+While a Chute with ``minInstances: 0`` has no ready replica, an EndpointSlice the operator owns adds
+the activator's pods to the Chute's Service (as Knative swaps endpoints); it is deleted once a
+replica is ready, so the activator is out of the data path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from enum import Enum
+from typing import Any
+
+from chute_operator.workload import CHUTE_LABEL, MANAGED_BY, Workload
+
+WAKE_ANNOTATION = "chutes.ai/wake-requested-at"
+"""Set on the Chute by the activator (RFC 3339) when a request waits for a Chute at zero."""
+ASLEEP_ANNOTATION = "chutes.ai/scaled-to-zero-at"
+"""Set on the Deployment, with ``replicas: 0``, by the operator's scale-to-zero field manager."""
+ZERO_MANAGER_SUFFIX = "-zero"
+ACTIVATOR_SLICE_SUFFIX = "-activator"
+SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+SLICE_MANAGED_BY_LABEL = "endpointslice.kubernetes.io/managed-by"
+SLICE_MANAGER = "chute-operator"
+"""Not the EndpointSlice controller's value, so it leaves this slice alone."""
+SERVING_PORT_NAME = "http"
+
+
+class Action(Enum):
+    STAY = "stay"
+    SLEEP = "sleep"
+    WAKE = "wake"
+
+
+@dataclass(frozen=True)
+class Activator:
+    """The activator's ready pods, as the operator last saw them."""
+
+    addresses: tuple[str, ...]
+    port: int
+
+
+def parse_time(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def asleep_since(deployment: Mapping[str, Any] | None) -> datetime | None:
+    """When the operator scaled the Deployment to zero, if it is there now."""
+    if not deployment or (deployment.get("spec") or {}).get("replicas") != 0:
+        return None
+    annotations = (deployment.get("metadata") or {}).get("annotations") or {}
+    return parse_time(annotations.get(ASLEEP_ANNOTATION))
+
+
+def wake_requested_at(chute: Mapping[str, Any]) -> datetime | None:
+    return parse_time(((chute.get("metadata") or {}).get("annotations") or {}).get(WAKE_ANNOTATION))
+
+
+def _ready(pod: Mapping[str, Any]) -> bool:
+    if (pod.get("metadata") or {}).get("deletionTimestamp"):
+        return False
+    conditions = (pod.get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+
+
+def ready_pods(pods: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    return [pod for pod in pods if _ready(pod)]
+
+
+def idle_for(
+    pods: Iterable[Mapping[str, Any]], idle_seconds: Callable[[str, str], float | None]
+) -> float | None:
+    """How long every pod has served nothing: the least idle time of all pods. None when any pod is
+    not ready or has no fresh reading (a loading or unmeasured replica is never called idle)."""
+    pods = list(pods)
+    if not pods:
+        return None
+    least: float | None = None
+    for pod in pods:
+        meta = pod.get("metadata") or {}
+        idle = idle_seconds(meta.get("namespace", ""), meta.get("name", "")) if _ready(pod) else None
+        if idle is None:
+            return None
+        least = idle if least is None else min(least, idle)
+    return least
+
+
+def decide(
+    workload: Workload | None,
+    chute: Mapping[str, Any],
+    deployment: Mapping[str, Any] | None,
+    pods: Iterable[Mapping[str, Any]],
+    idle_seconds: Callable[[str, str], float | None],
+    activator: Activator | None,
+) -> Action:
+    """What the scale-to-zero field manager does now (level-based: from the objects alone)."""
+    asleep = asleep_since(deployment)
+    may_sleep = workload is not None and workload.scale_to_zero
+    if asleep is not None:
+        woken = wake_requested_at(chute)
+        if not may_sleep or (woken is not None and woken > asleep):
+            return Action.WAKE
+        return Action.STAY
+    if not may_sleep or workload is None or deployment is None or not (activator and activator.addresses):
+        return Action.STAY  # never to zero without an activator to hold the next request
+    if ((deployment.get("spec") or {}).get("replicas") or 0) < 1:
+        return Action.STAY  # at zero by hand: not ours to manage
+    idle = idle_for(pods, idle_seconds)
+    if idle is not None and idle >= workload.shutdown_after_seconds:
+        return Action.SLEEP
+    return Action.STAY
+
+
+def sleep_manifest(deployment: Mapping[str, Any], now: datetime) -> dict[str, Any]:
+    """What the scale-to-zero field manager applies to go to zero."""
+    meta = deployment["metadata"]
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": meta["name"],
+            "namespace": meta["namespace"],
+            "annotations": {ASLEEP_ANNOTATION: now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")},
+        },
+        "spec": {"replicas": 0},
+    }
+
+
+def wake_manifest(deployment: Mapping[str, Any]) -> dict[str, Any]:
+    """What it applies to wake: nothing, so ``replicas`` (which it solely owned) defaults to 1."""
+    meta = deployment["metadata"]
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": meta["name"], "namespace": meta["namespace"]},
+    }
+
+
+def wants_activator(
+    workload: Workload | None, deployment: Mapping[str, Any] | None, pods: Iterable[Mapping[str, Any]]
+) -> bool:
+    """Whether the Chute's Service should reach the activator: it may be at zero and nothing serves."""
+    if workload is None or not workload.scale_to_zero:
+        return False
+    return asleep_since(deployment) is not None or not ready_pods(pods)
+
+
+def activator_slice(workload: Workload, activator: Activator) -> dict[str, Any]:
+    """The EndpointSlice that adds the activator's pods to the Chute's Service."""
+    metadata: dict[str, Any] = {
+        "name": workload.name + ACTIVATOR_SLICE_SUFFIX,
+        "namespace": workload.namespace,
+        "labels": {
+            SERVICE_NAME_LABEL: workload.name,
+            SLICE_MANAGED_BY_LABEL: SLICE_MANAGER,
+            "app.kubernetes.io/managed-by": MANAGED_BY,
+            CHUTE_LABEL: workload.name,
+        },
+    }
+    if workload.owner:
+        metadata["ownerReferences"] = [workload.owner]
+    ipv6 = any(":" in address for address in activator.addresses)
+    return {
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": metadata,
+        "addressType": "IPv6" if ipv6 else "IPv4",
+        "ports": [{"name": SERVING_PORT_NAME, "port": activator.port, "protocol": "TCP"}],
+        "endpoints": [
+            {"addresses": [address], "conditions": {"ready": True}} for address in sorted(activator.addresses)
+        ],
+    }
+
+
+def activator_from_slices(slices: Iterable[Mapping[str, Any]]) -> Activator | None:
+    """The activator's ready pods and serving port, from its Service's EndpointSlices."""
+    addresses: set[str] = set()
+    port: int | None = None
+    for piece in slices:
+        named = [p.get("port") for p in piece.get("ports") or [] if p.get("name") == SERVING_PORT_NAME]
+        if not named or not named[0]:
+            continue
+        port = int(named[0])
+        for endpoint in piece.get("endpoints") or []:
+            conditions = endpoint.get("conditions") or {}
+            if conditions.get("ready") is False or conditions.get("terminating"):
+                continue
+            addresses.update(endpoint.get("addresses") or [])
+    return Activator(tuple(sorted(addresses)), port) if port else None
