@@ -1,6 +1,6 @@
 """How fast the operator's custom metrics API lets the HPA scale a Chute up and down.
 
-    .venv/bin/python benchmarks/autoscaling.py [--runs 3]
+    .venv/bin/python benchmarks/autoscaling.py [--runs 3] [--real-node]
 
 SIMULATION (see docs/autoscaling.md): a local control plane with kwok nodes, the real HPA controller
 (kube-controller-manager, default 15 s sync), the operator's metrics API aggregated by the real
@@ -9,7 +9,10 @@ first pod. Per run: a Chute (concurrency 4, threshold 0.5, 1-3 replicas, shutdow
 gets 4 streams held open at a random point of the HPA's sync cycle; measured are the seconds from
 load start to the HPA's decision (desiredReplicas 2) and to the second replica Ready (a kwok pod:
 Ready at once, so no model load time is included), then from load end to the scale-down to 1.
-Writes benchmarks/results/autoscaling.json.
+Writes benchmarks/results/autoscaling.json. With ``--real-node``: the Chute's pods run on the local
+cluster's real node (kubelet, containerd; the project image's modelsim behind the real sidecar),
+the scraper dials their pod IPs and the load goes to the first pod's IP; the second replica's time
+includes a real container start. Writes benchmarks/results/autoscaling-real-node.json.
 """
 
 from __future__ import annotations
@@ -32,45 +35,57 @@ sys.path.insert(0, str(ROOT))
 from tests.kube_helpers import apply, condition, eventually, get, items  # noqa: E402
 from tests.metrics_api_harness import (  # noqa: E402
     LoopbackSidecar,
+    Streams,
     autoscaled_chute,
     metrics_api_on_loopback,
+    real_node_chute,
 )
 
 from chute_operator.devcluster.binaries import ensure_binaries  # noqa: E402
 from chute_operator.devcluster.controlplane import ControlPlane  # noqa: E402
+from chute_operator.devcluster.realnode import build_node_images  # noqa: E402
+from chute_operator.devcluster.realnode_config import RealNodeSettings  # noqa: E402
+from chute_operator.workload import SIDECAR_PORT  # noqa: E402
 
 SELECTOR = "chutes.ai/chute=bench"
 RESULTS = ROOT / "benchmarks" / "results" / "autoscaling.json"
+REAL_NODE_RESULTS = ROOT / "benchmarks" / "results" / "autoscaling-real-node.json"
 
 
-def field(cp: ControlPlane, kind: str, namespace: str, *path: str) -> Any:
-    """A field of the object ``bench`` of ``kind``, None while absent."""
+def spec_field(cp: ControlPlane, kind: str, namespace: str, *path: str) -> Any:
+    """A field of the object ``bench`` of ``kind`` (None while absent)."""
     value: Any = get(cp, kind, "bench", namespace)
     for key in path:
         value = (value or {}).get(key)
     return value
 
 
-def one_run(cp: ControlPlane, index: int, work: Path) -> dict[str, float]:
+def one_run(cp: ControlPlane, index: int, work: Path, image: str | None) -> dict[str, float]:
+    """One scale-up and scale-down. ``image``: on the real node (that image's modelsim), else simulated."""
     namespace = f"bench-autoscaling-{index}"
     cp.kubectl("create", "namespace", namespace)
     eventually(lambda: get(cp, "serviceaccount", "default", namespace), what="default ServiceAccount")
     run_dir = work / namespace
     run_dir.mkdir()
-    sidecar = LoopbackSidecar(run_dir)
+    sidecar = None if image else LoopbackSidecar(run_dir)
     try:
         with metrics_api_on_loopback(cp, namespace, run_dir) as (_, overrides):
-            apply(cp, autoscaled_chute("bench"), namespace)
-            pods = eventually(
-                lambda: [
-                    p
-                    for p in items(cp, "pods", namespace, "chutes.ai/chute=bench")
-                    if p["status"].get("podIP")
-                ],
-                what="the Chute's pod",
+            node = cp.real_node_settings.name if cp.real_node_settings else ""
+            apply(
+                cp, real_node_chute("bench", image, node) if image else autoscaled_chute("bench"), namespace
             )
-            pod = pods[0]["metadata"]["name"]
-            overrides.write_text(json.dumps({f"{namespace}/{pod}": f"127.0.0.1:{sidecar.metrics_port}"}))
+
+            def serving_pods() -> list[dict[str, Any]]:
+                pods = items(cp, "pods", namespace, SELECTOR)
+                return [p for p in pods if condition(p, "Ready").get("status") == "True"]
+
+            pod = eventually(serving_pods, what="the Chute's pod Ready", timeout=300)[0]
+            if sidecar is not None:
+                key = f"{namespace}/{pod['metadata']['name']}"
+                overrides.write_text(json.dumps({key: f"127.0.0.1:{sidecar.metrics_port}"}))
+                load = sidecar.streams
+            else:
+                load = Streams(pod["status"]["podIP"], SIDECAR_PORT)
             eventually(
                 lambda: (
                     condition(get(cp, "hpa", "bench", namespace), "ScalingActive").get("status") == "True"
@@ -82,44 +97,37 @@ def one_run(cp: ControlPlane, index: int, work: Path) -> dict[str, float]:
             # was just written by a sync: starting at once would always measure the worst case).
             time.sleep(random.uniform(0, 15))
             started = time.monotonic()
-            sidecar.open_streams(4)
+            load.start(4)
             eventually(
-                lambda: (
-                    ((get(cp, "hpa", "bench", namespace) or {}).get("status") or {}).get("desiredReplicas")
-                    == 2
-                ),
+                lambda: spec_field(cp, "hpa", namespace, "status", "desiredReplicas") == 2,
                 what="HPA desires 2",
                 timeout=120,
             )
             decided = time.monotonic() - started
             eventually(
-                lambda: (
-                    ((get(cp, "deployment", "bench", namespace) or {}).get("status") or {}).get(
-                        "readyReplicas"
-                    )
-                    == 2
-                ),
+                lambda: spec_field(cp, "deployment", namespace, "status", "readyReplicas") == 2,
                 what="2 ready",
-                timeout=120,
+                timeout=300,
             )
             ready = time.monotonic() - started
-            sidecar.close_streams()
+            most = spec_field(cp, "deployment", namespace, "spec", "replicas")
+            load.close()
             idle = time.monotonic()
             eventually(
-                lambda: (
-                    ((get(cp, "deployment", "bench", namespace) or {}).get("spec") or {}).get("replicas") == 1
-                ),
+                lambda: spec_field(cp, "deployment", namespace, "spec", "replicas") == 1,
                 what="back to 1",
                 timeout=240,
             )
             down = time.monotonic() - idle
     finally:
-        sidecar.stop()
+        if sidecar is not None:
+            sidecar.stop()
         cp.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
     return {
         "to_decision_s": round(decided, 1),
         "to_second_ready_s": round(ready, 1),
         "to_scale_down_s": round(down, 1),
+        "replicas_at_peak": most,
     }
 
 
@@ -131,26 +139,47 @@ def summary(runs: list[dict[str, float]], key: str) -> dict[str, float]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument(
+        "--real-node", action="store_true", help="real pods on the real node instead of the simulation"
+    )
     args = parser.parse_args()
     tools = ensure_binaries()
     runs: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory(prefix="bench-autoscaling-") as scratch, ControlPlane(tools=tools) as cp:
+    image = None
+    options: dict[str, Any] = {}
+    if args.real_node:
+        images = build_node_images()
+        image = images.others[0].ref
+        options = {"real_node": RealNodeSettings.from_env(), "real_node_images": images}
+        options["real_node_lock_timeout"] = 900
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-autoscaling-") as scratch,
+        ControlPlane(tools=tools, **options) as cp,
+    ):
         cp.kubectl("apply", "--server-side", "-f", str(ROOT / "crds" / "chute.yaml"))
         cp.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/chutes.chutes.ai")
         for index in range(args.runs):
-            runs.append(one_run(cp, index, Path(scratch)))
+            runs.append(one_run(cp, index, Path(scratch), image))
             print(f"run {index + 1}: {runs[-1]}", flush=True)
+    setup = (
+        "real node: real pods (project image: modelsim behind the sidecar), the operator's scraper "
+        "dialling their pod IPs"
+        if args.real_node
+        else "simulation: kwok pods, real sidecar on loopback"
+    )
     result = {
         "machine": f"{platform.machine()}, {len(os.sched_getaffinity(0))} cores",
-        "setup": "simulation: kwok pods, real sidecar on loopback, real kube-apiserver aggregation and HPA "
-        "controller (15 s sync), scrape interval 1 s, concurrency 4, threshold 0.5, 4 streams",
+        "setup": f"{setup}; real kube-apiserver aggregation and HPA controller (15 s sync), scrape interval "
+        "1 s, concurrency 4, threshold 0.5, 4 streams",
         "runs": runs,
         "load_start_to_hpa_decision_s": summary(runs, "to_decision_s"),
         "load_start_to_second_replica_ready_s": summary(runs, "to_second_ready_s"),
         "load_end_to_scale_down_s (shutdownAfterSeconds 60)": summary(runs, "to_scale_down_s"),
+        "most_replicas (maxInstances 3)": max(run["replicas_at_peak"] for run in runs),
         "for_comparison": {"keda_default_polling_interval_s": 30, "kubeai_default_averaging_window_s": 600},
     }
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    target = REAL_NODE_RESULTS if args.real_node else RESULTS
+    target.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
     return 0
 

@@ -48,6 +48,31 @@ def _wait_port(port: int, process: subprocess.Popen[bytes], what: str) -> None:
     raise RuntimeError(f"{what} not listening on {port} within 30s")
 
 
+class Streams:
+    """Streaming chat completions held open through a sidecar's serving port (each one in flight)."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.open: list[http.client.HTTPConnection] = []
+
+    def start(self, count: int) -> None:
+        body = json.dumps(
+            {"model": "chute-modelsim", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
+        )
+        for _ in range(count):
+            connection = http.client.HTTPConnection(self.host, self.port, timeout=30)
+            connection.request("POST", "/v1/chat/completions", body, {"Content-Type": "application/json"})
+            response = connection.getresponse()
+            assert response.status == 200, response.read()
+            response.readline()  # the first event: the request is in flight
+            self.open.append(connection)
+
+    def close(self) -> None:
+        for connection in self.open:
+            connection.close()
+        self.open = []
+
+
 class LoopbackSidecar:
     """``chute-operator modelsim`` behind a real ``chute-operator sidecar``, both on 127.0.0.1."""
 
@@ -67,27 +92,16 @@ class LoopbackSidecar:
              f"--concurrency={CONCURRENCY}", "--health-interval-seconds=0.5", "--log-format=text"],
             stdout=self.log, stderr=subprocess.STDOUT,
         )  # fmt: skip
-        self.streams: list[http.client.HTTPConnection] = []
+        self.streams = Streams("127.0.0.1", self.port)
         _wait_port(self.model_port, self.model, "modelsim")
         _wait_port(self.metrics_port, self.sidecar, "sidecar")
 
     def open_streams(self, count: int) -> None:
         """Hold ``count`` streaming completions open through the sidecar (each in flight until closed)."""
-        body = json.dumps(
-            {"model": "chute-modelsim", "stream": True, "messages": [{"role": "user", "content": "hi"}]}
-        )
-        for _ in range(count):
-            connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-            connection.request("POST", "/v1/chat/completions", body, {"Content-Type": "application/json"})
-            response = connection.getresponse()
-            assert response.status == 200, response.read()
-            response.readline()  # the first event: the request is in flight
-            self.streams.append(connection)
+        self.streams.start(count)
 
     def close_streams(self) -> None:
-        for connection in self.streams:
-            connection.close()
-        self.streams = []
+        self.streams.close()
 
     def in_flight(self) -> int:
         connection = http.client.HTTPConnection("127.0.0.1", self.metrics_port, timeout=2)
@@ -190,3 +204,26 @@ def autoscaled_chute(name: str) -> dict[str, Any]:
             "monitoring": {"serviceMonitor": False},
         },
     }
+
+
+def real_node_chute(name: str, image: str, node: str) -> dict[str, Any]:
+    """:func:`autoscaled_chute` on the real node: the project image's modelsim behind the sidecar."""
+    chute = autoscaled_chute(name)
+    chute["spec"].update(
+        {
+            "image": image,
+            "imagePullPolicy": "Never",
+            "command": ["chute-operator", "modelsim"],
+            "args": [
+                "--host=127.0.0.1",
+                "--port=8000",
+                "--admin-port=off",
+                "--tokens-per-second=2",
+                "--output-tokens=2000",
+            ],
+            "port": 8000,
+            "health": {"path": "/health"},
+            "pod": {"nodeSelector": {"kubernetes.io/hostname": node}},
+        }
+    )
+    return chute

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from chute_operator.devcluster.nodes import default_node_pools, node_manifests
+from chute_operator.devcluster.nodes import SIMULATED_LABEL, default_node_pools, node_manifests
+from chute_operator.devcluster.realnode_config import RealNodeSettings
 from chute_operator.metricsapi.targets import (
     SKIPPED_NO_ADDRESS,
     SKIPPED_NODE_UNKNOWN,
@@ -54,6 +55,9 @@ def test_every_simulated_node_of_the_devcluster_is_recognised() -> None:
     assert nodes
     assert all(is_simulated_node(node) for node in nodes)
     assert not is_simulated_node({"metadata": {"name": "worker", "labels": {"type": "gpu"}}})
+    assert is_simulated_node({"metadata": {"name": "x", "labels": {SIMULATED_LABEL: "true"}}})
+    real = RealNodeSettings()
+    assert not is_simulated_node({"metadata": {"name": real.name, "labels": real.labels()}})
 
 
 def test_ready_pod_on_a_real_node_is_read_at_its_sidecar_port() -> None:

@@ -16,7 +16,8 @@ from chute_operator.workload import SIDECAR_NAME
 METRICS_PORT_NAMES = ("metrics", "admin")
 """Names of the sidecar container port that serves ``/_conn_stats``, in order of preference."""
 SIMULATED_NODE_ANNOTATION = "kwok.x-k8s.io/node"
-SIMULATED_NODE_LABEL = ("type", "kwok")
+SIMULATED_NODE_LABELS = (("chutes.ai/simulated", "true"), ("type", "kwok"))
+"""Labels of simulated nodes (the local cluster's own, and kwok's convention)."""
 
 SKIPPED_NOT_READY = "not ready"
 SKIPPED_SIMULATED = "on a simulated (kwok) node, never dialled"
@@ -34,13 +35,13 @@ class Target:
 
 
 def is_simulated_node(node: Mapping[str, Any]) -> bool:
-    """Whether a Node object is a kwok node (annotation ``kwok.x-k8s.io/node`` or label ``type=kwok``)."""
+    """Whether a Node object is simulated: kwok's annotation ``kwok.x-k8s.io/node``, or a label of
+    :data:`SIMULATED_NODE_LABELS`."""
     meta = node.get("metadata") or {}
-    key, value = SIMULATED_NODE_LABEL
-    return (
-        SIMULATED_NODE_ANNOTATION in (meta.get("annotations") or {})
-        or (meta.get("labels") or {}).get(key) == value
-    )
+    labels = meta.get("labels") or {}
+    if SIMULATED_NODE_ANNOTATION in (meta.get("annotations") or {}):
+        return True
+    return any(labels.get(key) == value for key, value in SIMULATED_NODE_LABELS)
 
 
 def is_ready(pod: Mapping[str, Any]) -> bool:
