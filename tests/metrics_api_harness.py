@@ -124,7 +124,7 @@ class LoopbackSidecar:
 
 @contextlib.contextmanager
 def metrics_api_on_loopback(
-    control_plane: Any, namespace: str, tmp_path: Path
+    control_plane: Any, namespace: str, tmp_path: Path, **env: str
 ) -> Iterator[tuple[OperatorProcess, Path]]:
     """An operator (own lease, this namespace) serving the metrics API on loopback, registered with
     the kube-apiserver; the APIService is removed again afterwards (an unavailable one would break
@@ -150,6 +150,7 @@ def metrics_api_on_loopback(
         CHUTE_OPERATOR_METRICS_API_KEY_FILE=str(serving.key),
         CHUTE_OPERATOR_METRICS_API_SCRAPE_INTERVAL_SECONDS="1",
         CHUTE_OPERATOR_METRICS_API_TEST_ONLY_SIDECAR_ADDRESSES=str(overrides),
+        **env,
     ).start()
     service = {
         "apiVersion": "v1",

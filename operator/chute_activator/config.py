@@ -24,6 +24,7 @@ class Config:
     kubeconfig: str | None = None
     namespaces: tuple[str, ...] = ()
     log_level: str = "INFO"
+    test_only_endpoints: str | None = None
 
 
 def parse_config(argv: Sequence[str]) -> Config:
@@ -52,6 +53,11 @@ def parse_config(argv: Sequence[str]) -> Config:
     flag("request-timeout-seconds", float, "longest a forwarded request may take")
     flag("kubeconfig", str, "kubeconfig file (default: in-cluster, then ~/.kube/config)")
     flag("log-level", str, "log level")
+    flag(
+        "test-only-endpoints",
+        str,
+        "TEST ONLY: JSON file {namespace/chute: 127.0.0.1:port} forwarded to instead of a ready pod",
+    )
     parser.add_argument(
         "-n", "--namespace", action="append", default=[], help="watch only this namespace (repeat)"
     )
@@ -71,4 +77,5 @@ def parse_config(argv: Sequence[str]) -> Config:
         kubeconfig=args.kubeconfig,
         namespaces=tuple(args.namespace),
         log_level=args.log_level.upper(),
+        test_only_endpoints=args.test_only_endpoints,
     )

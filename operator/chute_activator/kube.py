@@ -7,9 +7,11 @@ the one writer of replicas, acts on it.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from lightkube import ALL_NS, AsyncClient
@@ -56,11 +58,30 @@ def cannot_wake(chute: dict[str, Any]) -> str | None:
     return None
 
 
-def chute_state(chute: dict[str, Any] | None, slices: Iterable[dict[str, Any]]) -> ChuteState | None:
+def read_endpoint_overrides(path: str | None) -> dict[str, str]:
+    """TEST ONLY: ``{"namespace/chute": "127.0.0.1:port"}``: while the Chute has a ready endpoint,
+    forward to this loopback address instead (its pods run on simulated nodes). Loopback only."""
+    if not path:
+        return {}
+    try:
+        document = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as error:
+        log.warning("test-only endpoint file unreadable", extra={"path": path, "error": str(error)})
+        return {}
+    if not isinstance(document, dict):
+        return {}
+    return {str(k): str(v) for k, v in document.items() if str(v).startswith("127.")}
+
+
+def chute_state(
+    chute: dict[str, Any] | None, slices: Iterable[dict[str, Any]], override: str | None = None
+) -> ChuteState | None:
     """What the activator needs of one Chute; None when the Chute is gone."""
     if chute is None or (chute.get("metadata") or {}).get("deletionTimestamp"):
         return None
     endpoints = ready_endpoints(slices)
+    if endpoints and override:
+        endpoints = (override,)
     return ChuteState(endpoints=endpoints, cannot_wake=None if endpoints else cannot_wake(chute))
 
 
@@ -72,8 +93,15 @@ def _key(obj: dict[str, Any], name: str | None = None) -> Key:
 class KubeSource:
     """Keeps a :class:`Holder` up to date from the API and asks the operator to wake Chutes."""
 
-    def __init__(self, client: AsyncClient, holder: Holder, namespaces: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        client: AsyncClient,
+        holder: Holder,
+        namespaces: tuple[str, ...] = (),
+        test_only_endpoint_file: str | None = None,
+    ) -> None:
         self.client, self.holder = client, holder
+        self.test_only_endpoint_file = test_only_endpoint_file
         self.namespaces = namespaces or (ALL_NS,)
         self.chutes: dict[Key, dict[str, Any]] = {}
         self.slices: dict[tuple[str, str], dict[str, Any]] = {}
@@ -87,7 +115,8 @@ class KubeSource:
 
     def _refresh(self, key: Key) -> None:
         pieces = [s for (ns, _), s in self.slices.items() if ns == key[0] and _chute_of(s) == key[1]]
-        self.holder.update(key, chute_state(self.chutes.get(key), pieces))
+        override = read_endpoint_overrides(self.test_only_endpoint_file).get("/".join(key))
+        self.holder.update(key, chute_state(self.chutes.get(key), pieces, override))
 
     async def start(self) -> None:
         for namespace in self.namespaces:

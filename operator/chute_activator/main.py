@@ -38,7 +38,7 @@ async def serve(config: Config) -> int:
         wake_interval_seconds=config.wake_interval_seconds,
         default_retry_after=config.default_retry_after,
     )
-    source = KubeSource(client, holder, config.namespaces)
+    source = KubeSource(client, holder, config.namespaces, config.test_only_endpoints)
     activator = Activator(
         holder, max_body_bytes=config.max_body_bytes, request_timeout=config.request_timeout_seconds
     )

@@ -1,0 +1,218 @@
+"""Scale to zero and back on the local control plane: the real kube-apiserver, HPA controller and
+EndpointSlice controller, the operator (with its metrics API), a real activator process, and a real
+sidecar in front of modelsim.
+
+SIMULATION (as in tests/metrics_api_harness.py): the Chute's pods run on kwok nodes, whose addresses
+no host owns. The operator reads the idle time of a real sidecar on 127.0.0.1 in place of the pod's
+(its test-only address override), and the activator forwards to that sidecar once the Chute has a
+ready endpoint (its test-only ``--test-only-endpoints``). Everything else is real.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tests.kube_helpers import apply, condition, eventually, get, items
+from tests.metrics_api_harness import LoopbackSidecar, metrics_api_on_loopback
+from tests.operator_fixtures import OperatorProcess, _free_port
+
+pytestmark = pytest.mark.integration
+
+ACTIVATOR_POD_IP = "10.244.255.250"
+"""The activator's (simulated) pod address in its Service's EndpointSlice: the operator copies it,
+nothing here dials it."""
+IDLE_WINDOW = 60  # the smallest shutdownAfterSeconds the CRD accepts
+
+
+def _chute(name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "chutes.ai/v1alpha1",
+        "kind": "Chute",
+        "metadata": {"name": name},
+        "spec": {
+            "image": "example.com/model:1",
+            "nodeSelector": {"gpuCount": 0},
+            "concurrency": 4,
+            "minInstances": 0,
+            "maxInstances": 2,
+            "shutdownAfterSeconds": IDLE_WINDOW,
+            "monitoring": {"serviceMonitor": False},
+        },
+    }
+
+
+def _activator_service(cp: Any, namespace: str) -> None:
+    """A selector-less Service with a hand-made EndpointSlice: what the chart's activator looks like
+    to the operator."""
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "activator"},
+        "spec": {"ports": [{"name": "http", "port": 80, "targetPort": 8080}]},
+    }
+    endpoints = {
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {"name": "activator-1", "labels": {"kubernetes.io/service-name": "activator"}},
+        "addressType": "IPv4",
+        "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+        "endpoints": [{"addresses": [ACTIVATOR_POD_IP], "conditions": {"ready": True}}],
+    }
+    apply(cp, service, namespace)
+    apply(cp, endpoints, namespace)
+
+
+@pytest.fixture
+def sidecar(tmp_path: Path) -> Iterator[LoopbackSidecar]:
+    process = LoopbackSidecar(tmp_path)
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def zero_operator(
+    control_plane: Any, chute_crd: Path, namespace: str, tmp_path: Path
+) -> Iterator[tuple[OperatorProcess, Path]]:
+    _activator_service(control_plane, namespace)
+    with metrics_api_on_loopback(
+        control_plane,
+        namespace,
+        tmp_path,
+        CHUTE_OPERATOR_ACTIVATOR_SERVICE=f"{namespace}/activator",
+        CHUTE_OPERATOR_SCALE_TO_ZERO_CHECK_SECONDS="1",
+    ) as running:
+        yield running
+
+
+class ActivatorProcess:
+    def __init__(self, cp: Any, namespace: str, tmp_path: Path, endpoints: Path) -> None:
+        self.port, self.metrics_port = _free_port(), _free_port()
+        self.log = (tmp_path / "activator.log").open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "chute_operator", "activator", f"--kubeconfig={cp.kubeconfig}",
+             "--host=127.0.0.1", f"--port={self.port}", f"--metrics-port={self.metrics_port}",
+             f"--namespace={namespace}", f"--test-only-endpoints={endpoints}", "--wake-interval-seconds=2"],
+            stdout=self.log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+
+    def ready(self) -> bool:
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", self.metrics_port, timeout=1)
+            connection.request("GET", "/readyz")
+            return connection.getresponse().status == 200
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self.log.close()
+
+
+def _events(cp: Any, namespace: str, reason: str) -> list[dict[str, Any]]:
+    return [e for e in items(cp, "events", namespace) if e.get("reason") == reason]
+
+
+def _replicas_owners(cp: Any, namespace: str) -> set[str]:
+    """The field managers of the Deployment's spec.replicas."""
+    shown = cp.kubectl("get", "deployment", "sleepy", "-n", namespace, "-o", "json", "--show-managed-fields")
+    deployment = json.loads(shown.stdout)
+    return {
+        entry["manager"]
+        for entry in deployment["metadata"].get("managedFields") or []
+        if "f:replicas" in ((entry.get("fieldsV1") or {}).get("f:spec") or {})
+    }
+
+
+def test_idle_goes_to_zero_and_a_request_at_zero_wakes_it_and_is_answered(
+    control_plane: Any,
+    namespace: str,
+    zero_operator: tuple[OperatorProcess, Path],
+    sidecar: LoopbackSidecar,
+    tmp_path: Path,
+) -> None:
+    cp, (operator, overrides) = control_plane, zero_operator
+    apply(cp, _chute("sleepy"), namespace)
+    pod = eventually(
+        lambda: next(iter(items(cp, "pods", namespace, "chutes.ai/chute=sleepy")), None), what="the pod"
+    )
+    overrides.write_text(
+        json.dumps({f"{namespace}/{pod['metadata']['name']}": f"127.0.0.1:{sidecar.metrics_port}"})
+    )
+
+    # Idle for the window: replicas 0 (owned by the operator's scale-to-zero manager), the pod gone.
+    eventually(
+        lambda: (lambda d: d if d and d["spec"].get("replicas") == 0 else None)(
+            get(cp, "deployment", "sleepy", namespace)
+        ),
+        what="replicas 0",
+        timeout=IDLE_WINDOW + 60,
+    )
+    assert _replicas_owners(cp, namespace) == {"chute-operator-zero"}
+    eventually(lambda: not items(cp, "pods", namespace, "chutes.ai/chute=sleepy") or None, what="pod gone")
+    chute = eventually(
+        lambda: (lambda c: c if condition(c, "Ready").get("reason") == "ScaledToZero" else None)(
+            get(cp, "chute", "sleepy", namespace)
+        ),
+        what="status ScaledToZero",
+    )
+    assert condition(chute, "Ready")["status"] == "True"
+    assert (condition(chute, "Available")["status"], condition(chute, "Available")["reason"]) == (
+        "False",
+        "ScaledToZero",
+    )
+    assert condition(chute, "Autoscaling")["reason"] == "ScaledToZero"
+    assert _events(cp, namespace, "ScaledToZero")
+    piece = eventually(
+        lambda: get(cp, "endpointslice", "sleepy-activator", namespace), what="activator slice"
+    )
+    assert piece["metadata"]["labels"]["kubernetes.io/service-name"] == "sleepy"
+    assert [e["addresses"] for e in piece["endpoints"]] == [[ACTIVATOR_POD_IP]]
+
+    # The HPA stands still at zero (one sync period of the local kube-controller-manager and more).
+    time.sleep(16)
+    assert get(cp, "deployment", "sleepy", namespace)["spec"]["replicas"] == 0  # type: ignore[index]
+
+    # A request to the activator at zero: held, the Chute woken, answered once a replica is ready.
+    endpoints = tmp_path / "test-only-endpoints.json"
+    endpoints.write_text(json.dumps({f"{namespace}/sleepy": f"127.0.0.1:{sidecar.port}"}))
+    activator = ActivatorProcess(cp, namespace, tmp_path, endpoints)
+    try:
+        eventually(lambda: activator.ready() or None, what="activator ready", timeout=30)
+        connection = http.client.HTTPConnection("127.0.0.1", activator.port, timeout=120)
+        body = json.dumps(
+            {"model": "chute-modelsim", "max_tokens": 3, "messages": [{"role": "user", "content": "hi"}]}
+        )
+        started = time.monotonic()
+        connection.request(
+            "POST", "/v1/chat/completions", body,
+            {"Content-Type": "application/json", "Host": f"sleepy.{namespace}.svc.cluster.local"},
+        )  # fmt: skip
+        response = connection.getresponse()
+        answer = response.read()
+        print(f"request at zero answered {response.status} after {time.monotonic() - started:.1f}s")
+        assert response.status == 200, answer
+        assert json.loads(answer)["object"] == "chat.completion"
+    finally:
+        activator.stop()
+    assert _events(cp, namespace, "Waking")
+    deployment = get(cp, "deployment", "sleepy", namespace)
+    assert deployment is not None
+    assert deployment["spec"]["replicas"] >= 1
+    assert "chute-operator-zero" not in _replicas_owners(cp, namespace)  # handed back
+    eventually(
+        lambda: get(cp, "endpointslice", "sleepy-activator", namespace) is None or None, what="slice gone"
+    )
+    assert operator.process is not None
+    assert operator.process.poll() is None
