@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any, cast
 
+import httpx2 as httpx
 from lightkube import ALL_NS, ApiError, AsyncClient
 from lightkube.generic_resource import create_namespaced_resource
 from lightkube.resources.apps_v1 import Deployment
@@ -36,19 +39,85 @@ WATCHED_RESOURCES: dict[str, Any] = {"Chute": ChuteResource, **CHILD_RESOURCES, 
 """Every kind the controller keeps in its store."""
 
 
+class ApiFailure(Exception):
+    """The API server refused a call; subclasses name the refusals the operator acts on."""
+
+    def __init__(self, message: str, code: int, reason: str = "") -> None:
+        super().__init__(message)
+        self.code, self.reason = code, reason
+
+
+class BadRequest(ApiFailure):
+    """400: the request itself is malformed (retrying the same request cannot help)."""
+
+
+class Forbidden(ApiFailure):
+    """403: RBAC, admission or a quota refused it."""
+
+
+class NotFound(ApiFailure):
+    """404: no such object, or no such API (a CRD that is not installed)."""
+
+
+class Conflict(ApiFailure):
+    """409: a write raced another (stale resourceVersion or a precondition)."""
+
+
+class AlreadyExists(Conflict):
+    """409 AlreadyExists: a create of a name that is taken."""
+
+
+class Invalid(ApiFailure):
+    """422: the object fails validation (retrying the same object cannot help)."""
+
+
+_BY_CODE: dict[int, type[ApiFailure]] = {
+    400: BadRequest,
+    403: Forbidden,
+    404: NotFound,
+    409: Conflict,
+    422: Invalid,
+}
+
+
+def typed(error: BaseException) -> ApiFailure | None:
+    """The typed failure for an HTTP error of the API server (None for anything else)."""
+    if isinstance(error, ApiFailure):
+        return error
+    if isinstance(error, ApiError):
+        status = error.status
+        code = status.code if isinstance(status.code, int) else error.response.status_code
+        reason = status.reason or ""
+        message = status.message or str(error)
+    elif isinstance(error, httpx.HTTPStatusError):
+        code, reason, message = error.response.status_code, "", str(error)
+    else:
+        return None
+    kind = AlreadyExists if reason == "AlreadyExists" else _BY_CODE.get(code, ApiFailure)
+    return kind(message, code, reason)
+
+
+@asynccontextmanager
+async def translated() -> AsyncIterator[None]:
+    """Raise API server refusals inside the block as typed failures (chained to the original)."""
+    try:
+        yield
+    except (ApiError, httpx.HTTPStatusError) as error:
+        failure = typed(error)
+        if failure is None:
+            raise
+        raise failure from error
+
+
 def error_code(error: BaseException) -> int | None:
-    """HTTP status of a failed API call (an ApiError, or an HTTP error without a Status body)."""
-    code = getattr(getattr(error, "status", None), "code", None) if isinstance(error, ApiError) else None
-    if isinstance(code, int):
-        return code
-    status = getattr(getattr(error, "response", None), "status_code", None)
-    return int(status) if isinstance(status, int) else None
+    """HTTP status of a failed API call, None when there was no answer."""
+    failure = typed(error)
+    return failure.code if failure else None
 
 
 def error_message(error: BaseException) -> str:
-    if isinstance(error, ApiError):
-        return getattr(error.status, "message", None) or str(error)
-    return str(error) or type(error).__name__
+    failure = typed(error)
+    return str(failure) if failure else (str(error) or type(error).__name__)
 
 
 class KubeApi:
@@ -63,31 +132,47 @@ class KubeApi:
     async def apply(self, manifest: dict[str, Any], field_manager: str | None = None) -> dict[str, Any]:
         """Server-side apply, taking over conflicting fields; returns the object as stored."""
         meta = manifest["metadata"]
-        result = await self.client.patch(
-            CHILD_RESOURCES[manifest["kind"]],
-            meta["name"],
-            manifest,
-            namespace=meta["namespace"],
-            patch_type=PatchType.APPLY,
-            field_manager=field_manager or self.field_manager,
-            force=True,
-        )
+        async with translated():
+            result = await self.client.patch(
+                CHILD_RESOURCES[manifest["kind"]],
+                meta["name"],
+                manifest,
+                namespace=meta["namespace"],
+                patch_type=PatchType.APPLY,
+                field_manager=field_manager or self.field_manager,
+                force=True,
+            )
         stored: dict[str, Any] = result.to_dict()
+        return stored
+
+    async def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """A child as the API server has it (whoever made it), or None."""
+        try:
+            async with translated():
+                found = await self.client.get(CHILD_RESOURCES[kind], name, namespace=namespace)
+        except NotFound:
+            return None
+        stored: dict[str, Any] = found.to_dict()
         return stored
 
     async def delete(self, kind: str, namespace: str, name: str) -> None:
         """Delete a child; one that is already gone is fine."""
         try:
-            await self.client.delete(CHILD_RESOURCES[kind], name, namespace=namespace)
-        except ApiError as error:
-            if error_code(error) != 404:
-                raise
+            async with translated():
+                await self.client.delete(CHILD_RESOURCES[kind], name, namespace=namespace)
+        except NotFound:
+            pass
 
     async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
         """Replace the Chute's status (merge patch on the status subresource)."""
-        result = await self.client.patch(
-            ChuteResource.Status, name, {"status": status}, namespace=namespace, patch_type=PatchType.MERGE
-        )
+        async with translated():
+            result = await self.client.patch(
+                ChuteResource.Status,
+                name,
+                {"status": status},
+                namespace=namespace,
+                patch_type=PatchType.MERGE,
+            )
         stored: dict[str, Any] = result.to_dict()
         return stored
 
@@ -97,15 +182,14 @@ class KubeApi:
         """Every object of ``kind`` in ``namespaces`` (all when empty); [] where the API does not exist."""
         found: list[dict[str, Any]] = []
         try:
-            for namespace in namespaces or (ALL_NS,):
-                async for obj in self.client.list(
-                    WATCHED_RESOURCES[kind], namespace=namespace, labels=labels
-                ):
-                    found.append(obj.to_dict())
-        except Exception as error:
-            if error_code(error) == 404:
-                return []
-            raise
+            async with translated():
+                for namespace in namespaces or (ALL_NS,):
+                    async for obj in self.client.list(
+                        WATCHED_RESOURCES[kind], namespace=namespace, labels=labels
+                    ):
+                        found.append(obj.to_dict())
+        except NotFound:
+            return []
         return found
 
     async def endpoint_slices(self, namespace: str, service: str) -> list[dict[str, Any]]:
@@ -118,12 +202,11 @@ class KubeApi:
     async def service_monitors_served(self, namespace: str) -> bool:
         """Whether the ServiceMonitor API (prometheus-operator's CRD) exists."""
         try:
-            async for _ in self.client.list(ServiceMonitor, namespace=namespace, chunk_size=1):
-                break
-        except Exception as error:
-            if error_code(error) == 404:
-                return False
-            raise
+            async with translated():
+                async for _ in self.client.list(ServiceMonitor, namespace=namespace, chunk_size=1):
+                    break
+        except NotFound:
+            return False
         return True
 
     async def event(self, chute: dict[str, Any], kind: str, reason: str, message: str) -> None:
@@ -154,4 +237,5 @@ class KubeApi:
                 }
             ),
         )
-        await self.client.create(event)
+        async with translated():
+            await self.client.create(event)

@@ -9,10 +9,10 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from lightkube import ApiError, AsyncClient
+from lightkube import AsyncClient
 from lightkube.resources.coordination_v1 import Lease
 
-from chute_operator.kube import error_code
+from chute_operator.kube import ApiFailure, Conflict, NotFound, translated
 
 log = logging.getLogger(__name__)
 
@@ -24,11 +24,10 @@ def _lease(body: dict[str, Any]) -> Lease:
 async def _unless_conflict(write: Awaitable[object]) -> bool:
     """Whether the write went through; False when another replica wrote first (409)."""
     try:
-        await write
-    except ApiError as error:
-        if error_code(error) == 409:
-            return False
-        raise
+        async with translated():
+            await write
+    except Conflict:
+        return False
     return True
 
 
@@ -67,7 +66,7 @@ class LeaderElector:
                 started = time.monotonic()
                 try:
                     held = await self._try_acquire_or_renew()
-                except (TimeoutError, ApiError, OSError) as error:
+                except (TimeoutError, ApiFailure, OSError) as error:
                     log.warning("lease %s/%s: %s", self.namespace, self.name, error)
                     held = False
                 if held:
@@ -96,10 +95,9 @@ class LeaderElector:
 
     async def _try_acquire_or_renew(self) -> bool:
         try:
-            lease = (await self.client.get(Lease, self.name, namespace=self.namespace)).to_dict()
-        except ApiError as error:
-            if error_code(error) != 404:
-                raise
+            async with translated():
+                lease = (await self.client.get(Lease, self.name, namespace=self.namespace)).to_dict()
+        except NotFound:
             body = {"metadata": {"name": self.name, "namespace": self.namespace}, "spec": self._spec()}
             return await _unless_conflict(self.client.create(_lease(body)))
         spec = lease.get("spec") or {}
@@ -125,10 +123,11 @@ class LeaderElector:
             return
         self._set_leading(False)
         try:
-            lease = (await self.client.get(Lease, self.name, namespace=self.namespace)).to_dict()
-            if (lease.get("spec") or {}).get("holderIdentity") == self.identity:
-                lease["spec"]["holderIdentity"] = None
-                lease["spec"]["leaseDurationSeconds"] = 1
-                await self.client.replace(_lease(lease))
-        except (ApiError, OSError) as error:
+            async with translated():
+                lease = (await self.client.get(Lease, self.name, namespace=self.namespace)).to_dict()
+                if (lease.get("spec") or {}).get("holderIdentity") == self.identity:
+                    lease["spec"]["holderIdentity"] = None
+                    lease["spec"]["leaseDurationSeconds"] = 1
+                    await self.client.replace(_lease(lease))
+        except (ApiFailure, OSError) as error:
             log.info("lease not released: %s", error)

@@ -15,7 +15,7 @@ from chute_operator.api import reasons
 from chute_operator.conditions import find
 from chute_operator.drift import drifted
 from chute_operator.gpus import NoEligibleGpu
-from chute_operator.kube import KubeApi, error_code, error_message
+from chute_operator.kube import BadRequest, Invalid, KubeApi, error_message
 from chute_operator.metrics import OperatorMetrics
 from chute_operator.render import render_workload
 from chute_operator.rollout import observe
@@ -39,7 +39,7 @@ from chute_operator.zero import (
 log = logging.getLogger(__name__)
 
 PRUNABLE = ("HorizontalPodAutoscaler", "ServiceMonitor", "NetworkPolicy")
-PERMANENT_FAILURES = {400, 422}
+PERMANENT_FAILURES = (BadRequest, Invalid)
 """Apply errors that retrying cannot fix: they become the Degraded condition instead."""
 QUIET_REASONS = reasons.PROGRESS_REASONS | {
     reasons.MONITORING_UNAVAILABLE,
@@ -221,10 +221,8 @@ class Reconciler:
             try:
                 await self._hand_over_replicas(manifest, actual)
                 stored = await self.api.apply(manifest)
-            except Exception as error:
-                if error_code(error) in PERMANENT_FAILURES:
-                    return f"applying {kind} {key[1]}: {error_message(error)}"
-                raise
+            except PERMANENT_FAILURES as error:
+                return f"applying {kind} {key[1]}: {error_message(error)}"
             self.metrics.writes.labels("apply", kind).inc()
             self.store.put(kind, stored)
             changed.append(kind)

@@ -1,0 +1,63 @@
+"""API failures arrive as typed errors (NotFound, Conflict, Invalid, ...), never as bare status codes."""
+
+from __future__ import annotations
+
+import httpx2 as httpx
+import pytest
+from lightkube import ApiError
+
+from chute_operator.kube import (
+    AlreadyExists,
+    ApiFailure,
+    BadRequest,
+    Conflict,
+    Forbidden,
+    Invalid,
+    NotFound,
+    translated,
+    typed,
+)
+
+
+def _api_error(code: int, reason: str = "", message: str = "refused") -> ApiError:
+    request = httpx.Request("PATCH", "https://127.0.0.1/api/v1/namespaces/ns/services/foo")
+    body = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": code, "reason": reason}
+    response = httpx.Response(code, json={**body, "message": message}, request=request)
+    return ApiError(request=request, response=response)
+
+
+@pytest.mark.parametrize(
+    ("code", "reason", "kind"),
+    [
+        (400, "BadRequest", BadRequest),
+        (403, "Forbidden", Forbidden),
+        (404, "NotFound", NotFound),
+        (409, "Conflict", Conflict),
+        (409, "AlreadyExists", AlreadyExists),
+        (422, "Invalid", Invalid),
+    ],
+)
+def test_api_errors_become_typed_failures(code: int, reason: str, kind: type[ApiFailure]) -> None:
+    failure = typed(_api_error(code, reason, 'services "foo" is forbidden'))
+    assert type(failure) is kind
+    assert failure.code == code
+    assert str(failure) == 'services "foo" is forbidden'
+
+
+def test_already_exists_is_a_conflict_and_other_codes_stay_generic() -> None:
+    assert isinstance(typed(_api_error(409, "AlreadyExists")), Conflict)
+    failure = typed(_api_error(500, "InternalError", "etcd timed out"))
+    assert type(failure) is ApiFailure
+    assert (failure.code, str(failure)) == (500, "etcd timed out")
+    assert typed(ValueError("no")) is None
+
+
+async def test_translated_raises_the_typed_failure_from_the_original() -> None:
+    original = _api_error(404, "NotFound")
+    with pytest.raises(NotFound) as caught:
+        async with translated():
+            raise original
+    assert caught.value.__cause__ is original
+    with pytest.raises(ValueError, match="untouched"):
+        async with translated():
+            raise ValueError("untouched")
