@@ -67,7 +67,7 @@ class Controller:
     def observe(self, kind: str, event_type: str | None, obj: dict[str, Any]) -> None:
         """Record a watch event and queue the Chute it concerns."""
         if event_type == "DELETED":
-            self.store.remove(kind, key_of(obj))
+            self.store.remove(kind, key_of(obj), (obj.get("metadata") or {}).get("uid"))
         else:
             self.store.put(kind, obj)
         if kind == "Chute":
@@ -77,17 +77,22 @@ class Controller:
         if owner:
             self.queue.add((key_of(obj)[0], owner))
 
+    async def relist(self) -> None:
+        """One LIST per watched kind, and the store made to agree with it: objects whose DELETED
+        event was missed (a watch that broke and resumed) are forgotten. Queues every Chute."""
+        for kind in WATCHED_RESOURCES:
+            labels = None if kind == "Chute" else {"app.kubernetes.io/managed-by": MANAGED_BY}
+            listed, version = await self.api.listing(kind, self.settings.namespaces, labels)
+            self.store.replace(kind, listed, version, self.settings.namespaces)
+        for key in self.store.keys("Chute"):
+            self.queue.add(key)
+
     async def sync(self) -> None:
         """Fill the store with one LIST per watched kind before any reconcile (as controller-runtime
         waits for its caches): a cold operator must not take a child it has not seen yet for missing."""
         while True:
             try:
-                for kind in WATCHED_RESOURCES:
-                    labels = None if kind == "Chute" else {"app.kubernetes.io/managed-by": MANAGED_BY}
-                    for obj in await self.api.list_all(kind, self.settings.namespaces, labels):
-                        self.store.put(kind, obj)
-                        if kind == "Chute":
-                            self.queue.add(key_of(obj))
+                await self.relist()
                 break
             except asyncio.CancelledError:
                 raise
@@ -124,11 +129,17 @@ class Controller:
                 self.queue.add(key)
 
     async def _resync(self) -> None:
-        """Re-queue every Chute now and then: catches anything a missed event would hide."""
+        """Relist and re-queue every Chute now and then: catches anything a missed event would hide."""
         while True:
             await asyncio.sleep(self.settings.resync_seconds)
-            for key in self.store.keys("Chute"):
-                self.queue.add(key)
+            try:
+                await self.relist()
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                log.warning("relisting failed (%s); reconciling from the store", error_message(error))
+                for key in self.store.keys("Chute"):
+                    self.queue.add(key)
 
     async def _watch_monitoring_api(self) -> None:
         """While the ServiceMonitor API is missing, look for it; when it appears, reconcile everything."""

@@ -9,6 +9,7 @@ from typing import Any, cast
 
 import httpx2 as httpx
 from lightkube import ALL_NS, ApiError, AsyncClient
+from lightkube.core.exceptions import NotReadyError
 from lightkube.generic_resource import create_namespaced_resource
 from lightkube.resources.apps_v1 import Deployment
 from lightkube.resources.autoscaling_v2 import HorizontalPodAutoscaler
@@ -120,6 +121,13 @@ def error_message(error: BaseException) -> str:
     return str(failure) if failure else (str(error) or type(error).__name__)
 
 
+def _collection_version(pages: Any) -> str:
+    try:
+        return str(pages.resourceVersion)
+    except NotReadyError:
+        return ""
+
+
 class KubeApi:
     """Writes and reads the operator needs, with one field manager for every apply."""
 
@@ -176,21 +184,25 @@ class KubeApi:
         stored: dict[str, Any] = result.to_dict()
         return stored
 
-    async def list_all(
+    async def listing(
         self, kind: str, namespaces: tuple[str, ...], labels: dict[str, Any] | None = None
-    ) -> list[dict[str, Any]]:
-        """Every object of ``kind`` in ``namespaces`` (all when empty); [] where the API does not exist."""
+    ) -> tuple[list[dict[str, Any]], str]:
+        """Every object of ``kind`` in ``namespaces`` (all when empty), and the resourceVersion the
+        listing was taken at (the oldest, over several namespaces); nothing where the API does not exist."""
         found: list[dict[str, Any]] = []
+        versions: list[str] = []
         try:
             async with translated():
                 for namespace in namespaces or (ALL_NS,):
-                    async for obj in self.client.list(
-                        WATCHED_RESOURCES[kind], namespace=namespace, labels=labels
-                    ):
+                    pages = self.client.list(WATCHED_RESOURCES[kind], namespace=namespace, labels=labels)
+                    async for obj in pages:
                         found.append(obj.to_dict())
+                    versions.append(_collection_version(pages))
         except NotFound:
-            return []
-        return found
+            return [], ""
+        numeric = [v for v in versions if v.isdigit()]
+        oldest = min(numeric, key=int) if len(numeric) == len(versions) else ""
+        return found, oldest
 
     async def endpoint_slices(self, namespace: str, service: str) -> list[dict[str, Any]]:
         """The EndpointSlices of one Service (the activator's)."""

@@ -36,8 +36,28 @@ class Store:
         if owner:
             self._by_chute[kind][(key[0], owner)].add(key)
 
-    def remove(self, kind: str, key: Key) -> None:
-        self._unindex(kind, key, self._objects[kind].pop(key, None))
+    def remove(self, kind: str, key: Key, uid: str | None = None) -> None:
+        """Forget the object at ``key``; with ``uid``, only if it is still that object (a late
+        DELETED of an object that was deleted and created again must not drop the new one)."""
+        known = self._objects[kind].get(key)
+        if known is None or (uid is not None and (known.get("metadata") or {}).get("uid") != uid):
+            return
+        self._unindex(kind, key, self._objects[kind].pop(key))
+
+    def replace(
+        self, kind: str, listed: list[dict[str, Any]], version: str, namespaces: tuple[str, ...] = ()
+    ) -> None:
+        """Make the store agree with a fresh listing taken at resourceVersion ``version`` (of
+        ``namespaces``, all when empty): what the listing lacks was deleted, unless the watch
+        delivered it after the listing was taken."""
+        fresh = {key_of(obj) for obj in listed}
+        for key, obj in list(self._objects[kind].items()):
+            if key in fresh or (namespaces and key[0] not in namespaces):
+                continue
+            if not _newer_than(obj, version):
+                self.remove(kind, key)
+        for obj in listed:
+            self.put(kind, obj)
 
     def _unindex(self, kind: str, key: Key, obj: dict[str, Any] | None) -> None:
         owner = chute_of(obj) if obj else None
@@ -63,6 +83,22 @@ class Store:
 def chute_of(obj: dict[str, Any]) -> str | None:
     """The Chute an object is labelled as belonging to."""
     return ((obj.get("metadata") or {}).get("labels") or {}).get(CHUTE_LABEL)
+
+
+def _version(obj: dict[str, Any]) -> int | None:
+    try:
+        return int((obj.get("metadata") or {}).get("resourceVersion", ""))
+    except ValueError:
+        return None
+
+
+def _newer_than(obj: dict[str, Any], version: str) -> bool:
+    """Whether ``obj`` changed after the collection version ``version`` (False when unknowable)."""
+    mine = _version(obj)
+    try:
+        return mine is not None and mine > int(version)
+    except ValueError:
+        return False
 
 
 def _older(candidate: dict[str, Any], known: dict[str, Any]) -> bool:

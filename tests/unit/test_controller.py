@@ -22,15 +22,17 @@ async def test_no_reconcile_before_the_initial_listing() -> None:
     listed: list[str] = []
     reconciled: list[Key] = []
 
-    async def list_all(kind: str, namespaces: tuple[str, ...], labels: Any = None) -> list[dict[str, Any]]:
+    async def listing(
+        kind: str, namespaces: tuple[str, ...], labels: Any = None
+    ) -> tuple[list[dict[str, Any]], str]:
         await listing_may_finish.wait()
         listed.append(kind)
-        return [CHUTE] if kind == "Chute" else []
+        return ([CHUTE] if kind == "Chute" else []), "1"
 
     async def reconcile(key: Key) -> None:
         reconciled.append(key)  # (an assertion here would be caught by the controller's retries)
 
-    controller.api.list_all = list_all  # type: ignore[method-assign]
+    controller.api.listing = listing  # type: ignore[method-assign]
     controller.reconciler.reconcile = reconcile  # type: ignore[method-assign]
     controller.start()
     try:
@@ -76,3 +78,41 @@ def test_readiness_metrics_are_read_from_the_store_at_scrape_time() -> None:
     assert (
         sample("chute_operator_chute_ready", chute_namespace="ns", chute="b", reason="Unschedulable") is None
     )
+
+
+def _child(name: str, uid: str, version: str) -> dict[str, Any]:
+    labels = {"chutes.ai/chute": "a", "app.kubernetes.io/managed-by": "chute-operator"}
+    return {
+        "metadata": {
+            "name": name,
+            "namespace": "ns",
+            "uid": uid,
+            "resourceVersion": version,
+            "labels": labels,
+        }
+    }
+
+
+async def test_a_relist_forgets_children_whose_deleted_event_was_missed() -> None:
+    controller = Controller(Settings(leader_election=False), client=None, metrics=OperatorMetrics())  # type: ignore[arg-type]
+    controller.observe("Chute", None, {**CHUTE, "metadata": {**CHUTE["metadata"], "resourceVersion": "1"}})
+    controller.observe("Pod", None, _child("a-1", "u1", "2"))
+    controller.observe("Pod", None, _child("a-2", "u2", "3"))
+
+    async def listing(
+        kind: str, namespaces: tuple[str, ...], labels: Any = None
+    ) -> tuple[list[dict[str, Any]], str]:
+        return {"Chute": [CHUTE], "Pod": [_child("a-1", "u1", "2")]}.get(kind, []), "7"
+
+    controller.api.listing = listing  # type: ignore[method-assign]
+    await controller.relist()
+    assert [p["metadata"]["name"] for p in controller.store.children("Pod", ("ns", "a"))] == ["a-1"]
+    assert controller.store.get("Chute", ("ns", "a")) is not None
+
+
+def test_a_late_deleted_event_leaves_the_newer_object_of_that_name() -> None:
+    controller = Controller(Settings(leader_election=False), client=None, metrics=OperatorMetrics())  # type: ignore[arg-type]
+    controller.observe("Pod", None, _child("a-1", "old", "2"))
+    controller.observe("Pod", None, _child("a-1", "new", "5"))
+    controller.observe("Pod", "DELETED", _child("a-1", "old", "4"))
+    assert controller.store.get("Pod", ("ns", "a-1"))["metadata"]["uid"] == "new"  # type: ignore[index]

@@ -42,3 +42,47 @@ def test_an_older_version_never_replaces_a_newer_one() -> None:
     assert store.get("Pod", ("ns", "a-1"))["metadata"]["resourceVersion"] == "5"  # type: ignore[index]
     assert len(store.children("Pod", ("ns", "a"))) == 1
     assert store.children("Pod", ("ns", "b")) == []
+
+
+def test_a_late_deleted_event_keeps_a_newer_object_of_the_same_name() -> None:
+    store = Store()
+    store.put("Pod", _pod("a-1", "a", version="5", uid="old"))
+    store.put("Pod", _pod("a-1", "a", version="9", uid="new"))  # deleted and created again
+    store.remove("Pod", ("ns", "a-1"), uid="old-a-1")  # the old object's DELETED, arriving late
+    assert store.get("Pod", ("ns", "a-1"))["metadata"]["uid"] == "new-a-1"  # type: ignore[index]
+    assert len(store.children("Pod", ("ns", "a"))) == 1
+    store.remove("Pod", ("ns", "a-1"), uid="new-a-1")
+    assert store.get("Pod", ("ns", "a-1")) is None
+    assert store.children("Pod", ("ns", "a")) == []
+
+
+def test_a_relist_forgets_objects_whose_deleted_event_was_missed() -> None:
+    store = Store()
+    store.put("Pod", _pod("a-1", "a", version="3"))
+    store.put("Pod", _pod("a-2", "a", version="4"))
+    store.put("Pod", _pod("b-1", "b", version="5"))
+    # a-2 was deleted while the watch was down; a-3 appeared; the listing was taken at version 10
+    store.replace(
+        "Pod", [_pod("a-1", "a", version="3"), _pod("a-3", "a", version="8"), _pod("b-1", "b", "5")], "10"
+    )
+    assert sorted(p["metadata"]["name"] for p in store.children("Pod", ("ns", "a"))) == ["a-1", "a-3"]
+    assert store.get("Pod", ("ns", "a-2")) is None
+
+
+def test_a_relist_keeps_what_the_watch_delivered_after_the_listing() -> None:
+    store = Store()
+    store.put("Pod", _pod("a-1", "a", version="3"))
+    store.put("Pod", _pod("a-9", "a", version="12"))  # created after the listing below was taken
+    store.replace("Pod", [_pod("a-1", "a", version="3")], "10")
+    assert sorted(p["metadata"]["name"] for p in store.children("Pod", ("ns", "a"))) == ["a-1", "a-9"]
+
+
+def test_a_relist_limited_to_namespaces_leaves_the_others_alone() -> None:
+    store = Store()
+    store.put("Pod", _pod("a-1", "a", version="3"))
+    other = _pod("x-1", "x", version="4")
+    other["metadata"]["namespace"] = "elsewhere"
+    store.put("Pod", other)
+    store.replace("Pod", [], "10", namespaces=("ns",))
+    assert store.get("Pod", ("ns", "a-1")) is None
+    assert store.get("Pod", ("elsewhere", "x-1")) is not None
