@@ -44,8 +44,10 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         settings.watching.label_selectors[(group or "v1", version, plural) if group else ("v1", plural)] = (
             MANAGED
         )
-    metrics = OperatorMetrics()
-    metrics.serve(config.metrics_port)
+    metrics: OperatorMetrics | None = memo.get("metrics")
+    if metrics is None:  # not started by `chute-operator run`, which serves them before kopf starts
+        metrics = OperatorMetrics()
+        metrics.serve(config.metrics_port)
     client = AsyncClient(config=KubeConfig.from_env(), field_manager=config.field_manager)
     controller = Controller(config, client, metrics)
     controller.start()

@@ -2,14 +2,47 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
+import socket
 import sys
 
 import kopf
 
 from chute_operator.gpus import CatalogError, load_catalog
+from chute_operator.metrics import OperatorMetrics
 from chute_operator.settings import Settings
+
+
+class PortTaken(Exception):
+    """A port the operator must listen on is in use by another process."""
+
+    def __init__(self, port: int, purpose: str, setting: str) -> None:
+        super().__init__(f"port {port} ({purpose}) is already in use; set {setting} to a free port")
+
+
+def _check_free(port: int, purpose: str, setting: str) -> None:
+    """Fail now, not inside kopf (which would retry a failed start-up handler forever)."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers themselves bind
+        try:
+            sock.bind(("0.0.0.0", port))
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                raise PortTaken(port, purpose, setting) from error
+            raise
+
+
+def _serve_metrics(settings: Settings) -> OperatorMetrics:
+    metrics = OperatorMetrics()
+    try:
+        metrics.serve(settings.metrics_port)
+    except OSError as error:
+        if error.errno == errno.EADDRINUSE:
+            raise PortTaken(settings.metrics_port, "metrics", "CHUTE_OPERATOR_METRICS_PORT") from error
+        raise
+    return metrics
 
 
 def run_operator(
@@ -18,7 +51,8 @@ def run_operator(
     """Run until SIGTERM; watch ``namespaces`` (or CHUTE_OPERATOR_NAMESPACES), else all.
 
     ``gpu_catalog`` (or CHUTE_OPERATOR_GPU_CATALOG) extends the built-in GPU catalog; a file that
-    cannot be read or parsed stops the operator before it contacts the cluster (exit 2).
+    cannot be read or parsed stops the operator before it contacts the cluster (exit 2). A health
+    or metrics port already in use stops it too (exit 1), naming the port and its setting.
     """
     if gpu_catalog:
         os.environ["CHUTE_OPERATOR_GPU_CATALOG"] = gpu_catalog  # the controller reads the same setting
@@ -28,6 +62,12 @@ def run_operator(
     except CatalogError as error:
         print(f"chute-operator run: {error}", file=sys.stderr)
         return 2
+    try:
+        _check_free(settings.health_port, "health", "CHUTE_OPERATOR_HEALTH_PORT")
+        metrics = _serve_metrics(settings)
+    except PortTaken as error:
+        print(f"chute-operator run: {error}", file=sys.stderr)
+        return 1
     watched = [] if all_namespaces else list(namespaces or settings.namespaces)
     os.environ["CHUTE_OPERATOR_NAMESPACES"] = ",".join(watched)  # the controller lists the same scope
     kopf.configure(
@@ -51,5 +91,6 @@ def run_operator(
         clusterwide=not watched,
         namespaces=watched,
         liveness_endpoint=f"http://0.0.0.0:{settings.health_port}/healthz",
+        memo=kopf.Memo(metrics=metrics),
     )
     return 0
