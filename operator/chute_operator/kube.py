@@ -72,6 +72,9 @@ class Invalid(ApiFailure):
     """422: the object fails validation (retrying the same object cannot help)."""
 
 
+Unanswered = httpx.TransportError
+"""No answer from the API server at all (connection refused or reset, a timeout)."""
+
 _BY_CODE: dict[int, type[ApiFailure]] = {
     400: BadRequest,
     403: Forbidden,

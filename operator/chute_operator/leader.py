@@ -6,13 +6,13 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, cast
 
 from lightkube import AsyncClient
 from lightkube.resources.coordination_v1 import Lease
 
-from chute_operator.kube import ApiFailure, Conflict, NotFound, translated
+from chute_operator.kube import ApiFailure, Conflict, NotFound, Unanswered, translated
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,8 @@ class LeaderElector:
         self.on_change = on_change
         self._valid_until = 0.0
         self._leading = False
+        self._observed: tuple[Any, ...] | None = None
+        self._observed_at = 0.0
 
     @property
     def is_leader(self) -> bool:
@@ -66,7 +68,7 @@ class LeaderElector:
                 started = time.monotonic()
                 try:
                     held = await self._try_acquire_or_renew()
-                except (TimeoutError, ApiFailure, OSError) as error:
+                except (TimeoutError, ApiFailure, Unanswered, OSError) as error:
                     log.warning("lease %s/%s: %s", self.namespace, self.name, error)
                     held = False
                 if held:
@@ -102,6 +104,7 @@ class LeaderElector:
             return await _unless_conflict(self.client.create(_lease(body)))
         spec = lease.get("spec") or {}
         holder = spec.get("holderIdentity")
+        self._observe(lease)
         if holder and holder != self.identity and not self._expired(spec):
             return False
         transitions = int(spec.get("leaseTransitions") or 0) + (0 if holder == self.identity else 1)
@@ -109,13 +112,26 @@ class LeaderElector:
         lease["spec"] = self._spec(acquired, transitions)
         return await _unless_conflict(self.client.replace(_lease(lease)))
 
-    @staticmethod
-    def _expired(spec: dict[str, Any]) -> bool:
-        renewed = spec.get("renewTime")
-        if not renewed:
-            return True
-        moment = datetime.fromisoformat(str(renewed).replace("Z", "+00:00"))
-        return datetime.now(UTC) > moment + timedelta(seconds=int(spec.get("leaseDurationSeconds") or 15))
+    def _observe(self, lease: dict[str, Any]) -> None:
+        """Note when the lease record last changed, by our own clock (as client-go does)."""
+        spec = lease.get("spec") or {}
+        record = (
+            (lease.get("metadata") or {}).get("resourceVersion"),
+            spec.get("holderIdentity"),
+            spec.get("renewTime"),
+            spec.get("leaseTransitions"),
+        )
+        if record != self._observed:
+            self._observed, self._observed_at = record, time.monotonic()
+
+    def _expired(self, spec: dict[str, Any]) -> bool:
+        """Whether the holder let a whole lease duration pass, on our clock, without renewing.
+
+        The holder writes ``renewTime`` with its own clock, which need not agree with ours: it is
+        only compared with itself (has it changed?), never with our time.
+        """
+        duration = int(spec.get("leaseDurationSeconds") or self.duration)
+        return time.monotonic() > self._observed_at + duration
 
     async def _release(self) -> None:
         """Hand over at once on a clean shutdown (holder cleared), as controller-runtime does."""
@@ -129,5 +145,5 @@ class LeaderElector:
                     lease["spec"]["holderIdentity"] = None
                     lease["spec"]["leaseDurationSeconds"] = 1
                     await self.client.replace(_lease(lease))
-        except (ApiFailure, OSError) as error:
+        except (ApiFailure, Unanswered, OSError) as error:
             log.info("lease not released: %s", error)
