@@ -16,7 +16,7 @@ from chute_operator.gpus import load_catalog
 from chute_operator.kube import WATCHED_RESOURCES, KubeApi, error_code, error_message
 from chute_operator.leader import LeaderElector
 from chute_operator.metrics import ChuteReadiness, OperatorMetrics
-from chute_operator.reconcile import NotLeader, Reconciler
+from chute_operator.reconcile import NotLeader, Reconciler, RetryLater
 from chute_operator.settings import Settings
 from chute_operator.store import Key, Store, chute_of, key_of
 from chute_operator.workload import MANAGED_BY, RenderOptions
@@ -195,8 +195,9 @@ class Controller:
         except asyncio.CancelledError:
             raise
         except Exception as error:
-            code = error_code(error)
-            self.metrics.api_errors.labels(str(code or 0)).inc()
+            cause = error.__cause__ if isinstance(error, RetryLater) else error
+            if cause is not None:  # (a RetryLater without a cause made no failed API call)
+                self.metrics.api_errors.labels(str(error_code(cause) or 0)).inc()
             self.metrics.reconciles.labels("error").inc()
             delay = self.queue.retry(key)
             log.warning("reconcile %s/%s failed (%s), retrying in %.0fs", *key, error_message(error), delay)

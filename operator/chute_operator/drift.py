@@ -3,10 +3,19 @@
 Desired must be contained in actual: the API server adds defaults and other controllers add
 labels, annotations or fields, none of which is drift. Quantities compare by value
 (``1000m`` == ``1``), numbers by their text (``2`` == ``"2"``).
+
+Containment cannot see a field we *stopped* wanting. So every applied object carries the hash of
+the whole desired manifest as an annotation (:func:`stamped`): when the Chute changes in any way,
+removals included, the hash changes, the annotation no longer matches, and the object is
+applied; server-side apply then removes the fields our field manager set before and no longer
+sends.
 """
 
 from __future__ import annotations
 
+import copy
+import hashlib
+import json
 import re
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -20,6 +29,19 @@ _SUFFIX = {
 }  # fmt: skip
 
 IGNORED_METADATA = ("managedFields", "resourceVersion", "uid", "generation", "creationTimestamp")
+DESIRED_HASH = "chutes.ai/desired-hash"
+"""Annotation on every child: hash of the manifest last applied (see the module docstring)."""
+
+
+def stamped(manifest: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``manifest`` annotated with the hash of its content (without that annotation)."""
+    result = copy.deepcopy(manifest)
+    metadata = result.setdefault("metadata", {})
+    annotations = metadata.setdefault("annotations", {})
+    annotations.pop(DESIRED_HASH, None)
+    canonical = json.dumps(result, sort_keys=True, separators=(",", ":"), default=str)
+    annotations[DESIRED_HASH] = hashlib.sha256(canonical.encode()).hexdigest()[:32]
+    return result
 
 
 def quantity(value: object) -> Decimal | None:

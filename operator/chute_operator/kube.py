@@ -214,15 +214,22 @@ class KubeApi:
             s.to_dict() async for s in self.client.list(EndpointSlice, namespace=namespace, labels=labels)
         ]
 
-    async def service_monitors_served(self, namespace: str) -> bool:
-        """Whether the ServiceMonitor API (prometheus-operator's CRD) exists."""
+    async def served(self, group_version: str, plural: str) -> bool:
+        """Whether the API server serves resource ``plural`` of ``group_version`` (discovery:
+        readable by every authenticated client, whatever namespaces its RBAC covers)."""
+        http: httpx.AsyncClient = self.client._client._client  # lightkube has no discovery call
         try:
             async with translated():
-                async for _ in self.client.list(ServiceMonitor, namespace=namespace, chunk_size=1):
-                    break
+                response = await http.get(f"/apis/{group_version}")
+                response.raise_for_status()
         except NotFound:
             return False
-        return True
+        resources = response.json().get("resources") or []
+        return any(resource.get("name") == plural for resource in resources)
+
+    async def service_monitors_served(self) -> bool:
+        """Whether the ServiceMonitor API (prometheus-operator's CRD) exists."""
+        return await self.served("monitoring.coreos.com/v1", "servicemonitors")
 
     async def event(self, chute: dict[str, Any], kind: str, reason: str, message: str) -> None:
         """Record an Event on the Chute (``kubectl describe chute`` shows it)."""

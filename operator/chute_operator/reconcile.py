@@ -7,15 +7,24 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from chute_operator.api import reasons
 from chute_operator.conditions import find
-from chute_operator.drift import drifted
+from chute_operator.drift import drifted, stamped
 from chute_operator.gpus import NoEligibleGpu
-from chute_operator.kube import BadRequest, Invalid, KubeApi, error_message
+from chute_operator.kube import (
+    ApiFailure,
+    BadRequest,
+    Forbidden,
+    Invalid,
+    KubeApi,
+    NotFound,
+    Unanswered,
+    error_message,
+)
 from chute_operator.metrics import OperatorMetrics
 from chute_operator.render import render_workload
 from chute_operator.rollout import observe
@@ -40,7 +49,10 @@ log = logging.getLogger(__name__)
 
 PRUNABLE = ("HorizontalPodAutoscaler", "ServiceMonitor", "NetworkPolicy")
 PERMANENT_FAILURES = (BadRequest, Invalid)
-"""Apply errors that retrying cannot fix: they become the Degraded condition instead."""
+"""Apply errors that retrying cannot fix: reported (Degraded), not retried."""
+REPORTED_FAILURES = (*PERMANENT_FAILURES, Forbidden, NotFound)
+"""Apply errors a person must act on (a quota, an admission policy, RBAC, a missing API): reported
+(Degraded) and retried with backoff. Any other error is only retried."""
 QUIET_REASONS = reasons.PROGRESS_REASONS | {
     reasons.MONITORING_UNAVAILABLE,
     reasons.AUTOSCALER_PENDING,
@@ -53,6 +65,26 @@ class NotLeader(Exception):
     """Leadership was lost mid-reconcile: stop writing at once."""
 
 
+class RetryLater(Exception):
+    """The reconcile did what it could and reported it; something must be tried again later."""
+
+
+@dataclass
+class Outcome:
+    """What one pass over a Chute's children found."""
+
+    conflicts: list[str] = field(default_factory=list)
+    """Objects (``Kind name``) in the way that this Chute does not own: left untouched."""
+    failures: list[str] = field(default_factory=list)
+    """Reported apply errors, one per child."""
+    retry: BaseException | None = None
+    """The first error that is worth trying again."""
+    unserved: bool = False
+    """The ServiceMonitor API went away while applying."""
+    not_in_place: set[str] = field(default_factory=set)
+    """Kinds that could not be applied."""
+
+
 @dataclass
 class MonitoringProbe:
     """Whether the ServiceMonitor API exists: asked once, then re-checked by the controller."""
@@ -60,13 +92,13 @@ class MonitoringProbe:
     api: KubeApi
     available: bool | None = None
 
-    async def refresh(self, namespace: str = "default") -> bool:
-        self.available = await self.api.service_monitors_served(namespace)
+    async def refresh(self) -> bool:
+        self.available = await self.api.service_monitors_served()
         return self.available
 
-    async def served(self, namespace: str) -> bool:
+    async def served(self) -> bool:
         if self.available is None:
-            return await self.refresh(namespace)
+            return await self.refresh()
         return self.available
 
 
@@ -80,7 +112,11 @@ def owns_replicas(deployment: dict[str, Any] | None, manager: str) -> bool:
 
 
 def _owned_by(obj: dict[str, Any], uid: str | None) -> bool:
-    return any(ref.get("uid") == uid for ref in (obj.get("metadata") or {}).get("ownerReferences") or [])
+    """Whether the Chute with this uid is the object's controller (owner reference by uid)."""
+    return any(
+        ref.get("uid") == uid and ref.get("controller")
+        for ref in (obj.get("metadata") or {}).get("ownerReferences") or []
+    )
 
 
 class Reconciler:
@@ -121,16 +157,15 @@ class Reconciler:
             workload = resolve(parse_chute(chute), self.options, rollout)
         except (InvalidChute, NoEligibleGpu) as error:
             invalid = "; ".join(str(error).splitlines())
-        apply_error = None
+        outcome = Outcome()
         unserved = False
         if workload is not None:
-            desired = render_workload(workload)
+            desired = [stamped(manifest) for manifest in render_workload(workload)]
             served = await self._without_unserved(chute, desired)
-            unserved = len(served) < len(desired)
-            desired = served
-            apply_error = await self._apply(chute, desired)
-            await self._prune(chute, key, uid, desired)
-        if apply_error is None:
+            outcome = await self._apply(chute, uid, served)
+            unserved = len(served) < len(desired) or outcome.unserved
+            await self._prune(chute, key, uid, served)
+        if not outcome.failures and not outcome.conflicts and outcome.retry is None:
             await self._scale_to_zero(chute, key, uid, workload)
         deployment = self.store.get("Deployment", key)
         hpa = self.store.get("HorizontalPodAutoscaler", key)
@@ -139,7 +174,8 @@ class Reconciler:
             selector=f"{CHUTE_LABEL}={key[1]}",
             workload=workload,
             invalid_spec=invalid,
-            apply_error=apply_error,
+            apply_error="; ".join(outcome.failures) or None,
+            child_conflict=_conflict_message(outcome.conflicts),
             deployment=deployment if deployment and _owned_by(deployment, uid) else None,
             pods=self.store.children("Pod", key),
             previous=chute.get("status") or {},
@@ -147,7 +183,12 @@ class Reconciler:
             hpa=hpa if hpa and _owned_by(hpa, uid) else None,
             rollout=rollout,
         )
+        await self._report(chute, outcome)
         await self._write_status(chute, compute_status(observation, datetime.now(UTC)))
+        if outcome.retry is not None:
+            raise RetryLater(error_message(outcome.retry)) from outcome.retry
+        if outcome.conflicts:  # the object in the way is not watched: look again later
+            raise RetryLater(_conflict_message(outcome.conflicts))
 
     async def _scale_to_zero(
         self, chute: dict[str, Any], key: Key, uid: str | None, workload: Workload | None
@@ -206,30 +247,88 @@ class Reconciler:
         """Drop the ServiceMonitor where its API does not exist (the Monitored condition says so)."""
         if not any(m["kind"] == "ServiceMonitor" for m in desired):
             return desired
-        if await self.monitoring.served(chute["metadata"]["namespace"]):
+        if await self.monitoring.served():
             return desired
         return [m for m in desired if m["kind"] != "ServiceMonitor"]
 
-    async def _apply(self, chute: dict[str, Any], desired: list[dict[str, Any]]) -> str | None:
+    async def _apply(self, chute: dict[str, Any], uid: str | None, desired: list[dict[str, Any]]) -> Outcome:
+        """Apply every child that drifted, in order; one that fails stops none of the others, except
+        that the Deployment waits for its NetworkPolicy (a model never runs unprotected)."""
+        outcome = Outcome()
         changed = []
         for manifest in desired:
             kind, key = manifest["kind"], key_of(manifest)
-            actual = self.store.get(kind, key)
-            if not drifted(manifest, actual) and not self._releases_replicas(manifest, actual):
+            label = f"{kind} {key[1]}"
+            if kind == "Deployment" and "NetworkPolicy" in outcome.not_in_place:
+                outcome.not_in_place.add(kind)
+                outcome.failures.append(f"{label} not applied until its NetworkPolicy is in place")
                 continue
-            self._check_leader()
             try:
-                await self._hand_over_replicas(manifest, actual)
-                stored = await self.api.apply(manifest)
+                applied = await self._apply_one(manifest, uid)
+            except NotLeader:
+                raise
+            except _InTheWay:
+                outcome.conflicts.append(label)
+                outcome.not_in_place.add(kind)
+                continue
+            except NotFound as error:
+                if kind == "ServiceMonitor" and not await self.monitoring.refresh():
+                    outcome.unserved = True  # the CRD went away: the Monitored condition says so
+                    continue
+                self._failed(outcome, label, error, retry=True)
+                continue
             except PERMANENT_FAILURES as error:
-                return f"applying {kind} {key[1]}: {error_message(error)}"
-            self.metrics.writes.labels("apply", kind).inc()
-            self.store.put(kind, stored)
-            changed.append(kind)
+                self._failed(outcome, label, error, retry=False)
+                continue
+            except (ApiFailure, Unanswered, TimeoutError, OSError) as error:
+                self._failed(outcome, label, error, retry=True)
+                continue
+            if applied:
+                changed.append(kind)
         if changed:
             log.info("applied %s for %s/%s", ", ".join(changed), *key_of(chute))
             await self._event(chute, "Normal", reasons.APPLIED, f"applied {', '.join(changed)}")
-        return None
+        return outcome
+
+    def _failed(self, outcome: Outcome, label: str, error: BaseException, retry: bool) -> None:
+        outcome.not_in_place.add(label.split(" ", 1)[0])
+        if isinstance(error, REPORTED_FAILURES):
+            outcome.failures.append(f"applying {label}: {error_message(error)}")
+        else:
+            log.warning("applying %s: %s", label, error_message(error))
+        if retry and outcome.retry is None:
+            outcome.retry = error
+
+    async def _apply_one(self, manifest: dict[str, Any], uid: str | None) -> bool:
+        """Apply one child if it drifted; whether a write was made. Raises _InTheWay for an
+        object of that name that this Chute does not own (it is never written to)."""
+        kind, key = manifest["kind"], key_of(manifest)
+        actual = await self._ours_or_none(kind, key, uid)
+        if not drifted(manifest, actual) and not self._releases_replicas(manifest, actual):
+            return False
+        self._check_leader()
+        await self._hand_over_replicas(manifest, actual)
+        stored = await self.api.apply(manifest)
+        self.metrics.writes.labels("apply", kind).inc()
+        self.store.put(kind, stored)
+        return True
+
+    async def _ours_or_none(self, kind: str, key: Key, uid: str | None) -> dict[str, Any] | None:
+        """The live child if this Chute owns it, None if nothing has its name.
+
+        The store only sees objects labelled as the operator's, so one it lacks is looked up (a read,
+        only until the child exists): a Service someone created by hand is in the way, not missing.
+        """
+        known = self.store.get(kind, key)
+        if known is not None and _owned_by(known, uid):
+            return known
+        live = await self.api.get(kind, *key)
+        if live is None:
+            return None
+        if not _owned_by(live, uid):
+            raise _InTheWay(kind, key[1])
+        self.store.put(kind, live)
+        return live
 
     def _releases_replicas(self, manifest: dict[str, Any], actual: dict[str, Any] | None) -> bool:
         """A Deployment whose replicas we own but now leave to an HPA: applying it is due."""
@@ -258,6 +357,18 @@ class Reconciler:
         }
         await self.api.apply(handoff, field_manager=f"{self.api.field_manager}-handoff")
         self.metrics.writes.labels("apply", "Deployment").inc()
+
+    async def _report(self, chute: dict[str, Any], outcome: Outcome) -> None:
+        """One Warning event per conflict or failure that the current status does not already show."""
+        shown = {
+            c.get("type"): c.get("message") or "" for c in (chute.get("status") or {}).get("conditions") or []
+        }
+        for label in outcome.conflicts:
+            if label not in shown.get("Degraded", ""):
+                await self._event(chute, "Warning", reasons.CHILD_CONFLICT, _conflict_message([label]) or "")
+        for failure in outcome.failures:
+            if failure not in shown.get("Degraded", ""):
+                await self._event(chute, "Warning", reasons.APPLY_FAILED, failure)
 
     async def _prune(
         self, chute: dict[str, Any], key: Key, uid: str | None, desired: list[dict[str, Any]]
@@ -299,6 +410,8 @@ class Reconciler:
                 continue  # monitoring working from the start is not news
             if kind == reasons.AUTOSCALING and not before and after["status"] != "False":
                 continue  # nor is an autoscaler that starts pending or working
+            if kind == reasons.READY and after["reason"] in (reasons.CHILD_CONFLICT, reasons.APPLY_FAILED):
+                continue  # each conflict and failure has its own event (_report)
             quiet = after["status"] == "True" or after["reason"] in QUIET_REASONS
             reason = kind if after["status"] == "True" else after["reason"]
             await self._event(chute, "Normal" if quiet else "Warning", reason, after["message"] or reason)
@@ -309,3 +422,18 @@ class Reconciler:
             self.metrics.writes.labels("create", "Event").inc()
         except Exception as error:  # an event is never worth failing a reconcile for
             log.warning("event %s not recorded: %s", reason, error_message(error))
+
+
+class _InTheWay(Exception):
+    """An object of a child's name exists and this Chute does not own it."""
+
+
+def _conflict_message(labels: list[str]) -> str | None:
+    if not labels:
+        return None
+    objects = ", ".join(labels)
+    verb = "exists" if len(labels) == 1 else "exist"
+    return (
+        f"{objects} {verb} and {'is' if len(labels) == 1 else 'are'} not owned by this Chute: left untouched "
+        "(delete or rename it, or give the Chute another name)"
+    )

@@ -61,13 +61,13 @@ def _render(template: str, workload: Workload) -> Manifest:
 
 
 def render_workload(workload: Workload) -> list[Manifest]:
-    """The children of a resolved Chute, in apply order."""
-    names = ["deployment.yaml.j2", "service.yaml.j2"]
+    """The children of a resolved Chute, in apply order: the NetworkPolicy before the Deployment, so
+    that no pod runs before its traffic is restricted."""
+    names = ["networkpolicy.yaml.j2", "service.yaml.j2", "deployment.yaml.j2"]
     if workload.autoscaled:
         names.append("hpa.yaml.j2")
     if workload.service_monitor:
         names.append("servicemonitor.yaml.j2")
-    names.append("networkpolicy.yaml.j2")
     return [_render(name, workload) for name in names]
 
 

@@ -50,6 +50,8 @@ class Observation:
     """None when the spec is invalid."""
     invalid_spec: str | None = None
     apply_error: str | None = None
+    child_conflict: str | None = None
+    """Names the objects in the way that this Chute does not own."""
     deployment: dict[str, Any] | None = None
     pods: list[dict[str, Any]] = field(default_factory=list)
     previous: dict[str, Any] = field(default_factory=dict)
@@ -317,6 +319,9 @@ def degraded_condition(obs: Observation, facts: Facts) -> Observed:
     """Degraded: bad input, a refused apply, a failing pod or a stalled rollout."""
     if obs.invalid_spec:
         return Observed(r.DEGRADED, "True", r.INVALID_SPEC, obs.invalid_spec)
+    if obs.child_conflict:
+        message = "; ".join(m for m in (obs.child_conflict, obs.apply_error) if m)
+        return Observed(r.DEGRADED, "True", r.CHILD_CONFLICT, message)
     if obs.apply_error:
         return Observed(r.DEGRADED, "True", r.APPLY_FAILED, obs.apply_error)
     if facts.failure:

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -399,6 +400,64 @@ def test_namespaced_install_reconciles_only_its_namespaces(
     assert get(cp, "deployment", "outside", namespace) is None
     assert operator.metric("chute_operator_api_errors_total", code="403") == 0
     assert operator.forbidden() == []
+
+
+SERVICE_MONITORS = "servicemonitors.monitoring.coreos.com"
+
+
+def test_namespaced_install_follows_the_servicemonitor_api_coming_and_going(
+    control_plane: Any, namespace: str, other_namespace: str, install: Any, run_operator: Any, tmp_path: Path
+) -> None:
+    """The API is looked for by discovery (not by listing in a namespace the operator may not read):
+    installed later, it is noticed; deleted while the operator runs, reconciles go on without it."""
+    cp = control_plane
+    watched = other_namespace
+    crd_file = CHART.parents[1] / "tests" / "fixtures" / "servicemonitor-crd.yaml"
+    had_crd = get(cp, "crd", SERVICE_MONITORS, "") is not None
+    if had_crd:
+        cp.kubectl("delete", "crd", SERVICE_MONITORS, "--wait=true", "--timeout=120s")
+    try:
+        release = install(
+            "co-mon",
+            namespace,
+            CHART / "ci" / "namespaced-values.yaml",
+            sets=(f"watchNamespaces={{{watched}}}", "operator.monitoringRecheckSeconds=2"),
+        )
+        kubeconfig = token_kubeconfig(cp, release, tmp_path / "sa.kubeconfig")
+        operator = run_operator(release, kubeconfig, "co-mon-0")
+
+        def monitored() -> dict[str, Any]:
+            return condition(get(cp, "chute", "watched", watched), "Monitored")
+
+        apply(cp, cpu_chute("watched"), watched)
+        eventually(lambda: monitored().get("reason") == "MonitoringUnavailable", what="MonitoringUnavailable")
+
+        cp.kubectl("apply", "--server-side", "-f", str(crd_file))
+        cp.kubectl("wait", "--for=condition=Established", "--timeout=60s", f"crd/{SERVICE_MONITORS}")
+        eventually(lambda: get(cp, "servicemonitor", "watched", watched), timeout=60, what="ServiceMonitor")
+        eventually(lambda: monitored().get("status") == "True", what="Monitored=True")
+
+        cp.kubectl("delete", "crd", SERVICE_MONITORS, "--wait=true", "--timeout=120s")
+        patch = json.dumps({"spec": {"concurrency": 3}})
+        cp.kubectl("patch", "chute", "watched", "-n", watched, "--type=merge", "-p", patch)
+        eventually(
+            lambda: reconciled(cp, "watched", watched) and monitored().get("status") == "False",
+            timeout=60,
+            what="the change reconciled without the ServiceMonitor API",
+        )
+        deployment = get(cp, "deployment", "watched", watched) or {}
+        assert "--concurrency=3" in deployment["spec"]["template"]["spec"]["initContainers"][0]["args"]
+        errors = operator.metric("chute_operator_reconciles_total", result="error")
+        time.sleep(6)
+        assert operator.metric("chute_operator_reconciles_total", result="error") == errors  # no retry loop
+        assert operator.metric("chute_operator_api_errors_total", code="403") == 0
+        assert operator.forbidden() == []
+    finally:
+        if had_crd:
+            cp.kubectl("apply", "--server-side", "-f", str(crd_file))
+            cp.kubectl("wait", "--for=condition=Established", "--timeout=60s", f"crd/{SERVICE_MONITORS}")
+        else:
+            cp.kubectl("delete", "crd", SERVICE_MONITORS, "--ignore-not-found", "--timeout=120s", check=False)
 
 
 def printer_columns(cp: Any) -> list[dict[str, Any]]:

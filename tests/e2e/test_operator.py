@@ -451,3 +451,137 @@ def test_a_serving_chute_stays_ready_through_a_scale_up_and_a_replaced_pod(
     pods = items(control_plane, "pod", namespace, "chutes.ai/chute=steady-up")
     control_plane.kubectl("delete", "pod", "-n", namespace, pods[0]["metadata"]["name"], "--wait=false")
     assert ready_throughout(6) == []
+
+
+def owner_uids(obj: dict[str, Any] | None) -> list[str]:
+    return [ref["uid"] for ref in ((obj or {}).get("metadata") or {}).get("ownerReferences") or []]
+
+
+def test_an_existing_service_of_the_chute_s_name_is_left_alone_and_reported(
+    operator: OperatorProcess, control_plane: Any, namespace: str
+) -> None:
+    """A new user's story: a database Service named foo exists, then a Chute named foo is applied."""
+    cp = control_plane
+    cp.kubectl("create", "service", "clusterip", "foo", "--tcp=5432:5432", "-n", namespace)
+    apply(cp, chute("foo"), namespace)
+    apply(cp, chute("bar"), namespace)
+    status, _, message = eventually(
+        lambda: (r := ready_reason(cp, "foo", namespace))[1] == "ChildConflict" and r, what="ChildConflict"
+    )
+    assert status == "False"
+    assert "Service foo" in message
+    conflicts = [e for e in events(cp, "foo", namespace) if e["reason"] == "ChildConflict"]
+    assert conflicts
+    assert conflicts[0]["type"] == "Warning"
+    assert "Service foo" in conflicts[0]["message"]
+    uid = get(cp, "chute", "foo", namespace)["metadata"]["uid"]  # type: ignore[index]
+    # the children that conflict with nothing are still applied, and owned
+    for kind in ("deployment", "networkpolicy"):
+        child = eventually(lambda k=kind: get(cp, k, "foo", namespace), what=f"{kind} foo")
+        assert owner_uids(child) == [uid]
+    service = get(cp, "service", "foo", namespace)
+    assert service is not None
+    assert [(p["port"], p["targetPort"]) for p in service["spec"]["ports"]] == [(5432, 5432)]
+    assert service["spec"]["selector"] == {"app": "foo"}
+    assert owner_uids(service) == []
+    wait_ready(cp, "bar", namespace)  # a neighbour is not harmed
+    cp.kubectl("delete", "chute", "foo", "-n", namespace)
+    eventually(lambda: get(cp, "deployment", "foo", namespace) is None, what="Deployment collected")
+    left = get(cp, "service", "foo", namespace)
+    assert left is not None
+    assert left["metadata"]["uid"] == service["metadata"]["uid"]
+    assert [p["port"] for p in left["spec"]["ports"]] == [5432]
+
+
+def test_removing_fields_from_a_chute_removes_them_from_its_children(
+    operator: OperatorProcess, control_plane: Any, namespace: str
+) -> None:
+    cp = control_plane
+    priority = f"{namespace}-high"
+    cp.kubectl("create", "priorityclass", priority, "--value=1000")
+    try:
+        full = chute(
+            "trim",
+            resources={"cpu": "2", "memory": "8Gi"},
+            pod={"priorityClassName": priority},
+            env=[{"name": "KEEP", "value": "1"}, {"name": "DROP", "value": "2"}],
+            service={"annotations": {"team": "ml", "drop.example.com/me": "yes"}},
+        )
+        apply(cp, full, namespace)
+        wait_ready(cp, "trim", namespace)
+
+        def children() -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+            deployment = get(cp, "deployment", "trim", namespace) or {}
+            pod = deployment["spec"]["template"]["spec"]
+            model = next(c for c in pod["containers"] if c["name"] == "model")
+            return pod, model, (get(cp, "service", "trim", namespace) or {})
+
+        pod, model, service = children()
+        assert pod["priorityClassName"] == priority
+        assert model["resources"]["requests"]["cpu"] == "2"
+        assert {"KEEP", "DROP"} <= {e["name"] for e in model["env"]}
+        assert service["metadata"]["annotations"]["drop.example.com/me"] == "yes"
+
+        trimmed = chute(
+            "trim",
+            resources={"memory": "8Gi"},
+            env=[{"name": "KEEP", "value": "1"}],
+            service={"annotations": {"team": "ml"}},
+        )
+        apply(cp, trimmed, namespace)  # kubectl apply drops the fields the file no longer has
+
+        def removed() -> bool:
+            pod, model, service = children()
+            return (
+                "priorityClassName" not in pod
+                and "cpu" not in model["resources"].get("requests", {})
+                and "DROP" not in {e["name"] for e in model.get("env", [])}
+                and "drop.example.com/me" not in service["metadata"].get("annotations", {})
+            )
+
+        eventually(removed, what="removed fields gone from the Deployment and the Service")
+        pod, model, service = children()
+        assert "KEEP" in {e["name"] for e in model["env"]}
+        assert model["resources"]["requests"]["memory"] == "8Gi"
+        assert service["metadata"]["annotations"]["team"] == "ml"
+        found = wait_ready(cp, "trim", namespace)
+        assert found["status"]["observedGeneration"] == found["metadata"]["generation"]
+    finally:
+        cp.kubectl("delete", "priorityclass", priority, "--ignore-not-found", check=False)
+
+
+def test_a_child_that_cannot_be_applied_stops_neither_the_others_nor_the_report(
+    operator: OperatorProcess, control_plane: Any, namespace: str
+) -> None:
+    """A quota refuses the Service and the NetworkPolicy: the HPA is still applied, the Deployment
+    is held back (never run without its NetworkPolicy), and both refusals are reported."""
+    cp = control_plane
+    quota = {
+        "apiVersion": "v1",
+        "kind": "ResourceQuota",
+        "metadata": {"name": "refuse"},
+        "spec": {"hard": {"services": "0", "count/networkpolicies.networking.k8s.io": "0"}},
+    }
+    apply(cp, quota, namespace)
+    eventually(
+        lambda: ((get(cp, "resourcequota", "refuse", namespace) or {}).get("status") or {}).get("hard"),
+        what="quota in force",
+    )
+    apply(cp, chute("blocked", minInstances=1, maxInstances=2), namespace)
+    status, _, message = eventually(
+        lambda: (r := ready_reason(cp, "blocked", namespace))[1] == "ApplyFailed" and r, what="ApplyFailed"
+    )
+    assert status == "False"
+    assert "Service blocked" in message
+    assert "NetworkPolicy blocked" in message
+    assert "exceeded quota" in message
+    assert get(cp, "horizontalpodautoscaler", "blocked", namespace) is not None
+    assert get(cp, "deployment", "blocked", namespace) is None
+    reported = " ".join(e["message"] for e in events(cp, "blocked", namespace) if e["type"] == "Warning")
+    assert "Service blocked" in reported
+    assert "NetworkPolicy blocked" in reported
+
+    cp.kubectl("delete", "resourcequota", "refuse", "-n", namespace)
+    wait_ready(cp, "blocked", namespace, timeout=180)
+    for kind in ("deployment", "service", "horizontalpodautoscaler", "networkpolicy"):
+        assert get(cp, kind, "blocked", namespace) is not None, kind

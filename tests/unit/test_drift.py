@@ -67,3 +67,29 @@ def test_replicas_ownership_is_read_from_managed_fields() -> None:
     assert owns_replicas(deployment, "chute-operator")
     assert not owns_replicas(deployment, "someone-else")
     assert not owns_replicas({"metadata": {}}, "chute-operator")
+
+
+def test_a_field_removed_from_the_desired_object_is_drift_through_its_hash() -> None:
+    from chute_operator.drift import DESIRED_HASH, stamped
+
+    before = stamped({"metadata": {"name": "a"}, "spec": {"cpu": "1", "memory": "1Gi", "env": ["A", "B"]}})
+    after = stamped({"metadata": {"name": "a"}, "spec": {"memory": "1Gi", "env": ["A", "B"]}})
+    live = {
+        "metadata": {"name": "a", "annotations": dict(before["metadata"]["annotations"]), "uid": "u"},
+        "spec": {"cpu": "1", "memory": "1Gi", "env": ["A", "B"], "defaulted": True},
+    }
+    assert not drifted(before, live)
+    assert contained({k: v for k, v in after.items() if k != "metadata"}, live)  # containment alone misses it
+    assert drifted(after, live)
+    assert before["metadata"]["annotations"][DESIRED_HASH] != after["metadata"]["annotations"][DESIRED_HASH]
+
+
+def test_the_desired_hash_ignores_key_order_and_keeps_other_annotations() -> None:
+    from chute_operator.drift import DESIRED_HASH, stamped
+
+    one = stamped({"metadata": {"name": "a", "annotations": {"x": "1"}}, "spec": {"a": 1, "b": 2}})
+    two = stamped({"spec": {"b": 2, "a": 1}, "metadata": {"annotations": {"x": "1"}, "name": "a"}})
+    assert one == two
+    assert one["metadata"]["annotations"]["x"] == "1"
+    assert stamped(one) == one  # stamping twice changes nothing
+    assert len(one["metadata"]["annotations"][DESIRED_HASH]) >= 16

@@ -329,3 +329,16 @@ def test_fixed_scaling_has_no_autoscaling_condition() -> None:
     status = _status(_deployment(), [_running("a", True), _running("b", True)], hpa={"status": {}})
     assert all(c["type"] != "Autoscaling" for c in status["conditions"])
     assert "autoscaler" not in status
+
+
+def test_an_object_in_the_way_is_a_child_conflict_even_while_replicas_serve() -> None:
+    status = _status(
+        _deployment(),
+        [_running("m-1", True), _running("m-2", True)],
+        child_conflict="Service m exists and is not owned by this Chute",
+        apply_error="applying HorizontalPodAutoscaler m: refused",
+    )
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "ChildConflict")
+    assert "Service m" in ready["message"]
+    assert "HorizontalPodAutoscaler m" in ready["message"]

@@ -129,6 +129,13 @@ INVALID_SPEC = _reason(
 APPLY_FAILED = _reason(
     "ApplyFailed", "Degraded, Ready", "The API server refused a child object; the message names it."
 )
+CHILD_CONFLICT = _reason(
+    "ChildConflict",
+    "Degraded, Ready",
+    "An object with a child's kind and name exists that this Chute does not own (no controller owner "
+    "reference to it); it is left untouched and the message names it. Delete or rename it, or rename "
+    "the Chute.",
+)
 IMAGE_PULL_BACK_OFF = _reason(
     "ImagePullBackOff", "Available, Degraded, Ready", "An image cannot be pulled (name, tag or pull secret)."
 )
