@@ -16,13 +16,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
-from lightkube import ApiError, AsyncClient
+from lightkube import AsyncClient
 from lightkube.resources.authorization_v1 import SubjectAccessReview
 from lightkube.resources.core_v1 import ConfigMap, Node
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from chute_operator.kube import NotFound, translated
 from chute_operator.metricsapi.auth import (
     AUTH_CONFIGMAP_NAME,
     AUTH_CONFIGMAP_NAMESPACE,
@@ -139,11 +140,10 @@ class MetricsApiService:
 
     async def _node(self, name: str) -> dict[str, Any] | None:
         try:
-            node = await self.client.get(Node, name)
-        except ApiError as error:
-            if error.status.code == 404:
-                return None
-            raise
+            async with translated():
+                node = await self.client.get(Node, name)
+        except NotFound:
+            return None
         found: dict[str, Any] = node.to_dict()
         return found
 
