@@ -110,7 +110,3 @@ def budget(strategy: RolloutStrategy, observed: RolloutObservation | None) -> tu
         return REPLACE
     return SURGE
 
-
-def no_spare_gpu(strategy: RolloutStrategy, observed: RolloutObservation) -> bool:
-    """The rollout waits for a spare GPU that does not exist, and the strategy will not replace pods."""
-    return observed.surge_blocked and budget(strategy, observed) == SURGE

@@ -9,7 +9,7 @@ import pytest
 from chute_operator.api import Chute
 from chute_operator.gpus import builtin_catalog
 from chute_operator.render import render_workload
-from chute_operator.rollout import REPLACE, SURGE, RolloutObservation, budget, no_spare_gpu, observe
+from chute_operator.rollout import REPLACE, SURGE, RolloutObservation, budget, observe
 from chute_operator.workload import RenderOptions, resolve
 
 NO_GPU = (
@@ -116,7 +116,7 @@ def test_budget_per_strategy(
     strategy: Any, seen: RolloutObservation | None, expected: tuple[int, int], stuck: bool
 ) -> None:
     assert budget(strategy, seen) == expected
-    assert no_spare_gpu(strategy, seen or _seen(1)) is stuck
+    assert (budget(strategy, seen) == SURGE and bool(seen and seen.surge_blocked)) is stuck
 
 
 def _rendered_strategy(spec: dict[str, Any], seen: RolloutObservation | None = None) -> dict[str, Any]:
