@@ -5,7 +5,8 @@
 For each buildah storage driver, in a fresh cache directory (``CHUTE_OPERATOR_CACHE``) and on a copy of
 the build context: the first build (Debian rootfs with mmdebstrap, pause, project image), a second call
 with nothing changed (cache hit), then ``--rebuilds`` rebuilds, each after a one-line change to a module
-(what the test suite meets after every code change). Writes ``benchmarks/results/image_build.json``.
+(what the test suite meets after every code change). Writes ``benchmarks/results/image_build.json``
+(the figures of a driver not measured in this run are kept).
 The machine's load average is recorded beside the times: other work on the machine slows the builds.
 """
 
@@ -91,6 +92,7 @@ def measure(driver: str, rebuilds: int) -> dict[str, Any]:
             "project_last_layer_bytes": last_layer_bytes(project.tar),
             "buildah_storage_bytes_after": disk_bytes(directory / "cache" / "images" / f"storage-{driver}"),
             "load_average_1m": {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)},
+            "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
         subprocess.run(images.buildah_command("rm", "--all"), capture_output=True, check=False)
         return result
@@ -103,10 +105,11 @@ def main() -> int:
     parser.add_argument("--rebuilds", type=int, default=3)
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
+    previous = json.loads(args.output.read_text()) if args.output.exists() else {}
     results: dict[str, Any] = {
         "machine": {"cpus": os.cpu_count(), "suite": images.host_suite()},
         "buildah": subprocess.run(["buildah", "--version"], capture_output=True, text=True).stdout.strip(),
-        "drivers": {},
+        "drivers": previous.get("drivers", {}),  # a run of one driver keeps the other's figures
     }
     for driver in args.driver or ["overlay"]:
         print(f"[bench] {driver}: first build, cached call, {args.rebuilds} rebuilds", file=sys.stderr)

@@ -67,3 +67,13 @@ def test_autoscaling_figures_are_the_results_file() -> None:
     assert f"| {down['median']:.1f} s | {down['min']:.1f} s | {down['max']:.1f} s |" in doc
     assert f"{len(results['runs'])} runs" in doc
     assert f"second replica Ready in {ready['median']:.1f} s median" in readme
+
+
+def test_image_build_figures_are_the_results_file() -> None:
+    doc = (ROOT / "docs" / "deployment.md").read_text()
+    drivers = json.loads((RESULTS / "image_build.json").read_text())["drivers"]
+    for driver in ("overlay", "vfs"):
+        measured = drivers[driver]
+        first, rebuild = measured["first_build_seconds"], measured["rebuild_median_seconds"]
+        assert f"| `{driver}` | {first:.0f} s | {rebuild:.0f} s (" in doc
+        assert f"| {measured['buildah_storage_bytes_after'] / 1e9:.2f} GB |" in doc
