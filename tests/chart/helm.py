@@ -88,8 +88,30 @@ def one(objects: list[dict[str, Any]], kind: str, name: str | None = None) -> di
     return found[0]
 
 
+def operator_deployment(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    """The operator's Deployment (the activator has one of its own)."""
+    found = [
+        d
+        for d in find(objects, "Deployment")
+        if d["metadata"]["labels"].get("app.kubernetes.io/component") == "operator"
+    ]
+    assert len(found) == 1, f"expected one operator Deployment, got {len(found)}"
+    return found[0]
+
+
+def operator_service_account(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    """The operator's ServiceAccount (the activator has one of its own)."""
+    found = [
+        a
+        for a in find(objects, "ServiceAccount")
+        if a["metadata"]["labels"].get("app.kubernetes.io/component") != "activator"
+    ]
+    assert len(found) == 1, f"expected one operator ServiceAccount, got {len(found)}"
+    return found[0]
+
+
 def operator_container(objects: list[dict[str, Any]]) -> dict[str, Any]:
-    deployment = one(objects, "Deployment")
+    deployment = operator_deployment(objects)
     containers = deployment["spec"]["template"]["spec"]["containers"]
     return next(c for c in containers if c["name"] == "operator")
 

@@ -16,7 +16,13 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.chart.helm import CHART, CI_VALUES, Helm, one, operator_container
+from tests.chart.helm import (
+    CHART,
+    CI_VALUES,
+    Helm,
+    operator_container,
+    operator_service_account,
+)
 from tests.kube_helpers import apply, condition, eventually, get
 from tests.operator_fixtures import OperatorProcess
 
@@ -74,7 +80,7 @@ class Release:
 
     @property
     def service_account(self) -> str:
-        return str(one(self.objects, "ServiceAccount")["metadata"]["name"])
+        return str(operator_service_account(self.objects)["metadata"]["name"])
 
     @property
     def subject(self) -> str:

@@ -10,7 +10,15 @@ from typing import Any
 
 import pytest
 
-from tests.chart.helm import Helm, env_of, find, one, operator_container
+from tests.chart.helm import (
+    Helm,
+    env_of,
+    find,
+    one,
+    operator_container,
+    operator_deployment,
+    operator_service_account,
+)
 
 SERVICE = "co-chute-operator-metrics-api"
 NAMESPACE = "chutes-system"
@@ -28,7 +36,7 @@ def test_apiservice_points_at_the_service_of_every_replica(helm: Helm) -> None:
     assert service["spec"]["ports"] == [
         {"name": "https", "port": 443, "targetPort": "metrics-api", "protocol": "TCP"}
     ]
-    pod_labels = one(objects, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    pod_labels = operator_deployment(objects)["spec"]["template"]["metadata"]["labels"]
     assert service["spec"]["selector"].items() <= pod_labels.items()
 
 
@@ -42,7 +50,7 @@ def test_every_replica_serves_it_with_the_mounted_certificate(helm: Helm) -> Non
     assert env["CHUTE_OPERATOR_METRICS_API_KEY_FILE"] == f"{MOUNT}/tls.key"
     assert {p["name"]: p["containerPort"] for p in container["ports"]}["metrics-api"] == 6443
     mount = next(m for m in container["volumeMounts"] if m["mountPath"] == MOUNT)
-    volumes = {v["name"]: v for v in one(objects, "Deployment")["spec"]["template"]["spec"]["volumes"]}
+    volumes = {v["name"]: v for v in operator_deployment(objects)["spec"]["template"]["spec"]["volumes"]}
     assert volumes[mount["name"]]["secret"]["secretName"] == f"{SERVICE}-tls"
 
 
@@ -87,7 +95,7 @@ def test_bring_your_own_certificate(helm: Helm) -> None:
     )
     assert not find(objects, "Secret")
     assert one(objects, "APIService")["spec"]["caBundle"] == bundle
-    volumes = one(objects, "Deployment")["spec"]["template"]["spec"]["volumes"]
+    volumes = operator_deployment(objects)["spec"]["template"]["spec"]["volumes"]
     assert any(v.get("secret", {}).get("secretName") == "my-tls" for v in volumes)
     error = helm.template_error("metricsApi.tls.existingSecret=my-tls")
     assert "metricsApi.tls.caBundle" in error
@@ -111,7 +119,7 @@ def test_rbac_for_delegated_auth_and_node_lookups(helm: Helm) -> None:
     nodes = one(objects, "ClusterRole", "co-chute-operator-metrics-api")
     assert nodes["rules"] == [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["get"]}]
     binding = one(objects, "ClusterRoleBinding", "co-chute-operator-metrics-api")
-    sa = one(objects, "ServiceAccount")["metadata"]["name"]
+    sa = operator_service_account(objects)["metadata"]["name"]
     for bound in (delegator, reader, binding):
         assert bound["subjects"] == [{"kind": "ServiceAccount", "name": sa, "namespace": NAMESPACE}]
     # pods are already read (watched) by the operator's own rules, and HPAs too

@@ -11,7 +11,18 @@ import pytest
 import yaml
 
 from chute_operator.gpus import load_catalog
-from tests.chart.helm import CHART, CI_VALUES, ROOT, Helm, env_of, find, one, operator_container
+from tests.chart.helm import (
+    CHART,
+    CI_VALUES,
+    ROOT,
+    Helm,
+    env_of,
+    find,
+    one,
+    operator_container,
+    operator_deployment,
+    operator_service_account,
+)
 
 CI_IDS = [path.stem for path in CI_VALUES]
 AUTH_READER = "extension-apiserver-authentication-reader"
@@ -63,7 +74,7 @@ def test_every_object_is_namespaced_to_the_release_or_a_watched_namespace(helm: 
 @pytest.mark.parametrize("values", CI_VALUES, ids=CI_IDS)
 def test_operator_pod_is_restricted(helm: Helm, values: Path) -> None:
     objects = helm.template(values)
-    pod = one(objects, "Deployment")["spec"]["template"]["spec"]
+    pod = operator_deployment(objects)["spec"]["template"]["spec"]
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["runAsUser"] == 65532
     assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
@@ -181,9 +192,9 @@ def test_cluster_wide_by_default(helm: Helm) -> None:
     cluster_role = one(objects, "ClusterRole", "co-chute-operator")
     binding = one(objects, "ClusterRoleBinding", "co-chute-operator")
     assert binding["roleRef"]["name"] == cluster_role["metadata"]["name"]
-    sa = one(objects, "ServiceAccount")["metadata"]["name"]
+    sa = operator_service_account(objects)["metadata"]["name"]
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": sa, "namespace": "ops"}]
-    assert one(objects, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"] == sa
+    assert operator_deployment(objects)["spec"]["template"]["spec"]["serviceAccountName"] == sa
     rules = rules_by_resource(cluster_role)
     assert rules == {
         ("chutes.ai", "chutes"): READ,
@@ -224,13 +235,15 @@ def test_watch_namespaces_get_a_role_each_and_no_cluster_role(helm: Helm) -> Non
     roles = {
         r["metadata"]["namespace"]: r
         for r in find(objects, "Role")
-        if not r["metadata"]["name"].endswith("-leader-election")
+        if not r["metadata"]["name"].endswith(("-leader-election",))
+        and "-activator" not in r["metadata"]["name"]
     }
     assert set(roles) == {"team-a", "team-b"}
     bindings = {
         b["metadata"]["namespace"]: b
         for b in find(objects, "RoleBinding")
         if not b["metadata"]["name"].endswith("-leader-election")
+        and "-activator" not in b["metadata"]["name"]
     }
     for namespace, role in roles.items():
         assert bindings[namespace]["roleRef"] == {
@@ -284,7 +297,7 @@ def test_without_leader_election_there_is_no_lease_role(helm: Helm) -> None:
 def test_ha_has_replicas_pdb_and_spreading(helm: Helm) -> None:
     values = CHART / "ci" / "ha-monitoring-values.yaml"
     objects = helm.template(values)
-    deployment = one(objects, "Deployment")
+    deployment = operator_deployment(objects)
     assert deployment["spec"]["replicas"] == 3
     pdb = one(objects, "PodDisruptionBudget")
     assert pdb["spec"]["minAvailable"] == 2
@@ -323,7 +336,7 @@ def test_service_monitor_selects_the_metrics_service(helm: Helm) -> None:
     assert monitor["spec"]["namespaceSelector"] == {"matchNames": ["ops"]}
     assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
     assert [p["name"] for p in service["spec"]["ports"]] == ["metrics"]
-    pod_labels = one(objects, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    pod_labels = operator_deployment(objects)["spec"]["template"]["metadata"]["labels"]
     assert all(pod_labels.get(k) == v for k, v in service["spec"]["selector"].items())
 
 
@@ -332,7 +345,7 @@ def test_gpu_catalog_configmap_is_mounted_and_loads(helm: Helm, tmp_path: Path) 
     container = operator_container(objects)
     path = env_of(container)["CHUTE_OPERATOR_GPU_CATALOG"]
     mount = next(m for m in container["volumeMounts"] if path.startswith(m["mountPath"] + "/"))
-    volumes = one(objects, "Deployment")["spec"]["template"]["spec"]["volumes"]
+    volumes = operator_deployment(objects)["spec"]["template"]["spec"]["volumes"]
     config_map_name = next(v for v in volumes if v["name"] == mount["name"])["configMap"]["name"]
     data = one(objects, "ConfigMap", config_map_name)["data"]
     key = path[len(mount["mountPath"]) + 1 :]
@@ -352,7 +365,7 @@ def test_empty_gpu_catalog_loads(helm: Helm, tmp_path: Path) -> None:
 
 def test_gpu_catalog_change_rolls_the_operator(helm: Helm) -> None:
     def checksum(*sets: str) -> str:
-        deployment = one(helm.template(sets=sets), "Deployment")
+        deployment = operator_deployment(helm.template(sets=sets))
         return str(deployment["spec"]["template"]["metadata"]["annotations"]["checksum/gpu-catalog"])
 
     extra = ("gpuCatalog.gpus[0].name=x", "gpuCatalog.gpus[0].vramGb=8", "gpuCatalog.gpus[0].products={X}")
@@ -408,3 +421,47 @@ def test_argocd_health_check_configmap_carries_the_lua_file_under_the_argocd_cm_
     health = one(objects, "ConfigMap", "chute-operator-argocd-health")
     script = (CHART / "files" / "argocd-health.lua").read_text()
     assert health["data"] == {"resource.customizations.health.chutes.ai_Chute": script.rstrip("\n")}
+
+
+def test_the_activator_runs_two_replicas_with_its_service_and_least_rbac_and_can_be_turned_off(
+    helm: Helm,
+) -> None:
+    objects = helm.template(namespace="ops")
+    deployment = one(objects, "Deployment", "co-chute-operator-activator")
+    pod = deployment["spec"]["template"]["spec"]
+    assert deployment["spec"]["replicas"] == 2
+    (container,) = pod["containers"]
+    assert container["image"] == operator_container(objects)["image"]  # the same image
+    assert container["args"][0] == "activator"
+    assert pod["serviceAccountName"] == "co-chute-operator-activator"
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    # its pods are not the operator's (the operator Deployment's selector must not match them)
+    operator_selector = operator_deployment(objects)["spec"]["selector"]["matchLabels"]
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert not operator_selector.items() <= labels.items()
+    service = one(objects, "Service", "co-chute-operator-activator")
+    assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+    assert {p["name"] for p in service["spec"]["ports"]} == {"http", "metrics"}
+    # the only write is the wake annotation on Chutes
+    assert rules_by_resource(one(objects, "ClusterRole", "co-chute-operator-activator")) == {
+        ("chutes.ai", "chutes"): READ | {"patch"},
+        ("discovery.k8s.io", "endpointslices"): {"list", "watch"},
+    }
+    assert (
+        env_of(operator_container(objects))["CHUTE_OPERATOR_ACTIVATOR_SERVICE"]
+        == "ops/co-chute-operator-activator"
+    )
+
+    off = helm.template(sets=("activator.enabled=false",))
+    assert not [o for o in off if "activator" in o["metadata"]["name"]]
+    assert "CHUTE_OPERATOR_ACTIVATOR_SERVICE" not in env_of(operator_container(off))
+
+
+def test_the_activator_watches_only_the_watched_namespaces(helm: Helm) -> None:
+    objects = helm.template(sets=("watchNamespaces={team-a}",), namespace="ops")
+    deployment = one(objects, "Deployment", "co-chute-operator-activator")
+    assert "--namespace=team-a" in deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert one(objects, "Role", "co-chute-operator-activator")["metadata"]["namespace"] == "team-a"
+    endpoints = one(objects, "RoleBinding", "co-chute-operator-activator-endpoints")
+    assert endpoints["metadata"]["namespace"] == "ops"  # the operator reads the activator's slices
+    assert endpoints["subjects"][0]["name"] == operator_service_account(objects)["metadata"]["name"]
