@@ -4,6 +4,12 @@
 simulated GPU nodes once, the first time a test asks for it; unit tests start nothing. Missing
 binaries are built before the first such test runs (minutes, once). When the control plane cannot
 be had, its tests are skipped, or fail with the reason and the logs when ``CI=true``.
+
+When a collected test is marked ``realnode``, the session control plane also runs the real node
+(kubelet, containerd, kube-proxy; :mod:`chute_operator.devcluster.realnode`) with the project's
+images imported. If the real node cannot start (not root, a missing package, another cluster holds
+it for longer than ``CHUTE_OPERATOR_REAL_NODE_LOCK_TIMEOUT`` seconds), the control plane starts
+without it and the ``realnode`` tests are skipped, or fail when ``CI=true``.
 """
 
 from __future__ import annotations
@@ -13,15 +19,24 @@ import re
 import secrets
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import NoReturn
 
 import pytest
 
-from chute_operator.devcluster.binaries import BuildError, ensure_binaries, toolset
+from chute_operator.devcluster.binaries import BuildError, Toolset, ensure_binaries, toolset
 from chute_operator.devcluster.controlplane import ControlPlane, ControlPlaneError
+from chute_operator.devcluster.images import ImageBuildError
+from chute_operator.devcluster.realnode import RealNode, build_node_images, unavailable_reason
+from chute_operator.devcluster.realnode_config import RealNodeSettings
+from tests import operator_fixtures
 
 CONTROL_PLANE_FIXTURE = "control_plane"
+REAL_NODE_MARKER = "realnode"
 _build_error: str | None = None
+_real_node_wanted = False
+real_node_error: str | None = None
+"""Why the session's control plane runs without the real node, if it does."""
 
 
 def _in_ci() -> bool:
@@ -46,10 +61,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Build missing binaries before any test runs, so no test timeout covers the long first build."""
-    global _build_error
+    global _build_error, _real_node_wanted
     needed = any(CONTROL_PLANE_FIXTURE in getattr(item, "fixturenames", ()) for item in session.items)
+    _real_node_wanted = any(item.get_closest_marker(REAL_NODE_MARKER) for item in session.items)
     tools = toolset()
-    if not needed or all(path.exists() for path in vars(tools).values()):
+    wanted = tools.control_plane_paths() + (tools.node_paths() if _real_node_wanted else [])
+    if not needed or all(path.exists() for path in wanted):
         return
     capture = session.config.pluginmanager.getplugin("capturemanager")
     try:
@@ -73,17 +90,62 @@ def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlP
     except (BuildError, OSError) as error:
         _unavailable(f"building the binaries failed: {error}")
     work_dir = tmp_path_factory.mktemp("control-plane")
-    plane = ControlPlane(work_dir=work_dir, tools=tools)
-    try:
-        plane.start()
-    except (ControlPlaneError, OSError) as error:
-        plane.stop()
-        _unavailable(f"{error}\n(logs in {work_dir / 'logs'})")
-    print(f"\n[control plane] ready in {plane.startup_seconds:.1f}s at {plane.server}; logs: {plane.log_dir}")
+    plane = _start_with_real_node(work_dir, tools) if _real_node_wanted else None
+    if plane is None:
+        plane = ControlPlane(work_dir=work_dir, tools=tools)
+        try:
+            plane.start()
+        except (ControlPlaneError, OSError) as error:
+            plane.stop()
+            _unavailable(f"{error}\n(logs in {work_dir / 'logs'})")
+    if plane.real_node is not None and plane.real_node.images:
+        operator_fixtures.sidecar_image = plane.real_node.images[0].ref
+    real = f", real node {plane.real_node.name}" if plane.real_node else ""
+    where = f"at {plane.server}{real}; logs: {plane.log_dir}"
+    print(f"\n[control plane] ready in {plane.startup_seconds:.1f}s {where}")
     try:
         yield plane
     finally:
         plane.stop()
+
+
+def _start_with_real_node(work_dir: Path, tools: Toolset) -> ControlPlane | None:
+    """The control plane with the real node, or None (and :data:`real_node_error` says why)."""
+    global real_node_error
+    reason = unavailable_reason()
+    if reason is None:
+        try:
+            images = build_node_images()
+        except (ImageBuildError, OSError) as error:
+            reason = f"the node's images could not be built: {error}"
+    if reason is not None:
+        real_node_error = reason
+        return None
+    plane = ControlPlane(
+        work_dir=work_dir,
+        tools=tools,
+        real_node=RealNodeSettings.from_env(),
+        real_node_images=images,
+        real_node_lock_timeout=float(os.environ.get("CHUTE_OPERATOR_REAL_NODE_LOCK_TIMEOUT", "600")),
+    )
+    try:
+        plane.start()
+    except (ControlPlaneError, OSError) as error:
+        plane.stop()
+        real_node_error = f"{error}\n(logs in {work_dir / 'logs'})"
+        return None
+    return plane
+
+
+@pytest.fixture(scope="session")
+def real_node(control_plane: ControlPlane) -> RealNode:
+    """The session control plane's real node; its tests are skipped (failed with CI=true) without one."""
+    if control_plane.real_node is None:
+        reason = real_node_error or "no test asked for it (mark the test realnode)"
+        if _in_ci():
+            pytest.fail(f"real node unavailable (CI=true, so this fails): {reason}", pytrace=False)
+        pytest.skip(f"real node unavailable: {reason}")
+    return control_plane.real_node
 
 
 def _namespace_name(test_name: str) -> str:

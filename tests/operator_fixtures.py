@@ -17,6 +17,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parents[1]
+sidecar_image = "chute-operator:test"
+"""The sidecar image every operator of the session renders: the project image when the session's
+control plane runs the real node (pods there really run it), a placeholder on simulated nodes."""
 
 
 def _free_port() -> int:
@@ -61,7 +64,7 @@ class OperatorProcess:
             "CHUTE_OPERATOR_LEASE_DURATION_SECONDS": "6",
             "CHUTE_OPERATOR_LEASE_RENEW_SECONDS": "1",
             "CHUTE_OPERATOR_MONITORING_RECHECK_SECONDS": "2",
-            "CHUTE_OPERATOR_SIDECAR_IMAGE": "chute-operator:test",
+            "CHUTE_OPERATOR_SIDECAR_IMAGE": sidecar_image,
             "CHUTE_OPERATOR_LOG_FORMAT": "text",
             **self.extra_env,
         }

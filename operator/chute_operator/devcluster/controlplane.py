@@ -98,6 +98,7 @@ class ControlPlane:
     ``real_node``: also run a real node (kubelet, containerd, kube-proxy) with these settings, its
     images imported from ``real_node_images``; see :mod:`chute_operator.devcluster.realnode`.
     ``real_node_lock_timeout``: how long to wait for another cluster's real node to go.
+    ``real_node_image_store``: containerd's root for the real node (default: kept in the cache).
     """
 
     def __init__(
@@ -112,6 +113,7 @@ class ControlPlane:
         real_node: RealNodeSettings | None = None,
         real_node_images: NodeImages | None = None,
         real_node_lock_timeout: float = 0.0,
+        real_node_image_store: Path | None = None,
     ) -> None:
         if real_node is not None and real_node_images is None:
             raise ControlPlaneError("a real node needs its images (real_node_images)")
@@ -119,6 +121,7 @@ class ControlPlane:
         self.real_node_settings = real_node
         self.real_node_images = real_node_images
         self.real_node_lock_timeout = real_node_lock_timeout
+        self.real_node_image_store = real_node_image_store
         self.real_node: RealNode | None = None
         self.node_pools = tuple(default_node_pools() if node_pools is None else node_pools)
         self.startup_timeout = startup_timeout
@@ -324,6 +327,7 @@ class ControlPlane:
                 images=self.real_node_images,
                 settings=self.real_node_settings,
                 lock_timeout=self.real_node_lock_timeout,
+                image_store=self.real_node_image_store,
             )
             try:
                 self.real_node.start(self.server, pki.ca, self.api, deadline)

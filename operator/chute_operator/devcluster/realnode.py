@@ -74,7 +74,7 @@ REQUIRED_COMMANDS = {
 }
 
 
-def image_store() -> Path:
+def kept_image_store() -> Path:
     """containerd's root for the real node, in the cache: imported images survive the node.
     Only the holder of :data:`MACHINE_LOCK` uses it."""
     return cache_dir() / "real-node" / "containerd"
@@ -277,7 +277,8 @@ def _remove_kubelet_traces(device_plugin_dir: Path) -> None:
     cgroups (empty once the containers are gone), so a stopped node leaves nothing behind."""
     for name in ("kubelet.sock", "kubelet_internal_checkpoint"):
         (device_plugin_dir / name).unlink(missing_ok=True)
-    for directory in (device_plugin_dir, device_plugin_dir.parent):
+    cni_cache = Path("/var/lib/cni")  # libcni's result cache, empty once every sandbox is torn down
+    for directory in (device_plugin_dir, device_plugin_dir.parent, cni_cache / "results", cni_cache):
         with contextlib.suppress(OSError):
             directory.rmdir()
     for controller in Path("/sys/fs/cgroup").iterdir():
@@ -360,9 +361,10 @@ class RealNode:
         images: NodeImages,
         settings: RealNodeSettings | None = None,
         lock_timeout: float = 0.0,
+        image_store: Path | None = None,
     ) -> None:
         self.tools = tools
-        self.paths = NodePaths(root, image_store())
+        self.paths = NodePaths(root, image_store or kept_image_store())
         self.log_dir = log_dir
         self.settings = settings or RealNodeSettings.from_env()
         self.sandbox_image = images.sandbox
