@@ -493,6 +493,21 @@ def test_an_existing_service_of_the_chute_s_name_is_left_alone_and_reported(
     assert [p["port"] for p in left["spec"]["ports"]] == [5432]
 
 
+def test_once_the_object_in_the_way_is_gone_the_chute_creates_its_own(
+    operator: OperatorProcess, control_plane: Any, namespace: str
+) -> None:
+    """The object in the way is not watched (it lacks the operator's labels): the Chute looks again."""
+    cp = control_plane
+    cp.kubectl("create", "service", "clusterip", "later", "--tcp=5432:5432", "-n", namespace)
+    apply(cp, chute("later"), namespace)
+    eventually(lambda: ready_reason(cp, "later", namespace)[1] == "ChildConflict", what="ChildConflict")
+    cp.kubectl("delete", "service", "later", "-n", namespace)
+    found = wait_ready(cp, "later", namespace, timeout=180)
+    service = get(cp, "service", "later", namespace)
+    assert owner_uids(service) == [found["metadata"]["uid"]]
+    assert 5432 not in [p["port"] for p in (service or {})["spec"]["ports"]]
+
+
 def test_removing_fields_from_a_chute_removes_them_from_its_children(
     operator: OperatorProcess, control_plane: Any, namespace: str
 ) -> None:
