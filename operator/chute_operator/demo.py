@@ -1,4 +1,8 @@
-"""``chute-operator demo``: local cluster, simulated GPU nodes, the operator and the examples, until Ready."""
+"""``chute-operator demo``: local cluster, simulated GPU nodes, the operator and the examples, until Ready.
+
+With the real node (the default of ``dev up``), one more Chute runs for real there: the demo sends it
+a few requests through its Service and one over its concurrency limit (:mod:`chute_operator.demo_real`).
+"""
 
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ from typing import Any
 
 from chute_operator.api.reasons import READY
 from chute_operator.crd import crd_yaml
+from chute_operator.demo_real import REAL_CHUTE, real_chute, tell_story
 from chute_operator.devcluster.binaries import toolset
 
 NAMESPACE = "chutes-demo"
@@ -49,10 +54,12 @@ def stop_operator(kubeconfig: Path) -> None:
     pid_file.unlink(missing_ok=True)
 
 
-def _start_operator(kubeconfig: Path) -> subprocess.Popen[bytes]:
+def _start_operator(kubeconfig: Path, sidecar_image: str | None) -> subprocess.Popen[bytes]:
     stop_operator(kubeconfig)
     log = (kubeconfig.parent / "operator.log").open("ab")
     env = {**os.environ, "KUBECONFIG": str(kubeconfig), "CHUTE_OPERATOR_LOG_FORMAT": "text"}
+    if sidecar_image:  # pods on the real node run the sidecar from the project image imported there
+        env["CHUTE_OPERATOR_SIDECAR_IMAGE"] = sidecar_image
     env.setdefault("CHUTE_OPERATOR_LEASE_NAMESPACE", "default")
     process = subprocess.Popen(
         [sys.executable, "-m", "chute_operator", "run", "--all-namespaces"],
@@ -63,6 +70,10 @@ def _start_operator(kubeconfig: Path) -> subprocess.Popen[bytes]:
     )
     operator_pid_file(kubeconfig).write_text(str(process.pid))
     return process
+
+
+def _chutes(kubeconfig: Path) -> list[dict[str, Any]]:
+    return list(json.loads(_kubectl(kubeconfig, "get", "chutes", "-n", NAMESPACE, "-o", "json"))["items"])
 
 
 def _ready(chute: dict[str, Any]) -> dict[str, Any]:
@@ -95,31 +106,51 @@ def _table(chutes: list[dict[str, Any]]) -> str:
 
 def demo_command(examples: str | None = None, timeout: float = 600.0) -> int:
     """Run the whole demo; exit 0 once every example Chute is Ready."""
-    from chute_operator.devcluster.cli import ensure_dev_cluster
+    from chute_operator.devcluster.binaries import BuildError
+    from chute_operator.devcluster.cli import DevClusterError, ensure_dev_cluster, real_node_state
+    from chute_operator.devcluster.images import ImageBuildError
 
-    _say("starting the local control plane (the first run builds Kubernetes from source: ~12 min)")
-    kubeconfig = ensure_dev_cluster()
+    _say("starting the local control plane (the first run builds Kubernetes and the images: ~15 min)")
+    try:
+        kubeconfig = ensure_dev_cluster()
+    except (DevClusterError, BuildError, ImageBuildError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    real = real_node_state()
+    project_image = real["images"][-1] if real else None
     _say(f"cluster up; kubeconfig: {kubeconfig}")
+    if real:
+        _say(f"real node {real['name']}: kubelet + containerd, simulated {real['gpu']} GPUs")
     _say("installing the Chute CRD")
     _kubectl(kubeconfig, "apply", "--server-side", "-f", "-", input=crd_yaml())
     _kubectl(kubeconfig, "wait", "--for=condition=Established", "--timeout=60s", "crd/chutes.chutes.ai")
     _say("starting the operator in the background (log: operator.log beside the kubeconfig)")
-    operator = _start_operator(kubeconfig)
+    operator = _start_operator(kubeconfig, project_image)
     source = Path(examples) if examples else EXAMPLES
     _say(f"applying {source} into namespace {NAMESPACE}")
     namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}
     _kubectl(kubeconfig, "apply", "-f", "-", input=json.dumps(namespace))
     _kubectl(kubeconfig, "apply", "-n", NAMESPACE, "-f", str(source))
+    if project_image:
+        _say(f"applying {REAL_CHUTE}: the simulated model server, for real on the real node")
+        _kubectl(kubeconfig, "apply", "-n", NAMESPACE, "-f", "-", input=json.dumps(real_chute(project_image)))
     deadline = time.monotonic() + timeout
     chutes: list[dict[str, Any]] = []
     while time.monotonic() < deadline:
         if operator.poll() is not None:
             print(f"the operator exited with {operator.returncode}; see {kubeconfig.parent / 'operator.log'}")
             return 1
-        chutes = json.loads(_kubectl(kubeconfig, "get", "chutes", "-n", NAMESPACE, "-o", "json"))["items"]
+        chutes = _chutes(kubeconfig)
         print(f"\n{time.strftime('%H:%M:%S')}\n{_table(chutes)}", flush=True)
         if chutes and all(_ready(c).get("status") == "True" for c in chutes):
             _say(f"all {len(chutes)} Chutes are Ready")
+            if project_image:
+                service = json.loads(
+                    _kubectl(kubeconfig, "get", "service", REAL_CHUTE, "-n", NAMESPACE, "-o", "json")
+                )
+                tell_story(service["spec"]["clusterIP"], service["spec"]["ports"][0]["port"], _say)
+                chutes = _chutes(kubeconfig)
+                print(f"\n{time.strftime('%H:%M:%S')}\n{_table(chutes)}", flush=True)
             print(
                 f"\nTry (kubectl: {toolset().kubectl}):\n  export KUBECONFIG={kubeconfig}\n"
                 f"  kubectl get chutes -n {NAMESPACE}\n"

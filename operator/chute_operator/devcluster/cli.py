@@ -239,6 +239,12 @@ def ensure_dev_cluster(
     return kubeconfig_path()
 
 
+def real_node_state() -> dict[str, Any] | None:
+    """The running background cluster's real node (name, pod_subnet, gpu, images), if it has one."""
+    real = read_state(state_dir()).get("real_node")
+    return real if isinstance(real, dict) else None
+
+
 def _real_node_line(state: dict[str, Any]) -> str:
     real = state.get("real_node")
     if not isinstance(real, dict):

@@ -1,0 +1,96 @@
+"""The demo's real part: a Chute served for real on the local cluster's real node.
+
+The simulated model server (``chute-operator modelsim``) runs in the project's image behind the
+real sidecar; requests go from this machine to the Chute's ClusterIP (kept on the machine by the
+network guard), a few at a time, then one more than the concurrency limit allows, which the
+sidecar answers 429.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+REAL_CHUTE = "sim-chat-real"
+CONCURRENCY = 2
+MODEL_ARGS = ["--model", "sim-chat", "--time-to-first-token-seconds", "2", "--tokens-per-second", "20"]
+QUESTIONS = ("What is a Chute?", "Where does this answer come from?", "Is the GPU real?")
+
+
+def real_chute(image: str) -> dict[str, Any]:
+    """The simulated model on the real node's simulated A10 GPU, concurrency 2."""
+    return {
+        "apiVersion": "chutes.ai/v1alpha1",
+        "kind": "Chute",
+        "metadata": {"name": REAL_CHUTE},
+        "spec": {
+            "image": image,
+            "imagePullPolicy": "Never",
+            "template": "custom",
+            "command": ["chute-operator", "modelsim"],
+            "args": MODEL_ARGS,
+            "nodeSelector": {"gpuCount": 1, "include": ["a10"]},
+            "concurrency": CONCURRENCY,
+            "resources": {"cpu": "100m", "memory": "256Mi", "sharedMemory": "16Mi"},
+            "cache": {"size": "16Mi"},
+            "monitoring": {"serviceMonitor": False},
+        },
+    }
+
+
+def _post(url: str, question: str, timeout: float = 30.0) -> tuple[int, dict[str, str], dict[str, Any]]:
+    body = {"model": "sim-chat", "messages": [{"role": "user", "content": question}], "max_tokens": 8}
+    request = urllib.request.Request(
+        f"{url}/v1/chat/completions", json.dumps(body).encode(), {"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, dict(response.headers), json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        text = error.read()
+        try:
+            detail = json.loads(text)
+        except ValueError:
+            detail = {"detail": text.decode(errors="replace")}
+        return error.code, dict(error.headers), detail
+
+
+def wait_until_routed(address: tuple[str, int], timeout: float = 30.0) -> None:
+    """kube-proxy routes the ClusterIP a moment after the pod turns Ready: wait for a TCP connection."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(address, timeout=3).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+def tell_story(cluster_ip: str, port: int, say: Any) -> None:
+    """A few requests through the Service with their answers, then one over the limit: a 429."""
+    url = f"http://{cluster_ip}:{port}"
+    wait_until_routed((cluster_ip, port))
+    say(f"{REAL_CHUTE} serves on the real node; requests to its Service {url}")
+    for question in QUESTIONS:
+        started = time.monotonic()
+        status, _, answer = _post(url, question)
+        text = answer.get("choices", [{}])[0].get("message", {}).get("content", answer)
+        usage = answer.get("usage", {})
+        tokens = f"{usage.get('prompt_tokens', '?')} + {usage.get('completion_tokens', '?')} tokens"
+        print(f"  {question!r} -> {status} in {time.monotonic() - started:.1f}s: {text!r} ({tokens})")
+    extra = CONCURRENCY + 1
+    say(f"{extra} requests at once; the sidecar lets {CONCURRENCY} in (concurrency {CONCURRENCY})")
+    with ThreadPoolExecutor(max_workers=extra) as pool:
+        results = list(pool.map(lambda i: _post(url, f"parallel request {i}"), range(extra)))
+    for index, (status, headers, answer) in enumerate(results):
+        if status == 429:
+            print(f"  request {index} -> 429 Retry-After: {headers.get('Retry-After')} {answer}")
+        else:
+            print(f"  request {index} -> {status}")
