@@ -109,4 +109,3 @@ def budget(strategy: RolloutStrategy, observed: RolloutObservation | None) -> tu
     if observed and observed.replicas > 1 and (observed.surge_blocked or observed.replacing):
         return REPLACE
     return SURGE
-

@@ -60,10 +60,27 @@ def versions(cp: Any, name: str, namespace: str) -> dict[str, str]:
     return found
 
 
+def settled_versions(
+    cp: Any, name: str, namespace: str, quiet: float = 5.0, timeout: float = 90.0
+) -> dict[str, str]:
+    """The resourceVersions once nothing has changed them for ``quiet`` seconds: other writers (the HPA
+    controller's status, the running operator mirroring it) finish before the cold operator looks."""
+    deadline = time.monotonic() + timeout
+    seen = versions(cp, name, namespace)
+    while True:
+        time.sleep(quiet)
+        now = versions(cp, name, namespace)
+        if now == seen:
+            return now
+        if time.monotonic() > deadline:
+            pytest.fail(f"{name}: still changing after {timeout:.0f}s: {seen} -> {now}", pytrace=False)
+        seen = now
+
+
 def assert_a_cold_operator_writes_nothing(cp: Any, name: str, namespace: str, log_dir: Path) -> None:
     """A restart in effect: a second operator (own lease, this namespace only) starts cold,
     reconciles the Chute, and neither writes nor changes any resourceVersion."""
-    before = versions(cp, name, namespace)
+    before = settled_versions(cp, name, namespace)
     fresh = OperatorProcess(
         cp.kubeconfig,
         log_dir,
