@@ -150,7 +150,11 @@ def main() -> int:
     if args.real_node:
         images = build_node_images()
         image = images.others[0].ref
-        options = {"real_node": RealNodeSettings.from_env(), "real_node_images": images}
+        options = {
+            "real_node": RealNodeSettings.from_env(),
+            "real_node_images": images,
+            "startup_timeout": 600,
+        }
         options["real_node_lock_timeout"] = 900
     with (
         tempfile.TemporaryDirectory(prefix="bench-autoscaling-") as scratch,

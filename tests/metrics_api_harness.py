@@ -224,6 +224,8 @@ def real_node_chute(name: str, image: str, node: str) -> dict[str, Any]:
             ],
             "port": 8000,
             "health": {"path": "/health"},
+            # The real node's simulated A10s: the GPU toleration and affinity bring the pods there.
+            "nodeSelector": {"gpuCount": 1, "include": ["a10"]},
             "pod": {"nodeSelector": {"kubernetes.io/hostname": node}},
         }
     )
