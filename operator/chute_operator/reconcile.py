@@ -28,6 +28,7 @@ from chute_operator.kube import (
 from chute_operator.metrics import OperatorMetrics
 from chute_operator.render import render_workload
 from chute_operator.rollout import observe
+from chute_operator.settled import SettledTemplates
 from chute_operator.status import Observation, compute_status, status_changed
 from chute_operator.store import Key, Store, key_of
 from chute_operator.validation import InvalidChute, parse_chute
@@ -133,6 +134,7 @@ class Reconciler:
         self.api, self.store, self.options, self.metrics = api, store, options, metrics
         self.may_write = may_write
         self.monitoring = MonitoringProbe(api)
+        self.settled_templates = SettledTemplates()
         self.idle_seconds: Callable[[str, str], float | None] = lambda namespace, pod: None
         """How long a pod's sidecar has served nothing (the metrics API's readings); None: unknown."""
         self.activator: Activator | None = None
@@ -146,6 +148,9 @@ class Reconciler:
         """Reconcile the Chute at ``key``."""
         chute = self.store.get("Chute", key)
         if chute is None or chute["metadata"].get("deletionTimestamp"):
+            gone = self.store.get("Deployment", key)
+            if gone:
+                self.settled_templates.forget(str(gone["metadata"].get("uid", "")))
             return  # children go by garbage collection
         self._check_leader()
         uid = chute["metadata"].get("uid")
@@ -169,6 +174,7 @@ class Reconciler:
             await self._scale_to_zero(chute, key, uid, workload)
         deployment = self.store.get("Deployment", key)
         hpa = self.store.get("HorizontalPodAutoscaler", key)
+        owned = deployment if deployment and _owned_by(deployment, uid) else None
         observation = Observation(
             generation=chute["metadata"].get("generation"),
             selector=f"{CHUTE_LABEL}={key[1]}",
@@ -176,12 +182,13 @@ class Reconciler:
             invalid_spec=invalid,
             apply_error="; ".join(outcome.failures) or None,
             child_conflict=_conflict_message(outcome.conflicts),
-            deployment=deployment if deployment and _owned_by(deployment, uid) else None,
+            deployment=owned,
             pods=self.store.children("Pod", key),
             previous=chute.get("status") or {},
             monitoring_unavailable=unserved,
             hpa=hpa if hpa and _owned_by(hpa, uid) else None,
             rollout=rollout,
+            template_settled=owned is not None and self.settled_templates.settled(owned),
         )
         await self._report(chute, outcome)
         await self._write_status(chute, compute_status(observation, datetime.now(UTC)))

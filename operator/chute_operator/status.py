@@ -61,6 +61,9 @@ class Observation:
     """The Chute's HorizontalPodAutoscaler as last seen (only when it is autoscaled)."""
     rollout: RolloutObservation | None = None
     """What the live Deployment and pods say about a rollout under way (see rollout.observe)."""
+    template_settled: bool = False
+    """The Deployment's pod template is one its controller has observed (see settled.py): while its
+    controller has not caught up with a new generation, an unchanged template means a scale."""
 
 
 def _get(obj: Any, *path: str) -> Any:
@@ -248,7 +251,7 @@ def facts_of(obs: Observation, now: datetime) -> Facts:
     desired = _desired(obs)
     available = dstatus.get("availableReplicas") or 0
     updated = dstatus.get("updatedReplicas") or 0
-    current_generation = (dstatus.get("observedGeneration") or 0) >= (
+    current_generation = obs.template_settled or (dstatus.get("observedGeneration") or 0) >= (
         _get(deployment, "metadata", "generation") or 0
     )
     rolled_out = bool(deployment) and current_generation and updated == (dstatus.get("replicas") or 0)

@@ -291,6 +291,15 @@ def test_a_deployment_change_not_yet_observed_is_not_ready() -> None:
     assert _condition(status, "Ready") == ("False", "RollingOut")
 
 
+def test_a_scale_not_yet_observed_keeps_a_serving_chute_ready() -> None:
+    # `kubectl scale chute` (or the HPA) bumped the Deployment's generation; its controller has not
+    # looked yet, but the pod template is the one it last rolled out: a scale, not a rollout.
+    deployment = _deployment()
+    deployment["metadata"]["generation"] = 5
+    status = _status(deployment, [_running("a", True), _running("b", True)], template_settled=True)
+    assert _condition(status, "Ready") == ("True", "Serving")
+
+
 AUTOSCALED = resolve(
     Chute.model_validate(
         {
