@@ -67,10 +67,14 @@ class LeaderElector:
             while True:
                 started = time.monotonic()
                 try:
-                    held = await self._try_acquire_or_renew()
+                    held = await asyncio.wait_for(self._try_acquire_or_renew(), self.duration / 2)
                 except (TimeoutError, ApiFailure, Unanswered, OSError) as error:
-                    log.warning("lease %s/%s: %s", self.namespace, self.name, error)
+                    log.warning("lease %s/%s: %s: %s", self.namespace, self.name, type(error).__name__, error)
                     held = False
+                if self._leading and not self.is_leader:
+                    # The lease lapsed while we could not renew it: report the gap, so that regaining it
+                    # is a change too (on_change(True) re-queues whatever was skipped meanwhile).
+                    self._set_leading(False)
                 if held:
                     self._valid_until = started + self.duration * 2 / 3
                 self._set_leading(held or self.is_leader)

@@ -99,6 +99,7 @@ class ControlPlane:
     images imported from ``real_node_images``; see :mod:`chute_operator.devcluster.realnode`.
     ``real_node_lock_timeout``: how long to wait for another cluster's real node to go.
     ``real_node_image_store``: containerd's root for the real node (default: kept in the cache).
+    ``apiserver_args``: extra kube-apiserver flags (e.g. a low ``--max-requests-inflight``, an audit log).
     """
 
     def __init__(
@@ -114,6 +115,7 @@ class ControlPlane:
         real_node_images: NodeImages | None = None,
         real_node_lock_timeout: float = 0.0,
         real_node_image_store: Path | None = None,
+        apiserver_args: Sequence[str] = (),
     ) -> None:
         if real_node is not None and real_node_images is None:
             raise ControlPlaneError("a real node needs its images (real_node_images)")
@@ -126,6 +128,8 @@ class ControlPlane:
         self.node_pools = tuple(default_node_pools() if node_pools is None else node_pools)
         self.startup_timeout = startup_timeout
         self.kwok_log_level = kwok_log_level
+        self.apiserver_args = tuple(apiserver_args)
+        self._etcd_port = 0
         try:
             node_subnets = (real_node.pod_subnet,) if real_node is not None else ()
             self.network_guard = NetworkGuard(pod_cidr, service_cidr, node_subnets)
@@ -242,6 +246,29 @@ class ControlPlane:
         self.startup_seconds = time.monotonic() - started
         return self.kubeconfig
 
+    def restart(self, name: str, kill: bool = False) -> float:
+        """Stop one component (SIGTERM, or SIGKILL with ``kill``) and start it again with the same flags,
+        ports and data; return the seconds from the stop to healthy again (etcd, kube-apiserver: probed)."""
+        component = next((c for c in self._components if c.name == name), None)
+        if component is None or component.process is None:
+            raise ControlPlaneError(f"no running component {name!r}")
+        stopped = time.monotonic()
+        if kill:
+            component.process.kill()
+        else:
+            component.terminate()
+        component.wait(15)
+        component.start()
+        probes: dict[str, Callable[[], bool]] = {
+            "etcd": partial(self._etcd_healthy, self._etcd_port),
+            "kube-apiserver": self._apiserver_ready,
+        }
+        if name in probes:
+            self._wait(
+                time.monotonic() + self.startup_timeout, component, f"{name} after a restart", probes[name]
+            )
+        return time.monotonic() - stopped
+
     def _prepare_work_dir(self) -> Path:
         if self._own_work_dir:
             remove_stale_work_dirs()
@@ -271,6 +298,7 @@ class ControlPlane:
         etcd_port, etcd_peer_port, apiserver_port = free_port(), free_port(), free_port()
         kcm_port, scheduler_port, kwok_port = free_port(), free_port(), free_port()
         self.server = f"https://127.0.0.1:{apiserver_port}"
+        self._etcd_port = etcd_port
         etcd = self._component("etcd", self._etcd_command(etcd_port, etcd_peer_port))
         etcd.start()  # boots while the certificates are made
 
@@ -429,6 +457,7 @@ class ControlPlane:
             f"--proxy-client-key-file={pki.front_proxy_client.key}",
             f"--cert-dir={self.work_dir / 'apiserver-certs'}",
             "--profiling=false",
+            *self.apiserver_args,
         ]
 
     def _controller_manager_command(self, pki: Pki, kubeconfigs: dict[str, Path], port: int) -> list[str]:
