@@ -101,6 +101,9 @@ def test_a_chute_serves_on_the_real_node_through_its_service(
         pid = int(line.split()[1])
         command_line = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
         assert ("modelsim" if container == "model" else "sidecar") in command_line, command_line
+        if container == "model":  # the simulated GPU came from the device plugin's Allocate
+            environment = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            assert any(v.startswith(b"NVIDIA_VISIBLE_DEVICES=sim-gpu-") for v in environment), environment
 
     url = service_answering(cp, "served", namespace)
     rejected_before = sidecar_metric(pod, "chute_requests_rejected_total", reason="auth")
@@ -117,20 +120,29 @@ def test_a_chute_serves_on_the_real_node_through_its_service(
     assert sidecar_metric(pod, "chute_completion_tokens_total") == 4
 
 
-def test_host_reaches_pod_ip_and_cluster_ip_on_the_real_node(
+def test_host_and_pod_reach_pod_ip_and_cluster_ip_on_the_real_node(
     control_plane: ControlPlane,
     real_node: RealNode,
     operator: OperatorProcess,
     project_image: str,
     namespace: str,
 ) -> None:
-    """Issue 16 on the real node: the network guard leaves existing pod IPs and ClusterIPs reachable."""
+    """Issue 16 on the real node: under the network guard, the host reaches a pod IP and a ClusterIP,
+    and a pod reaches a ClusterIP (its own Service, through the bridge's hairpin)."""
     cp = control_plane
     deploy(cp, real_chute("reach", project_image, []), namespace)
     pod = wait_serving(cp, "reach", namespace)
     assert http(f"http://{pod['status']['podIP']}:{SIDECAR_METRICS_PORT}/metrics", timeout=5).status == 200
     assert chat(f"http://{pod['status']['podIP']}:{SIDECAR_PORT}").status == 200
-    assert chat(service_answering(cp, "reach", namespace)).status == 200
+    url = service_answering(cp, "reach", namespace)
+    assert chat(url).status == 200
+    from_pod = (
+        "import urllib.request as r; "
+        f"print(r.urlopen(r.Request('{url}/v1/models', headers={{}}), timeout=10).status)"
+    )
+    name = pod["metadata"]["name"]
+    result = cp.kubectl("exec", name, "-n", namespace, "-c", "model", "--", "python3", "-c", from_pod)
+    assert result.stdout.strip() == "200", result
 
 
 def test_concurrency_two_answers_three_of_five_parallel_requests_429(

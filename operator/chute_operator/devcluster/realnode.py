@@ -399,6 +399,7 @@ class RealNode:
         holder: dict[str, Any] = {"pid": os.getpid(), "root": str(self.paths.root)}
         holder["bridge"] = self.settings.bridge
         previous = self._lock.acquire(holder, self.lock_timeout)
+        deadline += time.monotonic() - began  # the wait for another cluster's node is not start time
         if previous and previous.get("root"):
             self.remove_leftovers(self.tools, previous, self.log_dir)
         saved = {name: _read_sysctl(name) for name in RESTORED_SYSCTLS}
