@@ -170,14 +170,18 @@ def one_run(images: NodeImages, image_store: Path | None = None) -> dict[str, An
         real_node_images=images,
         kwok_log_level="WARN",
         real_node_image_store=image_store,
+        real_node_lock_timeout=1200,  # another cluster's real node (a test run) may hold the machine's
     )
     operator: subprocess.Popen[bytes] | None = None
     result: dict[str, Any] = {}
     try:
         plane.start()
         assert plane.real_node is not None
-        result["start_seconds"] = round(plane.startup_seconds, 2)
-        result["real_node_milestones_seconds"] = dict(plane.real_node.milestones)
+        node = dict(plane.real_node.milestones)
+        waited = node.get("machine lock", 0.0)  # another cluster's real node may have held the machine
+        result["start_seconds"] = round(plane.startup_seconds - waited, 2)
+        result["real_node_start_seconds"] = round(node["node Ready"] - waited, 2)
+        result["real_node_milestones_seconds"] = node
         plane.kubectl("apply", "--server-side", "-f", "-", input=crd_yaml())
         plane.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/chutes.chutes.ai")
         project_image = images.others[0].ref
@@ -233,10 +237,9 @@ def main() -> int:
     for number in range(1, args.runs + 1):
         run = one_run(images)
         runs.append(run)
-        node = run["real_node_milestones_seconds"]
         print(
             f"run {number}: cluster start {run['start_seconds']:.1f}s (real node Ready after "
-            f"{node['node Ready']:.1f}s of it), apply -> first answer "
+            f"{run['real_node_start_seconds']:.1f}s of it), apply -> first answer "
             f"{run['apply_to_first_answer_seconds']:.1f}s, memory {run['total_mb']:.0f} MiB, "
             f"stop {run['stop_seconds']:.1f}s",
             flush=True,
@@ -244,9 +247,7 @@ def main() -> int:
     results["runs"] = runs
     results["median"] = {
         "start_seconds": statistics.median(r["start_seconds"] for r in runs),
-        "real_node_ready_seconds": statistics.median(
-            r["real_node_milestones_seconds"]["node Ready"] for r in runs
-        ),
+        "real_node_start_seconds": statistics.median(r["real_node_start_seconds"] for r in runs),
         "apply_to_first_answer_seconds": statistics.median(r["apply_to_first_answer_seconds"] for r in runs),
         "total_mb": statistics.median(r["total_mb"] for r in runs),
         "stop_seconds": statistics.median(r["stop_seconds"] for r in runs),
