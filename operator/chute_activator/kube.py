@@ -49,10 +49,22 @@ def ready_endpoints(slices: Iterable[dict[str, Any]]) -> tuple[str, ...]:
     return tuple(sorted(set(found)))
 
 
+CANNOT_WAKE_REASONS = frozenset(
+    {"Unschedulable", "ImagePullBackOff", "CrashLoopBackOff", "InvalidSpec", "ApplyFailed", "ChildConflict"}
+)
+"""Degraded reasons that keep a woken Chute from serving until a person acts. Others (a readiness
+probe failing while the model finishes loading, an OOM kill it restarts from) may pass by themselves:
+held requests keep waiting for them, within their bounded wait."""
+
+
 def cannot_wake(chute: dict[str, Any]) -> str | None:
-    """The operator's Degraded condition, when it says a failure keeps the Chute from serving."""
+    """The operator's Degraded condition, when its reason keeps the Chute from serving."""
     for condition in (chute.get("status") or {}).get("conditions") or []:
-        if condition.get("type") == "Degraded" and condition.get("status") == "True":
+        if (
+            condition.get("type") == "Degraded"
+            and condition.get("status") == "True"
+            and condition.get("reason") in CANNOT_WAKE_REASONS
+        ):
             reason, message = condition.get("reason") or "Degraded", condition.get("message") or ""
             return f"{reason}: {message}" if message else reason
     return None

@@ -81,3 +81,10 @@ def test_the_activator_is_a_subcommand_of_the_one_cli(capsys: pytest.CaptureFixt
         main(["activator", "--help"])
     assert exit_code.value.code == 0
     assert "--queue-limit" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("reason", ["ProbeFailing", "OOMKilled", "ProgressDeadlineExceeded"])
+def test_a_transient_degraded_reason_while_waking_keeps_requests_held(reason: str) -> None:
+    """A readiness probe failing while the woken model finishes loading is not a reason to give up."""
+    chute = {"status": {"conditions": [{"type": "Degraded", "status": "True", "reason": reason}]}}
+    assert cannot_wake(chute) is None
