@@ -79,7 +79,11 @@ def one_run(cp: ControlPlane, index: int, work: Path, image: str | None) -> dict
                 pods = items(cp, "pods", namespace, SELECTOR)
                 return [p for p in pods if condition(p, "Ready").get("status") == "True"]
 
-            pod = eventually(serving_pods, what="the Chute's pod Ready", timeout=300)[0]
+            try:
+                pod = eventually(serving_pods, what="the Chute's pod Ready", timeout=300)[0]
+            except AssertionError:
+                print(cp.kubectl("describe", "pods", "-n", namespace, check=False).stdout, flush=True)
+                raise
             if sidecar is not None:
                 key = f"{namespace}/{pod['metadata']['name']}"
                 overrides.write_text(json.dumps({key: f"127.0.0.1:{sidecar.metrics_port}"}))
