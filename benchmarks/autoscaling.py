@@ -69,7 +69,9 @@ def one_run(cp: ControlPlane, index: int, work: Path, image: str | None) -> dict
     run_dir.mkdir()
     sidecar = None if image else LoopbackSidecar(run_dir)
     try:
-        with metrics_api_on_loopback(cp, namespace, run_dir) as (_, overrides):
+        # On the real node the sidecar must be the imported project image.
+        env = {"CHUTE_OPERATOR_SIDECAR_IMAGE": image} if image else {}
+        with metrics_api_on_loopback(cp, namespace, run_dir, **env) as (_, overrides):
             node = cp.real_node_settings.name if cp.real_node_settings else ""
             apply(
                 cp, real_node_chute("bench", image, node) if image else autoscaled_chute("bench"), namespace
