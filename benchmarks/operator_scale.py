@@ -1,7 +1,13 @@
-"""Operator at scale on the local control plane: N Chutes to Ready, memory, writes, restart cost.
+"""Operator at scale on the local control plane: N Chutes to Ready, memory, writes, restart cost,
+against the API server's floor.
+
+The floor, in the same run on the same control plane before the operator starts: the same Chutes
+rendered offline by the project's render function and their children applied with one server-side
+`kubectl apply`, timed to every Deployment available. ``floor_to_operator_ratio`` is the floor's
+time over the operator's (1.0: the operator as fast as the API server allows).
 
 Run: .venv/bin/python benchmarks/operator_scale.py [--chutes 200]
-Writes benchmarks/results/operator.json and prints a Markdown table.
+Writes benchmarks/results/operator.json (operator-<N>.json for other sizes) and prints a Markdown table.
 """
 
 from __future__ import annotations
@@ -22,15 +28,20 @@ from tests.operator_fixtures import OperatorProcess  # noqa: E402
 
 from chute_operator.devcluster.controlplane import ControlPlane  # noqa: E402
 from chute_operator.devcluster.nodes import NodePool  # noqa: E402
+from chute_operator.gpus import builtin_catalog  # noqa: E402
+from chute_operator.render import render  # noqa: E402
+from chute_operator.validation import parse_chute  # noqa: E402
+from chute_operator.workload import RenderOptions  # noqa: E402
 
 NAMESPACE = "bench"
+FLOOR_NAMESPACE = "floor"
 
 
-def _chute(index: int) -> dict[str, Any]:
+def _chute(index: int, namespace: str = NAMESPACE) -> dict[str, Any]:
     return {
         "apiVersion": "chutes.ai/v1alpha1",
         "kind": "Chute",
-        "metadata": {"name": f"bench-{index:04d}", "namespace": NAMESPACE},
+        "metadata": {"name": f"bench-{index:04d}", "namespace": namespace},
         "spec": {
             "image": "ghcr.io/huggingface/text-embeddings-inference:cpu-1.8",
             "template": "tei",
@@ -69,6 +80,40 @@ def _ready_count(cp: ControlPlane) -> int:
     )
 
 
+def _available_deployments(cp: ControlPlane, namespace: str) -> int:
+    items = json.loads(cp.kubectl("get", "deployments", "-n", namespace, "-o", "json").stdout)["items"]
+    return sum(
+        1
+        for item in items
+        if (item.get("status") or {}).get("availableReplicas", 0) >= (item["spec"].get("replicas") or 1)
+    )
+
+
+def _floor(cp: ControlPlane, args: argparse.Namespace, results: dict[str, Any]) -> None:
+    """The API server's floor: the rendered children applied in one server-side apply, to all available."""
+    options = RenderOptions(catalog=builtin_catalog(), sidecar_image="chute-operator:test")
+    manifests = [
+        manifest
+        for i in range(args.chutes)
+        for manifest in render(parse_chute(_chute(i, FLOOR_NAMESPACE)), options)
+        if manifest["kind"] != "ServiceMonitor"  # its API is not installed (the operator skips it too)
+    ]
+    cp.kubectl("create", "namespace", FLOOR_NAMESPACE)
+    started = time.monotonic()
+    cp.kubectl(
+        "apply", "--server-side", "--field-manager=floor", "-f", "-",
+        input="\n---\n".join(json.dumps(m) for m in manifests), timeout=args.timeout,
+    )  # fmt: skip
+    results["floor_seconds_to_apply"] = round(time.monotonic() - started, 1)
+    while _available_deployments(cp, FLOOR_NAMESPACE) < args.chutes:
+        if time.monotonic() - started > args.timeout:
+            raise SystemExit(f"floor: only {_available_deployments(cp, FLOOR_NAMESPACE)} available")
+        time.sleep(1)
+    results["floor_seconds_to_all_available"] = round(time.monotonic() - started, 1)
+    results["floor_objects_applied"] = len(manifests)
+    cp.kubectl("delete", "namespace", FLOOR_NAMESPACE, "--wait=true", timeout=args.timeout)
+
+
 def _measure(
     cp: ControlPlane, operator: OperatorProcess, args: argparse.Namespace, results: dict[str, Any]
 ) -> None:
@@ -84,6 +129,10 @@ def _measure(
             raise SystemExit(f"only {_ready_count(cp)}/{args.chutes} Ready after {args.timeout}s")
         time.sleep(1)
     results["seconds_to_all_ready"] = round(time.monotonic() - started, 1)
+    if "floor_seconds_to_all_available" in results:
+        results["floor_to_operator_ratio"] = round(
+            results["floor_seconds_to_all_available"] / results["seconds_to_all_ready"], 2
+        )
     loaded = _proc(operator.process.pid)
     results["rss_mb_after"] = round(loaded["rss_mb"], 1)
     results["peak_rss_mb"] = round(loaded["peak_rss_mb"], 1)
@@ -121,12 +170,20 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--chutes", type=int, default=200)
     parser.add_argument("--timeout", type=float, default=600)
+    parser.add_argument("--no-floor", action="store_true", help="skip the floor measurement")
     args = parser.parse_args()
     pools = [NodePool("cpu", 2, "bench.cpu", "512", "4Ti", "4Ti", pods=args.chutes + 50)]
-    results: dict[str, Any] = {"chutes": args.chutes, "machine": f"{platform.machine()}, 2 cores"}
+    results: dict[str, Any] = {
+        "chutes": args.chutes,
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "load_average_at_start": [round(x, 1) for x in os.getloadavg()],
+    }
     with ControlPlane(node_pools=pools) as cp:
         cp.kubectl("apply", "--server-side", "-f", str(ROOT / "crds" / "chute.yaml"))
         cp.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/chutes.chutes.ai")
+        if not args.no_floor:
+            _floor(cp, args, results)
         cp.kubectl("create", "namespace", NAMESPACE)
         operator = OperatorProcess(
             cp.kubeconfig, cp.work_dir, "bench", CHUTE_OPERATOR_LOG_LEVEL="WARNING"
@@ -135,7 +192,9 @@ def main() -> int:
             _measure(cp, operator, args, results)
         finally:
             operator.stop()
-    out = ROOT / "benchmarks" / "results" / "operator.json"
+    results["load_average_at_end"] = [round(x, 1) for x in os.getloadavg()]
+    name = "operator.json" if args.chutes == 200 else f"operator-{args.chutes}.json"
+    out = ROOT / "benchmarks" / "results" / name
     out.write_text(json.dumps(results, indent=2) + "\n")
     print("| measure | value |\n| --- | --- |")
     for key, value in results.items():
