@@ -131,8 +131,17 @@ class KubeSource:
         self.holder.update(key, chute_state(self.chutes.get(key), pieces, override))
 
     async def start(self) -> None:
+        """List every Chute and slice once (retrying while the API is not ready), then watch."""
         for namespace in self.namespaces:
-            await self._list(namespace)
+            while True:
+                try:
+                    await self._list(namespace)
+                    break
+                except Exception as error:  # e.g. "storage is (re)initializing" right after a restart
+                    log.warning(
+                        "listing failed, retrying", extra={"namespace": namespace, "error": str(error)}
+                    )
+                    await asyncio.sleep(RELIST_SECONDS)
         self.holder.mark_synced()
         for namespace in self.namespaces:
             self._tasks.append(asyncio.create_task(self._watch(ChuteResource, namespace)))
