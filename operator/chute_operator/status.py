@@ -38,6 +38,8 @@ class PodProblem:
     pod: str
     reason: str
     message: str
+    serving: bool = False
+    """The failure is past: its container serves again (a recent OOM kill), so it is reported only."""
 
 
 @dataclass(frozen=True)
@@ -116,7 +118,10 @@ def _container_problem(name: str, container: dict[str, Any], now: datetime) -> P
         return PodProblem(name, r.IMAGE_PULL_BACK_OFF, f"container {cname}: {detail}")
     if oom_matters(container, now):
         return PodProblem(
-            name, r.OOM_KILLED, f"container {cname} ran out of memory and was killed ({restarts} restarts)"
+            name,
+            r.OOM_KILLED,
+            f"container {cname} ran out of memory and was killed ({restarts} restarts)",
+            serving=bool(container.get("ready")),
         )
     if waiting.get("reason") == "CrashLoopBackOff":
         code = last.get("exitCode", "?")
@@ -157,6 +162,8 @@ class Failure(NamedTuple):
 
     reason: str
     message: str
+    serving: bool = False
+    """Every pod with this problem serves again: report it, but it does not block Ready."""
 
 
 def _summarise(problems: list[PodProblem], total: int) -> Failure | None:
@@ -165,7 +172,8 @@ def _summarise(problems: list[PodProblem], total: int) -> Failure | None:
         return None
     worst = max(failures, key=lambda p: SEVERITY[p.reason])
     count = Counter(p.reason for p in failures)[worst.reason]
-    return Failure(worst.reason, f"{count} of {total} pods: {worst.pod}: {worst.message}")
+    serving = all(p.serving for p in failures if p.reason == worst.reason)
+    return Failure(worst.reason, f"{count} of {total} pods: {worst.pod}: {worst.message}", serving)
 
 
 # What the conditions are decided from
@@ -349,7 +357,8 @@ def _not_ready(cause: Observed) -> Observed:
 def _no_failure_needs_a_person(parts: Parts, facts: Facts) -> Observed | None:
     """Bad input, a refused apply, a crashing or unpullable pod, a stalled rollout."""
     degraded = parts.degraded
-    needs_a_person = degraded.status == "True" and degraded.reason not in r.SERVING_DESPITE
+    past = facts.failure is not None and facts.failure.serving and facts.failure.reason == degraded.reason
+    needs_a_person = degraded.status == "True" and degraded.reason not in r.SERVING_DESPITE and not past
     return _not_ready(degraded) if needs_a_person else None
 
 

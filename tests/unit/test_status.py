@@ -241,6 +241,19 @@ def test_a_recent_oom_is_reported_even_when_the_container_serves_again() -> None
     assert _condition(_status(_deployment(), pods), "Degraded") == ("True", "OOMKilled")
 
 
+def test_a_recent_oom_of_a_container_that_serves_again_leaves_the_chute_ready() -> None:
+    # Reported while recent (Degraded), but a model that was killed, restarted and serves is no failure.
+    pods = [_running("a", True), _recovered_from_oom("b", ready=True, killed_seconds_ago=60)]
+    status = _status(_deployment(), pods)
+    assert _condition(status, "Ready") == ("True", "Serving")
+    assert _condition(status, "Degraded") == ("True", "OOMKilled")
+
+
+def test_an_oom_killed_container_not_serving_yet_makes_the_chute_not_ready() -> None:
+    pods = [_running("a", True), _recovered_from_oom("b", ready=False, killed_seconds_ago=60)]
+    assert _condition(_status(_deployment(ready=1), pods), "Ready") == ("False", "OOMKilled")
+
+
 def test_an_old_oom_is_reported_while_the_container_is_not_ready() -> None:
     pods = [_running("a", True), _recovered_from_oom("b", ready=False, killed_seconds_ago=86400)]
     status = _status(_deployment(ready=1), pods)
