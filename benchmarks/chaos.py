@@ -171,7 +171,9 @@ def _doc(results: dict[str, Any]) -> str:
         "",
         f"Written by `benchmarks/chaos.py` from `benchmarks/results/chaos.json` ({results['date']}, "
         f"{results['machine']}, load average at the start {results['load_average_at_start']}).",
-        "Scenarios in `tests/faults.py`; quick versions run in `tests/e2e/test_faults.py`.",
+        "Scenarios in `tests/faults.py`; smaller versions are the tests in `tests/e2e/test_faults.py` "
+        "(marker `faults`, minutes each, left out of the default `scripts/test` run: "
+        "`scripts/test -m faults`).",
         "",
         "Reproduce:",
         "",
@@ -179,7 +181,7 @@ def _doc(results: dict[str, Any]) -> str:
         f".venv/bin/python benchmarks/chaos.py --operations {results['args']['operations']} "
         f"--kills {results['args']['kills']} --failovers {results['args']['failovers']} "
         f"--throttled-chutes {results['args']['throttled_chutes']} --seed {results['args']['seed']}",
-        ".venv/bin/pytest tests/e2e/test_faults.py",
+        "scripts/test -m faults",
         "```",
         "",
         "## kill -9 during churn",

@@ -24,7 +24,7 @@ from tests.faults import (
 )
 from tests.operator_fixtures import ROOT, OperatorProcess
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.faults]
 NAMESPACE = "chaos"
 
 
