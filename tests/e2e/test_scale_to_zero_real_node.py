@@ -21,7 +21,8 @@ from chute_operator.devcluster.realnode_config import RealNodeSettings
 from tests.kube_helpers import eventually
 from tests.scale_to_zero_harness import run
 
-pytestmark = [pytest.mark.realnode, pytest.mark.timeout(1500)]
+# Its own cluster needs the machine's one real node, which the session cluster holds in a default run.
+pytestmark = [pytest.mark.realnode, pytest.mark.own_cluster, pytest.mark.timeout(1500)]
 
 LOAD_SECONDS = 5.0
 CRD = Path(__file__).resolve().parents[2] / "crds" / "chute.yaml"
