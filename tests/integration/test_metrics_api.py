@@ -26,13 +26,6 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def sidecar(tmp_path: Path) -> Iterator[LoopbackSidecar]:
-    process = LoopbackSidecar(tmp_path)
-    yield process
-    process.stop()
-
-
-@pytest.fixture
 def metrics_operator(
     control_plane: Any, chute_crd: Path, namespace: str, tmp_path: Path
 ) -> Iterator[tuple[OperatorProcess, Path]]:

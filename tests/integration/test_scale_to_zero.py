@@ -71,13 +71,6 @@ def _activator_service(cp: Any, namespace: str) -> None:
 
 
 @pytest.fixture
-def sidecar(tmp_path: Path) -> Iterator[LoopbackSidecar]:
-    process = LoopbackSidecar(tmp_path)
-    yield process
-    process.stop()
-
-
-@pytest.fixture
 def zero_operator(
     control_plane: Any, chute_crd: Path, namespace: str, tmp_path: Path
 ) -> Iterator[tuple[OperatorProcess, Path]]:
