@@ -35,6 +35,9 @@ from chute_operator.workload import RenderOptions  # noqa: E402
 
 NAMESPACE = "bench"
 FLOOR_NAMESPACE = "floor"
+WRITE_KINDS = ("Deployment", "Service", "HorizontalPodAutoscaler", "NetworkPolicy", "Chute/status", "Event")
+SPEC_CHANGES = 50  # Chutes patched one at a time for the spec -> Deployment latency
+SPEC_CHANGE_LIMIT = 10.0
 
 
 def _chute(index: int, namespace: str = NAMESPACE) -> dict[str, Any]:
@@ -114,6 +117,42 @@ def _floor(cp: ControlPlane, args: argparse.Namespace, results: dict[str, Any]) 
     cp.kubectl("delete", "namespace", FLOOR_NAMESPACE, "--wait=true", timeout=args.timeout)
 
 
+def _deployment_generation(cp: ControlPlane, name: str) -> int:
+    jsonpath = "-o=jsonpath={.metadata.generation}"
+    return int(cp.kubectl("get", "deployment", name, "-n", NAMESPACE, jsonpath).stdout or 0)
+
+
+def _spec_change_latency(
+    cp: ControlPlane, operator: OperatorProcess, args: argparse.Namespace, results: dict[str, Any]
+) -> None:
+    """Patch SPEC_CHANGES Chutes one at a time (a new image tag) while all exist; time each from the
+    patch to its Deployment's next generation (polled every 50 ms through kubectl, so each figure
+    includes up to one kubectl round trip). A change not seen within SPEC_CHANGE_LIMIT counts as missed."""
+    latencies, missed = [], []
+    for i in range(min(SPEC_CHANGES, args.chutes)):
+        name = f"bench-{i * max(1, args.chutes // SPEC_CHANGES):04d}"
+        before = _deployment_generation(cp, name)
+        patch = json.dumps({"spec": {"image": "ghcr.io/huggingface/text-embeddings-inference:cpu-1.9"}})
+        started = time.monotonic()
+        cp.kubectl("patch", "chute", name, "-n", NAMESPACE, "--type=merge", "-p", patch)
+        while _deployment_generation(cp, name) == before and time.monotonic() - started < SPEC_CHANGE_LIMIT:
+            time.sleep(0.05)
+        if _deployment_generation(cp, name) == before:
+            missed.append(name)
+        else:
+            latencies.append(time.monotonic() - started)
+    if missed:
+        print(f"spec changes not in the Deployment within {SPEC_CHANGE_LIMIT}s: {missed}", file=sys.stderr)
+        print(operator.log_tail(60), file=sys.stderr)
+    results["spec_changes_measured"] = len(latencies)
+    results["spec_changes_missed"] = len(missed)
+    if latencies:
+        latencies.sort()
+        p99 = latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))]
+        results["spec_to_deployment_p50_seconds"] = round(latencies[len(latencies) // 2], 2)
+        results["spec_to_deployment_p99_seconds"] = round(p99, 2)
+
+
 def _measure(
     cp: ControlPlane, operator: OperatorProcess, args: argparse.Namespace, results: dict[str, Any]
 ) -> None:
@@ -124,9 +163,11 @@ def _measure(
     documents = "\n---\n".join(json.dumps(_chute(i)) for i in range(args.chutes))
     started = time.monotonic()
     cp.kubectl("apply", "-f", "-", input=documents, timeout=300)
+    peak_queue = 0.0
     while _ready_count(cp) < args.chutes:
         if time.monotonic() - started > args.timeout:
             raise SystemExit(f"only {_ready_count(cp)}/{args.chutes} Ready after {args.timeout}s")
+        peak_queue = max(peak_queue, operator.metric("chute_operator_queue_depth"))
         time.sleep(1)
     results["seconds_to_all_ready"] = round(time.monotonic() - started, 1)
     if "floor_seconds_to_all_available" in results:
@@ -139,6 +180,11 @@ def _measure(
     results["operator_cpu_seconds"] = round(loaded["cpu_seconds"] - idle["cpu_seconds"], 1)
     results["writes_to_ready"] = operator.metric("chute_operator_api_writes_total")
     results["writes_per_chute"] = round(results["writes_to_ready"] / args.chutes, 2)
+    results["writes_per_chute_by_kind"] = {
+        kind: round(operator.metric("chute_operator_api_writes_total", kind=kind) / args.chutes, 2)
+        for kind in WRITE_KINDS
+    }
+    results["peak_queue_depth_sampled"] = peak_queue
     reconciles = operator.metric("chute_operator_reconcile_duration_seconds_count")
     results["reconciles_to_ready"] = reconciles
     results["mean_reconcile_ms"] = round(
@@ -153,17 +199,13 @@ def _measure(
     time.sleep(5)
     results["writes_after_restart"] = operator.metric("chute_operator_api_writes_total")
     results["writes_after_restart_by_kind"] = {
-        kind: operator.metric("chute_operator_api_writes_total", kind=kind)
-        for kind in (
-            "Deployment",
-            "Service",
-            "HorizontalPodAutoscaler",
-            "NetworkPolicy",
-            "Chute/status",
-            "Event",
-        )
+        kind: operator.metric("chute_operator_api_writes_total", kind=kind) for kind in WRITE_KINDS
     }
     results["rss_mb_after_restart"] = round(_proc(operator.process.pid)["rss_mb"], 1)
+    _spec_change_latency(
+        cp, operator, args, results
+    )  # after the restart's zero-write check: rollouts write status
+    results["peak_rss_mb_restarted_operator"] = round(_proc(operator.process.pid)["peak_rss_mb"], 1)
 
 
 def main() -> int:
@@ -171,6 +213,9 @@ def main() -> int:
     parser.add_argument("--chutes", type=int, default=200)
     parser.add_argument("--timeout", type=float, default=600)
     parser.add_argument("--no-floor", action="store_true", help="skip the floor measurement")
+    parser.add_argument(
+        "--results", help="results file name (default: operator.json for 200, else operator-<N>.json)"
+    )
     args = parser.parse_args()
     pools = [NodePool("cpu", 2, "bench.cpu", "512", "4Ti", "4Ti", pods=args.chutes + 50)]
     results: dict[str, Any] = {
@@ -193,7 +238,7 @@ def main() -> int:
         finally:
             operator.stop()
     results["load_average_at_end"] = [round(x, 1) for x in os.getloadavg()]
-    name = "operator.json" if args.chutes == 200 else f"operator-{args.chutes}.json"
+    name = args.results or ("operator.json" if args.chutes == 200 else f"operator-{args.chutes}.json")
     out = ROOT / "benchmarks" / "results" / name
     out.write_text(json.dumps(results, indent=2) + "\n")
     print("| measure | value |\n| --- | --- |")

@@ -1,5 +1,9 @@
 """kopf wiring: watch Chutes and their children, hand every event to the controller. Nothing else.
 
+The event handlers are coroutines: kopf runs a plain function in a thread pool, and the store and
+the work queue are the event loop's alone (a key queued from another thread woke no worker until
+something else woke the loop: seconds from a spec change to its reconcile).
+
 Only event-watching handlers are registered: kopf writes nothing to the objects (no finalizers,
 no diff-base annotations), so an unchanged Chute costs zero writes.
 """
@@ -84,7 +88,7 @@ def leader(memo: kopf.Memo, **_: Any) -> bool:
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
-def chute_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+async def chute_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
     memo["controller"].observe("Chute", event.get("type"), dict(event["object"]))
 
 
@@ -92,7 +96,7 @@ def _watch_child(kind: str, group: str, version: str, plural: str) -> None:
     resource = (f"{group}/{version}" if group else version, plural)
 
     @kopf.on.event(*resource, labels={"app.kubernetes.io/managed-by": MANAGED_BY}, id=f"child-{kind}")
-    def child_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    async def child_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
         memo["controller"].observe(kind, event.get("type"), dict(event["object"]))
 
 

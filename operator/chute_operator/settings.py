@@ -59,7 +59,7 @@ class Settings:
     lease_duration_seconds: float = 15.0
     lease_renew_seconds: float = 2.0
     identity: str = field(default_factory=lambda: f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}")
-    workers: int = 4
+    workers: int = 16
     resync_seconds: float = 600.0
     monitoring_recheck_seconds: float = 60.0
     """How often to look again for the ServiceMonitor API while it is missing."""
