@@ -27,7 +27,7 @@ def pod(
     node: str = "real-1",
     ready: bool = True,
     ip: str | None = "127.0.0.1",
-    ports: tuple[tuple[str, int], ...] = (("http", 8080), ("admin", 9090)),
+    ports: tuple[tuple[str, int], ...] = (("http", 8080), ("metrics", 9090), ("admin", 9091)),
     deleting: bool = False,
 ) -> dict[str, Any]:
     meta: dict[str, Any] = {"namespace": "ns", "name": name}
@@ -66,9 +66,10 @@ def test_ready_pod_on_a_real_node_is_read_at_its_sidecar_port() -> None:
     assert skipped == {}
 
 
-def test_metrics_port_is_preferred_over_admin() -> None:
-    ports = (("http", 8080), ("probes", 9090), ("metrics", 9091))
+def test_only_the_metrics_port_is_read_never_admin() -> None:
+    ports = (("http", 8080), ("admin", 9090), ("metrics", 9091))
     assert metrics_port(pod("a", ports=ports)) == 9091
+    assert metrics_port(pod("a", ports=(("http", 8080), ("admin", 9091)))) is None
     assert metrics_port(pod("a", ports=(("http", 8080),))) is None
 
 

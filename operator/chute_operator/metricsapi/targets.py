@@ -13,8 +13,8 @@ from typing import Any
 
 from chute_operator.workload import SIDECAR_NAME
 
-METRICS_PORT_NAMES = ("metrics", "admin")
-"""Names of the sidecar container port that serves ``/_conn_stats``, in order of preference."""
+METRICS_PORT_NAME = "metrics"
+"""Name of the sidecar port serving ``/_conn_stats`` (never ``admin``: probes and drain only)."""
 SIMULATED_NODE_ANNOTATION = "kwok.x-k8s.io/node"
 SIMULATED_NODE_LABELS = (("chutes.ai/simulated", "true"), ("type", "kwok"))
 """Labels of simulated nodes (the local cluster's own, and kwok's convention)."""
@@ -61,9 +61,9 @@ def metrics_port(pod: Mapping[str, Any]) -> int | None:
         if container.get("name") != SIDECAR_NAME:
             continue
         ports = {p.get("name"): p.get("containerPort") for p in container.get("ports") or []}
-        for name in METRICS_PORT_NAMES:
-            if isinstance(ports.get(name), int):
-                return int(ports[name])
+        port = ports.get(METRICS_PORT_NAME)
+        if isinstance(port, int):
+            return port
     return None
 
 
