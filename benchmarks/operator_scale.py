@@ -146,6 +146,7 @@ def _spec_change_latency(
         print(operator.log_tail(60), file=sys.stderr)
     results["spec_changes_measured"] = len(latencies)
     results["spec_changes_missed"] = len(missed)
+    results["spec_change_limit_seconds"] = SPEC_CHANGE_LIMIT
     if latencies:
         latencies.sort()
         p99 = latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))]

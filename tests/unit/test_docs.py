@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from pathlib import Path
 
 import yaml
@@ -77,3 +78,11 @@ def test_image_build_figures_are_the_results_file() -> None:
         first, rebuild = measured["first_build_seconds"], measured["rebuild_median_seconds"]
         assert f"| `{driver}` | {first:.0f} s | {rebuild:.0f} s (" in doc
         assert f"| {measured['buildah_storage_bytes_after'] / 1e9:.2f} GB |" in doc
+
+
+def test_operator_scale_table_is_the_results_files() -> None:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from operator_table import table
+
+    doc = (ROOT / "docs" / "benchmarks" / "operator.md").read_text()
+    assert table() in doc
