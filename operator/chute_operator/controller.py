@@ -65,7 +65,9 @@ class Controller:
         return self.elector is None or self.elector.is_leader
 
     def observe(self, kind: str, event_type: str | None, obj: dict[str, Any]) -> None:
-        """Record a watch event and queue the Chute it concerns."""
+        """Record a watch event and queue the Chute it concerns: at once for the Chute's own events,
+        after ``child_event_delay_seconds`` for a child's or a pod's (the burst of events of a pod
+        starting is then one reconcile, not one each)."""
         if event_type == "DELETED":
             self.store.remove(kind, key_of(obj), (obj.get("metadata") or {}).get("uid"))
         else:
@@ -75,7 +77,7 @@ class Controller:
             return
         owner = chute_of(obj)
         if owner:
-            self.queue.add((key_of(obj)[0], owner))
+            self.queue.add_after((key_of(obj)[0], owner), self.settings.child_event_delay_seconds)
 
     async def relist(self) -> None:
         """One LIST per watched kind, and the store made to agree with it: objects whose DELETED
@@ -183,6 +185,10 @@ class Controller:
             finally:
                 self.queue.done(key)
                 self.metrics.queue_depth.set(len(self.queue))
+            # A reconcile that changes nothing awaits nothing, and a queue that is not empty hands out
+            # the next key without suspending: without this, one worker would run every queued reconcile
+            # in one go while the watch streams (kopf, on this same event loop) go unread.
+            await asyncio.sleep(0)
 
     async def _reconcile(self, key: Key) -> None:
         if not self.is_leader():

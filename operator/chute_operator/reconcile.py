@@ -13,7 +13,7 @@ from typing import Any
 
 from chute_operator.api import reasons
 from chute_operator.conditions import find
-from chute_operator.drift import drifted, stamped
+from chute_operator.drift import drifted
 from chute_operator.gpus import NoEligibleGpu
 from chute_operator.kube import (
     ApiFailure,
@@ -26,7 +26,7 @@ from chute_operator.kube import (
     error_message,
 )
 from chute_operator.metrics import OperatorMetrics
-from chute_operator.render import render_workload
+from chute_operator.render import DesiredManifests
 from chute_operator.rollout import observe
 from chute_operator.settled import SettledTemplates
 from chute_operator.status import Observation, compute_status, status_changed
@@ -135,6 +135,7 @@ class Reconciler:
         self.may_write = may_write
         self.monitoring = MonitoringProbe(api)
         self.settled_templates = SettledTemplates()
+        self.desired = DesiredManifests()
         self.idle_seconds: Callable[[str, str], float | None] = lambda namespace, pod: None
         """How long a pod's sidecar has served nothing (the metrics API's readings); None: unknown."""
         self.activator: Activator | None = None
@@ -151,6 +152,7 @@ class Reconciler:
             gone = self.store.get("Deployment", key)
             if gone:
                 self.settled_templates.forget(str(gone["metadata"].get("uid", "")))
+            self.desired.forget(key)
             return  # children go by garbage collection
         self._check_leader()
         uid = chute["metadata"].get("uid")
@@ -165,7 +167,7 @@ class Reconciler:
         outcome = Outcome()
         unserved = False
         if workload is not None:
-            desired = [stamped(manifest) for manifest in render_workload(workload)]
+            desired = self.desired.of(key, workload)
             served = await self._without_unserved(chute, desired)
             outcome = await self._apply(chute, uid, served)
             unserved = len(served) < len(desired) or outcome.unserved

@@ -60,6 +60,10 @@ class Settings:
     lease_renew_seconds: float = 2.0
     identity: str = field(default_factory=lambda: f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}")
     workers: int = 16
+    child_event_delay_seconds: float = 0.5
+    """A Chute is reconciled this long after the first event of one of its children or pods (the events
+    meanwhile wait with it): a pod's start is a burst of events, one reconcile sees them all. A
+    Chute's own events are not delayed."""
     resync_seconds: float = 600.0
     monitoring_recheck_seconds: float = 60.0
     """How often to look again for the ServiceMonitor API while it is missing."""
@@ -155,6 +159,9 @@ class Settings:
             lease_renew_seconds=float(_env("LEASE_RENEW_SECONDS", str(default.lease_renew_seconds))),
             identity=_env("IDENTITY", os.environ.get("POD_NAME", default.identity)),
             workers=int(_env("WORKERS", str(default.workers))),
+            child_event_delay_seconds=float(
+                _env("CHILD_EVENT_DELAY_SECONDS", str(default.child_event_delay_seconds))
+            ),
             resync_seconds=float(_env("RESYNC_SECONDS", str(default.resync_seconds))),
             monitoring_recheck_seconds=float(
                 _env("MONITORING_RECHECK_SECONDS", str(default.monitoring_recheck_seconds))

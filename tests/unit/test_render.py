@@ -17,11 +17,12 @@ from hypothesis import strategies as st
 
 from chute_operator.api import TEMPLATES, Chute
 from chute_operator.api.spec import RESERVED_PORTS
+from chute_operator.drift import stamped
 from chute_operator.engines import ENGINES
 from chute_operator.gpus import NoEligibleGpu, builtin_catalog
-from chute_operator.render import render
+from chute_operator.render import DesiredManifests, render, render_workload
 from chute_operator.validation import InvalidChute, parse_chute
-from chute_operator.workload import ADMIN_PORT, METRICS_PORT, SIDECAR_PORT, RenderOptions
+from chute_operator.workload import ADMIN_PORT, METRICS_PORT, SIDECAR_PORT, RenderOptions, resolve
 from tests.invalid_chutes import BASE, INVALID, chute_with
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -393,3 +394,25 @@ def test_any_valid_spec_renders_valid_objects(spec: dict[str, Any]) -> None:
     kinds = _by_kind(manifests)
     assert ("HorizontalPodAutoscaler" in kinds) == (spec["minInstances"] < spec["maxInstances"])
     assert ("egress" in kinds["NetworkPolicy"]["spec"]) == (not spec["allowExternalEgress"])
+
+
+def test_desired_manifests_render_again_only_when_the_workload_changes() -> None:
+    """Rendering was most of the CPU of a reconcile that changes nothing (docs/benchmarks/operator.md)."""
+    desired = DesiredManifests()
+    workload = resolve(_chute(), OPTIONS)
+    first = desired.of(("models", "a"), workload)
+    assert first == [stamped(m) for m in render_workload(workload)]
+    first[0]["metadata"]["name"] = "changed by a caller"
+    assert desired.of(("models", "a"), resolve(_chute(), OPTIONS)) == [
+        stamped(m) for m in render_workload(workload)
+    ]
+    assert desired.renders == 1
+    changed = resolve(_chute(image="vllm/vllm-openai:v0.11.0"), OPTIONS)
+    assert (
+        _by_kind(desired.of(("models", "a"), changed))["Deployment"]
+        == _by_kind([stamped(m) for m in render_workload(changed)])["Deployment"]
+    )
+    assert desired.renders == 2
+    desired.forget(("models", "a"))
+    desired.of(("models", "a"), changed)
+    assert desired.renders == 3
