@@ -419,8 +419,21 @@ class Reconciler:
                 continue  # monitoring working from the start is not news
             if kind == reasons.AUTOSCALING and not before and after["status"] != "False":
                 continue  # nor is an autoscaler that starts pending or working
+            if (
+                kind == reasons.AUTOSCALING
+                and before.get("reason") == reasons.AUTOSCALER_PENDING
+                and after["reason"] == reasons.SCALING_ACTIVE
+            ):
+                continue  # nor one that, once a replica is ready, starts working as it should
             if kind == reasons.READY and after["reason"] in (reasons.CHILD_CONFLICT, reasons.APPLY_FAILED):
                 continue  # each conflict and failure has its own event (_report)
+            if (
+                kind == reasons.READY
+                and after["status"] != "True"
+                and after["reason"] in reasons.PROGRESS_REASONS
+            ):
+                continue  # on its way up (Creating, RollingOut, ModelLoading...): the status shows each
+                # step; the Applied event said what started it and the Ready event says it arrived
             quiet = after["status"] == "True" or after["reason"] in QUIET_REASONS
             reason = kind if after["status"] == "True" else after["reason"]
             await self._event(chute, "Normal" if quiet else "Warning", reason, after["message"] or reason)

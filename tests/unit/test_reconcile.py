@@ -1,0 +1,165 @@
+"""The reconciler against a fake API: what it writes on the way from a new Chute to Ready, and after."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from chute_operator.gpus import builtin_catalog
+from chute_operator.metrics import OperatorMetrics
+from chute_operator.reconcile import Reconciler
+from chute_operator.store import Store
+from chute_operator.workload import RenderOptions
+
+KEY = ("ns", "a")
+
+
+class FakeApi:
+    """Records writes; an applied object is stored as sent, with a uid and a resourceVersion."""
+
+    field_manager = "chute-operator"
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.version = 100
+        self.writes: list[tuple[str, str]] = []
+        self.events: list[tuple[str, str]] = []
+
+    def _next(self) -> str:
+        self.version += 1
+        return str(self.version)
+
+    async def apply(self, manifest: dict[str, Any], field_manager: str | None = None) -> dict[str, Any]:
+        self.writes.append(("apply", manifest["kind"]))
+        stored = copy.deepcopy(manifest)
+        stored["metadata"].update(uid=f"uid-{manifest['kind']}", resourceVersion=self._next(), generation=1)
+        return stored
+
+    async def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        return None
+
+    async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
+        self.writes.append(("patch", "Chute/status"))
+        chute = copy.deepcopy(self.store.get("Chute", (namespace, name)) or {})
+        chute["status"] = status
+        chute["metadata"]["resourceVersion"] = self._next()
+        return chute
+
+    async def event(self, chute: dict[str, Any], kind: str, reason: str, message: str) -> None:
+        self.writes.append(("create", "Event"))
+        self.events.append((kind, reason))
+
+    async def delete(self, kind: str, namespace: str, name: str) -> None:
+        self.writes.append(("delete", kind))
+
+    async def service_monitors_served(self) -> bool:
+        return False
+
+
+def _chute() -> dict[str, Any]:
+    return {
+        "apiVersion": "chutes.ai/v1alpha1",
+        "kind": "Chute",
+        "metadata": {"name": "a", "namespace": "ns", "uid": "u", "generation": 1, "resourceVersion": "1"},
+        "spec": {
+            "image": "ghcr.io/huggingface/text-embeddings-inference:cpu-1.8",
+            "template": "tei",
+            "model": {"name": "sentence-transformers/all-MiniLM-L6-v2"},
+            "nodeSelector": {"gpuCount": 0},
+            "minInstances": 1,
+            "maxInstances": 2,
+            "monitoring": {"serviceMonitor": False},
+        },
+    }
+
+
+def _setup() -> tuple[Reconciler, FakeApi, Store]:
+    store = Store()
+    api = FakeApi(store)
+    options = RenderOptions(catalog=builtin_catalog(), sidecar_image="chute-operator:test")
+    reconciler = Reconciler(api, store, options, OperatorMetrics(), lambda: True)  # type: ignore[arg-type]
+    store.put("Chute", _chute())
+    return reconciler, api, store
+
+
+def _pod(state: dict[str, Any], ready: bool) -> dict[str, Any]:
+    labels = {"chutes.ai/chute": "a", "app.kubernetes.io/managed-by": "chute-operator"}
+    return {
+        "metadata": {
+            "name": "a-1",
+            "namespace": "ns",
+            "uid": "p",
+            "resourceVersion": "500",
+            "labels": labels,
+        },
+        "status": {
+            "phase": "Running",
+            "conditions": [
+                {"type": "PodScheduled", "status": "True"},
+                {"type": "Ready", "status": "True" if ready else "False"},
+            ],
+            "containerStatuses": [
+                {"name": "model", "started": ready, "ready": ready, "restartCount": 0, "state": state}
+            ],
+        },
+    }
+
+
+def _rolled_out(store: Store, available: int) -> None:
+    deployment = copy.deepcopy(store.get("Deployment", KEY))
+    assert deployment is not None
+    deployment["metadata"]["resourceVersion"] = "400"
+    deployment["status"] = {
+        "observedGeneration": 1,
+        "replicas": 1,
+        "updatedReplicas": 1,
+        "readyReplicas": available,
+        "availableReplicas": available,
+    }
+    store.put("Deployment", deployment)
+    hpa = copy.deepcopy(store.get("HorizontalPodAutoscaler", KEY))
+    assert hpa is not None
+    hpa["metadata"]["resourceVersion"] = "401"
+    hpa["status"] = {
+        "currentReplicas": 1,
+        "desiredReplicas": 1,
+        "conditions": [
+            {"type": "AbleToScale", "status": "True", "reason": "ReadyForNewScale", "message": "ok"},
+            {"type": "ScalingActive", "status": "True", "reason": "ValidMetricFound", "message": "ok"},
+        ],
+    }
+    store.put("HorizontalPodAutoscaler", hpa)
+
+
+async def test_a_new_chute_on_its_way_to_ready_records_two_events_applied_and_ready() -> None:
+    """Each step on the way up (RollingOut, ModelLoading, NoReplicasReady) is in the status; as Events
+    they were over half of all the operator's writes (4.42 Events per Chute at 200 Chutes)."""
+    reconciler, api, store = _setup()
+    await reconciler.reconcile(KEY)
+    assert ("apply", "Deployment") in api.writes
+    store.put("Pod", _pod({"running": {}}, ready=False))
+    await reconciler.reconcile(KEY)  # the model loads
+    _rolled_out(store, available=0)
+    await reconciler.reconcile(KEY)  # rolled out, no replica ready yet
+    pod = _pod({"running": {}}, ready=True)
+    pod["metadata"]["resourceVersion"] = "501"
+    store.put("Pod", pod)
+    _rolled_out(store, available=1)
+    await reconciler.reconcile(KEY)
+    ready = [c for c in store.get("Chute", KEY)["status"]["conditions"] if c["type"] == "Ready"]  # type: ignore[index]
+    assert (ready[0]["status"], ready[0]["reason"]) == ("True", "Serving")
+    assert api.events == [("Normal", "Applied"), ("Normal", "Ready")]
+
+    before = len(api.writes)
+    await reconciler.reconcile(KEY)
+    assert api.writes[before:] == []  # nothing changed, nothing written
+    assert reconciler.desired.renders == 1
+
+
+async def test_a_failing_pod_is_still_a_warning_event() -> None:
+    reconciler, api, store = _setup()
+    await reconciler.reconcile(KEY)
+    crashing = {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off"}}
+    store.put("Pod", _pod(crashing, ready=False))
+    await reconciler.reconcile(KEY)
+    assert ("Warning", "CrashLoopBackOff") in api.events
