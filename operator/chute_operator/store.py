@@ -25,11 +25,13 @@ class Store:
         self._by_chute: dict[str, dict[Key, set[Key]]] = defaultdict(lambda: defaultdict(set))
 
     def put(self, kind: str, obj: dict[str, Any]) -> None:
-        """Remember ``obj`` unless we already hold a newer version of it."""
+        """Remember ``obj`` unless we already hold a newer version of it (without what no reader needs:
+        see :func:`slim`)."""
         key = key_of(obj)
         known = self._objects[kind].get(key)
         if known is not None and _older(obj, known):
             return
+        obj = slim(kind, obj)
         self._unindex(kind, key, known)
         self._objects[kind][key] = obj
         owner = chute_of(obj)
@@ -78,6 +80,20 @@ class Store:
         """Objects of this kind labelled as belonging to the Chute (an index lookup, not a scan)."""
         objects = self._objects[kind]
         return [objects[key] for key in self._by_chute[kind].get(chute, ())]
+
+
+def slim(kind: str, obj: dict[str, Any]) -> dict[str, Any]:
+    """``obj`` without its managedFields, the largest part of most objects, which only one reader
+    needs: whether the operator applied a Deployment's replicas (reconcile.owns_replicas), which
+    only Apply entries tell. The object itself is not changed (a watch event's body is shared)."""
+    metadata = obj.get("metadata")
+    if not metadata or "managedFields" not in metadata:
+        return obj
+    kept = [entry for entry in metadata["managedFields"] or [] if entry.get("operation") == "Apply"]
+    slimmed = {k: v for k, v in metadata.items() if k != "managedFields"}
+    if kind == "Deployment" and kept:
+        slimmed["managedFields"] = kept
+    return {**obj, "metadata": slimmed}
 
 
 def chute_of(obj: dict[str, Any]) -> str | None:

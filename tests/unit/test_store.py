@@ -86,3 +86,24 @@ def test_a_relist_limited_to_namespaces_leaves_the_others_alone() -> None:
     store.replace("Pod", [], "10", namespaces=("ns",))
     assert store.get("Pod", ("ns", "a-1")) is None
     assert store.get("Pod", ("elsewhere", "x-1")) is not None
+
+
+def test_managed_fields_are_not_kept_except_a_deployments_applied_ones() -> None:
+    """managedFields are most of a Pod's size in memory; only owns_replicas reads them (Deployments,
+    Apply entries)."""
+    store = Store()
+    fields = [
+        {"manager": "kubelet", "operation": "Update", "fieldsV1": {"f:status": {}}},
+        {"manager": "chute-operator", "operation": "Apply", "fieldsV1": {"f:spec": {"f:replicas": {}}}},
+    ]
+    pod = _pod("a-1", "a")
+    pod["metadata"]["managedFields"] = fields
+    store.put("Pod", pod)
+    assert "managedFields" not in store.get("Pod", ("ns", "a-1"))["metadata"]  # type: ignore[index]
+    assert pod["metadata"]["managedFields"] == fields  # the watch event's body is left alone
+    deployment = _pod("a", "a")
+    deployment["metadata"]["managedFields"] = fields
+    store.put("Deployment", deployment)
+    kept = store.get("Deployment", ("ns", "a"))["metadata"]["managedFields"]  # type: ignore[index]
+    assert [entry["manager"] for entry in kept] == ["chute-operator"]
+    assert [p["metadata"]["name"] for p in store.children("Pod", ("ns", "a"))] == ["a-1"]
