@@ -38,6 +38,8 @@ FLOOR_NAMESPACE = "floor"
 WRITE_KINDS = ("Deployment", "Service", "HorizontalPodAutoscaler", "NetworkPolicy", "Chute/status", "Event")
 SPEC_CHANGES = 50  # Chutes patched one at a time for the spec -> Deployment latency
 SPEC_CHANGE_LIMIT = 10.0
+QUIET_SECONDS = 16.0
+"""Before the restart, the operator must have written nothing for this long (an HPA syncs every 15 s)."""
 
 
 def _chute(index: int, namespace: str = NAMESPACE) -> dict[str, Any]:
@@ -154,6 +156,22 @@ def _spec_change_latency(
         results["spec_to_deployment_p99_seconds"] = round(p99, 2)
 
 
+def _quiet(operator: OperatorProcess, still: float = QUIET_SECONDS, limit: float = 120) -> float:
+    """Seconds until the operator has written nothing for ``still`` seconds (at most ``limit``).
+
+    All Ready is not the end of the writes: each HPA's first sync (up to 15 s after it appears) gives
+    its Chute an Autoscaling condition. The restart's zero-write check starts from a quiet operator,
+    or it would count those."""
+    started = time.monotonic()
+    last, since = operator.metric("chute_operator_api_writes_total"), time.monotonic()
+    while time.monotonic() - since < still and time.monotonic() - started < limit:
+        time.sleep(0.5)
+        now = operator.metric("chute_operator_api_writes_total")
+        if now != last:
+            last, since = now, time.monotonic()
+    return round(time.monotonic() - started - still, 1)
+
+
 def _measure(
     cp: ControlPlane, operator: OperatorProcess, args: argparse.Namespace, results: dict[str, Any]
 ) -> None:
@@ -188,8 +206,13 @@ def _measure(
     results["peak_queue_depth_sampled"] = peak_queue
     reconciles = operator.metric("chute_operator_reconcile_duration_seconds_count")
     results["reconciles_to_ready"] = reconciles
+    results["reconciles_per_chute"] = round(reconciles / args.chutes, 2)
     results["mean_reconcile_ms"] = round(
         1000 * operator.metric("chute_operator_reconcile_duration_seconds_sum") / max(reconciles, 1), 2
+    )
+    results["seconds_to_quiet_after_ready"] = _quiet(operator)
+    results["writes_after_ready_to_quiet"] = (
+        operator.metric("chute_operator_api_writes_total") - (results["writes_to_ready"])
     )
     operator.stop()
     restarted = time.monotonic()

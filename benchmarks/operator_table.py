@@ -40,15 +40,16 @@ def _spec(run: dict[str, Any]) -> str:
 def table() -> str:
     rows = [
         "| Chutes (results file, run date) | floor / operator to all Ready | ratio | writes per Chute "
-        "| operator CPU "
+        "| reconciles per Chute | operator CPU "
         "| peak RSS | restart: time / writes / RSS | p99 spec -> Deployment | load average start -> end |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name, run in _runs():
         rows.append(
             f"| {run['chutes']} (`{name}`, {run['date']}) | {run['floor_seconds_to_all_available']} s / "
             f"{run['seconds_to_all_ready']} s | {run['floor_to_operator_ratio']} | {run['writes_per_chute']} "
-            f"| {run['operator_cpu_seconds']} s | {run['peak_rss_mb']:.0f} MB | {_restart(run)} "
+            f"| {run['reconciles_to_ready'] / run['chutes']:.1f} | {run['operator_cpu_seconds']} s "
+            f"| {run['peak_rss_mb']:.0f} MB | {_restart(run)} "
             f"| {_spec(run)} "
             f"| {run['load_average_at_start']} -> {run['load_average_at_end']} |"
         )
