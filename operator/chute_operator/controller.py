@@ -13,7 +13,7 @@ from lightkube import AsyncClient
 from chute_operator.api.reasons import READY
 from chute_operator.conditions import find
 from chute_operator.gpus import load_catalog
-from chute_operator.kube import WATCHED_RESOURCES, KubeApi, error_code, error_message
+from chute_operator.kube import WATCHED_RESOURCES, KubeApi, error_code, error_message, throttled_for
 from chute_operator.leader import LeaderElector
 from chute_operator.metrics import ChuteReadiness, OperatorMetrics
 from chute_operator.reconcile import NotLeader, Reconciler, RetryLater
@@ -205,7 +205,7 @@ class Controller:
             if cause is not None:  # (a RetryLater without a cause made no failed API call)
                 self.metrics.api_errors.labels(str(error_code(cause) or 0)).inc()
             self.metrics.reconciles.labels("error").inc()
-            delay = self.queue.retry(key)
+            delay = self.queue.retry(key, throttled_for(cause) if cause is not None else None)
             log.warning("reconcile %s/%s failed (%s), retrying in %.0fs", *key, error_message(error), delay)
             return
         finally:

@@ -43,9 +43,11 @@ WATCHED_RESOURCES: dict[str, Any] = {"Chute": ChuteResource, **CHILD_RESOURCES, 
 class ApiFailure(Exception):
     """The API server refused a call; subclasses name the refusals the operator acts on."""
 
-    def __init__(self, message: str, code: int, reason: str = "") -> None:
+    def __init__(self, message: str, code: int, reason: str = "", retry_after: float | None = None) -> None:
         super().__init__(message)
         self.code, self.reason = code, reason
+        self.retry_after = retry_after
+        """Seconds the API server asked us to wait (Retry-After; a 429 when it throttles), if it said."""
 
 
 class BadRequest(ApiFailure):
@@ -93,12 +95,22 @@ def typed(error: BaseException) -> ApiFailure | None:
         code = status.code if isinstance(status.code, int) else error.response.status_code
         reason = status.reason or ""
         message = status.message or str(error)
+        details = status.details.retryAfterSeconds if status.details else None
     elif isinstance(error, httpx.HTTPStatusError):
-        code, reason, message = error.response.status_code, "", str(error)
+        code, reason, message, details = error.response.status_code, "", str(error), None
     else:
         return None
     kind = AlreadyExists if reason == "AlreadyExists" else _BY_CODE.get(code, ApiFailure)
-    return kind(message, code, reason)
+    return kind(message, code, reason, _retry_after(error.response, details))
+
+
+def _retry_after(response: httpx.Response | None, details: int | None) -> float | None:
+    """The Retry-After header (seconds), else the Status details' retryAfterSeconds."""
+    header = response.headers.get("Retry-After") if response is not None else None
+    try:
+        return float(header) if header else (float(details) if details else None)
+    except ValueError:
+        return float(details) if details else None
 
 
 @asynccontextmanager
@@ -117,6 +129,15 @@ def error_code(error: BaseException) -> int | None:
     """HTTP status of a failed API call, None when there was no answer."""
     failure = typed(error)
     return failure.code if failure else None
+
+
+def throttled_for(error: BaseException) -> float | None:
+    """For a 429 (the API server throttles), the seconds it asked us to wait (1 if it did not say);
+    None for any other error."""
+    failure = typed(error)
+    if failure is None or failure.code != 429:
+        return None
+    return failure.retry_after or 1.0
 
 
 def error_message(error: BaseException) -> str:

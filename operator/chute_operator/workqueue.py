@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import Hashable
 
 
@@ -40,8 +41,17 @@ class WorkQueue:
         self._timers.pop(key, None)
         self.add(key)
 
-    def retry(self, key: Hashable) -> float:
-        """Queue ``key`` again with exponential backoff; returns the delay chosen."""
+    def retry(self, key: Hashable, retry_after: float | None = None) -> float:
+        """Queue ``key`` again with exponential backoff; returns the delay chosen.
+
+        With ``retry_after`` (an API server throttling with 429 says when to come back) the key comes
+        back then, with jitter so that throttled keys do not return at once, and the backoff does not
+        grow: throttling says the server is busy, not that this key is failing.
+        """
+        if retry_after is not None:
+            delay = min(max(retry_after, self._base) * (1 + random.random()), self._max)
+            self.add_after(key, delay)
+            return delay
         failures = self._failures.get(key, 0)
         self._failures[key] = failures + 1
         delay = min(self._base * 2**failures, self._max)

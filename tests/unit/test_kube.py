@@ -14,6 +14,7 @@ from chute_operator.kube import (
     Forbidden,
     Invalid,
     NotFound,
+    throttled_for,
     translated,
     typed,
 )
@@ -61,3 +62,22 @@ async def test_translated_raises_the_typed_failure_from_the_original() -> None:
     with pytest.raises(ValueError, match="untouched"):
         async with translated():
             raise ValueError("untouched")
+
+
+def test_a_throttled_request_says_how_long_the_api_server_asked_to_wait() -> None:
+    """kube-apiserver answers 429 with a Retry-After header (and details.retryAfterSeconds)."""
+    request = httpx.Request("PATCH", "https://127.0.0.1/api/v1/namespaces/ns/services/foo")
+    body = {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "status": "Failure",
+        "code": 429,
+        "reason": "TooManyRequests",
+    }
+    header = httpx.Response(429, json=body, headers={"Retry-After": "3"}, request=request)
+    assert throttled_for(ApiError(request=request, response=header)) == 3.0
+    details = httpx.Response(429, json={**body, "details": {"retryAfterSeconds": 2}}, request=request)
+    assert throttled_for(ApiError(request=request, response=details)) == 2.0
+    assert throttled_for(_api_error(429, "TooManyRequests")) == 1.0  # it did not say
+    assert throttled_for(_api_error(500, "InternalError")) is None
+    assert throttled_for(OSError("refused")) is None
