@@ -1,5 +1,5 @@
 """Scale to zero on the local cluster's real node: shared by benchmarks/scale_to_zero.py and
-tests/e2e/test_scale_to_zero_real_node.py.
+tests/realnode/test_scale_to_zero_on_real_pods.py.
 
 A Chute (minInstances 0, maxInstances 2, shutdownAfterSeconds 60) runs the project image's modelsim
 with a load time behind the real sidecar on the real node; the operator (with its metrics API,
@@ -7,29 +7,64 @@ whose scraper reads the real pods' sidecars) and a real activator process on the
 the real pod IPs) run against the control plane. Requests reach the activator directly on
 loopback, not through the Service's ClusterIP (the activator runs on the host, whose address
 cannot be an endpoint).
+
+Each request at zero is broken down into the moments it passes (:data:`STAGES`), in seconds after
+the client sent it: the activator's own record of the wake (``/_chutes``), a watch of the pods and
+the Deployment opened by this harness (the moment each change reached it), and the containers' logs
+(``kubectl logs --timestamps``: the runtime's time of each line).
 """
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import subprocess
 import sys
+import threading
 import time
+import urllib.parse
+from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from chute_operator.devcluster.apiclient import ApiError
 from chute_operator.devcluster.controlplane import ControlPlane
 from tests.kube_helpers import apply, condition, eventually, get, items
 from tests.metrics_api_harness import metrics_api_on_loopback, real_node_chute
 from tests.operator_fixtures import _free_port
 
-SELECTOR = "chutes.ai/chute=bench"
-IDLE_WINDOW = 60
+NAME = "bench"
+SELECTOR = f"chutes.ai/chute={NAME}"
+IDLE_WINDOW = 60  # the smallest shutdownAfterSeconds the CRD accepts
+SIDECAR, MODEL = "chute-sidecar", "model"
+
+STAGES: list[tuple[str, str]] = [
+    ("held", "the activator holds the request"),
+    ("wake_written", "the activator's wake annotation is written"),
+    ("deployment_woken", "the Deployment asks for 1 replica again (the operator's zero manager let go)"),
+    ("pod_created", "the pod exists (ReplicaSet controller)"),
+    ("pod_scheduled", "the pod is bound to the real node (scheduler)"),
+    ("pod_ip", "the sandbox and its network are up (pod IP in the status)"),
+    ("sidecar_running", "the sidecar container runs"),
+    ("sidecar_started", "the sidecar's startup probe passed: the model container may start"),
+    ("model_running", "the model container runs"),
+    ("model_loading", "modelsim begins loading (its log)"),
+    ("model_loaded", "modelsim's /health answers 200 (its log)"),
+    ("sidecar_saw_model", "the sidecar's health poll saw the model up (its log)"),
+    ("sidecar_ready", "the kubelet's readiness probe of the sidecar passed"),
+    ("model_started", "the kubelet's startup probe of the model passed"),
+    ("pod_ready", "the pod is Ready"),
+    ("activator_ready_seen", "the activator has a ready endpoint (EndpointSlice or the sidecar itself)"),
+    ("forwarded", "the activator forwards the held request"),
+    ("answered", "the activator has sent the answer"),
+    ("client_answered", "the client has the 200"),
+]
 
 
 def chute(image: str, node: str, load_seconds: float) -> dict[str, Any]:
-    manifest = real_node_chute("bench", image, node)
+    manifest = real_node_chute(NAME, image, node)
     manifest["spec"].update({"minInstances": 0, "maxInstances": 2, "shutdownAfterSeconds": IDLE_WINDOW})
     manifest["spec"]["args"] = [*manifest["spec"]["args"], f"--load-seconds={load_seconds:g}"]
     return manifest
@@ -55,32 +90,166 @@ def activator_service(cp: ControlPlane, namespace: str) -> None:
 
 
 def at_zero(cp: ControlPlane, namespace: str) -> bool:
-    deployment = get(cp, "deployment", "bench", namespace) or {}
+    deployment = get(cp, "deployment", NAME, namespace) or {}
     return bool((deployment.get("spec") or {}).get("replicas") == 0)
 
 
-def request_at_zero(port: int, namespace: str) -> tuple[int, float]:
+def _status_of(pod: dict[str, Any], container: str) -> dict[str, Any]:
+    status = pod.get("status") or {}
+    found = (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or [])
+    return next((s for s in found if s.get("name") == container), {})
+
+
+def pod_milestones(pod: dict[str, Any]) -> set[str]:
+    """The stages a pod object shows it has passed."""
+    sidecar, model = _status_of(pod, SIDECAR), _status_of(pod, MODEL)
+    passed = {"pod_created"}
+    checks = {
+        "pod_scheduled": bool((pod.get("spec") or {}).get("nodeName")),
+        "pod_ip": bool((pod.get("status") or {}).get("podIP")),
+        "sidecar_running": "running" in (sidecar.get("state") or {}),
+        "sidecar_started": sidecar.get("started") is True,
+        "model_running": "running" in (model.get("state") or {}),
+        "sidecar_ready": sidecar.get("ready") is True,
+        "model_started": model.get("started") is True,
+        "pod_ready": condition(pod, "Ready").get("status") == "True",
+    }
+    return passed | {name for name, seen in checks.items() if seen}
+
+
+class Watcher:
+    """Watches the Chute's pods and Deployment from this process; the wall-clock moment each stage was
+    first seen since :meth:`reset` (pods that existed before it are ignored)."""
+
+    def __init__(self, cp: ControlPlane, namespace: str) -> None:
+        self.cp, self.namespace = cp, namespace
+        self.first: dict[str, float] = {}
+        self.pod_name = ""
+        self._old: set[str] = set()
+        self._seen: set[str] = set()
+        self._armed = False
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        selector = urllib.parse.quote(SELECTOR)
+        base = f"/namespaces/{namespace}"
+        self._paths = (
+            (f"/api/v1{base}/pods?watch=1&timeoutSeconds=20&labelSelector={selector}", self._pod),
+            (f"/apis/apps/v1{base}/deployments?watch=1&timeoutSeconds=20&fieldSelector=metadata.name%3D{NAME}",
+             self._deployment),
+        )  # fmt: skip
+        self._threads = [threading.Thread(target=self._loop, args=p, daemon=True) for p in self._paths]
+
+    def start(self) -> None:
+        for thread in self._threads:
+            thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()  # the threads end with their watch (timeoutSeconds) at the latest; daemons
+
+    def reset(self) -> None:
+        """From now on: the request at zero is about to be sent."""
+        with self._lock:
+            self.first, self.pod_name, self._old, self._armed = {}, "", set(self._seen), True
+
+    def _loop(self, path: str, handle: Any) -> None:
+        while not self._stop.is_set():
+            try:
+                for event in self.cp.api.watch(path, timeout=30):
+                    if self._stop.is_set():
+                        return
+                    if event.get("type") in ("ADDED", "MODIFIED"):
+                        handle(event.get("object") or {})
+            except ApiError:
+                time.sleep(0.5)
+
+    def _mark(self, names: set[str]) -> None:
+        now = time.time()
+        for name in names:
+            self.first.setdefault(name, now)
+
+    def _pod(self, pod: dict[str, Any]) -> None:
+        meta = pod.get("metadata") or {}
+        with self._lock:
+            self._seen.add(meta.get("uid", ""))
+            if not self._armed or meta.get("uid") in self._old or meta.get("deletionTimestamp"):
+                return
+            self.pod_name = self.pod_name or meta.get("name", "")
+            if meta.get("name") == self.pod_name:
+                self._mark(pod_milestones(pod))
+
+    def _deployment(self, deployment: dict[str, Any]) -> None:
+        with self._lock:
+            if self._armed and (deployment.get("spec") or {}).get("replicas", 1) >= 1:
+                self._mark({"deployment_woken"})
+
+
+def log_time(cp: ControlPlane, namespace: str, pod: str, container: str, text: str) -> float | None:
+    """The runtime's timestamp of the first log line of ``container`` that contains ``text``."""
+    found = cp.kubectl("logs", pod, "-c", container, "-n", namespace, "--timestamps", check=False)
+    for line in found.stdout.splitlines():
+        stamp, _, message = line.partition(" ")
+        if text in message:
+            whole, _, fraction = stamp.rstrip("Z").partition(".")
+            parsed = datetime.fromisoformat(f"{whole}.{(fraction + '000000')[:6]}+00:00")
+            return parsed.timestamp()
+    return None
+
+
+def activator_timeline(metrics_port: int, namespace: str) -> dict[str, Any]:
+    connection = http.client.HTTPConnection("127.0.0.1", metrics_port, timeout=10)
+    connection.request("GET", "/_chutes")
+    view = json.loads(connection.getresponse().read())
+    connection.close()
+    return dict((view.get(f"{namespace}/{NAME}") or {}).get("last_wake") or {})
+
+
+def breakdown(
+    cp: ControlPlane, namespace: str, watcher: Watcher, metrics_port: int, sent: float, answered: float
+) -> dict[str, Any]:
+    """Seconds after the client sent the request at which it passed each stage (absent: not seen)."""
+    moments: dict[str, float] = dict(watcher.first)
+    timeline = activator_timeline(metrics_port, namespace)
+    for ours, theirs in (("held", "held"), ("wake_written", "wake_written"),
+                         ("activator_ready_seen", "ready_seen"), ("forwarded", "forwarded"),
+                         ("answered", "answered")):  # fmt: skip
+        if isinstance(timeline.get(theirs), int | float):
+            moments[ours] = float(timeline[theirs])
+    pod = watcher.pod_name
+    if pod:
+        for stage, container, text in (
+            ("model_loading", MODEL, " loading "),
+            ("model_loaded", MODEL, "loaded; /health answers 200"),
+            ("sidecar_saw_model", SIDECAR, "model started"),
+        ):
+            stamp = log_time(cp, namespace, pod, container, text)
+            if stamp is not None:
+                moments[stage] = stamp
+    moments["client_answered"] = answered
+    stages = {name: round(moments[name] - sent, 3) for name, _ in STAGES if name in moments}
+    return {"stages_s": stages, "ready_source": timeline.get("ready_source", "")}
+
+
+def request_at_zero(port: int, namespace: str) -> tuple[int, float, float]:
+    """(status, wall-clock time sent, wall-clock time answered)."""
     body = json.dumps(
         {"model": "chute-modelsim", "max_tokens": 3, "messages": [{"role": "user", "content": "hi"}]}
     )
-    started = time.monotonic()
+    sent = time.time()
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
     connection.request(
         "POST", "/v1/chat/completions", body,
-        {"Content-Type": "application/json", "Host": f"bench.{namespace}.svc.cluster.local"},
+        {"Content-Type": "application/json", "Host": f"{NAME}.{namespace}.svc.cluster.local"},
     )  # fmt: skip
     response = connection.getresponse()
     response.read()
+    answered = time.time()
     connection.close()
-    return response.status, time.monotonic() - started
+    return response.status, sent, answered
 
 
-def run(cp: ControlPlane, work: Path, image: str, runs: int, load_seconds: float) -> list[dict[str, Any]]:
-    namespace = "bench-scale-to-zero"
-    cp.kubectl("create", "namespace", namespace)
-    eventually(lambda: get(cp, "serviceaccount", "default", namespace), what="default ServiceAccount")
-    activator_service(cp, namespace)
-    results: list[dict[str, Any]] = []
+@contextlib.contextmanager
+def activator_process(cp: ControlPlane, namespace: str, work: Path) -> Iterator[tuple[int, int]]:
+    """A real activator on the host for ``namespace``: (serving port, metrics port)."""
     port, metrics_port = _free_port(), _free_port()
     log = (work / "activator.log").open("ab")
     activator = subprocess.Popen(
@@ -90,11 +259,43 @@ def run(cp: ControlPlane, work: Path, image: str, runs: int, load_seconds: float
         stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     try:
-        with metrics_api_on_loopback(
-            cp, namespace, work,
-            CHUTE_OPERATOR_ACTIVATOR_SERVICE=f"{namespace}/activator",
-            CHUTE_OPERATOR_SCALE_TO_ZERO_CHECK_SECONDS="1",
-            CHUTE_OPERATOR_SIDECAR_IMAGE=image,
+        yield port, metrics_port
+    finally:
+        activator.terminate()
+        try:
+            activator.wait(30)
+        except subprocess.TimeoutExpired:
+            activator.kill()
+            activator.wait()
+        log.close()
+
+
+def run(
+    cp: ControlPlane,
+    work: Path,
+    image: str,
+    runs: int,
+    load_seconds: float,
+    namespace: str = "bench-scale-to-zero",
+    own_namespace: bool = True,
+) -> list[dict[str, Any]]:
+    """``runs`` times: the pod Ready -> idle -> 0 replicas -> pod gone -> a request at zero, timed."""
+    if own_namespace:
+        cp.kubectl("create", "namespace", namespace)
+        eventually(lambda: get(cp, "serviceaccount", "default", namespace), what="default ServiceAccount")
+    activator_service(cp, namespace)
+    results: list[dict[str, Any]] = []
+    watcher = Watcher(cp, namespace)
+    watcher.start()
+    try:
+        with (
+            activator_process(cp, namespace, work) as (port, metrics_port),
+            metrics_api_on_loopback(
+                cp, namespace, work,
+                CHUTE_OPERATOR_ACTIVATOR_SERVICE=f"{namespace}/activator",
+                CHUTE_OPERATOR_SCALE_TO_ZERO_CHECK_SECONDS="1",
+                CHUTE_OPERATOR_SIDECAR_IMAGE=image,
+            ),
         ):  # fmt: skip
             node = cp.real_node_settings.name if cp.real_node_settings else ""
             apply(cp, chute(image, node, load_seconds), namespace)
@@ -102,7 +303,7 @@ def run(cp: ControlPlane, work: Path, image: str, runs: int, load_seconds: float
                 eventually(
                     lambda: [p for p in items(cp, "pods", namespace, SELECTOR)
                              if condition(p, "Ready").get("status") == "True"] or None,
-                    what="the Chute's pod Ready", timeout=600,
+                    what="the Chute's pod Ready", timeout=300,
                 )  # fmt: skip
                 ready = time.monotonic()
                 eventually(
@@ -113,20 +314,24 @@ def run(cp: ControlPlane, work: Path, image: str, runs: int, load_seconds: float
                     lambda: not items(cp, "pods", namespace, SELECTOR) or None, what="pod gone", timeout=120
                 )
                 gone = time.monotonic() - ready
-                status, seconds = request_at_zero(port, namespace)
+                watcher.reset()
+                status, sent, answered = request_at_zero(port, namespace)
+                seconds = answered - sent
+                with contextlib.suppress(AssertionError):  # the answer may come before the pod is Ready
+                    eventually(lambda: "pod_ready" in watcher.first or None, what="pod Ready", timeout=30)
                 results.append(
                     {
                         "status": status,
                         "ready_to_zero_replicas_s": round(to_zero, 1),
                         "ready_to_pod_gone_s": round(gone, 1),
-                        "request_at_zero_answered_s": round(seconds, 2),
-                        "added_beyond_load_s": round(seconds - load_seconds, 2),
+                        "request_at_zero_answered_s": round(seconds, 3),
+                        "added_beyond_load_s": round(seconds - load_seconds, 3),
+                        **breakdown(cp, namespace, watcher, metrics_port, sent, answered),
                     }
                 )
-                print(f"run {index + 1}: {results[-1]}", flush=True)
+                print(f"run {index + 1}: {json.dumps(results[-1])}", flush=True)
     finally:
-        activator.terminate()
-        activator.wait(30)
-        log.close()
-        cp.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+        watcher.stop()
+        if own_namespace:
+            cp.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
     return results

@@ -67,6 +67,8 @@ class Activator:
                 endpoint, waited = await self.holder.acquire(key)
             except Rejected as rejected:
                 return _reject(rejected)
+            if waited:
+                self.holder.mark(key, "forwarded")
             try:
                 response = await forward(self.session, request, body, endpoint, timeout=self.request_timeout)
             except ConnectFailed as error:
@@ -77,6 +79,7 @@ class Activator:
                 continue
             self.holder.metrics.forwarded.labels(*key).inc()
             if waited:
+                self.holder.mark(key, "answered")
                 log.info(
                     "held request forwarded",
                     extra={"chute": "/".join(key), "waited": round(waited, 3), "attempt": attempt},
@@ -106,7 +109,12 @@ def metrics_app(holder: Holder) -> web.Application:
 
     async def chutes(_: web.Request) -> web.Response:
         view = {
-            "/".join(k): {"endpoints": list(s.endpoints), "cannot_wake": s.cannot_wake}
+            "/".join(k): {
+                "endpoints": list(s.endpoints),
+                "source": s.source,
+                "cannot_wake": s.cannot_wake,
+                "last_wake": holder.timeline(k),
+            }
             for k, s in holder.known().items()
         }
         return web.Response(text=json.dumps(view), content_type="application/json")

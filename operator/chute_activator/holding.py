@@ -40,6 +40,8 @@ class _Gate:
     wake_started: float | None = None
     measured_load: float | None = None
     turn: itertools.count[int] = field(default_factory=itertools.count)
+    timeline: dict[str, float | str] | None = None
+    """Wall-clock times (``time.time()``) of the latest wake, as the activator saw it (``/_chutes``)."""
 
     def notify(self) -> None:
         self.changed.set()
@@ -82,6 +84,9 @@ class Holder:
             gate.measured_load = time.monotonic() - gate.wake_started
             gate.wake_started = None
             log.info("chute ready after wake", extra={"chute": "/".join(key), "seconds": gate.measured_load})
+        if gate.timeline is not None and state and state.endpoints and "ready_seen" not in gate.timeline:
+            gate.timeline["ready_seen"] = time.time()
+            gate.timeline["ready_source"] = state.source
         gate.state = state if state is not None else ChuteState(exists=False)
         for ip in [ip for ip, k in self._by_ip.items() if k == key]:
             del self._by_ip[ip]
@@ -109,6 +114,24 @@ class Holder:
 
     def by_ip(self) -> dict[str, Key]:
         return self._by_ip
+
+    def waiting(self) -> list[Key]:
+        """Chutes with held requests and no ready endpoint: the source looks harder for one."""
+        return [
+            k
+            for k, g in self._gates.items()
+            if g.waiting and g.state is not None and g.state.exists and not g.state.endpoints
+        ]
+
+    def timeline(self, key: Key) -> dict[str, float | str] | None:
+        gate = self._gates.get(key)
+        return dict(gate.timeline) if gate and gate.timeline is not None else None
+
+    def mark(self, key: Key, event: str) -> None:
+        """Record the first time ``event`` (``forwarded``, ``answered``) happens in the latest wake."""
+        gate = self._gates.get(key)
+        if gate is not None and gate.timeline is not None:
+            gate.timeline.setdefault(event, time.time())
 
     def retry_after(self, key: Key) -> int:
         gate = self._gates.get(key)
@@ -161,6 +184,8 @@ class Holder:
             raise full
         gate.waiting += 1
         self.metrics.queue_length.labels(*key).set(gate.waiting)
+        if gate.timeline is None or "ready_seen" in gate.timeline:
+            gate.timeline = {"held": time.time()}
         deadline = start + self.max_wait
         try:
             while True:
@@ -204,6 +229,9 @@ class Holder:
             await self.wake(key)
         except Exception as error:  # the next interval asks again; the wait stays bounded
             log.warning("wake request failed", extra={"chute": "/".join(key), "error": str(error)})
+            return
+        if gate.timeline is not None:
+            gate.timeline.setdefault("wake_written", time.time())
 
     def _rejected(self, key: Key, rejected: Rejected, waited: float) -> None:
         self.metrics.rejected.labels(*key, rejected.reason).inc()

@@ -94,7 +94,11 @@ def chute_state(
     endpoints = ready_endpoints(slices)
     if endpoints and override:
         endpoints = (override,)
-    return ChuteState(endpoints=endpoints, cannot_wake=None if endpoints else cannot_wake(chute))
+    return ChuteState(
+        endpoints=endpoints,
+        cannot_wake=None if endpoints else cannot_wake(chute),
+        source="EndpointSlice" if endpoints else "",
+    )
 
 
 def _key(obj: dict[str, Any], name: str | None = None) -> Key:

@@ -21,6 +21,9 @@ class ChuteState:
     """How long the Chute's model took to load, as measured elsewhere (None: unknown)."""
     cluster_ips: tuple[str, ...] = field(default=())
     """The Chute Service's addresses, so a request whose Host is a ClusterIP finds its Chute."""
+    source: str = ""
+    """Where the endpoints come from: ``EndpointSlice`` (the kubelet's readiness, via the EndpointSlice
+    controller) or ``sidecar`` (the pod's sidecar answered ``ready`` on its serving port first)."""
 
 
 def key_from_host(host: str, known: dict[Key, ChuteState], by_ip: dict[str, Key]) -> Key | None:

@@ -227,3 +227,24 @@ async def test_metrics_show_queue_length_wait_time_and_wakeups(
     assert 'chute_activator_queue_length{chute="llm",namespace="team"} 0.0' in text
     assert 'chute_activator_wakeups_total{chute="llm",namespace="team"} 1.0' in text
     assert 'chute_activator_wait_seconds_count{outcome="forwarded"} 1.0' in text
+
+
+async def test_the_latest_wake_is_recorded_in_order_in_chutes(
+    start_activator: StartActivator, start_model: StartModel, session: aiohttp.ClientSession
+) -> None:
+    """``/_chutes`` keeps when the request was held, the wake written, a ready endpoint seen (and from
+    where), the request forwarded and answered: what benchmarks/scale_to_zero.py breaks down."""
+    activator = await start_activator()
+    activator.holder.update(KEY, ChuteState())
+    held = asyncio.create_task(post(session, activator))
+    await until(lambda: bool(activator.wakes))
+    server = await start_model()
+    activator.holder.update(KEY, ChuteState(endpoints=(f"{LOOPBACK}:{server.port}",), source="sidecar"))
+    assert (await held)[0] == 200
+    async with session.get(f"http://{LOOPBACK}:{activator.metrics_port}/_chutes") as response:
+        view = (await response.json())["team/llm"]
+    wake = view["last_wake"]
+    assert view["source"] == "sidecar"
+    assert wake["ready_source"] == "sidecar"
+    moments = [wake[name] for name in ("held", "wake_written", "ready_seen", "forwarded", "answered")]
+    assert moments == sorted(moments)

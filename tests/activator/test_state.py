@@ -64,7 +64,7 @@ def test_a_degraded_chute_without_replicas_cannot_wake_and_a_deleted_one_is_gone
     assert cannot_wake(chute) == "ImagePullBackOff: bad tag"
     assert chute_state(chute, []) == ChuteState(cannot_wake="ImagePullBackOff: bad tag")
     ready = _slice("http", {"addresses": ["10.244.1.5"], "conditions": {"ready": True}})
-    assert chute_state(chute, [ready]) == ChuteState(endpoints=("10.244.1.5:8080",))
+    assert chute_state(chute, [ready]) == ChuteState(endpoints=("10.244.1.5:8080",), source="EndpointSlice")
     assert chute_state(None, []) is None
     assert chute_state({"metadata": {"deletionTimestamp": "2026-01-01T00:00:00Z"}}, []) is None
 

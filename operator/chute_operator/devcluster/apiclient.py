@@ -6,6 +6,7 @@ import json
 import ssl
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from typing import Any
 
 from chute_operator.devcluster.pki import KeyPair
@@ -64,3 +65,15 @@ class ApiClient:
             if error.status == 409:
                 return None
             raise
+
+    def watch(self, path: str, timeout: float = 60.0) -> Iterator[dict[str, Any]]:
+        """The events of a watch (``path`` with ``watch=1``), one dict per line, until the server ends it
+        (give ``timeoutSeconds``) or ``timeout`` passes without a line."""
+        request = urllib.request.Request(self.server + path, headers={"Accept": "application/json"})
+        try:
+            with urllib.request.urlopen(request, context=self._context, timeout=timeout) as response:
+                for line in response:
+                    if line.strip():
+                        yield json.loads(line)
+        except (OSError, ValueError) as error:
+            raise ApiError(f"watch {path}: {error}") from error
