@@ -66,7 +66,9 @@ STAGES: list[tuple[str, str]] = [
 def chute(image: str, node: str, load_seconds: float) -> dict[str, Any]:
     manifest = real_node_chute(NAME, image, node)
     manifest["spec"].update({"minInstances": 0, "maxInstances": 2, "shutdownAfterSeconds": IDLE_WINDOW})
-    manifest["spec"]["args"] = [*manifest["spec"]["args"], f"--load-seconds={load_seconds:g}"]
+    # The answer itself takes no time (no simulated generation): what is added is the wake's alone.
+    args = [a for a in manifest["spec"]["args"] if not a.startswith("--tokens-per-second=")]
+    manifest["spec"]["args"] = [*args, "--tokens-per-second=0", f"--load-seconds={load_seconds:g}"]
     return manifest
 
 

@@ -1,7 +1,15 @@
-"""The activator's view of the cluster: Chutes and their pods' EndpointSlices (read), wake requests (write).
+"""The activator's view of the cluster: Chutes, their pods and the pods' EndpointSlices (read), wake
+requests (write).
 
 The only write is the wake annotation on a Chute (RBAC: ``patch`` on ``chutes``); the operator,
 the one writer of replicas, acts on it.
+
+A ready endpoint comes from the Chute's EndpointSlices, or sooner from the pod itself: while requests
+are held for a Chute without one, its pods whose sidecar runs are asked ``GET /_conn_stats`` on the
+serving port (the one port open to every client) every :data:`PROBE_INTERVAL_SECONDS`; the first that
+answers ``"ready": true`` (its model passed the sidecar's health poll) is forwarded to at once,
+without waiting for the kubelet's readiness probe, the pod's Ready condition and the EndpointSlice
+controller. Once a slice lists a ready endpoint, slices decide again.
 """
 
 from __future__ import annotations
@@ -9,13 +17,15 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from lightkube import ALL_NS, AsyncClient
 from lightkube.generic_resource import create_namespaced_resource
+from lightkube.resources.core_v1 import Pod
 from lightkube.resources.discovery_v1 import EndpointSlice
 from lightkube.types import PatchType
 
@@ -31,6 +41,13 @@ SERVING_PORT = "http"
 CONTROLLER_SLICES = "endpointslice.kubernetes.io/managed-by=endpointslice-controller.k8s.io"
 """Only the slices Kubernetes makes from the pods: never the one pointing at the activator itself."""
 RELIST_SECONDS = 2.0
+SIDECAR_CONTAINER = "chute-sidecar"
+CONN_STATS_PATH = "/_conn_stats"
+PROBE_INTERVAL_SECONDS = 0.1
+"""How often the pods of a Chute with held requests are asked whether they are ready."""
+PROBE_TIMEOUT_SECONDS = 1.0
+PROBE_PODS_PER_CHUTE = 4
+"""At most this many pods of one Chute are asked per round (a wake brings one)."""
 
 
 def ready_endpoints(slices: Iterable[dict[str, Any]]) -> tuple[str, ...]:
@@ -85,19 +102,45 @@ def read_endpoint_overrides(path: str | None) -> dict[str, str]:
     return {str(k): str(v) for k, v in document.items() if str(v).startswith("127.")}
 
 
+def serving_address(pod: Mapping[str, Any]) -> str | None:
+    """``host:port`` of a pod's sidecar serving port, when the pod may answer on it: it has an IP, is
+    not terminating, and its sidecar container runs."""
+    meta, spec, status = pod.get("metadata") or {}, pod.get("spec") or {}, pod.get("status") or {}
+    ip = status.get("podIP")
+    if not ip or meta.get("deletionTimestamp") or status.get("phase") in ("Succeeded", "Failed"):
+        return None
+    containers = (spec.get("initContainers") or []) + (spec.get("containers") or [])
+    sidecar = next((c for c in containers if c.get("name") == SIDECAR_CONTAINER), None)
+    port = next(
+        (p.get("containerPort") for p in (sidecar or {}).get("ports") or [] if p.get("name") == SERVING_PORT),
+        None,
+    )
+    statuses = (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or [])
+    running = any("running" in (s.get("state") or {}) for s in statuses if s.get("name") == SIDECAR_CONTAINER)
+    if not port or not running:
+        return None
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
+
 def chute_state(
-    chute: dict[str, Any] | None, slices: Iterable[dict[str, Any]], override: str | None = None
+    chute: dict[str, Any] | None,
+    slices: Iterable[dict[str, Any]],
+    override: str | None = None,
+    sidecar_ready: Iterable[str] = (),
 ) -> ChuteState | None:
-    """What the activator needs of one Chute; None when the Chute is gone."""
+    """What the activator needs of one Chute; None when the Chute is gone. ``sidecar_ready``: pods
+    whose sidecar said ready before any slice did."""
     if chute is None or (chute.get("metadata") or {}).get("deletionTimestamp"):
         return None
-    endpoints = ready_endpoints(slices)
+    endpoints, source = ready_endpoints(slices), "EndpointSlice"
+    if not endpoints:
+        endpoints, source = tuple(sorted(set(sidecar_ready))), "sidecar"
     if endpoints and override:
         endpoints = (override,)
     return ChuteState(
         endpoints=endpoints,
         cannot_wake=None if endpoints else cannot_wake(chute),
-        source="EndpointSlice" if endpoints else "",
+        source=source if endpoints else "",
     )
 
 
@@ -121,7 +164,11 @@ class KubeSource:
         self.namespaces = namespaces or (ALL_NS,)
         self.chutes: dict[Key, dict[str, Any]] = {}
         self.slices: dict[tuple[str, str], dict[str, Any]] = {}
+        self.pods: dict[tuple[str, str], dict[str, Any]] = {}
+        self.sidecar_ready: dict[Key, set[str]] = {}
+        """Serving addresses whose sidecar answered ready while no slice listed a ready endpoint."""
         self._tasks: list[asyncio.Task[None]] = []
+        self._session: aiohttp.ClientSession | None = None
 
     async def wake(self, key: Key) -> None:
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
@@ -132,7 +179,54 @@ class KubeSource:
     def _refresh(self, key: Key) -> None:
         pieces = [s for (ns, _), s in self.slices.items() if ns == key[0] and _chute_of(s) == key[1]]
         override = read_endpoint_overrides(self.test_only_endpoint_file).get("/".join(key))
-        self.holder.update(key, chute_state(self.chutes.get(key), pieces, override))
+        if ready_endpoints(pieces):
+            self.sidecar_ready.pop(key, None)  # the slices know: they decide again
+        early = self.sidecar_ready.get(key, set()) & set(self._addresses(key))
+        if key in self.sidecar_ready:
+            self.sidecar_ready[key] = early  # a pod gone or terminating is never forwarded to
+        self.holder.update(key, chute_state(self.chutes.get(key), pieces, override, early))
+
+    def _addresses(self, key: Key) -> list[str]:
+        """Serving addresses of the Chute's pods that may answer (see :func:`serving_address`)."""
+        found = []
+        for (namespace, _), pod in sorted(self.pods.items()):
+            if namespace == key[0] and _chute_of(pod) == key[1] and (address := serving_address(pod)):
+                found.append(address)
+        return found
+
+    async def probe_once(self) -> None:
+        """Ask the pods of every Chute with held requests and no ready endpoint whether they are ready."""
+        for key in self.holder.waiting():
+            addresses = self._addresses(key)[:PROBE_PODS_PER_CHUTE]
+            answers = await asyncio.gather(*(self._ready(address) for address in addresses))
+            ready = {address for address, ok in zip(addresses, answers, strict=True) if ok}
+            if ready - self.sidecar_ready.get(key, set()):
+                self.sidecar_ready.setdefault(key, set()).update(ready)
+                log.info(
+                    "sidecar ready before its slice", extra={"chute": "/".join(key), "pods": sorted(ready)}
+                )
+                self._refresh(key)
+
+    async def _ready(self, address: str) -> bool:
+        assert self._session is not None
+        try:
+            async with self._session.get(f"http://{address}{CONN_STATS_PATH}") as response:
+                if response.status != 200:
+                    return False
+                document = await response.json(content_type=None)
+        except (aiohttp.ClientError, TimeoutError, OSError, ValueError):
+            return False
+        return isinstance(document, dict) and document.get("ready") is True
+
+    async def _probe(self) -> None:
+        while True:
+            try:
+                await self.probe_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # never stop probing for one bad answer
+                log.warning("probing sidecars failed", extra={"error": str(error)})
+            await asyncio.sleep(PROBE_INTERVAL_SECONDS)
 
     async def start(self) -> None:
         """List every Chute and slice once (retrying while the API is not ready), then watch."""
@@ -147,25 +241,38 @@ class KubeSource:
                     )
                     await asyncio.sleep(RELIST_SECONDS)
         self.holder.mark_synced()
+        self._session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=PROBE_TIMEOUT_SECONDS), cookie_jar=aiohttp.DummyCookieJar()
+        )
         for namespace in self.namespaces:
             self._tasks.append(asyncio.create_task(self._watch(ChuteResource, namespace)))
             self._tasks.append(asyncio.create_task(self._watch(EndpointSlice, namespace)))
+            self._tasks.append(asyncio.create_task(self._watch(Pod, namespace)))
+        self._tasks.append(asyncio.create_task(self._probe()))
 
     async def stop(self) -> None:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._session is not None:
+            await self._session.close()
 
     async def _list(self, namespace: str) -> None:
         async for chute in self.client.list(ChuteResource, namespace=namespace):
             self.chutes[_key(_dict(chute))] = _dict(chute)
         async for piece in self.client.list(EndpointSlice, namespace=namespace, labels=_slice_labels()):
             self.slices[_key(_dict(piece))] = _dict(piece)
+        async for pod in self.client.list(Pod, namespace=namespace, labels={CHUTE_LABEL: None}):
+            self.pods[_key(_dict(pod))] = _dict(pod)
         for key in list(self.chutes):
             self._refresh(key)
 
     async def _watch(self, resource: Any, namespace: str) -> None:
-        labels = _slice_labels() if resource is EndpointSlice else None
+        labels: dict[str, Any] | None = None
+        if resource is EndpointSlice:
+            labels = _slice_labels()
+        elif resource is Pod:
+            labels = {CHUTE_LABEL: None}
         while True:
             try:
                 async for kind, obj in self.client.watch(resource, namespace=namespace, labels=labels):
@@ -179,6 +286,16 @@ class KubeSource:
             await asyncio.sleep(RELIST_SECONDS)
 
     def _event(self, resource: Any, kind: str, obj: dict[str, Any]) -> None:
+        if resource is Pod:
+            key = _key(obj)
+            if kind == "DELETED":
+                self.pods.pop(key, None)
+            else:
+                self.pods[key] = obj
+            chute = (key[0], _chute_of(obj))
+            if chute in self.sidecar_ready:
+                self._refresh(chute)  # an early endpoint whose pod went away is dropped
+            return
         if resource is EndpointSlice:
             key = _key(obj)
             if kind == "DELETED":

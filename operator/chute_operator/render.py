@@ -22,6 +22,7 @@ from chute_operator.workload import (
     METRICS_PORT,
     PROBE_PERIOD_SECONDS,
     SIDECAR_PORT,
+    STARTUP_PROBE_PERIOD_SECONDS,
     RenderOptions,
     Workload,
     resolve,
@@ -53,6 +54,7 @@ def _environment() -> jinja2.Environment:
         drain_token_env=DRAIN_TOKEN_ENV,
         api_key_dir=API_KEY_DIR,
         probe_period=PROBE_PERIOD_SECONDS,
+        startup_probe_period=STARTUP_PROBE_PERIOD_SECONDS,
         hpa_metric=HPA_METRIC,
     )
     return env

@@ -29,6 +29,10 @@ MODEL_CONTAINER = "model"
 API_KEY_DIR = "/var/run/chutes/auth"
 DRAIN_SECONDS = 5
 PROBE_PERIOD_SECONDS = 10
+"""The model's liveness probe period."""
+STARTUP_PROBE_PERIOD_SECONDS = 1
+"""The model's startup probe period: its pod is Ready within a second of the model answering (a request
+held at zero waits for it), with ``failureThreshold`` covering the whole startup timeout."""
 CHUTE_LABEL = "chutes.ai/chute"
 MANAGED_BY = "chute-operator"
 DEFAULT_SIDECAR_IMAGE = "chute-operator:0.1.0"
@@ -296,7 +300,7 @@ def _model_server(spec: ChuteSpec, engine: Engine, cache_path: str, chute: Chute
         "concurrency": spec.concurrency or engine.concurrency,
         "health_path": spec.health.path or engine.health_path,
         "startup_timeout_seconds": startup,
-        "startup_failure_threshold": math.ceil(startup / PROBE_PERIOD_SECONDS),
+        "startup_failure_threshold": math.ceil(startup / STARTUP_PROBE_PERIOD_SECONDS),
         "progress_deadline_seconds": startup + 600,
         "cords": list(spec.cords) if spec.cords is not None else list(engine.cords),
         "restrict_to_cords": spec.restrict_to_cords,

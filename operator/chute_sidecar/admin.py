@@ -6,11 +6,11 @@ from __future__ import annotations
 import hmac
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 
 from chute_sidecar.health import ModelHealth
-from chute_sidecar.limiter import Limiter
 from chute_sidecar.metrics import CONTENT_TYPE, Metrics
 from chute_sidecar.proxy import CONN_STATS_PATH, Draining, json_response
 
@@ -73,7 +73,7 @@ def admin_app(
     return app
 
 
-def metrics_app(limiter: Limiter, metrics: Metrics) -> web.Application:
+def metrics_app(stats: Callable[[], dict[str, Any]], metrics: Metrics) -> web.Application:
     """``/metrics`` and ``/_conn_stats``: read-only, safe to publish."""
 
     async def metrics_page(request: web.Request) -> web.Response:
@@ -82,7 +82,7 @@ def metrics_app(limiter: Limiter, metrics: Metrics) -> web.Application:
         return response
 
     async def conn_stats(request: web.Request) -> web.Response:
-        return json_response(200, limiter.stats())
+        return json_response(200, stats())
 
     app = web.Application()
     app.router.add_get("/metrics", metrics_page)

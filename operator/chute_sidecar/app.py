@@ -51,6 +51,7 @@ class Sidecar:
             max_body_bytes=config.max_body_bytes,
             request_timeout=config.request_timeout_seconds,
             draining=self.draining,
+            model_ready=lambda: self.health.up,
         )
         self._server: web.Server | None = None
         self._serving: web.ServerRunner | None = None
@@ -77,7 +78,9 @@ class Sidecar:
         self._serving_site = web.TCPSite(self._serving, config.host, config.port, backlog=1024)
         await self._serving_site.start()
         self._metrics = web.AppRunner(
-            metrics_app(self.limiter, self.metrics), access_log=None, shutdown_timeout=_GRACE_AFTER_DEADLINE
+            metrics_app(self.proxy.stats, self.metrics),
+            access_log=None,
+            shutdown_timeout=_GRACE_AFTER_DEADLINE,
         )
         await self._metrics.setup()
         await web.TCPSite(self._metrics, config.host, config.metrics_port).start()

@@ -6,7 +6,8 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 from aiohttp import StreamReader, web
 from multidict import CIMultiDict
@@ -130,6 +131,7 @@ class Proxy:
         max_body_bytes: int,
         request_timeout: float,
         draining: Draining,
+        model_ready: Callable[[], bool] = lambda: True,
     ) -> None:
         base = URL(upstream)
         if base.scheme != "http":
@@ -145,6 +147,7 @@ class Proxy:
         self.max_body = max_body_bytes
         self.timeout = request_timeout
         self.draining = draining
+        self.model_ready = model_ready
         self.pool: Pool | None = None
 
     async def start(self) -> None:
@@ -156,8 +159,18 @@ class Proxy:
             self.pool.close()
             self.pool = None
 
+    def ready(self) -> bool:
+        """What ``/readyz`` answers: the model's last health poll passed and the pod is not draining."""
+        return self.model_ready() and not self.draining.value
+
+    def stats(self) -> dict[str, Any]:
+        """The ``/_conn_stats`` document, with ``ready`` (as ``/readyz``): the activator reads it on the
+        serving port (the only port open to it) to forward a held request the moment the model is up,
+        before the kubelet's readiness probe and the EndpointSlice say so."""
+        return {**self.limiter.stats(), "ready": self.ready()}
+
     def conn_stats(self) -> web.Response:
-        return json_response(200, self.limiter.stats())
+        return json_response(200, self.stats())
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         """Entry point for every request on the serving port."""

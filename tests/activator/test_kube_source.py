@@ -7,6 +7,7 @@ import json
 from collections.abc import AsyncIterator
 
 import pytest
+from aiohttp import web
 from lightkube import AsyncClient, KubeConfig
 
 from chute_activator import kube
@@ -45,3 +46,73 @@ async def test_start_retries_listing_while_the_api_answers_errors_and_syncs_afte
     finally:
         await source.stop()
         await client.close()
+
+
+def pod_with_sidecar(namespace: str, chute_name: str, port: int, **meta: object) -> dict[str, object]:
+    """A pod of the Chute whose sidecar runs and serves on 127.0.0.1:port (the stand-in's address)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"namespace": namespace, "name": f"{chute_name}-1", "resourceVersion": "1",
+                     "labels": {kube.CHUTE_LABEL: chute_name}, **meta},
+        "spec": {
+            "initContainers": [{"name": "chute-sidecar", "ports": [{"name": "http", "containerPort": port}]}],
+            "containers": [{"name": "model"}],
+        },
+        "status": {
+            "phase": "Running",
+            "podIP": "127.0.0.1",
+            "initContainerStatuses": [
+                {"name": "chute-sidecar", "state": {"running": {}}, "ready": False, "image": "sidecar",
+                 "imageID": "", "restartCount": 0}
+            ],
+        },
+    }  # fmt: skip
+
+
+async def test_a_held_request_goes_to_a_pod_as_soon_as_its_sidecar_says_ready_before_any_slice(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No EndpointSlice lists the pod (the kubelet's readiness probe has not run yet): the activator
+    asks the pod's sidecar on its serving port and forwards once it answers ``"ready": true``."""
+    monkeypatch.setattr(kube, "PROBE_INTERVAL_SECONDS", 0.02)
+    ready = {"value": False}
+    asked: list[str] = []
+
+    async def conn_stats(request: web.Request) -> web.Response:
+        asked.append(request.path)
+        return web.json_response({"in_flight": 0, "concurrency": 1, "ready": ready["value"]})
+
+    app = web.Application()
+    app.router.add_get("/_conn_stats", conn_stats)
+    sidecar = web.AppRunner(app, access_log=None)
+    await sidecar.setup()
+    await web.TCPSite(sidecar, "127.0.0.1", 0).start()
+    port = sidecar.addresses[0][1]
+    api = FakeApi([chute("team", "llm")], pods=[pod_with_sidecar("team", "llm", port)])
+    await api.start()
+    wakes: list[Key] = []
+
+    async def wake(key: Key) -> None:
+        wakes.append(key)
+
+    holder = Holder(wake, Metrics())
+    client = AsyncClient(config=KubeConfig.from_dict(json.loads(api.kubeconfig())))
+    source = KubeSource(client, holder, ("team",))
+    try:
+        await asyncio.wait_for(source.start(), 10)
+        held = asyncio.create_task(holder.acquire(("team", "llm")))
+        async with asyncio.timeout(10):
+            while len(asked) < 3:  # noqa: ASYNC110 (the prober asks in the background)
+                await asyncio.sleep(0.01)
+        assert not held.done()  # asked, not ready: still held
+        ready["value"] = True
+        endpoint, _ = await asyncio.wait_for(held, 10)
+        assert endpoint == f"127.0.0.1:{port}"
+        assert holder.known()[("team", "llm")].source == "sidecar"
+        assert wakes == [("team", "llm")]
+    finally:
+        await source.stop()
+        await client.close()
+        await api.stop()
+        await sidecar.cleanup()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from chute_activator.holding import retry_after_seconds
-from chute_activator.kube import cannot_wake, chute_state, ready_endpoints
+from chute_activator.kube import cannot_wake, chute_state, ready_endpoints, serving_address
 from chute_activator.state import ChuteState, key_from_host
 
 KNOWN = {("team", "llm"): ChuteState(), ("a", "dup"): ChuteState(), ("b", "dup"): ChuteState()}
@@ -88,3 +88,40 @@ def test_a_transient_degraded_reason_while_waking_keeps_requests_held(reason: st
     """A readiness probe failing while the woken model finishes loading is not a reason to give up."""
     chute = {"status": {"conditions": [{"type": "Degraded", "status": "True", "reason": reason}]}}
     assert cannot_wake(chute) is None
+
+
+def _pod(**changes: object) -> dict[str, object]:
+    pod: dict[str, object] = {
+        "metadata": {"name": "llm-1"},
+        "spec": {
+            "initContainers": [{"name": "chute-sidecar", "ports": [{"name": "http", "containerPort": 8080}]}]
+        },
+        "status": {
+            "phase": "Running",
+            "podIP": "10.244.1.5",
+            "initContainerStatuses": [{"name": "chute-sidecar", "state": {"running": {}}}],
+        },
+    }
+    for section, value in changes.items():
+        pod[section] = {**pod[section], **value}  # type: ignore[dict-item]
+    return pod
+
+
+def test_a_pod_is_asked_for_readiness_only_once_its_sidecar_runs_and_while_it_is_not_terminating() -> None:
+    assert serving_address(_pod()) == "10.244.1.5:8080"
+    assert serving_address(_pod(status={"podIP": "fd00::5"})) == "[fd00::5]:8080"
+    assert serving_address(_pod(status={"podIP": None})) is None  # no sandbox yet
+    waiting = [{"name": "chute-sidecar", "state": {"waiting": {}}}]
+    assert serving_address(_pod(status={"initContainerStatuses": waiting})) is None
+    assert serving_address(_pod(metadata={"deletionTimestamp": "2026-01-01T00:00:00Z"})) is None
+    assert serving_address(_pod(status={"phase": "Failed"})) is None
+
+
+def test_slices_decide_over_a_sidecar_that_said_ready() -> None:
+    chute = {"metadata": {"name": "llm"}}
+    early = chute_state(chute, [], sidecar_ready=["10.244.1.5:8080"])
+    assert early == ChuteState(endpoints=("10.244.1.5:8080",), source="sidecar")
+    ready = _slice("http", {"addresses": ["10.244.1.6"], "conditions": {"ready": True}})
+    assert chute_state(chute, [ready], sidecar_ready=["10.244.1.5:8080"]) == ChuteState(
+        endpoints=("10.244.1.6:8080",), source="EndpointSlice"
+    )

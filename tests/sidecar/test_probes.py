@@ -159,3 +159,19 @@ async def test_startup_timeout_fails_modelz(start_sidecar: StartSidecar, stub: S
 
 async def test_unknown_admin_path_404(sidecar: Running) -> None:
     assert await sidecar.status("/nope") == 404
+
+
+async def test_a_loading_model_is_polled_several_times_a_second(
+    start_sidecar: StartSidecar, stub: Stub
+) -> None:
+    """Whatever the (steady) health interval, the sidecar sees a loading model come up within a fraction
+    of a second: a request held at zero waits for that moment (docs/scale-to-zero.md)."""
+    stub.health_status = 503  # loading
+    running = await start_sidecar(health_interval_seconds=60.0)
+    await eventually(lambda: _polled(stub, 1))
+    polls = stub.health_polls
+    await asyncio.sleep(1.0)
+    assert stub.health_polls >= polls + 3  # one a second before
+    assert await running.status("/readyz") == 503
+    stub.health_status = 200
+    await eventually(_expect(running, "/readyz", 200), within=1.0)

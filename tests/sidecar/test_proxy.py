@@ -263,3 +263,36 @@ async def test_conn_stats_on_serving_and_metrics_ports_not_counted(
     assert stats["oldest_in_flight_age_secs"] is None
     assert 0 <= stats["idle_secs"] < 60  # counted from the end of the request just served
     assert "_conn_stats" not in await running.metrics_text()
+
+
+async def test_conn_stats_say_ready_as_readyz_does_on_both_ports(
+    start_sidecar: StartSidecar, stub: Stub
+) -> None:
+    """The activator reads ``ready`` on the serving port (its only port into the pod) to forward a held
+    request as soon as the model is up: false while the model fails its health, true once it passes,
+    false while draining, as ``/readyz``."""
+
+    async def ready_on_both() -> set[object]:
+        seen = set()
+        for url in (running.url("/_conn_stats"), running.metrics("/_conn_stats")):
+            async with running.session.get(url) as response:
+                seen.add((await response.json())["ready"])
+        return seen
+
+    stub.health_status = 503
+    running = await start_sidecar(drain_token="t")
+    assert await ready_on_both() == {False}
+    assert await running.status("/readyz") == 503
+    stub.health_status = 200
+
+    async def both_ready() -> bool:
+        return await ready_on_both() == {True}
+
+    await eventually(both_ready)
+    assert await running.status("/readyz") == 200
+    async with running.session.get(
+        running.admin("/drainz"), headers={"X-Chute-Drain-Token": "t"}
+    ) as response:
+        assert response.status == 200
+    assert await ready_on_both() == {False}
+    assert await running.status("/readyz") == 503

@@ -135,6 +135,20 @@ def test_sidecar_is_a_native_sidecar_with_the_chutes_settings() -> None:
     assert sidecar["securityContext"]["readOnlyRootFilesystem"] is True
 
 
+def test_the_sidecar_is_probed_every_second_and_taken_out_after_five_failures() -> None:
+    """A woken pod is Ready within a second of its model; a model that stops answering, or a drain,
+    takes it out of the Service after about five seconds, not at the first slow answer; the model
+    starts beside the sidecar, not after it."""
+    sidecar = _by_kind(render(_chute(), OPTIONS))["Deployment"]["spec"]["template"]["spec"]["initContainers"][
+        0
+    ]
+    readiness = sidecar["readinessProbe"]
+    assert (readiness["periodSeconds"], readiness["failureThreshold"]) == (1, 5)
+    assert readiness["timeoutSeconds"] >= 2
+    # no startup probe: the model container starts once the sidecar runs, not after it answered
+    assert "startupProbe" not in sidecar
+
+
 def test_probes_never_kill_a_loading_model() -> None:
     model = _by_kind(render(_chute(health={"startupTimeoutSeconds": 3600}), OPTIONS))["Deployment"]["spec"][
         "template"
@@ -142,6 +156,7 @@ def test_probes_never_kill_a_loading_model() -> None:
     startup = model["startupProbe"]
     assert startup["periodSeconds"] * startup["failureThreshold"] >= 3600
     assert startup["timeoutSeconds"] > 1
+    assert startup["periodSeconds"] == 1  # Ready within a second of the model (a woken pod's wait)
     assert model["livenessProbe"]["httpGet"]["port"] == 9091
     assert "readinessProbe" not in model
 
@@ -164,7 +179,7 @@ def test_probes_and_drain_are_on_a_port_the_service_does_not_publish() -> None:
         ("http", 80, "http"),
         ("metrics", 9090, "metrics"),
     ]
-    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+    for probe in ("livenessProbe", "readinessProbe"):
         assert sidecar[probe]["httpGet"]["port"] == "admin"
     # a model container's probes and hooks cannot name the sidecar's ports: the number
     for probe in ("startupProbe", "livenessProbe"):
