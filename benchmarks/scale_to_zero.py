@@ -91,8 +91,8 @@ def main() -> int:
         "machine": f"{platform.machine()}, {len(os.sched_getaffinity(0))} cores",
         "setup": "real node: the project image's modelsim behind the real sidecar; operator with its metrics "
         "API (scrape 1 s, scale-to-zero check 1 s); a real activator process on the host dialling the pod "
-        "IP; "
-        f"shutdownAfterSeconds {IDLE_WINDOW}, model load {args.load_seconds:g} s",
+        "IP (it forwards once the pod's sidecar says ready); the model answers with no simulated generation "
+        f"time; shutdownAfterSeconds {IDLE_WINDOW}, model load {args.load_seconds:g} s",
         "runs": runs,
         "answered_200": f"{len(added)}/{len(runs)}",
         "added_beyond_load_s": {

@@ -4,9 +4,12 @@ tests/realnode/test_scale_to_zero_on_real_pods.py.
 A Chute (minInstances 0, maxInstances 2, shutdownAfterSeconds 60) runs the project image's modelsim
 with a load time behind the real sidecar on the real node; the operator (with its metrics API,
 whose scraper reads the real pods' sidecars) and a real activator process on the host (dialling
-the real pod IPs) run against the control plane. Requests reach the activator directly on
-loopback, not through the Service's ClusterIP (the activator runs on the host, whose address
-cannot be an endpoint).
+the real pod IPs) run against the control plane. Requests reach the activator directly on loopback
+or, with ``through_service``, through the Chute Service's ClusterIP: the activator then listens on
+the real node's bridge address (the node's InternalIP, on this machine), which its Service's
+EndpointSlice lists, so the operator's ``NAME-activator`` slice sends the Chute's Service there
+through kube-proxy. (The activator cannot run as a pod here: the local API server listens on
+loopback only, out of a pod's reach.)
 
 Each request at zero is broken down into the moments it passes (:data:`STAGES`), in seconds after
 the client sent it: the activator's own record of the wake (``/_chutes``), a watch of the pods and
@@ -48,7 +51,10 @@ STAGES: list[tuple[str, str]] = [
     ("pod_scheduled", "the pod is bound to the real node (scheduler)"),
     ("pod_ip", "the sandbox and its network are up (pod IP in the status)"),
     ("sidecar_running", "the sidecar container runs"),
-    ("sidecar_started", "the sidecar's startup probe passed: the model container may start"),
+    (
+        "sidecar_started",
+        "the sidecar counts as started (before: its startup probe passed): the model may start",
+    ),
     ("model_running", "the model container runs"),
     ("model_loading", "modelsim begins loading (its log)"),
     ("model_loaded", "modelsim's /health answers 200 (its log)"),
@@ -72,9 +78,14 @@ def chute(image: str, node: str, load_seconds: float) -> dict[str, Any]:
     return manifest
 
 
-def activator_service(cp: ControlPlane, namespace: str) -> None:
-    """What the operator reads to find the activator: a Service and a slice with a placeholder pod
-    address (the benchmark's clients reach the activator on loopback; nothing dials this address)."""
+PLACEHOLDER_ADDRESS = "10.244.255.250"
+
+
+def activator_service(
+    cp: ControlPlane, namespace: str, address: str = PLACEHOLDER_ADDRESS, port: int = 8080
+) -> None:
+    """What the operator reads to find the activator: a Service and a slice with the activator's address
+    (by default a placeholder nothing dials: the benchmark's clients reach the activator on loopback)."""
     apply(cp, {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "activator"},
                "spec": {"ports": [{"name": "http", "port": 80, "targetPort": 8080}]}}, namespace)  # fmt: skip
     apply(
@@ -84,8 +95,8 @@ def activator_service(cp: ControlPlane, namespace: str) -> None:
             "kind": "EndpointSlice",
             "metadata": {"name": "activator-1", "labels": {"kubernetes.io/service-name": "activator"}},
             "addressType": "IPv4",
-            "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
-            "endpoints": [{"addresses": ["10.244.255.250"], "conditions": {"ready": True}}],
+            "ports": [{"name": "http", "port": port, "protocol": "TCP"}],
+            "endpoints": [{"addresses": [address], "conditions": {"ready": True}}],
         },
         namespace,
     )
@@ -197,8 +208,8 @@ def log_time(cp: ControlPlane, namespace: str, pod: str, container: str, text: s
     return None
 
 
-def activator_timeline(metrics_port: int, namespace: str) -> dict[str, Any]:
-    connection = http.client.HTTPConnection("127.0.0.1", metrics_port, timeout=10)
+def activator_timeline(metrics_port: int, namespace: str, host: str = "127.0.0.1") -> dict[str, Any]:
+    connection = http.client.HTTPConnection(host, metrics_port, timeout=10)
     connection.request("GET", "/_chutes")
     view = json.loads(connection.getresponse().read())
     connection.close()
@@ -206,11 +217,16 @@ def activator_timeline(metrics_port: int, namespace: str) -> dict[str, Any]:
 
 
 def breakdown(
-    cp: ControlPlane, namespace: str, watcher: Watcher, metrics_port: int, sent: float, answered: float
+    cp: ControlPlane,
+    namespace: str,
+    watcher: Watcher,
+    metrics: tuple[str, int],
+    sent: float,
+    answered: float,
 ) -> dict[str, Any]:
     """Seconds after the client sent the request at which it passed each stage (absent: not seen)."""
     moments: dict[str, float] = dict(watcher.first)
-    timeline = activator_timeline(metrics_port, namespace)
+    timeline = activator_timeline(metrics[1], namespace, metrics[0])
     for ours, theirs in (("held", "held"), ("wake_written", "wake_written"),
                          ("activator_ready_seen", "ready_seen"), ("forwarded", "forwarded"),
                          ("answered", "answered")):  # fmt: skip
@@ -231,13 +247,14 @@ def breakdown(
     return {"stages_s": stages, "ready_source": timeline.get("ready_source", "")}
 
 
-def request_at_zero(port: int, namespace: str) -> tuple[int, float, float]:
-    """(status, wall-clock time sent, wall-clock time answered)."""
+def request_at_zero(port: int, namespace: str, address: str = "127.0.0.1") -> tuple[int, float, float]:
+    """(status, wall-clock time sent, wall-clock time answered): to the activator on loopback, or to the
+    Chute Service's ``address`` (its ClusterIP), with the Host an in-cluster client's DNS name gives."""
     body = json.dumps(
         {"model": "chute-modelsim", "max_tokens": 3, "messages": [{"role": "user", "content": "hi"}]}
     )
     sent = time.time()
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
+    connection = http.client.HTTPConnection(address, port, timeout=300)
     connection.request(
         "POST", "/v1/chat/completions", body,
         {"Content-Type": "application/json", "Host": f"{NAME}.{namespace}.svc.cluster.local"},
@@ -250,13 +267,15 @@ def request_at_zero(port: int, namespace: str) -> tuple[int, float, float]:
 
 
 @contextlib.contextmanager
-def activator_process(cp: ControlPlane, namespace: str, work: Path) -> Iterator[tuple[int, int]]:
-    """A real activator on the host for ``namespace``: (serving port, metrics port)."""
+def activator_process(
+    cp: ControlPlane, namespace: str, work: Path, host: str = "127.0.0.1"
+) -> Iterator[tuple[int, int]]:
+    """A real activator on the host for ``namespace``, serving on ``host``: (serving port, metrics port)."""
     port, metrics_port = _free_port(), _free_port()
     log = (work / "activator.log").open("ab")
     activator = subprocess.Popen(
         [sys.executable, "-m", "chute_operator", "activator", f"--kubeconfig={cp.kubeconfig}",
-         "--host=127.0.0.1", f"--port={port}", f"--metrics-port={metrics_port}", f"--namespace={namespace}",
+         f"--host={host}", f"--port={port}", f"--metrics-port={metrics_port}", f"--namespace={namespace}",
          "--wake-interval-seconds=2", "--max-wait-seconds=280"],
         stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
@@ -280,18 +299,22 @@ def run(
     load_seconds: float,
     namespace: str = "bench-scale-to-zero",
     own_namespace: bool = True,
+    through_service: bool = False,
 ) -> list[dict[str, Any]]:
     """``runs`` times: the pod Ready -> idle -> 0 replicas -> pod gone -> a request at zero, timed."""
     if own_namespace:
         cp.kubectl("create", "namespace", namespace)
         eventually(lambda: get(cp, "serviceaccount", "default", namespace), what="default ServiceAccount")
-    activator_service(cp, namespace)
+    host = "127.0.0.1"
+    if through_service:
+        assert cp.real_node_settings is not None
+        host = cp.real_node_settings.node_ip
     results: list[dict[str, Any]] = []
     watcher = Watcher(cp, namespace)
     watcher.start()
     try:
         with (
-            activator_process(cp, namespace, work) as (port, metrics_port),
+            activator_process(cp, namespace, work, host) as (port, metrics_port),
             metrics_api_on_loopback(
                 cp, namespace, work,
                 CHUTE_OPERATOR_ACTIVATOR_SERVICE=f"{namespace}/activator",
@@ -299,6 +322,10 @@ def run(
                 CHUTE_OPERATOR_SIDECAR_IMAGE=image,
             ),
         ):  # fmt: skip
+            if through_service:
+                activator_service(cp, namespace, host, port)
+            else:
+                activator_service(cp, namespace)
             node = cp.real_node_settings.name if cp.real_node_settings else ""
             apply(cp, chute(image, node, load_seconds), namespace)
             for index in range(runs):
@@ -316,8 +343,14 @@ def run(
                     lambda: not items(cp, "pods", namespace, SELECTOR) or None, what="pod gone", timeout=120
                 )
                 gone = time.monotonic() - ready
+                target = (port, "127.0.0.1")
+                if through_service:  # the operator's slice sends the Service to the activator
+                    eventually(lambda: get(cp, "endpointslice", f"{NAME}-activator", namespace),
+                               what="the Service reaching the activator")  # fmt: skip
+                    service = get(cp, "service", NAME, namespace) or {}
+                    target = (service["spec"]["ports"][0]["port"], service["spec"]["clusterIP"])
                 watcher.reset()
-                status, sent, answered = request_at_zero(port, namespace)
+                status, sent, answered = request_at_zero(target[0], namespace, target[1])
                 seconds = answered - sent
                 with contextlib.suppress(AssertionError):  # the answer may come before the pod is Ready
                     eventually(lambda: "pod_ready" in watcher.first or None, what="pod Ready", timeout=30)
@@ -328,7 +361,7 @@ def run(
                         "ready_to_pod_gone_s": round(gone, 1),
                         "request_at_zero_answered_s": round(seconds, 3),
                         "added_beyond_load_s": round(seconds - load_seconds, 3),
-                        **breakdown(cp, namespace, watcher, metrics_port, sent, answered),
+                        **breakdown(cp, namespace, watcher, (host, metrics_port), sent, answered),
                     }
                 )
                 print(f"run {index + 1}: {json.dumps(results[-1])}", flush=True)

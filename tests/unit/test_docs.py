@@ -86,3 +86,18 @@ def test_operator_scale_table_is_the_results_files() -> None:
 
     doc = (ROOT / "docs" / "benchmarks" / "operator.md").read_text()
     assert table() in doc
+
+
+def test_scale_from_zero_breakdown_is_the_results_files() -> None:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from scale_to_zero_table import summary, table
+
+    doc = (ROOT / "docs" / "scale-to-zero.md").read_text()
+    assert table() in doc
+    assert summary() in doc
+    now = json.loads((RESULTS / "scale-to-zero-real-node.json").read_text())
+    added = now["added_beyond_load_s"]
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert f"{added['median']:.2f} s median, {added['p95']:.2f} s p95 beyond" in readme
+    assert f"p95 is {added['p95']:.2f} s over {len(now['runs'])} runs" in " ".join(doc.split())
+    assert ("is not met" in doc) == (not added["target_met"])

@@ -1,0 +1,87 @@
+"""The scale-from-zero breakdown table and summary of docs/scale-to-zero.md, from the results files.
+
+    .venv/bin/python benchmarks/scale_to_zero_table.py
+
+Reads benchmarks/results/scale-to-zero-real-node-before.json (before the activator asked sidecars
+and the probes ran every second) and scale-to-zero-real-node.json (now); tests/unit/test_docs.py
+checks that the docs show exactly this.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.scale_to_zero_harness import STAGES  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results"
+BEFORE, NOW = "scale-to-zero-real-node-before.json", "scale-to-zero-real-node.json"
+
+
+def _load(name: str) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads((RESULTS / name).read_text())
+    return loaded
+
+
+def _cell(medians: dict[str, float], name: str) -> str:
+    return f"{medians[name]:.2f}" if name in medians else "-"
+
+
+def table() -> str:
+    before, now = _load(BEFORE), _load(NOW)
+    rows = [
+        "| stage | seconds after the request (median): before | now |",
+        "| --- | ---: | ---: |",
+    ]
+    for name, what in STAGES:
+        rows.append(
+            f"| {what} | {_cell(before['stage_medians_s'], name)} | {_cell(now['stage_medians_s'], name)} |"
+        )
+    return "\n".join(rows)
+
+
+SPLIT = (
+    ("until the pod exists (activator, operator, Deployment, ReplicaSet controller)", None, "pod_created"),
+    ("pod start until the model server begins loading (scheduler, kubelet, containerd, the process start)",
+     "pod_created", "model_loading"),
+    ("from the model loaded to the client's answer (sidecar poll, activator, forward)",
+     "model_loaded", "client_answered"),
+)  # fmt: skip
+
+
+def p95(values: list[float]) -> float:
+    """Nearest rank, as benchmarks/scale_to_zero.py: with fewer than 20 runs, the largest."""
+    ordered = sorted(values)
+    return ordered[max(0, -(-95 * len(ordered) // 100) - 1)]
+
+
+def summary() -> str:
+    """Per results file: runs, load time, the added delay (median, p95) and where it went."""
+    lines = []
+    for label, name in (("before", BEFORE), ("now", NOW)):
+        result, added = _load(name), _load(name)["added_beyond_load_s"]
+        load = result["setup"].rsplit("model load ", 1)[-1]
+        lines.append(
+            f"- **{label}**: {len(result['runs'])} runs, model load {load}: added beyond the load median "
+            f"**{added['median']:.2f} s**, p95 **{added['p95']:.2f} s** (`benchmarks/results/{name}`); of it"
+        )
+        for what, start, end in SPLIT:
+            spans = sorted(
+                r["stages_s"][end] - (r["stages_s"][start] if start else 0.0)
+                for r in result["runs"]
+                if end in r["stages_s"] and (start is None or start in r["stages_s"])
+            )
+            lines.append(f"  - {what}: median {statistics.median(spans):.2f} s, p95 {p95(spans):.2f} s")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(table())
+    print()
+    print(summary())
