@@ -1,5 +1,5 @@
-"""The activator's view of the cluster: Chutes, their pods and the pods' EndpointSlices (read), wake
-requests (write).
+"""The activator's view of the cluster: Chutes, their Services, their pods and the pods' EndpointSlices
+(read), wake requests (write).
 
 The only write is the wake annotation on a Chute (RBAC: ``patch`` on ``chutes``); the operator,
 the one writer of replicas, acts on it.
@@ -25,7 +25,7 @@ from typing import Any
 import aiohttp
 from lightkube import ALL_NS, AsyncClient
 from lightkube.generic_resource import create_namespaced_resource
-from lightkube.resources.core_v1 import Pod
+from lightkube.resources.core_v1 import Pod, Service
 from lightkube.resources.discovery_v1 import EndpointSlice
 from lightkube.types import PatchType
 
@@ -127,6 +127,7 @@ def chute_state(
     slices: Iterable[dict[str, Any]],
     override: str | None = None,
     sidecar_ready: Iterable[str] = (),
+    cluster_ips: tuple[str, ...] = (),
 ) -> ChuteState | None:
     """What the activator needs of one Chute; None when the Chute is gone. ``sidecar_ready``: pods
     whose sidecar said ready before any slice did."""
@@ -141,7 +142,15 @@ def chute_state(
         endpoints=endpoints,
         cannot_wake=None if endpoints else cannot_wake(chute),
         source=source if endpoints else "",
+        cluster_ips=cluster_ips,
     )
+
+
+def cluster_ips(service: Mapping[str, Any] | None) -> tuple[str, ...]:
+    """The Service's ClusterIPs (none for a headless one): a request whose Host is one names its Chute."""
+    spec = (service or {}).get("spec") or {}
+    found = spec.get("clusterIPs") or ([spec["clusterIP"]] if spec.get("clusterIP") else [])
+    return tuple(ip for ip in found if ip and ip != "None")
 
 
 def _key(obj: dict[str, Any], name: str | None = None) -> Key:
@@ -165,6 +174,8 @@ class KubeSource:
         self.chutes: dict[Key, dict[str, Any]] = {}
         self.slices: dict[tuple[str, str], dict[str, Any]] = {}
         self.pods: dict[tuple[str, str], dict[str, Any]] = {}
+        self.services: dict[tuple[str, str], dict[str, Any]] = {}
+        """The Chutes' Services (the operator names each after its Chute): their ClusterIPs."""
         self.sidecar_ready: dict[Key, set[str]] = {}
         """Serving addresses whose sidecar answered ready while no slice listed a ready endpoint."""
         self._tasks: list[asyncio.Task[None]] = []
@@ -184,7 +195,8 @@ class KubeSource:
         early = self.sidecar_ready.get(key, set()) & set(self._addresses(key))
         if key in self.sidecar_ready:
             self.sidecar_ready[key] = early  # a pod gone or terminating is never forwarded to
-        self.holder.update(key, chute_state(self.chutes.get(key), pieces, override, early))
+        ips = cluster_ips(self.services.get(key))
+        self.holder.update(key, chute_state(self.chutes.get(key), pieces, override, early, ips))
 
     def _addresses(self, key: Key) -> list[str]:
         """Serving addresses of the Chute's pods that may answer (see :func:`serving_address`)."""
@@ -248,6 +260,7 @@ class KubeSource:
             self._tasks.append(asyncio.create_task(self._watch(ChuteResource, namespace)))
             self._tasks.append(asyncio.create_task(self._watch(EndpointSlice, namespace)))
             self._tasks.append(asyncio.create_task(self._watch(Pod, namespace)))
+            self._tasks.append(asyncio.create_task(self._watch(Service, namespace)))
         self._tasks.append(asyncio.create_task(self._probe()))
 
     async def stop(self) -> None:
@@ -264,6 +277,8 @@ class KubeSource:
             self.slices[_key(_dict(piece))] = _dict(piece)
         async for pod in self.client.list(Pod, namespace=namespace, labels={CHUTE_LABEL: None}):
             self.pods[_key(_dict(pod))] = _dict(pod)
+        async for service in self.client.list(Service, namespace=namespace, labels={CHUTE_LABEL: None}):
+            self.services[_key(_dict(service))] = _dict(service)
         for key in list(self.chutes):
             self._refresh(key)
 
@@ -271,7 +286,7 @@ class KubeSource:
         labels: dict[str, Any] | None = None
         if resource is EndpointSlice:
             labels = _slice_labels()
-        elif resource is Pod:
+        elif resource in (Pod, Service):
             labels = {CHUTE_LABEL: None}
         while True:
             try:
@@ -286,6 +301,15 @@ class KubeSource:
             await asyncio.sleep(RELIST_SECONDS)
 
     def _event(self, resource: Any, kind: str, obj: dict[str, Any]) -> None:
+        if resource is Service:
+            key = _key(obj)
+            if kind == "DELETED":
+                self.services.pop(key, None)
+            else:
+                self.services[key] = obj
+            if key in self.chutes:
+                self._refresh(key)
+            return
         if resource is Pod:
             key = _key(obj)
             if kind == "DELETED":

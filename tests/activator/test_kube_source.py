@@ -14,7 +14,7 @@ from chute_activator import kube
 from chute_activator.holding import Holder
 from chute_activator.kube import KubeSource
 from chute_activator.metrics import Metrics
-from chute_activator.state import Key
+from chute_activator.state import Key, key_from_host
 
 from .fake_api import FakeApi, chute
 
@@ -116,3 +116,40 @@ async def test_a_held_request_goes_to_a_pod_as_soon_as_its_sidecar_says_ready_be
         await client.close()
         await api.stop()
         await sidecar.cleanup()
+
+
+async def test_a_request_whose_host_is_the_chutes_cluster_ip_finds_its_chute() -> None:
+    """A client that calls the Chute's Service by address (``Host: 10.96.0.12``) reaches the activator at
+    zero through that Service: the activator reads the Chutes' Services to know the address."""
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "namespace": "team",
+            "name": "llm",
+            "labels": {kube.CHUTE_LABEL: "llm"},
+            "resourceVersion": "1",
+        },
+        "spec": {
+            "clusterIP": "10.96.0.12",
+            "clusterIPs": ["10.96.0.12"],
+            "ports": [{"name": "http", "port": 80}],
+        },
+    }
+    api = FakeApi([chute("team", "llm")], services=[service])
+    await api.start()
+
+    async def wake(key: Key) -> None:
+        pass
+
+    holder = Holder(wake, Metrics())
+    client = AsyncClient(config=KubeConfig.from_dict(json.loads(api.kubeconfig())))
+    source = KubeSource(client, holder, ("team",))
+    try:
+        await asyncio.wait_for(source.start(), 10)
+        assert key_from_host("10.96.0.12:80", holder.known(), holder.by_ip()) == ("team", "llm")
+        assert key_from_host("10.96.0.12", holder.known(), holder.by_ip()) == ("team", "llm")
+    finally:
+        await source.stop()
+        await client.close()
+        await api.stop()
