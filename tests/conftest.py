@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -48,6 +49,15 @@ def _unavailable(reason: str) -> NoReturn:
     if _in_ci():
         pytest.fail(f"local control plane unavailable (CI=true, so this fails): {reason}", pytrace=False)
     pytest.skip(f"local control plane unavailable: {reason}")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """SIGTERM stops the session like Ctrl-C, so its clusters are torn down (scripts/test sends it)."""
+
+    def interrupt(signum: int, frame: object) -> NoReturn:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
