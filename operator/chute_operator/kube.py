@@ -8,8 +8,7 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 import httpx2 as httpx
-from lightkube import ALL_NS, ApiError, AsyncClient
-from lightkube.core.exceptions import NotReadyError
+from lightkube import ApiError, AsyncClient
 from lightkube.generic_resource import create_namespaced_resource
 from lightkube.resources.apps_v1 import Deployment
 from lightkube.resources.autoscaling_v2 import HorizontalPodAutoscaler
@@ -19,6 +18,7 @@ from lightkube.resources.networking_v1 import NetworkPolicy
 from lightkube.types import PatchType
 
 from chute_operator.api import GROUP, KIND, PLURAL, VERSION
+from chute_operator.store import slim
 
 ChuteResource = create_namespaced_resource(GROUP, VERSION, KIND, PLURAL)
 ServiceMonitor = create_namespaced_resource(
@@ -38,6 +38,20 @@ CHILD_RESOURCES: dict[str, Any] = {
 
 WATCHED_RESOURCES: dict[str, Any] = {"Chute": ChuteResource, **CHILD_RESOURCES, "Pod": Pod}
 """Every kind the controller keeps in its store."""
+
+LIST_PATHS: dict[str, tuple[str, tuple[str, str]]] = {
+    "Chute": (f"{GROUP}/{VERSION}", (f"/apis/{GROUP}/{VERSION}", PLURAL)),
+    "Deployment": ("apps/v1", ("/apis/apps/v1", "deployments")),
+    "Service": ("v1", ("/api/v1", "services")),
+    "HorizontalPodAutoscaler": ("autoscaling/v2", ("/apis/autoscaling/v2", "horizontalpodautoscalers")),
+    "ServiceMonitor": ("monitoring.coreos.com/v1", ("/apis/monitoring.coreos.com/v1", "servicemonitors")),
+    "NetworkPolicy": ("networking.k8s.io/v1", ("/apis/networking.k8s.io/v1", "networkpolicies")),
+    "EndpointSlice": ("discovery.k8s.io/v1", ("/apis/discovery.k8s.io/v1", "endpointslices")),
+    "Pod": ("v1", ("/api/v1", "pods")),
+}
+"""Per watched kind: its apiVersion, and the collection's path (group prefix, plural)."""
+LIST_PAGE = 250
+"""Objects per page of a LIST."""
 
 
 class ApiFailure(Exception):
@@ -145,13 +159,6 @@ def error_message(error: BaseException) -> str:
     return str(failure) if failure else (str(error) or type(error).__name__)
 
 
-def _collection_version(pages: Any) -> str:
-    try:
-        return str(pages.resourceVersion)
-    except NotReadyError:
-        return ""
-
-
 class KubeApi:
     """Writes and reads the operator needs, with one field manager for every apply."""
 
@@ -212,16 +219,36 @@ class KubeApi:
         self, kind: str, namespaces: tuple[str, ...], labels: dict[str, Any] | None = None
     ) -> tuple[list[dict[str, Any]], str]:
         """Every object of ``kind`` in ``namespaces`` (all when empty), and the resourceVersion the
-        listing was taken at (the oldest, over several namespaces); nothing where the API does not exist."""
+        listing was taken at (the oldest, over several namespaces); nothing where the API does not exist.
+
+        Read as JSON pages of LIST_PAGE objects, each object slimmed (store.slim) as its page arrives:
+        lightkube's typed models, built for every object and turned back into dicts, made a cold
+        operator's memory peak (the listing of every kind at start) about 90 MB higher at 500 Chutes.
+        """
         found: list[dict[str, Any]] = []
         versions: list[str] = []
+        api_version, path = LIST_PATHS[kind]
+        http: httpx.AsyncClient = self.client._client._client
+        selector = ",".join(f"{key}={value}" for key, value in (labels or {}).items())
         try:
             async with translated():
-                for namespace in namespaces or (ALL_NS,):
-                    pages = self.client.list(WATCHED_RESOURCES[kind], namespace=namespace, labels=labels)
-                    async for obj in pages:
-                        found.append(obj.to_dict())
-                    versions.append(_collection_version(pages))
+                for namespace in namespaces or ("",):
+                    url = f"{path[0]}/namespaces/{namespace}/{path[1]}" if namespace else "/".join(path)
+                    params = {"limit": str(LIST_PAGE), **({"labelSelector": selector} if selector else {})}
+                    version = ""
+                    while True:
+                        response = await http.get(url, params=params)
+                        response.raise_for_status()
+                        page = response.json()
+                        del response
+                        meta = page.get("metadata") or {}
+                        version = version or str(meta.get("resourceVersion") or "")
+                        for item in page.get("items") or []:
+                            found.append(slim(kind, {"apiVersion": api_version, "kind": kind, **item}))
+                        if not meta.get("continue"):
+                            break
+                        params["continue"] = meta["continue"]
+                    versions.append(version)
         except NotFound:
             return [], ""
         numeric = [v for v in versions if v.isdigit()]

@@ -81,3 +81,35 @@ def test_a_throttled_request_says_how_long_the_api_server_asked_to_wait() -> Non
     assert throttled_for(_api_error(429, "TooManyRequests")) == 1.0  # it did not say
     assert throttled_for(_api_error(500, "InternalError")) is None
     assert throttled_for(OSError("refused")) is None
+
+
+async def test_a_listing_reads_json_pages_and_keeps_objects_slim() -> None:
+    """No typed models for thousands of objects: they set a cold operator's memory peak."""
+    from types import SimpleNamespace
+
+    from chute_operator.kube import KubeApi
+
+    asked: list[httpx.URL] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        asked.append(request.url)
+        if "servicemonitors" in request.url.path:
+            return httpx.Response(404, json={"kind": "Status", "code": 404, "reason": "NotFound"})
+        second = request.url.params.get("continue") == "next"
+        pod = {
+            "metadata": {"name": f"p{int(second)}", "namespace": "ns", "managedFields": [{"manager": "k"}]}
+        }
+        meta = {"resourceVersion": "9" if second else "7", **({} if second else {"continue": "next"})}
+        return httpx.Response(200, json={"kind": "PodList", "metadata": meta, "items": [pod]})
+
+    http = httpx.AsyncClient(transport=httpx.MockTransport(answer), base_url="https://api")
+    api = KubeApi(SimpleNamespace(_client=SimpleNamespace(_client=http)), "m", "c", "i")  # type: ignore[arg-type]
+    pods, version = await api.listing("Pod", (), {"app.kubernetes.io/managed-by": "chute-operator"})
+    assert version == "7"  # the first page's: the snapshot every page belongs to
+    assert [p["metadata"]["name"] for p in pods] == ["p0", "p1"]
+    assert all(p["kind"] == "Pod" and p["apiVersion"] == "v1" for p in pods)
+    assert all("managedFields" not in p["metadata"] for p in pods)
+    assert asked[0].path == "/api/v1/pods"
+    assert asked[0].params["labelSelector"] == "app.kubernetes.io/managed-by=chute-operator"
+    assert await api.listing("ServiceMonitor", ("ns",)) == ([], "")
+    assert asked[-1].path == "/apis/monitoring.coreos.com/v1/namespaces/ns/servicemonitors"
