@@ -19,6 +19,7 @@ from lightkube.config.kubeconfig import KubeConfig
 
 from chute_operator.api import GROUP, PLURAL, VERSION
 from chute_operator.controller import Controller
+from chute_operator.kube import LIST_PAGE
 from chute_operator.metrics import OperatorMetrics
 from chute_operator.settings import Settings
 from chute_operator.workload import MANAGED_BY
@@ -43,6 +44,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=config.annotation_prefix)
     settings.watching.server_timeout = config.watch_server_timeout
     settings.watching.client_timeout = config.watch_client_timeout
+    settings.watching.chunk_size = LIST_PAGE  # kopf's own listings in pages: one page's objects in memory
     settings.networking.enforce_retry_after = True
     for group, version, plural in CHILDREN.values():
         settings.watching.label_selectors[(group or "v1", version, plural) if group else ("v1", plural)] = (
