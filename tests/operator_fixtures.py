@@ -123,5 +123,27 @@ def operator(
     process = OperatorProcess(
         control_plane.kubeconfig, tmp_path_factory.mktemp("operator"), "op-main"
     ).start()
+    session_operators.append(process)
     yield process
+    session_operators.remove(process)
     process.stop()
+
+
+session_operators: list[OperatorProcess] = []
+"""The session's operators that tests started (one per test directory whose conftest has the fixture)."""
+
+
+@pytest.fixture
+def session_operator_paused() -> Iterator[None]:
+    """For a test that runs an operator of its own with an activator: a session operator watches every
+    namespace but knows no activator, so it would delete the activator's EndpointSlice that the
+    test's operator keeps, and each would undo the other. Those running are stopped for the test and
+    started again after; none is started."""
+    paused = [p for p in session_operators if p.process is not None and p.process.poll() is None]
+    for process in paused:
+        process.stop()
+    try:
+        yield
+    finally:
+        for process in paused:
+            process.start()

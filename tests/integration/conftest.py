@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 from tests.metrics_api_harness import LoopbackSidecar
-from tests.operator_fixtures import chute_crd
+from tests.operator_fixtures import chute_crd, session_operator_paused
 
-__all__ = ["chute_crd"]
+__all__ = ["chute_crd", "session_operator_paused"]
 
 
 @pytest.fixture

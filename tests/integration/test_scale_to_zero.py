@@ -72,7 +72,7 @@ def _activator_service(cp: Any, namespace: str) -> None:
 
 @pytest.fixture
 def zero_operator(
-    control_plane: Any, chute_crd: Path, namespace: str, tmp_path: Path
+    control_plane: Any, chute_crd: Path, namespace: str, tmp_path: Path, session_operator_paused: None
 ) -> Iterator[tuple[OperatorProcess, Path]]:
     _activator_service(control_plane, namespace)
     with metrics_api_on_loopback(

@@ -20,9 +20,9 @@ import pytest
 from chute_operator.devcluster.controlplane import ControlPlane
 from chute_operator.devcluster.realnode import RealNode
 from tests.kube_helpers import apply, eventually, get, items
-from tests.operator_fixtures import chute_crd, operator
+from tests.operator_fixtures import chute_crd, operator, session_operator_paused
 
-__all__ = ["chute_crd", "operator"]
+__all__ = ["chute_crd", "operator", "session_operator_paused"]
 
 REQUEST_TIMEOUT = 30.0
 

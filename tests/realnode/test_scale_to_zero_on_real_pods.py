@@ -9,31 +9,17 @@ setup; benchmarks/scale_to_zero.py measures it). About two minutes, most of it t
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from chute_operator.devcluster.controlplane import ControlPlane
 from chute_operator.devcluster.realnode import RealNode
-from tests.operator_fixtures import OperatorProcess
 from tests.scale_to_zero_harness import STAGES, run
 
 pytestmark = [pytest.mark.realnode, pytest.mark.e2e, pytest.mark.timeout(600)]
 
 LOAD_SECONDS = 2.0
-
-
-@pytest.fixture
-def session_operator_paused(operator: OperatorProcess) -> Iterator[None]:
-    """The session's operator watches every namespace but knows no activator: it would delete the
-    activator's EndpointSlice that this test's operator (its own lease, this namespace) keeps, and
-    each would undo the other. It is stopped for the test and started again after."""
-    operator.stop()
-    try:
-        yield
-    finally:
-        operator.start()
 
 
 def test_an_idle_real_pod_goes_and_a_request_to_its_service_at_zero_is_answered_after_the_model_loads(
