@@ -70,6 +70,27 @@ def test_autoscaling_figures_are_the_results_file() -> None:
     assert f"second replica Ready in {ready['median']:.1f} s median" in readme
 
 
+REAL_NODE_AUTOSCALING_ROWS = (
+    "load_start_to_hpa_decision_s",
+    "load_start_to_second_replica_ready_s",
+    "load_start_to_third_replica_ready_s",
+    "load_start_to_hpa_wanting_more_than_max_s",
+    "load_end_to_two_replicas_s",
+    "load_end_to_one_replica_s",
+)
+
+
+def test_real_node_autoscaling_figures_are_the_results_file() -> None:
+    doc = " ".join((ROOT / "docs" / "autoscaling.md").read_text().split())
+    results = json.loads((RESULTS / "autoscaling-real-node.json").read_text())
+    for row in REAL_NODE_AUTOSCALING_ROWS:
+        figures = results[row]
+        assert f"| {figures['median']:.1f} s | {figures['min']:.1f} s | {figures['max']:.1f} s |" in doc, row
+    assert f"**{len(results['runs'])} runs**" in doc
+    assert f"at most {results['most_replicas (maxInstances 3)']} replicas" in doc
+    assert results["hpa_wanted_more_than_max_in_every_run"]
+
+
 def test_image_build_figures_are_the_results_file() -> None:
     doc = (ROOT / "docs" / "deployment.md").read_text()
     drivers = json.loads((RESULTS / "image_build.json").read_text())["drivers"]
