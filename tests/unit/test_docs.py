@@ -91,6 +91,27 @@ def test_real_node_autoscaling_figures_are_the_results_file() -> None:
     assert results["hpa_wanted_more_than_max_in_every_run"]
 
 
+def test_prometheus_adapter_figures_are_the_results_file() -> None:
+    doc = " ".join((ROOT / "docs" / "autoscaling.md").read_text().split())
+    results = json.loads((RESULTS / "autoscaling-prometheus-adapter.json").read_text())
+    decision = results["load_start_to_hpa_decision_s"]["median"]
+    ready = results["load_start_to_second_replica_ready_s"]["median"]
+    down = results["load_end_to_scale_down_s (shutdownAfterSeconds 60)"]["median"]
+    assert f"| the HPA wants 2 replicas | {decision:.1f} s |" in doc
+    assert f"| the 2nd replica Ready | {ready:.1f} s |" in doc
+    assert f"| back to 1 replica (`shutdownAfterSeconds: 60`) | {down:.1f} s |" in doc
+    assert f"**{len(results['runs'])} run" in doc
+    # the rule that ran is the documented one
+    deployment = (ROOT / "docs" / "deployment.md").read_text()
+    assert yaml.safe_dump(results["adapter_rule"]) == yaml.safe_dump(
+        yaml.safe_load(
+            deployment.split("### With prometheus-adapter instead", 1)[1]
+            .split("```yaml\n")[1]
+            .split("```")[0]
+        )
+    )
+
+
 def test_image_build_figures_are_the_results_file() -> None:
     doc = (ROOT / "docs" / "deployment.md").read_text()
     drivers = json.loads((RESULTS / "image_build.json").read_text())["drivers"]
