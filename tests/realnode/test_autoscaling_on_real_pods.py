@@ -53,6 +53,7 @@ def test_real_pods_scale_to_max_instances_never_past_it_and_back_down(
     project_image: str,
     namespace: str,
     tmp_path: Path,
+    session_operator_paused: None,  # the test's operator is the only one reconciling its Chute
 ) -> None:
     cp = control_plane
     env = {"CHUTE_OPERATOR_SIDECAR_IMAGE": project_image}
