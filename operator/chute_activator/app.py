@@ -69,15 +69,17 @@ class Activator:
                 return _reject(rejected)
             if waited:
                 self.holder.mark(key, "forwarded")
+            counted = self.holder.metrics.forwarded.labels(*key).inc
             try:
-                response = await forward(self.session, request, body, endpoint, timeout=self.request_timeout)
+                response = await forward(
+                    self.session, request, body, endpoint, timeout=self.request_timeout, on_answer=counted
+                )
             except ConnectFailed as error:
                 log.warning(
                     "replica unreachable",
                     extra={"chute": "/".join(key), "endpoint": endpoint, "error": str(error)},
                 )
                 continue
-            self.holder.metrics.forwarded.labels(*key).inc()
             if waited:
                 self.holder.mark(key, "answered")
                 log.info(

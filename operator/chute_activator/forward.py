@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
@@ -43,8 +45,13 @@ async def forward(
     endpoint: str,
     *,
     timeout: float,  # noqa: ASYNC109 (aiohttp's own total timeout for the upstream request)
+    on_answer: Callable[[], None] = lambda: None,
 ) -> web.StreamResponse:
-    """Send ``request`` (its ``body`` already read) to ``http://endpoint`` and stream the answer back."""
+    """Send ``request`` (its ``body`` already read) to ``http://endpoint`` and stream the answer back.
+
+    ``on_answer`` is called once the replica has answered (status and headers), before its body is
+    streamed: the request is forwarded even when its client leaves before the stream's end (an
+    OpenAI client stops reading at ``data: [DONE]``); the streaming then stops quietly."""
     url = f"http://{endpoint}{request.raw_path}"
     try:
         upstream = await session.request(
@@ -59,6 +66,7 @@ async def forward(
     except aiohttp.ClientConnectorError as error:
         raise ConnectFailed(str(error)) from error
     async with upstream:
+        on_answer()
         response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
         for name, value in upstream.headers.items():
             if name.lower() not in HOP_BY_HOP:
@@ -67,8 +75,11 @@ async def forward(
             "Transfer-Encoding", ""
         ):
             response.content_length = int(upstream.headers["Content-Length"])
-        await response.prepare(request)
-        async for chunk in upstream.content.iter_any():
-            await response.write(chunk)
-        await response.write_eof()
+        try:
+            await response.prepare(request)
+            async for chunk in upstream.content.iter_any():
+                await response.write(chunk)
+            await response.write_eof()
+        except ConnectionResetError:  # the client is gone: nobody is left to answer
+            pass
         return response

@@ -12,6 +12,7 @@ from dataclasses import replace
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from chute_activator.state import ChuteState
 from chute_modelsim.config import Config
@@ -248,3 +249,41 @@ async def test_the_latest_wake_is_recorded_in_order_in_chutes(
     assert wake["ready_source"] == "sidecar"
     moments = [wake[name] for name in ("held", "wake_written", "ready_seen", "forwarded", "answered")]
     assert moments == sorted(moments)
+
+
+async def test_a_stream_whose_client_leaves_at_done_is_counted_as_forwarded(
+    start_activator: StartActivator, session: aiohttp.ClientSession
+) -> None:
+    """An OpenAI client stops reading at ``data: [DONE]`` and closes the connection. A replica (its
+    sidecar, behind it the model) may end the stream a moment after that event: the client is gone
+    before the activator writes the stream's end, and the request was forwarded all the same."""
+
+    async def replica(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        await response.write(b'data: {"choices": [{"delta": {"content": "a"}}]}\n\n')
+        await response.write(b"data: [DONE]\n\n")
+        await asyncio.sleep(0.3)  # the end of the stream comes after the client has left
+        await response.write_eof()
+        return response
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", replica)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, LOOPBACK, 0).start()
+    try:
+        activator = await start_activator()
+        endpoint = f"{LOOPBACK}:{runner.addresses[0][1]}"
+        activator.holder.update(KEY, ChuteState(endpoints=(endpoint,)))
+        async with session.post(activator.url(), json={**CHAT, "stream": True}, headers=HOST) as response:
+            assert response.status == 200
+            for _ in range(10):  # bounded: two events
+                if (await response.content.readline()).strip() == b"data: [DONE]":
+                    break
+            response.close()  # gone before the stream's end: as a client that stops at [DONE]
+        forwarded = activator.holder.metrics.forwarded.labels(*KEY)
+        await asyncio.sleep(0.6)  # the replica has ended its stream
+        assert forwarded._value.get() == 1
+    finally:
+        await runner.cleanup()
