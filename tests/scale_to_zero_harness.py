@@ -69,12 +69,23 @@ STAGES: list[tuple[str, str]] = [
 ]
 
 
-def chute(image: str, node: str, load_seconds: float) -> dict[str, Any]:
-    manifest = real_node_chute(NAME, image, node)
+def chute(
+    image: str,
+    node: str,
+    load_seconds: float,
+    name: str = NAME,
+    tokens_per_second: float = 0.0,
+    concurrency: int | None = None,
+) -> dict[str, Any]:
+    manifest = real_node_chute(name, image, node)
     manifest["spec"].update({"minInstances": 0, "maxInstances": 2, "shutdownAfterSeconds": IDLE_WINDOW})
-    # The answer itself takes no time (no simulated generation): what is added is the wake's alone.
+    if concurrency is not None:
+        manifest["spec"]["concurrency"] = concurrency
+    # By default the answer itself takes no time (no simulated generation): what is added is the
+    # wake's alone. A streaming check sets a rate, so that its tokens come apart in time.
     args = [a for a in manifest["spec"]["args"] if not a.startswith("--tokens-per-second=")]
-    manifest["spec"]["args"] = [*args, "--tokens-per-second=0", f"--load-seconds={load_seconds:g}"]
+    manifest["spec"]["args"] = [*args, f"--tokens-per-second={tokens_per_second:g}",
+                                f"--load-seconds={load_seconds:g}"]  # fmt: skip
     return manifest
 
 
@@ -102,8 +113,8 @@ def activator_service(
     )
 
 
-def at_zero(cp: ControlPlane, namespace: str) -> bool:
-    deployment = get(cp, "deployment", NAME, namespace) or {}
+def at_zero(cp: ControlPlane, namespace: str, name: str = NAME) -> bool:
+    deployment = get(cp, "deployment", name, namespace) or {}
     return bool((deployment.get("spec") or {}).get("replicas") == 0)
 
 
@@ -134,7 +145,7 @@ class Watcher:
     """Watches the Chute's pods and Deployment from this process; the wall-clock moment each stage was
     first seen since :meth:`reset` (pods that existed before it are ignored)."""
 
-    def __init__(self, cp: ControlPlane, namespace: str) -> None:
+    def __init__(self, cp: ControlPlane, namespace: str, name: str = NAME) -> None:
         self.cp, self.namespace = cp, namespace
         self.first: dict[str, float] = {}
         self.pod_name = ""
@@ -143,11 +154,11 @@ class Watcher:
         self._armed = False
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        selector = urllib.parse.quote(SELECTOR)
+        selector = urllib.parse.quote(f"chutes.ai/chute={name}")
         base = f"/namespaces/{namespace}"
         self._paths = (
             (f"/api/v1{base}/pods?watch=1&timeoutSeconds=20&labelSelector={selector}", self._pod),
-            (f"/apis/apps/v1{base}/deployments?watch=1&timeoutSeconds=20&fieldSelector=metadata.name%3D{NAME}",
+            (f"/apis/apps/v1{base}/deployments?watch=1&timeoutSeconds=20&fieldSelector=metadata.name%3D{name}",
              self._deployment),
         )  # fmt: skip
         self._threads = [threading.Thread(target=self._loop, args=p, daemon=True) for p in self._paths]
@@ -196,6 +207,17 @@ class Watcher:
                 self._mark({"deployment_woken"})
 
 
+def kube_proxy_sends_to(namespace: str, service: str, endpoint: str) -> bool:
+    """Whether kube-proxy's rules DNAT ``namespace/service`` to ``endpoint`` (``IP:PORT``)."""
+    rules = subprocess.run(
+        ["iptables-save", "-t", "nat"], capture_output=True, text=True, timeout=30, check=True
+    )
+    return any(
+        f'"{namespace}/{service}:' in rule and "DNAT" in rule and f"--to-destination {endpoint}" in rule
+        for rule in rules.stdout.splitlines()
+    )
+
+
 def log_time(cp: ControlPlane, namespace: str, pod: str, container: str, text: str) -> float | None:
     """The runtime's timestamp of the first log line of ``container`` that contains ``text``."""
     found = cp.kubectl("logs", pod, "-c", container, "-n", namespace, "--timestamps", check=False)
@@ -208,12 +230,28 @@ def log_time(cp: ControlPlane, namespace: str, pod: str, container: str, text: s
     return None
 
 
-def activator_timeline(metrics_port: int, namespace: str, host: str = "127.0.0.1") -> dict[str, Any]:
+def activator_timeline(
+    metrics_port: int, namespace: str, host: str = "127.0.0.1", name: str = NAME
+) -> dict[str, Any]:
     connection = http.client.HTTPConnection(host, metrics_port, timeout=10)
     connection.request("GET", "/_chutes")
     view = json.loads(connection.getresponse().read())
     connection.close()
-    return dict((view.get(f"{namespace}/{NAME}") or {}).get("last_wake") or {})
+    return dict((view.get(f"{namespace}/{name}") or {}).get("last_wake") or {})
+
+
+def activator_counters(metrics_port: int, host: str = "127.0.0.1") -> dict[str, float]:
+    """The activator's own counters (``/metrics``): ``{"chute_activator_forwarded_total{...}": n, ...}``."""
+    connection = http.client.HTTPConnection(host, metrics_port, timeout=10)
+    connection.request("GET", "/metrics")
+    text = connection.getresponse().read().decode()
+    connection.close()
+    counters: dict[str, float] = {}
+    for line in text.splitlines():
+        sample, _, value = line.rpartition(" ")
+        if sample.startswith("chute_activator_") and sample.split("{")[0].endswith(("_total", "_count")):
+            counters[sample] = float(value)
+    return counters
 
 
 def breakdown(
@@ -223,10 +261,11 @@ def breakdown(
     metrics: tuple[str, int],
     sent: float,
     answered: float,
+    name: str = NAME,
 ) -> dict[str, Any]:
     """Seconds after the client sent the request at which it passed each stage (absent: not seen)."""
     moments: dict[str, float] = dict(watcher.first)
-    timeline = activator_timeline(metrics[1], namespace, metrics[0])
+    timeline = activator_timeline(metrics[1], namespace, metrics[0], name)
     for ours, theirs in (("held", "held"), ("wake_written", "wake_written"),
                          ("activator_ready_seen", "ready_seen"), ("forwarded", "forwarded"),
                          ("answered", "answered")):  # fmt: skip
@@ -247,7 +286,9 @@ def breakdown(
     return {"stages_s": stages, "ready_source": timeline.get("ready_source", "")}
 
 
-def request_at_zero(port: int, namespace: str, address: str = "127.0.0.1") -> tuple[int, float, float]:
+def request_at_zero(
+    port: int, namespace: str, address: str = "127.0.0.1", name: str = NAME
+) -> tuple[int, float, float]:
     """(status, wall-clock time sent, wall-clock time answered): to the activator on loopback, or to the
     Chute Service's ``address`` (its ClusterIP), with the Host an in-cluster client's DNS name gives."""
     body = json.dumps(
@@ -257,7 +298,7 @@ def request_at_zero(port: int, namespace: str, address: str = "127.0.0.1") -> tu
     connection = http.client.HTTPConnection(address, port, timeout=300)
     connection.request(
         "POST", "/v1/chat/completions", body,
-        {"Content-Type": "application/json", "Host": f"{NAME}.{namespace}.svc.cluster.local"},
+        {"Content-Type": "application/json", "Host": f"{name}.{namespace}.svc.cluster.local"},
     )  # fmt: skip
     response = connection.getresponse()
     response.read()
@@ -268,18 +309,26 @@ def request_at_zero(port: int, namespace: str, address: str = "127.0.0.1") -> tu
 
 @contextlib.contextmanager
 def activator_process(
-    cp: ControlPlane, namespace: str, work: Path, host: str = "127.0.0.1"
+    cp: ControlPlane,
+    namespace: str,
+    work: Path,
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    queue_limit: int = 10,
 ) -> Iterator[tuple[int, int]]:
-    """A real activator on the host for ``namespace``, serving on ``host``: (serving port, metrics port)."""
-    port, metrics_port = _free_port(), _free_port()
+    """A real activator on the host for ``namespace``, serving on ``host`` (on ``port``, or a free
+    one), holding at most ``queue_limit`` requests per Chute: (serving port, metrics port), once it
+    has listed the Chutes and their Services (``/readyz``)."""
+    port, metrics_port = port or _free_port(), _free_port()
     log = (work / "activator.log").open("ab")
     activator = subprocess.Popen(
         [sys.executable, "-m", "chute_operator", "activator", f"--kubeconfig={cp.kubeconfig}",
          f"--host={host}", f"--port={port}", f"--metrics-port={metrics_port}", f"--namespace={namespace}",
-         "--wake-interval-seconds=2", "--max-wait-seconds=280"],
+         "--wake-interval-seconds=2", "--max-wait-seconds=280", f"--queue-limit={queue_limit}"],
         stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     try:
+        eventually(lambda: _ready(activator, host, metrics_port), what="the activator ready", timeout=60)
         yield port, metrics_port
     finally:
         activator.terminate()
@@ -289,6 +338,19 @@ def activator_process(
             activator.kill()
             activator.wait()
         log.close()
+
+
+def _ready(activator: subprocess.Popen[bytes], host: str, metrics_port: int) -> bool:
+    if activator.poll() is not None:
+        raise AssertionError(f"the activator exited {activator.returncode}")
+    try:
+        connection = http.client.HTTPConnection(host, metrics_port, timeout=2)
+        connection.request("GET", "/readyz")
+        ready = connection.getresponse().status == 200
+        connection.close()
+    except OSError:
+        return False
+    return ready
 
 
 def run(
