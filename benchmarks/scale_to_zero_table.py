@@ -22,6 +22,7 @@ from tests.scale_to_zero_harness import STAGES  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 BEFORE, NOW = "scale-to-zero-real-node-before.json", "scale-to-zero-real-node.json"
+DATA_PATH = "scale-to-zero-data-path-real-node.json"
 
 
 def _load(name: str) -> dict[str, Any]:
@@ -81,7 +82,26 @@ def summary() -> str:
     return "\n".join(lines)
 
 
+def data_path() -> str:
+    """The ClusterIP's latency at ready with the activator running and stopped (``--data-path``)."""
+    result = _load(DATA_PATH)
+    running, stopped = result["cluster_ip_activator_running"], result["cluster_ip_activator_stopped"]
+    through = result["through_activator"]
+    moved = sum(result["activator_counters_moved_by_cluster_ip_requests"])
+    return (
+        f"- **while a replica is ready** ({running['requests']} requests per case, a new connection each, to "
+        f"the Chute Service's ClusterIP): p50 **{running['p50_ms']:.2f} ms**, "
+        f"p95 **{running['p95_ms']:.2f} ms** with the activator running against "
+        f"p50 **{stopped['p50_ms']:.2f} ms**, p95 **{stopped['p95_ms']:.2f} ms** with it stopped; "
+        f"its counters moved by {moved:g} during them. Sent "
+        f"to the activator itself instead, the same requests took p50 {through['p50_ms']:.2f} ms, p95 "
+        f"{through['p95_ms']:.2f} ms (`benchmarks/results/{DATA_PATH}`)"
+    )
+
+
 if __name__ == "__main__":
     print(table())
     print()
     print(summary())
+    print()
+    print(data_path())

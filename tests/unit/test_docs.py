@@ -132,11 +132,12 @@ def test_operator_scale_table_is_the_results_files() -> None:
 
 def test_scale_from_zero_breakdown_is_the_results_files() -> None:
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    from scale_to_zero_table import summary, table
+    from scale_to_zero_table import data_path, summary, table
 
     doc = (ROOT / "docs" / "scale-to-zero.md").read_text()
     assert table() in doc
     assert summary() in doc
+    assert data_path() in doc
     now = json.loads((RESULTS / "scale-to-zero-real-node.json").read_text())
     added = now["added_beyond_load_s"]
     readme = " ".join((ROOT / "README.md").read_text().split())
