@@ -1,6 +1,6 @@
 """The documented prometheus-adapter route, on the real node, with the operator's own metrics API off.
 
-    .venv/bin/python benchmarks/autoscaling_prometheus.py [--runs 1] [--scrape-interval 30s]
+    .venv/bin/python benchmarks/autoscaling_prometheus.py [--runs 1] [--add] [--scrape-interval 30s]
 
 What runs: the local cluster with its real node; the operator with ``CHUTE_OPERATOR_METRICS_API``
 off; Prometheus (Debian's /usr/bin/prometheus, on 127.0.0.1) scraping the Chute's pods' sidecar
@@ -363,6 +363,7 @@ def summary(runs: list[dict[str, Any]], key: str) -> dict[str, float]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument("--add", action="store_true", help="add the runs to the results file's (same setup)")
     parser.add_argument("--scrape-interval", default="30s", help="the ServiceMonitor's (default 30s)")
     parser.add_argument(
         "--relist-interval", default="30s", help="prometheus-adapter --metrics-relist-interval"
@@ -393,17 +394,22 @@ def main() -> int:
             runs.append(one_run(cp, index, Path(scratch), image, args.scrape_interval, args.relist_interval))
             print(f"run {index + 1}: {runs[-1]}", flush=True)
     version = subprocess.run([str(PROMETHEUS), "--version"], capture_output=True, text=True).stdout
+    setup = (
+        f"real node: real pods (project image: modelsim behind the sidecar); operator with its metrics "
+        f"API off; Prometheus {version.split()[2]} (Debian) scraping the sidecars' metrics port every "
+        f"{args.scrape_interval} (file_sd targets from the Service's EndpointSlices, labelled as a "
+        "ServiceMonitor's); prometheus-adapter "
+        f"{ADAPTER_VERSION} (--metrics-relist-interval={args.relist_interval}) with the rule of "
+        "docs/deployment.md; real kube-apiserver aggregation and HPA controller (15 s sync); "
+        "concurrency 4, threshold 0.5, maxInstances 3, shutdownAfterSeconds 60, 4 streams"
+    )
+    if args.add and RESULTS.exists():
+        earlier = json.loads(RESULTS.read_text())
+        if earlier.get("setup") == setup and earlier.get("adapter_rule") == documented_rule():
+            runs = earlier["runs"] + runs
     result = {
         "machine": f"{platform.machine()}, {len(os.sched_getaffinity(0))} cores",
-        "setup": (
-            f"real node: real pods (project image: modelsim behind the sidecar); operator with its metrics "
-            f"API off; Prometheus {version.split()[2]} (Debian) scraping the sidecars' metrics port every "
-            f"{args.scrape_interval} (file_sd targets from the Service's EndpointSlices, labelled as a "
-            "ServiceMonitor's); prometheus-adapter "
-            f"{ADAPTER_VERSION} (--metrics-relist-interval={args.relist_interval}) with the rule of "
-            "docs/deployment.md; real kube-apiserver aggregation and HPA controller (15 s sync); "
-            "concurrency 4, threshold 0.5, maxInstances 3, shutdownAfterSeconds 60, 4 streams"
-        ),
+        "setup": setup,
         "adapter_rule": documented_rule(),
         "runs": runs,
         "load_start_to_hpa_decision_s": summary(runs, "to_decision_s"),
