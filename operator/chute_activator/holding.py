@@ -134,11 +134,15 @@ class Holder:
             gate.timeline.setdefault(event, time.time())
 
     def retry_after(self, key: Key) -> int:
+        """The wake this activator saw (wake to ready, what a client waits), else the model load time
+        the operator measured (the Chute's ``status.loadSeconds``: it survives a restart of this
+        process), else ``default_retry_after``."""
         gate = self._gates.get(key)
         if gate is None:
             return self.default_retry_after
-        load = gate.state.load_seconds if gate.state and gate.state.load_seconds is not None else None
-        return retry_after_seconds(load if load is not None else gate.measured_load, self.default_retry_after)
+        load = gate.state.load_seconds if gate.state else None
+        seconds = gate.measured_load if gate.measured_load is not None else load
+        return retry_after_seconds(seconds, self.default_retry_after)
 
     def _verdict(self, key: Key, gate: _Gate) -> str | None:
         """An endpoint to forward to, None to keep waiting; raises when the request must be answered now."""

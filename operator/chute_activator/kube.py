@@ -102,6 +102,15 @@ def read_endpoint_overrides(path: str | None) -> dict[str, str]:
     return {str(k): str(v) for k, v in document.items() if str(v).startswith("127.")}
 
 
+def load_seconds(chute: Mapping[str, Any]) -> float | None:
+    """The Chute's model load time as the operator measured it (``status.loadSeconds``), if known: it
+    outlives an activator restart and a Chute at zero."""
+    value = (chute.get("status") or {}).get("loadSeconds")
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        return None
+    return float(value)
+
+
 def serving_address(pod: Mapping[str, Any]) -> str | None:
     """``host:port`` of a pod's sidecar serving port, when the pod may answer on it: it has an IP, is
     not terminating, and its sidecar container runs."""
@@ -143,6 +152,7 @@ def chute_state(
         cannot_wake=None if endpoints else cannot_wake(chute),
         source=source if endpoints else "",
         cluster_ips=cluster_ips,
+        load_seconds=load_seconds(chute),
     )
 
 

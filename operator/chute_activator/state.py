@@ -18,7 +18,8 @@ class ChuteState:
     cannot_wake: str | None = None
     """Why the Chute cannot get a ready replica (a reason and message from the operator), if it cannot."""
     load_seconds: float | None = None
-    """How long the Chute's model took to load, as measured elsewhere (None: unknown)."""
+    """How long the Chute's model took to load, as the operator measured it (the Chute's
+    ``status.loadSeconds``; None: unknown)."""
     cluster_ips: tuple[str, ...] = field(default=())
     """The Chute Service's addresses, so a request whose Host is a ClusterIP finds its Chute."""
     source: str = ""

@@ -454,10 +454,36 @@ def compute_status(obs: Observation, now: datetime) -> dict[str, Any]:
     url = obs.workload.url if obs.workload else obs.previous.get("url")
     if url:
         status["url"] = url
+    load = load_seconds(obs.pods, obs.previous.get("loadSeconds"))
+    if load is not None:
+        status["loadSeconds"] = load
     autoscaler = autoscaler_status(obs.hpa) if obs.workload and obs.workload.autoscaled else None
     if autoscaler:
         status["autoscaler"] = autoscaler
     return status
+
+
+def load_seconds(pods: list[dict[str, Any]], previous: Any = None) -> int | None:
+    """How long the Chute's model took to load, in whole seconds: on the ready pod that became Ready
+    last, from its model container's start (``state.running.startedAt``) to its Ready condition's
+    ``lastTransitionTime``. With no such pod (at zero, or loading) the previous value stays."""
+    latest: tuple[datetime, int] | None = None
+    for pod in pods:
+        if _get(pod, "metadata", "deletionTimestamp"):
+            continue
+        ready = find(_get(pod, "status", "conditions") or [], "Ready") or {}
+        containers: list[dict[str, Any]] = _get(pod, "status", "containerStatuses") or []
+        model = next((c for c in containers if c.get("name") == MODEL_CONTAINER), {})
+        started = _time(_get(model, "state", "running", "startedAt") or "")
+        became_ready = _time(ready.get("lastTransitionTime") or "")
+        if ready.get("status") != "True" or started is None or became_ready is None:
+            continue
+        seconds = round((became_ready - started).total_seconds())
+        if seconds >= 0 and (latest is None or became_ready > latest[0]):
+            latest = (became_ready, seconds)
+    if latest is not None:
+        return latest[1]
+    return previous if isinstance(previous, int) and not isinstance(previous, bool) else None
 
 
 def status_changed(previous: dict[str, Any], new: dict[str, Any]) -> bool:

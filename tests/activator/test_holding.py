@@ -178,7 +178,7 @@ async def test_the_measured_wake_time_becomes_the_retry_after(
     held = asyncio.create_task(post(session, activator))
     await wake_when_asked(activator, start_model)
     assert (await held)[0] == 200
-    activator.holder.update(KEY, ChuteState())  # back at zero
+    activator.holder.update(KEY, ChuteState(load_seconds=500.0))  # back at zero; the operator's measure
     assert activator.holder.retry_after(KEY) < 99  # measured from the wake to the first ready replica
 
 

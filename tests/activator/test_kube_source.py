@@ -153,3 +153,25 @@ async def test_a_request_whose_host_is_the_chutes_cluster_ip_finds_its_chute() -
         await source.stop()
         await client.close()
         await api.stop()
+
+
+async def test_a_restarted_activator_answers_retry_after_from_the_chutes_measured_load_time() -> None:
+    """A fresh activator (no wake seen yet) takes the load time the operator wrote to the Chute's status."""
+    measured = {**chute("team", "llm"), "status": {"loadSeconds": 37}}
+    api = FakeApi([measured, chute("team", "new")])
+    await api.start()
+
+    async def wake(key: Key) -> None:
+        pass
+
+    holder = Holder(wake, Metrics(), default_retry_after=10)
+    client = AsyncClient(config=KubeConfig.from_dict(json.loads(api.kubeconfig())))
+    source = KubeSource(client, holder, ("team",))
+    try:
+        await asyncio.wait_for(source.start(), 10)
+        assert holder.retry_after(("team", "llm")) == 37
+        assert holder.retry_after(("team", "new")) == 10  # never measured: the default
+    finally:
+        await source.stop()
+        await client.close()
+        await api.stop()

@@ -364,3 +364,26 @@ def test_an_object_in_the_way_is_a_child_conflict_even_while_replicas_serve() ->
     assert (ready["status"], ready["reason"]) == ("False", "ChildConflict")
     assert "Service m" in ready["message"]
     assert "HorizontalPodAutoscaler m" in ready["message"]
+
+
+def _ready_at(name: str, started: str, ready: str) -> dict[str, Any]:
+    return _pod(
+        name,
+        phase="Running",
+        conditions=[{"type": "Ready", "status": "True", "lastTransitionTime": ready}],
+        containerStatuses=[
+            {"name": "model", "ready": True, "started": True, "state": {"running": {"startedAt": started}}}
+        ],
+    )
+
+
+def test_load_seconds_is_the_model_start_to_ready_of_the_pod_ready_last_and_stays_at_zero() -> None:
+    pods = [
+        _ready_at("old", "2026-01-01T00:00:00Z", "2026-01-01T00:00:30Z"),
+        _ready_at("new", "2026-01-01T00:05:00Z", "2026-01-01T00:05:08Z"),
+    ]
+    assert _status(_deployment(), pods)["loadSeconds"] == 8
+    loading = [_running("a", False, started=False)]
+    assert _status(_deployment(ready=0), loading, previous={"loadSeconds": 8})["loadSeconds"] == 8
+    assert _status(_deployment(0, 0, 0), [], previous={"loadSeconds": 8})["loadSeconds"] == 8
+    assert "loadSeconds" not in _status(_deployment(), [_running("a", True)])

@@ -68,6 +68,13 @@ class ChuteStatus(ApiModel):
         default_factory=list, description="GPU types (catalog short names) the replicas may run on."
     )
     url: str | None = Field(default=None, description="In-cluster URL of the Chute's Service.")
+    load_seconds: int | None = Field(
+        default=None,
+        ge=0,
+        description="How long the model took to load, in seconds: on the replica that became ready "
+        "last, from its model container's start to the pod's Ready condition. Kept while at zero; the "
+        "activator answers Retry-After from it.",
+    )
     autoscaler: AutoscalerStatus | None = Field(
         default=None, description="The HPA's current and desired replicas (autoscaled Chutes only)."
     )
