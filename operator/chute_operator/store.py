@@ -82,18 +82,70 @@ class Store:
         return [objects[key] for key in self._by_chute[kind].get(chute, ())]
 
 
+POD_METADATA = ("name", "namespace", "uid", "resourceVersion", "labels", "deletionTimestamp")
+"""What a stored pod keeps of its metadata: its key and version (the store), labels (the Chute index,
+the metrics API's label selectors), deletionTimestamp (status, rollout, scale to zero, metrics API)."""
+POD_SPEC = ("nodeName",)
+"""Of its spec, the node (the metrics API skips pods on simulated nodes), and below, each container's
+name and ports only (the metrics API reads the sidecar's metrics port)."""
+POD_CONTAINER_SPEC = ("name", "ports")
+POD_STATUS = ("phase", "podIP", "conditions")
+"""Of its status: phase, conditions (Ready, PodScheduled and when it turned: status, rollout, scale to
+zero, metrics API), the pod IP (metrics API), and below, each container's state (status)."""
+POD_CONTAINER_STATUS = ("name", "ready", "started", "restartCount", "state", "lastState")
+
+
 def slim(kind: str, obj: dict[str, Any]) -> dict[str, Any]:
-    """``obj`` without its managedFields, the largest part of most objects, which only one reader
-    needs: whether the operator applied a Deployment's replicas (reconcile.owns_replicas), which
-    only Apply entries tell. The object itself is not changed (a watch event's body is shared)."""
+    """``obj`` with only what the operator reads of it: the one function every stored object passes,
+    as it arrives (a watch event, a page of a listing, an apply's answer). The object itself is not
+    changed (a watch event's body is shared); slimming a slimmed object changes nothing.
+
+    - Every kind loses its managedFields, the largest part of most objects, but a Deployment keeps
+      of its Apply entries the manager and whether it applied spec.replicas (reconcile.owns_replicas).
+    - A Pod keeps only the fields named in POD_*: its spec (every container's command, env, probes,
+      resources, volumes) and its containers' images and ids are read by nothing. The children the
+      operator applies keep their spec and metadata whole: drift.drifted compares them with the
+      rendered manifests.
+    """
+    if kind == "Pod":
+        return _slim_pod(obj)
     metadata = obj.get("metadata")
     if not metadata or "managedFields" not in metadata:
         return obj
-    kept = [entry for entry in metadata["managedFields"] or [] if entry.get("operation") == "Apply"]
     slimmed = {k: v for k, v in metadata.items() if k != "managedFields"}
+    kept = [_replicas_entry(e) for e in metadata["managedFields"] or [] if e.get("operation") == "Apply"]
     if kind == "Deployment" and kept:
         slimmed["managedFields"] = kept
     return {**obj, "metadata": slimmed}
+
+
+def _replicas_entry(entry: dict[str, Any]) -> dict[str, Any]:
+    """An Apply entry of managedFields reduced to its manager and whether it holds spec.replicas (its
+    fieldsV1 otherwise mirrors the whole applied spec)."""
+    spec = (entry.get("fieldsV1") or {}).get("f:spec") or {}
+    fields: dict[str, Any] = {"f:spec": {"f:replicas": {}}} if "f:replicas" in spec else {}
+    return {"manager": entry.get("manager"), "operation": "Apply", "fieldsV1": fields}
+
+
+def _only(obj: Any, fields: tuple[str, ...]) -> dict[str, Any]:
+    return {k: obj[k] for k in fields if k in obj} if isinstance(obj, dict) else {}
+
+
+def _slim_pod(pod: dict[str, Any]) -> dict[str, Any]:
+    spec, status = pod.get("spec") or {}, pod.get("status") or {}
+    slim_spec = _only(spec, POD_SPEC)
+    slim_status = _only(status, POD_STATUS)
+    for field in ("initContainers", "containers"):
+        if spec.get(field):
+            slim_spec[field] = [_only(c, POD_CONTAINER_SPEC) for c in spec[field]]
+    for field in ("initContainerStatuses", "containerStatuses"):
+        if status.get(field):
+            slim_status[field] = [_only(c, POD_CONTAINER_STATUS) for c in status[field]]
+    slimmed: dict[str, Any] = {k: pod[k] for k in ("apiVersion", "kind") if k in pod}
+    slimmed["metadata"] = _only(pod.get("metadata"), POD_METADATA)
+    slimmed["spec"] = slim_spec
+    slimmed["status"] = slim_status
+    return slimmed
 
 
 def chute_of(obj: dict[str, Any]) -> str | None:
