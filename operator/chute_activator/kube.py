@@ -311,39 +311,24 @@ class KubeSource:
             await asyncio.sleep(RELIST_SECONDS)
 
     def _event(self, resource: Any, kind: str, obj: dict[str, Any]) -> None:
+        stores = {Service: self.services, Pod: self.pods, EndpointSlice: self.slices}
+        store = stores.get(resource, self.chutes)
+        key = _key(obj)
+        if kind == "DELETED":
+            store.pop(key, None)
+        else:
+            store[key] = obj
         if resource is Service:
-            key = _key(obj)
-            if kind == "DELETED":
-                self.services.pop(key, None)
-            else:
-                self.services[key] = obj
             if key in self.chutes:
                 self._refresh(key)
-            return
-        if resource is Pod:
-            key = _key(obj)
-            if kind == "DELETED":
-                self.pods.pop(key, None)
-            else:
-                self.pods[key] = obj
+        elif resource is Pod:
             chute = (key[0], _chute_of(obj))
             if chute in self.sidecar_ready:
                 self._refresh(chute)  # an early endpoint whose pod went away is dropped
-            return
-        if resource is EndpointSlice:
-            key = _key(obj)
-            if kind == "DELETED":
-                self.slices.pop(key, None)
-            else:
-                self.slices[key] = obj
+        elif resource is EndpointSlice:
             self._refresh((key[0], _chute_of(obj)))
-            return
-        key = _key(obj)
-        if kind == "DELETED":
-            self.chutes.pop(key, None)
         else:
-            self.chutes[key] = obj
-        self._refresh(key)
+            self._refresh(key)
 
 
 def _slice_labels() -> dict[str, Any]:
