@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
+from tests import chutes
 from tests.chart.helm import (
     CHART,
     CI_VALUES,
@@ -217,20 +218,7 @@ def run_operator(tmp_path: Path) -> Iterator[Any]:
 
 def cpu_chute(name: str) -> dict[str, Any]:
     """A Chute that needs no GPU node, autoscaled (so it gets an HPA too)."""
-    return {
-        "apiVersion": "chutes.ai/v1alpha1",
-        "kind": "Chute",
-        "metadata": {"name": name},
-        "spec": {
-            "image": "ghcr.io/huggingface/text-embeddings-inference:cpu-1.8",
-            "template": "tei",
-            "model": {"name": "sentence-transformers/all-MiniLM-L6-v2"},
-            "nodeSelector": {"gpuCount": 0},
-            "minInstances": 1,
-            "maxInstances": 2,
-            "resources": {"cpu": "1", "memory": "1Gi"},
-        },
-    }
+    return chutes.cpu_chute(name, resources={"cpu": "1", "memory": "1Gi"})
 
 
 def reconciled(cp: Any, name: str, namespace: str) -> dict[str, Any] | None:

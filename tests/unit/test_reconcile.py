@@ -10,6 +10,7 @@ from chute_operator.metrics import OperatorMetrics
 from chute_operator.reconcile import Reconciler
 from chute_operator.store import Store
 from chute_operator.workload import RenderOptions
+from tests.chutes import cpu_chute
 
 KEY = ("ns", "a")
 
@@ -57,20 +58,8 @@ class FakeApi:
 
 
 def _chute() -> dict[str, Any]:
-    return {
-        "apiVersion": "chutes.ai/v1alpha1",
-        "kind": "Chute",
-        "metadata": {"name": "a", "namespace": "ns", "uid": "u", "generation": 1, "resourceVersion": "1"},
-        "spec": {
-            "image": "ghcr.io/huggingface/text-embeddings-inference:cpu-1.8",
-            "template": "tei",
-            "model": {"name": "sentence-transformers/all-MiniLM-L6-v2"},
-            "nodeSelector": {"gpuCount": 0},
-            "minInstances": 1,
-            "maxInstances": 2,
-            "monitoring": {"serviceMonitor": False},
-        },
-    }
+    metadata = {"namespace": "ns", "uid": "u", "generation": 1, "resourceVersion": "1"}
+    return cpu_chute("a", metadata, monitoring={"serviceMonitor": False})
 
 
 def _setup() -> tuple[Reconciler, FakeApi, Store]:

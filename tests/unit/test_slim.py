@@ -30,22 +30,11 @@ from chute_operator.store import Store, chute_of, slim
 from chute_operator.validation import parse_chute
 from chute_operator.workload import RenderOptions, resolve
 from chute_operator.zero import idle_for, ready_pods, wants_activator
+from tests.chutes import cpu_chute
 
 CAPTURED = json.loads((Path(__file__).parents[1] / "data" / "store" / "bench-children.json").read_text())
 NOW = datetime(2026, 12, 2, 11, 50, tzinfo=UTC)
-CHUTE = {
-    "apiVersion": "chutes.ai/v1alpha1",
-    "kind": "Chute",
-    "metadata": {"name": "bench-0001", "namespace": "bench"},
-    "spec": {
-        "image": "ghcr.io/huggingface/text-embeddings-inference:cpu-1.8",
-        "template": "tei",
-        "model": {"name": "sentence-transformers/all-MiniLM-L6-v2"},
-        "nodeSelector": {"gpuCount": 0},
-        "minInstances": 1,
-        "maxInstances": 2,
-    },
-}
+CHUTE = cpu_chute("bench-0001", {"namespace": "bench"})  # the Chute the captured children belong to
 OPTIONS = RenderOptions(catalog=builtin_catalog(), sidecar_image="chute-operator:test")
 
 
