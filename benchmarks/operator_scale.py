@@ -247,6 +247,7 @@ def main() -> int:
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "load_average_at_start": [round(x, 1) for x in os.getloadavg()],
+        "operator_workers": os.environ.get("CHUTE_OPERATOR_WORKERS", "default"),
     }
     with ControlPlane(node_pools=pools) as cp:
         cp.kubectl("apply", "--server-side", "-f", str(ROOT / "crds" / "chute.yaml"))

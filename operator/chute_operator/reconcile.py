@@ -9,7 +9,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from chute_operator.api import reasons
 from chute_operator.conditions import find
@@ -84,6 +84,9 @@ class Outcome:
     """The ServiceMonitor API went away while applying."""
     not_in_place: set[str] = field(default_factory=set)
     """Kinds that could not be applied."""
+
+
+Applied = Literal["created", "updated"]
 
 
 @dataclass
@@ -264,7 +267,8 @@ class Reconciler:
         """Apply every child that drifted, in order; one that fails stops none of the others, except
         that the Deployment waits for its NetworkPolicy (a model never runs unprotected)."""
         outcome = Outcome()
-        changed = []
+        changed: list[str] = []
+        updated = False
         for manifest in desired:
             kind, key = manifest["kind"], key_of(manifest)
             label = f"{kind} {key[1]}"
@@ -294,8 +298,13 @@ class Reconciler:
                 continue
             if applied:
                 changed.append(kind)
+            updated = updated or applied == "updated"
         if changed:
             log.info("applied %s for %s/%s", ", ".join(changed), *key_of(chute))
+        if updated or 0 < len(changed) < len(desired):
+            # A new Chute's children all created at once are not news: its Ready event follows (or
+            # a Warning saying why not). What changes a Chute that exists is (issue 14: Events were
+            # the largest share of the operator's writes).
             await self._event(chute, "Normal", reasons.APPLIED, f"applied {', '.join(changed)}")
         return outcome
 
@@ -308,19 +317,19 @@ class Reconciler:
         if retry and outcome.retry is None:
             outcome.retry = error
 
-    async def _apply_one(self, manifest: dict[str, Any], uid: str | None) -> bool:
-        """Apply one child if it drifted; whether a write was made. Raises _InTheWay for an
-        object of that name that this Chute does not own (it is never written to)."""
+    async def _apply_one(self, manifest: dict[str, Any], uid: str | None) -> Applied | None:
+        """Apply one child if it drifted; whether it was created or updated (None: no write). Raises
+        _InTheWay for an object of that name that this Chute does not own (it is never written to)."""
         kind, key = manifest["kind"], key_of(manifest)
         actual = await self._ours_or_none(kind, key, uid)
         if not drifted(manifest, actual) and not self._releases_replicas(manifest, actual):
-            return False
+            return None
         self._check_leader()
         await self._hand_over_replicas(manifest, actual)
         stored = await self.api.apply(manifest)
         self.metrics.writes.labels("apply", kind).inc()
         self.store.put(kind, stored)
-        return True
+        return "created" if actual is None else "updated"
 
     async def _ours_or_none(self, kind: str, key: Key, uid: str | None) -> dict[str, Any] | None:
         """The live child if this Chute owns it, None if nothing has its name.
@@ -433,7 +442,7 @@ class Reconciler:
                 and after["reason"] in reasons.PROGRESS_REASONS
             ):
                 continue  # on its way up (Creating, RollingOut, ModelLoading...): the status shows each
-                # step; the Applied event said what started it and the Ready event says it arrived
+                # step; the Ready event says it arrived
             quiet = after["status"] == "True" or after["reason"] in QUIET_REASONS
             reason = kind if after["status"] == "True" else after["reason"]
             await self._event(chute, "Normal" if quiet else "Warning", reason, after["message"] or reason)

@@ -208,7 +208,11 @@ WAKING = _reason(
     "Event",
     "A request waits for a Chute at zero replicas (the activator holds it): the operator scales it to 1.",
 )
-APPLIED = _reason("Applied", "Event", "Children were created or updated; the message lists their kinds.")
+APPLIED = _reason(
+    "Applied",
+    "Event",
+    "An existing Chute's children were updated (or some created); the message lists their kinds.",
+)
 PRUNED = _reason("Pruned", "Event", "A child the spec no longer asks for was deleted.")
 
 PROGRESS_REASONS = frozenset({CREATING, MODEL_LOADING, ROLLING_OUT, SCALING_UP, NO_REPLICAS_READY})
