@@ -43,7 +43,7 @@ CONTROLLER_SLICES = "endpointslice.kubernetes.io/managed-by=endpointslice-contro
 RELIST_SECONDS = 2.0
 SIDECAR_CONTAINER = "chute-sidecar"
 CONN_STATS_PATH = "/_conn_stats"
-PROBE_INTERVAL_SECONDS = 0.1
+PROBE_INTERVAL_SECONDS = 0.05
 """How often the pods of a Chute with held requests are asked whether they are ready."""
 PROBE_TIMEOUT_SECONDS = 1.0
 PROBE_PODS_PER_CHUTE = 4

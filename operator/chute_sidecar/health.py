@@ -15,7 +15,7 @@ from chute_sidecar.metrics import Metrics
 log = logging.getLogger("chute_sidecar.health")
 
 FAILURES_BEFORE_DEAD = 3
-STARTUP_POLL_SECONDS = 0.2
+STARTUP_POLL_SECONDS = 0.05
 """While the model loads it is polled this often (at most), so the pod is ready within a fraction of a
 second of the model: a held request at zero waits for exactly this (docs/scale-to-zero.md)."""
 
