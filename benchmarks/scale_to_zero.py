@@ -231,12 +231,14 @@ def main() -> int:
         print(json.dumps(measured, indent=2))
         return 0
     added = [r["added_beyond_load_s"] for r in runs if r["status"] == 200]
+    beyond_measured = [r["added_beyond_measured_load_s"] for r in runs if "added_beyond_measured_load_s" in r]
     result = {
         "machine": f"{platform.machine()}, {len(os.sched_getaffinity(0))} cores",
         "setup": "real node: the project image's modelsim behind the real sidecar; operator with its metrics "
         "API (scrape 1 s, scale-to-zero check 1 s); a real activator process on the host dialling the pod "
-        "IP (it forwards once the pod's sidecar says ready); the model answers with no simulated generation "
-        f"time; shutdownAfterSeconds {IDLE_WINDOW}, model load {args.load_seconds:g} s",
+        "IP (it forwards once the pod's sidecar says ready); the model answers with no time to first token "
+        "and no simulated generation time; "
+        f"shutdownAfterSeconds {IDLE_WINDOW}, model load {args.load_seconds:g} s",
         "runs": runs,
         "answered_200": f"{len(added)}/{len(runs)}",
         "added_beyond_load_s": {
@@ -246,6 +248,16 @@ def main() -> int:
             "max": max(added),
             "target_p95": 1.0,
             "target_met": len(added) == len(runs) and p95(added) < 1.0,
+        },
+        "added_beyond_measured_load_s": {
+            "what": "the answer's time beyond the model's load as measured in each run, from its container "
+            "running to its /health 200 (the server's process start included, as in status.loadSeconds)",
+            "min": min(beyond_measured),
+            "median": round(statistics.median(beyond_measured), 3),
+            "p95": p95(beyond_measured),
+            "max": max(beyond_measured),
+            "target_p95": 1.0,
+            "target_met": len(beyond_measured) == len(runs) and p95(beyond_measured) < 1.0,
         },
         "stages": {name: what for name, what in STAGES},
         "stage_medians_s": stage_medians(runs),

@@ -81,11 +81,11 @@ def chute(
     manifest["spec"].update({"minInstances": 0, "maxInstances": 2, "shutdownAfterSeconds": IDLE_WINDOW})
     if concurrency is not None:
         manifest["spec"]["concurrency"] = concurrency
-    # By default the answer itself takes no time (no simulated generation): what is added is the
-    # wake's alone. A streaming check sets a rate, so that its tokens come apart in time.
+    # By default the answer itself takes no time (no time to first token, no simulated generation):
+    # what is added is the wake's alone. A streaming check sets a rate, so that its tokens come apart.
     args = [a for a in manifest["spec"]["args"] if not a.startswith("--tokens-per-second=")]
     manifest["spec"]["args"] = [*args, f"--tokens-per-second={tokens_per_second:g}",
-                                f"--load-seconds={load_seconds:g}"]  # fmt: skip
+                                "--time-to-first-token=0", f"--load-seconds={load_seconds:g}"]  # fmt: skip
     return manifest
 
 
@@ -286,6 +286,16 @@ def breakdown(
     return {"stages_s": stages, "ready_source": timeline.get("ready_source", "")}
 
 
+def measured_load(stages: dict[str, float], seconds: float) -> dict[str, float]:
+    """The model server's load as the cluster saw it, from its container running to its /health
+    answering 200 (its process start, imports included, as a real server's load time counts them),
+    and the answer's time beyond it. Empty when a stage was not seen."""
+    if "model_running" not in stages or "model_loaded" not in stages:
+        return {}
+    load = stages["model_loaded"] - stages["model_running"]
+    return {"model_load_measured_s": round(load, 3), "added_beyond_measured_load_s": round(seconds - load, 3)}
+
+
 def request_at_zero(
     port: int, namespace: str, address: str = "127.0.0.1", name: str = NAME
 ) -> tuple[int, float, float]:
@@ -416,6 +426,7 @@ def run(
                 seconds = answered - sent
                 with contextlib.suppress(AssertionError):  # the answer may come before the pod is Ready
                     eventually(lambda: "pod_ready" in watcher.first or None, what="pod Ready", timeout=30)
+                stages = breakdown(cp, namespace, watcher, (host, metrics_port), sent, answered)
                 results.append(
                     {
                         "status": status,
@@ -423,7 +434,8 @@ def run(
                         "ready_to_pod_gone_s": round(gone, 1),
                         "request_at_zero_answered_s": round(seconds, 3),
                         "added_beyond_load_s": round(seconds - load_seconds, 3),
-                        **breakdown(cp, namespace, watcher, (host, metrics_port), sent, answered),
+                        **measured_load(stages["stages_s"], seconds),
+                        **stages,
                     }
                 )
                 print(f"run {index + 1}: {json.dumps(results[-1])}", flush=True)
