@@ -4,7 +4,10 @@ against the API server's floor.
 The floor, in the same run on the same control plane before the operator starts: the same Chutes
 rendered offline by the project's render function and their children applied with one server-side
 `kubectl apply`, timed to every Deployment available. ``floor_to_operator_ratio`` is the floor's
-time over the operator's (1.0: the operator as fast as the API server allows).
+time over the operator's (1.0: the operator as fast as the API server allows). For both phases,
+``floor_usage`` and ``operator_usage``: how busy the machine's CPUs were, the CPU seconds of each
+control plane process, and the API server's requests by verb (its ``apiserver_request_total``, all
+clients: the controllers and kwok as well as the floor's kubectl or the operator).
 
 Run: .venv/bin/python benchmarks/operator_scale.py [--chutes 200]
 Writes benchmarks/results/operator.json (operator-<N>.json for other sizes) and prints a Markdown table.
@@ -73,6 +76,52 @@ def _proc(pid: int) -> dict[str, float]:
     }
 
 
+CONTROL_PLANE = ("kube-apiserver", "etcd", "kube-controller", "kube-scheduler", "kwok")
+"""Process names (as /proc/PID/comm shows them, at most 15 characters) whose CPU each phase records."""
+
+
+def _usage(cp: ControlPlane) -> dict[str, Any]:
+    """The machine's busy and total CPU seconds, each control plane process's CPU seconds and the API
+    server's request counts by verb, now (the difference of two is a phase's)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    usage: dict[str, Any] = {"busy": (sum(fields) - idle) / ticks, "total": sum(fields) / ticks}
+    cpu = dict.fromkeys(CONTROL_PLANE, 0.0)
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            comm, rest = stat.read_text().rsplit(")", 1)
+        except OSError:
+            continue
+        name = comm.split("(", 1)[1]
+        if name in cpu:
+            parts = rest.split()
+            cpu[name] += (int(parts[11]) + int(parts[12])) / ticks
+    usage["cpu"] = cpu
+    verbs: dict[str, float] = {}
+    for line in cp.api.get("/metrics", timeout=30).get("text", "").splitlines():
+        if line.startswith("apiserver_request_total{"):
+            labels, _, value = line.rpartition(" ")
+            verb = labels.split('verb="', 1)[1].split('"', 1)[0]
+            verbs[verb] = verbs.get(verb, 0.0) + float(value)
+    usage["requests"] = verbs
+    return usage
+
+
+def _phase(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """What the machine and the control plane spent between two :func:`_usage` readings."""
+    total = after["total"] - before["total"]
+    return {
+        "machine_cpu_busy_fraction": round((after["busy"] - before["busy"]) / total, 2) if total else None,
+        "cpu_seconds": {name: round(after["cpu"][name] - before["cpu"][name], 1) for name in CONTROL_PLANE},
+        "api_requests_by_verb": {
+            verb: int(count - before["requests"].get(verb, 0.0))
+            for verb, count in sorted(after["requests"].items())
+            if count - before["requests"].get(verb, 0.0) > 0
+        },
+    }
+
+
 def _ready_count(cp: ControlPlane) -> int:
     items = json.loads(cp.kubectl("get", "chutes", "-n", NAMESPACE, "-o", "json").stdout)["items"]
     return sum(
@@ -104,6 +153,7 @@ def _floor(cp: ControlPlane, args: argparse.Namespace, results: dict[str, Any]) 
         if manifest["kind"] != "ServiceMonitor"  # its API is not installed (the operator skips it too)
     ]
     cp.kubectl("create", "namespace", FLOOR_NAMESPACE)
+    usage = _usage(cp)
     started = time.monotonic()
     cp.kubectl(
         "apply", "--server-side", "--field-manager=floor", "-f", "-",
@@ -115,6 +165,7 @@ def _floor(cp: ControlPlane, args: argparse.Namespace, results: dict[str, Any]) 
             raise SystemExit(f"floor: only {_available_deployments(cp, FLOOR_NAMESPACE)} available")
         time.sleep(1)
     results["floor_seconds_to_all_available"] = round(time.monotonic() - started, 1)
+    results["floor_usage"] = _phase(usage, _usage(cp))
     results["floor_objects_applied"] = len(manifests)
     cp.kubectl("delete", "namespace", FLOOR_NAMESPACE, "--wait=true", timeout=args.timeout)
 
@@ -180,6 +231,7 @@ def _measure(
     idle = _proc(operator.process.pid)
     results["idle_rss_mb"] = round(idle["rss_mb"], 1)
     documents = "\n---\n".join(json.dumps(_chute(i)) for i in range(args.chutes))
+    usage = _usage(cp)
     started = time.monotonic()
     cp.kubectl("apply", "-f", "-", input=documents, timeout=300)
     peak_queue = 0.0
@@ -189,6 +241,7 @@ def _measure(
         peak_queue = max(peak_queue, operator.metric("chute_operator_queue_depth"))
         time.sleep(1)
     results["seconds_to_all_ready"] = round(time.monotonic() - started, 1)
+    results["operator_usage"] = _phase(usage, _usage(cp))
     if "floor_seconds_to_all_available" in results:
         results["floor_to_operator_ratio"] = round(
             results["floor_seconds_to_all_available"] / results["seconds_to_all_ready"], 2
