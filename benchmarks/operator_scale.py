@@ -123,9 +123,10 @@ def _phase(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
 
 
 def _items(cp: ControlPlane, path: str) -> list[dict[str, Any]]:
-    """A listing through the API client: a ``kubectl get -o json`` of 1000 objects took seconds of
-    the machine's CPU per poll, from the very phases being timed."""
-    items: list[dict[str, Any]] = cp.api.get(path, timeout=60).get("items") or []
+    """A listing through the API client, from the API server's watch cache (``resourceVersion=0``):
+    a ``kubectl get -o json`` of 1000 objects, read from etcd, took seconds of the machine's CPU per
+    poll, from the very phases being timed."""
+    items: list[dict[str, Any]] = cp.api.get(f"{path}?resourceVersion=0", timeout=60).get("items") or []
     return items
 
 

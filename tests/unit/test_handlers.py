@@ -6,7 +6,7 @@ import inspect
 
 import kopf
 
-import chute_operator.handlers  # noqa: F401  (registers the handlers)
+import chute_operator.handlers  # registers the handlers
 
 
 def test_every_watch_handler_runs_on_the_event_loop() -> None:
@@ -15,3 +15,14 @@ def test_every_watch_handler_runs_on_the_event_loop() -> None:
     handlers = list(kopf.get_default_registry()._watching.get_all_handlers())
     assert {handler.id for handler in handlers} >= {"chute_event", "child-Deployment", "child-Pod"}
     assert [h.id for h in handlers if not inspect.iscoroutinefunction(h.fn)] == []
+
+
+def test_no_change_handlers_so_kopf_needs_no_essence() -> None:
+    """NoDiffBase gives kopf an empty essence of every object; only a change handler would read it."""
+    registry = kopf.get_default_registry()
+    assert list(registry._changing.get_all_handlers()) == []
+    assert list(registry._spawning.get_all_handlers()) == []
+    body = kopf.Body({"metadata": {"name": "a", "labels": {"x": "y"}}, "spec": {"image": "i"}})
+    storage = chute_operator.handlers.NoDiffBase()
+    assert storage.build(body=body) == {}
+    assert storage.fetch(body=body) is None
