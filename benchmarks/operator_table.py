@@ -17,9 +17,19 @@ FILES = (
     "operator-500.json",
     "operator-1000.json",
     "operator-1000-slim.json",
+    "operator-1000-no-applied-event.json",
+    "operator-1000-usage.json",
+    "operator-1000-api-polls.json",
+    "operator-1000-no-diffbase.json",
+    "operator-1000-no-echo.json",
 )
 """In order: 200 Chutes before the handler fix (4 workers), then the code of each run's date at 200,
-500, 1000, and 1000 with the store keeping only what its readers use of pods (store.slim)."""
+500, 1000, and 1000 with the store keeping only what its readers use of pods (store.slim); then the
+2026-12-04 runs at 1000 on a quiet machine: without the Applied event of a new Chute, the same with
+CPU and requests per phase recorded, the benchmark polling through the API client instead of
+kubectl, kopf building no essence of each object (NoDiffBase), and no reconcile for the echo of the
+operator's own writes."""
+USAGE_PROCESSES = ("kube-apiserver", "etcd", "kube-controller", "kube-scheduler", "kwok")
 
 
 def _runs() -> list[tuple[str, dict[str, Any]]]:
@@ -65,5 +75,41 @@ def table() -> str:
     return "\n".join(rows)
 
 
+def _usage_cells(usage: dict[str, Any]) -> list[str]:
+    cpu, requests = usage["cpu_seconds"], usage["api_requests_by_verb"]
+    return [
+        f"{usage['machine_cpu_busy_fraction']:.0%}",
+        *(f"{cpu[name]:.0f} s" for name in USAGE_PROCESSES),
+        f"{sum(requests.values()):,}",
+    ]
+
+
+def usage_table() -> str:
+    """Per run that recorded it: the CPU of each phase (floor, operator to all Ready) and the API
+    server's requests, all clients together."""
+    rows = [
+        "| results file | phase | seconds | both cores busy | kube-apiserver | etcd "
+        "| kube-controller-manager | kube-scheduler | kwok | operator | API requests |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, run in _runs():
+        if "floor_usage" not in run:
+            continue
+        floor, operator = run["floor_usage"], run["operator_usage"]
+        floor_cells, operator_cells = _usage_cells(floor), _usage_cells(operator)
+        rows.append(
+            f"| `{name}` | floor | {run['floor_seconds_to_all_available']} "
+            f"| {' | '.join(floor_cells[:-1])} | - | {floor_cells[-1]} |"
+        )
+        operator_cpu = f"{run['operator_cpu_seconds']:.0f} s"
+        rows.append(
+            f"| `{name}` | operator | {run['seconds_to_all_ready']} "
+            f"| {' | '.join(operator_cells[:-1])} | {operator_cpu} | {operator_cells[-1]} |"
+        )
+    return "\n".join(rows)
+
+
 if __name__ == "__main__":
     print(table())
+    print()
+    print(usage_table())

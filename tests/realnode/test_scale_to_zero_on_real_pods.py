@@ -14,7 +14,7 @@ EndpointSlice, to a real activator process on the real node's bridge address
    requests to A's ClusterIP are answered 200 and the activator's own counters do not move;
 3. the activator restarted on the same address with a queue limit of 10: 20 concurrent requests to
    B (still at zero): exactly 10 answered 200 and 10 answered 503 with Retry-After, no connection
-   error.
+   error; Retry-After is the load time the operator measured on B's pod (``status.loadSeconds``).
 
 About 95 s, most of it the idle window.
 """
@@ -277,5 +277,12 @@ def test_idle_real_pods_go_and_requests_to_their_services_at_zero_are_held_strea
                 )
                 retry = sorted({a["headers"]["Retry-After"] for a in answers if a["status"] == 503})
                 print(f"B at zero, queue limit {QUEUE_LIMIT}: {dict(statuses)}, Retry-After {retry}")
+                # Retry-After is B's load time as the operator measured it on B's real pod (model
+                # container start to pod Ready, whole seconds), kept in its status while at zero and
+                # read by an activator that started after it was measured.
+                load = ((get(cp, "chute", B, namespace) or {}).get("status") or {}).get("loadSeconds")
+                assert isinstance(load, int), load
+                assert 1 <= load <= LOAD_SECONDS + 10, load
+                assert retry == [str(load)], (retry, load)
     finally:
         watcher.stop()
