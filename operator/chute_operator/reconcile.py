@@ -301,7 +301,8 @@ class Reconciler:
             updated = updated or applied == "updated"
         if changed:
             log.info("applied %s for %s/%s", ", ".join(changed), *key_of(chute))
-        if updated or 0 < len(changed) < len(desired):
+        first = not (chute.get("status") or {}).get("observedGeneration") and len(changed) == len(desired)
+        if changed and (updated or not first):
             # A new Chute's children all created at once are not news: its Ready event follows (or
             # a Warning saying why not). What changes a Chute that exists is (issue 14: Events were
             # the largest share of the operator's writes).

@@ -160,6 +160,18 @@ async def test_a_spec_change_of_an_existing_chute_is_an_applied_event() -> None:
     assert ("Normal", "Applied") in api.events
 
 
+async def test_children_of_an_existing_chute_created_again_are_an_applied_event() -> None:
+    """Only a new Chute's first children go unannounced: an existing Chute whose children were all
+    deleted (by hand, say) and are created again gets its Applied event."""
+    reconciler, api, store = _setup()
+    await reconciler.reconcile(KEY)
+    assert api.events == []
+    for kind in ("NetworkPolicy", "Service", "Deployment", "HorizontalPodAutoscaler"):
+        store.remove(kind, KEY)
+    await reconciler.reconcile(KEY)
+    assert ("Normal", "Applied") in api.events
+
+
 async def test_a_failing_pod_is_still_a_warning_event() -> None:
     reconciler, api, store = _setup()
     await reconciler.reconcile(KEY)
