@@ -7,7 +7,9 @@ rendered offline by the project's render function and their children applied wit
 time over the operator's (1.0: the operator as fast as the API server allows). For both phases,
 ``floor_usage`` and ``operator_usage``: how busy the machine's CPUs were, the CPU seconds of each
 control plane process, and the API server's requests by verb (its ``apiserver_request_total``, all
-clients: the controllers and kwok as well as the floor's kubectl or the operator).
+clients: the controllers and kwok as well as the floor's kubectl or the operator). The processes are
+found by name, so a second control plane running on the machine at the same time would be counted
+too: run it on a quiet machine.
 
 Run: .venv/bin/python benchmarks/operator_scale.py [--chutes 200]
 Writes benchmarks/results/operator.json (operator-<N>.json for other sizes) and prints a Markdown table.
