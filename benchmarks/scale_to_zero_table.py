@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/scale_to_zero_table.py
 
 Reads benchmarks/results/scale-to-zero-real-node-before.json (before the activator asked sidecars
-and the probes ran every second) and scale-to-zero-real-node.json (now); tests/unit/test_docs.py
+and the probes ran every second), scale-to-zero-real-node.json (now) and
+scale-to-zero-real-node-ten.json (now, a second run of 10); tests/unit/test_docs.py
 checks that the docs show exactly this.
 """
 
@@ -22,6 +23,7 @@ from tests.scale_to_zero_harness import STAGES  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 BEFORE, NOW = "scale-to-zero-real-node-before.json", "scale-to-zero-real-node.json"
+TEN = "scale-to-zero-real-node-ten.json"
 DATA_PATH = "scale-to-zero-data-path-real-node.json"
 
 
@@ -65,7 +67,7 @@ def p95(values: list[float]) -> float:
 def summary() -> str:
     """Per results file: runs, load time, the added delay (median, p95) and where it went."""
     lines = []
-    for label, name in (("before", BEFORE), ("now", NOW)):
+    for label, name in (("before", BEFORE), ("now", NOW), ("now, 10 more runs", TEN)):
         result, added = _load(name), _load(name)["added_beyond_load_s"]
         load = result["setup"].rsplit("model load ", 1)[-1]
         measured = result.get("added_beyond_measured_load_s")
