@@ -22,13 +22,15 @@ FILES = (
     "operator-1000-api-polls.json",
     "operator-1000-no-diffbase.json",
     "operator-1000-no-echo.json",
+    "operator-200-quiet.json",
+    "operator-500-quiet.json",
 )
 """In order: 200 Chutes before the handler fix (4 workers), then the code of each run's date at 200,
 500, 1000, and 1000 with the store keeping only what its readers use of pods (store.slim); then the
 2026-12-04 runs at 1000 on a quiet machine: without the Applied event of a new Chute, the same with
 CPU and requests per phase recorded, the benchmark polling through the API client instead of
 kubectl, kopf building no essence of each object (NoDiffBase), and no reconcile for the echo of the
-operator's own writes."""
+operator's own writes; last, 200 and 500 on that final code, on the same quiet machine."""
 USAGE_PROCESSES = ("kube-apiserver", "etcd", "kube-controller", "kube-scheduler", "kwok")
 
 
