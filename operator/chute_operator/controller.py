@@ -70,10 +70,8 @@ class Controller:
         starting is then one reconcile, not one each)."""
         if event_type == "DELETED":
             self.store.remove(kind, key_of(obj), (obj.get("metadata") or {}).get("uid"))
-        elif _same_version(self.store.get(kind, key_of(obj)), obj):
-            return  # the echo of our own write (stored from its answer), or a repeat: nothing new
-        else:
-            self.store.put(kind, obj)
+        elif not self.store.put(kind, obj):
+            return  # a version the store holds (the echo of our own write, stored from its answer) or older
         if kind == "Chute":
             self.queue.add(key_of(obj))
             return
@@ -223,12 +221,3 @@ class Controller:
             yield ChuteReadiness(
                 namespace, name, ready.get("status", "Unknown"), ready.get("reason", "Unknown")
             )
-
-
-def _same_version(known: dict[str, Any] | None, obj: dict[str, Any]) -> bool:
-    """Whether the store already holds this very version of ``obj`` (same uid and resourceVersion)."""
-    if known is None:
-        return False
-    held, seen = known.get("metadata") or {}, obj.get("metadata") or {}
-    version = seen.get("resourceVersion")
-    return bool(version) and held.get("uid") == seen.get("uid") and held.get("resourceVersion") == version

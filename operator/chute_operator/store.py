@@ -24,19 +24,20 @@ class Store:
         # kind -> Chute key -> keys of the objects labelled as that Chute's
         self._by_chute: dict[str, dict[Key, set[Key]]] = defaultdict(lambda: defaultdict(set))
 
-    def put(self, kind: str, obj: dict[str, Any]) -> None:
-        """Remember ``obj`` unless we already hold a newer version of it (without what no reader needs:
-        see :func:`slim`)."""
+    def put(self, kind: str, obj: dict[str, Any]) -> bool:
+        """Remember ``obj`` (without what no reader needs: see :func:`slim`); False, and nothing
+        changed, when the store already holds this version of it or a newer one."""
         key = key_of(obj)
         known = self._objects[kind].get(key)
-        if known is not None and _older(obj, known):
-            return
+        if known is not None and not _newer(obj, known):
+            return False
         obj = slim(kind, obj)
         self._unindex(kind, key, known)
         self._objects[kind][key] = obj
         owner = chute_of(obj)
         if owner:
             self._by_chute[kind][(key[0], owner)].add(key)
+        return True
 
     def remove(self, kind: str, key: Key, uid: str | None = None) -> None:
         """Forget the object at ``key``; with ``uid``, only if it is still that object (a late
@@ -169,12 +170,15 @@ def _newer_than(obj: dict[str, Any], version: str) -> bool:
         return False
 
 
-def _older(candidate: dict[str, Any], known: dict[str, Any]) -> bool:
-    """Whether ``candidate`` is an older version of the same object than ``known``."""
+def _newer(candidate: dict[str, Any], known: dict[str, Any]) -> bool:
+    """Whether ``candidate`` is another object of that name, or a newer version of ``known``."""
     meta_c, meta_k = candidate.get("metadata") or {}, known.get("metadata") or {}
     if meta_c.get("uid") != meta_k.get("uid"):
-        return False
+        return True
+    version_c, version_k = meta_c.get("resourceVersion"), meta_k.get("resourceVersion")
+    if version_c and version_c == version_k:
+        return False  # this very version
     try:
-        return int(meta_c.get("resourceVersion", 0)) < int(meta_k.get("resourceVersion", 0))
+        return int(version_c or 0) >= int(version_k or 0)
     except ValueError:
-        return False
+        return True

@@ -97,7 +97,7 @@ def _pod(state: dict[str, Any], ready: bool) -> dict[str, Any]:
 def _rolled_out(store: Store, available: int) -> None:
     deployment = copy.deepcopy(store.get("Deployment", KEY))
     assert deployment is not None
-    deployment["metadata"]["resourceVersion"] = "400"
+    deployment["metadata"]["resourceVersion"] = str(400 + 10 * available)  # as the API server: a new version
     deployment["status"] = {
         "observedGeneration": 1,
         "replicas": 1,
@@ -108,7 +108,7 @@ def _rolled_out(store: Store, available: int) -> None:
     store.put("Deployment", deployment)
     hpa = copy.deepcopy(store.get("HorizontalPodAutoscaler", KEY))
     assert hpa is not None
-    hpa["metadata"]["resourceVersion"] = "401"
+    hpa["metadata"]["resourceVersion"] = str(401 + 10 * available)
     hpa["status"] = {
         "currentReplicas": 1,
         "desiredReplicas": 1,

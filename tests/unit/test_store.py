@@ -44,6 +44,17 @@ def test_an_older_version_never_replaces_a_newer_one() -> None:
     assert store.children("Pod", ("ns", "b")) == []
 
 
+def test_a_put_says_whether_the_store_changed() -> None:
+    """The controller queues no reconcile for a version the store already holds (the echo of the
+    operator's own write) or an older one."""
+    store = Store()
+    assert store.put("Pod", _pod("a-1", "a", version="5"))
+    assert not store.put("Pod", _pod("a-1", "a", version="5"))
+    assert not store.put("Pod", _pod("a-1", "a", version="4"))
+    assert store.put("Pod", _pod("a-1", "a", version="6"))
+    assert store.put("Pod", _pod("a-1", "a", version="2", uid="new"))  # deleted and created again
+
+
 def test_a_late_deleted_event_keeps_a_newer_object_of_the_same_name() -> None:
     store = Store()
     store.put("Pod", _pod("a-1", "a", version="5", uid="old"))
