@@ -70,12 +70,15 @@ def _proc(pid: int) -> dict[str, float]:
         name, _, value = line.partition(":")
         if name in ("VmRSS", "VmHWM"):
             kib[name] = int(value.split()[0])
-    stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return {
-        "rss_mb": kib["VmRSS"] / 1024,
-        "peak_rss_mb": kib["VmHWM"] / 1024,
-        "cpu_seconds": (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK"),
-    }
+    _, cpu_seconds = _stat(Path(f"/proc/{pid}/stat").read_text())
+    return {"rss_mb": kib["VmRSS"] / 1024, "peak_rss_mb": kib["VmHWM"] / 1024, "cpu_seconds": cpu_seconds}
+
+
+def _stat(text: str) -> tuple[str, float]:
+    """A process's name and CPU seconds (user + system) from its /proc/PID/stat."""
+    comm, rest = text.rsplit(")", 1)
+    fields = rest.split()
+    return comm.split("(", 1)[1], (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 CONTROL_PLANE = ("kube-apiserver", "etcd", "kube-controller", "kube-scheduler", "kwok")
@@ -92,13 +95,11 @@ def _usage(cp: ControlPlane) -> dict[str, Any]:
     cpu = dict.fromkeys(CONTROL_PLANE, 0.0)
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            comm, rest = stat.read_text().rsplit(")", 1)
+            name, seconds = _stat(stat.read_text())
         except OSError:
             continue
-        name = comm.split("(", 1)[1]
         if name in cpu:
-            parts = rest.split()
-            cpu[name] += (int(parts[11]) + int(parts[12])) / ticks
+            cpu[name] += seconds
     usage["cpu"] = cpu
     verbs: dict[str, float] = {}
     for line in cp.api.get("/metrics", timeout=30).get("text", "").splitlines():
