@@ -3,9 +3,10 @@
     .venv/bin/python benchmarks/pod_start.py [--runs 5]
 
 A local control plane with its real node (kubelet, containerd, kube-proxy). Per run, one bare pod is
-created on the real node for each variant, alternating: ``chute_volumes`` mounts two emptyDir
-volumes as a Chute's pod does (``chute-dshm``, memory-backed, at /dev/shm and ``chute-cache``), and
-``no_volumes`` mounts none; both run the pause image (no process start of their own to measure).
+created on the real node for each variant, alternating: ``chute_volumes`` has the volumes and mounts
+of a Chute's pod as the project renders them (tests/chutes.py's CPU Chute: ``chute-dshm``,
+memory-backed, at /dev/shm and ``chute-cache``, two emptyDirs), and ``no_volumes`` has none; both
+run the pause image (no process start of their own to measure).
 A watch opened by this script notes, in seconds after the create was sent, when the pod was bound to
 the node, when the sandbox had its pod IP and when the container ran. The kubelet creates a pod's
 sandbox only after its volumes are mounted, and checks that every 300 ms
@@ -28,6 +29,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tests.chutes import cpu_chute  # noqa: E402
 from tests.kube_helpers import eventually, get  # noqa: E402
 from tests.scale_to_zero_harness import Watcher  # noqa: E402
 
@@ -35,16 +37,24 @@ from chute_operator.devcluster.binaries import ensure_binaries  # noqa: E402
 from chute_operator.devcluster.controlplane import ControlPlane  # noqa: E402
 from chute_operator.devcluster.realnode import build_node_images  # noqa: E402
 from chute_operator.devcluster.realnode_config import RealNodeSettings  # noqa: E402
+from chute_operator.gpus import builtin_catalog  # noqa: E402
+from chute_operator.render import render  # noqa: E402
+from chute_operator.validation import parse_chute  # noqa: E402
+from chute_operator.workload import RenderOptions  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "pod-start-real-node.json"
 NAMESPACE = "default"
 LABEL = "podstart"
 STAGES = ("pod_scheduled", "pod_ip", "model_running")
-VOLUMES = [
-    {"name": "chute-dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "64Mi"}},
-    {"name": "chute-cache", "emptyDir": {}},
-]
-MOUNTS = [{"name": "chute-dshm", "mountPath": "/dev/shm"}, {"name": "chute-cache", "mountPath": "/cache"}]
+
+
+def chute_volumes() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The volumes of a Chute's pod and its model container's mounts, as the project renders them."""
+    options = RenderOptions(catalog=builtin_catalog(), sidecar_image="chute-operator:bench")
+    rendered = render(parse_chute(cpu_chute("bench", {"namespace": NAMESPACE})), options)
+    spec = next(m for m in rendered if m["kind"] == "Deployment")["spec"]["template"]["spec"]
+    model = next(c for c in spec["containers"] if c["name"] == "model")
+    return spec["volumes"], model["volumeMounts"]
 
 
 def pod(name: str, image: str, node: str, volumes: bool) -> dict[str, Any]:
@@ -57,8 +67,7 @@ def pod(name: str, image: str, node: str, volumes: bool) -> dict[str, Any]:
         "terminationGracePeriodSeconds": 0,
     }
     if volumes:
-        container["volumeMounts"] = MOUNTS
-        spec["volumes"] = VOLUMES
+        spec["volumes"], container["volumeMounts"] = chute_volumes()
     return {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -124,7 +133,8 @@ def main() -> int:
     result = {
         "machine": f"{platform.machine()}, {len(os.sched_getaffinity(0))} cores",
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "setup": "real node, bare pods running the pause image, alternating variants; seconds after the "
+        "setup": "real node, bare pods running the pause image, alternating variants (chute_volumes: the "
+        "volumes and mounts of a rendered Chute's pod); seconds after the "
         "create was sent, seen by a watch of this script: bound to the node (pod_scheduled), pod IP in the "
         "status (pod_ip: sandbox and network up), the container running (model_running)",
         "runs": runs,

@@ -30,7 +30,7 @@ class NoDiffBase(kopf.DiffBaseStorage):
 
     kopf builds the essence of every object on every watch event (a deep copy of the whole object,
     then of its labels and annotations, and again when clearing its progress marks) whether or not a
-    change handler exists: 9% of the operator's CPU while 1000 Chutes came up (a py-spy profile,
+    change handler exists: 9% of the operator's samples while 1000 Chutes came up (a py-spy profile,
     docs/benchmarks/operator.md). Change handlers (``on.create``, ``on.update``...) would need it.
     """
 
