@@ -13,7 +13,7 @@ from lightkube import AsyncClient
 from chute_operator.api.reasons import READY
 from chute_operator.conditions import find
 from chute_operator.gpus import load_catalog
-from chute_operator.kube import WATCHED_RESOURCES, KubeApi, error_code, error_message, throttled_for
+from chute_operator.kube import WATCHED_KINDS, KubeApi, error_code, error_message, throttled_for
 from chute_operator.leader import LeaderElector
 from chute_operator.metrics import ChuteReadiness, OperatorMetrics
 from chute_operator.reconcile import NotLeader, Reconciler, RetryLater
@@ -82,7 +82,7 @@ class Controller:
     async def relist(self) -> None:
         """One LIST per watched kind, and the store made to agree with it: objects whose DELETED
         event was missed (a watch that broke and resumed) are forgotten. Queues every Chute."""
-        for kind in WATCHED_RESOURCES:
+        for kind in WATCHED_KINDS:
             labels = None if kind == "Chute" else {"app.kubernetes.io/managed-by": MANAGED_BY}
             listed, version = await self.api.listing(kind, self.settings.namespaces, labels)
             self.store.replace(kind, listed, version, self.settings.namespaces)
@@ -123,6 +123,7 @@ class Controller:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self.queue.close()
+        await self.api.close()
 
     def _on_leadership(self, leading: bool) -> None:
         self.metrics.leader.set(1 if leading else 0)

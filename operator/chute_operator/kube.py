@@ -1,42 +1,30 @@
-"""The few Kubernetes API calls the operator makes (lightkube, asyncio). No logic lives here."""
+"""The few Kubernetes API calls the operator makes (over transport.ApiTransport). No logic lives here."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any
 
 import httpx2 as httpx
 from lightkube import ApiError, AsyncClient
-from lightkube.generic_resource import create_namespaced_resource
-from lightkube.resources.apps_v1 import Deployment
-from lightkube.resources.autoscaling_v2 import HorizontalPodAutoscaler
-from lightkube.resources.core_v1 import Event, Pod, Service
-from lightkube.resources.discovery_v1 import EndpointSlice
-from lightkube.resources.networking_v1 import NetworkPolicy
-from lightkube.types import PatchType
 
 from chute_operator.api import GROUP, KIND, PLURAL, VERSION
 from chute_operator.store import slim
+from chute_operator.transport import Answer, ApiTransport
 
-ChuteResource = create_namespaced_resource(GROUP, VERSION, KIND, PLURAL)
-ServiceMonitor = create_namespaced_resource(
-    "monitoring.coreos.com", "v1", "ServiceMonitor", "servicemonitors"
+CHILD_KINDS = (
+    "Deployment",
+    "Service",
+    "HorizontalPodAutoscaler",
+    "ServiceMonitor",
+    "NetworkPolicy",
+    "EndpointSlice",
 )
-
-CHILD_RESOURCES: dict[str, Any] = {
-    "Deployment": Deployment,
-    "Service": Service,
-    "HorizontalPodAutoscaler": HorizontalPodAutoscaler,
-    "ServiceMonitor": ServiceMonitor,
-    "NetworkPolicy": NetworkPolicy,
-    "EndpointSlice": EndpointSlice,
-}
 """Kinds the operator creates, in apply order (the EndpointSlice only for scale to zero, zero.py)."""
-
-
-WATCHED_RESOURCES: dict[str, Any] = {"Chute": ChuteResource, **CHILD_RESOURCES, "Pod": Pod}
+WATCHED_KINDS = ("Chute", *CHILD_KINDS, "Pod")
 """Every kind the controller keeps in its store."""
 
 LIST_PATHS: dict[str, tuple[str, tuple[str, str]]] = {
@@ -89,7 +77,8 @@ class Invalid(ApiFailure):
 
 
 Unanswered = httpx.TransportError
-"""No answer from the API server at all (connection refused or reset, a timeout)."""
+"""No answer from the API server through lightkube (leader election). The transport's own
+(transport.Unanswered, every other call) is a ConnectionError: callers catch OSError for it."""
 
 _BY_CODE: dict[int, type[ApiFailure]] = {
     400: BadRequest,
@@ -119,8 +108,11 @@ def typed(error: BaseException) -> ApiFailure | None:
 
 
 def _retry_after(response: httpx.Response | None, details: int | None) -> float | None:
+    return _seconds(response.headers.get("Retry-After") if response is not None else None, details)
+
+
+def _seconds(header: str | None, details: int | None) -> float | None:
     """The Retry-After header (seconds), else the Status details' retryAfterSeconds."""
-    header = response.headers.get("Retry-After") if response is not None else None
     try:
         return float(header) if header else (float(details) if details else None)
     except ValueError:
@@ -160,60 +152,75 @@ def error_message(error: BaseException) -> str:
 
 
 class KubeApi:
-    """Writes and reads the operator needs, with one field manager for every apply."""
+    """Writes and reads the operator needs, with one field manager for every apply.
 
-    def __init__(self, client: AsyncClient, field_manager: str, component: str, instance: str) -> None:
+    Requests go through an :class:`ApiTransport` (aiohttp) as JSON, answers come back as dicts:
+    lightkube's typed models, built for every answer and turned back into dicts, are not needed here.
+    """
+
+    def __init__(
+        self,
+        client: AsyncClient,
+        field_manager: str,
+        component: str,
+        instance: str,
+        transport: ApiTransport | None = None,
+    ) -> None:
         self.client = client
         self.field_manager = field_manager
         self.component = component
         self.instance = instance
+        self._transport = transport
+
+    @property
+    def transport(self) -> ApiTransport:
+        if self._transport is None:
+            self._transport = ApiTransport.of(self.client)
+        return self._transport
+
+    async def close(self) -> None:
+        if self._transport is not None:
+            await self._transport.close()
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        params: dict[str, str] | None = None,
+        body: dict[str, Any] | None = None,
+        content_type: str = "application/json",
+    ) -> dict[str, Any]:
+        """One request; its answer as a dict, or the typed failure raised."""
+        data = json.dumps(body, separators=(",", ":")).encode() if body is not None else None
+        answer = await self.transport.request(method, path, params, data, content_type)
+        if answer.status >= 400:
+            raise refusal(answer)
+        parsed = json.loads(answer.body) if answer.body else {}
+        return parsed if isinstance(parsed, dict) else {}
 
     async def apply(self, manifest: dict[str, Any], field_manager: str | None = None) -> dict[str, Any]:
         """Server-side apply, taking over conflicting fields; returns the object as stored."""
         meta = manifest["metadata"]
-        async with translated():
-            result = await self.client.patch(
-                CHILD_RESOURCES[manifest["kind"]],
-                meta["name"],
-                manifest,
-                namespace=meta["namespace"],
-                patch_type=PatchType.APPLY,
-                field_manager=field_manager or self.field_manager,
-                force=True,
-            )
-        stored: dict[str, Any] = result.to_dict()
-        return stored
+        params = {"fieldManager": field_manager or self.field_manager, "force": "true"}
+        path = object_path(manifest["kind"], meta["namespace"], meta["name"])
+        return await self._call("PATCH", path, params, manifest, "application/apply-patch+yaml")
 
     async def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         """A child as the API server has it (whoever made it), or None."""
         try:
-            async with translated():
-                found = await self.client.get(CHILD_RESOURCES[kind], name, namespace=namespace)
+            return await self._call("GET", object_path(kind, namespace, name))
         except NotFound:
             return None
-        stored: dict[str, Any] = found.to_dict()
-        return stored
 
     async def delete(self, kind: str, namespace: str, name: str) -> None:
         """Delete a child; one that is already gone is fine."""
-        try:
-            async with translated():
-                await self.client.delete(CHILD_RESOURCES[kind], name, namespace=namespace)
-        except NotFound:
-            pass
+        with suppress(NotFound):
+            await self._call("DELETE", object_path(kind, namespace, name))
 
     async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
         """Replace the Chute's status (merge patch on the status subresource)."""
-        async with translated():
-            result = await self.client.patch(
-                ChuteResource.Status,
-                name,
-                {"status": status},
-                namespace=namespace,
-                patch_type=PatchType.MERGE,
-            )
-        stored: dict[str, Any] = result.to_dict()
-        return stored
+        path = object_path("Chute", namespace, name) + "/status"
+        return await self._call("PATCH", path, None, {"status": status}, "application/merge-patch+json")
 
     async def listing(
         self, kind: str, namespaces: tuple[str, ...], labels: dict[str, Any] | None = None
@@ -227,28 +234,22 @@ class KubeApi:
         """
         found: list[dict[str, Any]] = []
         versions: list[str] = []
-        api_version, path = LIST_PATHS[kind]
-        http: httpx.AsyncClient = self.client._client._client
+        api_version = LIST_PATHS[kind][0]
         selector = ",".join(f"{key}={value}" for key, value in (labels or {}).items())
         try:
-            async with translated():
-                for namespace in namespaces or ("",):
-                    url = f"{path[0]}/namespaces/{namespace}/{path[1]}" if namespace else "/".join(path)
-                    params = {"limit": str(LIST_PAGE), **({"labelSelector": selector} if selector else {})}
-                    version = ""
-                    while True:
-                        response = await http.get(url, params=params)
-                        response.raise_for_status()
-                        page = response.json()
-                        del response
-                        meta = page.get("metadata") or {}
-                        version = version or str(meta.get("resourceVersion") or "")
-                        for item in page.get("items") or []:
-                            found.append(slim(kind, {"apiVersion": api_version, "kind": kind, **item}))
-                        if not meta.get("continue"):
-                            break
-                        params["continue"] = meta["continue"]
-                    versions.append(version)
+            for namespace in namespaces or ("",):
+                params = {"limit": str(LIST_PAGE), **({"labelSelector": selector} if selector else {})}
+                version = ""
+                while True:
+                    page = await self._call("GET", collection_path(kind, namespace), params)
+                    meta = page.get("metadata") or {}
+                    version = version or str(meta.get("resourceVersion") or "")
+                    for item in page.pop("items", None) or []:
+                        found.append(slim(kind, {"apiVersion": api_version, "kind": kind, **item}))
+                    if not meta.get("continue"):
+                        break
+                    params["continue"] = meta["continue"]
+                versions.append(version)
         except NotFound:
             return [], ""
         numeric = [v for v in versions if v.isdigit()]
@@ -257,23 +258,21 @@ class KubeApi:
 
     async def endpoint_slices(self, namespace: str, service: str) -> list[dict[str, Any]]:
         """The EndpointSlices of one Service (the activator's)."""
-        labels: dict[str, Any] = {"kubernetes.io/service-name": service}
+        params = {"labelSelector": f"kubernetes.io/service-name={service}"}
+        listed = await self._call("GET", collection_path("EndpointSlice", namespace), params)
         return [
-            s.to_dict() async for s in self.client.list(EndpointSlice, namespace=namespace, labels=labels)
+            {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice", **s}
+            for s in listed.get("items") or []
         ]
 
     async def served(self, group_version: str, plural: str) -> bool:
         """Whether the API server serves resource ``plural`` of ``group_version`` (discovery:
         readable by every authenticated client, whatever namespaces its RBAC covers)."""
-        http: httpx.AsyncClient = self.client._client._client  # lightkube has no discovery call
         try:
-            async with translated():
-                response = await http.get(f"/apis/{group_version}")
-                response.raise_for_status()
+            found = await self._call("GET", f"/apis/{group_version}")
         except NotFound:
             return False
-        resources = response.json().get("resources") or []
-        return any(resource.get("name") == plural for resource in resources)
+        return any(resource.get("name") == plural for resource in found.get("resources") or [])
 
     async def service_monitors_served(self) -> bool:
         """Whether the ServiceMonitor API (prometheus-operator's CRD) exists."""
@@ -282,30 +281,51 @@ class KubeApi:
     async def event(self, chute: dict[str, Any], kind: str, reason: str, message: str) -> None:
         """Record an Event on the Chute (``kubectl describe chute`` shows it)."""
         meta = chute["metadata"]
-        now = datetime.now(UTC)
-        event = cast(
-            Event,
-            Event.from_dict(
-                {
-                    "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
-                    "involvedObject": {
-                        "apiVersion": chute.get("apiVersion", f"{GROUP}/{VERSION}"),
-                        "kind": KIND,
-                        "name": meta["name"],
-                        "namespace": meta["namespace"],
-                        "uid": meta.get("uid"),
-                    },
-                    "type": kind,
-                    "reason": reason,
-                    "message": message[:1024],
-                    "source": {"component": self.component},
-                    "reportingComponent": self.component,
-                    "reportingInstance": self.instance,
-                    "firstTimestamp": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                    "lastTimestamp": now.strftime("%Y-%m-%dT%H:%M:%SZ"),
-                    "count": 1,
-                }
-            ),
-        )
-        async with translated():
-            await self.client.create(event)
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {
+                "apiVersion": chute.get("apiVersion", f"{GROUP}/{VERSION}"),
+                "kind": KIND,
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta.get("uid"),
+            },
+            "type": kind,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": self.component},
+            "reportingComponent": self.component,
+            "reportingInstance": self.instance,
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        await self._call("POST", f"/api/v1/namespaces/{meta['namespace']}/events", None, event)
+
+
+def collection_path(kind: str, namespace: str) -> str:
+    """The path of a watched kind's collection, in one namespace or (``""``) all."""
+    prefix, plural = LIST_PATHS[kind][1]
+    return f"{prefix}/namespaces/{namespace}/{plural}" if namespace else f"{prefix}/{plural}"
+
+
+def object_path(kind: str, namespace: str, name: str) -> str:
+    return f"{collection_path(kind, namespace)}/{name}"
+
+
+def refusal(answer: Answer) -> ApiFailure:
+    """The typed failure for an API server's error answer (its Status body, and Retry-After)."""
+    try:
+        status = json.loads(answer.body) if answer.body else {}
+    except ValueError:
+        status = {}
+    if not isinstance(status, dict):
+        status = {}
+    reason = str(status.get("reason") or "")
+    message = str(status.get("message") or f"HTTP {answer.status}")
+    details = (status.get("details") or {}).get("retryAfterSeconds")
+    kind = AlreadyExists if reason == "AlreadyExists" else _BY_CODE.get(answer.status, ApiFailure)
+    return kind(message, answer.status, reason, _seconds(answer.headers.get("Retry-After"), details))

@@ -1,0 +1,122 @@
+"""HTTP to the API server for the operator's own calls: aiohttp, with lightkube's connection settings.
+
+lightkube (over httpx) cost about 0.9 ms of the operator's CPU per request, aiohttp about 0.2-0.4 ms
+(benchmarks/api_client.py); the reconcile workers' API calls were 36% of the operator's CPU at 1000
+Chutes (a py-spy profile, docs/benchmarks/operator.md). The TLS settings (the cluster's CA, a
+client certificate) and the credentials (a token, a token file re-read when refused, an exec
+plugin) are lightkube's, taken from its client: one kubeconfig or in-cluster configuration for both.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ssl
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import httpx2 as httpx
+from lightkube.config.client_adapter import verify_cluster
+
+TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=10)
+"""As lightkube's default (10 s to connect, and between two reads of an answer)."""
+CONNECTIONS = 32
+"""Connections kept open to the API server (the reconcile workers share them)."""
+
+
+class Unanswered(ConnectionError):
+    """No answer from the API server (refused, reset, timed out)."""
+
+
+@dataclass(frozen=True)
+class Answer:
+    """An API server's answer: its status, headers and body."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+
+class ApiTransport:
+    """Requests to one API server; the session is opened on first use, in the running event loop."""
+
+    def __init__(self, server: str, ssl_context: ssl.SSLContext | None, auth: httpx.Auth | None) -> None:
+        self.server = server.rstrip("/")
+        self._ssl = ssl_context
+        self._auth = auth
+        self._authorization: dict[str, str] | None = None
+        self._session: aiohttp.ClientSession | None = None
+
+    @classmethod
+    def of(cls, client: Any) -> ApiTransport:
+        """The transport to the API server of a lightkube ``AsyncClient``, with its TLS and credentials."""
+        config = client._client.config
+        context = (
+            verify_cluster(config.cluster, config.user, config.abs_file)
+            if config.cluster.server.startswith("https")
+            else None
+        )
+        return cls(config.cluster.server, context, client._client._client.auth)
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, str] | None = None,
+        body: bytes | None = None,
+        content_type: str = "application/json",
+    ) -> Answer:
+        """Send one request; a refusal of the credentials (401) renews them once and sends it again."""
+        headers = {
+            "Accept": "application/json",
+            **({"Content-Type": content_type} if body is not None else {}),
+        }
+        answer = await self._send(method, path, params, body, {**headers, **await self._credentials()})
+        if answer.status == 401 and self._auth is not None:
+            renewed = await self._credentials(refused=True)
+            answer = await self._send(method, path, params, body, {**headers, **renewed})
+        return answer
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, str] | None,
+        body: bytes | None,
+        headers: dict[str, str],
+    ) -> Answer:
+        if self._session is None:
+            connector = aiohttp.TCPConnector(
+                ssl=self._ssl if self._ssl is not None else False, limit=CONNECTIONS
+            )
+            self._session = aiohttp.ClientSession(self.server, connector=connector, timeout=TIMEOUT)
+        try:
+            async with self._session.request(
+                method, path, params=params, data=body, headers=headers
+            ) as response:
+                return Answer(response.status, response.headers, await response.read())
+        except (aiohttp.ClientError, TimeoutError) as error:
+            raise Unanswered(f"{method} {path}: {error or type(error).__name__}") from error
+
+    async def _credentials(self, refused: bool = False) -> dict[str, str]:
+        """The Authorization header lightkube's auth gives (none for a client certificate); after a
+        401 (``refused``), the one it gives when told of the refusal (a token file read again, an
+        exec plugin run again)."""
+        if self._auth is None:
+            return {}
+        if self._authorization is not None and not refused:
+            return self._authorization
+        flow = self._auth.async_auth_flow(httpx.Request("GET", self.server))
+        request = await flow.__anext__()
+        if refused:
+            with contextlib.suppress(StopAsyncIteration):
+                request = await flow.asend(httpx.Response(401, request=request))
+        await flow.aclose()
+        self._authorization = {k: v for k, v in request.headers.items() if k.lower() == "authorization"}
+        return self._authorization

@@ -1,0 +1,80 @@
+"""The operator's HTTP transport: lightkube's credentials, renewed when the API server refuses them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from lightkube.config.client_adapter import BearerAuth, BearerTokenFileAuth
+
+from chute_operator.transport import ApiTransport, Unanswered
+
+
+async def _server(accepted: list[str]) -> tuple[web.AppRunner, str, list[str]]:
+    """A loopback server that answers 200 to a bearer token in ``accepted``, 401 otherwise."""
+    seen: list[str] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        token = request.headers.get("Authorization", "")
+        seen.append(f"{request.method} {request.path_qs} {token} {await request.text()}")
+        if token.removeprefix("Bearer ") not in accepted:
+            return web.json_response({"kind": "Status", "code": 401}, status=401)
+        return web.json_response({"ok": True})
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    return runner, f"http://127.0.0.1:{port}", seen
+
+
+async def test_a_rotated_token_file_is_read_again_when_the_old_token_is_refused(tmp_path: Path) -> None:
+    """As the kubelet rotates a service account token: the old one is refused, the file has the new."""
+    token = tmp_path / "token"
+    token.write_text("first\n")
+    accepted = ["first"]
+    runner, url, seen = await _server(accepted)
+    transport = ApiTransport(url, None, BearerTokenFileAuth(str(token)))
+    try:
+        answer = await transport.request("PATCH", "/x", {"a": "1"}, b"{}", "application/merge-patch+json")
+        assert (answer.status, answer.body) == (200, b'{"ok": true}')
+        token.write_text("second\n")
+        accepted[:] = ["second"]
+        assert (await transport.request("GET", "/y")).status == 200
+        assert (await transport.request("GET", "/z")).status == 200
+    finally:
+        await transport.close()
+        await runner.cleanup()
+    assert seen == [
+        "PATCH /x?a=1 Bearer first {}",
+        "GET /y Bearer first ",  # refused: the file is read again, the request sent again
+        "GET /y Bearer second ",
+        "GET /z Bearer second ",  # and the new token kept
+    ]
+
+
+async def test_a_refusal_with_a_fixed_token_is_the_answer() -> None:
+    runner, url, seen = await _server([])
+    transport = ApiTransport(url, None, BearerAuth("wrong"))
+    try:
+        assert (await transport.request("GET", "/x")).status == 401
+    finally:
+        await transport.close()
+        await runner.cleanup()
+    assert len(seen) == 2  # asked once more with what the auth gives after a refusal (the same)
+
+
+async def test_no_answer_is_a_connection_error() -> None:
+    runner, url, _ = await _server([])
+    await runner.cleanup()  # nothing listens there any more
+    transport = ApiTransport(url, None, None)
+    try:
+        with pytest.raises(Unanswered) as caught:
+            await transport.request("GET", "/x")
+    finally:
+        await transport.close()
+    assert isinstance(caught.value, OSError)  # what the reconciler retries
