@@ -56,7 +56,12 @@ def _chute(index: int) -> dict[str, Any]:
         "apiVersion": "chutes.ai/v1alpha1",
         "kind": "Chute",
         "metadata": {"name": f"c-{index:04d}", "namespace": NAMESPACE},
-        "spec": {"image": "example/model:1", "template": "tei", "nodeSelector": {"gpuCount": 0}},
+        "spec": {
+            "image": "example/model:1",
+            "template": "tei",
+            "model": {"name": "example/model"},
+            "nodeSelector": {"gpuCount": 0},
+        },
     }
 
 
