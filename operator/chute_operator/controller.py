@@ -57,6 +57,7 @@ class Controller:
             else None
         )
         self.reconciler = Reconciler(self.api, self.store, options, metrics, self.is_leader)
+        self.reconciler.status_wait_seconds = settings.status_wait_seconds
         self._tasks: list[asyncio.Task[None]] = []
         metrics.track_readiness(self.readiness)
         self._synced = asyncio.Event()
@@ -196,7 +197,7 @@ class Controller:
             return
         started = time.perf_counter()
         try:
-            await self.reconciler.reconcile(key)
+            again = await self.reconciler.reconcile(key)
         except NotLeader:
             return
         except asyncio.CancelledError:
@@ -212,6 +213,8 @@ class Controller:
         finally:
             self.metrics.duration.observe(time.perf_counter() - started)
         self.queue.forget(key)
+        if again is not None:
+            self.queue.add_after(key, again)
         self.metrics.reconciles.labels("success").inc()
 
     def readiness(self) -> Iterator[ChuteReadiness]:

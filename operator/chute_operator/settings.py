@@ -64,6 +64,10 @@ class Settings:
     """A Chute is reconciled this long after the first event of one of its children or pods (the events
     meanwhile wait with it): a pod's start is a burst of events, one reconcile sees them all. A
     Chute's own events are not delayed."""
+    status_wait_seconds: float = 5.0
+    """After applying a Chute's Deployment, its status waits this long at most for the Deployment's
+    controller to observe it (its status then says what became of the change, not what was there
+    before); a new Chute is Ready after one status write fewer (see reconcile.Reconciler)."""
     resync_seconds: float = 600.0
     monitoring_recheck_seconds: float = 60.0
     """How often to look again for the ServiceMonitor API while it is missing."""
@@ -162,6 +166,7 @@ class Settings:
             child_event_delay_seconds=float(
                 _env("CHILD_EVENT_DELAY_SECONDS", str(default.child_event_delay_seconds))
             ),
+            status_wait_seconds=float(_env("STATUS_WAIT_SECONDS", str(default.status_wait_seconds))),
             resync_seconds=float(_env("RESYNC_SECONDS", str(default.resync_seconds))),
             monitoring_recheck_seconds=float(
                 _env("MONITORING_RECHECK_SECONDS", str(default.monitoring_recheck_seconds))

@@ -6,6 +6,7 @@ import copy
 from typing import Any
 
 from chute_operator.gpus import builtin_catalog
+from chute_operator.kube import Invalid
 from chute_operator.metrics import OperatorMetrics
 from chute_operator.reconcile import Reconciler
 from chute_operator.store import Store
@@ -179,3 +180,53 @@ async def test_a_failing_pod_is_still_a_warning_event() -> None:
     store.put("Pod", _pod(crashing, ready=False))
     await reconciler.reconcile(KEY)
     assert ("Warning", "CrashLoopBackOff") in api.events
+
+
+async def test_a_status_waits_for_the_controller_of_the_deployment_just_applied() -> None:
+    """The first status of a new Chute would describe a Deployment its controller has not seen yet,
+    and be written again as soon as the controller answers: it waits for that answer instead."""
+    reconciler, api, store = _setup()
+    reconciler.status_wait_seconds = 5.0
+    wait = await reconciler.reconcile(KEY)
+    assert ("apply", "Deployment") in api.writes
+    assert ("patch", "Chute/status") not in api.writes
+    assert wait is not None
+    assert 0 < wait <= 5.0  # reconcile again by then, whatever happens
+    assert await reconciler.reconcile(KEY) is not None  # still unobserved (a Service's event woke it)
+    assert ("patch", "Chute/status") not in api.writes
+    _rolled_out(store, available=0)  # the Deployment's controller observed generation 1
+    assert await reconciler.reconcile(KEY) is None
+    assert api.writes.count(("patch", "Chute/status")) == 1
+    assert store.get("Chute", KEY)["status"]["observedGeneration"] == 1  # type: ignore[index]
+
+
+async def test_a_status_waits_no_longer_than_its_bound() -> None:
+    reconciler, api, _ = _setup()
+    reconciler.status_wait_seconds = 5.0
+    assert await reconciler.reconcile(KEY) is not None
+    reconciler.status_wait_seconds = 0.0  # as if the 5 s had passed: the controller never answered
+    assert await reconciler.reconcile(KEY) is None
+    assert api.writes.count(("patch", "Chute/status")) == 1
+    reconciler.status_wait_seconds = 5.0
+    assert await reconciler.reconcile(KEY) is None  # nothing applied since: nothing to wait for
+    assert api.writes.count(("patch", "Chute/status")) == 1
+
+
+async def test_a_failure_is_reported_without_waiting() -> None:
+    reconciler, api, store = _setup()
+    reconciler.status_wait_seconds = 5.0
+    await reconciler.reconcile(KEY)
+    chute = copy.deepcopy(store.get("Chute", KEY))
+    assert chute is not None
+    chute["metadata"].update(generation=2, resourceVersion="900")
+    chute["spec"]["maxInstances"] = 3
+    store.put("Chute", chute)
+    refused = Invalid("spec.replicas: Invalid value", 422, "Invalid")
+
+    async def refuse(manifest: dict[str, Any], field_manager: str | None = None) -> dict[str, Any]:
+        raise refused
+
+    api.apply = refuse  # type: ignore[method-assign]
+    assert await reconciler.reconcile(KEY) is None
+    assert api.writes[-2:] == [("create", "Event"), ("patch", "Chute/status")]  # the Warning, and Degraded
+    assert api.events[-1] == ("Warning", "ApplyFailed")
