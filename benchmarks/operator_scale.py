@@ -6,10 +6,14 @@ rendered offline by the project's render function and their children applied wit
 `kubectl apply`, timed to every Deployment available. ``floor_to_operator_ratio`` is the floor's
 time over the operator's (1.0: the operator as fast as the API server allows). For both phases,
 ``floor_usage`` and ``operator_usage``: how busy the machine's CPUs were, the CPU seconds of each
-control plane process, and the API server's requests by verb (its ``apiserver_request_total``, all
-clients: the controllers and kwok as well as the floor's kubectl or the operator). The processes are
-found by name, so a second control plane running on the machine at the same time would be counted
-too: run it on a quiet machine.
+control plane process, and the API server's requests by verb and by verb and resource (its
+``apiserver_request_total``, all clients: the controllers and kwok as well as the floor's kubectl or
+the operator). The processes are found by name, so a second control plane running on the machine at
+the same time would be counted too: run it on a quiet machine.
+
+The operator's phase starts with the Chutes applied as the floor applies their children: one
+``kubectl apply --server-side`` (as Flux, or Argo CD with server-side apply, would). A client-side
+``kubectl apply`` would add a GET of each Chute and its last-applied annotation to that phase only.
 
 Run: .venv/bin/python benchmarks/operator_scale.py [--chutes 200]
 Writes benchmarks/results/operator.json (operator-<N>.json for other sizes) and prints a Markdown table.
@@ -102,13 +106,25 @@ def _usage(cp: ControlPlane) -> dict[str, Any]:
             cpu[name] += seconds
     usage["cpu"] = cpu
     verbs: dict[str, float] = {}
+    resources: dict[str, float] = {}
     for line in cp.api.get("/metrics", timeout=30).get("text", "").splitlines():
         if line.startswith("apiserver_request_total{"):
             labels, _, value = line.rpartition(" ")
-            verb = labels.split('verb="', 1)[1].split('"', 1)[0]
+            verb = _label(labels, "verb")
+            target = f"{verb} {_label(labels, 'resource')}" + (
+                f"/{_label(labels, 'subresource')}" if _label(labels, "subresource") else ""
+            )
             verbs[verb] = verbs.get(verb, 0.0) + float(value)
+            resources[target] = resources.get(target, 0.0) + float(value)
     usage["requests"] = verbs
+    usage["requests_by_resource"] = resources
     return usage
+
+
+def _label(labels: str, name: str) -> str:
+    """A label's value in a Prometheus sample's ``{name="value",...}``."""
+    found = labels.split(f'{name}="', 1)
+    return found[1].split('"', 1)[0] if len(found) == 2 else ""
 
 
 def _phase(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
@@ -117,11 +133,19 @@ def _phase(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
     return {
         "machine_cpu_busy_fraction": round((after["busy"] - before["busy"]) / total, 2) if total else None,
         "cpu_seconds": {name: round(after["cpu"][name] - before["cpu"][name], 1) for name in CONTROL_PLANE},
-        "api_requests_by_verb": {
-            verb: int(count - before["requests"].get(verb, 0.0))
-            for verb, count in sorted(after["requests"].items())
-            if count - before["requests"].get(verb, 0.0) > 0
-        },
+        "api_requests_by_verb": _grown(before["requests"], after["requests"]),
+        "api_requests_by_verb_and_resource": _grown(
+            before["requests_by_resource"], after["requests_by_resource"]
+        ),
+    }
+
+
+def _grown(before: dict[str, float], after: dict[str, float]) -> dict[str, int]:
+    """The counters that grew, by how much."""
+    return {
+        key: int(count - before.get(key, 0.0))
+        for key, count in sorted(after.items())
+        if count > before.get(key, 0.0)
     }
 
 
@@ -244,7 +268,7 @@ def _measure(
     documents = "\n---\n".join(json.dumps(_chute(i)) for i in range(args.chutes))
     usage = _usage(cp)
     started = time.monotonic()
-    cp.kubectl("apply", "-f", "-", input=documents, timeout=300)
+    cp.kubectl("apply", "--server-side", "--field-manager=bench", "-f", "-", input=documents, timeout=300)
     peak_queue = 0.0
     while _ready_count(cp) < args.chutes:
         if time.monotonic() - started > args.timeout:
@@ -312,6 +336,7 @@ def main() -> int:
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "load_average_at_start": [round(x, 1) for x in os.getloadavg()],
         "operator_workers": os.environ.get("CHUTE_OPERATOR_WORKERS", "default"),
+        "chutes_applied_with": "kubectl apply --server-side",
     }
     with ControlPlane(node_pools=pools) as cp:
         cp.kubectl("apply", "--server-side", "-f", str(ROOT / "crds" / "chute.yaml"))
