@@ -24,13 +24,21 @@ FILES = (
     "operator-1000-no-echo.json",
     "operator-200-quiet.json",
     "operator-500-quiet.json",
+    "operator-1000-transport.json",
+    "operator-1000-status-wait.json",
+    "operator-1000-status-wait-2.json",
+    "operator-200-status-wait.json",
+    "operator-500-status-wait.json",
 )
 """In order: 200 Chutes before the handler fix (4 workers), then the code of each run's date at 200,
 500, 1000, and 1000 with the store keeping only what its readers use of pods (store.slim); then the
 2026-12-04 runs at 1000 on a quiet machine: without the Applied event of a new Chute, the same with
 CPU and requests per phase recorded, the benchmark polling through the API client instead of
 kubectl, kopf building no essence of each object (NoDiffBase), and no reconcile for the echo of the
-operator's own writes; last, 200 and 500 on that final code, on the same quiet machine."""
+operator's own writes; then 200 and 500 on that code, on the same quiet machine. Last, the later
+2026-12-04 runs: the operator's API calls through its aiohttp transport (at 1000), then also a status
+that waits for the Deployment's controller, with the Chutes applied server-side as the floor's
+children are (twice at 1000, then 200 and 500)."""
 USAGE_PROCESSES = ("kube-apiserver", "etcd", "kube-controller", "kube-scheduler", "kwok")
 
 
