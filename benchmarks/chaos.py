@@ -225,11 +225,11 @@ def _doc(results: dict[str, Any]) -> str:
     ]
     throttled = results.get("throttled")
     if throttled:
+        when = f"{throttled['date']}, load average at the start {throttled['load_average_at_start']}"
         run = (
-            f"Run on its own ({throttled['date']}, `--throttled-only`, load average at the start "
-            f"{throttled['load_average_at_start']}): "
-            if "date" in throttled
-            else ""
+            f"Run on its own ({when.replace(', ', ', `--throttled-only`, ', 1)}): "
+            if throttled.get("run_alone")
+            else f"Run after the scenarios above ({when}): "
         )
         lines += [
             "## API server throttling",
@@ -285,6 +285,7 @@ def main() -> int:
     if args.throttled_only:
         kept = json.loads(RESULTS.read_text())
         _throttled(args, kept)
+        kept["throttled"]["run_alone"] = True
         kept["args"]["throttled_chutes"] = args.throttled_chutes
         RESULTS.write_text(json.dumps(kept, indent=2) + "\n")
         DOC.write_text(_doc(kept))

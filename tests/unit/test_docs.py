@@ -166,3 +166,15 @@ def test_scale_from_zero_breakdown_is_the_results_files() -> None:
     assert f"median {added['median']:.2f} s, p95 {added['p95']:.2f} s over {len(now['runs'])} runs" in words
     assert ("target is not met" in words) == (not added["target_met"])
     assert ("met against the model's load as the cluster measures it" in words) == measured["target_met"]
+
+
+def test_the_chaos_doc_says_run_on_its_own_only_of_a_throttled_only_run() -> None:
+    """A full run measures throttling after the other scenarios, each on a control plane of its own."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from chaos import _doc
+
+    results = json.loads((RESULTS / "chaos.json").read_text())
+    throttled = {**results["throttled"], "run_alone": False}
+    assert "`--throttled-only`" not in _doc({**results, "throttled": throttled})
+    alone = _doc({**results, "throttled": {**throttled, "run_alone": True}})
+    assert f"Run on its own ({throttled['date']}, `--throttled-only`" in alone
