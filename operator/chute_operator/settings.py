@@ -67,7 +67,7 @@ class Settings:
     status_wait_seconds: float = 5.0
     """After applying a Chute's Deployment, its status waits this long at most for the Deployment's
     controller to observe it (its status then says what became of the change, not what was there
-    before); a new Chute is Ready after one status write fewer (see reconcile.Reconciler)."""
+    before), and is written once instead of twice (see reconcile.Reconciler._status_wait)."""
     resync_seconds: float = 600.0
     monitoring_recheck_seconds: float = 60.0
     """How often to look again for the ServiceMonitor API while it is missing."""
