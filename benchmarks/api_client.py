@@ -31,6 +31,10 @@ from lightkube.types import PatchType
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from operator_scale import _stat  # noqa: E402
+from tests.chutes import cpu_chute  # noqa: E402
 
 from chute_operator.devcluster.controlplane import ControlPlane  # noqa: E402
 from chute_operator.kube import KubeApi  # noqa: E402
@@ -52,20 +56,6 @@ STATUS = {
         for kind in ("Ready", "Available", "Progressing", "Degraded")
     ],
 }
-
-
-def _chute(index: int) -> dict[str, Any]:
-    return {
-        "apiVersion": "chutes.ai/v1alpha1",
-        "kind": "Chute",
-        "metadata": {"name": f"c-{index:04d}", "namespace": NAMESPACE},
-        "spec": {
-            "image": "example/model:1",
-            "template": "tei",
-            "model": {"name": "example/model"},
-            "nodeSelector": {"gpuCount": 0},
-        },
-    }
 
 
 def _service(index: int, chute: dict[str, Any], prefix: str) -> dict[str, Any]:
@@ -99,12 +89,11 @@ def _server_cpu() -> float:
     total = 0.0
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            comm, rest = stat.read_text().rsplit(")", 1)
+            name, seconds = _stat(stat.read_text())
         except OSError:
             continue
-        if comm.split("(", 1)[1] in SERVER_PROCESSES:
-            fields = rest.split()
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        if name in SERVER_PROCESSES:
+            total += seconds
     return total
 
 
@@ -126,7 +115,10 @@ async def _cpu_per_call(calls: int, call: Callable[[int], Awaitable[Any]]) -> tu
 async def _measure(kubeconfig: Path, calls: int) -> dict[str, dict[str, float]]:
     client = AsyncClient(KubeConfig.from_file(str(kubeconfig)), field_manager="bench")
     api = KubeApi(client, "bench", "bench", "bench")
-    chutes = [(await client.create(Chute.from_dict(_chute(i)))).to_dict() for i in range(calls)]
+    chutes = [
+        (await client.create(Chute.from_dict(cpu_chute(f"c-{i:04d}", {"namespace": NAMESPACE})))).to_dict()
+        for i in range(calls)
+    ]
 
     def event(index: int) -> Event:
         meta = chutes[index]["metadata"]

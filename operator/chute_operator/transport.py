@@ -1,7 +1,7 @@
 """HTTP to the API server for the operator's own calls: aiohttp, with lightkube's connection settings.
 
-lightkube (over httpx) cost about 0.9 ms of the operator's CPU per request, aiohttp about 0.2-0.4 ms
-(benchmarks/api_client.py); the reconcile workers' API calls were 36% of the operator's CPU at 1000
+lightkube (over httpx) cost 0.76-1.35 ms of the operator's CPU per call, this transport 0.19-0.70 ms
+(benchmarks/results/api-client.json); the reconcile workers' API calls were 36% of the operator's CPU at 1000
 Chutes (a py-spy profile, docs/benchmarks/operator.md). The TLS settings (the cluster's CA, a
 client certificate) and the credentials (a token, a token file re-read when refused, an exec
 plugin) are lightkube's, taken from its client: one kubeconfig or in-cluster configuration for both.

@@ -178,3 +178,11 @@ def test_the_chaos_doc_says_run_on_its_own_only_of_a_throttled_only_run() -> Non
     assert "`--throttled-only`" not in _doc({**results, "throttled": throttled})
     alone = _doc({**results, "throttled": {**throttled, "run_alone": True}})
     assert f"Run on its own ({throttled['date']}, `--throttled-only`" in alone
+
+
+def test_api_call_costs_are_the_results_file() -> None:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from api_client import table
+
+    doc = (ROOT / "docs" / "benchmarks" / "operator.md").read_text()
+    assert table(json.loads((RESULTS / "api-client.json").read_text())) in doc
