@@ -13,7 +13,8 @@ the same time would be counted too: run it on a quiet machine.
 
 The operator's phase starts with the Chutes applied as the floor applies their children: one
 ``kubectl apply --server-side`` (as Flux, or Argo CD with server-side apply, would). A client-side
-``kubectl apply`` would add a GET of each Chute and its last-applied annotation to that phase only.
+``kubectl apply`` would add a GET of each Chute and its last-applied annotation to that phase only
+(``--client-side-chutes`` applies them that way, as the runs before 2026-12-04 17:00 UTC did).
 
 Run: .venv/bin/python benchmarks/operator_scale.py [--chutes 200]
 Writes benchmarks/results/operator.json (operator-<N>.json for other sizes) and prints a Markdown table.
@@ -268,7 +269,8 @@ def _measure(
     documents = "\n---\n".join(json.dumps(_chute(i)) for i in range(args.chutes))
     usage = _usage(cp)
     started = time.monotonic()
-    cp.kubectl("apply", "--server-side", "--field-manager=bench", "-f", "-", input=documents, timeout=300)
+    server_side = [] if args.client_side_chutes else ["--server-side", "--field-manager=bench"]
+    cp.kubectl("apply", *server_side, "-f", "-", input=documents, timeout=300)
     peak_queue = 0.0
     while _ready_count(cp) < args.chutes:
         if time.monotonic() - started > args.timeout:
@@ -326,6 +328,11 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=600)
     parser.add_argument("--no-floor", action="store_true", help="skip the floor measurement")
     parser.add_argument(
+        "--client-side-chutes",
+        action="store_true",
+        help="apply the Chutes with a client-side kubectl apply (as every run before 2026-12-04 17:00 UTC)",
+    )
+    parser.add_argument(
         "--results", help="results file name (default: operator.json for 200, else operator-<N>.json)"
     )
     args = parser.parse_args()
@@ -336,7 +343,7 @@ def main() -> int:
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "load_average_at_start": [round(x, 1) for x in os.getloadavg()],
         "operator_workers": os.environ.get("CHUTE_OPERATOR_WORKERS", "default"),
-        "chutes_applied_with": "kubectl apply --server-side",
+        "chutes_applied_with": "kubectl apply" if args.client_side_chutes else "kubectl apply --server-side",
     }
     with ControlPlane(node_pools=pools) as cp:
         cp.kubectl("apply", "--server-side", "-f", str(ROOT / "crds" / "chute.yaml"))
