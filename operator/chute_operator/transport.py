@@ -95,10 +95,11 @@ class ApiTransport:
             connector = aiohttp.TCPConnector(
                 ssl=self._ssl if self._ssl is not None else False, limit=CONNECTIONS
             )
-            self._session = aiohttp.ClientSession(self.server, connector=connector, timeout=TIMEOUT)
+            self._session = aiohttp.ClientSession(connector=connector, timeout=TIMEOUT)
+        url = self.server + path  # the server's URL may have a path (an API behind a proxy)
         try:
             async with self._session.request(
-                method, path, params=params, data=body, headers=headers
+                method, url, params=params, data=body, headers=headers
             ) as response:
                 return Answer(response.status, response.headers, await response.read())
         except (aiohttp.ClientError, TimeoutError) as error:

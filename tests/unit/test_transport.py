@@ -78,3 +78,15 @@ async def test_no_answer_is_a_connection_error() -> None:
     finally:
         await transport.close()
     assert isinstance(caught.value, OSError)  # what the reconciler retries
+
+
+async def test_an_api_server_behind_a_path_prefix_is_reached_there() -> None:
+    """Rancher and other proxies serve a cluster's API under a path (a kubeconfig's server URL)."""
+    runner, url, seen = await _server(["t"])
+    transport = ApiTransport(f"{url}/k8s/clusters/c-1/", None, BearerAuth("t"))
+    try:
+        assert (await transport.request("GET", "/api/v1/pods", {"limit": "1"})).status == 200
+    finally:
+        await transport.close()
+        await runner.cleanup()
+    assert seen == ["GET /k8s/clusters/c-1/api/v1/pods?limit=1 Bearer t "]
