@@ -95,7 +95,8 @@ class ApiTransport:
             connector = aiohttp.TCPConnector(
                 ssl=self._ssl if self._ssl is not None else False, limit=CONNECTIONS
             )
-            self._session = aiohttp.ClientSession(connector=connector, timeout=TIMEOUT)
+            # trust_env: HTTPS_PROXY and NO_PROXY as lightkube (httpx) and kubectl honour them
+            self._session = aiohttp.ClientSession(connector=connector, timeout=TIMEOUT, trust_env=True)
         url = self.server + path  # the server's URL may have a path (an API behind a proxy)
         try:
             async with self._session.request(
