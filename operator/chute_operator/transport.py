@@ -1,6 +1,6 @@
 """HTTP to the API server for the operator's own calls: aiohttp, with lightkube's connection settings.
 
-lightkube (over httpx) cost 0.76-1.35 ms of the operator's CPU per call, this transport 0.19-0.70 ms
+lightkube (over httpx) cost 0.84-1.50 ms of the operator's CPU per call, this transport 0.22-0.81 ms
 (benchmarks/results/api-client.json); the reconcile workers' API calls were 36% of the operator's CPU at 1000
 Chutes (a py-spy profile, docs/benchmarks/operator.md). The TLS settings (the cluster's CA, a
 client certificate) and the credentials (a token, a token file re-read when refused, an exec
@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import ssl
+import urllib.parse
+import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +25,17 @@ TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=10)
 """As lightkube's default (10 s to connect, and between two reads of an answer)."""
 CONNECTIONS = 32
 """Connections kept open to the API server (the reconcile workers share them)."""
+
+
+def proxy_for(server: str) -> str | None:
+    """The proxy for ``server`` from HTTPS_PROXY / HTTP_PROXY unless NO_PROXY exempts it, as lightkube
+    (httpx) and kubectl choose it. Read once: aiohttp's own ``trust_env`` reads the environment (and
+    ~/.netrc) on every request, which took the transport's CPU per call up to lightkube's (the
+    benchmark in this module's docstring)."""
+    url = urllib.parse.urlsplit(server)
+    if urllib.request.proxy_bypass(url.hostname or ""):
+        return None
+    return urllib.request.getproxies().get(url.scheme)
 
 
 class Unanswered(ConnectionError):
@@ -47,6 +60,7 @@ class ApiTransport:
         self._auth = auth
         self._authorization: dict[str, str] | None = None
         self._session: aiohttp.ClientSession | None = None
+        self._proxy = proxy_for(self.server)
 
     @classmethod
     def of(cls, client: Any) -> ApiTransport:
@@ -95,12 +109,11 @@ class ApiTransport:
             connector = aiohttp.TCPConnector(
                 ssl=self._ssl if self._ssl is not None else False, limit=CONNECTIONS
             )
-            # trust_env: HTTPS_PROXY and NO_PROXY as lightkube (httpx) and kubectl honour them
-            self._session = aiohttp.ClientSession(connector=connector, timeout=TIMEOUT, trust_env=True)
+            self._session = aiohttp.ClientSession(connector=connector, timeout=TIMEOUT)
         url = self.server + path  # the server's URL may have a path (an API behind a proxy)
         try:
             async with self._session.request(
-                method, url, params=params, data=body, headers=headers
+                method, url, params=params, data=body, headers=headers, proxy=self._proxy
             ) as response:
                 return Answer(response.status, response.headers, await response.read())
         except (aiohttp.ClientError, TimeoutError) as error:

@@ -8,7 +8,7 @@ import pytest
 from aiohttp import web
 from lightkube.config.client_adapter import BearerAuth, BearerTokenFileAuth
 
-from chute_operator.transport import ApiTransport, Unanswered
+from chute_operator.transport import ApiTransport, Unanswered, proxy_for
 
 
 async def _server(accepted: list[str]) -> tuple[web.AppRunner, str, list[str]]:
@@ -90,3 +90,18 @@ async def test_an_api_server_behind_a_path_prefix_is_reached_there() -> None:
         await transport.close()
         await runner.cleanup()
     assert seen == ["GET /k8s/clusters/c-1/api/v1/pods?limit=1 Bearer t "]
+
+
+def test_the_proxy_is_the_environments_unless_no_proxy_exempts_the_server(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    assert proxy_for("https://10.0.0.1:6443") is None
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.corp:3128")
+    assert proxy_for("https://api.example.com:6443") == "http://proxy.corp:3128"
+    assert proxy_for("http://api.example.com") is None  # HTTPS_PROXY is for https only
+    monkeypatch.setenv("NO_PROXY", "10.0.0.1,.cluster.local")
+    assert proxy_for("https://10.0.0.1:6443") is None
+    assert proxy_for("https://kubernetes.default.svc.cluster.local") is None
+    assert proxy_for("https://api.example.com:6443") == "http://proxy.corp:3128"
