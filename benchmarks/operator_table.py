@@ -29,6 +29,9 @@ FILES = (
     "operator-1000-status-wait-2.json",
     "operator-200-status-wait.json",
     "operator-500-status-wait.json",
+    "operator-1000-status-wait-client-side.json",
+    "operator-1000-trust-env.json",
+    "operator-1000-final.json",
 )
 """In order: 200 Chutes before the handler fix (4 workers), then the code of each run's date at 200,
 500, 1000, and 1000 with the store keeping only what its readers use of pods (store.slim); then the
@@ -38,7 +41,9 @@ kubectl, kopf building no essence of each object (NoDiffBase), and no reconcile 
 operator's own writes; then 200 and 500 on that code, on the same quiet machine. Last, the later
 2026-12-04 runs: the operator's API calls through its aiohttp transport (at 1000), then also a status
 that waits for the Deployment's controller, with the Chutes applied server-side as the floor's
-children are (twice at 1000, then 200 and 500)."""
+children are (twice at 1000, then 200 and 500); the same with the Chutes applied client-side as before
+(--client-side-chutes); a run on the commit whose transport read the proxy environment on every
+request (aiohttp's trust_env, since fixed); and the final code at 1000."""
 USAGE_PROCESSES = ("kube-apiserver", "etcd", "kube-controller", "kube-scheduler", "kwok")
 
 

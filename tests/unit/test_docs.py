@@ -26,7 +26,7 @@ def test_every_test_the_docs_name_exists() -> None:
 
 def test_readme_benchmark_figures_are_the_results_files() -> None:
     readme = " ".join((ROOT / "README.md").read_text().split())
-    operator = json.loads((RESULTS / "operator-1000-status-wait.json").read_text())
+    operator = json.loads((RESULTS / "operator-1000-final.json").read_text())
     assert (
         f"{operator['chutes']} Chutes to Ready in {operator['seconds_to_all_ready']} s, "
         f"{operator['peak_rss_mb']:.0f} MB RSS at peak, against the API server's floor of "
