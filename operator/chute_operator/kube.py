@@ -103,20 +103,18 @@ def typed(error: BaseException) -> ApiFailure | None:
         code, reason, message, details = error.response.status_code, "", str(error), None
     else:
         return None
+    return _failure(code, reason, message, error.response.headers.get("Retry-After"), details)
+
+
+def _failure(code: int, reason: str, message: str, header: str | None, details: Any) -> ApiFailure:
+    """The typed failure for an answer's code and Status reason; its wait from the Retry-After
+    header (seconds), else the Status details' retryAfterSeconds."""
     kind = AlreadyExists if reason == "AlreadyExists" else _BY_CODE.get(code, ApiFailure)
-    return kind(message, code, reason, _retry_after(error.response, details))
-
-
-def _retry_after(response: httpx.Response | None, details: int | None) -> float | None:
-    return _seconds(response.headers.get("Retry-After") if response is not None else None, details)
-
-
-def _seconds(header: str | None, details: int | None) -> float | None:
-    """The Retry-After header (seconds), else the Status details' retryAfterSeconds."""
     try:
-        return float(header) if header else (float(details) if details else None)
+        retry_after = float(header) if header else (float(details) if details else None)
     except ValueError:
-        return float(details) if details else None
+        retry_after = float(details) if details else None
+    return kind(message, code, reason, retry_after)
 
 
 @asynccontextmanager
@@ -327,5 +325,4 @@ def refusal(answer: Answer) -> ApiFailure:
     reason = str(status.get("reason") or "")
     message = str(status.get("message") or f"HTTP {answer.status}")
     details = (status.get("details") or {}).get("retryAfterSeconds")
-    kind = AlreadyExists if reason == "AlreadyExists" else _BY_CODE.get(answer.status, ApiFailure)
-    return kind(message, answer.status, reason, _seconds(answer.headers.get("Retry-After"), details))
+    return _failure(answer.status, reason, message, answer.headers.get("Retry-After"), details)
