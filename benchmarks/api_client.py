@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from operator_scale import _stat  # noqa: E402
+from operator_scale import process_cpu  # noqa: E402
 from tests.chutes import cpu_chute  # noqa: E402
 
 from chute_operator.devcluster.controlplane import ControlPlane  # noqa: E402
@@ -85,16 +85,8 @@ def _service(index: int, chute: dict[str, Any], prefix: str) -> dict[str, Any]:
 
 
 def _server_cpu() -> float:
-    """CPU seconds of kube-apiserver and etcd so far (found by name: run on a quiet machine)."""
-    total = 0.0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            name, seconds = _stat(stat.read_text())
-        except OSError:
-            continue
-        if name in SERVER_PROCESSES:
-            total += seconds
-    return total
+    """CPU seconds of kube-apiserver and etcd so far."""
+    return sum(process_cpu(SERVER_PROCESSES).values())
 
 
 async def _cpu_per_call(calls: int, call: Callable[[int], Awaitable[Any]]) -> tuple[float, float]:

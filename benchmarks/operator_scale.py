@@ -90,14 +90,10 @@ CONTROL_PLANE = ("kube-apiserver", "etcd", "kube-controller", "kube-scheduler", 
 """Process names (as /proc/PID/comm shows them, at most 15 characters) whose CPU each phase records."""
 
 
-def _usage(cp: ControlPlane) -> dict[str, Any]:
-    """The machine's busy and total CPU seconds, each control plane process's CPU seconds and the API
-    server's request counts by verb, now (the difference of two is a phase's)."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
-    idle = fields[3] + fields[4]  # idle + iowait
-    usage: dict[str, Any] = {"busy": (sum(fields) - idle) / ticks, "total": sum(fields) / ticks}
-    cpu = dict.fromkeys(CONTROL_PLANE, 0.0)
+def process_cpu(names: tuple[str, ...]) -> dict[str, float]:
+    """CPU seconds so far of the processes of each name (all of a name together; found by name, so
+    run on a quiet machine)."""
+    cpu = dict.fromkeys(names, 0.0)
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             name, seconds = _stat(stat.read_text())
@@ -105,7 +101,17 @@ def _usage(cp: ControlPlane) -> dict[str, Any]:
             continue
         if name in cpu:
             cpu[name] += seconds
-    usage["cpu"] = cpu
+    return cpu
+
+
+def _usage(cp: ControlPlane) -> dict[str, Any]:
+    """The machine's busy and total CPU seconds, each control plane process's CPU seconds and the API
+    server's request counts by verb, now (the difference of two is a phase's)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    usage: dict[str, Any] = {"busy": (sum(fields) - idle) / ticks, "total": sum(fields) / ticks}
+    usage["cpu"] = process_cpu(CONTROL_PLANE)
     verbs: dict[str, float] = {}
     resources: dict[str, float] = {}
     for line in cp.api.get("/metrics", timeout=30).get("text", "").splitlines():

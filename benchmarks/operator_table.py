@@ -10,6 +10,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from operator_scale import CONTROL_PLANE
+
 RESULTS = Path(__file__).resolve().parent / "results"
 FILES = (
     "operator-200-before.json",
@@ -44,7 +46,6 @@ that waits for the Deployment's controller, with the Chutes applied server-side 
 children are (twice at 1000, then 200 and 500); the same with the Chutes applied client-side as before
 (--client-side-chutes); a run on the commit whose transport read the proxy environment on every
 request (aiohttp's trust_env, since fixed); and the final code at 1000."""
-USAGE_PROCESSES = ("kube-apiserver", "etcd", "kube-controller", "kube-scheduler", "kwok")
 
 
 def _runs() -> list[tuple[str, dict[str, Any]]]:
@@ -94,7 +95,7 @@ def _usage_cells(usage: dict[str, Any]) -> list[str]:
     cpu, requests = usage["cpu_seconds"], usage["api_requests_by_verb"]
     return [
         f"{usage['machine_cpu_busy_fraction']:.0%}",
-        *(f"{cpu[name]:.0f} s" for name in USAGE_PROCESSES),
+        *(f"{cpu[name]:.0f} s" for name in CONTROL_PLANE),
         f"{sum(requests.values()):,}",
     ]
 
