@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from operator_scale import process_cpu  # noqa: E402
 from tests.chutes import cpu_chute  # noqa: E402
 
-from chute_operator.devcluster.controlplane import ControlPlane  # noqa: E402
+from chute_devcluster.controlplane import ControlPlane  # noqa: E402
 from chute_operator.kube import KubeApi  # noqa: E402
 
 NAMESPACE = "bench"

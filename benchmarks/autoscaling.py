@@ -51,10 +51,10 @@ from tests.metrics_api_harness import (  # noqa: E402
     real_node_chute,
 )
 
-from chute_operator.devcluster.binaries import ensure_binaries  # noqa: E402
-from chute_operator.devcluster.controlplane import ControlPlane  # noqa: E402
-from chute_operator.devcluster.realnode import build_node_images  # noqa: E402
-from chute_operator.devcluster.realnode_config import RealNodeSettings  # noqa: E402
+from chute_devcluster.binaries import ensure_binaries  # noqa: E402
+from chute_devcluster.controlplane import ControlPlane  # noqa: E402
+from chute_devcluster.realnode import build_node_images  # noqa: E402
+from chute_devcluster.realnode_config import RealNodeSettings  # noqa: E402
 
 SELECTOR = "chutes.ai/chute=bench"
 RESULTS = ROOT / "benchmarks" / "results" / "autoscaling.json"

@@ -54,11 +54,11 @@ from tests.kube_helpers import apply, condition, eventually, get  # noqa: E402
 from tests.metrics_api_harness import real_node_chute  # noqa: E402
 from tests.operator_fixtures import OperatorProcess, _free_port  # noqa: E402
 
-from chute_operator.devcluster.binaries import ensure_binaries  # noqa: E402
-from chute_operator.devcluster.controlplane import ControlPlane  # noqa: E402
-from chute_operator.devcluster.pki import _issue, _make_ca  # noqa: E402
-from chute_operator.devcluster.realnode import build_node_images  # noqa: E402
-from chute_operator.devcluster.realnode_config import RealNodeSettings  # noqa: E402
+from chute_devcluster.binaries import ensure_binaries  # noqa: E402
+from chute_devcluster.controlplane import ControlPlane  # noqa: E402
+from chute_devcluster.pki import _issue, _make_ca  # noqa: E402
+from chute_devcluster.realnode import build_node_images  # noqa: E402
+from chute_devcluster.realnode_config import RealNodeSettings  # noqa: E402
 
 ADAPTER_VERSION = "v0.12.0"
 ADAPTER = Path.home() / ".cache" / "chute-operator" / f"prometheus-adapter-{ADAPTER_VERSION}" / "adapter"

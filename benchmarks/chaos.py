@@ -43,8 +43,8 @@ from tests.faults import (  # noqa: E402
 )
 from tests.operator_fixtures import OperatorProcess  # noqa: E402
 
-from chute_operator.devcluster.controlplane import ControlPlane  # noqa: E402
-from chute_operator.devcluster.nodes import NodePool  # noqa: E402
+from chute_devcluster.controlplane import ControlPlane  # noqa: E402
+from chute_devcluster.nodes import NodePool  # noqa: E402
 
 NAMESPACE = "chaos"
 RESULTS = ROOT / "benchmarks" / "results" / "chaos.json"

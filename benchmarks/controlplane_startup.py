@@ -21,8 +21,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from chute_operator.devcluster.binaries import KUBERNETES_VERSION, cache_dir, ensure_binaries
-from chute_operator.devcluster.controlplane import ControlPlane
+from chute_devcluster.binaries import KUBERNETES_VERSION, cache_dir, ensure_binaries
+from chute_devcluster.controlplane import ControlPlane
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "controlplane.json"

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from chute_operator.devcluster import images
+from chute_devcluster import images
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "image_build.json"

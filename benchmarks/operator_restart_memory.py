@@ -29,8 +29,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from operator_scale import NAMESPACE, _chute, _proc, _quiet, _ready_count  # noqa: E402
 from tests.operator_fixtures import OperatorProcess  # noqa: E402
 
-from chute_operator.devcluster.controlplane import ControlPlane  # noqa: E402
-from chute_operator.devcluster.nodes import NodePool  # noqa: E402
+from chute_devcluster.controlplane import ControlPlane  # noqa: E402
+from chute_devcluster.nodes import NodePool  # noqa: E402
 
 SETTLE_SECONDS = 8.0
 """After all reconciled, before the report: kopf's per-object workers exit after 5 s idle."""

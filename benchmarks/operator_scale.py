@@ -36,8 +36,8 @@ sys.path.insert(0, str(ROOT))
 
 from tests.operator_fixtures import OperatorProcess  # noqa: E402
 
-from chute_operator.devcluster.controlplane import ControlPlane  # noqa: E402
-from chute_operator.devcluster.nodes import NodePool  # noqa: E402
+from chute_devcluster.controlplane import ControlPlane  # noqa: E402
+from chute_devcluster.nodes import NodePool  # noqa: E402
 from chute_operator.gpus import builtin_catalog  # noqa: E402
 from chute_operator.render import render  # noqa: E402
 from chute_operator.validation import parse_chute  # noqa: E402

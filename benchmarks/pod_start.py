@@ -33,10 +33,10 @@ from tests.chutes import cpu_chute  # noqa: E402
 from tests.kube_helpers import eventually, get  # noqa: E402
 from tests.scale_to_zero_harness import Watcher  # noqa: E402
 
-from chute_operator.devcluster.binaries import ensure_binaries  # noqa: E402
-from chute_operator.devcluster.controlplane import ControlPlane  # noqa: E402
-from chute_operator.devcluster.realnode import build_node_images  # noqa: E402
-from chute_operator.devcluster.realnode_config import RealNodeSettings  # noqa: E402
+from chute_devcluster.binaries import ensure_binaries  # noqa: E402
+from chute_devcluster.controlplane import ControlPlane  # noqa: E402
+from chute_devcluster.realnode import build_node_images  # noqa: E402
+from chute_devcluster.realnode_config import RealNodeSettings  # noqa: E402
 from chute_operator.gpus import builtin_catalog  # noqa: E402
 from chute_operator.render import render  # noqa: E402
 from chute_operator.validation import parse_chute  # noqa: E402

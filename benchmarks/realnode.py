@@ -31,12 +31,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from chute_devcluster.binaries import KUBERNETES_VERSION, ensure_binaries
+from chute_devcluster.controlplane import ControlPlane
+from chute_devcluster.processes import free_port
+from chute_devcluster.realnode import NodeImages, build_node_images
+from chute_devcluster.realnode_config import RealNodeSettings
 from chute_operator.crd import crd_yaml
-from chute_operator.devcluster.binaries import KUBERNETES_VERSION, ensure_binaries
-from chute_operator.devcluster.controlplane import ControlPlane
-from chute_operator.devcluster.processes import free_port
-from chute_operator.devcluster.realnode import NodeImages, build_node_images
-from chute_operator.devcluster.realnode_config import RealNodeSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "realnode.json"
@@ -90,7 +90,7 @@ def build_seconds() -> dict[str, float]:
     """Build the real node's binaries again into an empty temporary cache (Go caches warm)."""
     code = (
         "import time\n"
-        "from chute_operator.devcluster import binaries\n"
+        "from chute_devcluster import binaries\n"
         "for name in ('build_kubernetes_node', 'build_device_plugin'):\n"
         "    started = time.monotonic(); getattr(binaries, name)()\n"
         "    print(name, round(time.monotonic() - started, 1))\n"

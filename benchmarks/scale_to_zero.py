@@ -60,10 +60,10 @@ from tests.scale_to_zero_harness import (  # noqa: E402
     run,
 )
 
-from chute_operator.devcluster.binaries import ensure_binaries  # noqa: E402
-from chute_operator.devcluster.controlplane import ControlPlane  # noqa: E402
-from chute_operator.devcluster.realnode import build_node_images  # noqa: E402
-from chute_operator.devcluster.realnode_config import RealNodeSettings  # noqa: E402
+from chute_devcluster.binaries import ensure_binaries  # noqa: E402
+from chute_devcluster.controlplane import ControlPlane  # noqa: E402
+from chute_devcluster.realnode import build_node_images  # noqa: E402
+from chute_devcluster.realnode_config import RealNodeSettings  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "scale-to-zero-real-node.json"
 DATA_PATH_RESULTS = ROOT / "benchmarks" / "results" / "scale-to-zero-data-path-real-node.json"

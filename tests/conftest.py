@@ -6,7 +6,7 @@ binaries are built before the first such test runs (minutes, once). When the con
 be had, its tests are skipped, or fail with the reason and the logs when ``CI=true``.
 
 When a collected test is marked ``realnode``, the session control plane also runs the real node
-(kubelet, containerd, kube-proxy; :mod:`chute_operator.devcluster.realnode`) with the project's
+(kubelet, containerd, kube-proxy; :mod:`chute_devcluster.realnode`) with the project's
 images imported. If the real node cannot start (not root, a missing package, another cluster holds
 it for longer than ``CHUTE_OPERATOR_REAL_NODE_LOCK_TIMEOUT`` seconds), the control plane starts
 without it and the ``realnode`` tests are skipped, or fail when ``CI=true``.
@@ -25,11 +25,11 @@ from typing import NoReturn
 
 import pytest
 
-from chute_operator.devcluster.binaries import BuildError, Toolset, ensure_binaries, toolset
-from chute_operator.devcluster.controlplane import ControlPlane, ControlPlaneError
-from chute_operator.devcluster.images import ImageBuildError
-from chute_operator.devcluster.realnode import RealNode, build_node_images, unavailable_reason
-from chute_operator.devcluster.realnode_config import RealNodeSettings
+from chute_devcluster.binaries import BuildError, Toolset, ensure_binaries, toolset
+from chute_devcluster.controlplane import ControlPlane, ControlPlaneError
+from chute_devcluster.images import ImageBuildError
+from chute_devcluster.realnode import RealNode, build_node_images, unavailable_reason
+from chute_devcluster.realnode_config import RealNodeSettings
 from tests import operator_fixtures
 
 CONTROL_PLANE_FIXTURE = "control_plane"

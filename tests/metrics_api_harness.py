@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from chute_operator.devcluster.pki import _issue, _make_ca
+from chute_devcluster.pki import _issue, _make_ca
 from tests.kube_helpers import apply
 from tests.operator_fixtures import OperatorProcess, _free_port
 

@@ -14,7 +14,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 
-from chute_operator.devcluster.netguard import (
+from chute_devcluster.netguard import (
     FORWARD_CHAIN,
     JUMPS,
     OUTPUT_CHAIN,

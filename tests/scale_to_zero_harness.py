@@ -32,8 +32,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from chute_operator.devcluster.apiclient import ApiError
-from chute_operator.devcluster.controlplane import ControlPlane
+from chute_devcluster.apiclient import ApiError
+from chute_devcluster.controlplane import ControlPlane
 from tests.kube_helpers import apply, condition, eventually, get, items
 from tests.metrics_api_harness import metrics_api_on_loopback, real_node_chute
 from tests.operator_fixtures import _free_port

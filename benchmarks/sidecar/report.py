@@ -185,7 +185,8 @@ def render(results: dict[str, Any]) -> str:
         f"{_ratio(results, 'proto aiohttp uvloop', 'proto lean uvloop')} its CPU per request and httpx "
         f"{_ratio(results, 'proto httpx uvloop', 'proto lean uvloop')} (uvloop). The model is a plain "
         "HTTP/1.1 server on loopback: cookies, redirects, TLS, proxies and decompression are not needed, "
-        "and the client is covered by its own tests against raw servers (tests/sidecar/test_upstream.py). "
+        "and the client is covered by its own tests against raw servers "
+        "(tests/unit/chute_sidecar/test_upstream.py). "
         "httpx would also be a new runtime dependency.",
         "- Server: aiohttp's low-level `web.Server` on the serving port (no router or middlewares on the "
         "hot path), with the response head sent in the same write as a body that is already there.",

@@ -36,17 +36,36 @@ def _crd(args: argparse.Namespace) -> int:
     return 0
 
 
-def _dev(args: argparse.Namespace) -> int:
-    from chute_operator.devcluster.cli import dev_command
+LOCAL_CLUSTER_MISSING = (
+    "chute-operator {command}: the local cluster (the chute_devcluster package) is not installed here; "
+    "it is a development tool that the image leaves out: run it from a checkout (scripts/demo)"
+)
 
+
+def _local_cluster_missing(command: str) -> int:
+    print(LOCAL_CLUSTER_MISSING.format(command=command), file=sys.stderr)
+    return 2
+
+
+def _dev(args: argparse.Namespace) -> int:
+    try:
+        from chute_devcluster.cli import dev_command
+    except ModuleNotFoundError as error:
+        if (error.name or "").partition(".")[0] != "chute_devcluster":
+            raise
+        return _local_cluster_missing("dev")
     return dev_command(
         args.action, pod_cidr=args.pod_cidr, service_cidr=args.service_cidr, real_node=args.real_node
     )
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from chute_operator.demo import demo_command
-
+    try:
+        from chute_devcluster.demo import demo_command
+    except ModuleNotFoundError as error:
+        if (error.name or "").partition(".")[0] != "chute_devcluster":
+            raise
+        return _local_cluster_missing("demo")
     return demo_command(examples=args.examples, timeout=args.timeout)
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from chute_operator.devcluster.binaries import ensure_binaries, toolset
+from chute_devcluster.binaries import ensure_binaries, toolset
 from tests.chart.helm import Helm
 from tests.operator_fixtures import chute_crd
 

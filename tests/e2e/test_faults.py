@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from chute_operator.devcluster.binaries import ensure_binaries
-from chute_operator.devcluster.controlplane import ControlPlane
-from chute_operator.devcluster.nodes import NodePool
+from chute_devcluster.binaries import ensure_binaries
+from chute_devcluster.controlplane import ControlPlane
+from chute_devcluster.nodes import NodePool
 from tests.faults import (
     apply_chutes,
     chaos_chute,

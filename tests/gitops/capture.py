@@ -18,8 +18,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from chute_operator.devcluster.binaries import ensure_binaries
-from chute_operator.devcluster.controlplane import ControlPlane
+from chute_devcluster.binaries import ensure_binaries
+from chute_devcluster.controlplane import ControlPlane
 from tests.gitops.states import STATES, State
 from tests.kube_helpers import eventually
 from tests.operator_fixtures import ROOT, OperatorProcess

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from chute_operator.devcluster.binaries import cache_dir
+from chute_devcluster.binaries import cache_dir
 
 SOURCE = Path(__file__).resolve().parents[1] / "kstatus"
 SOURCE_FILES = ("go.mod", "go.sum", "main.go")

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from chute_operator.devcluster.images import ImageBuildError, Images, buildah_command, ensure_images
+from chute_devcluster.images import ImageBuildError, Images, buildah_command, ensure_images
 
 BUILD_TIMEOUT = 1200
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from chute_operator.devcluster.images import (
+from chute_devcluster.images import (
     KEEP_RECENT_SECONDS,
     PAUSE_REPOSITORY,
     PROJECT_REPOSITORY,

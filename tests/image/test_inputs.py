@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from chute_operator.devcluster.images import (
+from chute_devcluster.images import (
     Image,
     context_files,
     host_debian_sources,
@@ -33,6 +33,7 @@ def test_context_is_what_dockerignore_lets_through() -> None:
     assert "operator/chute_modelsim/server.py" in files
     assert not any(path.startswith(("tests/", "docs/", ".git", ".venv")) for path in files)
     assert not any("__pycache__" in path or ".egg-info" in path for path in files)
+    assert not any(path.startswith("operator/chute_devcluster/") for path in files)  # not in the product
 
 
 def test_a_code_change_changes_the_tag_and_bytecode_does_not(tmp_path: Path) -> None:

@@ -10,9 +10,9 @@ from typing import Any, TypeVar
 import pytest
 from tests.kube_helpers import eventually
 
-from chute_operator.devcluster.controlplane import ControlPlane
-from chute_operator.devcluster.nodes import default_node_pools
-from chute_operator.devcluster.stages import (
+from chute_devcluster.controlplane import ControlPlane
+from chute_devcluster.nodes import default_node_pools
+from chute_devcluster.stages import (
     BEHAVIOR_ANNOTATION,
     CONTAINER_ANNOTATION,
     READY_AFTER_ANNOTATION,

@@ -19,8 +19,8 @@ import pytest
 import yaml
 from tests.kube_helpers import eventually
 
-from chute_operator.devcluster.controlplane import ControlPlane
-from chute_operator.devcluster.nodes import GpuSpec, NodePool, node_manifest
+from chute_devcluster.controlplane import ControlPlane
+from chute_devcluster.nodes import GpuSpec, NodePool, node_manifest
 
 pytestmark = pytest.mark.integration
 TAINT = {"key": "chutes.ai/explain-test", "value": "only", "effect": "NoSchedule"}

@@ -20,8 +20,8 @@ import pytest
 from tests.kube_helpers import eventually
 from tests.net_helpers import dial, guard_lines, network_state, rejected_by_guard, route_get
 
-from chute_operator.devcluster.controlplane import ControlPlane, ControlPlaneError
-from chute_operator.devcluster.netguard import (
+from chute_devcluster.controlplane import ControlPlane, ControlPlaneError
+from chute_devcluster.netguard import (
     OUTPUT_CHAIN,
     STATE_DIR,
     STATE_FILE,
@@ -30,9 +30,9 @@ from chute_operator.devcluster.netguard import (
     parse_owners,
     remove_stale,
 )
-from chute_operator.devcluster.nodes import SIMULATED_LABEL, NodePool
-from chute_operator.devcluster.supervisor import STATE_FILE as SUPERVISOR_STATE
-from chute_operator.devcluster.supervisor import read_state
+from chute_devcluster.nodes import SIMULATED_LABEL, NodePool
+from chute_devcluster.supervisor import STATE_FILE as SUPERVISOR_STATE
+from chute_devcluster.supervisor import read_state
 
 pytestmark = pytest.mark.integration
 
@@ -197,7 +197,7 @@ def test_the_guard_of_a_killed_cluster_goes_at_the_stale_cleanup(tmp_path: Path)
     pod_cidr, service_cidr = free_ranges()
     supervisor = subprocess.Popen(
         [
-            *(sys.executable, "-m", "chute_operator.devcluster.supervisor", "--state-dir", str(tmp_path)),
+            *(sys.executable, "-m", "chute_devcluster.supervisor", "--state-dir", str(tmp_path)),
             *("--pod-cidr", pod_cidr, "--service-cidr", service_cidr),
         ],
         stdout=subprocess.DEVNULL,

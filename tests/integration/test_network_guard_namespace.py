@@ -22,7 +22,7 @@ import pytest
 from tests.integration.test_network_guard import free_ranges, unused_address
 from tests.net_helpers import route_device
 
-from chute_operator.devcluster.netguard import (
+from chute_devcluster.netguard import (
     FORWARD_CHAIN,
     NetworkGuard,
     default_route_interfaces,

@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from chute_operator.devcluster.controlplane import ControlPlane
-from chute_operator.devcluster.realnode import RealNode
+from chute_devcluster.controlplane import ControlPlane
+from chute_devcluster.realnode import RealNode
 from tests.kube_helpers import apply, eventually, get, items
 from tests.operator_fixtures import chute_crd, operator, session_operator_paused
 

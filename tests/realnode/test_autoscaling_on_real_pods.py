@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from chute_operator.devcluster.controlplane import ControlPlane
-from chute_operator.devcluster.realnode import RealNode
+from chute_devcluster.controlplane import ControlPlane
+from chute_devcluster.realnode import RealNode
 from tests.autoscaling_load import FullReplicas, ReplicaSampler, ready_pod_ips
 from tests.kube_helpers import apply, condition, eventually, get
 from tests.metrics_api_harness import APISERVICE, metrics_api_on_loopback, real_node_chute

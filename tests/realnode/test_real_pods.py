@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from chute_operator.devcluster.controlplane import ControlPlane
-from chute_operator.devcluster.realnode import RealNode
+from chute_devcluster.controlplane import ControlPlane
+from chute_devcluster.realnode import RealNode
 from tests.kube_helpers import condition, eventually, get
 from tests.operator_fixtures import OperatorProcess
 from tests.realnode.conftest import (

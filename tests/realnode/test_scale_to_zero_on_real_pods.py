@@ -32,8 +32,8 @@ from typing import Any
 
 import pytest
 
-from chute_operator.devcluster.controlplane import ControlPlane
-from chute_operator.devcluster.realnode import RealNode
+from chute_devcluster.controlplane import ControlPlane
+from chute_devcluster.realnode import RealNode
 from tests.kube_helpers import apply, condition, eventually, get, items
 from tests.metrics_api_harness import metrics_api_on_loopback
 from tests.operator_fixtures import _free_port
