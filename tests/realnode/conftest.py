@@ -98,18 +98,13 @@ def chat(
     )
 
 
-def service_url(cp: ControlPlane, name: str, namespace: str) -> str:
+def service_address(cp: ControlPlane, name: str, namespace: str, timeout: float = 30.0) -> tuple[str, int]:
+    """The Service's ClusterIP and first port, once it answers: kube-proxy writes a Service's rules a
+    little after its pod is Ready (and after it is created), so a Service is never sent to before it
+    accepts a connection. The only way the real-pod tests get a Service's address."""
     service = get(cp, "service", name, namespace)
     assert service is not None, f"no Service {name}"
-    port = service["spec"]["ports"][0]["port"]
-    return f"http://{service['spec']['clusterIP']}:{port}"
-
-
-def service_answering(cp: ControlPlane, name: str, namespace: str, timeout: float = 30.0) -> str:
-    """The Service's URL once kube-proxy routes it (endpoints trail the pod's readiness a little)."""
-    service = get(cp, "service", name, namespace)
-    assert service is not None, f"no Service {name}"
-    address = (service["spec"]["clusterIP"], service["spec"]["ports"][0]["port"])
+    address = (service["spec"]["clusterIP"], int(service["spec"]["ports"][0]["port"]))
 
     def answers() -> bool:
         """A TCP connection only: no request reaches the model (some count their requests)."""
@@ -120,7 +115,13 @@ def service_answering(cp: ControlPlane, name: str, namespace: str, timeout: floa
         return True
 
     eventually(answers, what=f"Service {name} to answer", timeout=timeout)
-    return f"http://{address[0]}:{address[1]}"
+    return address
+
+
+def service_url(cp: ControlPlane, name: str, namespace: str, timeout: float = 30.0) -> str:
+    """The Service's URL once it answers (see service_address)."""
+    host, port = service_address(cp, name, namespace, timeout)
+    return f"http://{host}:{port}"
 
 
 def pods(cp: ControlPlane, name: str, namespace: str) -> list[dict[str, Any]]:

@@ -22,7 +22,6 @@ from tests.realnode.conftest import (
     http,
     real_chute,
     running_pods,
-    service_answering,
     service_url,
     wait_serving,
 )
@@ -74,7 +73,7 @@ def test_only_the_hook_drains_and_a_liveness_restart_ends_the_drain(
         time.sleep(1)
         pod = eventually(lambda: next(iter(running_pods(cp, "hangs", namespace)), None), what="the pod")
     assert _restarts(pod) == 1
-    service_answering(cp, "hangs", namespace)  # the Service's endpoints trail the pod's readiness
+    service_url(cp, "hangs", namespace)  # the Service's endpoints trail the pod's readiness
     assert chat(url).status == 200
     log = _sidecar_log(cp, pod, namespace)
     assert "draining before the model stops" in log  # the hook did drain, with its token

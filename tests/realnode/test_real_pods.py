@@ -32,7 +32,7 @@ from tests.realnode.conftest import (
     pods,
     real_chute,
     running_pods,
-    service_answering,
+    service_url,
     wait_serving,
 )
 
@@ -105,7 +105,7 @@ def test_a_chute_serves_on_the_real_node_through_its_service(
             environment = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
             assert any(v.startswith(b"NVIDIA_VISIBLE_DEVICES=sim-gpu-") for v in environment), environment
 
-    url = service_answering(cp, "served", namespace)
+    url = service_url(cp, "served", namespace)
     rejected_before = sidecar_metric(pod, "chute_requests_rejected_total", reason="auth")
     assert chat(url).status == 401
     assert chat(url, api_key="sk-wrong").status == 401
@@ -134,7 +134,7 @@ def test_host_and_pod_reach_pod_ip_and_cluster_ip_on_the_real_node(
     pod = wait_serving(cp, "reach", namespace)
     assert http(f"http://{pod['status']['podIP']}:{SIDECAR_METRICS_PORT}/metrics", timeout=5).status == 200
     assert chat(f"http://{pod['status']['podIP']}:{SIDECAR_PORT}").status == 200
-    url = service_answering(cp, "reach", namespace)
+    url = service_url(cp, "reach", namespace)
     assert chat(url).status == 200
     from_pod = (
         "import urllib.request as r; "
@@ -159,7 +159,7 @@ def test_concurrency_two_answers_three_of_five_parallel_requests_429(
         namespace,
     )
     wait_serving(cp, "limited", namespace)
-    url = service_answering(cp, "limited", namespace)
+    url = service_url(cp, "limited", namespace)
     assert chat(url).status == 200  # warm: the connection pool and the first answer
 
     with ThreadPoolExecutor(max_workers=5) as pool:
@@ -190,7 +190,7 @@ def test_a_model_loading_for_40s_is_reported_loading_then_serving_and_never_kill
     assert ready(cp, "slowload", namespace)[:2] == ("True", "Serving")
     assert restarts(pod) == 0
     assert restarts(pod, "chute-sidecar") == 0
-    assert chat(service_answering(cp, "slowload", namespace)).status == 200
+    assert chat(service_url(cp, "slowload", namespace)).status == 200
 
 
 def test_a_model_that_crashes_after_serving_reloads_slowly_without_being_killed_and_serves_again(
@@ -204,7 +204,7 @@ def test_a_model_that_crashes_after_serving_reloads_slowly_without_being_killed_
     args = ["--load-seconds", "25", "--crash-after-requests", "1", "--fault-once-file", "/cache/crashed"]
     deploy(cp, real_chute("crashy", project_image, args), namespace)
     wait_serving(cp, "crashy", namespace, timeout=120)
-    url = service_answering(cp, "crashy", namespace)
+    url = service_url(cp, "crashy", namespace)
     assert chat(url).status == 200  # the model answers, then exits 1
 
     pod = eventually(
@@ -279,7 +279,7 @@ def test_a_real_oom_kill_is_reported_with_the_container_and_the_pod_serves_again
     chute_now = get(cp, "chute", "hungry", namespace)
     assert condition(chute_now, "Available").get("status") == "True"
     assert condition(chute_now, "Degraded").get("reason") == "OOMKilled", "still reported while recent"
-    assert chat(service_answering(cp, "hungry", namespace)).status == 200
+    assert chat(service_url(cp, "hungry", namespace)).status == 200
     assert restarts(fresh_pod(cp, "hungry", namespace)) == 1
 
 
@@ -328,7 +328,7 @@ def test_a_rolling_update_under_steady_load_fails_no_request(
     manifest = real_chute("rolling", project_image, ["--load-seconds", "3"], concurrency=8)
     deploy(cp, manifest, namespace)
     old = wait_serving(cp, "rolling", namespace)
-    url = service_answering(cp, "rolling", namespace)
+    url = service_url(cp, "rolling", namespace)
 
     with BoundedClient(url) as client:
         eventually(lambda: len(client.statuses) >= 5, what="the client's first answers", timeout=30)

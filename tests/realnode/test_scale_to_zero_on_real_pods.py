@@ -37,6 +37,7 @@ from chute_devcluster.realnode import RealNode
 from tests.kube_helpers import apply, condition, eventually, get, items
 from tests.metrics_api_harness import metrics_api_on_loopback
 from tests.operator_fixtures import _free_port
+from tests.realnode.conftest import service_address
 from tests.scale_to_zero_harness import (
     IDLE_WINDOW,
     NAME,
@@ -123,11 +124,6 @@ def concurrently(count: int, one: Any) -> list[dict[str, Any]]:
     return answers
 
 
-def cluster_ip(cp: ControlPlane, name: str, namespace: str) -> tuple[str, int]:
-    service = get(cp, "service", name, namespace) or {}
-    return service["spec"]["clusterIP"], int(service["spec"]["ports"][0]["port"])
-
-
 def ready_pod(cp: ControlPlane, name: str, namespace: str) -> bool:
     return any(
         condition(p, "Ready").get("status") == "True"
@@ -202,7 +198,7 @@ def test_idle_real_pods_go_and_requests_to_their_services_at_zero_are_held_strea
                 )
 
                 # 1. Twenty concurrent requests to A at zero, the last one streaming: all answered.
-                address_a = cluster_ip(cp, A, namespace)
+                address_a = service_address(cp, A, namespace)
                 watcher.reset()
                 answers = concurrently(
                     CONCURRENT, lambda i: send(address_a, A, namespace, i == CONCURRENT - 1)
@@ -262,7 +258,7 @@ def test_idle_real_pods_go_and_requests_to_their_services_at_zero_are_held_strea
             # 3. The activator restarted on the same address, holding at most 10 per Chute: B at zero.
             with activator_process(cp, namespace, tmp_path, host, port, QUEUE_LIMIT) as (_, metrics_port):
                 assert at_zero(cp, namespace, B)
-                address_b = cluster_ip(cp, B, namespace)
+                address_b = service_address(cp, B, namespace)
                 answers = concurrently(CONCURRENT, lambda i: send(address_b, B, namespace))
                 assert [a.get("error") for a in answers if a.get("error")] == []
                 statuses = collections.Counter(a["status"] for a in answers)
