@@ -31,18 +31,25 @@ from lightkube.types import PatchType
 
 from chute_activator.holding import Holder
 from chute_activator.state import ChuteState, Key
+from chute_shared import reasons
+from chute_shared.cluster import (
+    CHUTE_GROUP,
+    CHUTE_KIND,
+    CHUTE_LABEL,
+    CHUTE_PLURAL,
+    CHUTE_VERSION,
+    SIDECAR_CONTAINER,
+    WAKE_ANNOTATION,
+)
+from chute_shared.paths import CONN_STATS_PATH, READY
+from chute_shared.ports import SERVING_PORT_NAME
 
 log = logging.getLogger("chute_activator")
 
-ChuteResource = create_namespaced_resource("chutes.ai", "v1alpha1", "Chute", "chutes")
-CHUTE_LABEL = "chutes.ai/chute"
-WAKE_ANNOTATION = "chutes.ai/wake-requested-at"
-SERVING_PORT = "http"
+ChuteResource = create_namespaced_resource(CHUTE_GROUP, CHUTE_VERSION, CHUTE_KIND, CHUTE_PLURAL)
 CONTROLLER_SLICES = "endpointslice.kubernetes.io/managed-by=endpointslice-controller.k8s.io"
 """Only the slices Kubernetes makes from the pods: never the one pointing at the activator itself."""
 RELIST_SECONDS = 2.0
-SIDECAR_CONTAINER = "chute-sidecar"
-CONN_STATS_PATH = "/_conn_stats"
 PROBE_INTERVAL_SECONDS = 0.05
 """How often the pods of a Chute with held requests are asked whether they are ready."""
 PROBE_TIMEOUT_SECONDS = 1.0
@@ -54,7 +61,9 @@ def ready_endpoints(slices: Iterable[dict[str, Any]]) -> tuple[str, ...]:
     """``host:port`` of every ready, not terminating endpoint of the serving port."""
     found: list[str] = []
     for piece in slices:
-        port = next((p.get("port") for p in piece.get("ports") or [] if p.get("name") == SERVING_PORT), None)
+        port = next(
+            (p.get("port") for p in piece.get("ports") or [] if p.get("name") == SERVING_PORT_NAME), None
+        )
         if not port:
             continue
         for endpoint in piece.get("endpoints") or []:
@@ -67,7 +76,14 @@ def ready_endpoints(slices: Iterable[dict[str, Any]]) -> tuple[str, ...]:
 
 
 CANNOT_WAKE_REASONS = frozenset(
-    {"Unschedulable", "ImagePullBackOff", "CrashLoopBackOff", "InvalidSpec", "ApplyFailed", "ChildConflict"}
+    {
+        reasons.UNSCHEDULABLE,
+        reasons.IMAGE_PULL_BACK_OFF,
+        reasons.CRASH_LOOP_BACK_OFF,
+        reasons.INVALID_SPEC,
+        reasons.APPLY_FAILED,
+        reasons.CHILD_CONFLICT,
+    }
 )
 """Degraded reasons that keep a woken Chute from serving until a person acts. Others (a readiness
 probe failing while the model finishes loading, an OOM kill it restarts from) may pass by themselves:
@@ -78,11 +94,11 @@ def cannot_wake(chute: dict[str, Any]) -> str | None:
     """The operator's Degraded condition, when its reason keeps the Chute from serving."""
     for condition in (chute.get("status") or {}).get("conditions") or []:
         if (
-            condition.get("type") == "Degraded"
+            condition.get("type") == reasons.DEGRADED
             and condition.get("status") == "True"
             and condition.get("reason") in CANNOT_WAKE_REASONS
         ):
-            reason, message = condition.get("reason") or "Degraded", condition.get("message") or ""
+            reason, message = condition.get("reason") or reasons.DEGRADED, condition.get("message") or ""
             return f"{reason}: {message}" if message else reason
     return None
 
@@ -121,7 +137,11 @@ def serving_address(pod: Mapping[str, Any]) -> str | None:
     containers = (spec.get("initContainers") or []) + (spec.get("containers") or [])
     sidecar = next((c for c in containers if c.get("name") == SIDECAR_CONTAINER), None)
     port = next(
-        (p.get("containerPort") for p in (sidecar or {}).get("ports") or [] if p.get("name") == SERVING_PORT),
+        (
+            p.get("containerPort")
+            for p in (sidecar or {}).get("ports") or []
+            if p.get("name") == SERVING_PORT_NAME
+        ),
         None,
     )
     statuses = (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or [])
@@ -238,7 +258,7 @@ class KubeSource:
                 document = await response.json(content_type=None)
         except (aiohttp.ClientError, TimeoutError, OSError, ValueError):
             return False
-        return isinstance(document, dict) and document.get("ready") is True
+        return isinstance(document, dict) and document.get(READY) is True
 
     async def _probe(self) -> None:
         while True:

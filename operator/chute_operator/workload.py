@@ -15,17 +15,9 @@ from chute_operator.api import Cache, Chute, ChuteSpec, Cord
 from chute_operator.engines import ENGINES, Engine
 from chute_operator.gpus import GPU_RESOURCE, PRODUCT_LABEL, Catalog, eligible_gpus
 from chute_operator.rollout import RolloutObservation, budget
+from chute_shared.cluster import CHUTE_LABEL, MANAGED_BY, MODEL_CONTAINER
+from chute_shared.ports import ADMIN_PORT, METRICS_PORT, SIDECAR_PORT
 
-SIDECAR_PORT = 8080
-"""The sidecar's serving port (name ``http``): what the Service publishes."""
-METRICS_PORT = 9090
-"""The sidecar's metrics port (name ``metrics``): ``/metrics``, ``/_conn_stats``; the Service publishes it."""
-ADMIN_PORT = 9091
-"""The sidecar's admin port (name ``admin``): probes and the drain, for the kubelet; never in the Service."""
-DRAIN_TOKEN_HEADER = "X-Chute-Drain-Token"
-DRAIN_TOKEN_ENV = "CHUTE_SIDECAR_DRAIN_TOKEN"
-SIDECAR_NAME = "chute-sidecar"
-MODEL_CONTAINER = "model"
 API_KEY_DIR = "/var/run/chutes/auth"
 DRAIN_SECONDS = 5
 PROBE_PERIOD_SECONDS = 10
@@ -33,8 +25,6 @@ PROBE_PERIOD_SECONDS = 10
 STARTUP_PROBE_PERIOD_SECONDS = 1
 """The model's startup probe period: its pod is Ready within a second of the model answering (a request
 held at zero waits for it), with ``failureThreshold`` covering the whole startup timeout."""
-CHUTE_LABEL = "chutes.ai/chute"
-MANAGED_BY = "chute-operator"
 DEFAULT_SIDECAR_IMAGE = "chute-operator:0.1.0"
 HPA_METRIC = "chute_utilization_ratio"
 HPA_MAX_STABILIZATION_SECONDS = 3600
