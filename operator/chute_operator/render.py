@@ -15,7 +15,6 @@ from chute_operator.api import Chute
 from chute_operator.drift import stamped
 from chute_operator.workload import (
     API_KEY_DIR,
-    HPA_METRIC,
     PROBE_PERIOD_SECONDS,
     STARTUP_PROBE_PERIOD_SECONDS,
     RenderOptions,
@@ -25,6 +24,7 @@ from chute_operator.workload import (
 from chute_shared import paths, ports
 from chute_shared.cluster import DRAIN_TOKEN_ENV, MODEL_CONTAINER, SIDECAR_CONTAINER
 from chute_shared.headers import DRAIN_TOKEN_HEADER
+from chute_shared.metrics import UTILIZATION_METRIC
 
 Manifest = dict[str, Any]
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -64,7 +64,7 @@ def _environment() -> jinja2.Environment:
         api_key_dir=API_KEY_DIR,
         probe_period=PROBE_PERIOD_SECONDS,
         startup_probe_period=STARTUP_PROBE_PERIOD_SECONDS,
-        hpa_metric=HPA_METRIC,
+        hpa_metric=UTILIZATION_METRIC,
     )
     return env
 

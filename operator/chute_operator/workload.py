@@ -26,7 +26,6 @@ STARTUP_PROBE_PERIOD_SECONDS = 1
 """The model's startup probe period: its pod is Ready within a second of the model answering (a request
 held at zero waits for it), with ``failureThreshold`` covering the whole startup timeout."""
 DEFAULT_SIDECAR_IMAGE = "chute-operator:0.1.0"
-HPA_METRIC = "chute_utilization_ratio"
 HPA_MAX_STABILIZATION_SECONDS = 3600
 
 
