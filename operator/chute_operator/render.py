@@ -13,14 +13,8 @@ import yaml
 
 from chute_operator.api import Chute
 from chute_operator.drift import stamped
-from chute_operator.workload import (
-    API_KEY_DIR,
-    PROBE_PERIOD_SECONDS,
-    STARTUP_PROBE_PERIOD_SECONDS,
-    RenderOptions,
-    Workload,
-    resolve,
-)
+from chute_operator.wiring import API_KEY_DIR, PROBE_PERIOD_SECONDS, STARTUP_PROBE_PERIOD_SECONDS
+from chute_operator.workload import RenderOptions, Workload, resolve
 from chute_shared import paths, ports
 from chute_shared.cluster import DRAIN_TOKEN_ENV, MODEL_CONTAINER, SIDECAR_CONTAINER
 from chute_shared.headers import DRAIN_TOKEN_HEADER
