@@ -45,7 +45,7 @@ SAME_WORD_ELSEWHERE: dict[str, dict[str, str]] = {
         "chute_operator/status.py": "Kubernetes' container status field",
         "chute_operator/store.py": "Kubernetes' container status field",
         "chute_operator/zero.py": "Kubernetes' EndpointSlice condition",
-        "chute_activator/kube.py": "Kubernetes' EndpointSlice condition",
+        "chute_activator/derive.py": "Kubernetes' EndpointSlice condition",
     },
     "chute-operator": {
         "chute_operator/cli.py": "the program's name",
