@@ -14,7 +14,7 @@ import threading
 import time
 from typing import Any
 
-from chute_operator.workload import SIDECAR_PORT
+from chute_shared.ports import SIDECAR_PORT
 from tests.kube_helpers import Kubectl, condition
 from tests.metrics_api_harness import CONCURRENCY, Streams
 

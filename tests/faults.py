@@ -20,7 +20,8 @@ import yaml
 from chute_operator.gpus import builtin_catalog
 from chute_operator.render import render
 from chute_operator.validation import parse_chute
-from chute_operator.workload import CHUTE_LABEL, RenderOptions
+from chute_operator.workload import RenderOptions
+from chute_shared.cluster import CHUTE_LABEL
 from tests.operator_fixtures import OperatorProcess
 
 CHILD_RESOURCES = {

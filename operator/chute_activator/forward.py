@@ -8,21 +8,10 @@ import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
 
-HOP_BY_HOP = frozenset(
-    h.lower()
-    for h in (
-        "Connection",
-        "Keep-Alive",
-        "Proxy-Authenticate",
-        "Proxy-Authorization",
-        "TE",
-        "Trailer",
-        "Transfer-Encoding",
-        "Upgrade",
-        "Host",
-        "Content-Length",
-    )
-)
+from chute_shared.headers import FORWARDED_FOR, HOP_BY_HOP
+
+NOT_FORWARDED = frozenset(h.lower() for h in (*HOP_BY_HOP, "Host", "Content-Length"))
+"""Hop-by-hop headers, and those aiohttp sets itself (Host is set again for the replica)."""
 
 
 class ConnectFailed(Exception):
@@ -30,11 +19,11 @@ class ConnectFailed(Exception):
 
 
 def _request_headers(request: web.BaseRequest) -> CIMultiDict[str]:
-    headers = CIMultiDict((k, v) for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP)
+    headers = CIMultiDict((k, v) for k, v in request.headers.items() if k.lower() not in NOT_FORWARDED)
     headers["Host"] = request.headers.get("Host", "")
-    forwarded_for = request.headers.get("X-Forwarded-For")
+    forwarded_for = request.headers.get(FORWARDED_FOR)
     peer = request.remote or ""
-    headers["X-Forwarded-For"] = f"{forwarded_for}, {peer}" if forwarded_for else peer
+    headers[FORWARDED_FOR] = f"{forwarded_for}, {peer}" if forwarded_for else peer
     return headers
 
 
@@ -69,7 +58,7 @@ async def forward(
         on_answer()
         response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
         for name, value in upstream.headers.items():
-            if name.lower() not in HOP_BY_HOP:
+            if name.lower() not in NOT_FORWARDED:
                 response.headers.add(name, value)
         if upstream.headers.get("Content-Length") is not None and "chunked" not in upstream.headers.get(
             "Transfer-Encoding", ""

@@ -9,7 +9,8 @@ are held for a Chute without one, its pods whose sidecar runs are asked ``GET /_
 serving port (the one port open to every client) every :data:`PROBE_INTERVAL_SECONDS`; the first that
 answers ``"ready": true`` (its model passed the sidecar's health poll) is forwarded to at once,
 without waiting for the kubelet's readiness probe, the pod's Ready condition and the EndpointSlice
-controller. Once a slice lists a ready endpoint, slices decide again.
+controller. Once a slice lists a ready endpoint, slices decide again. What is derived from the objects
+is :mod:`chute_activator.derive`'s.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,62 +29,36 @@ from lightkube.resources.core_v1 import Pod, Service
 from lightkube.resources.discovery_v1 import EndpointSlice
 from lightkube.types import PatchType
 
+from chute_activator.derive import (
+    chute_of,
+    chute_state,
+    cluster_ips,
+    key_of,
+    ready_endpoints,
+    serving_address,
+    slice_labels,
+)
 from chute_activator.holding import Holder
-from chute_activator.state import ChuteState, Key
+from chute_activator.state import Key
+from chute_shared.cluster import (
+    CHUTE_GROUP,
+    CHUTE_KIND,
+    CHUTE_LABEL,
+    CHUTE_PLURAL,
+    CHUTE_VERSION,
+    WAKE_ANNOTATION,
+)
+from chute_shared.paths import CONN_STATS_PATH, READY
 
 log = logging.getLogger("chute_activator")
 
-ChuteResource = create_namespaced_resource("chutes.ai", "v1alpha1", "Chute", "chutes")
-CHUTE_LABEL = "chutes.ai/chute"
-WAKE_ANNOTATION = "chutes.ai/wake-requested-at"
-SERVING_PORT = "http"
-CONTROLLER_SLICES = "endpointslice.kubernetes.io/managed-by=endpointslice-controller.k8s.io"
-"""Only the slices Kubernetes makes from the pods: never the one pointing at the activator itself."""
+ChuteResource = create_namespaced_resource(CHUTE_GROUP, CHUTE_VERSION, CHUTE_KIND, CHUTE_PLURAL)
 RELIST_SECONDS = 2.0
-SIDECAR_CONTAINER = "chute-sidecar"
-CONN_STATS_PATH = "/_conn_stats"
 PROBE_INTERVAL_SECONDS = 0.05
 """How often the pods of a Chute with held requests are asked whether they are ready."""
 PROBE_TIMEOUT_SECONDS = 1.0
 PROBE_PODS_PER_CHUTE = 4
 """At most this many pods of one Chute are asked per round (a wake brings one)."""
-
-
-def ready_endpoints(slices: Iterable[dict[str, Any]]) -> tuple[str, ...]:
-    """``host:port`` of every ready, not terminating endpoint of the serving port."""
-    found: list[str] = []
-    for piece in slices:
-        port = next((p.get("port") for p in piece.get("ports") or [] if p.get("name") == SERVING_PORT), None)
-        if not port:
-            continue
-        for endpoint in piece.get("endpoints") or []:
-            conditions = endpoint.get("conditions") or {}
-            if conditions.get("ready") is False or conditions.get("terminating"):
-                continue
-            for address in endpoint.get("addresses") or []:
-                found.append(f"[{address}]:{port}" if ":" in address else f"{address}:{port}")
-    return tuple(sorted(set(found)))
-
-
-CANNOT_WAKE_REASONS = frozenset(
-    {"Unschedulable", "ImagePullBackOff", "CrashLoopBackOff", "InvalidSpec", "ApplyFailed", "ChildConflict"}
-)
-"""Degraded reasons that keep a woken Chute from serving until a person acts. Others (a readiness
-probe failing while the model finishes loading, an OOM kill it restarts from) may pass by themselves:
-held requests keep waiting for them, within their bounded wait."""
-
-
-def cannot_wake(chute: dict[str, Any]) -> str | None:
-    """The operator's Degraded condition, when its reason keeps the Chute from serving."""
-    for condition in (chute.get("status") or {}).get("conditions") or []:
-        if (
-            condition.get("type") == "Degraded"
-            and condition.get("status") == "True"
-            and condition.get("reason") in CANNOT_WAKE_REASONS
-        ):
-            reason, message = condition.get("reason") or "Degraded", condition.get("message") or ""
-            return f"{reason}: {message}" if message else reason
-    return None
 
 
 def read_endpoint_overrides(path: str | None) -> dict[str, str]:
@@ -100,72 +74,6 @@ def read_endpoint_overrides(path: str | None) -> dict[str, str]:
     if not isinstance(document, dict):
         return {}
     return {str(k): str(v) for k, v in document.items() if str(v).startswith("127.")}
-
-
-def load_seconds(chute: Mapping[str, Any]) -> float | None:
-    """The Chute's model load time as the operator measured it (``status.loadSeconds``), if known: it
-    outlives an activator restart and a Chute at zero."""
-    value = (chute.get("status") or {}).get("loadSeconds")
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-        return None
-    return float(value)
-
-
-def serving_address(pod: Mapping[str, Any]) -> str | None:
-    """``host:port`` of a pod's sidecar serving port, when the pod may answer on it: it has an IP, is
-    not terminating, and its sidecar container runs."""
-    meta, spec, status = pod.get("metadata") or {}, pod.get("spec") or {}, pod.get("status") or {}
-    ip = status.get("podIP")
-    if not ip or meta.get("deletionTimestamp") or status.get("phase") in ("Succeeded", "Failed"):
-        return None
-    containers = (spec.get("initContainers") or []) + (spec.get("containers") or [])
-    sidecar = next((c for c in containers if c.get("name") == SIDECAR_CONTAINER), None)
-    port = next(
-        (p.get("containerPort") for p in (sidecar or {}).get("ports") or [] if p.get("name") == SERVING_PORT),
-        None,
-    )
-    statuses = (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or [])
-    running = any("running" in (s.get("state") or {}) for s in statuses if s.get("name") == SIDECAR_CONTAINER)
-    if not port or not running:
-        return None
-    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
-
-
-def chute_state(
-    chute: dict[str, Any] | None,
-    slices: Iterable[dict[str, Any]],
-    override: str | None = None,
-    sidecar_ready: Iterable[str] = (),
-    cluster_ips: tuple[str, ...] = (),
-) -> ChuteState | None:
-    """What the activator needs of one Chute; None when the Chute is gone. ``sidecar_ready``: pods
-    whose sidecar said ready before any slice did."""
-    if chute is None or (chute.get("metadata") or {}).get("deletionTimestamp"):
-        return None
-    endpoints, source = ready_endpoints(slices), "EndpointSlice"
-    if not endpoints:
-        endpoints, source = tuple(sorted(set(sidecar_ready))), "sidecar"
-    if endpoints and override:
-        endpoints = (override,)
-    return ChuteState(
-        endpoints=endpoints,
-        cannot_wake=None if endpoints else cannot_wake(chute),
-        source=source if endpoints else "",
-        cluster_ips=cluster_ips,
-        load_seconds=load_seconds(chute),
-    )
-
-
-def cluster_ips(service: Mapping[str, Any] | None) -> tuple[str, ...]:
-    """The Service's ClusterIPs (none for a headless one): a request whose Host is one names its Chute."""
-    spec = (service or {}).get("spec") or {}
-    found = spec.get("clusterIPs") or ([spec["clusterIP"]] if spec.get("clusterIP") else [])
-    return tuple(ip for ip in found if ip and ip != "None")
-
-
-def _key(obj: dict[str, Any], name: str | None = None) -> Key:
-    meta = obj.get("metadata") or {}
-    return (meta.get("namespace", ""), name or meta.get("name", ""))
 
 
 class KubeSource:
@@ -198,7 +106,7 @@ class KubeSource:
         log.info("wake requested", extra={"chute": "/".join(key)})
 
     def _refresh(self, key: Key) -> None:
-        pieces = [s for (ns, _), s in self.slices.items() if ns == key[0] and _chute_of(s) == key[1]]
+        pieces = [s for (ns, _), s in self.slices.items() if ns == key[0] and chute_of(s) == key[1]]
         override = read_endpoint_overrides(self.test_only_endpoint_file).get("/".join(key))
         if ready_endpoints(pieces):
             self.sidecar_ready.pop(key, None)  # the slices know: they decide again
@@ -212,7 +120,7 @@ class KubeSource:
         """Serving addresses of the Chute's pods that may answer (see :func:`serving_address`)."""
         found = []
         for (namespace, _), pod in sorted(self.pods.items()):
-            if namespace == key[0] and _chute_of(pod) == key[1] and (address := serving_address(pod)):
+            if namespace == key[0] and chute_of(pod) == key[1] and (address := serving_address(pod)):
                 found.append(address)
         return found
 
@@ -238,7 +146,7 @@ class KubeSource:
                 document = await response.json(content_type=None)
         except (aiohttp.ClientError, TimeoutError, OSError, ValueError):
             return False
-        return isinstance(document, dict) and document.get("ready") is True
+        return isinstance(document, dict) and document.get(READY) is True
 
     async def _probe(self) -> None:
         while True:
@@ -282,20 +190,20 @@ class KubeSource:
 
     async def _list(self, namespace: str) -> None:
         async for chute in self.client.list(ChuteResource, namespace=namespace):
-            self.chutes[_key(_dict(chute))] = _dict(chute)
-        async for piece in self.client.list(EndpointSlice, namespace=namespace, labels=_slice_labels()):
-            self.slices[_key(_dict(piece))] = _dict(piece)
+            self.chutes[key_of(_dict(chute))] = _dict(chute)
+        async for piece in self.client.list(EndpointSlice, namespace=namespace, labels=slice_labels()):
+            self.slices[key_of(_dict(piece))] = _dict(piece)
         async for pod in self.client.list(Pod, namespace=namespace, labels={CHUTE_LABEL: None}):
-            self.pods[_key(_dict(pod))] = _dict(pod)
+            self.pods[key_of(_dict(pod))] = _dict(pod)
         async for service in self.client.list(Service, namespace=namespace, labels={CHUTE_LABEL: None}):
-            self.services[_key(_dict(service))] = _dict(service)
+            self.services[key_of(_dict(service))] = _dict(service)
         for key in list(self.chutes):
             self._refresh(key)
 
     async def _watch(self, resource: Any, namespace: str) -> None:
         labels: dict[str, Any] | None = None
         if resource is EndpointSlice:
-            labels = _slice_labels()
+            labels = slice_labels()
         elif resource in (Pod, Service):
             labels = {CHUTE_LABEL: None}
         while True:
@@ -313,7 +221,7 @@ class KubeSource:
     def _event(self, resource: Any, kind: str, obj: dict[str, Any]) -> None:
         stores = {Service: self.services, Pod: self.pods, EndpointSlice: self.slices}
         store = stores.get(resource, self.chutes)
-        key = _key(obj)
+        key = key_of(obj)
         if kind == "DELETED":
             store.pop(key, None)
         else:
@@ -322,22 +230,13 @@ class KubeSource:
             if key in self.chutes:
                 self._refresh(key)
         elif resource is Pod:
-            chute = (key[0], _chute_of(obj))
+            chute = (key[0], chute_of(obj))
             if chute in self.sidecar_ready:
                 self._refresh(chute)  # an early endpoint whose pod went away is dropped
         elif resource is EndpointSlice:
-            self._refresh((key[0], _chute_of(obj)))
+            self._refresh((key[0], chute_of(obj)))
         else:
             self._refresh(key)
-
-
-def _slice_labels() -> dict[str, Any]:
-    name, value = CONTROLLER_SLICES.split("=")
-    return {name: value, CHUTE_LABEL: None}  # None: the label exists
-
-
-def _chute_of(piece: dict[str, Any]) -> str:
-    return ((piece.get("metadata") or {}).get("labels") or {}).get(CHUTE_LABEL, "")
 
 
 def _dict(obj: Any) -> dict[str, Any]:

@@ -204,7 +204,7 @@ def host_debian_sources(suite: str, apt_dir: Path = Path("/etc/apt")) -> list[st
     """The machine's apt entries for ``suite`` and its updates/security suites, as one-line ``deb`` entries.
 
     Other repositories (third-party suites with their own keys) are left out. Empty when the machine
-    has none; mmdebstrap then uses deb.debian.org.
+    has none; mmdebstrap then uses Debian's default mirror.
     """
     entries: list[str] = []
     pattern = re.compile(rf"^{re.escape(suite)}(-[a-z]+)?$")

@@ -8,6 +8,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from chute_shared.ports import MODEL_PORT
+
 ENV_PREFIX = "CHUTE_MODELSIM_"
 LOADING_MODES = ("refuse", "unavailable")
 _OFF = {"", "off", "none", "no", "false"}
@@ -19,7 +21,7 @@ class Config:
 
     model: str = "chute-modelsim"
     host: str = "127.0.0.1"
-    port: int = 8000
+    port: int = MODEL_PORT
     admin_host: str = "127.0.0.1"
     admin_port: int | None = 8001
     load_seconds: float = 0.0
@@ -91,7 +93,7 @@ _NONE = "off"
 _OPTIONS: tuple[tuple[str, Callable[[str], Any], object, str], ...] = (
     ("--model", str, "chute-modelsim", "model name served by /v1/models and accepted in requests"),
     ("--host", str, "127.0.0.1", "address of the OpenAI port"),
-    ("--port", _port, 8000, "OpenAI-compatible port (/v1/*, /health)"),
+    ("--port", _port, MODEL_PORT, "OpenAI-compatible port (/v1/*, /health)"),
     ("--admin-host", str, "127.0.0.1", "address of the admin port"),
     ("--admin-port", _optional(_port), 8001, "admin port (/admin/*: crash, hang, allocate); off disables"),
     ("--load-seconds", _seconds, 0.0, "simulated weight loading before /health answers 200"),

@@ -26,12 +26,12 @@ from chute_modelsim.openai import (
     step_chunks,
     usage_chunk,
 )
+from chute_shared.paths import MODEL_HEALTH_PATH
 
 log = logging.getLogger("chute_modelsim")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 MAX_BODY_BYTES = 16 * 1024 * 1024
-HEALTH_PATH = "/health"
 
 
 def sse(event: dict[str, Any] | str) -> bytes:
@@ -105,7 +105,7 @@ class ModelServer:
     # -- serving port -----------------------------------------------------------------------------
     def app(self) -> web.Application:
         app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[self._middleware])
-        app.router.add_get(HEALTH_PATH, self.health)
+        app.router.add_get(MODEL_HEALTH_PATH, self.health)
         app.router.add_get("/v1/models", self.models)
         app.router.add_post("/v1/chat/completions", self.chat)
         app.router.add_post("/v1/completions", self.completions)
@@ -116,11 +116,11 @@ class ModelServer:
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         await self.faults.wait_while_hung()
         if not self.loaded.is_set():
-            if request.path == HEALTH_PATH:
+            if request.path == MODEL_HEALTH_PATH:
                 return web.Response(status=503)
             return _error(RequestError("the model is still loading", status=503))
         response = await handler(request)
-        if request.path != HEALTH_PATH:
+        if request.path != MODEL_HEALTH_PATH:
             if not response.prepared:  # send it now, so a crash after this request never cuts it
                 await response.prepare(request)
                 await response.write_eof()

@@ -19,9 +19,10 @@ from chute_operator.metrics import ChuteReadiness, OperatorMetrics
 from chute_operator.reconcile import NotLeader, Reconciler, RetryLater
 from chute_operator.settings import Settings
 from chute_operator.store import Key, Store, chute_of, key_of
-from chute_operator.workload import MANAGED_BY, RenderOptions
+from chute_operator.workload import RenderOptions
 from chute_operator.workqueue import WorkQueue
 from chute_operator.zero import activator_from_slices
+from chute_shared.cluster import MANAGED_BY
 
 log = logging.getLogger(__name__)
 

@@ -6,6 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from chute_operator.api import ChuteSpec, Cord
+from chute_shared.paths import MODEL_HEALTH_PATH
+from chute_shared.ports import MODEL_PORT
 
 ArgsBuilder = Callable[[ChuteSpec, int], list[str]]
 
@@ -78,11 +80,11 @@ _OPENAI = (
 ENGINES: dict[str, Engine] = {
     engine.name: engine
     for engine in (
-        Engine("vllm", 8000, "/health", 1800, 32, _OPENAI, ("vllm", "serve"), _vllm_args),
+        Engine("vllm", 8000, MODEL_HEALTH_PATH, 1800, 32, _OPENAI, ("vllm", "serve"), _vllm_args),
         Engine(
             "sglang",
             30000,
-            "/health",
+            MODEL_HEALTH_PATH,
             1800,
             32,
             (*_OPENAI, Cord(path="/generate", method="POST", stream=True)),
@@ -92,7 +94,7 @@ ENGINES: dict[str, Engine] = {
         Engine(
             "tei",
             8000,
-            "/health",
+            MODEL_HEALTH_PATH,
             600,
             32,
             (
@@ -107,14 +109,23 @@ ENGINES: dict[str, Engine] = {
         Engine(
             "embedding",
             8000,
-            "/health",
+            MODEL_HEALTH_PATH,
             900,
             32,
             (Cord(path="/v1/embeddings", method="POST"), Cord(path="/v1/models", method="GET")),
             ("vllm", "serve"),
             _embedding_args,
         ),
-        Engine("diffusion", 8000, "/health", 1200, 3, (Cord(path="/generate", method="POST"),), (), _no_args),
-        Engine("custom", 8000, "/health", 600, 1, (), (), _no_args),
+        Engine(
+            "diffusion",
+            8000,
+            MODEL_HEALTH_PATH,
+            1200,
+            3,
+            (Cord(path="/generate", method="POST"),),
+            (),
+            _no_args,
+        ),
+        Engine("custom", MODEL_PORT, MODEL_HEALTH_PATH, 600, 1, (), (), _no_args),
     )
 }

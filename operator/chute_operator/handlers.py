@@ -22,7 +22,7 @@ from chute_operator.controller import Controller
 from chute_operator.kube import LIST_PAGE
 from chute_operator.metrics import OperatorMetrics
 from chute_operator.settings import Settings
-from chute_operator.workload import MANAGED_BY
+from chute_shared.cluster import MANAGED_BY
 
 
 class NoDiffBase(kopf.DiffBaseStorage):

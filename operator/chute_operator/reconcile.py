@@ -33,7 +33,7 @@ from chute_operator.settled import SettledTemplates
 from chute_operator.status import Observation, compute_status, status_changed
 from chute_operator.store import Key, Store, key_of
 from chute_operator.validation import InvalidChute, parse_chute
-from chute_operator.workload import CHUTE_LABEL, RenderOptions, Workload, resolve
+from chute_operator.workload import RenderOptions, Workload, resolve
 from chute_operator.zero import (
     ACTIVATOR_SLICE_SUFFIX,
     ZERO_MANAGER_SUFFIX,
@@ -46,6 +46,7 @@ from chute_operator.zero import (
     wake_requested_at,
     wants_activator,
 )
+from chute_shared.cluster import CHUTE_LABEL
 
 log = logging.getLogger(__name__)
 

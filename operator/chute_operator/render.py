@@ -13,20 +13,12 @@ import yaml
 
 from chute_operator.api import Chute
 from chute_operator.drift import stamped
-from chute_operator.workload import (
-    ADMIN_PORT,
-    API_KEY_DIR,
-    DRAIN_TOKEN_ENV,
-    DRAIN_TOKEN_HEADER,
-    HPA_METRIC,
-    METRICS_PORT,
-    PROBE_PERIOD_SECONDS,
-    SIDECAR_PORT,
-    STARTUP_PROBE_PERIOD_SECONDS,
-    RenderOptions,
-    Workload,
-    resolve,
-)
+from chute_operator.wiring import API_KEY_DIR, PROBE_PERIOD_SECONDS, STARTUP_PROBE_PERIOD_SECONDS
+from chute_operator.workload import RenderOptions, Workload, resolve
+from chute_shared import paths, ports
+from chute_shared.cluster import DRAIN_TOKEN_ENV, MODEL_CONTAINER, SIDECAR_CONTAINER
+from chute_shared.headers import DRAIN_TOKEN_HEADER
+from chute_shared.metrics import UTILIZATION_METRIC
 
 Manifest = dict[str, Any]
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -47,15 +39,26 @@ def _environment() -> jinja2.Environment:
     env.filters["json"] = lambda value: json.dumps(value, separators=(", ", ": "))
     env.filters["pull_secret"] = lambda name: {"name": name}
     env.globals.update(
-        sidecar_port=SIDECAR_PORT,
-        metrics_port=METRICS_PORT,
-        admin_port=ADMIN_PORT,
+        sidecar_container=SIDECAR_CONTAINER,
+        model_container=MODEL_CONTAINER,
+        sidecar_port=ports.SIDECAR_PORT,
+        metrics_port=ports.METRICS_PORT,
+        admin_port=ports.ADMIN_PORT,
+        serving_port_name=ports.SERVING_PORT_NAME,
+        metrics_port_name=ports.METRICS_PORT_NAME,
+        admin_port_name=ports.ADMIN_PORT_NAME,
+        live_path=paths.LIVE_PATH,
+        ready_path=paths.READY_PATH,
+        startup_path=paths.STARTUP_PATH,
+        model_live_path=paths.MODEL_LIVE_PATH,
+        drain_path=paths.DRAIN_PATH,
+        metrics_path=paths.METRICS_PATH,
         drain_token_header=DRAIN_TOKEN_HEADER,
         drain_token_env=DRAIN_TOKEN_ENV,
         api_key_dir=API_KEY_DIR,
         probe_period=PROBE_PERIOD_SECONDS,
         startup_probe_period=STARTUP_PROBE_PERIOD_SECONDS,
-        hpa_metric=HPA_METRIC,
+        hpa_metric=UTILIZATION_METRIC,
     )
     return env
 

@@ -12,7 +12,8 @@ import yaml
 from chute_operator.gpus import CatalogError, NoEligibleGpu, load_catalog
 from chute_operator.render import render
 from chute_operator.validation import InvalidChute, parse_chute
-from chute_operator.workload import DEFAULT_SIDECAR_IMAGE, RenderOptions
+from chute_operator.wiring import DEFAULT_SIDECAR_IMAGE
+from chute_operator.workload import RenderOptions
 
 
 def read_documents(source: str) -> Iterator[tuple[str, Any]]:

@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from chute_operator.workload import (
+from chute_operator.wiring import (
     DEFAULT_SIDECAR_IMAGE,
     KUBE_DNS,
     NAMESPACE_NAME_LABEL,

@@ -17,8 +17,9 @@ from chute_operator.api.reasons import OOM_RECENT_SECONDS
 from chute_operator.autoscaler import IDLE_AT_ZERO, autoscaler_status, autoscaling_condition
 from chute_operator.conditions import Observed, find, merge_conditions
 from chute_operator.rollout import REPLACE_WAIT_SECONDS, RolloutObservation, lacks_gpus, waiting_since
-from chute_operator.workload import MODEL_CONTAINER, Workload
+from chute_operator.workload import Workload
 from chute_operator.zero import asleep_since
+from chute_shared.cluster import MODEL_CONTAINER
 
 PULL_FAILURES = {"ImagePullBackOff", "ErrImagePull", "InvalidImageName", "ErrImageNeverPull"}
 SEVERITY = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from chute_operator.workload import CHUTE_LABEL
+from chute_shared.cluster import CHUTE_LABEL
 
 Key = tuple[str, str]
 """(namespace, name)"""

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,58 +14,20 @@ from chute_operator.api import Cache, Chute, ChuteSpec, Cord
 from chute_operator.engines import ENGINES, Engine
 from chute_operator.gpus import GPU_RESOURCE, PRODUCT_LABEL, Catalog, eligible_gpus
 from chute_operator.rollout import RolloutObservation, budget
-
-SIDECAR_PORT = 8080
-"""The sidecar's serving port (name ``http``): what the Service publishes."""
-METRICS_PORT = 9090
-"""The sidecar's metrics port (name ``metrics``): ``/metrics``, ``/_conn_stats``; the Service publishes it."""
-ADMIN_PORT = 9091
-"""The sidecar's admin port (name ``admin``): probes and the drain, for the kubelet; never in the Service."""
-DRAIN_TOKEN_HEADER = "X-Chute-Drain-Token"
-DRAIN_TOKEN_ENV = "CHUTE_SIDECAR_DRAIN_TOKEN"
-SIDECAR_NAME = "chute-sidecar"
-MODEL_CONTAINER = "model"
-API_KEY_DIR = "/var/run/chutes/auth"
-DRAIN_SECONDS = 5
-PROBE_PERIOD_SECONDS = 10
-"""The model's liveness probe period."""
-STARTUP_PROBE_PERIOD_SECONDS = 1
-"""The model's startup probe period: its pod is Ready within a second of the model answering (a request
-held at zero waits for it), with ``failureThreshold`` covering the whole startup timeout."""
-CHUTE_LABEL = "chutes.ai/chute"
-MANAGED_BY = "chute-operator"
-DEFAULT_SIDECAR_IMAGE = "chute-operator:0.1.0"
-HPA_METRIC = "chute_utilization_ratio"
-HPA_MAX_STABILIZATION_SECONDS = 3600
-
-
-NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
-DNS_PORTS = [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]
-
-
-def _match(labels: Mapping[str, str]) -> dict[str, Any]:
-    return {"matchLabels": dict(labels)} if labels else {}
-
-
-@dataclass(frozen=True)
-class PeerSelector:
-    """Pods a NetworkPolicy rule names: those with ``pod_labels`` in namespaces with ``namespace_labels``.
-
-    Empty labels match everything (every pod, every namespace).
-    """
-
-    namespace_labels: Mapping[str, str]
-    pod_labels: Mapping[str, str]
-
-    def peer(self) -> dict[str, Any]:
-        """The NetworkPolicyPeer."""
-        return {"namespaceSelector": _match(self.namespace_labels), "podSelector": _match(self.pod_labels)}
-
-
-KUBE_DNS = PeerSelector({NAMESPACE_NAME_LABEL: "kube-system"}, {"k8s-app": "kube-dns"})
-"""The cluster's DNS pods as kubeadm, kind, k3s and most managed clusters label them."""
-PROMETHEUS = PeerSelector({NAMESPACE_NAME_LABEL: "monitoring"}, {"app.kubernetes.io/name": "prometheus"})
-"""Prometheus pods as prometheus-operator labels them, in namespace ``monitoring``."""
+from chute_operator.wiring import (
+    API_KEY_DIR,
+    DEFAULT_SIDECAR_IMAGE,
+    DNS_PORTS,
+    DRAIN_SECONDS,
+    HPA_MAX_STABILIZATION_SECONDS,
+    KUBE_DNS,
+    NAMESPACE_NAME_LABEL,
+    PROMETHEUS,
+    STARTUP_PROBE_PERIOD_SECONDS,
+    PeerSelector,
+)
+from chute_shared.cluster import CHUTE_LABEL, MANAGED_BY, MODEL_CONTAINER
+from chute_shared.ports import ADMIN_PORT, METRICS_PORT, SIDECAR_PORT
 
 
 @dataclass(frozen=True)

@@ -20,10 +20,10 @@ from datetime import datetime
 from enum import Enum
 from typing import Any
 
-from chute_operator.workload import CHUTE_LABEL, MANAGED_BY, Workload
+from chute_operator.workload import Workload
+from chute_shared.cluster import CHUTE_LABEL, MANAGED_BY, WAKE_ANNOTATION
+from chute_shared.ports import SERVING_PORT_NAME
 
-WAKE_ANNOTATION = "chutes.ai/wake-requested-at"
-"""Set on the Chute by the activator (RFC 3339) when a request waits for a Chute at zero."""
 ASLEEP_ANNOTATION = "chutes.ai/scaled-to-zero-at"
 """Set on the Deployment, with ``replicas: 0``, by the operator's scale-to-zero field manager."""
 ZERO_MANAGER_SUFFIX = "-zero"
@@ -32,7 +32,6 @@ SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 SLICE_MANAGED_BY_LABEL = "endpointslice.kubernetes.io/managed-by"
 SLICE_MANAGER = "chute-operator"
 """Not the EndpointSlice controller's value, so it leaves this slice alone."""
-SERVING_PORT_NAME = "http"
 
 
 class Action(Enum):

@@ -10,13 +10,13 @@ from typing import Any
 
 from aiohttp import web
 
+from chute_shared import paths
+from chute_shared.headers import DRAIN_TOKEN_HEADER
 from chute_sidecar.health import ModelHealth
 from chute_sidecar.metrics import CONTENT_TYPE, Metrics
-from chute_sidecar.proxy import CONN_STATS_PATH, Draining, json_response
+from chute_sidecar.proxy import Draining, json_response
 
 log = logging.getLogger("chute_sidecar.admin")
-
-DRAIN_TOKEN_HEADER = "X-Chute-Drain-Token"
 
 
 def _status(ok: bool, reason: str) -> web.Response:
@@ -65,11 +65,11 @@ def admin_app(
         return json_response(200, {"in_flight": left})
 
     app = web.Application()
-    app.router.add_get("/livez", livez)
-    app.router.add_get("/startupz", startupz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/modelz", modelz)
-    app.router.add_get("/drainz", drainz)
+    app.router.add_get(paths.LIVE_PATH, livez)
+    app.router.add_get(paths.STARTUP_PATH, startupz)
+    app.router.add_get(paths.READY_PATH, readyz)
+    app.router.add_get(paths.MODEL_LIVE_PATH, modelz)
+    app.router.add_get(paths.DRAIN_PATH, drainz)
     return app
 
 
@@ -85,6 +85,6 @@ def metrics_app(stats: Callable[[], dict[str, Any]], metrics: Metrics) -> web.Ap
         return json_response(200, stats())
 
     app = web.Application()
-    app.router.add_get("/metrics", metrics_page)
-    app.router.add_get(CONN_STATS_PATH, conn_stats)
+    app.router.add_get(paths.METRICS_PATH, metrics_page)
+    app.router.add_get(paths.CONN_STATS_PATH, conn_stats)
     return app

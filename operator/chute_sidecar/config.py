@@ -8,6 +8,8 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from chute_shared.paths import MODEL_HEALTH_PATH
+from chute_shared.ports import ADMIN_PORT, METRICS_PORT, SIDECAR_PORT
 from chute_sidecar.routes import parse_cord
 
 ENV_PREFIX = "CHUTE_SIDECAR_"
@@ -21,12 +23,12 @@ class Config:
     """Everything the sidecar needs to run, validated."""
 
     upstream: str
-    port: int = 8080
-    metrics_port: int = 9090
-    admin_port: int = 9091
+    port: int = SIDECAR_PORT
+    metrics_port: int = METRICS_PORT
+    admin_port: int = ADMIN_PORT
     host: str = "0.0.0.0"
     concurrency: int = 1
-    health_path: str = "/health"
+    health_path: str = MODEL_HEALTH_PATH
     startup_timeout_seconds: float = 1800.0
     request_timeout_seconds: float = 600.0
     max_body_bytes: int = 64 * 1024 * 1024
@@ -99,12 +101,12 @@ def _upstream(text: str) -> str:
 # flag, type, default, help
 _OPTIONS: tuple[tuple[str, object, object, str], ...] = (
     ("--upstream", _upstream, None, "model server base URL, e.g. http://127.0.0.1:8000 (required)"),
-    ("--port", _port, 8080, "serving port (reverse proxy)"),
-    ("--metrics-port", _port, 9090, "metrics port: /metrics, /_conn_stats"),
-    ("--admin-port", _port, 9091, "admin port: probes and /drainz; keep it out of the Service"),
+    ("--port", _port, SIDECAR_PORT, "serving port (reverse proxy)"),
+    ("--metrics-port", _port, METRICS_PORT, "metrics port: /metrics, /_conn_stats"),
+    ("--admin-port", _port, ADMIN_PORT, "admin port: probes and /drainz; keep it out of the Service"),
     ("--host", str, "0.0.0.0", "address the ports bind to"),
     ("--concurrency", _positive_int, 1, "proxied requests in flight at most; one more gets 429"),
-    ("--health-path", _path, "/health", "the model's health path, polled in the background"),
+    ("--health-path", _path, MODEL_HEALTH_PATH, "the model's health path, polled in the background"),
     ("--startup-timeout-seconds", _positive, 1800.0, "how long the model may take to start"),
     ("--request-timeout-seconds", _positive, 600.0, "per proxied request, whole exchange; 504 on expiry"),
     ("--max-body-bytes", _positive_int, 64 * 1024 * 1024, "largest request body; 413 beyond"),

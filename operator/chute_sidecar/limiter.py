@@ -7,6 +7,8 @@ import itertools
 import time
 from typing import Any
 
+from chute_shared import paths
+
 
 class Limiter:
     """At most ``capacity`` slots; remembers when each was taken, for the oldest in-flight age.
@@ -75,10 +77,10 @@ class Limiter:
         age = self.oldest_age()
         idle = self.idle_seconds()
         return {
-            "concurrency": self.capacity,
-            "in_flight": in_flight,
-            "available": max(0, self.capacity - in_flight),
-            "utilization": round(in_flight / self.capacity, 4),
-            "oldest_in_flight_age_secs": None if age is None else round(age, 3),
-            "idle_secs": None if idle is None else round(idle, 3),
+            paths.CONCURRENCY: self.capacity,
+            paths.IN_FLIGHT: in_flight,
+            paths.AVAILABLE: max(0, self.capacity - in_flight),
+            paths.UTILIZATION: round(in_flight / self.capacity, 4),
+            paths.OLDEST_IN_FLIGHT_AGE: None if age is None else round(age, 3),
+            paths.IDLE: None if idle is None else round(idle, 3),
         }

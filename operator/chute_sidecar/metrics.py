@@ -7,6 +7,8 @@ from collections.abc import Callable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
+from chute_shared.metrics import UTILIZATION_METRIC
+
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 # LLM requests last from milliseconds (cache hits, errors) to minutes (long generations).
@@ -48,7 +50,7 @@ class Metrics:
         )
         self.concurrency_limit.set(concurrency)
         self.utilization = Gauge(
-            "chute_utilization_ratio",
+            UTILIZATION_METRIC,
             "Requests in flight divided by the concurrency limit.",
             registry=registry,
         )

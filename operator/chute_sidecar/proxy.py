@@ -13,6 +13,8 @@ from aiohttp import StreamReader, web
 from multidict import CIMultiDict
 from yarl import URL
 
+from chute_shared.headers import FORWARDED_FOR, HOP_BY_HOP
+from chute_shared.paths import CONN_STATS_PATH, READY
 from chute_sidecar.auth import ApiKeys
 from chute_sidecar.headers import BadHeader, ascii_bytes
 from chute_sidecar.limiter import Limiter
@@ -23,22 +25,10 @@ from chute_sidecar.usage import Tail, parse_usage, wants_usage
 
 log = logging.getLogger("chute_sidecar.proxy")
 
-CONN_STATS_PATH = "/_conn_stats"
-# RFC 9110 7.6.1 plus the usual non-standard ones; Host is set by the client for the upstream.
-HOP_BY_HOP = (
-    "Connection",
-    "Keep-Alive",
-    "Proxy-Connection",
-    "Proxy-Authenticate",
-    "Proxy-Authorization",
-    "TE",
-    "Trailer",
-    "Transfer-Encoding",
-    "Upgrade",
-)
 # raw (lower-case) names not forwarded: hop-by-hop, Host (set for the model), Expect (answered here),
 # X-Forwarded-For (extended and re-added)
-_RAW_DROP = frozenset(name.lower().encode() for name in (*HOP_BY_HOP, "Host", "Expect", "X-Forwarded-For"))
+_RAW_DROP = frozenset(name.lower().encode() for name in (*HOP_BY_HOP, "Host", "Expect", FORWARDED_FOR))
+_RAW_FORWARDED_FOR = FORWARDED_FOR.encode()
 CLIENT_CLOSED = 499  # nginx's code for "client closed the connection first"
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _debug = log.isEnabledFor
@@ -167,7 +157,7 @@ class Proxy:
         """The ``/_conn_stats`` document, with ``ready`` (as ``/readyz``): the activator reads it on the
         serving port (the only port open to it) to forward a held request the moment the model is up,
         before the kubelet's readiness probe and the EndpointSlice say so."""
-        return {**self.limiter.stats(), "ready": self.ready()}
+        return {**self.limiter.stats(), READY: self.ready()}
 
     def conn_stats(self) -> web.Response:
         return json_response(200, self.stats())
@@ -242,11 +232,11 @@ class Proxy:
             drop = drop | {name.strip() for name in names.split(b",")}
         headers = [(name, value) for name, value in request.raw_headers if name.lower() not in drop]
         remote = request.remote
-        forwarded = incoming.get("X-Forwarded-For")
+        forwarded = incoming.get(FORWARDED_FOR)
         if remote:
             forwarded = f"{forwarded}, {remote}" if forwarded else remote
         if forwarded:
-            headers.append((b"X-Forwarded-For", ascii_bytes("X-Forwarded-For", forwarded)))
+            headers.append((_RAW_FORWARDED_FOR, ascii_bytes(FORWARDED_FOR, forwarded)))
         if "X-Forwarded-Proto" not in incoming:
             headers.append((b"X-Forwarded-Proto", request.scheme.encode("ascii")))
         host = incoming.get("Host")

@@ -67,9 +67,9 @@ def test_host_debian_sources_keeps_only_the_suite(tmp_path: Path) -> None:
         "deb [signed-by=/k.gpg] https://vendor.example/apt stable main\n"
     )
     (tmp_path / "sources.list.d" / "debian.sources").write_text(
-        "Types: deb\nURIs: http://deb.debian.org/debian\nSuites: bookworm bookworm-updates\n"
+        "Types: deb\nURIs: http://mirror.example.internal/debian\nSuites: bookworm bookworm-updates\n"
         "Components: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n\n"
-        "Types: deb\nURIs: http://deb.debian.org/debian-security\nSuites: bookworm-security\n"
+        "Types: deb\nURIs: http://mirror.example.internal/debian-security\nSuites: bookworm-security\n"
         "Components: main\n"
     )
     (tmp_path / "sources.list.d" / "vendor.sources").write_text(
@@ -78,7 +78,7 @@ def test_host_debian_sources_keeps_only_the_suite(tmp_path: Path) -> None:
     )
     assert host_debian_sources("bookworm", tmp_path) == [
         "deb http://mirror.example/debian bookworm main contrib",
-        "deb http://deb.debian.org/debian bookworm main",
-        "deb http://deb.debian.org/debian bookworm-updates main",
-        "deb http://deb.debian.org/debian-security bookworm-security main",
+        "deb http://mirror.example.internal/debian bookworm main",
+        "deb http://mirror.example.internal/debian bookworm-updates main",
+        "deb http://mirror.example.internal/debian-security bookworm-security main",
     ]

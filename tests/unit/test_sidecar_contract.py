@@ -14,8 +14,9 @@ from chute_operator.crd import openapi_schema
 from chute_operator.gpus import builtin_catalog
 from chute_operator.render import render
 from chute_operator.validation import parse_chute
-from chute_operator.workload import ADMIN_PORT, METRICS_PORT, SIDECAR_PORT, RenderOptions
-from chute_sidecar.admin import DRAIN_TOKEN_HEADER
+from chute_operator.workload import RenderOptions
+from chute_shared.headers import DRAIN_TOKEN_HEADER
+from chute_shared.ports import ADMIN_PORT, METRICS_PORT, SIDECAR_PORT
 from chute_sidecar.config import Config, parse_config
 from chute_sidecar.routes import CORD_PATH_PATTERN as SIDECAR_CORD_PATH_PATTERN
 from chute_sidecar.routes import MAX_CORD_PATH

@@ -9,12 +9,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from chute_operator.api.base import ApiModel
 from chute_operator.api.spec import ChuteSpec
 from chute_operator.api.status import ChuteStatus
+from chute_shared.cluster import CHUTE_GROUP, CHUTE_KIND, CHUTE_PLURAL, CHUTE_VERSION
 
-GROUP = "chutes.ai"
-VERSION = "v1alpha1"
+GROUP = CHUTE_GROUP
+VERSION = CHUTE_VERSION
 API_VERSION = f"{GROUP}/{VERSION}"
-KIND = "Chute"
-PLURAL = "chutes"
+KIND = CHUTE_KIND
+PLURAL = CHUTE_PLURAL
 NAME_PATTERN = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
 NAME_MAX_LENGTH = 63
 

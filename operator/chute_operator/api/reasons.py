@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from chute_shared import reasons as shared
+
 
 @dataclass(frozen=True)
 class Documented:
@@ -47,7 +49,9 @@ PROGRESSING = _type(
     "Progressing",
     "True while the Deployment is being created, rolled out, or has fewer replicas than it wants.",
 )
-DEGRADED = _type("Degraded", "True when something needs attention: a pod failure, an apply error, bad input.")
+DEGRADED = _type(
+    shared.DEGRADED, "True when something needs attention: a pod failure, an apply error, bad input."
+)
 MONITORED = _type("Monitored", "Whether the ServiceMonitor the spec asks for exists (only when it asks).")
 AUTOSCALING = _type(
     "Autoscaling",
@@ -122,22 +126,24 @@ NO_SPARE_GPU = _reason(
     "spec.rollout.strategy: Replace.",
 )
 INVALID_SPEC = _reason(
-    "InvalidSpec",
+    shared.INVALID_SPEC,
     "Progressing, Degraded, Ready",
     "The spec passed the CRD schema but cannot be served (e.g. no GPU type in the catalog fits).",
 )
 APPLY_FAILED = _reason(
-    "ApplyFailed", "Degraded, Ready", "The API server refused a child object; the message names it."
+    shared.APPLY_FAILED, "Degraded, Ready", "The API server refused a child object; the message names it."
 )
 CHILD_CONFLICT = _reason(
-    "ChildConflict",
+    shared.CHILD_CONFLICT,
     "Degraded, Ready",
     "An object with a child's kind and name exists that this Chute does not own (no controller owner "
     "reference to it); it is left untouched and the message names it. Delete or rename it, or rename "
     "the Chute.",
 )
 IMAGE_PULL_BACK_OFF = _reason(
-    "ImagePullBackOff", "Available, Degraded, Ready", "An image cannot be pulled (name, tag or pull secret)."
+    shared.IMAGE_PULL_BACK_OFF,
+    "Available, Degraded, Ready",
+    "An image cannot be pulled (name, tag or pull secret).",
 )
 OOM_RECENT_SECONDS = 600
 """An OOM kill is reported while the container is not ready, or for this long after the kill."""
@@ -148,12 +154,12 @@ OOM_KILLED = _reason(
     f"{OOM_RECENT_SECONDS // 60} minutes after the kill, then let go (at the next reconcile).",
 )
 CRASH_LOOP_BACK_OFF = _reason(
-    "CrashLoopBackOff",
+    shared.CRASH_LOOP_BACK_OFF,
     "Available, Degraded, Ready",
     "A container keeps exiting; the message has its exit code.",
 )
 UNSCHEDULABLE = _reason(
-    "Unschedulable",
+    shared.UNSCHEDULABLE,
     "Available, Degraded, Ready",
     "No node fits a pod (GPUs, resources, taints); the message lists the eligible GPU types.",
 )

@@ -7,6 +7,7 @@ from typing import Annotated, ClassVar, Literal
 from pydantic import ConfigDict, Field, StringConstraints, model_validator
 
 from chute_operator.api.base import ApiModel, FreeForm, Quantity, Rule, broken_rules, rules_schema
+from chute_shared.ports import ADMIN_PORT, METRICS_PORT, SIDECAR_PORT
 
 TEMPLATES = ("vllm", "sglang", "tei", "embedding", "diffusion", "custom")
 Template = Literal["vllm", "sglang", "tei", "embedding", "diffusion", "custom"]
@@ -18,7 +19,7 @@ ENV_NAME_PATTERN = r"^[ -<>-~]+$"
 """Printable ASCII without '=': the container runtime's rule for an environment variable name."""
 IMAGE_PATTERN = r"^\S+$"
 """An image reference has no whitespace (a pod refuses leading or trailing blanks)."""
-RESERVED_PORTS = (8080, 9090, 9091)
+RESERVED_PORTS = (SIDECAR_PORT, METRICS_PORT, ADMIN_PORT)
 """Ports of the injected sidecar (serving, metrics, admin: probes and drain); the model server must use
 another."""
 

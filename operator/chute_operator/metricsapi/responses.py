@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from chute_shared.metrics import UTILIZATION_METRIC
+
 GROUP = "custom.metrics.k8s.io"
 VERSION = "v1beta2"
 GROUP_VERSION = f"{GROUP}/{VERSION}"
-UTILIZATION_METRIC = "chute_utilization_ratio"
-"""Requests in flight over concurrency, per pod (what the Chute's HPA targets)."""
 METRICS = (UTILIZATION_METRIC,)
 OPENAPI_V2: dict[str, Any] = {
     "swagger": "2.0",

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from chute_shared.paths import CONCURRENCY, IDLE, IN_FLIGHT, UTILIZATION
+
 PodKey = tuple[str, str]
 """(namespace, pod name)"""
 
@@ -51,7 +53,7 @@ class Samples:
 
 def parse_idle_seconds(document: object) -> float | None:
     """``idle_secs`` of a ``/_conn_stats`` document: None while busy, absent or not a number."""
-    value = document.get("idle_secs") if isinstance(document, dict) else None
+    value = document.get(IDLE) if isinstance(document, dict) else None
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < float("inf"):
         return None
     return float(value)
@@ -64,9 +66,9 @@ def parse_conn_stats(document: object) -> float:
     """
     if not isinstance(document, dict):
         raise ValueError("not a JSON object")
-    value = document.get("utilization")
+    value = document.get(UTILIZATION)
     if value is None:
-        in_flight, concurrency = document.get("in_flight"), document.get("concurrency")
+        in_flight, concurrency = document.get(IN_FLIGHT), document.get(CONCURRENCY)
         if (
             not isinstance(in_flight, int | float)
             or not isinstance(concurrency, int | float)

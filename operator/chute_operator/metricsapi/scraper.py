@@ -22,10 +22,10 @@ import aiohttp
 
 from chute_operator.metricsapi.samples import PodKey, Sample, Samples, parse_conn_stats, parse_idle_seconds
 from chute_operator.metricsapi.targets import SKIPPED_NODE_UNKNOWN, Target, is_loopback, plan
+from chute_shared.paths import CONN_STATS_PATH
 
 log = logging.getLogger(__name__)
 
-CONN_STATS_PATH = "/_conn_stats"
 NodeLookup = Callable[[str], Awaitable[dict[str, Any] | None]]
 """Fetches a Node object by name (None when it does not exist)."""
 

@@ -44,7 +44,7 @@ from chute_operator.metricsapi.server import (
 from chute_operator.metricsapi.targets import is_simulated_node
 from chute_operator.settings import Settings
 from chute_operator.store import Store
-from chute_operator.workload import CHUTE_LABEL
+from chute_shared.cluster import CHUTE_LABEL
 
 log = logging.getLogger(__name__)
 

@@ -11,10 +11,9 @@ from dataclasses import dataclass
 from ipaddress import ip_address
 from typing import Any
 
-from chute_operator.workload import SIDECAR_NAME
+from chute_shared.cluster import SIDECAR_CONTAINER
+from chute_shared.ports import METRICS_PORT_NAME
 
-METRICS_PORT_NAME = "metrics"
-"""Name of the sidecar port serving ``/_conn_stats`` (never ``admin``: probes and drain only)."""
 SIMULATED_NODE_ANNOTATION = "kwok.x-k8s.io/node"
 SIMULATED_NODE_LABELS = (("chutes.ai/simulated", "true"), ("type", "kwok"))
 """Labels of simulated nodes (the local cluster's own, and kwok's convention)."""
@@ -58,7 +57,7 @@ def metrics_port(pod: Mapping[str, Any]) -> int | None:
     """The sidecar's metrics port, by name, from the pod spec (native sidecar or plain container)."""
     spec = pod.get("spec") or {}
     for container in [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]:
-        if container.get("name") != SIDECAR_NAME:
+        if container.get("name") != SIDECAR_CONTAINER:
             continue
         ports = {p.get("name"): p.get("containerPort") for p in container.get("ports") or []}
         port = ports.get(METRICS_PORT_NAME)

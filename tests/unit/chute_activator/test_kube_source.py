@@ -15,6 +15,7 @@ from chute_activator.holding import Holder
 from chute_activator.kube import KubeSource
 from chute_activator.metrics import Metrics
 from chute_activator.state import Key, key_from_host
+from chute_shared.cluster import CHUTE_LABEL
 
 from .fake_api import FakeApi, chute
 
@@ -54,7 +55,7 @@ def pod_with_sidecar(namespace: str, chute_name: str, port: int, **meta: object)
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {"namespace": namespace, "name": f"{chute_name}-1", "resourceVersion": "1",
-                     "labels": {kube.CHUTE_LABEL: chute_name}, **meta},
+                     "labels": {CHUTE_LABEL: chute_name}, **meta},
         "spec": {
             "initContainers": [{"name": "chute-sidecar", "ports": [{"name": "http", "containerPort": port}]}],
             "containers": [{"name": "model"}],
@@ -127,7 +128,7 @@ async def test_a_request_whose_host_is_the_chutes_cluster_ip_finds_its_chute() -
         "metadata": {
             "namespace": "team",
             "name": "llm",
-            "labels": {kube.CHUTE_LABEL: "llm"},
+            "labels": {CHUTE_LABEL: "llm"},
             "resourceVersion": "1",
         },
         "spec": {

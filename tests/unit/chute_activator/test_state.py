@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from chute_activator.derive import cannot_wake, chute_state, ready_endpoints, serving_address
 from chute_activator.holding import retry_after_seconds
-from chute_activator.kube import cannot_wake, chute_state, ready_endpoints, serving_address
 from chute_activator.state import ChuteState, key_from_host
 
 KNOWN = {("team", "llm"): ChuteState(), ("a", "dup"): ChuteState(), ("b", "dup"): ChuteState()}

@@ -12,7 +12,8 @@ from chute_operator.engines import ENGINES
 from chute_operator.gpus import builtin_catalog
 from chute_operator.render import render
 from chute_operator.settings import Settings
-from chute_operator.workload import PeerSelector, RenderOptions
+from chute_operator.wiring import PeerSelector
+from chute_operator.workload import RenderOptions
 from tests.unit.chute_operator.test_render import KUBERNETES_VERSION, _chute
 
 OPTIONS = RenderOptions(catalog=builtin_catalog())

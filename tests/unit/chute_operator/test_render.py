@@ -22,7 +22,8 @@ from chute_operator.engines import ENGINES
 from chute_operator.gpus import NoEligibleGpu, builtin_catalog
 from chute_operator.render import DesiredManifests, render, render_workload
 from chute_operator.validation import InvalidChute, parse_chute
-from chute_operator.workload import ADMIN_PORT, METRICS_PORT, SIDECAR_PORT, RenderOptions, resolve
+from chute_operator.workload import RenderOptions, resolve
+from chute_shared.ports import ADMIN_PORT, METRICS_PORT, SIDECAR_PORT
 from tests.invalid_chutes import BASE, INVALID, chute_with
 
 ROOT = Path(__file__).resolve().parents[3]

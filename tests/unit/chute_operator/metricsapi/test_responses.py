@@ -9,11 +9,11 @@ import pytest
 from chute_operator.metricsapi.query import PodQuery, answer_pods
 from chute_operator.metricsapi.responses import (
     GROUP_VERSION,
-    UTILIZATION_METRIC,
     quantity,
     resource_list,
 )
 from chute_operator.metricsapi.samples import Sample, Samples, parse_conn_stats, parse_idle_seconds
+from chute_shared.metrics import UTILIZATION_METRIC
 from chute_sidecar.limiter import Limiter
 
 NS = "prod"

@@ -17,7 +17,7 @@ from chute_operator.metricsapi.scraper import NodeKinds, Scraper, read_address_o
 from chute_operator.metricsapi.service import ScraperCollector, autoscaled_pods
 from chute_operator.metricsapi.targets import SKIPPED_NODE_UNKNOWN, SKIPPED_SIMULATED, is_simulated_node
 from chute_operator.store import Store
-from chute_operator.workload import CHUTE_LABEL, SIDECAR_NAME
+from chute_shared.cluster import CHUTE_LABEL, SIDECAR_CONTAINER
 
 
 class CountingListener:
@@ -58,7 +58,9 @@ def pod(name: str, node: str, port: int) -> dict[str, Any]:
         "metadata": {"namespace": "ns", "name": name},
         "spec": {
             "nodeName": node,
-            "initContainers": [{"name": SIDECAR_NAME, "ports": [{"name": "metrics", "containerPort": port}]}],
+            "initContainers": [
+                {"name": SIDECAR_CONTAINER, "ports": [{"name": "metrics", "containerPort": port}]}
+            ],
         },
         "status": {
             "phase": "Running",

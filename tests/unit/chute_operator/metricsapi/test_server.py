@@ -20,12 +20,12 @@ from aiohttp import web
 
 from chute_devcluster.pki import FRONT_PROXY_CLIENT_NAME, KeyPair, _issue, _make_ca
 from chute_operator.metricsapi.auth import Authorizer, parse_auth_configmap
-from chute_operator.metricsapi.responses import UTILIZATION_METRIC
 from chute_operator.metricsapi.samples import Samples
 from chute_operator.metricsapi.scraper import NodeKinds, Scraper
 from chute_operator.metricsapi.server import PREFIX, Security, ServingCertificate, metrics_api_app, server_tls
 from chute_operator.metricsapi.targets import SKIPPED_SIMULATED, is_simulated_node
-from chute_operator.workload import SIDECAR_NAME
+from chute_shared.cluster import SIDECAR_CONTAINER
+from chute_shared.metrics import UTILIZATION_METRIC
 from chute_sidecar.app import Sidecar
 from chute_sidecar.config import Config
 
@@ -64,7 +64,7 @@ def sidecar_pod(name: str, node: str, ip: str, metrics_port: int) -> dict[str, A
         "spec": {
             "nodeName": node,
             "initContainers": [
-                {"name": SIDECAR_NAME, "ports": [{"name": "metrics", "containerPort": metrics_port}]}
+                {"name": SIDECAR_CONTAINER, "ports": [{"name": "metrics", "containerPort": metrics_port}]}
             ],
         },
         "status": {"phase": "Running", "podIP": ip, "conditions": [{"type": "Ready", "status": "True"}]},

@@ -17,7 +17,7 @@ from chute_operator.metricsapi.targets import (
     metrics_port,
     plan,
 )
-from chute_operator.workload import SIDECAR_NAME
+from chute_shared.cluster import SIDECAR_CONTAINER
 
 NODES = {"real-1": False, "sim-h100-0": True}
 
@@ -38,7 +38,7 @@ def pod(
         "spec": {
             "nodeName": node,
             "initContainers": [
-                {"name": SIDECAR_NAME, "ports": [{"name": n, "containerPort": p} for n, p in ports]}
+                {"name": SIDECAR_CONTAINER, "ports": [{"name": n, "containerPort": p} for n, p in ports]}
             ],
             "containers": [{"name": "model", "ports": [{"name": "model", "containerPort": 8000}]}],
         },

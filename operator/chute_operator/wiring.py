@@ -1,0 +1,52 @@
+"""How the operator wires a Chute's pod and its neighbours: the sidecar's image and mounts, the drain,
+probe periods, the HPA's bounds, and the pods a NetworkPolicy names. Pure: no I/O, no clients.
+
+Names another program reads too (ports, labels, headers) are in ``chute_shared``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+API_KEY_DIR = "/var/run/chutes/auth"
+"""Where the sidecar finds the Chute's API keys (the Secret's volume)."""
+DRAIN_SECONDS = 5
+"""The sidecar's ``--drain-seconds``: it keeps serving, unready, this long after SIGTERM."""
+PROBE_PERIOD_SECONDS = 10
+"""The model's liveness probe period."""
+STARTUP_PROBE_PERIOD_SECONDS = 1
+"""The model's startup probe period: its pod is Ready within a second of the model answering (a request
+held at zero waits for it), with ``failureThreshold`` covering the whole startup timeout."""
+DEFAULT_SIDECAR_IMAGE = "chute-operator:0.1.0"
+HPA_MAX_STABILIZATION_SECONDS = 3600
+"""The longest scale-down window the HPA accepts."""
+
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
+DNS_PORTS = [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]
+
+
+def _match(labels: Mapping[str, str]) -> dict[str, Any]:
+    return {"matchLabels": dict(labels)} if labels else {}
+
+
+@dataclass(frozen=True)
+class PeerSelector:
+    """Pods a NetworkPolicy rule names: those with ``pod_labels`` in namespaces with ``namespace_labels``.
+
+    Empty labels match everything (every pod, every namespace).
+    """
+
+    namespace_labels: Mapping[str, str]
+    pod_labels: Mapping[str, str]
+
+    def peer(self) -> dict[str, Any]:
+        """The NetworkPolicyPeer."""
+        return {"namespaceSelector": _match(self.namespace_labels), "podSelector": _match(self.pod_labels)}
+
+
+KUBE_DNS = PeerSelector({NAMESPACE_NAME_LABEL: "kube-system"}, {"k8s-app": "kube-dns"})
+"""The cluster's DNS pods as kubeadm, kind, k3s and most managed clusters label them."""
+PROMETHEUS = PeerSelector({NAMESPACE_NAME_LABEL: "monitoring"}, {"app.kubernetes.io/name": "prometheus"})
+"""Prometheus pods as prometheus-operator labels them, in namespace ``monitoring``."""
