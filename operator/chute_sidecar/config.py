@@ -7,7 +7,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from chute_shared import flags
+from chute_shared import flags, logs
 from chute_shared.flags import EnvFlags, Parse, at_least, boolean, non_negative, port, positive
 from chute_sidecar.routes import parse_cord
 
@@ -126,7 +126,7 @@ def parse_config(argv: Sequence[str], env: Mapping[str, str] | None = None) -> C
     args, parser = options.parse(argv), options.parser
     if args.upstream is None:
         parser.error(f"--upstream (or {env_name('--upstream')}) is required")
-    if args.log_format not in ("json", "text"):
+    if args.log_format not in logs.FORMATS:
         parser.error("--log-format must be json or text")
     if args.log_level.upper() not in LOG_LEVELS:
         parser.error(f"--log-level must be one of {', '.join(LOG_LEVELS)} (any case), got {args.log_level!r}")
