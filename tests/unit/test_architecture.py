@@ -20,7 +20,7 @@ def test_every_package_beside_the_operator_is_under_the_data_plane_contract() ->
     """A new data-plane package (a model simulator, an activator) must import nothing of the operator."""
     packages = {p.parent.name for p in (ROOT / "operator").glob("*/__init__.py")}
     data_plane = next(c for c in CONFIG["contracts"] if c["name"].startswith("Data-plane packages"))
-    assert packages - {"chute_operator", "chute_devcluster", "chute_shared"} <= set(data_plane["source_modules"]), (
-        "add the new package to root_packages and to the data-plane contract in pyproject.toml"
-    )
+    assert packages - {"chute_operator", "chute_devcluster", "chute_shared"} <= set(
+        data_plane["source_modules"]
+    ), "add the new package to root_packages and to the data-plane contract in pyproject.toml"
     assert packages <= set(CONFIG["root_packages"])
