@@ -10,15 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import Field, fields
-from typing import Any, Protocol, TypeVar, get_type_hints
+from typing import Any, ClassVar, Protocol, TypeVar, get_type_hints
 
 PREFIX = "CHUTE_OPERATOR_"
 TRUE = ("1", "true", "yes", "on")
 
 
 class Group(Protocol):
-    ENV_PREFIX: str
-    __dataclass_fields__: dict[str, Any]
+    ENV_PREFIX: ClassVar[str]
+    __dataclass_fields__: ClassVar[dict[str, Any]]
 
 
 G = TypeVar("G", bound=Group)
@@ -59,7 +59,7 @@ def variable(group: type[Group], item: Field[Any]) -> str:
 
 def variables(group: type[Group]) -> Iterator[tuple[str, Field[Any]]]:
     """Each field of ``group`` with its variable's name."""
-    for item in fields(group):  # type: ignore[arg-type]
+    for item in fields(group):
         yield variable(group, item), item
 
 

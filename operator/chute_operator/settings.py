@@ -29,15 +29,13 @@ def labels_text(labels: Mapping[str, str]) -> str:
     return ",".join(f"{key}={value}" for key, value in dict(labels).items())
 
 
-def parse_labels(name: str, text: str) -> dict[str, str]:
-    """``a=1,b=2`` as a dict; ValueError naming the variable for anything else."""
+def parse_labels(variable: str, text: str) -> dict[str, str]:
+    """``a=1,b=2`` as a dict; ValueError naming the ``variable`` for anything else."""
     labels = {}
     for item in filter(None, (part.strip() for part in text.split(","))):
         key, equals, value = item.partition("=")
         if not equals or not key.strip():
-            raise ValueError(
-                f"CHUTE_OPERATOR_{name}: {item!r} is not key=value (a comma-separated label list)"
-            )
+            raise ValueError(f"{variable}: {item!r} is not key=value (a comma-separated label list)")
         labels[key.strip()] = value.strip()
     return labels
 
@@ -184,26 +182,24 @@ class Settings:
 
     def dns_peer(self) -> PeerSelector:
         """The only pods a Chute may query for DNS (without allowExternalEgress)."""
-        network = self.network
-        return PeerSelector(
-            parse_labels("DNS_NAMESPACE_SELECTOR", network.dns_namespace_selector),
-            parse_labels("DNS_POD_SELECTOR", network.dns_pod_selector),
-        )
+        return PeerSelector(self._labels("dns_namespace_selector"), self._labels("dns_pod_selector"))
 
     def metrics_readers(self) -> tuple[PeerSelector, ...]:
         """Who may reach a Chute's metrics port: Prometheus, and the operator if it serves the metrics API."""
-        network = self.network
         prometheus = PeerSelector(
-            parse_labels("PROMETHEUS_NAMESPACE_SELECTOR", network.prometheus_namespace_selector),
-            parse_labels("PROMETHEUS_POD_SELECTOR", network.prometheus_pod_selector),
+            self._labels("prometheus_namespace_selector"), self._labels("prometheus_pod_selector")
         )
         if not self.metrics_api.enabled:
             return (prometheus,)
         operator = PeerSelector(
-            {NAMESPACE_NAME_LABEL: network.operator_namespace},
-            parse_labels("OPERATOR_POD_SELECTOR", network.operator_pod_selector),
+            {NAMESPACE_NAME_LABEL: self.network.operator_namespace}, self._labels("operator_pod_selector")
         )
         return (prometheus, operator)
+
+    def _labels(self, name: str) -> dict[str, str]:
+        """The network setting ``name`` as labels; ValueError naming its variable."""
+        variable = next(env_name for env_name, item in variables(Network) if item.name == name)
+        return parse_labels(variable, getattr(self.network, name))
 
     @classmethod
     def from_env(
