@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[3]
 OLD_VARIABLES: dict[str, tuple[str, str, Any]] = {
     # variable (as the flat Settings named it): (field in its group, text set, value read)
     "CHUTE_OPERATOR_FIELD_MANAGER": ("reconciling.field_manager", "me", "me"),
-    "CHUTE_OPERATOR_SIDECAR_IMAGE": ("render.sidecar_image", "registry.local/s:1", "registry.local/s:1"),
+    "CHUTE_OPERATOR_SIDECAR_IMAGE": ("render.sidecar_image", "sidecar:test", "sidecar:test"),
     "CHUTE_OPERATOR_GPU_CATALOG": ("render.gpu_catalog", "/etc/gpus.yaml", "/etc/gpus.yaml"),
     "CHUTE_OPERATOR_CLUSTER_DOMAIN": ("render.cluster_domain", "example.org", "example.org"),
     "CHUTE_OPERATOR_NAMESPACES": ("watching.namespaces", " a, b,,c ", ("a", "b", "c")),
