@@ -274,7 +274,7 @@ def breakdown(
     pod = watcher.pod_name
     if pod:
         for stage, container, text in (
-            ("model_loading", MODEL, " loading "),
+            ("model_loading", MODEL, '"msg":"loading '),  # (its JSON log line)
             ("model_loaded", MODEL, "loaded; /health answers 200"),
             ("sidecar_saw_model", SIDECAR, "model started"),
         ):

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+
+from chute_shared.flags import EnvFlags, Parse
 
 ENV_PREFIX = "CHUTE_ACTIVATOR_"
 
@@ -27,20 +28,16 @@ class Config:
     test_only_endpoints: str | None = None
 
 
-def parse_config(argv: Sequence[str]) -> Config:
+def parse_config(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> Config:
+    """Parse flags (falling back to the environment); exits with usage on error like argparse."""
     parser = argparse.ArgumentParser(
         prog="chute-operator activator",
         description="Holds requests for Chutes scaled to zero, wakes them and forwards when ready.",
     )
-    defaults = Config()
+    options, defaults = EnvFlags(parser, ENV_PREFIX, environ), Config()
 
-    def flag(name: str, kind: type, help_text: str) -> None:
-        attribute = name.replace("-", "_")
-        env = os.environ.get(ENV_PREFIX + attribute.upper())
-        default = kind(env) if env is not None else getattr(defaults, attribute)
-        parser.add_argument(
-            f"--{name}", type=kind, default=default, help=f"{help_text} (default: %(default)s)"
-        )
+    def flag(name: str, kind: Parse, help_text: str) -> None:
+        options.add(f"--{name}", kind, getattr(defaults, name.replace("-", "_")), help_text)
 
     flag("port", int, "serving port (the Chutes' Services point here while at zero)")
     flag("metrics-port", int, "port of /metrics, /healthz, /readyz")
@@ -61,7 +58,7 @@ def parse_config(argv: Sequence[str]) -> Config:
     parser.add_argument(
         "-n", "--namespace", action="append", default=[], help="watch only this namespace (repeat)"
     )
-    args = parser.parse_args(list(argv))
+    args = options.parse(argv)
     if args.queue_limit < 1 or args.max_wait_seconds <= 0:
         parser.error("--queue-limit must be >= 1 and --max-wait-seconds > 0")
     return Config(

@@ -14,6 +14,7 @@ from chute_activator.app import Activator, metrics_app
 from chute_activator.config import Config, parse_config
 from chute_activator.holding import Holder
 from chute_activator.metrics import Metrics
+from chute_shared import logs
 
 log = logging.getLogger("chute_activator")
 
@@ -69,10 +70,7 @@ async def serve(config: Config) -> int:
 
 def main(argv: list[str]) -> int:
     config = parse_config(argv)
-    logging.basicConfig(
-        level=config.log_level,
-        format='{"time": "%(asctime)s", "level": "%(levelname)s", "msg": "%(message)s"}',
-    )
+    logs.configure(config.log_level)
     return asyncio.run(serve(config))
 
 

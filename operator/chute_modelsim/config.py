@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from chute_shared import flags
+from chute_shared.flags import EnvFlags, at_least, non_negative, optional, port
 from chute_shared.ports import MODEL_PORT
 
 ENV_PREFIX = "CHUTE_MODELSIM_"
 LOADING_MODES = ("refuse", "unavailable")
-_OFF = {"", "off", "none", "no", "false"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,40 +45,7 @@ class Config:
 
 def env_name(flag: str) -> str:
     """``--load-seconds`` -> ``CHUTE_MODELSIM_LOAD_SECONDS``."""
-    return ENV_PREFIX + flag.lstrip("-").replace("-", "_").upper()
-
-
-def _port(text: str) -> int:
-    value = int(text)
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"not a port: {text}")
-    return value
-
-
-def _at_least(minimum: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        value = int(text)
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be >= {minimum}: {text}")
-        return value
-
-    return parse
-
-
-def _seconds(text: str) -> float:
-    value = float(text)
-    if value < 0 or value != value:
-        raise argparse.ArgumentTypeError(f"must be >= 0: {text}")
-    return value
-
-
-def _optional(parse: Callable[[str], Any]) -> Callable[[str], Any]:
-    """``off`` (or empty, in the environment) turns the switch off."""
-
-    def parse_optional(text: str) -> Any:
-        return None if text.strip().lower() in _OFF else parse(text)
-
-    return parse_optional
+    return flags.env_name(ENV_PREFIX, flag)
 
 
 def _exit_code(text: str) -> int:
@@ -88,53 +55,52 @@ def _exit_code(text: str) -> int:
     return value
 
 
-_NONE = "off"
 # flag, type, default, help
 _OPTIONS: tuple[tuple[str, Callable[[str], Any], object, str], ...] = (
     ("--model", str, "chute-modelsim", "model name served by /v1/models and accepted in requests"),
     ("--host", str, "127.0.0.1", "address of the OpenAI port"),
-    ("--port", _port, MODEL_PORT, "OpenAI-compatible port (/v1/*, /health)"),
+    ("--port", port, MODEL_PORT, "OpenAI-compatible port (/v1/*, /health)"),
     ("--admin-host", str, "127.0.0.1", "address of the admin port"),
-    ("--admin-port", _optional(_port), 8001, "admin port (/admin/*: crash, hang, allocate); off disables"),
-    ("--load-seconds", _seconds, 0.0, "simulated weight loading before /health answers 200"),
+    ("--admin-port", optional(port), 8001, "admin port (/admin/*: crash, hang, allocate); off disables"),
+    ("--load-seconds", non_negative, 0.0, "simulated weight loading before /health answers 200"),
     (
         "--loading",
         str,
         "refuse",
         "while loading: refuse (port not listening yet, like vLLM) or unavailable (listening, 503)",
     ),
-    ("--time-to-first-token-seconds", _seconds, 0.05, "delay before the first token of an answer"),
-    ("--tokens-per-second", _seconds, 100.0, "generation speed after the first token; 0 = no delay"),
-    ("--output-tokens", _at_least(1), 16, "completion length when a request sets no max_tokens"),
-    ("--max-model-len", _at_least(1), 4096, "prompt plus completion tokens at most (400 beyond)"),
-    ("--embedding-dimensions", _at_least(1), 16, "length of /v1/embeddings vectors (unless asked)"),
-    ("--crash-after-requests", _optional(_at_least(1)), _NONE, "exit non-zero after answering N requests"),
+    ("--time-to-first-token-seconds", non_negative, 0.05, "delay before the first token of an answer"),
+    ("--tokens-per-second", non_negative, 100.0, "generation speed after the first token; 0 = no delay"),
+    ("--output-tokens", at_least(1), 16, "completion length when a request sets no max_tokens"),
+    ("--max-model-len", at_least(1), 4096, "prompt plus completion tokens at most (400 beyond)"),
+    ("--embedding-dimensions", at_least(1), 16, "length of /v1/embeddings vectors (unless asked)"),
+    ("--crash-after-requests", optional(at_least(1)), None, "exit non-zero after answering N requests"),
     (
         "--crash-after-seconds",
-        _optional(_seconds),
-        _NONE,
+        optional(non_negative),
+        None,
         "exit non-zero S seconds after loading (0: at once)",
     ),
     ("--crash-exit-code", _exit_code, 1, "exit status of a crash"),
     (
         "--hang-after-requests",
-        _optional(_at_least(1)),
-        _NONE,
+        optional(at_least(1)),
+        None,
         "stop answering (/health too) after N requests",
     ),
-    ("--hang-after-seconds", _optional(_seconds), _NONE, "stop answering S seconds after loading"),
-    ("--allocate-mb", _at_least(0), 0, "allocate and touch this many MiB once loaded (held)"),
-    ("--grow-mb-per-second", _seconds, 0.0, "keep allocating this many MiB a second (until OOM-killed)"),
+    ("--hang-after-seconds", optional(non_negative), None, "stop answering S seconds after loading"),
+    ("--allocate-mb", at_least(0), 0, "allocate and touch this many MiB once loaded (held)"),
+    ("--grow-mb-per-second", non_negative, 0.0, "keep allocating this many MiB a second (until OOM-killed)"),
     (
         "--allocate-limit-mb",
-        _at_least(0),
+        at_least(0),
         8192,
         "never hold more than this (a guard for runs outside a memory-limited container)",
     ),
     (
         "--fault-once-file",
-        _optional(str),
-        _NONE,
+        optional(str),
+        None,
         "flag/env faults fire only if this file is absent, and create it (on an emptyDir: once per pod)",
     ),
     ("--log-level", str, "INFO", "DEBUG logs every request"),
@@ -157,30 +123,22 @@ def _metavar(flag: str) -> str:
     return flag.lstrip("-").split("-")[-1].upper()
 
 
-def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
-    environ = os.environ if environ is None else environ
+def build_parser(environ: Mapping[str, str] | None = None) -> EnvFlags:
     parser = argparse.ArgumentParser(
         prog="chute-operator modelsim",
         description="A simulated OpenAI-compatible model server (no GPU, deterministic tokens). "
         f"Every flag also reads {ENV_PREFIX}<FLAG> from the environment; the flag wins.",
     )
+    options = EnvFlags(parser, ENV_PREFIX, environ)
     for flag, kind, default, help_text in _OPTIONS:
-        from_env = environ.get(env_name(flag))
-        parser.add_argument(
-            flag,
-            type=kind,
-            metavar=_metavar(flag),
-            default=from_env if from_env is not None else default,
-            help=f"{help_text} (env {env_name(flag)}, default {default})",
-        )
-    return parser
+        options.add(flag, kind, default, help_text, metavar=_metavar(flag))
+    return options
 
 
 def parse_config(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> Config:
     """Parse flags (falling back to the environment); exits with usage on error like argparse."""
-    parser = build_parser(environ)
-    args = parser.parse_args(list(argv))
-    values = vars(args)  # string defaults ("off" included) went through each flag's type
+    options = build_parser(environ)
+    values = vars(options.parse(argv))
     if values["loading"] not in LOADING_MODES:
-        parser.error(f"--loading must be one of {', '.join(LOADING_MODES)}: {values['loading']!r}")
+        options.error(f"--loading must be one of {', '.join(LOADING_MODES)}: {values['loading']!r}")
     return Config(**values)

@@ -11,6 +11,7 @@ from typing import Any
 
 from chute_modelsim.config import Config, parse_config
 from chute_modelsim.server import ModelServer
+from chute_shared import logs
 
 log = logging.getLogger("chute_modelsim")
 
@@ -43,11 +44,7 @@ def _runner() -> Callable[[Coroutine[Any, Any, int]], int]:
 def main(argv: list[str]) -> int:
     """Parse ``argv`` (without the program name) and serve."""
     config = parse_config(argv)
-    logging.basicConfig(
-        level=config.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-        stream=sys.stderr,
-    )
+    logs.configure(config.log_level.upper())
     return _runner()(serve(config))
 
 

@@ -12,7 +12,7 @@ from lightkube import AsyncClient
 
 from chute_operator.api.reasons import READY
 from chute_operator.conditions import find
-from chute_operator.gpus import load_catalog
+from chute_operator.gpus import Catalog
 from chute_operator.kube import WATCHED_KINDS, KubeApi, error_code, error_message, throttled_for
 from chute_operator.leader import LeaderElector
 from chute_operator.metrics import ChuteReadiness, OperatorMetrics
@@ -30,35 +30,39 @@ log = logging.getLogger(__name__)
 class Controller:
     """Owns the store, the queue, the workers and (optionally) leader election."""
 
-    def __init__(self, settings: Settings, client: AsyncClient, metrics: OperatorMetrics) -> None:
+    def __init__(
+        self, settings: Settings, client: AsyncClient, metrics: OperatorMetrics, catalog: Catalog
+    ) -> None:
         self.settings, self.metrics = settings, metrics
         self.store = Store()
         self.queue = WorkQueue()
-        self.api = KubeApi(client, settings.field_manager, "chute-operator", settings.identity)
+        self.api = KubeApi(
+            client, settings.reconciling.field_manager, "chute-operator", settings.leadership.identity
+        )
         options = RenderOptions(
-            catalog=load_catalog(settings.gpu_catalog),
-            sidecar_image=settings.sidecar_image,
-            cluster_domain=settings.cluster_domain,
-            hpa_scale_to_zero=settings.hpa_scale_to_zero,
-            hpa_exact_scale_up=settings.hpa_exact_scale_up,
+            catalog=catalog,
+            sidecar_image=settings.render.sidecar_image,
+            cluster_domain=settings.render.cluster_domain,
+            hpa_scale_to_zero=settings.render.hpa_scale_to_zero,
+            hpa_exact_scale_up=settings.render.hpa_exact_scale_up,
             dns=settings.dns_peer(),
             metrics_readers=settings.metrics_readers(),
         )
         self.elector = (
             LeaderElector(
                 client,
-                settings.lease_namespace,
-                settings.lease_name,
-                settings.identity,
-                settings.lease_duration_seconds,
-                settings.lease_renew_seconds,
+                settings.leadership.namespace,
+                settings.leadership.name,
+                settings.leadership.identity,
+                settings.leadership.duration_seconds,
+                settings.leadership.renew_seconds,
                 on_change=self._on_leadership,
             )
-            if settings.leader_election
+            if settings.leadership.enabled
             else None
         )
         self.reconciler = Reconciler(self.api, self.store, options, metrics, self.is_leader)
-        self.reconciler.status_wait_seconds = settings.status_wait_seconds
+        self.reconciler.status_wait_seconds = settings.reconciling.status_wait_seconds
         self._tasks: list[asyncio.Task[None]] = []
         metrics.track_readiness(self.readiness)
         self._synced = asyncio.Event()
@@ -79,15 +83,15 @@ class Controller:
             return
         owner = chute_of(obj)
         if owner:
-            self.queue.add_after((key_of(obj)[0], owner), self.settings.child_event_delay_seconds)
+            self.queue.add_after((key_of(obj)[0], owner), self.settings.reconciling.child_event_delay_seconds)
 
     async def relist(self) -> None:
         """One LIST per watched kind, and the store made to agree with it: objects whose DELETED
         event was missed (a watch that broke and resumed) are forgotten. Queues every Chute."""
         for kind in WATCHED_KINDS:
             labels = None if kind == "Chute" else {"app.kubernetes.io/managed-by": MANAGED_BY}
-            listed, version = await self.api.listing(kind, self.settings.namespaces, labels)
-            self.store.replace(kind, listed, version, self.settings.namespaces)
+            listed, version = await self.api.listing(kind, self.settings.watching.namespaces, labels)
+            self.store.replace(kind, listed, version, self.settings.watching.namespaces)
         for key in self.store.keys("Chute"):
             self.queue.add(key)
 
@@ -109,11 +113,12 @@ class Controller:
     def start(self) -> None:
         self._tasks = [asyncio.create_task(self.sync(), name="sync")]
         self._tasks += [
-            asyncio.create_task(self._work(), name=f"worker-{i}") for i in range(self.settings.workers)
+            asyncio.create_task(self._work(), name=f"worker-{i}")
+            for i in range(self.settings.reconciling.workers)
         ]
         self._tasks.append(asyncio.create_task(self._resync(), name="resync"))
         self._tasks.append(asyncio.create_task(self._watch_monitoring_api(), name="monitoring-api"))
-        if self.settings.activator_service:
+        if self.settings.scale_to_zero.activator_service:
             self._tasks.append(asyncio.create_task(self._scale_to_zero(), name="scale-to-zero"))
         if self.elector is not None:
             self._tasks.append(asyncio.create_task(self.elector.run(), name="leader-election"))
@@ -136,7 +141,7 @@ class Controller:
     async def _resync(self) -> None:
         """Relist and re-queue every Chute now and then: catches anything a missed event would hide."""
         while True:
-            await asyncio.sleep(self.settings.resync_seconds)
+            await asyncio.sleep(self.settings.watching.resync_seconds)
             try:
                 await self.relist()
             except asyncio.CancelledError:
@@ -150,7 +155,7 @@ class Controller:
         """While the ServiceMonitor API is missing, look for it; when it appears, reconcile everything."""
         probe = self.reconciler.monitoring
         while True:
-            await asyncio.sleep(self.settings.monitoring_recheck_seconds)
+            await asyncio.sleep(self.settings.watching.monitoring_recheck_seconds)
             if probe.available is not False or not self.is_leader():
                 continue
             try:
@@ -163,9 +168,9 @@ class Controller:
 
     async def _scale_to_zero(self) -> None:
         """Read the activator's ready pods and re-check Chutes with minInstances 0 for idleness."""
-        namespace, _, service = self.settings.activator_service.partition("/")
+        namespace, _, service = self.settings.scale_to_zero.activator_service.partition("/")
         while True:
-            await asyncio.sleep(self.settings.scale_to_zero_check_seconds)
+            await asyncio.sleep(self.settings.scale_to_zero.check_seconds)
             if not self.is_leader():
                 continue
             try:

@@ -19,6 +19,7 @@ from lightkube.config.kubeconfig import KubeConfig
 
 from chute_operator.api import GROUP, PLURAL, VERSION
 from chute_operator.controller import Controller
+from chute_operator.gpus import Catalog, load_catalog
 from chute_operator.kube import LIST_PAGE
 from chute_operator.metrics import OperatorMetrics
 from chute_operator.settings import Settings
@@ -58,14 +59,27 @@ CHILDREN = {
 }
 
 
+def _configuration(memo: kopf.Memo) -> tuple[Settings, Catalog]:
+    """The settings and catalog `chute-operator run` read; without it (``kopf run``), read here once."""
+    config: Settings | None = memo.get("settings")
+    if config is None:
+        config = Settings.from_env()
+    catalog: Catalog | None = memo.get("catalog")
+    if catalog is None:
+        catalog = load_catalog(config.render.gpu_catalog)
+    return config, catalog
+
+
 @kopf.on.startup()
 async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
-    config = Settings.from_env()
+    config, catalog = _configuration(memo)
     settings.posting.enabled = False  # the controller records its own, deliberate events
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=config.annotation_prefix)
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
+        prefix=config.reconciling.annotation_prefix
+    )
     settings.persistence.diffbase_storage = NoDiffBase()
-    settings.watching.server_timeout = config.watch_server_timeout
-    settings.watching.client_timeout = config.watch_client_timeout
+    settings.watching.server_timeout = config.watching.server_timeout
+    settings.watching.client_timeout = config.watching.client_timeout
     settings.watching.chunk_size = LIST_PAGE  # kopf's own listings in pages: one page's objects in memory
     # kopf runs one worker task per object, which holds the object's last event (the whole object as
     # the API sent it) until it has been idle this long (kopf's default: 5 s). At a cold start every
@@ -80,15 +94,15 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     metrics: OperatorMetrics | None = memo.get("metrics")
     if metrics is None:  # not started by `chute-operator run`, which serves them before kopf starts
         metrics = OperatorMetrics()
-        metrics.serve(config.metrics_port)
-    client = AsyncClient(config=KubeConfig.from_env(), field_manager=config.field_manager)
-    controller = Controller(config, client, metrics)
+        metrics.serve(config.process.metrics_port)
+    client = AsyncClient(config=KubeConfig.from_env(), field_manager=config.reconciling.field_manager)
+    controller = Controller(config, client, metrics, catalog)
     controller.start()
     memo["controller"] = controller
-    if config.metrics_api:
+    if config.metrics_api.enabled:
         from chute_operator.metricsapi.service import MetricsApiService
 
-        metrics_api = MetricsApiService(config, client, controller.store, metrics.registry)
+        metrics_api = MetricsApiService(config.metrics_api, client, controller.store, metrics.registry)
         try:
             await metrics_api.start()
         except (

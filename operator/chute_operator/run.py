@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import logging
-import os
 import socket
 import sys
 
@@ -37,10 +36,12 @@ def _check_free(port: int, purpose: str, setting: str) -> None:
 def _serve_metrics(settings: Settings) -> OperatorMetrics:
     metrics = OperatorMetrics()
     try:
-        metrics.serve(settings.metrics_port)
+        metrics.serve(settings.process.metrics_port)
     except OSError as error:
         if error.errno == errno.EADDRINUSE:
-            raise PortTaken(settings.metrics_port, "metrics", "CHUTE_OPERATOR_METRICS_PORT") from error
+            raise PortTaken(
+                settings.process.metrics_port, "metrics", "CHUTE_OPERATOR_METRICS_PORT"
+            ) from error
         raise
     return metrics
 
@@ -52,29 +53,29 @@ def run_operator(
 
     ``gpu_catalog`` (or CHUTE_OPERATOR_GPU_CATALOG) extends the built-in GPU catalog; a file that
     cannot be read or parsed stops the operator before it contacts the cluster (exit 2). A health
-    or metrics port already in use stops it too (exit 1), naming the port and its setting.
+    or metrics port already in use stops it too (exit 1), naming the port and its setting. The
+    settings and the catalog are read here once, and handed to the handlers in kopf's memo.
     """
-    if gpu_catalog:
-        os.environ["CHUTE_OPERATOR_GPU_CATALOG"] = gpu_catalog  # the controller reads the same setting
-    settings = Settings.from_env()
+    settings = Settings.from_env(
+        namespaces=namespaces, all_namespaces=all_namespaces, gpu_catalog=gpu_catalog
+    )
     try:
-        load_catalog(settings.gpu_catalog)
+        catalog = load_catalog(settings.render.gpu_catalog)
     except CatalogError as error:
         print(f"chute-operator run: {error}", file=sys.stderr)
         return 2
     try:
-        _check_free(settings.health_port, "health", "CHUTE_OPERATOR_HEALTH_PORT")
+        _check_free(settings.process.health_port, "health", "CHUTE_OPERATOR_HEALTH_PORT")
         metrics = _serve_metrics(settings)
     except PortTaken as error:
         print(f"chute-operator run: {error}", file=sys.stderr)
         return 1
-    watched = [] if all_namespaces else list(namespaces or settings.namespaces)
-    os.environ["CHUTE_OPERATOR_NAMESPACES"] = ",".join(watched)  # the controller lists the same scope
+    watched, process = list(settings.watching.namespaces), settings.process
     kopf.configure(
-        log_format=kopf.LogFormat.JSON if settings.log_format == "json" else kopf.LogFormat.FULL,
-        debug=settings.log_level == "DEBUG",
-        verbose=settings.log_level in ("DEBUG", "INFO"),
-        quiet=settings.log_level in ("WARNING", "ERROR"),
+        log_format=kopf.LogFormat.JSON if process.log_format == "json" else kopf.LogFormat.FULL,
+        debug=process.log_level == "DEBUG",
+        verbose=process.log_level in ("DEBUG", "INFO"),
+        quiet=process.log_level in ("WARNING", "ERROR"),
     )
     for noisy in ("httpx", "httpx2", "httpcore", "httpcore2"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -90,7 +91,7 @@ def run_operator(
         standalone=True,
         clusterwide=not watched,
         namespaces=watched,
-        liveness_endpoint=f"http://0.0.0.0:{settings.health_port}/healthz",
-        memo=kopf.Memo(metrics=metrics),
+        liveness_endpoint=f"http://0.0.0.0:{process.health_port}/healthz",
+        memo=kopf.Memo(metrics=metrics, settings=settings, catalog=catalog),
     )
     return 0

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import os
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from chute_shared import flags, logs
+from chute_shared.flags import EnvFlags, Parse, at_least, boolean, non_negative, port, positive
 from chute_shared.paths import MODEL_HEALTH_PATH
 from chute_shared.ports import ADMIN_PORT, METRICS_PORT, SIDECAR_PORT
 from chute_sidecar.routes import parse_cord
 
 ENV_PREFIX = "CHUTE_SIDECAR_"
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -46,44 +45,7 @@ class Config:
 
 def env_name(flag: str) -> str:
     """``--admin-port`` -> ``CHUTE_SIDECAR_ADMIN_PORT``."""
-    return ENV_PREFIX + flag.lstrip("-").replace("-", "_").upper()
-
-
-def _bool(text: str) -> bool:
-    value = text.strip().lower()
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    raise argparse.ArgumentTypeError(f"not a boolean: {text!r}")
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1: {text}")
-    return value
-
-
-def _port(text: str) -> int:
-    value = int(text)
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"not a port: {text}")
-    return value
-
-
-def _non_negative(text: str) -> float:
-    value = float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0: {text}")
-    return value
-
-
-def _positive(text: str) -> float:
-    value = float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0: {text}")
-    return value
+    return flags.env_name(ENV_PREFIX, flag)
 
 
 def _path(text: str) -> str:
@@ -99,63 +61,57 @@ def _upstream(text: str) -> str:
 
 
 # flag, type, default, help
-_OPTIONS: tuple[tuple[str, object, object, str], ...] = (
+_OPTIONS: tuple[tuple[str, Parse, object, str], ...] = (
     ("--upstream", _upstream, None, "model server base URL, e.g. http://127.0.0.1:8000 (required)"),
-    ("--port", _port, SIDECAR_PORT, "serving port (reverse proxy)"),
-    ("--metrics-port", _port, METRICS_PORT, "metrics port: /metrics, /_conn_stats"),
-    ("--admin-port", _port, ADMIN_PORT, "admin port: probes and /drainz; keep it out of the Service"),
+    ("--port", port, SIDECAR_PORT, "serving port (reverse proxy)"),
+    ("--metrics-port", port, METRICS_PORT, "metrics port: /metrics, /_conn_stats"),
+    ("--admin-port", port, ADMIN_PORT, "admin port: probes and /drainz; keep it out of the Service"),
     ("--host", str, "0.0.0.0", "address the ports bind to"),
-    ("--concurrency", _positive_int, 1, "proxied requests in flight at most; one more gets 429"),
+    ("--concurrency", at_least(1), 1, "proxied requests in flight at most; one more gets 429"),
     ("--health-path", _path, MODEL_HEALTH_PATH, "the model's health path, polled in the background"),
-    ("--startup-timeout-seconds", _positive, 1800.0, "how long the model may take to start"),
-    ("--request-timeout-seconds", _positive, 600.0, "per proxied request, whole exchange; 504 on expiry"),
-    ("--max-body-bytes", _positive_int, 64 * 1024 * 1024, "largest request body; 413 beyond"),
-    ("--restrict-to-cords", _bool, False, "404 for routes not in the --cord list"),
+    ("--startup-timeout-seconds", positive, 1800.0, "how long the model may take to start"),
+    ("--request-timeout-seconds", positive, 600.0, "per proxied request, whole exchange; 504 on expiry"),
+    ("--max-body-bytes", at_least(1), 64 * 1024 * 1024, "largest request body; 413 beyond"),
     ("--api-key-file", str, None, "file of accepted API keys, one a line; enables auth"),
-    ("--drain-seconds", _non_negative, 5.0, "after SIGTERM keep serving (unready) this long"),
+    ("--drain-seconds", non_negative, 5.0, "after SIGTERM keep serving (unready) this long"),
     (
         "--shutdown-timeout-seconds",
-        _positive,
+        positive,
         80.0,
         "after the drain, wait this long at most for in-flight requests",
     ),
-    ("--health-interval-seconds", _positive, 5.0, "model health poll interval"),
-    ("--health-timeout-seconds", _positive, 5.0, "timeout of one model health poll"),
+    ("--health-interval-seconds", positive, 5.0, "model health poll interval"),
+    ("--health-timeout-seconds", positive, 5.0, "timeout of one model health poll"),
     ("--log-format", str, "json", "json or text"),
     ("--log-level", str, "INFO", "DEBUG, INFO, WARNING, ERROR or CRITICAL; DEBUG logs every request"),
     ("--drain-token", str, None, "/drainz needs this in its X-Chute-Drain-Token header (prefer the env)"),
 )
 
 
-def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
-    """A parser whose defaults come from ``env`` where set."""
+def build_parser(env: Mapping[str, str] | None = None) -> EnvFlags:
+    """The sidecar's flags, falling back to ``env``."""
     parser = argparse.ArgumentParser(
         prog="chute-operator sidecar",
         description="Reverse proxy in front of a model server: concurrency limit, auth, probes, metrics.",
         epilog=f"Every flag also reads the environment variable {ENV_PREFIX}<FLAG>; the flag wins.",
     )
+    options = EnvFlags(parser, ENV_PREFIX, env)
     for flag, kind, default, text in _OPTIONS:
-        value = env.get(env_name(flag))
-        if flag == "--restrict-to-cords":
-            on = _bool(value) if value is not None else False
-            parser.add_argument(flag, action="store_true", default=on, help=f"{text} (env {env_name(flag)})")
-            continue
-        # argparse converts a string default with ``type``, so bad env values are reported like flags.
-        parser.add_argument(
-            flag,
-            type=kind,  # type: ignore[arg-type]
-            default=value if value is not None else default,
-            help=f"{text} (env {env_name(flag)})",
-        )
-    parser.add_argument(
-        "--cord",
-        action="append",
-        default=None,
-        metavar="'METHOD PATH'",
-        help="a route of the model, repeatable; PATH may end in '*' (prefix); METHOD may be '*' "
-        f"(env {env_name('--cord')}: entries separated by ';' or newlines)",
+        options.add(flag, kind, default, text)
+    options.add(
+        "--restrict-to-cords", boolean, False, "404 for routes not in the --cord list", action="store_true"
     )
-    return parser
+    options.add(
+        "--cord",
+        str,
+        (),
+        "a route of the model, repeatable; PATH may end in '*' (prefix); METHOD may be '*' "
+        "(in the environment: entries separated by ';' or newlines)",
+        from_env=_split_cords,
+        action="append",
+        metavar="'METHOD PATH'",
+    )
+    return options
 
 
 # a newline, or a ';' before the next entry's method and space (a cord path may hold ';' itself)
@@ -168,22 +124,18 @@ def _split_cords(text: str) -> list[str]:
 
 def parse_config(argv: Sequence[str], env: Mapping[str, str] | None = None) -> Config:
     """Parse flags (falling back to the environment); exits with usage on error like argparse."""
-    env = os.environ if env is None else env
-    try:
-        parser = build_parser(env)
-    except argparse.ArgumentTypeError as error:  # a bad boolean in the environment
-        argparse.ArgumentParser(prog="chute-operator sidecar").error(str(error))
-    args = parser.parse_args(list(argv))
+    options = build_parser(env)
+    args, parser = options.parse(argv), options.parser
     if args.upstream is None:
         parser.error(f"--upstream (or {env_name('--upstream')}) is required")
-    if args.log_format not in ("json", "text"):
+    if args.log_format not in logs.FORMATS:
         parser.error("--log-format must be json or text")
     if args.log_level.upper() not in LOG_LEVELS:
         parser.error(f"--log-level must be one of {', '.join(LOG_LEVELS)} (any case), got {args.log_level!r}")
-    ports = [port for port in (args.port, args.metrics_port, args.admin_port) if port]
+    ports = [number for number in (args.port, args.metrics_port, args.admin_port) if number]
     if len(set(ports)) != len(ports):
         parser.error("--port, --metrics-port and --admin-port must differ")
-    cords = args.cord if args.cord is not None else _split_cords(env.get(env_name("--cord"), ""))
+    cords = list(args.cord)
     for cord in cords:
         try:
             parse_cord(cord)

@@ -8,9 +8,9 @@ import sys
 
 from prometheus_client import disable_created_metrics
 
+from chute_shared import logs
 from chute_sidecar.app import Sidecar
 from chute_sidecar.config import parse_config
-from chute_sidecar.logs import setup_logging
 from chute_sidecar.shutdown import serve
 
 
@@ -29,7 +29,7 @@ def _runner() -> object:
 def main(argv: list[str]) -> int:
     """Parse ``argv`` (without the program name), run until SIGTERM, return the exit code."""
     config = parse_config(argv)
-    setup_logging(config.log_format, config.log_level)
+    logs.configure(config.log_level, config.log_format, silence=("aiohttp.access",))
     disable_created_metrics()  # no ``*_created`` series; process-wide, and this process is the sidecar's
 
     async def run() -> int:

@@ -42,7 +42,7 @@ from chute_operator.metricsapi.server import (
     trust_front_proxy,
 )
 from chute_operator.metricsapi.targets import is_simulated_node
-from chute_operator.settings import Settings
+from chute_operator.settings import MetricsApi
 from chute_operator.store import Store
 from chute_shared.cluster import CHUTE_LABEL
 
@@ -112,7 +112,7 @@ async def read_front_proxy_config(client: AsyncClient) -> FrontProxyConfig:
 class MetricsApiService:
     """The scraper and the HTTPS server; :meth:`start` then :meth:`stop`."""
 
-    settings: Settings
+    settings: MetricsApi
     client: AsyncClient
     store: Store
     registry: CollectorRegistry | None = None
@@ -120,16 +120,16 @@ class MetricsApiService:
 
     def __post_init__(self) -> None:
         s = self.settings
-        self.samples = Samples(max_age=s.metrics_api_max_age_seconds)
+        self.samples = Samples(max_age=s.max_age_seconds)
         self.nodes = NodeKinds(self._node, is_simulated_node)
         self.scraper = Scraper(
             lambda: autoscaled_pods(self.store),
             self.nodes,
             self.samples,
-            interval=s.metrics_api_scrape_interval_seconds,
-            timeout=s.metrics_api_scrape_timeout_seconds,
-            concurrency=s.metrics_api_scrape_concurrency,
-            test_only_address_file=s.metrics_api_test_only_sidecar_addresses or None,
+            interval=s.scrape_interval_seconds,
+            timeout=s.scrape_timeout_seconds,
+            concurrency=s.scrape_concurrency,
+            test_only_address_file=s.test_only_sidecar_addresses or None,
         )
         if self.registry is not None:
             self.registry.register(ScraperCollector(self.scraper))
@@ -159,29 +159,27 @@ class MetricsApiService:
         """Serve at once; the front proxy's CA and header names are read in the background (until
         then every API request gets 401, so a cluster that hides the ConfigMap never blocks start-up)."""
         s = self.settings
-        tls = server_tls(s.metrics_api_cert_file, s.metrics_api_key_file, "")
+        tls = server_tls(s.cert_file, s.key_file, "")
         app = metrics_api_app(
             self._pods_in,
             self.samples,
             lambda: self.scraper.reasons,
-            max(1, round(s.metrics_api_scrape_interval_seconds)),
+            max(1, round(s.scrape_interval_seconds)),
             Security(lambda: self.front_proxy, self.authorizer),
         )
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, s.metrics_api_bind_address, s.metrics_api_port, ssl_context=tls)
+        site = web.TCPSite(self._runner, s.bind_address, s.port, ssl_context=tls)
         await site.start()
         self._tasks = [
             asyncio.create_task(self.scraper.run(), name="metrics-scraper"),
             asyncio.create_task(self._keep_front_proxy(tls), name="metrics-front-proxy"),
             asyncio.create_task(
-                self._keep_certificate(
-                    ServingCertificate(tls, s.metrics_api_cert_file, s.metrics_api_key_file)
-                ),
+                self._keep_certificate(ServingCertificate(tls, s.cert_file, s.key_file)),
                 name="metrics-certificate",
             ),
         ]
-        log.info("custom metrics API serving on %s:%d", s.metrics_api_bind_address, s.metrics_api_port)
+        log.info("custom metrics API serving on %s:%d", s.bind_address, s.port)
 
     def idle_seconds(self, namespace: str, pod: str) -> float | None:
         """How long the pod's sidecar has served nothing, from a fresh reading (None: busy or unknown)."""

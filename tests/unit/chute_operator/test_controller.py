@@ -6,19 +6,37 @@ import asyncio
 from typing import Any
 
 from chute_operator.controller import Controller
+from chute_operator.gpus import builtin_catalog
 from chute_operator.kube import ApiFailure
 from chute_operator.metrics import OperatorMetrics
-from chute_operator.settings import Settings
+from chute_operator.settings import Leadership, Reconciling, Settings, Watching
 from chute_operator.store import Key
+
+CATALOG = builtin_catalog()
+
+
+def _settings(
+    workers: int = 16,
+    child_event_delay_seconds: float = 0.5,
+    resync_seconds: float = 600.0,
+    monitoring_recheck_seconds: float = 60.0,
+) -> Settings:
+    """Settings without leader election."""
+    return Settings(
+        leadership=Leadership(enabled=False),
+        reconciling=Reconciling(workers=workers, child_event_delay_seconds=child_event_delay_seconds),
+        watching=Watching(
+            resync_seconds=resync_seconds, monitoring_recheck_seconds=monitoring_recheck_seconds
+        ),
+    )
+
 
 CHUTE = {"apiVersion": "chutes.ai/v1alpha1", "kind": "Chute", "metadata": {"name": "a", "namespace": "ns"}}
 
 
 async def test_no_reconcile_before_the_initial_listing() -> None:
-    settings = Settings(
-        leader_election=False, workers=2, resync_seconds=3600, monitoring_recheck_seconds=3600
-    )
-    controller = Controller(settings, client=None, metrics=OperatorMetrics())  # type: ignore[arg-type]
+    settings = _settings(workers=2, resync_seconds=3600, monitoring_recheck_seconds=3600)
+    controller = Controller(settings, client=None, metrics=OperatorMetrics(), catalog=CATALOG)  # type: ignore[arg-type]
     listing_may_finish = asyncio.Event()
     listed: list[str] = []
     reconciled: list[Key] = []
@@ -54,7 +72,7 @@ async def test_no_reconcile_before_the_initial_listing() -> None:
 
 def test_readiness_metrics_are_read_from_the_store_at_scrape_time() -> None:
     metrics = OperatorMetrics()
-    controller = Controller(Settings(leader_election=False), client=None, metrics=metrics)  # type: ignore[arg-type]
+    controller = Controller(_settings(), client=None, metrics=metrics, catalog=CATALOG)  # type: ignore[arg-type]
     ready = {"type": "Ready", "status": "True", "reason": "Serving"}
     stuck = {"type": "Ready", "status": "False", "reason": "Unschedulable"}
     for name, condition in (("a", ready), ("b", stuck)):
@@ -95,7 +113,7 @@ def _child(name: str, uid: str, version: str) -> dict[str, Any]:
 
 
 async def test_a_relist_forgets_children_whose_deleted_event_was_missed() -> None:
-    controller = Controller(Settings(leader_election=False), client=None, metrics=OperatorMetrics())  # type: ignore[arg-type]
+    controller = Controller(_settings(), client=None, metrics=OperatorMetrics(), catalog=CATALOG)  # type: ignore[arg-type]
     controller.observe("Chute", None, {**CHUTE, "metadata": {**CHUTE["metadata"], "resourceVersion": "1"}})
     controller.observe("Pod", None, _child("a-1", "u1", "2"))
     controller.observe("Pod", None, _child("a-2", "u2", "3"))
@@ -112,7 +130,7 @@ async def test_a_relist_forgets_children_whose_deleted_event_was_missed() -> Non
 
 
 async def test_a_late_deleted_event_leaves_the_newer_object_of_that_name() -> None:
-    controller = Controller(Settings(leader_election=False), client=None, metrics=OperatorMetrics())  # type: ignore[arg-type]
+    controller = Controller(_settings(), client=None, metrics=OperatorMetrics(), catalog=CATALOG)  # type: ignore[arg-type]
     controller.observe("Pod", None, _child("a-1", "old", "2"))
     controller.observe("Pod", None, _child("a-1", "new", "5"))
     controller.observe("Pod", "DELETED", _child("a-1", "old", "4"))
@@ -126,7 +144,7 @@ def _pod(chute: str, name: str, version: int) -> dict[str, Any]:
 
 
 async def _started(settings: Settings, reconcile: Any) -> Controller:
-    controller = Controller(settings, client=None, metrics=OperatorMetrics())  # type: ignore[arg-type]
+    controller = Controller(settings, client=None, metrics=OperatorMetrics(), catalog=CATALOG)  # type: ignore[arg-type]
 
     async def listing(
         kind: str, namespaces: tuple[str, ...], labels: Any = None
@@ -150,7 +168,7 @@ async def test_a_burst_of_pod_events_is_one_reconcile() -> None:
         reconciled.append(key)
         await asyncio.sleep(0.01)  # an API call
 
-    settings = Settings(leader_election=False, workers=4, child_event_delay_seconds=0.3, resync_seconds=3600)
+    settings = _settings(workers=4, child_event_delay_seconds=0.3, resync_seconds=3600)
     controller = await _started(settings, reconcile)
     try:
         for version in range(5):
@@ -175,7 +193,7 @@ async def test_the_echo_of_the_operators_own_write_queues_no_reconcile() -> None
     async def reconcile(key: Key) -> None:
         reconciled.append(key)
 
-    settings = Settings(leader_election=False, workers=2, child_event_delay_seconds=0.05, resync_seconds=3600)
+    settings = _settings(workers=2, child_event_delay_seconds=0.05, resync_seconds=3600)
     controller = await _started(settings, reconcile)
     try:
         written = {**CHUTE, "metadata": {**CHUTE["metadata"], "uid": "c", "resourceVersion": "7"}}
@@ -212,7 +230,7 @@ async def test_workers_let_the_watch_streams_run_between_reconciles() -> None:
             seen_by_other_task.append(len(reconciled))
             await asyncio.sleep(0)
 
-    settings = Settings(leader_election=False, workers=2, resync_seconds=3600)
+    settings = _settings(workers=2, resync_seconds=3600)
     controller = await _started(settings, reconcile)
     try:
         for i in range(100):
@@ -228,7 +246,7 @@ async def test_a_chute_throttled_again_and_again_comes_back_when_the_api_server_
     """Under 429s every reconcile may fail for a while. Counted as failures, they grew the backoff to
     its 300 s cap (1, 2, 4 ... 256 s): the throttling benchmark converged only at the 600 s resync.
     The server says when to come back (Retry-After); the key comes back then."""
-    controller = Controller(Settings(leader_election=False), client=None, metrics=OperatorMetrics())  # type: ignore[arg-type]
+    controller = Controller(_settings(), client=None, metrics=OperatorMetrics(), catalog=CATALOG)  # type: ignore[arg-type]
 
     async def reconcile(key: Key) -> None:
         raise ApiFailure("the server has received too many requests", 429, "TooManyRequests", 1.0)

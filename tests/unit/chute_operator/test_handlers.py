@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 
 import kopf
+import pytest
 
 import chute_operator.handlers  # registers the handlers
 
@@ -26,3 +27,19 @@ def test_no_change_handlers_so_kopf_needs_no_essence() -> None:
     storage = chute_operator.handlers.NoDiffBase()
     assert storage.build(body=body) == {}
     assert storage.fetch(body=body) is None
+
+
+def test_the_start_up_handler_takes_the_settings_and_catalog_of_the_run_else_reads_them_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`chute-operator run` hands its settings and catalog in the memo; `kopf run` reads the environment."""
+    from chute_operator.gpus import builtin_catalog
+    from chute_operator.settings import Settings
+
+    settings, catalog = Settings.from_env({"CHUTE_OPERATOR_WORKERS": "3"}), builtin_catalog()
+    memo = kopf.Memo(settings=settings, catalog=catalog)
+    assert chute_operator.handlers._configuration(memo) == (settings, catalog)
+    monkeypatch.setenv("CHUTE_OPERATOR_WORKERS", "5")
+    read, loaded = chute_operator.handlers._configuration(kopf.Memo())
+    assert read.reconciling.workers == 5
+    assert loaded == builtin_catalog()
