@@ -16,12 +16,13 @@ from chute_operator.gpus import load_catalog
 from chute_operator.kube import WATCHED_KINDS, KubeApi, error_code, error_message, throttled_for
 from chute_operator.leader import LeaderElector
 from chute_operator.metrics import ChuteReadiness, OperatorMetrics
+from chute_operator.observe import IdleReadings, no_readings
 from chute_operator.reconcile import NotLeader, Reconciler, RetryLater
 from chute_operator.settings import Settings
 from chute_operator.store import Key, Store, chute_of, key_of
 from chute_operator.workload import MANAGED_BY, RenderOptions
 from chute_operator.workqueue import WorkQueue
-from chute_operator.zero import activator_from_slices
+from chute_operator.zero import Activator, activator_from_slices
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +57,20 @@ class Controller:
             if settings.leader_election
             else None
         )
-        self.reconciler = Reconciler(self.api, self.store, options, metrics, self.is_leader)
-        self.reconciler.status_wait_seconds = settings.status_wait_seconds
+        self.activator: Activator | None = None
+        """The activator's ready pods, as the scale-to-zero loop last read them."""
+        self.idle_seconds: IdleReadings = no_readings
+        """The metrics API's idle readings, once it serves them (handlers.py)."""
+        self.reconciler = Reconciler(
+            self.api,
+            self.store,
+            options,
+            metrics,
+            self.is_leader,
+            status_wait_seconds=settings.status_wait_seconds,
+            activator=lambda: self.activator,
+            idle_seconds=lambda namespace, pod: self.idle_seconds(namespace, pod),
+        )
         self._tasks: list[asyncio.Task[None]] = []
         metrics.track_readiness(self.readiness)
         self._synced = asyncio.Event()
@@ -168,9 +181,7 @@ class Controller:
             if not self.is_leader():
                 continue
             try:
-                self.reconciler.activator = activator_from_slices(
-                    await self.api.endpoint_slices(namespace, service)
-                )
+                self.activator = activator_from_slices(await self.api.endpoint_slices(namespace, service))
             except Exception as error:
                 log.warning("reading the activator's endpoints: %s", error_message(error))
             for key in self.store.keys("Chute"):

@@ -63,11 +63,18 @@ def _chute() -> dict[str, Any]:
     return cpu_chute("a", metadata, monitoring={"serviceMonitor": False})
 
 
-def _setup() -> tuple[Reconciler, FakeApi, Store]:
+def _setup(status_wait_seconds: float = 0.0) -> tuple[Reconciler, FakeApi, Store]:
     store = Store()
     api = FakeApi(store)
     options = RenderOptions(catalog=builtin_catalog(), sidecar_image="chute-operator:test")
-    reconciler = Reconciler(api, store, options, OperatorMetrics(), lambda: True)  # type: ignore[arg-type]
+    reconciler = Reconciler(
+        api,  # type: ignore[arg-type]
+        store,
+        options,
+        OperatorMetrics(),
+        lambda: True,
+        status_wait_seconds=status_wait_seconds,
+    )
     store.put("Chute", _chute())
     return reconciler, api, store
 
@@ -185,8 +192,7 @@ async def test_a_failing_pod_is_still_a_warning_event() -> None:
 async def test_a_status_waits_for_the_controller_of_the_deployment_just_applied() -> None:
     """The first status of a new Chute would describe a Deployment its controller has not seen yet,
     and be written again as soon as the controller answers: it waits for that answer instead."""
-    reconciler, api, store = _setup()
-    reconciler.status_wait_seconds = 5.0
+    reconciler, api, store = _setup(status_wait_seconds=5.0)
     wait = await reconciler.reconcile(KEY)
     assert ("apply", "Deployment") in api.writes
     assert ("patch", "Chute/status") not in api.writes
@@ -201,8 +207,7 @@ async def test_a_status_waits_for_the_controller_of_the_deployment_just_applied(
 
 
 async def test_a_status_waits_no_longer_than_its_bound() -> None:
-    reconciler, api, _ = _setup()
-    reconciler.status_wait_seconds = 5.0
+    reconciler, api, _ = _setup(status_wait_seconds=5.0)
     assert await reconciler.reconcile(KEY) is not None
     reconciler.status_wait_seconds = 0.0  # as if the 5 s had passed: the controller never answered
     assert await reconciler.reconcile(KEY) is None
@@ -213,8 +218,7 @@ async def test_a_status_waits_no_longer_than_its_bound() -> None:
 
 
 async def test_a_failure_is_reported_without_waiting() -> None:
-    reconciler, api, store = _setup()
-    reconciler.status_wait_seconds = 5.0
+    reconciler, api, store = _setup(status_wait_seconds=5.0)
     await reconciler.reconcile(KEY)
     chute = copy.deepcopy(store.get("Chute", KEY))
     assert chute is not None
