@@ -8,6 +8,7 @@ from typing import Any
 
 from chute_operator.api import reasons
 from chute_operator.drift import stamped
+from chute_operator.explain_plan import format_plan
 from chute_operator.gpus import builtin_catalog
 from chute_operator.plan import Found, Plan, Snapshot, Step, holds, make_plan
 from chute_operator.render import render_workload
@@ -262,3 +263,49 @@ def test_a_status_waits_for_the_deployment_just_applied_within_its_bound() -> No
 def test_a_step_is_labelled_by_kind_and_name() -> None:
     manifest = {"kind": "Service", "metadata": {"name": "a"}}
     assert Step(Found(manifest), "keep").label == "Service a"
+
+
+def _text(snapshot: Snapshot) -> list[str]:
+    plan = make_plan(snapshot, NOW, MANAGER)
+    status = compute_status(observation(snapshot, plan, expected_outcome(snapshot, plan), False), NOW)
+    return format_plan(snapshot, plan, status)
+
+
+def test_the_plan_as_text_tells_each_childs_fate_the_events_and_the_status() -> None:
+    fixed = _chute(minInstances=2, maxInstances=2)
+    hpa = _live(next(m for m in _snapshot().desired if m["kind"] == "HorizontalPodAutoscaler"))
+    snapshot = _snapshot(
+        fixed, live={}, in_the_way=("Service",), prunable={"HorizontalPodAutoscaler": (hpa,)}
+    )
+    assert _text(snapshot) == [
+        "Plan for Chute ns/a (generation 1):",
+        "  NetworkPolicy a: create",
+        "  Service a: in the way: exists and is not owned by this Chute, left untouched",
+        "  Deployment a: create",
+        "  HorizontalPodAutoscaler a: delete (no longer in the spec)",
+        "  Event Normal Applied: applied NetworkPolicy, Deployment",  # not all children: news
+        "  Event Normal Pruned: deleted HorizontalPodAutoscaler a: no longer in the spec",
+        "  Event Warning ChildConflict: Service a exists and is not owned by this Chute: left untouched "
+        "(delete or rename it, or give the Chute another name)",
+        "Status it expects (to be written):",
+        "  Ready False (ChildConflict): Service a exists and is not owned by this Chute: left untouched "
+        "(delete or rename it, or give the Chute another name)",
+        "  Available False (NoReplicasReady): no replica is ready yet",
+        "  Progressing True (Creating): creating the Deployment",
+        "  Degraded True (ChildConflict): Service a exists and is not owned by this Chute: left untouched "
+        "(delete or rename it, or give the Chute another name)",
+        "  Reconciling False (Reconciled)",
+        "  Stalled True (ChildConflict): Service a exists and is not owned by this Chute: left untouched "
+        "(delete or rename it, or give the Chute another name)",
+    ]
+
+
+def test_the_plan_as_text_of_an_unchanged_chute_and_of_a_sleep() -> None:
+    assert "  nothing to write to the children" in _text(_snapshot())
+    asleep = _snapshot(_scale_to_zero(), pods=(_pod("a-1"),), activator=ACTIVATOR, idle={"a-1": 61.0})
+    text = _text(asleep)
+    assert (
+        "  Deployment a: sleep (once applying succeeds): every replica idle for 60s: scaled to zero; "
+        "the next request wakes it"
+    ) in text
+    assert "  EndpointSlice a-activator: apply (once applying succeeds) (the activator)" in text
