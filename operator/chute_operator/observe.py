@@ -59,7 +59,9 @@ class Observer:
             invalid = "; ".join(str(error).splitlines())
         desired = tuple(self.desired.of(key, workload)) if workload is not None else ()
         served = await self._served(desired)
-        children = tuple([await self._look_up(manifest, uid) for manifest in served])
+        children: list[Found] = []
+        for manifest in served:
+            children.append(await self._look_up(manifest, uid, held=_held(manifest, children)))
         idle = {}
         if workload is not None and workload.scale_to_zero:
             names = [(pod.get("metadata") or {}).get("name", "") for pod in pods]
@@ -71,7 +73,7 @@ class Observer:
             invalid=invalid,
             rollout=rollout,
             desired=desired,
-            children=children,
+            children=tuple(children),
             deployment=self.store.get("Deployment", key),
             pods=pods,
             prunable={kind: tuple(self.store.children(kind, key)) for kind in PRUNABLE},
@@ -88,13 +90,16 @@ class Observer:
             return desired
         return tuple(m for m in desired if m["kind"] != "ServiceMonitor")
 
-    async def _look_up(self, manifest: dict[str, Any], uid: str | None) -> Found:
+    async def _look_up(self, manifest: dict[str, Any], uid: str | None, held: bool = False) -> Found:
         """The child of the manifest's kind and name: from the store if this Chute owns it there, else
-        from the API server (a read, only until the child exists), stored if it is this Chute's."""
+        from the API server (a read, only until the child exists, and not for a child that will be
+        held back), stored if it is this Chute's."""
         kind, key = manifest["kind"], key_of(manifest)
         known = self.store.get(kind, key)
         if known is not None and owned_by(known, uid):
             return Found(manifest, known)
+        if held:
+            return Found(manifest)
         try:
             live = await self.api.get(kind, *key)
         except Exception as error:  # reported by act as a failed apply of this child would be
@@ -105,3 +110,11 @@ class Observer:
             return Found(manifest, in_the_way=True)
         self.store.put(kind, live)
         return Found(manifest, live)
+
+
+def _held(manifest: Manifest, found: list[Found]) -> bool:
+    """A Deployment whose NetworkPolicy is in the way or could not be read: it will not be applied
+    (plan.holds), so it is not looked up."""
+    return manifest["kind"] == "Deployment" and any(
+        f.manifest["kind"] == "NetworkPolicy" and (f.in_the_way or f.error is not None) for f in found
+    )

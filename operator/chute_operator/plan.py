@@ -263,12 +263,17 @@ def plan_prune(snapshot: Snapshot) -> tuple[Prune, ...]:
 
 
 def _applied_deployment(snapshot: Snapshot, steps: tuple[Step, ...]) -> Manifest | None:
-    """The Deployment as applying leaves it, as far as scale to zero reads it (its replicas and the
-    scale-to-zero manager's annotation): one created now counts as none yet (it has no pods), one
-    updated keeps what other field managers set."""
-    if any(step.kind == "Deployment" and step.action == "create" for step in steps):
-        return None
-    return snapshot.deployment
+    """The Deployment as applying leaves it, as far as scale to zero reads it: its replicas (the
+    manifest's if it sets them, else as they were, or the API server's default of 1 for a new one)
+    and the scale-to-zero manager's annotation (server-side apply keeps other managers' fields)."""
+    step = next((s for s in steps if s.kind == "Deployment" and s.action in ("create", "update")), None)
+    if step is None:
+        return snapshot.deployment
+    manifest, live = step.found.manifest, step.found.live or {}
+    base = live or manifest
+    spec = {**(base.get("spec") or {})}
+    spec["replicas"] = manifest["spec"].get("replicas", spec.get("replicas", 1))
+    return {**base, "spec": spec}
 
 
 def plan_zero(snapshot: Snapshot, steps: tuple[Step, ...], now: datetime) -> Zero | None:
