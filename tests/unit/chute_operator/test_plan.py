@@ -309,3 +309,15 @@ def test_the_plan_as_text_of_an_unchanged_chute_and_of_a_sleep() -> None:
         "the next request wakes it"
     ) in text
     assert "  EndpointSlice a-activator: apply (once applying succeeds) (the activator)" in text
+
+
+def test_a_chute_at_zero_given_fixed_replicas_is_not_woken_by_the_zero_manager() -> None:
+    """Applying the fixed replicas takes spec.replicas from the scale-to-zero manager: the Deployment
+    applying leaves is awake, as the reconciler before observe, plan, act judged it."""
+    asleep = _asleep(_snapshot(_scale_to_zero()))
+    plan = make_plan(_snapshot(_chute(minInstances=2, maxInstances=2), live=asleep), NOW, MANAGER)
+    assert ("Deployment", "update") in _actions(plan)
+    assert plan.zero is None
+    woken = make_plan(_snapshot(_chute(minInstances=1, maxInstances=2), live=asleep), NOW, MANAGER)
+    assert woken.zero is not None  # autoscaled from 1: the HPA gets the replicas back
+    assert woken.zero.action is Action.WAKE
