@@ -19,8 +19,8 @@ from chute_operator.kube import (
     error_message,
 )
 from chute_operator.metrics import OperatorMetrics
-from chute_operator.plan import HANDOFF_SUFFIX, Event, Manifest, Plan, Snapshot, Step, holds
-from chute_operator.report import Outcome, applied_event, status_events, warnings
+from chute_operator.plan import HANDOFF_SUFFIX, Event, Manifest, Plan, Snapshot, Step, applied_event, holds
+from chute_operator.report import Outcome, status_events, warnings
 from chute_operator.status import status_changed
 from chute_operator.store import Store, key_of
 from chute_operator.zero import ZERO_MANAGER_SUFFIX, Action

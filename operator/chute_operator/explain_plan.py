@@ -18,7 +18,6 @@ from typing import Any
 
 from chute_operator.plan import Plan, Snapshot, make_plan
 from chute_operator.report import (
-    applied_event,
     expected_outcome,
     observation,
     owned_deployment,
@@ -61,14 +60,11 @@ def format_plan(snapshot: Snapshot, plan: Plan, status: dict[str, Any]) -> list[
         lines.append(f"  EndpointSlice {plan.slice_delete[1]}: delete{after} (a replica is ready)")
     if plan.empty and not plan.conflicts:
         lines.append("  nothing to write to the children")
-    outcome = expected_outcome(snapshot, plan)
-    events = [applied_event(snapshot, outcome.changed, outcome.updated)]
-    events += [prune.event for prune in plan.prune] + [plan.zero.event if plan.zero else None]
-    events += warnings(snapshot.chute, outcome)
+    events = [*plan.events, *warnings(snapshot.chute, expected_outcome(snapshot, plan))]
     previous = snapshot.chute.get("status") or {}
     changed = status_changed(previous, status)
     events += status_events(previous, status) if changed else []
-    lines += [f"  Event {e.type} {e.reason}: {e.message}" for e in events if e is not None]
+    lines += [f"  Event {e.type} {e.reason}: {e.message}" for e in events]
     lines.append(f"Status it expects ({'to be written' if changed else 'unchanged'}):")
     for condition in status["conditions"]:
         message = f": {condition['message']}" if condition["message"] else ""

@@ -175,6 +175,8 @@ class Plan:
     """The activator's EndpointSlice, to delete (a replica is ready, or scale to zero is off)."""
     unserved: bool = False
     """The spec asks for a ServiceMonitor and its API is not served: left out."""
+    applied: Event | None = None
+    """The Event of the applies, if every one succeeds (act tells it from those that did)."""
 
     @property
     def applies(self) -> tuple[Step, ...]:
@@ -185,8 +187,34 @@ class Plan:
         return tuple(step.label for step in self.steps if step.action == "in the way")
 
     @property
+    def events(self) -> tuple[Event, ...]:
+        """The Events of the writes, if every one succeeds (Warnings and condition transitions
+        follow from the outcome and the status: report.py)."""
+        events = [
+            self.applied,
+            *(prune.event for prune in self.prune),
+            self.zero.event if self.zero else None,
+        ]
+        return tuple(event for event in events if event is not None)
+
+    @property
     def empty(self) -> bool:
         return not (self.applies or self.prune or self.zero or self.slice_apply or self.slice_delete)
+
+
+def applied_event(snapshot: Snapshot, applied: list[str], updated: bool) -> Event | None:
+    """The Normal event for the children applied (``applied``: their kinds; ``updated``: one of them
+    existed). A new Chute's children all created at once are not news: its Ready event follows (or
+    a Warning saying why not). What changes a Chute that exists is (issue 14: Events were the
+    largest share of the operator's writes)."""
+    if not applied:
+        return None
+    first = not (snapshot.chute.get("status") or {}).get("observedGeneration") and len(applied) == len(
+        snapshot.children
+    )
+    if first and not updated:
+        return None
+    return Event("Normal", reasons.APPLIED, f"applied {', '.join(applied)}")
 
 
 def holds(step: Step, not_in_place: set[str] | frozenset[str]) -> str | None:
@@ -318,6 +346,7 @@ def make_plan(snapshot: Snapshot, now: datetime, field_manager: str) -> Plan:
     steps = plan_children(snapshot.children, field_manager)
     zero = plan_zero(snapshot, steps, now)
     slice_apply, slice_delete = plan_slice(snapshot, steps, zero)
+    applies = [step for step in steps if step.action in ("create", "update")]
     return Plan(
         key=snapshot.key,
         steps=steps,
@@ -326,4 +355,7 @@ def make_plan(snapshot: Snapshot, now: datetime, field_manager: str) -> Plan:
         slice_apply=slice_apply,
         slice_delete=slice_delete,
         unserved=len(snapshot.children) < len(snapshot.desired),
+        applied=applied_event(
+            snapshot, [s.kind for s in applies], any(s.action == "update" for s in applies)
+        ),
     )

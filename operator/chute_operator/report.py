@@ -65,21 +65,6 @@ def conflict_message(labels: list[str]) -> str | None:
     )
 
 
-def applied_event(snapshot: Snapshot, applied: list[str], updated: bool) -> Event | None:
-    """The Normal event for the children applied (``applied``: their kinds; ``updated``: one of them
-    existed). A new Chute's children all created at once are not news: its Ready event follows (or
-    a Warning saying why not). What changes a Chute that exists is (issue 14: Events were the
-    largest share of the operator's writes)."""
-    if not applied:
-        return None
-    first = not (snapshot.chute.get("status") or {}).get("observedGeneration") and len(applied) == len(
-        snapshot.children
-    )
-    if first and not updated:
-        return None
-    return Event("Normal", reasons.APPLIED, f"applied {', '.join(applied)}")
-
-
 def warnings(chute: Manifest, outcome: Outcome) -> list[Event]:
     """One Warning per conflict or failure that the current status does not already show."""
     shown = {

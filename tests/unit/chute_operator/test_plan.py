@@ -10,9 +10,9 @@ from chute_operator.api import reasons
 from chute_operator.drift import stamped
 from chute_operator.explain_plan import format_plan
 from chute_operator.gpus import builtin_catalog
-from chute_operator.plan import Found, Plan, Snapshot, Step, holds, make_plan
+from chute_operator.plan import Found, Plan, Snapshot, Step, applied_event, holds, make_plan
 from chute_operator.render import render_workload
-from chute_operator.report import Outcome, applied_event, expected_outcome, observation, status_wait
+from chute_operator.report import Outcome, expected_outcome, observation, status_wait
 from chute_operator.rollout import observe
 from chute_operator.status import compute_status
 from chute_operator.validation import parse_chute
@@ -104,6 +104,7 @@ def test_a_new_chute_creates_every_child_in_order_and_announces_nothing() -> Non
     assert (plan.prune, plan.zero, plan.slice_apply, plan.slice_delete) == ((), None, None, None)
     applied = [step.kind for step in plan.applies]
     assert applied_event(snapshot, applied, updated=False) is None  # the first creation is not news
+    assert plan.events == ()
 
 
 def test_an_unchanged_chute_has_an_empty_plan() -> None:
@@ -121,6 +122,9 @@ def test_a_drifted_deployment_alone_is_applied() -> None:
     plan = make_plan(_snapshot(live={**live, "Deployment": deployment}), NOW, MANAGER)
     assert [(step.kind, step.action) for step in plan.applies] == [("Deployment", "update")]
     assert plan.applies[0].handover is None
+    assert [(e.type, e.reason, e.message) for e in plan.events] == [
+        ("Normal", "Applied", "applied Deployment")
+    ]
     event = applied_event(snapshot, ["Deployment"], updated=True)
     assert event is not None
     assert event.reason == reasons.APPLIED
@@ -147,7 +151,7 @@ def test_an_hpa_the_spec_no_longer_asks_for_is_pruned() -> None:
     stranger["metadata"].update(name="other", ownerReferences=[])
     plan = make_plan(_snapshot(fixed, prunable={"HorizontalPodAutoscaler": (hpa, stranger)}), NOW, MANAGER)
     assert [(p.kind, p.name) for p in plan.prune] == [("HorizontalPodAutoscaler", "a")]  # only what it owns
-    assert plan.prune[0].event.reason == reasons.PRUNED
+    assert [event.reason for event in plan.events] == [reasons.PRUNED]
 
 
 def _scale_to_zero(**spec: Any) -> dict[str, Any]:
