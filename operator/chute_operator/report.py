@@ -21,6 +21,7 @@ QUIET_REASONS = reasons.PROGRESS_REASONS | {
 }
 """Reasons announced as Normal events, not Warnings."""
 HELD = frozenset({"NetworkPolicy"})
+"""Kinds not in place when a planned step is held (for plan.holds)."""
 
 
 @dataclass
