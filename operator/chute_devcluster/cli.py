@@ -34,10 +34,11 @@ from chute_devcluster.binaries import (
     ensure_binaries,
     toolset,
 )
-from chute_devcluster.controlplane import POD_CIDR, SERVICE_CLUSTER_IP_RANGE, pid_alive
+from chute_devcluster.controlplane import POD_CIDR, SERVICE_CLUSTER_IP_RANGE
 from chute_devcluster.images import ImageBuildError
 from chute_devcluster.netguard import NetworkGuardError, remove_stale
 from chute_devcluster.pki import KeyPair
+from chute_devcluster.processes import pid_alive
 from chute_devcluster.realnode import (
     NodeImage,
     NodeImages,

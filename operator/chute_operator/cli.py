@@ -22,6 +22,16 @@ def _render(args: argparse.Namespace) -> int:
 
 
 def _explain(args: argparse.Namespace) -> int:
+    if args.plan:
+        if not (args.kubeconfig or args.cluster) or args.filename:
+            print("chute-operator explain --plan needs --cluster or --kubeconfig, and no -f", file=sys.stderr)
+            return 2
+        from chute_operator.explain_plan import plan_command
+
+        return plan_command(args.plan, args.kubeconfig, catalog=args.gpu_catalog)
+    if not args.filename:
+        print("chute-operator explain: -f/--filename is required (or --plan NAMESPACE/NAME)", file=sys.stderr)
+        return 2
     from chute_operator.explain_cli import explain_command
 
     return explain_command(
@@ -111,9 +121,18 @@ def build_parser() -> argparse.ArgumentParser:
     render.set_defaults(handler=_render)
 
     explain = commands.add_parser(
-        "explain", help="which GPU types a Chute may use and (with a cluster) which nodes could take it"
+        "explain",
+        help="which GPU types a Chute may use, (with a cluster) which nodes could take it, or (--plan) "
+        "what the operator would do to a live Chute",
     )
-    explain.add_argument("-f", "--filename", required=True, help="a Chute YAML file, a directory, or -")
+    explain.add_argument("-f", "--filename", default=None, help="a Chute YAML file, a directory, or -")
+    explain.add_argument(
+        "--plan",
+        metavar="NAMESPACE/NAME",
+        default=None,
+        help="what the operator would write to this live Chute now, and the status it expects "
+        "(reads the cluster, writes nothing; needs --cluster or --kubeconfig)",
+    )
     explain.add_argument("--gpu-catalog", default=None, help="YAML file overriding the built-in GPU catalog")
     where = explain.add_mutually_exclusive_group()
     where.add_argument("--kubeconfig", default=None, help="also check this cluster's nodes")

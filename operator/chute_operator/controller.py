@@ -16,12 +16,12 @@ from chute_operator.gpus import Catalog
 from chute_operator.kube import WATCHED_KINDS, KubeApi, error_code, error_message, throttled_for
 from chute_operator.leader import LeaderElector
 from chute_operator.metrics import ChuteReadiness, OperatorMetrics
+from chute_operator.observe import IdleReadings, no_readings
 from chute_operator.reconcile import NotLeader, Reconciler, RetryLater
 from chute_operator.settings import Settings
 from chute_operator.store import Key, Store, chute_of, key_of
-from chute_operator.workload import RenderOptions
 from chute_operator.workqueue import WorkQueue
-from chute_operator.zero import activator_from_slices
+from chute_operator.zero import Activator, activator_from_slices
 from chute_shared.cluster import MANAGED_BY
 
 log = logging.getLogger(__name__)
@@ -39,15 +39,7 @@ class Controller:
         self.api = KubeApi(
             client, settings.reconciling.field_manager, "chute-operator", settings.leadership.identity
         )
-        options = RenderOptions(
-            catalog=catalog,
-            sidecar_image=settings.render.sidecar_image,
-            cluster_domain=settings.render.cluster_domain,
-            hpa_scale_to_zero=settings.render.hpa_scale_to_zero,
-            hpa_exact_scale_up=settings.render.hpa_exact_scale_up,
-            dns=settings.dns_peer(),
-            metrics_readers=settings.metrics_readers(),
-        )
+        options = settings.render_options(catalog)
         self.elector = (
             LeaderElector(
                 client,
@@ -61,8 +53,20 @@ class Controller:
             if settings.leadership.enabled
             else None
         )
-        self.reconciler = Reconciler(self.api, self.store, options, metrics, self.is_leader)
-        self.reconciler.status_wait_seconds = settings.reconciling.status_wait_seconds
+        self.activator: Activator | None = None
+        """The activator's ready pods, as the scale-to-zero loop last read them."""
+        self.idle_seconds: IdleReadings = no_readings
+        """The metrics API's idle readings, once it serves them (handlers.py)."""
+        self.reconciler = Reconciler(
+            self.api,
+            self.store,
+            options,
+            metrics,
+            self.is_leader,
+            status_wait_seconds=settings.reconciling.status_wait_seconds,
+            activator=lambda: self.activator,
+            idle_seconds=lambda namespace, pod: self.idle_seconds(namespace, pod),
+        )
         self._tasks: list[asyncio.Task[None]] = []
         metrics.track_readiness(self.readiness)
         self._synced = asyncio.Event()
@@ -174,9 +178,7 @@ class Controller:
             if not self.is_leader():
                 continue
             try:
-                self.reconciler.activator = activator_from_slices(
-                    await self.api.endpoint_slices(namespace, service)
-                )
+                self.activator = activator_from_slices(await self.api.endpoint_slices(namespace, service))
             except Exception as error:
                 log.warning("reading the activator's endpoints: %s", error_message(error))
             for key in self.store.keys("Chute"):

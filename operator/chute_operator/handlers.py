@@ -111,7 +111,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
             logging.getLogger(__name__).error("custom metrics API not served: %s", error)
         else:
             memo["metrics_api"] = metrics_api
-            controller.reconciler.idle_seconds = metrics_api.idle_seconds
+            controller.idle_seconds = metrics_api.idle_seconds
 
 
 @kopf.on.cleanup()

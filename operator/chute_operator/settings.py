@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any, ClassVar, get_type_hints
 
 from chute_operator.environ import Group, env, read, variables
+from chute_operator.gpus import Catalog
 from chute_operator.wiring import (
     DEFAULT_SIDECAR_IMAGE,
     KUBE_DNS,
@@ -22,6 +23,7 @@ from chute_operator.wiring import (
     PROMETHEUS,
     PeerSelector,
 )
+from chute_operator.workload import RenderOptions
 
 
 def labels_text(labels: Mapping[str, str]) -> str:
@@ -78,7 +80,7 @@ class Reconciling:
     status_wait_seconds: float = 5.0
     """After applying a Chute's Deployment, its status waits this long at most for the Deployment's
     controller to observe it (its status then says what became of the change, not what was there
-    before), and is written once instead of twice (see reconcile.Reconciler._status_wait)."""
+    before), and is written once instead of twice (see report.status_wait)."""
     field_manager: str = "chute-operator"
     annotation_prefix: str = "chutes.ai"
     """Prefix of kopf's own annotations, should it ever store progress."""
@@ -195,6 +197,18 @@ class Settings:
             {NAMESPACE_NAME_LABEL: self.network.operator_namespace}, self._labels("operator_pod_selector")
         )
         return (prometheus, operator)
+
+    def render_options(self, catalog: Catalog) -> RenderOptions:
+        """What every Chute is rendered with: the render group, the network peers and ``catalog``."""
+        return RenderOptions(
+            catalog=catalog,
+            sidecar_image=self.render.sidecar_image,
+            cluster_domain=self.render.cluster_domain,
+            hpa_scale_to_zero=self.render.hpa_scale_to_zero,
+            hpa_exact_scale_up=self.render.hpa_exact_scale_up,
+            dns=self.dns_peer(),
+            metrics_readers=self.metrics_readers(),
+        )
 
     def _labels(self, name: str) -> dict[str, str]:
         """The network setting ``name`` as labels; ValueError naming its variable."""

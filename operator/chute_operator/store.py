@@ -102,7 +102,7 @@ def slim(kind: str, obj: dict[str, Any]) -> dict[str, Any]:
     changed (a watch event's body is shared); slimming a slimmed object changes nothing.
 
     - Every kind loses its managedFields, the largest part of most objects, but a Deployment keeps
-      of its Apply entries the manager and whether it applied spec.replicas (reconcile.owns_replicas).
+      of its Apply entries the manager and whether it applied spec.replicas (plan.owns_replicas).
     - A Pod keeps only the fields named in POD_*: its spec (every container's command, env, probes,
       resources, volumes) and its containers' images and ids are read by nothing. The children the
       operator applies keep their spec and metadata whole: drift.drifted compares them with the

@@ -62,7 +62,9 @@ SAME_WORD_ELSEWHERE: dict[str, dict[str, str]] = {
     "Chute": {
         "chute_operator/api/__init__.py": "the model's name in __all__",
         "chute_operator/api/chute.py": "the model's kind Literal (a type cannot be a constant)",
+        "chute_operator/act.py": "the store's kind key",
         "chute_operator/controller.py": "the store's kind key",
+        "chute_operator/explain_plan.py": "the store's kind key",
         "chute_operator/handlers.py": "the store's kind key",
         "chute_operator/kube.py": "the store's kind key",
         "chute_operator/reconcile.py": "the store's kind key",
@@ -74,9 +76,6 @@ SAME_WORD_ELSEWHERE: dict[str, dict[str, str]] = {
     },
     "ImagePullBackOff": {"chute_operator/status.py": "the kubelet's waiting reason"},
     "CrashLoopBackOff": {"chute_operator/status.py": "the kubelet's waiting reason"},
-    "Degraded": {
-        "chute_operator/reconcile.py": "the condition type (reconcile.py is restructured elsewhere)"
-    },
 }
 """Where a shared value is spelled with another meaning (or in a module another change owns)."""
 

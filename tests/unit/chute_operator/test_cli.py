@@ -34,3 +34,23 @@ def test_the_local_cluster_commands_say_where_to_run_them_when_the_package_is_le
     monkeypatch.setitem(sys.modules, "chute_devcluster", None)  # import fails as if not installed
     assert main(command) == 2
     assert "run it from a checkout" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (["explain", "--plan", "ns/a"], "needs --cluster or --kubeconfig"),
+        (["explain", "--plan", "ns/a", "--cluster", "-f", "chute.yaml"], "and no -f"),
+        (["explain"], "-f/--filename is required"),
+    ],
+)
+def test_explain_plan_reads_a_live_chute_from_a_cluster_only(
+    argv: list[str], says: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(argv) == 2
+    assert says in capsys.readouterr().err
+
+
+def test_explain_plan_takes_namespace_slash_name(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["explain", "--plan", "a", "--cluster"]) == 1
+    assert "--plan takes NAMESPACE/NAME" in capsys.readouterr().err

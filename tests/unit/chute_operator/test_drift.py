@@ -50,7 +50,7 @@ def test_quantities_and_numbers_compare_by_value() -> None:
 
 
 def test_replicas_ownership_is_read_from_managed_fields() -> None:
-    from chute_operator.reconcile import owns_replicas
+    from chute_operator.plan import owns_replicas
 
     deployment = {
         "metadata": {

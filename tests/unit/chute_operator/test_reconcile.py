@@ -5,10 +5,12 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+import pytest
+
 from chute_operator.gpus import builtin_catalog
-from chute_operator.kube import Invalid
+from chute_operator.kube import Forbidden, Invalid
 from chute_operator.metrics import OperatorMetrics
-from chute_operator.reconcile import Reconciler
+from chute_operator.reconcile import Reconciler, RetryLater
 from chute_operator.store import Store
 from chute_operator.workload import RenderOptions
 from tests.chutes import cpu_chute
@@ -63,11 +65,18 @@ def _chute() -> dict[str, Any]:
     return cpu_chute("a", metadata, monitoring={"serviceMonitor": False})
 
 
-def _setup() -> tuple[Reconciler, FakeApi, Store]:
+def _setup(status_wait_seconds: float = 0.0) -> tuple[Reconciler, FakeApi, Store]:
     store = Store()
     api = FakeApi(store)
     options = RenderOptions(catalog=builtin_catalog(), sidecar_image="chute-operator:test")
-    reconciler = Reconciler(api, store, options, OperatorMetrics(), lambda: True)  # type: ignore[arg-type]
+    reconciler = Reconciler(
+        api,  # type: ignore[arg-type]
+        store,
+        options,
+        OperatorMetrics(),
+        lambda: True,
+        status_wait_seconds=status_wait_seconds,
+    )
     store.put("Chute", _chute())
     return reconciler, api, store
 
@@ -185,8 +194,7 @@ async def test_a_failing_pod_is_still_a_warning_event() -> None:
 async def test_a_status_waits_for_the_controller_of_the_deployment_just_applied() -> None:
     """The first status of a new Chute would describe a Deployment its controller has not seen yet,
     and be written again as soon as the controller answers: it waits for that answer instead."""
-    reconciler, api, store = _setup()
-    reconciler.status_wait_seconds = 5.0
+    reconciler, api, store = _setup(status_wait_seconds=5.0)
     wait = await reconciler.reconcile(KEY)
     assert ("apply", "Deployment") in api.writes
     assert ("patch", "Chute/status") not in api.writes
@@ -201,8 +209,7 @@ async def test_a_status_waits_for_the_controller_of_the_deployment_just_applied(
 
 
 async def test_a_status_waits_no_longer_than_its_bound() -> None:
-    reconciler, api, _ = _setup()
-    reconciler.status_wait_seconds = 5.0
+    reconciler, api, _ = _setup(status_wait_seconds=5.0)
     assert await reconciler.reconcile(KEY) is not None
     reconciler.status_wait_seconds = 0.0  # as if the 5 s had passed: the controller never answered
     assert await reconciler.reconcile(KEY) is None
@@ -213,8 +220,7 @@ async def test_a_status_waits_no_longer_than_its_bound() -> None:
 
 
 async def test_a_failure_is_reported_without_waiting() -> None:
-    reconciler, api, store = _setup()
-    reconciler.status_wait_seconds = 5.0
+    reconciler, api, store = _setup(status_wait_seconds=5.0)
     await reconciler.reconcile(KEY)
     chute = copy.deepcopy(store.get("Chute", KEY))
     assert chute is not None
@@ -230,3 +236,40 @@ async def test_a_failure_is_reported_without_waiting() -> None:
     assert await reconciler.reconcile(KEY) is None
     assert api.writes[-2:] == [("create", "Event"), ("patch", "Chute/status")]  # the Warning, and Degraded
     assert api.events[-1] == ("Warning", "ApplyFailed")
+
+
+async def test_a_child_that_cannot_be_looked_up_is_reported_as_its_apply_would_be() -> None:
+    """observe.py reads a child the store lacks before anything is written; its failure is the child's
+    own (Degraded, retried), and the NetworkPolicy's holds the Deployment back."""
+    reconciler, api, store = _setup()
+
+    async def get(kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        if kind == "NetworkPolicy":
+            raise Forbidden("networkpolicies is forbidden", 403, "Forbidden")
+        return None
+
+    api.get = get  # type: ignore[method-assign]
+    with pytest.raises(RetryLater):
+        await reconciler.reconcile(KEY)
+    applied = [kind for verb, kind in api.writes if verb == "apply"]
+    assert applied == ["Service", "HorizontalPodAutoscaler"]
+    degraded = [c for c in store.get("Chute", KEY)["status"]["conditions"] if c["type"] == "Degraded"]  # type: ignore[index]
+    assert degraded[0]["reason"] == "ApplyFailed"
+    assert "applying NetworkPolicy a: networkpolicies is forbidden" in degraded[0]["message"]
+    assert "Deployment a not applied until its NetworkPolicy is in place" in degraded[0]["message"]
+
+
+async def test_an_object_in_the_way_is_never_written_and_looked_at_again() -> None:
+    reconciler, api, _ = _setup()
+
+    async def get(kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        if kind == "Service":
+            return {"kind": "Service", "metadata": {"name": name, "namespace": namespace, "uid": "theirs"}}
+        return None
+
+    api.get = get  # type: ignore[method-assign]
+    with pytest.raises(RetryLater, match="Service a exists and is not owned by this Chute"):
+        await reconciler.reconcile(KEY)
+    assert ("apply", "Service") not in api.writes
+    assert ("apply", "Deployment") in api.writes
+    assert ("Warning", "ChildConflict") in api.events

@@ -21,7 +21,7 @@ from chute_operator.gpus import builtin_catalog
 from chute_operator.metricsapi.query import PodQuery, answer_pods
 from chute_operator.metricsapi.samples import Sample, Samples
 from chute_operator.metricsapi.targets import plan
-from chute_operator.reconcile import owns_replicas
+from chute_operator.plan import owns_replicas
 from chute_operator.render import render
 from chute_operator.rollout import observe
 from chute_operator.settled import template_digest

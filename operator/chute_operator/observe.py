@@ -1,0 +1,120 @@
+"""Observe one Chute: everything a reconcile decides from, read once into a :class:`Snapshot`.
+
+The store, and the API server for what the store cannot show: a desired child the store lacks (it
+sees only objects labelled as the operator's, so one made by hand is in the way, not missing), and
+whether the ServiceMonitor API is served. Writes nothing but what it reads into the store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from chute_operator.gpus import NoEligibleGpu
+from chute_operator.kube import KubeApi
+from chute_operator.plan import PRUNABLE, Found, Manifest, Snapshot, owned_by
+from chute_operator.render import DesiredManifests
+from chute_operator.rollout import observe as observe_rollout
+from chute_operator.store import Store, key_of
+from chute_operator.validation import InvalidChute, parse_chute
+from chute_operator.workload import RenderOptions, Workload, resolve
+from chute_operator.zero import ACTIVATOR_SLICE_SUFFIX, Activator
+
+IdleReadings = Callable[[str, str], float | None]
+"""Seconds a pod (namespace, name) has served nothing, from the metrics API's readings; None: unknown."""
+
+
+def no_readings(namespace: str, pod: str) -> float | None:
+    return None
+
+
+class Observer:
+    """Reads what one reconcile needs to know of a Chute."""
+
+    def __init__(
+        self,
+        api: KubeApi,
+        store: Store,
+        options: RenderOptions,
+        desired: DesiredManifests,
+        monitoring_served: Callable[[], Awaitable[bool]],
+        activator: Callable[[], Activator | None],
+        idle_seconds: IdleReadings,
+    ) -> None:
+        self.api, self.store, self.options, self.desired = api, store, options, desired
+        self.monitoring_served = monitoring_served
+        self.activator = activator
+        self.idle_seconds = idle_seconds
+
+    async def observe(self, chute: Manifest) -> Snapshot:
+        key, uid = key_of(chute), chute["metadata"].get("uid")
+        live = self.store.get("Deployment", key)
+        pods = tuple(self.store.children("Pod", key))
+        rollout = observe_rollout(live if live and owned_by(live, uid) else None, list(pods))
+        workload: Workload | None = None
+        invalid: str | None = None
+        try:
+            workload = resolve(parse_chute(chute), self.options, rollout)
+        except (InvalidChute, NoEligibleGpu) as error:
+            invalid = "; ".join(str(error).splitlines())
+        desired = tuple(self.desired.of(key, workload)) if workload is not None else ()
+        served = await self._served(desired)
+        children: list[Found] = []
+        for manifest in served:
+            children.append(await self._look_up(manifest, uid, held=_held(manifest, children)))
+        idle = {}
+        if workload is not None and workload.scale_to_zero:
+            names = [(pod.get("metadata") or {}).get("name", "") for pod in pods]
+            idle = {name: self.idle_seconds(key[0], name) for name in names}
+        return Snapshot(
+            key=key,
+            chute=chute,
+            workload=workload,
+            invalid=invalid,
+            rollout=rollout,
+            desired=desired,
+            children=tuple(children),
+            deployment=self.store.get("Deployment", key),
+            pods=pods,
+            prunable={kind: tuple(self.store.children(kind, key)) for kind in PRUNABLE},
+            activator_slice=self.store.get("EndpointSlice", (key[0], key[1] + ACTIVATOR_SLICE_SUFFIX)),
+            activator=self.activator(),
+            idle=idle,
+        )
+
+    async def _served(self, desired: tuple[Manifest, ...]) -> tuple[Manifest, ...]:
+        """Without the ServiceMonitor where its API does not exist (the Monitored condition says so)."""
+        if not any(m["kind"] == "ServiceMonitor" for m in desired):
+            return desired
+        if await self.monitoring_served():
+            return desired
+        return tuple(m for m in desired if m["kind"] != "ServiceMonitor")
+
+    async def _look_up(self, manifest: dict[str, Any], uid: str | None, held: bool = False) -> Found:
+        """The child of the manifest's kind and name: from the store if this Chute owns it there, else
+        from the API server (a read, only until the child exists, and not for a child that will be
+        held back), stored if it is this Chute's."""
+        kind, key = manifest["kind"], key_of(manifest)
+        known = self.store.get(kind, key)
+        if known is not None and owned_by(known, uid):
+            return Found(manifest, known)
+        if held:
+            return Found(manifest)
+        try:
+            live = await self.api.get(kind, *key)
+        except Exception as error:  # reported by act as a failed apply of this child would be
+            return Found(manifest, error=error)
+        if live is None:
+            return Found(manifest)
+        if not owned_by(live, uid):
+            return Found(manifest, in_the_way=True)
+        self.store.put(kind, live)
+        return Found(manifest, live)
+
+
+def _held(manifest: Manifest, found: list[Found]) -> bool:
+    """A Deployment whose NetworkPolicy is in the way or could not be read: it will not be applied
+    (plan.holds), so it is not looked up."""
+    return manifest["kind"] == "Deployment" and any(
+        f.manifest["kind"] == "NetworkPolicy" and (f.in_the_way or f.error is not None) for f in found
+    )

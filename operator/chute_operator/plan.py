@@ -1,0 +1,361 @@
+"""Plan one reconcile of a Chute: from what was observed (a :class:`Snapshot`) to what to write (a
+:class:`Plan`).
+
+Pure: no store, no client, no clock but the ``now`` it is given. ``observe.py`` builds the snapshot,
+``act.py`` carries out the plan, ``report.py`` turns what acting gave into the status and its Events.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from chute_operator.api import reasons
+from chute_operator.drift import drifted
+from chute_operator.rollout import RolloutObservation
+from chute_operator.store import Key
+from chute_operator.workload import Workload
+from chute_operator.zero import (
+    ACTIVATOR_SLICE_SUFFIX,
+    Action,
+    Activator,
+    activator_slice,
+    decide,
+    sleep_manifest,
+    wake_manifest,
+    wake_requested_at,
+    wants_activator,
+)
+
+Manifest = dict[str, Any]
+PRUNABLE = ("HorizontalPodAutoscaler", "ServiceMonitor", "NetworkPolicy")
+"""Kinds a Chute may stop asking for: deleted when the spec no longer renders them."""
+HANDOFF_SUFFIX = "-handoff"
+"""Suffix of the field manager that holds ``spec.replicas`` while an HPA takes it over."""
+
+
+def owned_by(obj: Mapping[str, Any], uid: str | None) -> bool:
+    """Whether the Chute with this uid is the object's controller (owner reference by uid)."""
+    return any(
+        ref.get("uid") == uid and ref.get("controller")
+        for ref in (obj.get("metadata") or {}).get("ownerReferences") or []
+    )
+
+
+def owns_replicas(deployment: Mapping[str, Any] | None, manager: str) -> bool:
+    """Whether ``manager`` applied ``spec.replicas`` of this Deployment."""
+    for entry in (deployment or {}).get("metadata", {}).get("managedFields") or []:
+        fields = entry.get("fieldsV1") or {}
+        if entry.get("manager") == manager and entry.get("operation") == "Apply":
+            return "f:replicas" in (fields.get("f:spec") or {})
+    return False
+
+
+@dataclass(frozen=True)
+class Found:
+    """A desired child and what the API server has under its name."""
+
+    manifest: Manifest
+    live: Manifest | None = None
+    """The child, when this Chute owns it; None when nothing has its name (or see below)."""
+    in_the_way: bool = False
+    """An object of that name exists and this Chute does not own it: it is never written to."""
+    error: Exception | None = None
+    """Looking it up failed (act reports it as it would a failed apply)."""
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One Chute as the operator sees it at the start of a reconcile: read once, never changed."""
+
+    key: Key
+    chute: Manifest
+    workload: Workload | None
+    """The resolved spec; None when it is invalid (see ``invalid``)."""
+    invalid: str | None
+    rollout: RolloutObservation
+    """What the owned Deployment and the pods said of a rollout under way (before any write)."""
+    desired: tuple[Manifest, ...]
+    """Every child the spec renders, stamped, in apply order."""
+    children: tuple[Found, ...]
+    """The desired children whose API is served (all but an unserved ServiceMonitor), looked up."""
+    deployment: Manifest | None
+    """The Deployment the store holds under the Chute's name (owned or not)."""
+    pods: tuple[Manifest, ...]
+    prunable: Mapping[str, tuple[Manifest, ...]]
+    """The store's objects of each PRUNABLE kind labelled as the Chute's."""
+    activator_slice: Manifest | None
+    """The store's EndpointSlice that adds the activator to the Chute's Service."""
+    activator: Activator | None
+    """The activator's ready pods (scale to zero is off while there are none)."""
+    idle: Mapping[str, float | None] = field(default_factory=dict)
+    """Seconds each pod (by name) has served nothing; missing or None: unknown."""
+
+    @property
+    def uid(self) -> str | None:
+        uid: str | None = (self.chute.get("metadata") or {}).get("uid")
+        return uid
+
+    def idle_seconds(self, namespace: str, pod: str) -> float | None:
+        return self.idle.get(pod)
+
+
+@dataclass(frozen=True)
+class Event:
+    """A Kubernetes Event on the Chute."""
+
+    type: Literal["Normal", "Warning"]
+    reason: str
+    message: str
+
+
+StepAction = Literal["create", "update", "keep", "in the way", "held", "look up failed"]
+
+
+@dataclass(frozen=True)
+class Step:
+    """One desired child, in apply order, and what becomes of it."""
+
+    found: Found
+    action: StepAction
+    handover: Manifest | None = None
+    """Applied first, by the handoff field manager: the replicas an HPA takes over (see below)."""
+
+    @property
+    def kind(self) -> str:
+        kind: str = self.found.manifest["kind"]
+        return kind
+
+    @property
+    def name(self) -> str:
+        name: str = self.found.manifest["metadata"]["name"]
+        return name
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind} {self.name}"
+
+
+@dataclass(frozen=True)
+class Zero:
+    """Scale to zero, or wake: what the scale-to-zero field manager applies, and the Event after."""
+
+    action: Action
+    manifest: Manifest
+    event: Event
+
+
+@dataclass(frozen=True)
+class Prune:
+    """A child the spec no longer asks for, which this Chute owns: deleted."""
+
+    kind: str
+    name: str
+
+    @property
+    def event(self) -> Event:
+        return Event("Normal", reasons.PRUNED, f"deleted {self.kind} {self.name}: no longer in the spec")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one reconcile does to a Chute's children, in order: apply the steps that drifted (the
+    Deployment only once its NetworkPolicy is in place), prune, and (only when applying went
+    cleanly) sleep or wake and put the activator in or out of the Service's path."""
+
+    key: Key
+    steps: tuple[Step, ...]
+    prune: tuple[Prune, ...] = ()
+    zero: Zero | None = None
+    slice_apply: Manifest | None = None
+    """The activator's EndpointSlice, to apply (it is missing or drifted)."""
+    slice_delete: Key | None = None
+    """The activator's EndpointSlice, to delete (a replica is ready, or scale to zero is off)."""
+    unserved: bool = False
+    """The spec asks for a ServiceMonitor and its API is not served: left out."""
+    applied: Event | None = None
+    """The Event of the applies, if every one succeeds (act tells it from those that did)."""
+
+    @property
+    def applies(self) -> tuple[Step, ...]:
+        return tuple(step for step in self.steps if step.action in ("create", "update"))
+
+    @property
+    def conflicts(self) -> tuple[str, ...]:
+        return tuple(step.label for step in self.steps if step.action == "in the way")
+
+    @property
+    def events(self) -> tuple[Event, ...]:
+        """The Events of the writes, if every one succeeds (Warnings and condition transitions
+        follow from the outcome and the status: report.py)."""
+        events = [
+            self.applied,
+            *(prune.event for prune in self.prune),
+            self.zero.event if self.zero else None,
+        ]
+        return tuple(event for event in events if event is not None)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.applies or self.prune or self.zero or self.slice_apply or self.slice_delete)
+
+
+def applied_event(snapshot: Snapshot, applied: list[str], updated: bool) -> Event | None:
+    """The Normal event for the children applied (``applied``: their kinds; ``updated``: one of them
+    existed). A new Chute's children all created at once are not news: its Ready event follows (or
+    a Warning saying why not). What changes a Chute that exists is (issue 14: Events were the
+    largest share of the operator's writes)."""
+    if not applied:
+        return None
+    first = not (snapshot.chute.get("status") or {}).get("observedGeneration") and len(applied) == len(
+        snapshot.children
+    )
+    if first and not updated:
+        return None
+    return Event("Normal", reasons.APPLIED, f"applied {', '.join(applied)}")
+
+
+def holds(step: Step, not_in_place: set[str] | frozenset[str]) -> str | None:
+    """Why the step must wait: a Deployment waits for its NetworkPolicy (a model never runs
+    unprotected). ``not_in_place``: the kinds that could not be applied so far."""
+    if step.kind == "Deployment" and "NetworkPolicy" in not_in_place:
+        return f"{step.label} not applied until its NetworkPolicy is in place"
+    return None
+
+
+def releases_replicas(manifest: Manifest, live: Manifest | None, field_manager: str) -> bool:
+    """A Deployment whose replicas we own but now leave to an HPA: applying it is due."""
+    return (
+        manifest["kind"] == "Deployment"
+        and "replicas" not in manifest["spec"]
+        and owns_replicas(live, field_manager)
+    )
+
+
+def handover(manifest: Manifest, live: Manifest) -> Manifest:
+    """Before leaving ``spec.replicas`` to an HPA, a second manager holds its current value.
+
+    Dropping a field we solely own from an apply removes it, and the Deployment would fall back
+    to one replica until the HPA reacts. Co-owned, the value stays; the HPA's next scale takes it.
+    """
+    return {
+        "apiVersion": manifest["apiVersion"],
+        "kind": "Deployment",
+        "metadata": {"name": manifest["metadata"]["name"], "namespace": manifest["metadata"]["namespace"]},
+        "spec": {"replicas": (live.get("spec") or {}).get("replicas", 1)},
+    }
+
+
+def _step(found: Found, field_manager: str) -> Step:
+    if found.error is not None:
+        return Step(found, "look up failed")
+    if found.in_the_way:
+        return Step(found, "in the way")
+    manifest, live = found.manifest, found.live
+    releases = releases_replicas(manifest, live, field_manager)
+    if not drifted(manifest, live) and not releases:
+        return Step(found, "keep")
+    if live is None:
+        return Step(found, "create")
+    return Step(found, "update", handover(manifest, live) if releases else None)
+
+
+def plan_children(children: tuple[Found, ...], field_manager: str) -> tuple[Step, ...]:
+    """A step per child, in order; a Deployment after a NetworkPolicy in the way is held."""
+    steps: list[Step] = []
+    in_the_way: set[str] = set()
+    for found in children:
+        step = _step(found, field_manager)
+        if holds(step, in_the_way):
+            step = Step(found, "held")
+        elif step.action == "in the way":
+            in_the_way.add(step.kind)
+        steps.append(step)
+    return tuple(steps)
+
+
+def plan_prune(snapshot: Snapshot) -> tuple[Prune, ...]:
+    """The owned children of the prunable kinds that the spec does not render (none for an invalid
+    spec: what it wants is unknown)."""
+    if snapshot.workload is None:
+        return ()
+    wanted = {(f.manifest["kind"], f.manifest["metadata"]["name"]) for f in snapshot.children}
+    return tuple(
+        Prune(kind, child["metadata"]["name"])
+        for kind in PRUNABLE
+        for child in snapshot.prunable.get(kind, ())
+        if (kind, child["metadata"]["name"]) not in wanted and owned_by(child, snapshot.uid)
+    )
+
+
+def _applied_deployment(snapshot: Snapshot, steps: tuple[Step, ...]) -> Manifest | None:
+    """The Deployment as applying leaves it, as far as scale to zero reads it: its replicas (the
+    manifest's if it sets them, else as they were, or the API server's default of 1 for a new one)
+    and the scale-to-zero manager's annotation (server-side apply keeps other managers' fields)."""
+    step = next((s for s in steps if s.kind == "Deployment" and s.action in ("create", "update")), None)
+    if step is None:
+        return snapshot.deployment
+    manifest, live = step.found.manifest, step.found.live or {}
+    base = live or manifest
+    spec = {**(base.get("spec") or {})}
+    spec["replicas"] = manifest["spec"].get("replicas", spec.get("replicas", 1))
+    return {**base, "spec": spec}
+
+
+def plan_zero(snapshot: Snapshot, steps: tuple[Step, ...], now: datetime) -> Zero | None:
+    """Idle for shutdownAfterSeconds -> replicas 0; a wake request -> back to the HPA (zero.py has
+    the rules), decided on the Deployment as applying leaves it."""
+    deployment = _applied_deployment(snapshot, steps)
+    workload, activator = snapshot.workload, snapshot.activator
+    action = decide(workload, snapshot.chute, deployment, snapshot.pods, snapshot.idle_seconds, activator)
+    if action is Action.STAY or deployment is None:
+        return None
+    if action is Action.SLEEP:
+        seconds = snapshot.workload.shutdown_after_seconds if snapshot.workload else 0
+        message = f"every replica idle for {seconds}s: scaled to zero; the next request wakes it"
+        return Zero(action, sleep_manifest(deployment, now), Event("Normal", reasons.SCALED_TO_ZERO, message))
+    asked = wake_requested_at(snapshot.chute)
+    why = f"a request is waiting (asked at {asked:%H:%M:%S})" if asked else "minInstances is not 0"
+    return Zero(
+        action, wake_manifest(deployment), Event("Normal", reasons.WAKING, f"{why}: scaling to 1 replica")
+    )
+
+
+def plan_slice(
+    snapshot: Snapshot, steps: tuple[Step, ...], zero: Zero | None
+) -> tuple[Manifest | None, Key | None]:
+    """The activator's EndpointSlice while nothing serves a Chute that may be at zero: (to apply,
+    to delete). The Deployment is judged as the zero step leaves it (asleep after a sleep, awake
+    after a wake: the zero manager's manifest says which)."""
+    deployment = zero.manifest if zero else _applied_deployment(snapshot, steps)
+    workload, activator = snapshot.workload, snapshot.activator
+    wanted = workload is not None and wants_activator(workload, deployment, snapshot.pods)
+    if wanted and workload is not None and activator is not None and activator.addresses:
+        desired = activator_slice(workload, activator)
+        return (desired if drifted(desired, snapshot.activator_slice) else None), None
+    actual = snapshot.activator_slice
+    if actual is not None and owned_by(actual, snapshot.uid):
+        return None, (snapshot.key[0], snapshot.key[1] + ACTIVATOR_SLICE_SUFFIX)
+    return None, None
+
+
+def make_plan(snapshot: Snapshot, now: datetime, field_manager: str) -> Plan:
+    """What to do to the Chute's children, from the snapshot alone."""
+    steps = plan_children(snapshot.children, field_manager)
+    zero = plan_zero(snapshot, steps, now)
+    slice_apply, slice_delete = plan_slice(snapshot, steps, zero)
+    applies = [step for step in steps if step.action in ("create", "update")]
+    return Plan(
+        key=snapshot.key,
+        steps=steps,
+        prune=plan_prune(snapshot),
+        zero=zero,
+        slice_apply=slice_apply,
+        slice_delete=slice_delete,
+        unserved=len(snapshot.children) < len(snapshot.desired),
+        applied=applied_event(
+            snapshot, [s.kind for s in applies], any(s.action == "update" for s in applies)
+        ),
+    )
