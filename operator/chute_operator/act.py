@@ -54,10 +54,11 @@ class Actor:
         """Ask again whether the ServiceMonitor API is served (an awaitable of bool)."""
         self.check_leader = check_leader
 
-    async def act(self, snapshot: Snapshot, plan: Plan) -> Outcome:
+    async def act(self, snapshot: Snapshot, plan: Plan, outcome: Outcome | None = None) -> Outcome:
         """Apply, prune, then (only if applying went cleanly) sleep or wake and place the activator;
-        the outcome ends with the Deployment, HPA and pods as the store then holds them."""
-        outcome = Outcome()
+        the outcome ends with the Deployment, HPA and pods as the store then holds them. ``outcome``:
+        the one to fill, which keeps what was done should a write raise (NotLeader, a prune)."""
+        outcome = Outcome() if outcome is None else outcome
         await self._apply(snapshot, plan, outcome)
         await self._prune(snapshot, plan)
         if outcome.clean:

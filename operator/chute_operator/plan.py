@@ -263,15 +263,16 @@ def _step(found: Found, field_manager: str) -> Step:
 
 
 def plan_children(children: tuple[Found, ...], field_manager: str) -> tuple[Step, ...]:
-    """A step per child, in order; a Deployment after a NetworkPolicy in the way is held."""
+    """A step per child, in order; a Deployment after a NetworkPolicy in the way (or that could not
+    be read: act reports it as a failed apply) is held."""
     steps: list[Step] = []
-    in_the_way: set[str] = set()
+    not_in_place: set[str] = set()
     for found in children:
         step = _step(found, field_manager)
-        if holds(step, in_the_way):
+        if holds(step, not_in_place):
             step = Step(found, "held")
-        elif step.action == "in the way":
-            in_the_way.add(step.kind)
+        elif step.action in ("in the way", "look up failed"):
+            not_in_place.add(step.kind)
         steps.append(step)
     return tuple(steps)
 

@@ -22,7 +22,7 @@ from chute_operator.metrics import OperatorMetrics
 from chute_operator.observe import IdleReadings, Observer, no_readings
 from chute_operator.plan import make_plan
 from chute_operator.render import DesiredManifests
-from chute_operator.report import conflict_message, observation, owned_deployment, status_wait
+from chute_operator.report import Outcome, conflict_message, observation, owned_deployment, status_wait
 from chute_operator.settled import SettledTemplates
 from chute_operator.status import compute_status
 from chute_operator.store import Key, Store
@@ -103,9 +103,12 @@ class Reconciler:
         self._check_leader()
         snapshot = await self.observer.observe(chute)
         plan = make_plan(snapshot, datetime.now(UTC), self.api.field_manager)
-        outcome = await self.actor.act(snapshot, plan)
-        if outcome.deployment_applied_at is not None:
-            self._deployment_applied[key] = outcome.deployment_applied_at
+        outcome = Outcome()
+        try:
+            await self.actor.act(snapshot, plan, outcome)
+        finally:  # a Deployment applied before a write raised is waited for all the same
+            if outcome.deployment_applied_at is not None:
+                self._deployment_applied[key] = outcome.deployment_applied_at
         owned = owned_deployment(snapshot, outcome)
         settled = owned is not None and self.settled_templates.settled(owned)
         await self.actor.report(chute, outcome)

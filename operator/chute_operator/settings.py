@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, ClassVar, get_type_hints
 
-from chute_operator.environ import Group, env, read, variables
+from chute_operator.environ import Group, env, names, read, variables
 from chute_operator.gpus import Catalog
 from chute_operator.wiring import (
     DEFAULT_SIDECAR_IMAGE,
@@ -231,7 +231,8 @@ class Settings:
         read_groups: dict[str, Any] = {name: read(group, environ) for name, group in groups().items()}
         settings = cls(**read_groups)
         if all_namespaces or namespaces:
-            watched = () if all_namespaces else tuple(namespaces or ())
+            # each -n value read as the variable is (``a,b``: two namespaces), as kopf reads it too
+            watched = () if all_namespaces else tuple(n for value in namespaces or () for n in names(value))
             settings = replace(settings, watching=replace(settings.watching, namespaces=watched))
         if gpu_catalog:
             settings = replace(settings, render=replace(settings.render, gpu_catalog=gpu_catalog))

@@ -6,6 +6,7 @@ Every package under ``operator/`` is layered by a contract that lists each of it
 
 from __future__ import annotations
 
+import ast
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -73,3 +74,19 @@ def test_the_pure_core_contract_names_every_module_below_the_runtime() -> None:
     pure = _layer_modules(operator, operator["layers"].index("report"))
     pure |= _layer_modules(metrics_api, metrics_api["layers"].index("query | targets | auth"))
     assert pure == set(CONTRACTS["pure-core"]["source_modules"])
+
+
+def test_no_module_imports_by_name_at_run_time() -> None:
+    """The contracts see every ``import`` statement, a lazy one inside a function too, but not
+    ``importlib.import_module("chute_devcluster.cli")`` or ``__import__(...)``: a forbidden import
+    written so would slip through, so none is allowed (the local cluster's own tools aside)."""
+    found = []
+    for path in sorted(SOURCE.rglob("*.py")):
+        if "chute_devcluster" in path.parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            called = node.func if isinstance(node, ast.Call) else None
+            name = getattr(called, "attr", None) or getattr(called, "id", None)
+            if name in ("import_module", "__import__"):
+                found.append(f"{path.relative_to(SOURCE)}:{node.lineno}")
+    assert found == [], "import these with an import statement, where the contracts see them"

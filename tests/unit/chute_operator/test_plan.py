@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 from datetime import UTC, datetime
 from typing import Any
 
@@ -234,6 +235,26 @@ def test_a_network_policy_in_the_way_holds_the_deployment() -> None:
         ("Service", "create"),
         ("Deployment", "held"),
     ]
+
+
+def test_a_network_policy_that_cannot_be_read_holds_the_deployment_in_the_plan_too() -> None:
+    """observe.py does not look up a Deployment whose NetworkPolicy could not be read, and act holds
+    it back: the plan (and ``explain --plan``) says so instead of announcing its creation."""
+    snapshot = _snapshot(live={})
+    failed = tuple(
+        Found(f.manifest, error=PermissionError("forbidden")) if f.manifest["kind"] == "NetworkPolicy" else f
+        for f in snapshot.children
+    )
+    snapshot = dataclasses.replace(snapshot, children=failed)
+    plan = make_plan(snapshot, NOW, MANAGER)
+    assert _actions(plan)[:3] == [
+        ("NetworkPolicy", "look up failed"),
+        ("Service", "create"),
+        ("Deployment", "held"),
+    ]
+    status = compute_status(observation(snapshot, plan, expected_outcome(snapshot, plan), False), NOW)
+    text = format_plan(snapshot, plan, status)
+    assert "  Deployment a: held: not applied until its NetworkPolicy is in place" in text
 
 
 def test_a_network_policy_that_fails_to_apply_holds_the_deployment() -> None:

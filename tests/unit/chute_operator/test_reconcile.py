@@ -10,7 +10,7 @@ import pytest
 from chute_operator.gpus import builtin_catalog
 from chute_operator.kube import Forbidden, Invalid
 from chute_operator.metrics import OperatorMetrics
-from chute_operator.reconcile import Reconciler, RetryLater
+from chute_operator.reconcile import NotLeader, Reconciler, RetryLater
 from chute_operator.store import Store
 from chute_operator.workload import RenderOptions
 from tests.chutes import cpu_chute
@@ -216,6 +216,35 @@ async def test_a_status_waits_no_longer_than_its_bound() -> None:
     assert api.writes.count(("patch", "Chute/status")) == 1
     reconciler.status_wait_seconds = 5.0
     assert await reconciler.reconcile(KEY) is None  # nothing applied since: nothing to wait for
+    assert api.writes.count(("patch", "Chute/status")) == 1
+
+
+async def test_a_deployment_applied_by_a_reconcile_that_stopped_still_holds_its_status_back() -> None:
+    """Leadership lost (or a prune's delete failing) right after the Deployment was applied: the next
+    reconcile still waits for the Deployment's controller before writing the status, as it does when
+    the reconcile that applied it ran to the end (a status written now is written again at once)."""
+    reconciler, api, store = _setup(status_wait_seconds=5.0)
+    leader = True
+    reconciler.may_write = lambda: leader
+    apply = api.apply
+
+    async def apply_then_lose_leadership(
+        manifest: dict[str, Any], field_manager: str | None = None
+    ) -> dict[str, Any]:
+        nonlocal leader
+        stored = await apply(manifest, field_manager)
+        leader = leader and manifest["kind"] != "Deployment"
+        return stored
+
+    api.apply = apply_then_lose_leadership  # type: ignore[method-assign]
+    with pytest.raises(NotLeader):
+        await reconciler.reconcile(KEY)
+    assert ("apply", "Deployment") in api.writes
+    leader = True
+    assert await reconciler.reconcile(KEY) is not None  # the Deployment's controller has not answered
+    assert ("patch", "Chute/status") not in api.writes
+    _rolled_out(store, available=0)
+    assert await reconciler.reconcile(KEY) is None
     assert api.writes.count(("patch", "Chute/status")) == 1
 
 

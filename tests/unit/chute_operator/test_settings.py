@@ -131,6 +131,14 @@ def test_the_command_line_wins_over_the_environment() -> None:
     assert Settings.from_env(environ, gpu_catalog="/flag.yaml").render.gpu_catalog == "/flag.yaml"
 
 
+def test_the_command_line_namespaces_are_read_as_the_variable_is() -> None:
+    """``run -n a,b`` (or `` -n " a "``) watched namespaces a and b: run wrote the flag's values into
+    CHUTE_OPERATOR_NAMESPACES and the controller read them back, split at commas and stripped (kopf
+    reads a comma-separated pattern the same way). Listing namespace ``"a,b"`` finds nothing."""
+    assert Settings.from_env({}, namespaces=["a,b", " c "]).watching.namespaces == ("a", "b", "c")
+    assert Settings.from_env({}, namespaces=[" , "]).watching.namespaces == ()
+
+
 def test_the_chart_and_the_docs_name_only_variables_the_settings_read() -> None:
     """The chart sets them, docs/deployment.md lists every one."""
     known = set(variables_of())
