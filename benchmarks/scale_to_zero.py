@@ -45,7 +45,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.kube_helpers import apply, condition, eventually, get, items  # noqa: E402
+from tests.kube_helpers import apply, condition, eventually, get, items, service_address  # noqa: E402
 from tests.metrics_api_harness import metrics_api_on_loopback  # noqa: E402
 from tests.operator_fixtures import _free_port  # noqa: E402
 from tests.scale_to_zero_harness import (  # noqa: E402
@@ -167,8 +167,7 @@ def data_path(cp: ControlPlane, work: Path, image: str, requests: int, rounds: i
                        what="the activator slice removed")  # fmt: skip
             eventually(lambda: not kube_proxy_sends_to(namespace, NAME, f"{host}:{port}") or None,
                        what="kube-proxy's rule to the activator gone", timeout=30)  # fmt: skip
-            service = get(cp, "service", NAME, namespace) or {}
-            address = (service["spec"]["clusterIP"], int(service["spec"]["ports"][0]["port"]))
+            address = service_address(cp, NAME, namespace)
             for index in range(rounds):
                 with activator_process(cp, namespace, work, host, port) as (_, metrics_port):
                     before = activator_counters(metrics_port, host)

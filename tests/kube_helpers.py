@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import time
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
@@ -46,3 +47,29 @@ def condition(obj: dict[str, Any] | None, kind: str) -> dict[str, Any]:
 
 def apply(cp: Kubectl, manifest: dict[str, Any], namespace: str) -> None:
     cp.kubectl("apply", "-n", namespace, "-f", "-", input=json.dumps(manifest))
+
+
+def service_address(cp: Kubectl, name: str, namespace: str, timeout: float = 30.0) -> tuple[str, int]:
+    """The Service's ClusterIP and first port, once it answers: kube-proxy writes a Service's rules a
+    little after its pod is Ready (and after it is created), so a Service is never sent to before it
+    accepts a connection. The only way the real-pod tests get a Service's address."""
+    service = get(cp, "service", name, namespace)
+    assert service is not None, f"no Service {name}"
+    address = (service["spec"]["clusterIP"], int(service["spec"]["ports"][0]["port"]))
+
+    def answers() -> bool:
+        """A TCP connection only: no request reaches the model (some count their requests)."""
+        try:
+            socket.create_connection(address, timeout=5).close()
+        except OSError:
+            return False
+        return True
+
+    eventually(answers, what=f"Service {name} to answer", timeout=timeout)
+    return address
+
+
+def service_url(cp: Kubectl, name: str, namespace: str, timeout: float = 30.0) -> str:
+    """The Service's URL once it answers (see service_address)."""
+    host, port = service_address(cp, name, namespace, timeout)
+    return f"http://{host}:{port}"

@@ -34,7 +34,7 @@ from typing import Any
 
 from chute_devcluster.apiclient import ApiError
 from chute_devcluster.controlplane import ControlPlane
-from tests.kube_helpers import apply, condition, eventually, get, items
+from tests.kube_helpers import apply, condition, eventually, get, items, service_address
 from tests.metrics_api_harness import metrics_api_on_loopback, real_node_chute
 from tests.operator_fixtures import _free_port
 
@@ -419,8 +419,8 @@ def run(
                 if through_service:  # the operator's slice sends the Service to the activator
                     eventually(lambda: get(cp, "endpointslice", f"{NAME}-activator", namespace),
                                what="the Service reaching the activator")  # fmt: skip
-                    service = get(cp, "service", NAME, namespace) or {}
-                    target = (service["spec"]["ports"][0]["port"], service["spec"]["clusterIP"])
+                    address, service_port = service_address(cp, NAME, namespace)
+                    target = (service_port, address)
                 watcher.reset()
                 status, sent, answered = request_at_zero(target[0], namespace, target[1])
                 seconds = answered - sent

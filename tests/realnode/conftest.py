@@ -7,7 +7,6 @@ the machine by the network guard), is bounded in count and time, and stops by it
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import time
 import urllib.error
@@ -19,7 +18,7 @@ import pytest
 
 from chute_devcluster.controlplane import ControlPlane
 from chute_devcluster.realnode import RealNode
-from tests.kube_helpers import apply, eventually, get, items
+from tests.kube_helpers import apply, eventually, items
 from tests.operator_fixtures import chute_crd, operator, session_operator_paused
 
 __all__ = ["chute_crd", "operator", "session_operator_paused"]
@@ -96,32 +95,6 @@ def chat(
         headers,
         timeout,
     )
-
-
-def service_address(cp: ControlPlane, name: str, namespace: str, timeout: float = 30.0) -> tuple[str, int]:
-    """The Service's ClusterIP and first port, once it answers: kube-proxy writes a Service's rules a
-    little after its pod is Ready (and after it is created), so a Service is never sent to before it
-    accepts a connection. The only way the real-pod tests get a Service's address."""
-    service = get(cp, "service", name, namespace)
-    assert service is not None, f"no Service {name}"
-    address = (service["spec"]["clusterIP"], int(service["spec"]["ports"][0]["port"]))
-
-    def answers() -> bool:
-        """A TCP connection only: no request reaches the model (some count their requests)."""
-        try:
-            socket.create_connection(address, timeout=5).close()
-        except OSError:
-            return False
-        return True
-
-    eventually(answers, what=f"Service {name} to answer", timeout=timeout)
-    return address
-
-
-def service_url(cp: ControlPlane, name: str, namespace: str, timeout: float = 30.0) -> str:
-    """The Service's URL once it answers (see service_address)."""
-    host, port = service_address(cp, name, namespace, timeout)
-    return f"http://{host}:{port}"
 
 
 def pods(cp: ControlPlane, name: str, namespace: str) -> list[dict[str, Any]]:

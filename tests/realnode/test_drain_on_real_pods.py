@@ -13,7 +13,7 @@ import pytest
 
 from chute_devcluster.controlplane import ControlPlane
 from chute_devcluster.realnode import RealNode
-from tests.kube_helpers import condition, eventually, get
+from tests.kube_helpers import condition, eventually, get, service_url
 from tests.operator_fixtures import OperatorProcess
 from tests.realnode.conftest import (
     chat,
@@ -22,7 +22,6 @@ from tests.realnode.conftest import (
     http,
     real_chute,
     running_pods,
-    service_url,
     wait_serving,
 )
 

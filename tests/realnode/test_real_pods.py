@@ -21,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from chute_devcluster.controlplane import ControlPlane
 from chute_devcluster.realnode import RealNode
-from tests.kube_helpers import condition, eventually, get
+from tests.kube_helpers import condition, eventually, get, service_url
 from tests.operator_fixtures import OperatorProcess
 from tests.realnode.conftest import (
     Answer,
@@ -32,7 +32,6 @@ from tests.realnode.conftest import (
     pods,
     real_chute,
     running_pods,
-    service_url,
     wait_serving,
 )
 

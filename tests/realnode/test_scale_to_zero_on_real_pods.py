@@ -34,10 +34,9 @@ import pytest
 
 from chute_devcluster.controlplane import ControlPlane
 from chute_devcluster.realnode import RealNode
-from tests.kube_helpers import apply, condition, eventually, get, items
+from tests.kube_helpers import apply, condition, eventually, get, items, service_address
 from tests.metrics_api_harness import metrics_api_on_loopback
 from tests.operator_fixtures import _free_port
-from tests.realnode.conftest import service_address
 from tests.scale_to_zero_harness import (
     IDLE_WINDOW,
     NAME,
