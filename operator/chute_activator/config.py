@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from chute_shared.flags import EnvFlags, Parse
+from chute_shared.limits import MAX_BODY_BYTES
 
 ENV_PREFIX = "CHUTE_ACTIVATOR_"
 
@@ -20,7 +21,7 @@ class Config:
     max_wait_seconds: float = 300.0
     wake_interval_seconds: float = 5.0
     default_retry_after: int = 10
-    max_body_bytes: int = 16 * 1024 * 1024
+    max_body_bytes: int = MAX_BODY_BYTES
     request_timeout_seconds: float = 600.0
     kubeconfig: str | None = None
     namespaces: tuple[str, ...] = ()
@@ -46,7 +47,7 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str] | None = None) 
     flag("max-wait-seconds", float, "longest a request is held before 503 with Retry-After")
     flag("wake-interval-seconds", float, "how often a wake is asked again while requests wait")
     flag("default-retry-after", int, "Retry-After when the Chute's load time is not known yet")
-    flag("max-body-bytes", int, "largest request body held")
+    flag("max-body-bytes", int, "largest request body held (the sidecar's default); 413 beyond")
     flag("request-timeout-seconds", float, "longest a forwarded request may take")
     flag("kubeconfig", str, "kubeconfig file (default: in-cluster, then ~/.kube/config)")
     flag("log-level", str, "log level")
