@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from chute_shared.flags import EnvFlags, Parse
+from chute_shared.flags import EnvFlags, Parse, at_least
 from chute_shared.limits import MAX_BODY_BYTES
 
 ENV_PREFIX = "CHUTE_ACTIVATOR_"
@@ -22,6 +22,7 @@ class Config:
     wake_interval_seconds: float = 5.0
     default_retry_after: int = 10
     max_body_bytes: int = MAX_BODY_BYTES
+    max_held_body_bytes: int = 128 * 1024 * 1024
     request_timeout_seconds: float = 600.0
     kubeconfig: str | None = None
     namespaces: tuple[str, ...] = ()
@@ -48,6 +49,11 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str] | None = None) 
     flag("wake-interval-seconds", float, "how often a wake is asked again while requests wait")
     flag("default-retry-after", int, "Retry-After when the Chute's load time is not known yet")
     flag("max-body-bytes", int, "largest request body held (the sidecar's default); 413 beyond")
+    flag(
+        "max-held-body-bytes",
+        at_least(1),
+        "bytes of bodies held across all requests; beyond, 503 with Retry-After (bounds the memory)",
+    )
     flag("request-timeout-seconds", float, "longest a forwarded request may take")
     flag("kubeconfig", str, "kubeconfig file (default: in-cluster, then ~/.kube/config)")
     flag("log-level", str, "log level")
@@ -71,6 +77,7 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str] | None = None) 
         wake_interval_seconds=args.wake_interval_seconds,
         default_retry_after=args.default_retry_after,
         max_body_bytes=args.max_body_bytes,
+        max_held_body_bytes=args.max_held_body_bytes,
         request_timeout_seconds=args.request_timeout_seconds,
         kubeconfig=args.kubeconfig,
         namespaces=tuple(args.namespace),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 import aiohttp
 from aiohttp import web
@@ -12,6 +12,18 @@ from chute_shared.headers import FORWARDED_FOR, HOP_BY_HOP
 
 NOT_FORWARDED = frozenset(h.lower() for h in (*HOP_BY_HOP, "Host", "Content-Length"))
 """Hop-by-hop headers, and those aiohttp sets itself (Host is set again for the replica)."""
+
+
+UPLOAD_PIECE = 256 * 1024
+"""A held body goes to the replica in pieces of this size, each written once the socket took the last:
+written at once, the part the socket cannot take would be copied into the transport's buffer, and
+every body held would be in memory twice while it is forwarded."""
+
+
+async def _pieces(body: bytes | bytearray) -> AsyncIterator[memoryview]:
+    view = memoryview(body)
+    for start in range(0, len(view), UPLOAD_PIECE):
+        yield view[start : start + UPLOAD_PIECE]
 
 
 class ConnectFailed(Exception):
@@ -30,7 +42,7 @@ def _request_headers(request: web.BaseRequest) -> CIMultiDict[str]:
 async def forward(
     session: aiohttp.ClientSession,
     request: web.BaseRequest,
-    body: bytes,
+    body: bytes | bytearray,
     endpoint: str,
     *,
     timeout: float,  # noqa: ASYNC109 (aiohttp's own total timeout for the upstream request)
@@ -42,12 +54,15 @@ async def forward(
     streamed: the request is forwarded even when its client leaves before the stream's end (an
     OpenAI client stops reading at ``data: [DONE]``); the streaming then stops quietly."""
     url = f"http://{endpoint}{request.raw_path}"
+    headers = _request_headers(request)
+    if body:
+        headers["Content-Length"] = str(len(body))  # the whole body, held: never chunked to the replica
     try:
         upstream = await session.request(
             request.method,
             url,
-            headers=_request_headers(request),
-            data=body or None,
+            headers=headers,
+            data=_pieces(body) if body else None,
             allow_redirects=False,
             auto_decompress=False,
             timeout=aiohttp.ClientTimeout(total=timeout, connect=2.0),

@@ -41,7 +41,10 @@ async def serve(config: Config) -> int:
     )
     source = KubeSource(client, holder, config.namespaces, config.test_only_endpoints)
     activator = Activator(
-        holder, max_body_bytes=config.max_body_bytes, request_timeout=config.request_timeout_seconds
+        holder,
+        max_body_bytes=config.max_body_bytes,
+        max_held_body_bytes=config.max_held_body_bytes,
+        request_timeout=config.request_timeout_seconds,
     )
     await activator.start()
     serving = web.ServerRunner(web.Server(activator.handle, handler_cancellation=True), access_log=None)

@@ -16,3 +16,10 @@ def test_the_activator_and_the_sidecar_default_to_the_one_shared_body_limit() ->
 def test_the_activator_flag_keeps_its_name_and_environment_variable() -> None:
     assert activator_config(["--max-body-bytes", "1000"], environ={}).max_body_bytes == 1000
     assert activator_config([], environ={"CHUTE_ACTIVATOR_MAX_BODY_BYTES": "2000"}).max_body_bytes == 2000
+
+
+def test_the_bound_across_requests_is_a_flag_with_an_environment_fallback() -> None:
+    assert activator_config([], environ={}).max_held_body_bytes == 128 * 1024 * 1024
+    assert activator_config(["--max-held-body-bytes", "5"], environ={}).max_held_body_bytes == 5
+    environ = {"CHUTE_ACTIVATOR_MAX_HELD_BODY_BYTES": "7"}
+    assert activator_config([], environ=environ).max_held_body_bytes == 7
