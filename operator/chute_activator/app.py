@@ -12,7 +12,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 
 from chute_activator.body import Body, BodyIncomplete, BodyTooLarge, HeldBytes, HeldBytesFull, read_body
-from chute_activator.forward import ConnectFailed, forward
+from chute_activator.forward import ConnectFailed, ReplicaDisconnected, forward
 from chute_activator.holding import Holder, Rejected
 from chute_activator.state import Key, key_from_host
 
@@ -21,6 +21,11 @@ log = logging.getLogger("chute_activator")
 CHUTE_HEADER = "X-Chute"
 """``NAMESPACE/NAME``: names the Chute explicitly (tests, clients that reach the activator directly)."""
 CONNECT_ATTEMPTS = 3
+"""Replicas tried for one request (one that cannot be reached or closes before answering: the next)."""
+REPLICA_UNREACHABLE = "ReplicaUnreachable"
+"""The reason of a 503 when the last replica tried could not be reached."""
+REPLICA_DISCONNECTED = "ReplicaDisconnected"
+"""The reason of a 503 when every replica tried closed the connection before answering."""
 HELD_BYTES_FULL = "HeldBytesFull"
 """The reason of a 503 when holding one more body would pass ``--max-held-body-bytes``."""
 
@@ -90,7 +95,7 @@ class Activator:
 
     async def _forward(self, request: web.BaseRequest, key: Key, body: Body) -> web.StreamResponse:
         assert self.session is not None
-        start = time.monotonic()
+        start, failed = time.monotonic(), REPLICA_UNREACHABLE
         for attempt in range(CONNECT_ATTEMPTS):
             try:
                 endpoint, waited = await self.holder.acquire(key)
@@ -108,9 +113,12 @@ class Activator:
                     timeout=self.request_timeout,
                     on_answer=answered,
                 )
-            except ConnectFailed as error:
+            except (ConnectFailed, ReplicaDisconnected) as error:
+                failed = REPLICA_UNREACHABLE if isinstance(error, ConnectFailed) else REPLICA_DISCONNECTED
                 log.warning(
-                    "replica unreachable",
+                    "replica unreachable"
+                    if failed == REPLICA_UNREACHABLE
+                    else "replica closed the connection",
                     extra={"chute": "/".join(key), "endpoint": endpoint, "error": str(error)},
                 )
                 continue
@@ -121,11 +129,16 @@ class Activator:
                     extra={"chute": "/".join(key), "waited": round(waited, 3), "attempt": attempt},
                 )
             return response
+        self.holder.metrics.rejected.labels(*key, failed).inc()
+        how = (
+            "could be reached" if failed == REPLICA_UNREACHABLE else "answered before closing the connection"
+        )
         return _reject(
             Rejected(
                 503,
-                "ReplicaUnreachable",
-                f"no replica of Chute {key[0]}/{key[1]} answered after {time.monotonic() - start:.1f}s",
+                failed,
+                f"no replica of Chute {key[0]}/{key[1]} {how}, {CONNECT_ATTEMPTS} tried in "
+                f"{time.monotonic() - start:.1f}s",
                 self.holder.retry_after(key),
             )
         )

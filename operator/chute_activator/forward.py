@@ -30,6 +30,11 @@ class ConnectFailed(Exception):
     """The replica could not be reached; nothing was sent, another replica may be tried."""
 
 
+class ReplicaDisconnected(Exception):
+    """The replica closed the connection before answering; nothing was sent to the client yet, so
+    another replica may be tried."""
+
+
 def _request_headers(request: web.BaseRequest) -> CIMultiDict[str]:
     headers = CIMultiDict((k, v) for k, v in request.headers.items() if k.lower() not in NOT_FORWARDED)
     headers["Host"] = request.headers.get("Host", "")
@@ -69,6 +74,8 @@ async def forward(
         )
     except aiohttp.ClientConnectorError as error:
         raise ConnectFailed(str(error)) from error
+    except aiohttp.ClientConnectionError as error:  # closed or reset before the status line
+        raise ReplicaDisconnected(str(error) or type(error).__name__) from error
     async with upstream:
         on_answer()
         response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
@@ -86,4 +93,8 @@ async def forward(
             await response.write_eof()
         except ConnectionResetError:  # the client is gone: nobody is left to answer
             pass
+        except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError):
+            # the replica broke off its answer: the status is sent, so the client sees a cut answer
+            if request.transport is not None:
+                request.transport.close()
         return response
