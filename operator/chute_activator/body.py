@@ -7,6 +7,10 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from chute_shared.headers import EXPECT, EXPECT_CONTINUE
+
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
 
 class BodyTooLarge(Exception):
     """The body is longer than the per-request bound (413)."""
@@ -58,13 +62,17 @@ class Body:
 @contextlib.asynccontextmanager
 async def read_body(request: web.BaseRequest, *, limit: int, held: HeldBytes) -> AsyncIterator[Body]:
     """The request's whole body (Content-Length or chunked), ``limit`` bytes at most; its bytes count
-    against ``held`` from the moment they are taken until :meth:`Body.release` or the block's end."""
+    against ``held`` from the moment they are taken until :meth:`Body.release` or the block's end.
+    A client that sent ``Expect: 100-continue`` gets ``100 Continue`` once its Content-Length passed
+    both bounds (a body refused before it is read gets its final answer instead)."""
     body = Body(held)
     try:
         length = request.content_length
         if length is not None:
             body.reserve(length, limit)  # refused before a byte is read
             body.data = bytearray(length)
+        if request.headers.get(EXPECT, "").lower() == EXPECT_CONTINUE and request.version >= (1, 1):
+            await request.writer.write(CONTINUE)  # the client waits for it before it sends the body
         filled = 0
         while chunk := await request.content.readany():
             end = filled + len(chunk)

@@ -8,10 +8,11 @@ import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
 
-from chute_shared.headers import FORWARDED_FOR, HOP_BY_HOP
+from chute_shared.headers import EXPECT, FORWARDED_FOR, HOP_BY_HOP
 
-NOT_FORWARDED = frozenset(h.lower() for h in (*HOP_BY_HOP, "Host", "Content-Length"))
-"""Hop-by-hop headers, and those aiohttp sets itself (Host is set again for the replica)."""
+NOT_FORWARDED = frozenset(h.lower() for h in (*HOP_BY_HOP, "Host", "Content-Length", EXPECT))
+"""Hop-by-hop headers, those aiohttp sets itself (Host is set again for the replica), and Expect
+(answered here: the replica gets the whole body at once)."""
 
 
 UPLOAD_PIECE = 256 * 1024
