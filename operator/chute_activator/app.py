@@ -76,6 +76,12 @@ class Activator:
         return key_from_host(request.headers.get("Host", ""), self.holder.known(), self.holder.by_ip())
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        response = await self._answer(request)
+        if self.holder.draining and not response.prepared:
+            response.force_close()  # its next request opens a new connection, sent elsewhere
+        return response
+
+    async def _answer(self, request: web.BaseRequest) -> web.StreamResponse:
         key = self._key(request)
         if key is None:
             return _reject(Rejected(404, "UnknownChute", f"no Chute for Host {request.host!r}"))
@@ -112,6 +118,7 @@ class Activator:
                     endpoint,
                     timeout=self.request_timeout,
                     on_answer=answered,
+                    close=self.holder.draining,
                 )
             except (ConnectFailed, ReplicaDisconnected) as error:
                 failed = REPLICA_UNREACHABLE if isinstance(error, ConnectFailed) else REPLICA_DISCONNECTED
@@ -154,6 +161,8 @@ def metrics_app(holder: Holder) -> web.Application:
         return web.Response(text="ok")
 
     async def readyz(_: web.Request) -> web.Response:
+        if holder.draining:
+            return web.Response(status=503, text="draining")
         return web.Response(text="ok") if holder.synced else web.Response(status=503, text="not synced")
 
     async def chutes(_: web.Request) -> web.Response:

@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from chute_shared.flags import EnvFlags, Parse, at_least
+from chute_shared.flags import EnvFlags, Parse, at_least, non_negative, positive
 from chute_shared.limits import MAX_BODY_BYTES
 
 ENV_PREFIX = "CHUTE_ACTIVATOR_"
@@ -24,6 +24,8 @@ class Config:
     max_body_bytes: int = MAX_BODY_BYTES
     max_held_body_bytes: int = 128 * 1024 * 1024
     request_timeout_seconds: float = 600.0
+    drain_seconds: float = 15.0
+    shutdown_timeout_seconds: float = 30.0
     kubeconfig: str | None = None
     namespaces: tuple[str, ...] = ()
     log_level: str = "INFO"
@@ -55,6 +57,17 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str] | None = None) 
         "bytes of bodies held across all requests; beyond, 503 with Retry-After (bounds the memory)",
     )
     flag("request-timeout-seconds", float, "longest a forwarded request may take")
+    flag(
+        "drain-seconds",
+        non_negative,
+        "after SIGTERM keep listening (unready), forwarding and holding this long: longer than the "
+        "operator's check of the activator's endpoints (5 s) plus kube-proxy's sync",
+    )
+    flag(
+        "shutdown-timeout-seconds",
+        positive,
+        "after the drain, wait this long at most for forwarded requests to finish",
+    )
     flag("kubeconfig", str, "kubeconfig file (default: in-cluster, then ~/.kube/config)")
     flag("log-level", str, "log level")
     flag(
@@ -79,6 +92,8 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str] | None = None) 
         max_body_bytes=args.max_body_bytes,
         max_held_body_bytes=args.max_held_body_bytes,
         request_timeout_seconds=args.request_timeout_seconds,
+        drain_seconds=args.drain_seconds,
+        shutdown_timeout_seconds=args.shutdown_timeout_seconds,
         kubeconfig=args.kubeconfig,
         namespaces=tuple(args.namespace),
         log_level=args.log_level.upper(),

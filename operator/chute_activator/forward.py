@@ -53,12 +53,15 @@ async def forward(
     *,
     timeout: float,  # noqa: ASYNC109 (aiohttp's own total timeout for the upstream request)
     on_answer: Callable[[], None] = lambda: None,
+    close: bool = False,
 ) -> web.StreamResponse:
     """Send ``request`` (its ``body`` already read) to ``http://endpoint`` and stream the answer back.
 
     ``on_answer`` is called once the replica has answered (status and headers), before its body is
     streamed: the request is forwarded even when its client leaves before the stream's end (an
-    OpenAI client stops reading at ``data: [DONE]``); the streaming then stops quietly."""
+    OpenAI client stops reading at ``data: [DONE]``); the streaming then stops quietly. ``close``:
+    the answer closes the client's connection (the activator drains: its next request opens a new
+    one, which kube-proxy sends elsewhere)."""
     url = f"http://{endpoint}{request.raw_path}"
     headers = _request_headers(request)
     if body:
@@ -80,6 +83,8 @@ async def forward(
     async with upstream:
         on_answer()
         response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
+        if close:
+            response.force_close()
         for name, value in upstream.headers.items():
             if name.lower() not in NOT_FORWARDED:
                 response.headers.add(name, value)

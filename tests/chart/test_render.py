@@ -484,3 +484,17 @@ def test_the_activator_holds_bodies_up_to_its_bound_which_fits_its_memory_limit(
         "containers"
     ]
     assert "--max-held-body-bytes=268435456" in container["args"]
+
+
+def test_the_activator_drains_after_sigterm_within_its_grace_period(helm: Helm) -> None:
+    """A rollout: the activator stays listening (unready) through its drain, longer than the
+    operator's 5 s check of its endpoints plus kube-proxy's sync, then forwarded requests get the
+    shutdown timeout; the grace period covers both, so SIGKILL never cuts them."""
+    pod = one(helm.template(), "Deployment", "co-chute-operator-activator")["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert "--drain-seconds=15" in container["args"]
+    assert "--shutdown-timeout-seconds=30" in container["args"]
+    assert pod["terminationGracePeriodSeconds"] == 15 + 30 + 5
+    longer = helm.template(sets=("activator.drainSeconds=20", "activator.shutdownTimeoutSeconds=60"))
+    pod = one(longer, "Deployment", "co-chute-operator-activator")["spec"]["template"]["spec"]
+    assert pod["terminationGracePeriodSeconds"] == 85
