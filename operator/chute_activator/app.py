@@ -25,7 +25,7 @@ CONNECT_ATTEMPTS = 3
 REPLICA_UNREACHABLE = "ReplicaUnreachable"
 """The reason of a 503 when the last replica tried could not be reached."""
 REPLICA_DISCONNECTED = "ReplicaDisconnected"
-"""The reason of a 503 when every replica tried closed the connection before answering."""
+"""The reason of a 503 when the last replica tried closed the connection before answering."""
 HELD_BYTES_FULL = "HeldBytesFull"
 """The reason of a 503 when holding one more body would pass ``--max-held-body-bytes``."""
 
