@@ -334,7 +334,8 @@ def activator_process(
     activator = subprocess.Popen(
         [sys.executable, "-m", "chute_operator", "activator", f"--kubeconfig={cp.kubeconfig}",
          f"--host={host}", f"--port={port}", f"--metrics-port={metrics_port}", f"--namespace={namespace}",
-         "--wake-interval-seconds=2", "--max-wait-seconds=280", f"--queue-limit={queue_limit}"],
+         "--wake-interval-seconds=2", "--max-wait-seconds=280", f"--queue-limit={queue_limit}",
+         "--drain-seconds=1"],  # a short drain: it is restarted on the same address, not rolled out
         stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     try:

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
 
 import aiohttp
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 
-from chute_activator.forward import ConnectFailed, forward
+from chute_activator.body import Body, BodyIncomplete, BodyTooLarge, HeldBytes, HeldBytesFull, read_body
+from chute_activator.forward import ConnectFailed, ReplicaDisconnected, forward
 from chute_activator.holding import Holder, Rejected
 from chute_activator.state import Key, key_from_host
 
@@ -19,6 +21,13 @@ log = logging.getLogger("chute_activator")
 CHUTE_HEADER = "X-Chute"
 """``NAMESPACE/NAME``: names the Chute explicitly (tests, clients that reach the activator directly)."""
 CONNECT_ATTEMPTS = 3
+"""Replicas tried for one request (one that cannot be reached or closes before answering: the next)."""
+REPLICA_UNREACHABLE = "ReplicaUnreachable"
+"""The reason of a 503 when the last replica tried could not be reached."""
+REPLICA_DISCONNECTED = "ReplicaDisconnected"
+"""The reason of a 503 when the last replica tried closed the connection before answering."""
+HELD_BYTES_FULL = "HeldBytesFull"
+"""The reason of a 503 when holding one more body would pass ``--max-held-body-bytes``."""
 
 
 def _reject(rejected: Rejected) -> web.Response:
@@ -27,11 +36,26 @@ def _reject(rejected: Rejected) -> web.Response:
     return web.json_response(body, status=rejected.status, headers=headers)
 
 
+def _answered(forwarded: Counter, body: Body) -> None:
+    """The replica answered: the request counts as forwarded, its body no longer as held."""
+    forwarded.inc()
+    body.release()
+
+
 class Activator:
     """One activator: a :class:`Holder` behind an HTTP handler."""
 
-    def __init__(self, holder: Holder, *, max_body_bytes: int, request_timeout: float) -> None:
+    def __init__(
+        self,
+        holder: Holder,
+        *,
+        max_body_bytes: int,
+        request_timeout: float,
+        max_held_body_bytes: int | None = None,
+    ) -> None:
         self.holder, self.max_body_bytes, self.request_timeout = holder, max_body_bytes, request_timeout
+        self.held = HeldBytes(max_held_body_bytes if max_held_body_bytes is not None else 1 << 62)
+        """Bytes of bodies held across all requests (``--max-held-body-bytes``)."""
         self.session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
@@ -52,16 +76,32 @@ class Activator:
         return key_from_host(request.headers.get("Host", ""), self.holder.known(), self.holder.by_ip())
 
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        response = await self._answer(request)
+        if self.holder.draining and not response.prepared:
+            response.force_close()  # its next request opens a new connection, sent elsewhere
+        return response
+
+    async def _answer(self, request: web.BaseRequest) -> web.StreamResponse:
         key = self._key(request)
         if key is None:
             return _reject(Rejected(404, "UnknownChute", f"no Chute for Host {request.host!r}"))
-        if request.content_length is not None and request.content_length > self.max_body_bytes:
-            return _reject(Rejected(413, "BodyTooLarge", f"body over {self.max_body_bytes} bytes"))
-        body = await request.content.read(self.max_body_bytes + 1)
-        if len(body) > self.max_body_bytes:
-            return _reject(Rejected(413, "BodyTooLarge", f"body over {self.max_body_bytes} bytes"))
+        try:
+            async with read_body(request, limit=self.max_body_bytes, held=self.held) as body:
+                return await self._forward(request, key, body)
+        except BodyTooLarge:
+            response = _reject(Rejected(413, "BodyTooLarge", f"body over {self.max_body_bytes} bytes"))
+        except HeldBytesFull:
+            self.holder.metrics.rejected.labels(*key, HELD_BYTES_FULL).inc()
+            message = f"the activator holds {self.held.held} bytes of bodies already, its bound"
+            response = _reject(Rejected(503, HELD_BYTES_FULL, message, self.holder.retry_after(key)))
+        except BodyIncomplete:
+            response = _reject(Rejected(400, "BodyIncomplete", "the body ended before its Content-Length"))
+        response.force_close()  # the rest of the body is not read
+        return response
+
+    async def _forward(self, request: web.BaseRequest, key: Key, body: Body) -> web.StreamResponse:
         assert self.session is not None
-        start = time.monotonic()
+        start, failed = time.monotonic(), REPLICA_UNREACHABLE
         for attempt in range(CONNECT_ATTEMPTS):
             try:
                 endpoint, waited = await self.holder.acquire(key)
@@ -69,14 +109,23 @@ class Activator:
                 return _reject(rejected)
             if waited:
                 self.holder.mark(key, "forwarded")
-            counted = self.holder.metrics.forwarded.labels(*key).inc
+            answered = functools.partial(_answered, self.holder.metrics.forwarded.labels(*key), body)
             try:
                 response = await forward(
-                    self.session, request, body, endpoint, timeout=self.request_timeout, on_answer=counted
+                    self.session,
+                    request,
+                    body.data,
+                    endpoint,
+                    timeout=self.request_timeout,
+                    on_answer=answered,
+                    close=self.holder.draining,
                 )
-            except ConnectFailed as error:
+            except (ConnectFailed, ReplicaDisconnected) as error:
+                failed = REPLICA_UNREACHABLE if isinstance(error, ConnectFailed) else REPLICA_DISCONNECTED
                 log.warning(
-                    "replica unreachable",
+                    "replica unreachable"
+                    if failed == REPLICA_UNREACHABLE
+                    else "replica closed the connection",
                     extra={"chute": "/".join(key), "endpoint": endpoint, "error": str(error)},
                 )
                 continue
@@ -87,11 +136,16 @@ class Activator:
                     extra={"chute": "/".join(key), "waited": round(waited, 3), "attempt": attempt},
                 )
             return response
+        self.holder.metrics.rejected.labels(*key, failed).inc()
+        how = (
+            "could be reached" if failed == REPLICA_UNREACHABLE else "answered before closing the connection"
+        )
         return _reject(
             Rejected(
                 503,
-                "ReplicaUnreachable",
-                f"no replica of Chute {key[0]}/{key[1]} answered after {time.monotonic() - start:.1f}s",
+                failed,
+                f"no replica of Chute {key[0]}/{key[1]} {how}, {CONNECT_ATTEMPTS} tried in "
+                f"{time.monotonic() - start:.1f}s",
                 self.holder.retry_after(key),
             )
         )
@@ -107,6 +161,8 @@ def metrics_app(holder: Holder) -> web.Application:
         return web.Response(text="ok")
 
     async def readyz(_: web.Request) -> web.Response:
+        if holder.draining:
+            return web.Response(status=503, text="draining")
         return web.Response(text="ok") if holder.synced else web.Response(status=503, text="not synced")
 
     async def chutes(_: web.Request) -> web.Response:

@@ -6,7 +6,8 @@ import argparse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from chute_shared.flags import EnvFlags, Parse
+from chute_shared.flags import EnvFlags, Parse, at_least, non_negative, positive
+from chute_shared.limits import MAX_BODY_BYTES
 
 ENV_PREFIX = "CHUTE_ACTIVATOR_"
 
@@ -20,8 +21,11 @@ class Config:
     max_wait_seconds: float = 300.0
     wake_interval_seconds: float = 5.0
     default_retry_after: int = 10
-    max_body_bytes: int = 16 * 1024 * 1024
+    max_body_bytes: int = MAX_BODY_BYTES
+    max_held_body_bytes: int = 128 * 1024 * 1024
     request_timeout_seconds: float = 600.0
+    drain_seconds: float = 15.0
+    shutdown_timeout_seconds: float = 30.0
     kubeconfig: str | None = None
     namespaces: tuple[str, ...] = ()
     log_level: str = "INFO"
@@ -46,8 +50,24 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str] | None = None) 
     flag("max-wait-seconds", float, "longest a request is held before 503 with Retry-After")
     flag("wake-interval-seconds", float, "how often a wake is asked again while requests wait")
     flag("default-retry-after", int, "Retry-After when the Chute's load time is not known yet")
-    flag("max-body-bytes", int, "largest request body held")
+    flag("max-body-bytes", int, "largest request body held (the sidecar's default); 413 beyond")
+    flag(
+        "max-held-body-bytes",
+        at_least(1),
+        "bytes of bodies held across all requests; beyond, 503 with Retry-After (bounds the memory)",
+    )
     flag("request-timeout-seconds", float, "longest a forwarded request may take")
+    flag(
+        "drain-seconds",
+        non_negative,
+        "after SIGTERM keep listening (unready), forwarding and holding this long: longer than the "
+        "operator's check of the activator's endpoints (5 s) plus kube-proxy's sync",
+    )
+    flag(
+        "shutdown-timeout-seconds",
+        positive,
+        "after the drain, wait this long at most for forwarded requests to finish",
+    )
     flag("kubeconfig", str, "kubeconfig file (default: in-cluster, then ~/.kube/config)")
     flag("log-level", str, "log level")
     flag(
@@ -70,7 +90,10 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str] | None = None) 
         wake_interval_seconds=args.wake_interval_seconds,
         default_retry_after=args.default_retry_after,
         max_body_bytes=args.max_body_bytes,
+        max_held_body_bytes=args.max_held_body_bytes,
         request_timeout_seconds=args.request_timeout_seconds,
+        drain_seconds=args.drain_seconds,
+        shutdown_timeout_seconds=args.shutdown_timeout_seconds,
         kubeconfig=args.kubeconfig,
         namespaces=tuple(args.namespace),
         log_level=args.log_level.upper(),

@@ -2,20 +2,38 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
 
-from chute_shared.headers import FORWARDED_FOR, HOP_BY_HOP
+from chute_shared.headers import EXPECT, FORWARDED_FOR, HOP_BY_HOP
 
-NOT_FORWARDED = frozenset(h.lower() for h in (*HOP_BY_HOP, "Host", "Content-Length"))
-"""Hop-by-hop headers, and those aiohttp sets itself (Host is set again for the replica)."""
+NOT_FORWARDED = frozenset(h.lower() for h in (*HOP_BY_HOP, "Host", "Content-Length", EXPECT))
+"""Hop-by-hop headers, those aiohttp sets itself (Host is set again for the replica), and Expect
+(answered here: the replica gets the whole body at once)."""
+
+
+UPLOAD_PIECE = 256 * 1024
+"""A held body goes to the replica in pieces of this size, each written once the socket took the last:
+written at once, the part the socket cannot take would be copied into the transport's buffer, and
+every body held would be in memory twice while it is forwarded."""
+
+
+async def _pieces(body: bytes | bytearray) -> AsyncIterator[memoryview]:
+    view = memoryview(body)
+    for start in range(0, len(view), UPLOAD_PIECE):
+        yield view[start : start + UPLOAD_PIECE]
 
 
 class ConnectFailed(Exception):
     """The replica could not be reached; nothing was sent, another replica may be tried."""
+
+
+class ReplicaDisconnected(Exception):
+    """The replica closed the connection before answering; nothing was sent to the client yet, so
+    another replica may be tried."""
 
 
 def _request_headers(request: web.BaseRequest) -> CIMultiDict[str]:
@@ -30,33 +48,43 @@ def _request_headers(request: web.BaseRequest) -> CIMultiDict[str]:
 async def forward(
     session: aiohttp.ClientSession,
     request: web.BaseRequest,
-    body: bytes,
+    body: bytes | bytearray,
     endpoint: str,
     *,
     timeout: float,  # noqa: ASYNC109 (aiohttp's own total timeout for the upstream request)
     on_answer: Callable[[], None] = lambda: None,
+    close: bool = False,
 ) -> web.StreamResponse:
     """Send ``request`` (its ``body`` already read) to ``http://endpoint`` and stream the answer back.
 
     ``on_answer`` is called once the replica has answered (status and headers), before its body is
     streamed: the request is forwarded even when its client leaves before the stream's end (an
-    OpenAI client stops reading at ``data: [DONE]``); the streaming then stops quietly."""
+    OpenAI client stops reading at ``data: [DONE]``); the streaming then stops quietly. ``close``:
+    the answer closes the client's connection (the activator drains: its next request opens a new
+    one, which kube-proxy sends elsewhere)."""
     url = f"http://{endpoint}{request.raw_path}"
+    headers = _request_headers(request)
+    if body:
+        headers["Content-Length"] = str(len(body))  # the whole body, held: never chunked to the replica
     try:
         upstream = await session.request(
             request.method,
             url,
-            headers=_request_headers(request),
-            data=body or None,
+            headers=headers,
+            data=_pieces(body) if body else None,
             allow_redirects=False,
             auto_decompress=False,
             timeout=aiohttp.ClientTimeout(total=timeout, connect=2.0),
         )
     except aiohttp.ClientConnectorError as error:
         raise ConnectFailed(str(error)) from error
+    except aiohttp.ClientConnectionError as error:  # closed or reset before the status line
+        raise ReplicaDisconnected(str(error) or type(error).__name__) from error
     async with upstream:
         on_answer()
         response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
+        if close:
+            response.force_close()
         for name, value in upstream.headers.items():
             if name.lower() not in NOT_FORWARDED:
                 response.headers.add(name, value)
@@ -71,4 +99,8 @@ async def forward(
             await response.write_eof()
         except ConnectionResetError:  # the client is gone: nobody is left to answer
             pass
+        except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError):
+            # the replica broke off its answer: the status is sent, so the client sees a cut answer
+            if request.transport is not None:
+                request.transport.close()
         return response

@@ -70,8 +70,11 @@ class Holder:
         self.queue_limit, self.max_wait = queue_limit, max_wait_seconds
         self.wake_interval, self.default_retry_after = wake_interval_seconds, default_retry_after
         self.synced = False
-        self.stopping = False
         """Whether the source has listed every Chute once (until then an unknown Chute is waited for)."""
+        self.draining = False
+        """SIGTERM: unready (the operator takes this activator out of the slices), still serving."""
+        self.stopping = False
+        """The drain is over: held requests are answered 503."""
         self._gates: dict[Key, _Gate] = {}
         self._by_ip: dict[str, Key] = {}
 
@@ -100,6 +103,10 @@ class Holder:
         self.synced = True
         for gate in self._gates.values():
             gate.notify()
+
+    def drain(self) -> None:
+        """Shutting down: unready at once, but requests are still forwarded and held."""
+        self.draining = True
 
     def stop_holding(self) -> None:
         """Shutting down: every held request is answered 503 with Retry-After at once."""

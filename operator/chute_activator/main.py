@@ -41,10 +41,17 @@ async def serve(config: Config) -> int:
     )
     source = KubeSource(client, holder, config.namespaces, config.test_only_endpoints)
     activator = Activator(
-        holder, max_body_bytes=config.max_body_bytes, request_timeout=config.request_timeout_seconds
+        holder,
+        max_body_bytes=config.max_body_bytes,
+        max_held_body_bytes=config.max_held_body_bytes,
+        request_timeout=config.request_timeout_seconds,
     )
     await activator.start()
-    serving = web.ServerRunner(web.Server(activator.handle, handler_cancellation=True), access_log=None)
+    serving = web.ServerRunner(
+        web.Server(activator.handle, handler_cancellation=True),
+        access_log=None,
+        shutdown_timeout=config.shutdown_timeout_seconds,
+    )
     await serving.setup()
     await web.TCPSite(serving, config.host, config.port, backlog=1024).start()
     admin = web.AppRunner(metrics_app(holder), access_log=None)
@@ -57,15 +64,26 @@ async def serve(config: Config) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
-    log.info("activator stopping")
-    holder.stop_holding()
-    await serving.cleanup()
+    await drain(holder, config.drain_seconds)
+    await serving.cleanup()  # no new connections; forwarded requests get the shutdown timeout
     await admin.cleanup()
     await source.stop()
     await activator.close()
     with contextlib.suppress(Exception):
         await client.close()
     return 0
+
+
+async def drain(holder: Holder, seconds: float) -> None:
+    """SIGTERM: unready at once (``/readyz`` 503) while still listening, forwarding and holding for
+    ``seconds``: kube-proxy sends new connections here until the operator has re-read the activator's
+    endpoints (every 5 s) and rewritten each Chute's slice, and kube-proxy has synced. Then what is
+    still held is answered 503 with Retry-After."""
+    holder.drain()
+    log.info("activator draining", extra={"drain_seconds": seconds})
+    await asyncio.sleep(seconds)
+    log.info("activator stopping")
+    holder.stop_holding()
 
 
 def main(argv: list[str]) -> int:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from chute_shared import flags, logs
 from chute_shared.flags import EnvFlags, Parse, at_least, boolean, non_negative, port, positive
+from chute_shared.limits import MAX_BODY_BYTES
 from chute_shared.paths import MODEL_HEALTH_PATH
 from chute_shared.ports import ADMIN_PORT, METRICS_PORT, SIDECAR_PORT
 from chute_sidecar.routes import parse_cord
@@ -30,7 +31,7 @@ class Config:
     health_path: str = MODEL_HEALTH_PATH
     startup_timeout_seconds: float = 1800.0
     request_timeout_seconds: float = 600.0
-    max_body_bytes: int = 64 * 1024 * 1024
+    max_body_bytes: int = MAX_BODY_BYTES
     cords: tuple[str, ...] = ()
     restrict_to_cords: bool = False
     api_key_file: str | None = None
@@ -71,7 +72,7 @@ _OPTIONS: tuple[tuple[str, Parse, object, str], ...] = (
     ("--health-path", _path, MODEL_HEALTH_PATH, "the model's health path, polled in the background"),
     ("--startup-timeout-seconds", positive, 1800.0, "how long the model may take to start"),
     ("--request-timeout-seconds", positive, 600.0, "per proxied request, whole exchange; 504 on expiry"),
-    ("--max-body-bytes", at_least(1), 64 * 1024 * 1024, "largest request body; 413 beyond"),
+    ("--max-body-bytes", at_least(1), MAX_BODY_BYTES, "largest request body; 413 beyond"),
     ("--api-key-file", str, None, "file of accepted API keys, one a line; enables auth"),
     ("--drain-seconds", non_negative, 5.0, "after SIGTERM keep serving (unready) this long"),
     (

@@ -13,7 +13,7 @@ from aiohttp import StreamReader, web
 from multidict import CIMultiDict
 from yarl import URL
 
-from chute_shared.headers import FORWARDED_FOR, HOP_BY_HOP
+from chute_shared.headers import EXPECT, EXPECT_CONTINUE, FORWARDED_FOR, HOP_BY_HOP
 from chute_shared.paths import CONN_STATS_PATH, READY
 from chute_sidecar.auth import ApiKeys
 from chute_sidecar.headers import BadHeader, ascii_bytes
@@ -27,7 +27,7 @@ log = logging.getLogger("chute_sidecar.proxy")
 
 # raw (lower-case) names not forwarded: hop-by-hop, Host (set for the model), Expect (answered here),
 # X-Forwarded-For (extended and re-added)
-_RAW_DROP = frozenset(name.lower().encode() for name in (*HOP_BY_HOP, "Host", "Expect", FORWARDED_FOR))
+_RAW_DROP = frozenset(name.lower().encode() for name in (*HOP_BY_HOP, "Host", EXPECT, FORWARDED_FOR))
 _RAW_FORWARDED_FOR = FORWARDED_FOR.encode()
 CLIENT_CLOSED = 499  # nginx's code for "client closed the connection first"
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
@@ -259,7 +259,7 @@ class Proxy:
         started: float,
     ) -> tuple[web.StreamResponse, int]:
         assert self.pool is not None
-        if request.headers.get("Expect", "").lower() == "100-continue":
+        if request.headers.get(EXPECT, "").lower() == EXPECT_CONTINUE:
             await request.writer.write(_CONTINUE)
         body: AsyncIterator[bytes] | None = None
         if chunked:

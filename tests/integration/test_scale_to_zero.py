@@ -92,7 +92,8 @@ class ActivatorProcess:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "chute_operator", "activator", f"--kubeconfig={cp.kubeconfig}",
              "--host=127.0.0.1", f"--port={self.port}", f"--metrics-port={self.metrics_port}",
-             f"--namespace={namespace}", f"--test-only-endpoints={endpoints}", "--wake-interval-seconds=2"],
+             f"--namespace={namespace}", f"--test-only-endpoints={endpoints}", "--wake-interval-seconds=2",
+             "--drain-seconds=1"],  # a short drain: this test does not roll the activator out
             stdout=self.log, stderr=subprocess.STDOUT,
         )  # fmt: skip
 

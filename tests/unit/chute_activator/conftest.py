@@ -33,7 +33,7 @@ class StartActivator:
         self.runners: list[web.BaseRunner] = []
         self.activators: list[Activator] = []
 
-    async def __call__(self, **options: float) -> Running:
+    async def __call__(self, max_held_body_bytes: int | None = None, **options: float) -> Running:
         wakes: list[Key] = []
 
         async def wake(key: Key) -> None:
@@ -41,7 +41,9 @@ class StartActivator:
 
         holder = Holder(wake, Metrics(), **options)  # type: ignore[arg-type]
         holder.mark_synced()
-        activator = Activator(holder, max_body_bytes=1 << 20, request_timeout=30)
+        activator = Activator(
+            holder, max_body_bytes=1 << 20, request_timeout=30, max_held_body_bytes=max_held_body_bytes
+        )
         await activator.start()
         self.activators.append(activator)
         serving = web.ServerRunner(web.Server(activator.handle, handler_cancellation=True), access_log=None)

@@ -30,6 +30,7 @@ class FakeApi:
     chutes: list[dict[str, Any]]
     pods: list[dict[str, Any]] = field(default_factory=list)
     services: list[dict[str, Any]] = field(default_factory=list)
+    slices: list[dict[str, Any]] = field(default_factory=list)
     failures_before_lists: int = 0
     """The first this many list calls answer 503 'storage is (re)initializing'."""
     list_calls: int = 0
@@ -87,6 +88,7 @@ class FakeApi:
         items = self.chutes if "/chutes.ai/" in request.path else []
         items = self.pods if request.path.endswith("/pods") else items
         items = self.services if request.path.endswith("/services") else items
+        items = self.slices if request.path.endswith("/endpointslices") else items
         return web.json_response({"kind": "List", "apiVersion": "v1", "metadata": {}, "items": items})
 
     async def _patch(self, request: web.Request) -> web.Response:

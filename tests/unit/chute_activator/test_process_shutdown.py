@@ -1,4 +1,5 @@
-"""A real activator process sent SIGTERM while it holds requests: each client gets 503 + Retry-After."""
+"""A real activator process sent SIGTERM while it holds requests: each client gets 503 + Retry-After
+(at the end of its drain, test_process_drain.py)."""
 
 from __future__ import annotations
 
@@ -43,7 +44,7 @@ def activator_process(api: FakeApi, tmp_path: Path) -> Iterator[tuple[subprocess
         [
             *(sys.executable, "-m", "chute_activator", "--host", LOOPBACK, "--port", str(port)),
             *("--metrics-port", str(metrics_port), "--kubeconfig", str(kubeconfig), "-n", "team"),
-            *("--default-retry-after", "7"),
+            *("--default-retry-after", "7", "--drain-seconds", "1"),  # held through a short drain
         ],
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
         stdout=subprocess.DEVNULL,

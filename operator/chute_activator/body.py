@@ -1,0 +1,89 @@
+"""A request's body read to its end before it is held: bounded per request and across all requests."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from chute_shared.headers import EXPECT, EXPECT_CONTINUE
+
+CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+
+class BodyTooLarge(Exception):
+    """The body is longer than the per-request bound (413)."""
+
+
+class HeldBytesFull(Exception):
+    """Holding this body would pass the bound across all requests (503, never a cut body)."""
+
+
+class BodyIncomplete(Exception):
+    """The client ended its body before its Content-Length."""
+
+
+class HeldBytes:
+    """Bytes of request bodies the activator holds now, against one bound for the whole process."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.held = limit, 0
+
+    def take(self, count: int) -> bool:
+        if self.held + count > self.limit:
+            return False
+        self.held += count
+        return True
+
+    def give_back(self, count: int) -> None:
+        self.held -= count
+
+
+class Body:
+    """A whole body and its share of :class:`HeldBytes`, given back once (:meth:`release`)."""
+
+    def __init__(self, held: HeldBytes) -> None:
+        self.data, self.reserved, self._held = bytearray(), 0, held
+
+    def reserve(self, count: int, limit: int) -> None:
+        if self.reserved + count > limit:
+            raise BodyTooLarge
+        if not self._held.take(count):
+            raise HeldBytesFull
+        self.reserved += count
+
+    def release(self) -> None:
+        """The replica has it (it answered): its bytes no longer count against the bound."""
+        self._held.give_back(self.reserved)
+        self.reserved = 0
+
+
+@contextlib.asynccontextmanager
+async def read_body(request: web.BaseRequest, *, limit: int, held: HeldBytes) -> AsyncIterator[Body]:
+    """The request's whole body (Content-Length or chunked), ``limit`` bytes at most; its bytes count
+    against ``held`` from the moment they are taken until :meth:`Body.release` or the block's end.
+    A client that sent ``Expect: 100-continue`` gets ``100 Continue`` once its Content-Length passed
+    both bounds (a body refused before it is read gets its final answer instead)."""
+    body = Body(held)
+    try:
+        length = request.content_length
+        if length is not None:
+            body.reserve(length, limit)  # refused before a byte is read
+            body.data = bytearray(length)
+        if request.headers.get(EXPECT, "").lower() == EXPECT_CONTINUE and request.version >= (1, 1):
+            await request.writer.write(CONTINUE)  # the client waits for it before it sends the body
+        filled = 0
+        while chunk := await request.content.readany():
+            end = filled + len(chunk)
+            if length is None:
+                body.reserve(len(chunk), limit)
+                body.data += chunk
+            elif end <= length:
+                body.data[filled:end] = chunk
+            filled = end
+        if length is not None and filled != length:
+            raise BodyIncomplete
+        yield body
+    finally:
+        body.release()

@@ -1,0 +1,7 @@
+"""Limits more than one program enforces, so a request is refused (or not) whichever of them it meets."""
+
+from __future__ import annotations
+
+MAX_BODY_BYTES = 64 * 1024 * 1024
+"""The largest request body a Chute accepts: the sidecar's ``--max-body-bytes`` default and the
+activator's (a Chute at zero takes what it takes awake); 413 beyond."""

@@ -1,0 +1,123 @@
+"""A replica that closes the connection: another is tried, then a JSON 503; a started answer is ended.
+
+The replicas are raw sockets on loopback that accept, read the request's head and close (before
+answering, or after the head and part of the body of an answer).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from chute_activator.app import CONNECT_ATTEMPTS, REPLICA_DISCONNECTED
+from chute_activator.state import ChuteState
+from tests.unit.chute_activator.conftest import LOOPBACK, StartActivator
+
+KEY = ("team", "llm")
+HOST = {"Host": "llm.team.svc"}
+CHAT = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+
+Reply = Callable[[asyncio.StreamWriter], Awaitable[None]]
+
+
+class RawReplica:
+    """Accepts, reads the request's head, writes ``reply`` (nothing by default) and closes."""
+
+    def __init__(self, reply: bytes = b"") -> None:
+        self.reply, self.connections = reply, 0
+        self.server: asyncio.Server | None = None
+
+    @property
+    def endpoint(self) -> str:
+        assert self.server is not None
+        return f"{LOOPBACK}:{self.server.sockets[0].getsockname()[1]}"
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(self.reply)
+            await writer.drain()
+        writer.close()
+
+    async def __aenter__(self) -> RawReplica:
+        self.server = await asyncio.start_server(self._serve, LOOPBACK, 0)
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        assert self.server is not None
+        self.server.close()
+
+
+@pytest.fixture
+async def good_replica() -> AsyncIterator[str]:
+    async def answer(request: web.Request) -> web.Response:
+        await request.read()
+        return web.json_response({"object": "chat.completion"})
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", answer)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, LOOPBACK, 0).start()
+    yield f"{LOOPBACK}:{runner.addresses[0][1]}"
+    await runner.cleanup()
+
+
+async def test_a_replica_that_closes_before_answering_is_retried_then_a_json_503_with_retry_after(
+    start_activator: StartActivator, session: aiohttp.ClientSession
+) -> None:
+    activator = await start_activator(default_retry_after=7)
+    async with RawReplica() as dropping:
+        activator.holder.update(KEY, ChuteState(endpoints=(dropping.endpoint,)))
+        async with session.post(activator.url(), json=CHAT, headers=HOST) as response:
+            status, retry_after, text = (
+                response.status,
+                response.headers.get("Retry-After"),
+                await response.text(),
+            )
+    assert (status, retry_after) == (503, "7")
+    assert json.loads(text)["error"]["reason"] == REPLICA_DISCONNECTED == "ReplicaDisconnected"
+    assert dropping.connections == CONNECT_ATTEMPTS  # bounded
+
+
+async def test_after_a_replica_closes_before_answering_another_replica_answers(
+    start_activator: StartActivator, session: aiohttp.ClientSession, good_replica: str
+) -> None:
+    activator = await start_activator()
+    async with RawReplica() as dropping:
+        activator.holder.update(KEY, ChuteState(endpoints=(dropping.endpoint, good_replica)))
+        async with session.post(activator.url(), json=CHAT, headers=HOST) as response:
+            assert response.status == 200
+            assert (await response.json())["object"] == "chat.completion"
+    assert dropping.connections == 1
+
+
+async def test_an_answer_the_replica_cuts_after_it_started_is_ended_without_a_second_status(
+    start_activator: StartActivator,
+) -> None:
+    activator = await start_activator()
+    started = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 100\r\n\r\n" + b"partial"
+    async with RawReplica(started) as cutting:
+        activator.holder.update(KEY, ChuteState(endpoints=(cutting.endpoint,)))
+        reader, writer = await asyncio.open_connection(LOOPBACK, activator.port)
+        writer.write(f"GET /v1/models HTTP/1.1\r\nHost: {HOST['Host']}\r\n\r\n".encode())
+        answer = b""
+        async with asyncio.timeout(10):
+            with contextlib.suppress(ConnectionError):
+                for _ in range(1000):  # bounded: the answer is small
+                    data = await reader.read(65536)
+                    if not data:
+                        break
+                    answer += data
+        writer.close()
+    assert answer.startswith(b"HTTP/1.1 200")
+    assert answer.count(b"HTTP/1.1") == 1  # ended (the connection closed), no second status
+    assert answer.endswith(b"partial")
+    assert cutting.connections == 1
