@@ -18,7 +18,7 @@ from chute_operator.rollout import observe as observe_rollout
 from chute_operator.store import Store, key_of
 from chute_operator.validation import InvalidChute, parse_chute
 from chute_operator.workload import RenderOptions, Workload, resolve
-from chute_operator.zero import ACTIVATOR_SLICE_SUFFIX, Activator
+from chute_operator.zero import ACTIVATOR_SLICE_SUFFIX, ActivatorReading
 
 IdleReadings = Callable[[str, str], float | None]
 """Seconds a pod (namespace, name) has served nothing, from the metrics API's readings; None: unknown."""
@@ -38,7 +38,7 @@ class Observer:
         options: RenderOptions,
         desired: DesiredManifests,
         monitoring_served: Callable[[], Awaitable[bool]],
-        activator: Callable[[], Activator | None],
+        activator: Callable[[], ActivatorReading],
         idle_seconds: IdleReadings,
     ) -> None:
         self.api, self.store, self.options, self.desired = api, store, options, desired

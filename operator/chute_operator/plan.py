@@ -19,8 +19,10 @@ from chute_operator.store import Key
 from chute_operator.workload import Workload
 from chute_operator.zero import (
     ACTIVATOR_SLICE_SUFFIX,
+    UNREAD,
     Action,
     Activator,
+    ActivatorReading,
     activator_slice,
     decide,
     sleep_manifest,
@@ -88,8 +90,9 @@ class Snapshot:
     """The store's objects of each PRUNABLE kind labelled as the Chute's."""
     activator_slice: Manifest | None
     """The store's EndpointSlice that adds the activator to the Chute's Service."""
-    activator: Activator | None
-    """The activator's ready pods (scale to zero is off while there are none)."""
+    activator: ActivatorReading
+    """The activator's ready pods (scale to zero is off while there are none); UNREAD: not read
+    yet, so its EndpointSlice is left as it is."""
     idle: Mapping[str, float | None] = field(default_factory=dict)
     """Seconds each pod (by name) has served nothing; missing or None: unknown."""
 
@@ -328,11 +331,14 @@ def plan_slice(
 ) -> tuple[Manifest | None, Key | None]:
     """The activator's EndpointSlice while nothing serves a Chute that may be at zero: (to apply,
     to delete). The Deployment is judged as the zero step leaves it (asleep after a sleep, awake
-    after a wake: the zero manager's manifest says which)."""
+    after a wake: the zero manager's manifest says which). Nothing while the activator is UNREAD:
+    an operator that has just started must not take the activator out of a Chute at zero."""
+    if snapshot.activator is UNREAD:
+        return None, None
     deployment = zero.manifest if zero else _applied_deployment(snapshot, steps)
     workload, activator = snapshot.workload, snapshot.activator
     wanted = workload is not None and wants_activator(workload, deployment, snapshot.pods)
-    if wanted and workload is not None and activator is not None and activator.addresses:
+    if wanted and workload is not None and isinstance(activator, Activator) and activator.addresses:
         desired = activator_slice(workload, activator)
         return (desired if drifted(desired, snapshot.activator_slice) else None), None
     actual = snapshot.activator_slice

@@ -27,7 +27,7 @@ from chute_operator.settled import SettledTemplates
 from chute_operator.status import compute_status
 from chute_operator.store import Key, Store
 from chute_operator.workload import RenderOptions
-from chute_operator.zero import Activator
+from chute_operator.zero import ActivatorReading
 
 
 class NotLeader(Exception):
@@ -55,7 +55,7 @@ class MonitoringProbe:
         return self.available
 
 
-def no_activator() -> Activator | None:
+def no_activator() -> ActivatorReading:
     return None
 
 
@@ -71,7 +71,7 @@ class Reconciler:
         may_write: Callable[[], bool],
         *,
         status_wait_seconds: float = 0.0,
-        activator: Callable[[], Activator | None] = no_activator,
+        activator: Callable[[], ActivatorReading] = no_activator,
         idle_seconds: IdleReadings = no_readings,
     ) -> None:
         """``status_wait_seconds``: how long a status waits for the controller of a Deployment just

@@ -48,6 +48,18 @@ class Activator:
     port: int
 
 
+class Unread(Enum):
+    UNREAD = "unread"
+
+
+UNREAD = Unread.UNREAD
+"""The activator's endpoints have not been read yet (the operator just started or became leader):
+every activator slice is left as it is, neither applied nor deleted."""
+ActivatorReading = Activator | None | Unread
+"""What the operator knows of the activator: its ready pods; None (read: none, or no activator
+configured); or UNREAD."""
+
+
 def parse_time(text: str | None) -> datetime | None:
     if not text:
         return None
@@ -98,13 +110,17 @@ def idle_for(
     return least
 
 
+def _has_pods(activator: ActivatorReading) -> bool:
+    return isinstance(activator, Activator) and bool(activator.addresses)
+
+
 def decide(
     workload: Workload | None,
     chute: Mapping[str, Any],
     deployment: Mapping[str, Any] | None,
     pods: Iterable[Mapping[str, Any]],
     idle_seconds: Callable[[str, str], float | None],
-    activator: Activator | None,
+    activator: ActivatorReading,
 ) -> Action:
     """What the scale-to-zero field manager does now (level-based: from the objects alone)."""
     asleep = asleep_since(deployment)
@@ -114,8 +130,8 @@ def decide(
         if not may_sleep or (woken is not None and woken > asleep):
             return Action.WAKE
         return Action.STAY
-    if not may_sleep or workload is None or deployment is None or not (activator and activator.addresses):
-        return Action.STAY  # never to zero without an activator to hold the next request
+    if not may_sleep or workload is None or deployment is None or not _has_pods(activator):
+        return Action.STAY  # never to zero without a known activator to hold the next request
     if ((deployment.get("spec") or {}).get("replicas") or 0) < 1:
         return Action.STAY  # at zero by hand: not ours to manage
     idle = idle_for(pods, idle_seconds)

@@ -17,7 +17,7 @@ from chute_operator.rollout import observe
 from chute_operator.status import compute_status
 from chute_operator.validation import parse_chute
 from chute_operator.workload import RenderOptions, resolve
-from chute_operator.zero import ASLEEP_ANNOTATION, Action, Activator
+from chute_operator.zero import ASLEEP_ANNOTATION, UNREAD, Action, Activator, ActivatorReading
 from chute_shared.cluster import WAKE_ANNOTATION
 from tests.chutes import cpu_chute
 
@@ -56,7 +56,7 @@ def _snapshot(
     in_the_way: tuple[str, ...] = (),
     pods: tuple[dict[str, Any], ...] = (),
     prunable: dict[str, tuple[dict[str, Any], ...]] | None = None,
-    activator: Activator | None = None,
+    activator: ActivatorReading = None,
     activator_slice: dict[str, Any] | None = None,
     idle: dict[str, float | None] | None = None,
 ) -> Snapshot:
@@ -326,3 +326,29 @@ def test_a_chute_at_zero_given_fixed_replicas_is_not_woken_by_the_zero_manager()
     woken = make_plan(_snapshot(_chute(minInstances=1, maxInstances=2), live=asleep), NOW, MANAGER)
     assert woken.zero is not None  # autoscaled from 1: the HPA gets the replicas back
     assert woken.zero.action is Action.WAKE
+
+
+def test_an_activator_not_read_yet_leaves_its_slice_as_it_is() -> None:
+    """An operator that has just started (or just become leader) has not read the activator's
+    endpoints: it neither removes the slice of a Chute at zero nor applies one (issue 25)."""
+    chute = _scale_to_zero()
+    owned = _live(make_plan(_snapshot(chute, activator=ACTIVATOR), NOW, MANAGER).slice_apply or {})
+    asleep = _asleep(_snapshot(chute))
+    for snapshot in (
+        _snapshot(chute, live=asleep, activator=UNREAD, activator_slice=owned),  # at zero
+        _snapshot(chute, pods=(_pod("a-1"),), activator=UNREAD, activator_slice=owned),  # serving
+        _snapshot(chute, live=asleep, activator=UNREAD),  # at zero, no slice yet
+    ):
+        plan = make_plan(snapshot, NOW, MANAGER)
+        assert (plan.slice_apply, plan.slice_delete) == (None, None)
+    idle = _snapshot(chute, pods=(_pod("a-1"),), activator=UNREAD, idle={"a-1": 61.0})
+    assert make_plan(idle, NOW, MANAGER).zero is None  # never to zero without a known activator
+
+
+def test_an_activator_read_with_no_ready_pod_removes_its_slice() -> None:
+    chute = _scale_to_zero()
+    owned = _live(make_plan(_snapshot(chute, activator=ACTIVATOR), NOW, MANAGER).slice_apply or {})
+    asleep = _asleep(_snapshot(chute))
+    for none in (None, Activator((), 8080)):
+        plan = make_plan(_snapshot(chute, live=asleep, activator=none, activator_slice=owned), NOW, MANAGER)
+        assert (plan.slice_apply, plan.slice_delete) == (None, ("ns", "a-activator"))
