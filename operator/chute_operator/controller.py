@@ -16,7 +16,7 @@ from chute_operator.gpus import Catalog
 from chute_operator.kube import WATCHED_KINDS, KubeApi, error_code, error_message, throttled_for
 from chute_operator.leader import LeaderElector
 from chute_operator.metrics import ChuteReadiness, OperatorMetrics
-from chute_operator.observe import IdleReadings, no_readings
+from chute_operator.observe import ConfirmIdle, IdleReadings, no_confirmation, no_readings
 from chute_operator.reconcile import NotLeader, Reconciler, RetryLater
 from chute_operator.settings import Settings
 from chute_operator.store import Key, Store, chute_of, key_of
@@ -58,6 +58,8 @@ class Controller:
         the scale-to-zero loop); UNREAD until then: no reconcile touches an activator slice."""
         self.idle_seconds: IdleReadings = no_readings
         """The metrics API's idle readings, once it serves them (handlers.py)."""
+        self.confirm_idle: ConfirmIdle = no_confirmation
+        """Its read of a sidecar now, to confirm a sleep (handlers.py)."""
         self.reconciler = Reconciler(
             self.api,
             self.store,
@@ -67,6 +69,7 @@ class Controller:
             status_wait_seconds=settings.reconciling.status_wait_seconds,
             activator=lambda: self.activator,
             idle_seconds=lambda namespace, pod: self.idle_seconds(namespace, pod),
+            confirm_idle=lambda namespace, pod: self.confirm_idle(namespace, pod),
         )
         self._tasks: list[asyncio.Task[None]] = []
         metrics.track_readiness(self.readiness)

@@ -23,7 +23,9 @@ from chute_operator.zero import (
     Action,
     Activator,
     ActivatorReading,
+    Reading,
     activator_slice,
+    confirmed_idle,
     decide,
     sleep_manifest,
     wake_manifest,
@@ -94,7 +96,11 @@ class Snapshot:
     """The activator's ready pods (scale to zero is off while there are none); UNREAD: not read
     yet, so its EndpointSlice is left as it is."""
     idle: Mapping[str, float | None] = field(default_factory=dict)
-    """Seconds each pod (by name) has served nothing; missing or None: unknown."""
+    """Seconds each pod (by name) has served nothing, from the metrics API's readings (up to 10 s
+    old); missing or None: unknown."""
+    confirmed: Mapping[str, Reading] = field(default_factory=dict)
+    """Each pod's sidecar read during this observation (by name), taken only when ``idle`` says the
+    Chute may sleep: the sleep is decided on these."""
 
     @property
     def uid(self) -> str | None:
@@ -308,15 +314,18 @@ def _applied_deployment(snapshot: Snapshot, steps: tuple[Step, ...]) -> Manifest
 
 
 def plan_zero(snapshot: Snapshot, steps: tuple[Step, ...], now: datetime) -> Zero | None:
-    """Idle for shutdownAfterSeconds -> replicas 0; a wake request -> back to the HPA (zero.py has
-    the rules), decided on the Deployment as applying leaves it."""
+    """Idle for shutdownAfterSeconds (by the metrics API's readings, confirmed by each sidecar read
+    just now) -> replicas 0; a wake request -> back to the HPA (zero.py has the rules), decided on
+    the Deployment as applying leaves it."""
     deployment = _applied_deployment(snapshot, steps)
     workload, activator = snapshot.workload, snapshot.activator
     action = decide(workload, snapshot.chute, deployment, snapshot.pods, snapshot.idle_seconds, activator)
+    seconds = workload.shutdown_after_seconds if workload else 0
+    if action is Action.SLEEP and not confirmed_idle(snapshot.pods, snapshot.confirmed, seconds, now):
+        return None  # the sidecars, read just now, do not all confirm the window
     if action is Action.STAY or deployment is None:
         return None
     if action is Action.SLEEP:
-        seconds = snapshot.workload.shutdown_after_seconds if snapshot.workload else 0
         message = f"every replica idle for {seconds}s: scaled to zero; the next request wakes it"
         return Zero(action, sleep_manifest(deployment, now), Event("Normal", reasons.SCALED_TO_ZERO, message))
     asked = wake_requested_at(snapshot.chute)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from chute_operator.api import reasons
@@ -17,7 +17,7 @@ from chute_operator.rollout import observe
 from chute_operator.status import compute_status
 from chute_operator.validation import parse_chute
 from chute_operator.workload import RenderOptions, resolve
-from chute_operator.zero import ASLEEP_ANNOTATION, UNREAD, Action, Activator, ActivatorReading
+from chute_operator.zero import ASLEEP_ANNOTATION, UNREAD, Action, Activator, ActivatorReading, Reading
 from chute_shared.cluster import WAKE_ANNOTATION
 from tests.chutes import cpu_chute
 
@@ -59,9 +59,11 @@ def _snapshot(
     activator: ActivatorReading = None,
     activator_slice: dict[str, Any] | None = None,
     idle: dict[str, float | None] | None = None,
+    confirmed: dict[str, Reading] | None = None,
 ) -> Snapshot:
     """A Chute whose children are ``live`` (kind -> object; missing: none), as observe.py would
-    see it. With ``live=None``: every child as last applied (nothing drifted)."""
+    see it. With ``live=None``: every child as last applied (nothing drifted). ``confirmed``: each
+    sidecar read just now (by default: as ``idle`` says, read at NOW)."""
     chute = chute or _chute()
     rollout = observe(None, list(pods))
     workload = resolve(parse_chute(chute), OPTIONS, rollout)
@@ -86,6 +88,7 @@ def _snapshot(
         activator_slice=activator_slice,
         activator=activator,
         idle=idle or {},
+        confirmed={k: Reading(v, NOW) for k, v in (idle or {}).items()} if confirmed is None else confirmed,
     )
 
 
@@ -352,3 +355,26 @@ def test_an_activator_read_with_no_ready_pod_removes_its_slice() -> None:
     for none in (None, Activator((), 8080)):
         plan = make_plan(_snapshot(chute, live=asleep, activator=none, activator_slice=owned), NOW, MANAGER)
         assert (plan.slice_apply, plan.slice_delete) == (None, ("ns", "a-activator"))
+
+
+def test_a_request_that_began_after_the_metrics_apis_reading_keeps_the_chute_up() -> None:
+    """The metrics API read the sidecar 8 s ago, idle for 55 s then: 63 s by its count, past the
+    60 s window. A request began 3 s ago, just before the window ended: only the sidecar read now
+    shows it (issue 25)."""
+    chute, pods, read_now = _scale_to_zero(), (_pod("a-1"),), NOW - timedelta(seconds=0.05)
+    for now in ({"a-1": Reading(None, read_now)}, {"a-1": Reading(1.5, read_now)}):  # busy; ended
+        snapshot = _snapshot(chute, pods=pods, activator=ACTIVATOR, idle={"a-1": 63.0}, confirmed=now)
+        assert make_plan(snapshot, NOW, MANAGER).zero is None
+    old = {"a-1": Reading(63.0, NOW - timedelta(seconds=8))}  # the cached reading itself: too old
+    assert (
+        make_plan(
+            _snapshot(chute, pods=pods, activator=ACTIVATOR, idle={"a-1": 63.0}, confirmed=old), NOW, MANAGER
+        ).zero
+        is None
+    )
+    quiet = {"a-1": Reading(63.0, read_now)}
+    asleep = make_plan(
+        _snapshot(chute, pods=pods, activator=ACTIVATOR, idle={"a-1": 63.0}, confirmed=quiet), NOW, MANAGER
+    )
+    assert asleep.zero is not None
+    assert asleep.zero.action is Action.SLEEP
