@@ -124,11 +124,11 @@ class LoopbackSidecar:
 
 @contextlib.contextmanager
 def metrics_api_on_loopback(
-    control_plane: Any, namespace: str, tmp_path: Path, **env: str
+    control_plane: Any, namespace: str, tmp_path: Path, scrape_interval: float = 1, **env: str
 ) -> Iterator[tuple[OperatorProcess, Path]]:
     """An operator (own lease, this namespace) serving the metrics API on loopback, registered with
-    the kube-apiserver; the APIService is removed again afterwards (an unavailable one would break
-    discovery for every later test)."""
+    the kube-apiserver, its scraper reading every ``scrape_interval`` seconds; the APIService is
+    removed again afterwards (an unavailable one would break discovery for every later test)."""
     pki = tmp_path / "pki"
     pki.mkdir()
     name = f"{SERVICE}.{namespace}.svc"
@@ -148,7 +148,7 @@ def metrics_api_on_loopback(
         CHUTE_OPERATOR_METRICS_API_BIND_ADDRESS="127.0.0.1",
         CHUTE_OPERATOR_METRICS_API_CERT_FILE=str(serving.cert),
         CHUTE_OPERATOR_METRICS_API_KEY_FILE=str(serving.key),
-        CHUTE_OPERATOR_METRICS_API_SCRAPE_INTERVAL_SECONDS="1",
+        CHUTE_OPERATOR_METRICS_API_SCRAPE_INTERVAL_SECONDS=str(scrape_interval),
         CHUTE_OPERATOR_METRICS_API_TEST_ONLY_SIDECAR_ADDRESSES=str(overrides),
         **env,
     ).start()

@@ -16,12 +16,12 @@ from chute_operator.gpus import Catalog
 from chute_operator.kube import WATCHED_KINDS, KubeApi, error_code, error_message, throttled_for
 from chute_operator.leader import LeaderElector
 from chute_operator.metrics import ChuteReadiness, OperatorMetrics
-from chute_operator.observe import IdleReadings, no_readings
+from chute_operator.observe import ConfirmIdle, IdleReadings, no_confirmation, no_readings
 from chute_operator.reconcile import NotLeader, Reconciler, RetryLater
 from chute_operator.settings import Settings
 from chute_operator.store import Key, Store, chute_of, key_of
 from chute_operator.workqueue import WorkQueue
-from chute_operator.zero import Activator, activator_from_slices
+from chute_operator.zero import UNREAD, ActivatorReading, activator_from_slices
 from chute_shared.cluster import MANAGED_BY
 
 log = logging.getLogger(__name__)
@@ -53,10 +53,13 @@ class Controller:
             if settings.leadership.enabled
             else None
         )
-        self.activator: Activator | None = None
-        """The activator's ready pods, as the scale-to-zero loop last read them."""
+        self.activator: ActivatorReading = UNREAD if settings.scale_to_zero.activator_service else None
+        """The activator's ready pods as last read (at the cache sync, on gaining leadership, then by
+        the scale-to-zero loop); UNREAD until then: no reconcile touches an activator slice."""
         self.idle_seconds: IdleReadings = no_readings
         """The metrics API's idle readings, once it serves them (handlers.py)."""
+        self.confirm_idle: ConfirmIdle = no_confirmation
+        """Its read of a sidecar now, to confirm a sleep (handlers.py)."""
         self.reconciler = Reconciler(
             self.api,
             self.store,
@@ -66,6 +69,7 @@ class Controller:
             status_wait_seconds=settings.reconciling.status_wait_seconds,
             activator=lambda: self.activator,
             idle_seconds=lambda namespace, pod: self.idle_seconds(namespace, pod),
+            confirm_idle=lambda namespace, pod: self.confirm_idle(namespace, pod),
         )
         self._tasks: list[asyncio.Task[None]] = []
         metrics.track_readiness(self.readiness)
@@ -111,6 +115,7 @@ class Controller:
             except Exception as error:
                 log.warning("initial listing failed (%s), retrying", error_message(error))
                 await asyncio.sleep(2)
+        await self._read_activator()
         self._synced.set()
         log.info("caches synced: %d Chutes", len(self.store.keys("Chute")))
 
@@ -139,7 +144,32 @@ class Controller:
     def _on_leadership(self, leading: bool) -> None:
         self.metrics.leader.set(1 if leading else 0)
         if leading:
+            if self.settings.scale_to_zero.activator_service:
+                self.activator = UNREAD  # a standby's reading is stale: read it before touching slices
+                self._tasks.append(asyncio.create_task(self._read_activator(requeue=True), name="activator"))
             for key in self.store.keys("Chute"):
+                self.queue.add(key)
+
+    async def _read_activator(self, requeue: bool = False) -> None:
+        """Read the activator's ready pods (kept as they were when the read fails); ``requeue``:
+        then queue the Chutes with minInstances 0, whose slices waited for it."""
+        if not self.settings.scale_to_zero.activator_service:
+            return
+        namespace, _, service = self.settings.scale_to_zero.activator_service.partition("/")
+        try:
+            self.activator = activator_from_slices(await self.api.endpoint_slices(namespace, service))
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            log.warning("reading the activator's endpoints: %s", error_message(error))
+            return
+        if requeue:
+            self._queue_scale_to_zero()
+
+    def _queue_scale_to_zero(self) -> None:
+        for key in self.store.keys("Chute"):
+            chute = self.store.get("Chute", key) or {}
+            if (chute.get("spec") or {}).get("minInstances") == 0:
                 self.queue.add(key)
 
     async def _resync(self) -> None:
@@ -172,19 +202,12 @@ class Controller:
 
     async def _scale_to_zero(self) -> None:
         """Read the activator's ready pods and re-check Chutes with minInstances 0 for idleness."""
-        namespace, _, service = self.settings.scale_to_zero.activator_service.partition("/")
         while True:
             await asyncio.sleep(self.settings.scale_to_zero.check_seconds)
             if not self.is_leader():
                 continue
-            try:
-                self.activator = activator_from_slices(await self.api.endpoint_slices(namespace, service))
-            except Exception as error:
-                log.warning("reading the activator's endpoints: %s", error_message(error))
-            for key in self.store.keys("Chute"):
-                chute = self.store.get("Chute", key) or {}
-                if (chute.get("spec") or {}).get("minInstances") == 0:
-                    self.queue.add(key)
+            await self._read_activator()
+            self._queue_scale_to_zero()
 
     async def _work(self) -> None:
         await self._synced.wait()

@@ -112,6 +112,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         else:
             memo["metrics_api"] = metrics_api
             controller.idle_seconds = metrics_api.idle_seconds
+            controller.confirm_idle = metrics_api.confirm_idle
 
 
 @kopf.on.cleanup()

@@ -7,7 +7,9 @@ whether the ServiceMonitor API is served. Writes nothing but what it reads into 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from chute_operator.gpus import NoEligibleGpu
@@ -18,13 +20,21 @@ from chute_operator.rollout import observe as observe_rollout
 from chute_operator.store import Store, key_of
 from chute_operator.validation import InvalidChute, parse_chute
 from chute_operator.workload import RenderOptions, Workload, resolve
-from chute_operator.zero import ACTIVATOR_SLICE_SUFFIX, Activator
+from chute_operator.zero import ACTIVATOR_SLICE_SUFFIX, Action, ActivatorReading, Reading, decide
 
 IdleReadings = Callable[[str, str], float | None]
 """Seconds a pod (namespace, name) has served nothing, from the metrics API's readings; None: unknown."""
 
 
+ConfirmIdle = Callable[[str, str], Awaitable[float | None]]
+"""Read a pod's (namespace, name) sidecar now: its own ``idle_secs``; None: busy or not read."""
+
+
 def no_readings(namespace: str, pod: str) -> float | None:
+    return None
+
+
+async def no_confirmation(namespace: str, pod: str) -> float | None:
     return None
 
 
@@ -38,13 +48,15 @@ class Observer:
         options: RenderOptions,
         desired: DesiredManifests,
         monitoring_served: Callable[[], Awaitable[bool]],
-        activator: Callable[[], Activator | None],
+        activator: Callable[[], ActivatorReading],
         idle_seconds: IdleReadings,
+        confirm_idle: ConfirmIdle = no_confirmation,
     ) -> None:
         self.api, self.store, self.options, self.desired = api, store, options, desired
         self.monitoring_served = monitoring_served
         self.activator = activator
         self.idle_seconds = idle_seconds
+        self.confirm_idle = confirm_idle
 
     async def observe(self, chute: Manifest) -> Snapshot:
         key, uid = key_of(chute), chute["metadata"].get("uid")
@@ -66,6 +78,11 @@ class Observer:
         if workload is not None and workload.scale_to_zero:
             names = [(pod.get("metadata") or {}).get("name", "") for pod in pods]
             idle = {name: self.idle_seconds(key[0], name) for name in names}
+        deployment, activator = self.store.get("Deployment", key), self.activator()
+        confirmed: dict[str, Reading] = {}
+        looks_idle = decide(workload, chute, deployment, pods, lambda _, pod: idle.get(pod), activator)
+        if looks_idle is Action.SLEEP:
+            confirmed = await self._confirm(key[0], list(idle))
         return Snapshot(
             key=key,
             chute=chute,
@@ -74,13 +91,21 @@ class Observer:
             rollout=rollout,
             desired=desired,
             children=tuple(children),
-            deployment=self.store.get("Deployment", key),
+            deployment=deployment,
             pods=pods,
             prunable={kind: tuple(self.store.children(kind, key)) for kind in PRUNABLE},
             activator_slice=self.store.get("EndpointSlice", (key[0], key[1] + ACTIVATOR_SLICE_SUFFIX)),
-            activator=self.activator(),
+            activator=activator,
             idle=idle,
+            confirmed=confirmed,
         )
+
+    async def _confirm(self, namespace: str, names: list[str]) -> dict[str, Reading]:
+        """Read every pod's sidecar now: the metrics API's readings say the Chute may sleep, but a
+        request that began after them is invisible there."""
+        began = datetime.now(UTC)
+        read = await asyncio.gather(*(self.confirm_idle(namespace, name) for name in names))
+        return {name: Reading(idle, began) for name, idle in zip(names, read, strict=True)}
 
     async def _served(self, desired: tuple[Manifest, ...]) -> tuple[Manifest, ...]:
         """Without the ServiceMonitor where its API does not exist (the Monitored condition says so)."""

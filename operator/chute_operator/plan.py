@@ -19,9 +19,13 @@ from chute_operator.store import Key
 from chute_operator.workload import Workload
 from chute_operator.zero import (
     ACTIVATOR_SLICE_SUFFIX,
+    UNREAD,
     Action,
     Activator,
+    ActivatorReading,
+    Reading,
     activator_slice,
+    confirmed_idle,
     decide,
     sleep_manifest,
     wake_manifest,
@@ -88,10 +92,15 @@ class Snapshot:
     """The store's objects of each PRUNABLE kind labelled as the Chute's."""
     activator_slice: Manifest | None
     """The store's EndpointSlice that adds the activator to the Chute's Service."""
-    activator: Activator | None
-    """The activator's ready pods (scale to zero is off while there are none)."""
+    activator: ActivatorReading
+    """The activator's ready pods (scale to zero is off while there are none); UNREAD: not read
+    yet, so its EndpointSlice is left as it is."""
     idle: Mapping[str, float | None] = field(default_factory=dict)
-    """Seconds each pod (by name) has served nothing; missing or None: unknown."""
+    """Seconds each pod (by name) has served nothing, from the metrics API's readings (up to 10 s
+    old); missing or None: unknown."""
+    confirmed: Mapping[str, Reading] = field(default_factory=dict)
+    """Each pod's sidecar read during this observation (by name), taken only when ``idle`` says the
+    Chute may sleep: the sleep is decided on these."""
 
     @property
     def uid(self) -> str | None:
@@ -306,15 +315,18 @@ def _applied_deployment(snapshot: Snapshot, steps: tuple[Step, ...]) -> Manifest
 
 
 def plan_zero(snapshot: Snapshot, steps: tuple[Step, ...], now: datetime) -> Zero | None:
-    """Idle for shutdownAfterSeconds -> replicas 0; a wake request -> back to the HPA (zero.py has
-    the rules), decided on the Deployment as applying leaves it."""
+    """Idle for shutdownAfterSeconds (by the metrics API's readings, confirmed by each sidecar read
+    just now) -> replicas 0; a wake request -> back to the HPA (zero.py has the rules), decided on
+    the Deployment as applying leaves it."""
     deployment = _applied_deployment(snapshot, steps)
     workload, activator = snapshot.workload, snapshot.activator
     action = decide(workload, snapshot.chute, deployment, snapshot.pods, snapshot.idle_seconds, activator)
+    seconds = workload.shutdown_after_seconds if workload else 0
+    if action is Action.SLEEP and not confirmed_idle(snapshot.pods, snapshot.confirmed, seconds, now):
+        return None  # the sidecars, read just now, do not all confirm the window
     if action is Action.STAY or deployment is None:
         return None
     if action is Action.SLEEP:
-        seconds = snapshot.workload.shutdown_after_seconds if snapshot.workload else 0
         message = f"every replica idle for {seconds}s: scaled to zero; the next request wakes it"
         return Zero(action, sleep_manifest(deployment, now), Event("Normal", reasons.SCALED_TO_ZERO, message))
     asked = wake_requested_at(snapshot.chute)
@@ -329,11 +341,14 @@ def plan_slice(
 ) -> tuple[Manifest | None, Key | None]:
     """The activator's EndpointSlice while nothing serves a Chute that may be at zero: (to apply,
     to delete). The Deployment is judged as the zero step leaves it (asleep after a sleep, awake
-    after a wake: the zero manager's manifest says which)."""
+    after a wake: the zero manager's manifest says which). Nothing while the activator is UNREAD:
+    an operator that has just started must not take the activator out of a Chute at zero."""
+    if snapshot.activator is UNREAD:
+        return None, None
     deployment = zero.manifest if zero else _applied_deployment(snapshot, steps)
     workload, activator = snapshot.workload, snapshot.activator
     wanted = workload is not None and wants_activator(workload, deployment, snapshot.pods)
-    if wanted and workload is not None and activator is not None and activator.addresses:
+    if wanted and workload is not None and isinstance(activator, Activator) and activator.addresses:
         desired = activator_slice(workload, activator)
         return (desired if drifted(desired, snapshot.activator_slice) else None), None
     actual = snapshot.activator_slice

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from chute_operator.act import Actor
 from chute_operator.kube import KubeApi, error_message
 from chute_operator.metrics import OperatorMetrics
-from chute_operator.observe import IdleReadings, Observer, no_readings
+from chute_operator.observe import ConfirmIdle, IdleReadings, Observer, no_confirmation, no_readings
 from chute_operator.plan import make_plan
 from chute_operator.render import DesiredManifests
 from chute_operator.report import Outcome, conflict_message, observation, owned_deployment, status_wait
@@ -27,7 +27,7 @@ from chute_operator.settled import SettledTemplates
 from chute_operator.status import compute_status
 from chute_operator.store import Key, Store
 from chute_operator.workload import RenderOptions
-from chute_operator.zero import Activator
+from chute_operator.zero import ActivatorReading
 
 
 class NotLeader(Exception):
@@ -55,7 +55,7 @@ class MonitoringProbe:
         return self.available
 
 
-def no_activator() -> Activator | None:
+def no_activator() -> ActivatorReading:
     return None
 
 
@@ -71,12 +71,14 @@ class Reconciler:
         may_write: Callable[[], bool],
         *,
         status_wait_seconds: float = 0.0,
-        activator: Callable[[], Activator | None] = no_activator,
+        activator: Callable[[], ActivatorReading] = no_activator,
         idle_seconds: IdleReadings = no_readings,
+        confirm_idle: ConfirmIdle = no_confirmation,
     ) -> None:
         """``status_wait_seconds``: how long a status waits for the controller of a Deployment just
         applied (Settings). ``activator``: the activator's ready pods as last read (scale to zero is
-        off while there are none). ``idle_seconds``: how long a pod's sidecar has served nothing."""
+        off while there are none). ``idle_seconds``: how long a pod's sidecar has served nothing;
+        ``confirm_idle``: the same, read from the sidecar now (before a sleep)."""
         self.api, self.store, self.options, self.metrics = api, store, options, metrics
         self.may_write = may_write
         self.status_wait_seconds = status_wait_seconds
@@ -84,7 +86,7 @@ class Reconciler:
         self.settled_templates = SettledTemplates()
         self.desired = DesiredManifests()
         self.observer = Observer(
-            api, store, options, self.desired, self.monitoring.served, activator, idle_seconds
+            api, store, options, self.desired, self.monitoring.served, activator, idle_seconds, confirm_idle
         )
         self.actor = Actor(api, store, metrics, self.monitoring.refresh, self._check_leader)
         self._deployment_applied: dict[Key, float] = {}

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any
 
@@ -30,6 +30,8 @@ ZERO_MANAGER_SUFFIX = "-zero"
 ACTIVATOR_SLICE_SUFFIX = "-activator"
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 SLICE_MANAGED_BY_LABEL = "endpointslice.kubernetes.io/managed-by"
+CONFIRM_MAX_AGE = timedelta(seconds=2)
+"""How old a sidecar's reading may be to confirm a sleep: read in the reconcile that decides it."""
 SLICE_MANAGER = "chute-operator"
 """Not the EndpointSlice controller's value, so it leaves this slice alone."""
 
@@ -46,6 +48,27 @@ class Activator:
 
     addresses: tuple[str, ...]
     port: int
+
+
+class Unread(Enum):
+    UNREAD = "unread"
+
+
+UNREAD = Unread.UNREAD
+"""The activator's endpoints have not been read yet (the operator just started or became leader):
+every activator slice is left as it is, neither applied nor deleted."""
+ActivatorReading = Activator | None | Unread
+"""What the operator knows of the activator: its ready pods; None (read: none, or no activator
+configured); or UNREAD."""
+
+
+@dataclass(frozen=True)
+class Reading:
+    """One pod's sidecar read just before a sleep: its own ``idle_secs`` (None: busy or not read)."""
+
+    idle_seconds: float | None
+    read_at: datetime
+    """When the read began (wall clock)."""
 
 
 def parse_time(text: str | None) -> datetime | None:
@@ -98,13 +121,37 @@ def idle_for(
     return least
 
 
+def _has_pods(activator: ActivatorReading) -> bool:
+    return isinstance(activator, Activator) and bool(activator.addresses)
+
+
+def confirmed_idle(
+    pods: Iterable[Mapping[str, Any]], readings: Mapping[str, Reading], window: float, now: datetime
+) -> bool:
+    """Whether every pod's sidecar, read at most CONFIRM_MAX_AGE before ``now``, itself said it had
+    served nothing for ``window`` seconds: a reading taken after the window ended, so a request that
+    began before it shows (busy, or idle since it ended). ``readings`` by pod name. The metrics API's
+    readings are up to 10 s old and a request that began since is invisible in them: they only say
+    when to take these."""
+    pods = list(pods)
+    if not pods:
+        return False
+    for pod in pods:
+        reading = readings.get((pod.get("metadata") or {}).get("name", ""))
+        if not _ready(pod) or reading is None or reading.idle_seconds is None:
+            return False
+        if not timedelta(0) <= now - reading.read_at <= CONFIRM_MAX_AGE or reading.idle_seconds < window:
+            return False
+    return True
+
+
 def decide(
     workload: Workload | None,
     chute: Mapping[str, Any],
     deployment: Mapping[str, Any] | None,
     pods: Iterable[Mapping[str, Any]],
     idle_seconds: Callable[[str, str], float | None],
-    activator: Activator | None,
+    activator: ActivatorReading,
 ) -> Action:
     """What the scale-to-zero field manager does now (level-based: from the objects alone)."""
     asleep = asleep_since(deployment)
@@ -114,8 +161,8 @@ def decide(
         if not may_sleep or (woken is not None and woken > asleep):
             return Action.WAKE
         return Action.STAY
-    if not may_sleep or workload is None or deployment is None or not (activator and activator.addresses):
-        return Action.STAY  # never to zero without an activator to hold the next request
+    if not may_sleep or workload is None or deployment is None or not _has_pods(activator):
+        return Action.STAY  # never to zero without a known activator to hold the next request
     if ((deployment.get("spec") or {}).get("replicas") or 0) < 1:
         return Action.STAY  # at zero by hand: not ours to manage
     idle = idle_for(pods, idle_seconds)

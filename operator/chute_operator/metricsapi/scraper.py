@@ -171,6 +171,19 @@ class Scraper:
         self.reasons = reasons
         self.rounds += 1
 
+    async def idle_now(self, namespace: str, name: str) -> float | None:
+        """Read one pod's sidecar now, not from the last round: its own ``idle_secs``. None while it
+        serves, when the read fails, or for a pod a round would skip (not ready, simulated)."""
+        pods = [p for p in self.pods() if _key(p) == (namespace, name)]
+        targets, _ = plan(pods, self.nodes.simulated, read_address_overrides(self.test_only_address_file))
+        if not targets:
+            return None
+        began = time.monotonic()
+        if await self._read(targets[0]) is not None:
+            return None
+        sample = self.samples.fresh((namespace, name), began)
+        return sample.idle_seconds if sample is not None and sample.read_at >= began else None
+
     async def _read(self, target: Target) -> str | None:
         """Read one sidecar; returns why it failed, or None."""
         url = f"http://{target.address}{CONN_STATS_PATH}"
@@ -189,6 +202,11 @@ class Scraper:
             Sample(utilization, time.monotonic(), time.time(), parse_idle_seconds(document)),
         )
         return None
+
+
+def _key(pod: Mapping[str, Any]) -> PodKey:
+    meta = pod.get("metadata") or {}
+    return meta.get("namespace", ""), meta.get("name", "")
 
 
 @contextlib.asynccontextmanager

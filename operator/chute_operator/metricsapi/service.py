@@ -189,6 +189,10 @@ class MetricsApiService:
             return None
         return sample.idle_seconds + max(0.0, now - sample.read_at)
 
+    async def confirm_idle(self, namespace: str, pod: str) -> float | None:
+        """How long the pod's sidecar has served nothing, read from it now (None: busy or unread)."""
+        return await self.scraper.idle_now(namespace, pod)
+
     def _pods_in(self, namespace: str, selector: str) -> Iterable[Mapping[str, Any]]:
         found: Iterable[Mapping[str, Any]] = pods_from(self.store)(namespace, selector)
         return found

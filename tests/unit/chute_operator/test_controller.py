@@ -9,8 +9,9 @@ from chute_operator.controller import Controller
 from chute_operator.gpus import builtin_catalog
 from chute_operator.kube import ApiFailure
 from chute_operator.metrics import OperatorMetrics
-from chute_operator.settings import Leadership, Reconciling, Settings, Watching
+from chute_operator.settings import Leadership, Reconciling, ScaleToZero, Settings, Watching
 from chute_operator.store import Key
+from chute_operator.zero import UNREAD, Activator
 
 CATALOG = builtin_catalog()
 
@@ -265,3 +266,57 @@ async def test_a_chute_throttled_again_and_again_comes_back_when_the_api_server_
         )
     finally:
         controller.queue.close()
+
+
+ACTIVATOR_SLICE = {
+    "metadata": {"name": "activator-1", "namespace": "system"},
+    "ports": [{"name": "http", "port": 8080}],
+    "endpoints": [{"addresses": ["10.0.0.9"], "conditions": {"ready": True}}],
+}
+
+
+async def test_the_activator_is_read_before_the_first_reconcile_and_again_on_gaining_leadership() -> None:
+    """A reconcile that ran before the activator was read would take it out of every Chute at zero
+    (issue 25): the cache sync reads it first; a new leader reads it again before touching slices."""
+    settings = Settings(
+        leadership=Leadership(enabled=False),
+        watching=Watching(resync_seconds=3600, monitoring_recheck_seconds=3600),
+        scale_to_zero=ScaleToZero(activator_service="system/activator", check_seconds=3600),
+    )
+    controller = Controller(settings, client=None, metrics=OperatorMetrics(), catalog=CATALOG)  # type: ignore[arg-type]
+    assert controller.activator is UNREAD
+    seen: list[object] = []
+    reads: list[str] = []
+
+    async def listing(
+        kind: str, namespaces: tuple[str, ...], labels: Any = None
+    ) -> tuple[list[dict[str, Any]], str]:
+        return ([CHUTE] if kind == "Chute" else []), "1"
+
+    async def endpoint_slices(namespace: str, service: str) -> list[dict[str, Any]]:
+        reads.append(f"{namespace}/{service}")
+        return [ACTIVATOR_SLICE]
+
+    async def reconcile(key: Key) -> None:
+        seen.append(controller.reconciler.observer.activator())
+
+    controller.api.listing = listing  # type: ignore[method-assign]
+    controller.api.endpoint_slices = endpoint_slices  # type: ignore[method-assign]
+    controller.reconciler.reconcile = reconcile  # type: ignore[method-assign]
+    controller.start()
+    try:
+        for _ in range(100):
+            if seen:
+                break
+            await asyncio.sleep(0.01)
+        assert seen == [Activator(("10.0.0.9",), 8080)]
+        assert reads == ["system/activator"]
+        controller._on_leadership(True)
+        assert controller.activator is UNREAD  # a standby's reading may be stale
+        for _ in range(100):
+            if len(reads) == 2 and controller.activator is not UNREAD:
+                break
+            await asyncio.sleep(0.01)
+        assert controller.activator == Activator(("10.0.0.9",), 8080)
+    finally:
+        await controller.stop()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from chute_operator.api import reasons
@@ -18,7 +18,7 @@ from chute_operator.rollout import observe
 from chute_operator.status import compute_status
 from chute_operator.validation import parse_chute
 from chute_operator.workload import RenderOptions, resolve
-from chute_operator.zero import ASLEEP_ANNOTATION, Action, Activator
+from chute_operator.zero import ASLEEP_ANNOTATION, UNREAD, Action, Activator, ActivatorReading, Reading
 from chute_shared.cluster import WAKE_ANNOTATION
 from tests.chutes import cpu_chute
 
@@ -57,12 +57,14 @@ def _snapshot(
     in_the_way: tuple[str, ...] = (),
     pods: tuple[dict[str, Any], ...] = (),
     prunable: dict[str, tuple[dict[str, Any], ...]] | None = None,
-    activator: Activator | None = None,
+    activator: ActivatorReading = None,
     activator_slice: dict[str, Any] | None = None,
     idle: dict[str, float | None] | None = None,
+    confirmed: dict[str, Reading] | None = None,
 ) -> Snapshot:
     """A Chute whose children are ``live`` (kind -> object; missing: none), as observe.py would
-    see it. With ``live=None``: every child as last applied (nothing drifted)."""
+    see it. With ``live=None``: every child as last applied (nothing drifted). ``confirmed``: each
+    sidecar read just now (by default: as ``idle`` says, read at NOW)."""
     chute = chute or _chute()
     rollout = observe(None, list(pods))
     workload = resolve(parse_chute(chute), OPTIONS, rollout)
@@ -87,6 +89,7 @@ def _snapshot(
         activator_slice=activator_slice,
         activator=activator,
         idle=idle or {},
+        confirmed={k: Reading(v, NOW) for k, v in (idle or {}).items()} if confirmed is None else confirmed,
     )
 
 
@@ -347,3 +350,52 @@ def test_a_chute_at_zero_given_fixed_replicas_is_not_woken_by_the_zero_manager()
     woken = make_plan(_snapshot(_chute(minInstances=1, maxInstances=2), live=asleep), NOW, MANAGER)
     assert woken.zero is not None  # autoscaled from 1: the HPA gets the replicas back
     assert woken.zero.action is Action.WAKE
+
+
+def test_an_activator_not_read_yet_leaves_its_slice_as_it_is() -> None:
+    """An operator that has just started (or just become leader) has not read the activator's
+    endpoints: it neither removes the slice of a Chute at zero nor applies one (issue 25)."""
+    chute = _scale_to_zero()
+    owned = _live(make_plan(_snapshot(chute, activator=ACTIVATOR), NOW, MANAGER).slice_apply or {})
+    asleep = _asleep(_snapshot(chute))
+    for snapshot in (
+        _snapshot(chute, live=asleep, activator=UNREAD, activator_slice=owned),  # at zero
+        _snapshot(chute, pods=(_pod("a-1"),), activator=UNREAD, activator_slice=owned),  # serving
+        _snapshot(chute, live=asleep, activator=UNREAD),  # at zero, no slice yet
+    ):
+        plan = make_plan(snapshot, NOW, MANAGER)
+        assert (plan.slice_apply, plan.slice_delete) == (None, None)
+    idle = _snapshot(chute, pods=(_pod("a-1"),), activator=UNREAD, idle={"a-1": 61.0})
+    assert make_plan(idle, NOW, MANAGER).zero is None  # never to zero without a known activator
+
+
+def test_an_activator_read_with_no_ready_pod_removes_its_slice() -> None:
+    chute = _scale_to_zero()
+    owned = _live(make_plan(_snapshot(chute, activator=ACTIVATOR), NOW, MANAGER).slice_apply or {})
+    asleep = _asleep(_snapshot(chute))
+    for none in (None, Activator((), 8080)):
+        plan = make_plan(_snapshot(chute, live=asleep, activator=none, activator_slice=owned), NOW, MANAGER)
+        assert (plan.slice_apply, plan.slice_delete) == (None, ("ns", "a-activator"))
+
+
+def test_a_request_that_began_after_the_metrics_apis_reading_keeps_the_chute_up() -> None:
+    """The metrics API read the sidecar 8 s ago, idle for 55 s then: 63 s by its count, past the
+    60 s window. A request began 3 s ago, just before the window ended: only the sidecar read now
+    shows it (issue 25)."""
+    chute, pods, read_now = _scale_to_zero(), (_pod("a-1"),), NOW - timedelta(seconds=0.05)
+    for now in ({"a-1": Reading(None, read_now)}, {"a-1": Reading(1.5, read_now)}):  # busy; ended
+        snapshot = _snapshot(chute, pods=pods, activator=ACTIVATOR, idle={"a-1": 63.0}, confirmed=now)
+        assert make_plan(snapshot, NOW, MANAGER).zero is None
+    old = {"a-1": Reading(63.0, NOW - timedelta(seconds=8))}  # the cached reading itself: too old
+    assert (
+        make_plan(
+            _snapshot(chute, pods=pods, activator=ACTIVATOR, idle={"a-1": 63.0}, confirmed=old), NOW, MANAGER
+        ).zero
+        is None
+    )
+    quiet = {"a-1": Reading(63.0, read_now)}
+    asleep = make_plan(
+        _snapshot(chute, pods=pods, activator=ACTIVATOR, idle={"a-1": 63.0}, confirmed=quiet), NOW, MANAGER
+    )
+    assert asleep.zero is not None
+    assert asleep.zero.action is Action.SLEEP

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from typing import Any
 
@@ -13,6 +14,7 @@ from chute_operator.metrics import OperatorMetrics
 from chute_operator.reconcile import NotLeader, Reconciler, RetryLater
 from chute_operator.store import Store
 from chute_operator.workload import RenderOptions
+from chute_operator.zero import Activator
 from tests.chutes import cpu_chute
 
 KEY = ("ns", "a")
@@ -302,3 +304,61 @@ async def test_an_object_in_the_way_is_never_written_and_looked_at_again() -> No
     assert ("apply", "Service") not in api.writes
     assert ("apply", "Deployment") in api.writes
     assert ("Warning", "ChildConflict") in api.events
+
+
+async def test_a_sleep_is_confirmed_by_reading_each_sidecar_just_before() -> None:
+    """The metrics API says the pod has been idle 63 s (its reading 8 s old): past the 60 s window.
+    A request began since: only the sidecar, read in this reconcile, shows it (issue 25)."""
+    store = Store()
+    api = FakeApi(store)
+    managers: list[str | None] = []
+    applying = api.apply
+
+    async def apply(manifest: dict[str, Any], field_manager: str | None = None) -> dict[str, Any]:
+        managers.append(field_manager)
+        return await applying(manifest, field_manager)
+
+    api.apply = apply  # type: ignore[method-assign]
+    now_idle: dict[str, float | None] = {"a-1": None}  # the sidecar now: a request in flight
+    confirmed: list[str] = []
+
+    async def confirm_idle(namespace: str, pod: str) -> float | None:
+        confirmed.append(pod)
+        return now_idle[pod]
+
+    cached = {"a-1": 63.0}
+    reconciler = Reconciler(
+        api,  # type: ignore[arg-type]
+        store,
+        RenderOptions(catalog=builtin_catalog(), sidecar_image="chute-operator:test"),
+        OperatorMetrics(),
+        lambda: True,
+        activator=lambda: Activator(("10.0.0.9",), 8080),
+        idle_seconds=lambda namespace, pod: cached.get(pod),
+        confirm_idle=confirm_idle,
+    )
+    metadata = {"namespace": "ns", "uid": "u", "generation": 1, "resourceVersion": "1"}
+    chute = cpu_chute(
+        "a", metadata, monitoring={"serviceMonitor": False}, minInstances=0, shutdownAfterSeconds=60
+    )
+    store.put("Chute", chute)
+    with contextlib.suppress(RetryLater):
+        await reconciler.reconcile(KEY)  # creates the children
+    deployment = copy.deepcopy(store.get("Deployment", KEY))
+    assert deployment is not None
+    deployment["spec"]["replicas"] = 1  # as the API server defaults it
+    deployment["metadata"]["resourceVersion"] = "300"
+    store.put("Deployment", deployment)
+    running = {"running": {"startedAt": "2026-01-01T11:00:00Z"}}
+    store.put("Pod", _pod(running, ready=True))
+    for sidecar_now, sleeps in ((None, False), (1.5, False), (63.0, True)):
+        now_idle["a-1"] = sidecar_now
+        managers.clear()
+        with contextlib.suppress(RetryLater):
+            await reconciler.reconcile(KEY)
+        assert ("chute-operator-zero" in managers) is sleeps, sidecar_now
+    assert confirmed == ["a-1"] * 3
+    cached["a-1"] = 30.0  # not idle for the window by the metrics API: no sidecar is read
+    with contextlib.suppress(RetryLater):
+        await reconciler.reconcile(KEY)
+    assert confirmed == ["a-1"] * 3

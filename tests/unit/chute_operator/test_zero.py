@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -16,8 +16,10 @@ from chute_operator.zero import (
     WAKE_ANNOTATION,
     Action,
     Activator,
+    Reading,
     activator_from_slices,
     activator_slice,
+    confirmed_idle,
     decide,
     sleep_manifest,
     wake_manifest,
@@ -188,3 +190,24 @@ def test_a_chute_at_zero_because_idle_is_ready_suspended_for_gitops_and_its_auto
         "ScaledToZero",
     )
     assert "next request wakes it" in conditions["Available"]["message"]
+
+
+def _read(idle_seconds: float | None, age: float) -> Reading:
+    return Reading(idle_seconds, NOW - timedelta(seconds=age))
+
+
+def test_only_a_reading_taken_after_the_window_ended_and_just_now_confirms_a_sleep() -> None:
+    """The metrics API's reading is up to 10 s old: a request that began since is invisible in it
+    (issue 25). A sleep needs each sidecar read just now, saying itself it was idle for the window."""
+    pods = [_pod("a"), _pod("b")]
+    assert confirmed_idle(pods, {"a": _read(61, 0.1), "b": _read(60, 0.05)}, 60, NOW)
+    # b's request began just before the window ended: busy, or idle only since it ended
+    assert not confirmed_idle(pods, {"a": _read(61, 0.1), "b": _read(None, 0.1)}, 60, NOW)
+    assert not confirmed_idle(pods, {"a": _read(61, 0.1), "b": _read(0.4, 0.1)}, 60, NOW)
+    # idle for the window when read, but read 8 s ago: a request since would be invisible
+    assert not confirmed_idle(pods, {"a": _read(61, 0.1), "b": _read(68, 8.0)}, 60, NOW)
+    # not read, not ready, no pods
+    assert not confirmed_idle(pods, {"a": _read(61, 0.1)}, 60, NOW)
+    unready = [_pod("a"), _pod("b", ready=False)]
+    assert not confirmed_idle(unready, {"a": _read(61, 0.1), "b": _read(61, 0.1)}, 60, NOW)
+    assert not confirmed_idle([], {}, 60, NOW)
