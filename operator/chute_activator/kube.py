@@ -29,6 +29,7 @@ from lightkube.resources.core_v1 import Pod, Service
 from lightkube.resources.discovery_v1 import EndpointSlice
 from lightkube.types import PatchType
 
+from chute_activator.cache import Cache
 from chute_activator.derive import (
     chute_of,
     chute_state,
@@ -89,10 +90,12 @@ class KubeSource:
         self.client, self.holder = client, holder
         self.test_only_endpoint_file = test_only_endpoint_file
         self.namespaces = namespaces or (ALL_NS,)
-        self.chutes: dict[Key, dict[str, Any]] = {}
-        self.slices: dict[tuple[str, str], dict[str, Any]] = {}
-        self.pods: dict[tuple[str, str], dict[str, Any]] = {}
-        self.services: dict[tuple[str, str], dict[str, Any]] = {}
+        self.chutes = Cache()
+        self.slices = Cache(chute_of)
+        """The Chutes' pod EndpointSlices, indexed by Chute."""
+        self.pods = Cache(chute_of)
+        """The Chutes' pods, indexed by Chute: the probe loop reads a waiting Chute's own pods only."""
+        self.services = Cache()
         """The Chutes' Services (the operator names each after its Chute): their ClusterIPs."""
         self.sidecar_ready: dict[Key, set[str]] = {}
         """Serving addresses whose sidecar answered ready while no slice listed a ready endpoint."""
@@ -106,7 +109,7 @@ class KubeSource:
         log.info("wake requested", extra={"chute": "/".join(key)})
 
     def _refresh(self, key: Key) -> None:
-        pieces = [s for (ns, _), s in self.slices.items() if ns == key[0] and chute_of(s) == key[1]]
+        pieces = self.slices.of_chute(key)
         override = read_endpoint_overrides(self.test_only_endpoint_file).get("/".join(key))
         if ready_endpoints(pieces):
             self.sidecar_ready.pop(key, None)  # the slices know: they decide again
@@ -118,11 +121,7 @@ class KubeSource:
 
     def _addresses(self, key: Key) -> list[str]:
         """Serving addresses of the Chute's pods that may answer (see :func:`serving_address`)."""
-        found = []
-        for (namespace, _), pod in sorted(self.pods.items()):
-            if namespace == key[0] and chute_of(pod) == key[1] and (address := serving_address(pod)):
-                found.append(address)
-        return found
+        return [address for pod in self.pods.of_chute(key) if (address := serving_address(pod))]
 
     async def probe_once(self) -> None:
         """Ask the pods of every Chute with held requests and no ready endpoint whether they are ready."""
@@ -237,20 +236,18 @@ class KubeSource:
             listed = False
             await asyncio.sleep(RELIST_SECONDS)
 
-    def _cache(self, resource: Any) -> dict[tuple[str, str], dict[str, Any]]:
+    def _cache(self, resource: Any) -> Cache:
         stores = {Service: self.services, Pod: self.pods, EndpointSlice: self.slices}
         return stores.get(resource, self.chutes)
 
     def _put(self, resource: Any, key: tuple[str, str], obj: dict[str, Any]) -> set[Key]:
         """Store the object; the Chutes it belonged to before and belongs to now."""
-        cache = self._cache(resource)
-        old = cache.get(key)
-        cache[key] = obj
+        old = self._cache(resource).put(key, obj)
         return {_chute_key(resource, key, o) for o in (old, obj) if o is not None}
 
     def _forget(self, resource: Any, key: tuple[str, str]) -> Key:
         """Drop the object; the Chute it belonged to."""
-        return _chute_key(resource, key, self._cache(resource).pop(key, {}))
+        return _chute_key(resource, key, self._cache(resource).pop(key) or {})
 
     def _event(self, resource: Any, kind: str, obj: dict[str, Any]) -> None:
         key = key_of(obj)
