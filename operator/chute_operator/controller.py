@@ -129,6 +129,7 @@ class Controller:
 
     async def _relist_wanted_kind(self, where: tuple[str, str | None]) -> None:
         await self._synced.wait()
+        log.info("relisting %s: objects deleted while its watch was cut are forgotten", where[0])
         while where in self._relist_wanted:
             self._relist_wanted.discard(where)
             for attempt in range(RELIST_ATTEMPTS):

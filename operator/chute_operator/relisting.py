@@ -69,7 +69,7 @@ def install() -> bool:
 
 
 def _tell(group: str, plural: str, namespace: str | None) -> None:
-    log.info("kopf listed %s again (its watch could not resume): relisting it", plural or group)
+    log.info("kopf listed %s again (its watch could not resume)", plural or group)
     for listener in list(_listeners):
         try:
             listener(group, plural, namespace)
