@@ -29,6 +29,7 @@ from lightkube.resources.core_v1 import Pod, Service
 from lightkube.resources.discovery_v1 import EndpointSlice
 from lightkube.types import PatchType
 
+from chute_activator.cache import Cache
 from chute_activator.derive import (
     chute_of,
     chute_state,
@@ -89,10 +90,12 @@ class KubeSource:
         self.client, self.holder = client, holder
         self.test_only_endpoint_file = test_only_endpoint_file
         self.namespaces = namespaces or (ALL_NS,)
-        self.chutes: dict[Key, dict[str, Any]] = {}
-        self.slices: dict[tuple[str, str], dict[str, Any]] = {}
-        self.pods: dict[tuple[str, str], dict[str, Any]] = {}
-        self.services: dict[tuple[str, str], dict[str, Any]] = {}
+        self.chutes = Cache()
+        self.slices = Cache(chute_of)
+        """The Chutes' pod EndpointSlices, indexed by Chute."""
+        self.pods = Cache(chute_of)
+        """The Chutes' pods, indexed by Chute: the probe loop reads a waiting Chute's own pods only."""
+        self.services = Cache()
         """The Chutes' Services (the operator names each after its Chute): their ClusterIPs."""
         self.sidecar_ready: dict[Key, set[str]] = {}
         """Serving addresses whose sidecar answered ready while no slice listed a ready endpoint."""
@@ -106,7 +109,7 @@ class KubeSource:
         log.info("wake requested", extra={"chute": "/".join(key)})
 
     def _refresh(self, key: Key) -> None:
-        pieces = [s for (ns, _), s in self.slices.items() if ns == key[0] and chute_of(s) == key[1]]
+        pieces = self.slices.of_chute(key)
         override = read_endpoint_overrides(self.test_only_endpoint_file).get("/".join(key))
         if ready_endpoints(pieces):
             self.sidecar_ready.pop(key, None)  # the slices know: they decide again
@@ -118,11 +121,7 @@ class KubeSource:
 
     def _addresses(self, key: Key) -> list[str]:
         """Serving addresses of the Chute's pods that may answer (see :func:`serving_address`)."""
-        found = []
-        for (namespace, _), pod in sorted(self.pods.items()):
-            if namespace == key[0] and chute_of(pod) == key[1] and (address := serving_address(pod)):
-                found.append(address)
-        return found
+        return [address for pod in self.pods.of_chute(key) if (address := serving_address(pod))]
 
     async def probe_once(self) -> None:
         """Ask the pods of every Chute with held requests and no ready endpoint whether they are ready."""
@@ -159,26 +158,27 @@ class KubeSource:
             await asyncio.sleep(PROBE_INTERVAL_SECONDS)
 
     async def start(self) -> None:
-        """List every Chute and slice once (retrying while the API is not ready), then watch."""
+        """List every kind once (retrying while the API is not ready), then watch each from its listing."""
+        versions: dict[tuple[Any, str], str | None] = {}
         for namespace in self.namespaces:
-            while True:
-                try:
-                    await self._list(namespace)
-                    break
-                except Exception as error:  # e.g. "storage is (re)initializing" right after a restart
-                    log.warning(
-                        "listing failed, retrying", extra={"namespace": namespace, "error": str(error)}
-                    )
-                    await asyncio.sleep(RELIST_SECONDS)
+            for resource in KINDS:
+                while True:
+                    try:
+                        versions[resource, namespace] = await self._relist(resource, namespace, refresh=False)
+                        break
+                    except Exception as error:  # e.g. "storage is (re)initializing" right after a restart
+                        log.warning(
+                            "listing failed, retrying", extra={"namespace": namespace, "error": str(error)}
+                        )
+                        await asyncio.sleep(RELIST_SECONDS)
+        for key in list(self.chutes):
+            self._refresh(key)
         self.holder.mark_synced()
         self._session = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=PROBE_TIMEOUT_SECONDS), cookie_jar=aiohttp.DummyCookieJar()
         )
-        for namespace in self.namespaces:
-            self._tasks.append(asyncio.create_task(self._watch(ChuteResource, namespace)))
-            self._tasks.append(asyncio.create_task(self._watch(EndpointSlice, namespace)))
-            self._tasks.append(asyncio.create_task(self._watch(Pod, namespace)))
-            self._tasks.append(asyncio.create_task(self._watch(Service, namespace)))
+        for (resource, namespace), version in versions.items():
+            self._tasks.append(asyncio.create_task(self._watch(resource, namespace, version)))
         self._tasks.append(asyncio.create_task(self._probe()))
 
     async def stop(self) -> None:
@@ -188,44 +188,73 @@ class KubeSource:
         if self._session is not None:
             await self._session.close()
 
-    async def _list(self, namespace: str) -> None:
-        async for chute in self.client.list(ChuteResource, namespace=namespace):
-            self.chutes[key_of(_dict(chute))] = _dict(chute)
-        async for piece in self.client.list(EndpointSlice, namespace=namespace, labels=slice_labels()):
-            self.slices[key_of(_dict(piece))] = _dict(piece)
-        async for pod in self.client.list(Pod, namespace=namespace, labels={CHUTE_LABEL: None}):
-            self.pods[key_of(_dict(pod))] = _dict(pod)
-        async for service in self.client.list(Service, namespace=namespace, labels={CHUTE_LABEL: None}):
-            self.services[key_of(_dict(service))] = _dict(service)
-        for key in list(self.chutes):
-            self._refresh(key)
+    async def _relist(self, resource: Any, namespace: str, refresh: bool = True) -> str | None:
+        """One LIST of the kind in ``namespace`` replaces what the cache holds of it there (objects the
+        listing lacks were deleted: they are forgotten), and the Chutes it changed are refreshed. Returns
+        the listing's resourceVersion, for the watch to resume from (None: unknown)."""
+        listing = self.client.list(resource, namespace=namespace, labels=_labels(resource))
+        fresh = {}
+        async for obj in listing:
+            fresh[key_of(_dict(obj))] = _dict(obj)
+        try:
+            version: str | None = listing.resourceVersion
+        except Exception:  # no resourceVersion in the answer
+            version = None
+        cache, affected = self._cache(resource), set()
+        for key in list(cache):
+            if key not in fresh and namespace in (ALL_NS, key[0]):
+                affected.add(self._forget(resource, key))
+        for key, obj in fresh.items():
+            if cache.get(key) != obj:
+                affected.update(self._put(resource, key, obj))
+        if refresh:
+            for chute in affected:
+                if resource is ChuteResource or chute in self.chutes:
+                    self._refresh(chute)
+        return version
 
-    async def _watch(self, resource: Any, namespace: str) -> None:
-        labels: dict[str, Any] | None = None
-        if resource is EndpointSlice:
-            labels = slice_labels()
-        elif resource in (Pod, Service):
-            labels = {CHUTE_LABEL: None}
+    async def _watch(self, resource: Any, namespace: str, version: str | None) -> None:
+        """Watch the kind from ``version``; after a watch error, list it again and resume from that
+        listing (controller-runtime's way): a DELETED event missed in the gap is not missed for good."""
+        listed = True
         while True:
             try:
-                async for kind, obj in self.client.watch(resource, namespace=namespace, labels=labels):
+                if not listed:
+                    version = await self._relist(resource, namespace)
+                    listed = True
+                async for kind, obj in self.client.watch(
+                    resource, namespace=namespace, labels=_labels(resource), resource_version=version
+                ):
                     self._event(resource, kind, _dict(obj))
             except asyncio.CancelledError:
                 raise
-            except Exception as error:  # the watch ends or fails: start it again after a pause
+            except Exception as error:  # the watch or the listing failed: list again after a pause
                 log.warning(
-                    "watch failed", extra={"kind": getattr(resource, "__name__", ""), "error": str(error)}
+                    "watch failed, relisting",
+                    extra={"kind": getattr(resource, "__name__", ""), "error": str(error)},
                 )
+            listed = False
             await asyncio.sleep(RELIST_SECONDS)
 
-    def _event(self, resource: Any, kind: str, obj: dict[str, Any]) -> None:
+    def _cache(self, resource: Any) -> Cache:
         stores = {Service: self.services, Pod: self.pods, EndpointSlice: self.slices}
-        store = stores.get(resource, self.chutes)
+        return stores.get(resource, self.chutes)
+
+    def _put(self, resource: Any, key: tuple[str, str], obj: dict[str, Any]) -> set[Key]:
+        """Store the object; the Chutes it belonged to before and belongs to now."""
+        old = self._cache(resource).put(key, obj)
+        return {_chute_key(resource, key, o) for o in (old, obj) if o is not None}
+
+    def _forget(self, resource: Any, key: tuple[str, str]) -> Key:
+        """Drop the object; the Chute it belonged to."""
+        return _chute_key(resource, key, self._cache(resource).pop(key) or {})
+
+    def _event(self, resource: Any, kind: str, obj: dict[str, Any]) -> None:
         key = key_of(obj)
         if kind == "DELETED":
-            store.pop(key, None)
+            self._forget(resource, key)
         else:
-            store[key] = obj
+            self._put(resource, key, obj)
         if resource is Service:
             if key in self.chutes:
                 self._refresh(key)
@@ -237,6 +266,26 @@ class KubeSource:
             self._refresh((key[0], chute_of(obj)))
         else:
             self._refresh(key)
+
+
+KINDS = (ChuteResource, EndpointSlice, Pod, Service)
+"""Every kind the activator caches (Chutes first: a listing at start refreshes them last)."""
+
+
+def _labels(resource: Any) -> dict[str, Any] | None:
+    """The label selector the kind is listed and watched with."""
+    if resource is EndpointSlice:
+        return slice_labels()
+    if resource in (Pod, Service):
+        return {CHUTE_LABEL: None}
+    return None
+
+
+def _chute_key(resource: Any, key: tuple[str, str], obj: dict[str, Any]) -> Key:
+    """The Chute an object of the kind belongs to: itself, its namesake (a Service), or its label."""
+    if resource in (ChuteResource, Service):
+        return key
+    return (key[0], chute_of(obj))
 
 
 def _dict(obj: Any) -> dict[str, Any]:

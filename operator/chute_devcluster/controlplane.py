@@ -246,9 +246,15 @@ class ControlPlane:
         self.startup_seconds = time.monotonic() - started
         return self.kubeconfig
 
-    def restart(self, name: str, kill: bool = False) -> float:
+    @property
+    def etcd_port(self) -> int:
+        """etcd's client port on loopback (plain HTTP)."""
+        return self._etcd_port
+
+    def restart(self, name: str, kill: bool = False, while_down: Callable[[], object] | None = None) -> float:
         """Stop one component (SIGTERM, or SIGKILL with ``kill``) and start it again with the same flags,
-        ports and data; return the seconds from the stop to healthy again (etcd, kube-apiserver: probed)."""
+        ports and data; return the seconds from the stop to healthy again (etcd, kube-apiserver: probed).
+        ``while_down`` runs between the stop and the start (a test's change nothing can watch)."""
         component = next((c for c in self._components if c.name == name), None)
         if component is None or component.process is None:
             raise ControlPlaneError(f"no running component {name!r}")
@@ -258,6 +264,8 @@ class ControlPlane:
         else:
             component.terminate()
         component.wait(15)
+        if while_down is not None:
+            while_down()
         component.start()
         probes: dict[str, Callable[[], bool]] = {
             "etcd": partial(self._etcd_healthy, self._etcd_port),

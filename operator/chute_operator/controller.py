@@ -25,6 +25,13 @@ from chute_operator.zero import UNREAD, ActivatorReading, activator_from_slices
 from chute_shared.cluster import MANAGED_BY
 
 log = logging.getLogger(__name__)
+RELIST_ATTEMPTS = 5
+RELIST_RETRY_SECONDS = 2.0
+
+
+def _labels(kind: str) -> dict[str, Any] | None:
+    """The label selector a kind is listed with (the operator's children only; every Chute)."""
+    return None if kind == "Chute" else {"app.kubernetes.io/managed-by": MANAGED_BY}
 
 
 class Controller:
@@ -74,6 +81,8 @@ class Controller:
         self._tasks: list[asyncio.Task[None]] = []
         metrics.track_readiness(self.readiness)
         self._synced = asyncio.Event()
+        self._relisting: dict[tuple[str, str | None], asyncio.Task[None]] = {}
+        self._relist_wanted: set[tuple[str, str | None]] = set()
 
     def is_leader(self) -> bool:
         return self.elector is None or self.elector.is_leader
@@ -97,11 +106,47 @@ class Controller:
         """One LIST per watched kind, and the store made to agree with it: objects whose DELETED
         event was missed (a watch that broke and resumed) are forgotten. Queues every Chute."""
         for kind in WATCHED_KINDS:
-            labels = None if kind == "Chute" else {"app.kubernetes.io/managed-by": MANAGED_BY}
-            listed, version = await self.api.listing(kind, self.settings.watching.namespaces, labels)
+            listed, version = await self.api.listing(kind, self.settings.watching.namespaces, _labels(kind))
             self.store.replace(kind, listed, version, self.settings.watching.namespaces)
         for key in self.store.keys("Chute"):
             self.queue.add(key)
+
+    async def relist_kind(self, kind: str, namespace: str | None) -> None:
+        """One LIST of ``kind`` in ``namespace`` (None: every watched namespace), the store made to
+        agree with it, and only the Chutes it changed queued: a relist that finds nothing new
+        reconciles nothing and writes nothing."""
+        namespaces = (namespace,) if namespace else self.settings.watching.namespaces
+        listed, version = await self.api.listing(kind, namespaces, _labels(kind))
+        for key in self.store.replace(kind, listed, version, namespaces):
+            self.queue.add(key)
+
+    def relist_soon(self, kind: str, namespace: str | None) -> None:
+        """Relist ``kind`` in the background: kopf has just listed it again because its watch could
+        not resume (relisting.py), and objects deleted in the gap got no event. After the initial
+        sync; a request while one runs makes it run once more."""
+        where = (kind, namespace)
+        self._relist_wanted.add(where)
+        if where not in self._relisting:
+            task = asyncio.create_task(self._relist_wanted_kind(where), name=f"relist-{kind}")
+            self._relisting[where] = task
+            task.add_done_callback(lambda _: self._relisting.pop(where, None))
+
+    async def _relist_wanted_kind(self, where: tuple[str, str | None]) -> None:
+        await self._synced.wait()
+        log.info("relisting %s: objects deleted while its watch was cut are forgotten", where[0])
+        while where in self._relist_wanted:
+            self._relist_wanted.discard(where)
+            for attempt in range(RELIST_ATTEMPTS):
+                try:
+                    await self.relist_kind(*where)
+                    break
+                except asyncio.CancelledError:
+                    raise
+                except Exception as error:  # the periodic resync catches up if every attempt fails
+                    log.warning(
+                        "relisting %s failed (%s), attempt %d", where[0], error_message(error), attempt + 1
+                    )
+                    await asyncio.sleep(RELIST_RETRY_SECONDS)
 
     async def sync(self) -> None:
         """Fill the store with one LIST per watched kind before any reconcile (as controller-runtime
@@ -135,9 +180,9 @@ class Controller:
             self.metrics.leader.set(1)
 
     async def stop(self) -> None:
-        for task in self._tasks:
+        for task in [*self._tasks, *self._relisting.values()]:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*self._tasks, *self._relisting.values(), return_exceptions=True)
         self.queue.close()
         await self.api.close()
 

@@ -22,6 +22,7 @@ from chute_operator.controller import Controller
 from chute_operator.gpus import Catalog, load_catalog
 from chute_operator.kube import LIST_PAGE
 from chute_operator.metrics import OperatorMetrics
+from chute_operator.relisting import Listener, install, listen, unlisten
 from chute_operator.settings import Settings
 from chute_shared.cluster import MANAGED_BY
 
@@ -59,6 +60,12 @@ CHILDREN = {
 }
 
 
+KINDS = {(GROUP, PLURAL): "Chute"} | {(group, plural): kind for kind, (group, _, plural) in CHILDREN.items()}
+"""The store's kind of each resource kopf watches, by (API group, plural)."""
+HOOKED = install()
+"""Whether kopf tells of its relistings (relisting.py): installed before kopf starts its watches."""
+
+
 def _configuration(memo: kopf.Memo) -> tuple[Settings, Catalog]:
     """The settings and catalog `chute-operator run` read; without it (``kopf run``), read here once."""
     config: Settings | None = memo.get("settings")
@@ -68,6 +75,17 @@ def _configuration(memo: kopf.Memo) -> tuple[Settings, Catalog]:
     if catalog is None:
         catalog = load_catalog(config.render.gpu_catalog)
     return config, catalog
+
+
+def relist_listener(controller: Controller) -> Listener:
+    """What to do when kopf lists a resource again: relist the store's kind of it (others: nothing)."""
+
+    def relisted(group: str, plural: str, namespace: str | None) -> None:
+        kind = KINDS.get((group, plural))
+        if kind is not None:
+            controller.relist_soon(kind, namespace)
+
+    return relisted
 
 
 @kopf.on.startup()
@@ -99,6 +117,13 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     controller = Controller(config, client, metrics, catalog)
     controller.start()
     memo["controller"] = controller
+    memo["relisted"] = relisted = relist_listener(controller)
+    listen(relisted)
+    if not HOOKED:
+        logging.getLogger(__name__).warning(
+            "this kopf cannot tell when it relists a kind: deletions missed in a watch gap are "
+            "forgotten at the next resync only (CHUTE_OPERATOR_RESYNC_SECONDS)"
+        )
     if config.metrics_api.enabled:
         from chute_operator.metricsapi.service import MetricsApiService
 
@@ -120,6 +145,8 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
     metrics_api = memo.get("metrics_api")
     if metrics_api is not None:
         await metrics_api.stop()
+    if memo.get("relisted") is not None:
+        unlisten(memo["relisted"])
     controller: Controller | None = memo.get("controller")
     if controller is not None:
         await controller.stop()

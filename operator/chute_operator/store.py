@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from chute_shared.cluster import CHUTE_LABEL
+from chute_shared.cluster import CHUTE_KIND, CHUTE_LABEL
 
 Key = tuple[str, str]
 """(namespace, name)"""
@@ -49,18 +49,24 @@ class Store:
 
     def replace(
         self, kind: str, listed: list[dict[str, Any]], version: str, namespaces: tuple[str, ...] = ()
-    ) -> None:
+    ) -> set[Key]:
         """Make the store agree with a fresh listing taken at resourceVersion ``version`` (of
         ``namespaces``, all when empty): what the listing lacks was deleted, unless the watch
-        delivered it after the listing was taken."""
+        delivered it after the listing was taken. Returns the Chutes whose objects it forgot, added
+        or found newer (none when the store already agreed)."""
         fresh = {key_of(obj) for obj in listed}
+        changed: set[Key] = set()
         for key, obj in list(self._objects[kind].items()):
             if key in fresh or (namespaces and key[0] not in namespaces):
                 continue
             if not _newer_than(obj, version):
                 self.remove(kind, key)
+                changed.add(_chute_key(kind, key, obj))
         for obj in listed:
-            self.put(kind, obj)
+            old = self._objects[kind].get(key_of(obj))
+            if self.put(kind, obj):
+                changed.update(_chute_key(kind, key_of(obj), o) for o in (old, obj) if o is not None)
+        return {key for key in changed if key[1]}
 
     def _unindex(self, kind: str, key: Key, obj: dict[str, Any] | None) -> None:
         owner = chute_of(obj) if obj else None
@@ -152,6 +158,12 @@ def _slim_pod(pod: dict[str, Any]) -> dict[str, Any]:
 def chute_of(obj: dict[str, Any]) -> str | None:
     """The Chute an object is labelled as belonging to."""
     return ((obj.get("metadata") or {}).get("labels") or {}).get(CHUTE_LABEL)
+
+
+def _chute_key(kind: str, key: Key, obj: dict[str, Any]) -> Key:
+    """The Chute an object concerns: itself, or the one it is labelled as belonging to (name empty:
+    none)."""
+    return key if kind == CHUTE_KIND else (key[0], chute_of(obj) or "")
 
 
 def _version(obj: dict[str, Any]) -> int | None:

@@ -7,6 +7,7 @@ cost a control plane for nothing (feeding one Chute at zero to an activator proc
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,8 +36,26 @@ class FakeApi:
     """The first this many list calls answer 503 'storage is (re)initializing'."""
     list_calls: int = 0
     patches: list[str] = field(default_factory=list)
+    version: int = 10
+    """The resourceVersion every listing answers with."""
+    watch_versions: list[str | None] = field(default_factory=list)
+    """The resourceVersion each watch asked to start from (None: from now, after every object as ADDED)."""
     port: int = 0
     runner: web.AppRunner | None = None
+    _cut: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def cut_watches(self) -> None:
+        """End every open watch with an error (410 Gone, as after an API server restart): what changed
+        meanwhile (the lists above) is never sent as events."""
+        cut, self._cut = self._cut, asyncio.Event()
+        cut.set()
+
+    def _items(self, path: str) -> list[dict[str, Any]]:
+        if "/chutes.ai/" in path:
+            return self.chutes
+        if path.endswith("/endpointslices"):
+            return self.slices
+        return {"pods": self.pods, "services": self.services}.get(path.rsplit("/", 1)[-1], [])
 
     @property
     def url(self) -> str:
@@ -70,10 +89,7 @@ class FakeApi:
 
     async def _get(self, request: web.Request) -> web.StreamResponse:
         if request.query.get("watch") in ("true", "1"):
-            response = web.StreamResponse()
-            await response.prepare(request)
-            await asyncio.sleep(3600)  # a watch with nothing to say
-            return response
+            return await self._watch(request)
         self.list_calls += 1
         if self.list_calls <= self.failures_before_lists:
             status = {
@@ -85,11 +101,27 @@ class FakeApi:
                 "code": 503,
             }
             return web.json_response(status, status=503)
-        items = self.chutes if "/chutes.ai/" in request.path else []
-        items = self.pods if request.path.endswith("/pods") else items
-        items = self.services if request.path.endswith("/services") else items
-        items = self.slices if request.path.endswith("/endpointslices") else items
-        return web.json_response({"kind": "List", "apiVersion": "v1", "metadata": {}, "items": items})
+        meta = {"resourceVersion": str(self.version)}
+        items = self._items(request.path)
+        return web.json_response({"kind": "List", "apiVersion": "v1", "metadata": meta, "items": items})
+
+    async def _watch(self, request: web.Request) -> web.StreamResponse:
+        """Every object as ADDED when no resourceVersion is asked (as the API server does), then
+        nothing until :meth:`cut_watches` (or an hour)."""
+        since = request.query.get("resourceVersion")
+        self.watch_versions.append(since)
+        cut = self._cut
+        response = web.StreamResponse()
+        await response.prepare(request)
+        if not since:
+            for item in self._items(request.path):
+                await response.write(json.dumps({"type": "ADDED", "object": item}).encode() + b"\n")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(cut.wait(), 3600)
+        gone = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Expired",
+                "message": "too old resource version", "code": 410}  # fmt: skip
+        await response.write(json.dumps({"type": "ERROR", "object": gone}).encode() + b"\n")
+        return response
 
     async def _patch(self, request: web.Request) -> web.Response:
         self.patches.append(request.path)

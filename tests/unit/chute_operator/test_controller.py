@@ -11,6 +11,7 @@ from chute_operator.kube import ApiFailure
 from chute_operator.metrics import OperatorMetrics
 from chute_operator.settings import Leadership, Reconciling, ScaleToZero, Settings, Watching
 from chute_operator.store import Key
+from chute_operator.workqueue import WorkQueue
 from chute_operator.zero import UNREAD, Activator
 
 CATALOG = builtin_catalog()
@@ -320,3 +321,40 @@ async def test_the_activator_is_read_before_the_first_reconcile_and_again_on_gai
         assert controller.activator == Activator(("10.0.0.9",), 8080)
     finally:
         await controller.stop()
+
+
+async def test_a_kind_relisted_after_kopf_relisted_it_forgets_what_was_deleted_and_queues_its_chutes() -> (
+    None
+):
+    """kopf lists a kind again when its watch cannot resume (410 Gone, an API server restart), and
+    hands the handlers only what exists: the store relists that kind, forgets what the listing lacks,
+    and queues the Chutes it changed (only those: a relist that finds nothing new queues nothing)."""
+    controller = Controller(_settings(), client=None, metrics=OperatorMetrics(), catalog=CATALOG)  # type: ignore[arg-type]
+    for name in ("a", "gone"):
+        controller.store.put("Chute", _pod(name, name, 1) | {"kind": "Chute"})
+    controller.store.put("Pod", _pod("a", "a-1", 2))
+    controller.store.put("Pod", _pod("a", "a-2", 3))
+    controller.store.put("Pod", _pod("b", "b-1", 4))
+    asked: list[tuple[str, tuple[str, ...]]] = []
+
+    async def listing(
+        kind: str, namespaces: tuple[str, ...], labels: Any = None
+    ) -> tuple[list[dict[str, Any]], str]:
+        asked.append((kind, namespaces))
+        if kind == "Chute":
+            return [_pod("a", "a", 1) | {"kind": "Chute"}], "9"
+        return [_pod("a", "a-1", 2), _pod("b", "b-1", 4)], "9"
+
+    controller.api.listing = listing  # type: ignore[method-assign]
+    controller._synced.set()
+    await controller.relist_kind("Pod", "ns")
+    assert asked == [("Pod", ("ns",))]
+    assert [p["metadata"]["name"] for p in controller.store.children("Pod", ("ns", "a"))] == ["a-1"]
+    assert controller.queue._queued == {("ns", "a")}
+    controller.queue = WorkQueue()
+    await controller.relist_kind("Pod", "ns")
+    assert controller.queue._queued == set()  # nothing new: no reconcile, no write
+    await controller.relist_kind("Chute", None)  # cluster-wide: every watched namespace
+    assert asked[-1] == ("Chute", ())
+    assert controller.store.get("Chute", ("ns", "gone")) is None
+    assert controller.queue._queued == {("ns", "gone")}  # its reconcile forgets it

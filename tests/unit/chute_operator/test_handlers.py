@@ -43,3 +43,23 @@ def test_the_start_up_handler_takes_the_settings_and_catalog_of_the_run_else_rea
     read, loaded = chute_operator.handlers._configuration(kopf.Memo())
     assert read.reconciling.workers == 5
     assert loaded == builtin_catalog()
+
+
+def test_a_kind_kopf_lists_again_is_relisted_by_the_controller() -> None:
+    """kopf relists a kind when its watch cannot resume (relisting.py): the controller relists the
+    store's kind of it; kopf's own resources (peering) are not the store's."""
+    from chute_operator.api import GROUP, PLURAL
+
+    asked: list[tuple[str, str | None]] = []
+
+    class Controller:
+        def relist_soon(self, kind: str, namespace: str | None) -> None:
+            asked.append((kind, namespace))
+
+    assert chute_operator.handlers.HOOKED  # this kopf tells
+    listener = chute_operator.handlers.relist_listener(Controller())  # type: ignore[arg-type]
+    listener("apps", "deployments", "ns")
+    listener("", "pods", None)
+    listener(GROUP, PLURAL, "ns")
+    listener("kopf.dev", "kopfpeerings", "ns")
+    assert asked == [("Deployment", "ns"), ("Pod", None), ("Chute", "ns")]

@@ -118,3 +118,17 @@ def test_managed_fields_are_not_kept_except_a_deployments_applied_ones() -> None
     kept = store.get("Deployment", ("ns", "a"))["metadata"]["managedFields"]  # type: ignore[index]
     assert [entry["manager"] for entry in kept] == ["chute-operator"]
     assert [p["metadata"]["name"] for p in store.children("Pod", ("ns", "a"))] == ["a-1"]
+
+
+def test_a_relist_names_the_chutes_it_changed_and_none_when_nothing_changed() -> None:
+    """The owners of what a relist forgot, added or found newer: those Chutes need a reconcile."""
+    store = Store()
+    store.put("Pod", _pod("a-1", "a", version="3"))
+    store.put("Pod", _pod("b-1", "b", version="4"))
+    store.put("Pod", _pod("c-1", "c", version="5"))
+    listed = [_pod("a-1", "a", version="3"), _pod("c-1", "c", version="9"), _pod("d-1", "d", version="8")]
+    assert store.replace("Pod", listed, "10") == {("ns", "b"), ("ns", "c"), ("ns", "d")}
+    assert store.replace("Pod", listed, "10") == set()  # nothing new: nothing to reconcile
+    chute = {"metadata": {"name": "gone", "namespace": "ns", "uid": "g", "resourceVersion": "2"}}
+    store.put("Chute", chute)
+    assert store.replace("Chute", [], "10") == {("ns", "gone")}  # deleted during the gap
