@@ -34,6 +34,8 @@ FILES = (
     "operator-1000-status-wait-client-side.json",
     "operator-1000-trust-env.json",
     "operator-1000-final.json",
+    "operator-1000-structure.json",
+    "operator-1000-structure-2.json",
 )
 """In order: 200 Chutes before the handler fix (4 workers), then the code of each run's date at 200,
 500, 1000, and 1000 with the store keeping only what its readers use of pods (store.slim); then the
@@ -45,7 +47,9 @@ operator's own writes; then 200 and 500 on that code, on the same quiet machine.
 that waits for the Deployment's controller, with the Chutes applied server-side as the floor's
 children are (twice at 1000, then 200 and 500); the same with the Chutes applied client-side as before
 (--client-side-chutes); a run on the commit whose transport read the proxy environment on every
-request (aiohttp's trust_env, since fixed); and the final code at 1000."""
+request (aiohttp's trust_env, since fixed); and the final code at 1000. Then, 2026-12-06, twice at
+1000 on a quiet machine: the code after the restructuring of issue 24 (reconcile as observe, plan,
+act; settings read once), which promised no change in behaviour."""
 
 
 def _runs() -> list[tuple[str, dict[str, Any]]]:
