@@ -18,6 +18,7 @@ class Config:
     metrics_port: int = 9090
     host: str = "0.0.0.0"
     queue_limit: int = 10
+    unknown_limit: int = 100
     max_wait_seconds: float = 300.0
     wake_interval_seconds: float = 5.0
     default_retry_after: int = 10
@@ -47,6 +48,12 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str] | None = None) 
     flag("metrics-port", int, "port of /metrics, /healthz, /readyz")
     flag("host", str, "address to bind")
     flag("queue-limit", int, "requests held per Chute; more get 503 with Retry-After")
+    flag(
+        "unknown-limit",
+        at_least(1),
+        "before the first listing of the Chutes, distinct unknown names whose requests may wait; "
+        "more get 503 with Retry-After (after it, an unknown Chute is 404 at once)",
+    )
     flag("max-wait-seconds", float, "longest a request is held before 503 with Retry-After")
     flag("wake-interval-seconds", float, "how often a wake is asked again while requests wait")
     flag("default-retry-after", int, "Retry-After when the Chute's load time is not known yet")
@@ -86,6 +93,7 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str] | None = None) 
         metrics_port=args.metrics_port,
         host=args.host,
         queue_limit=args.queue_limit,
+        unknown_limit=args.unknown_limit,
         max_wait_seconds=args.max_wait_seconds,
         wake_interval_seconds=args.wake_interval_seconds,
         default_retry_after=args.default_retry_after,

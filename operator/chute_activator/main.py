@@ -35,6 +35,7 @@ async def serve(config: Config) -> int:
         wake,
         Metrics(),
         queue_limit=config.queue_limit,
+        unknown_limit=config.unknown_limit,
         max_wait_seconds=config.max_wait_seconds,
         wake_interval_seconds=config.wake_interval_seconds,
         default_retry_after=config.default_retry_after,
