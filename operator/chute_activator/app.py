@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import time
 
@@ -153,6 +152,9 @@ class Activator:
 
 
 def metrics_app(holder: Holder) -> web.Application:
+    """``/metrics`` and the probes: the port the activator's Service publishes (``/_chutes`` is on the
+    debug listener, :mod:`chute_activator.debug`)."""
+
     async def metrics(_: web.Request) -> web.Response:
         return web.Response(
             body=generate_latest(holder.metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
@@ -166,21 +168,8 @@ def metrics_app(holder: Holder) -> web.Application:
             return web.Response(status=503, text="draining")
         return web.Response(text="ok") if holder.synced else web.Response(status=503, text="not synced")
 
-    async def chutes(_: web.Request) -> web.Response:
-        view = {
-            "/".join(k): {
-                "endpoints": list(s.endpoints),
-                "source": s.source,
-                "cannot_wake": s.cannot_wake,
-                "last_wake": holder.timeline(k),
-            }
-            for k, s in holder.known().items()
-        }
-        return web.Response(text=json.dumps(view), content_type="application/json")
-
     app = web.Application()
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
-    app.router.add_get("/_chutes", chutes)
     return app

@@ -6,7 +6,8 @@ import argparse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from chute_shared.flags import EnvFlags, Parse, at_least, non_negative, positive
+from chute_shared.flags import EnvFlags, Parse, at_least, non_negative, optional, positive
+from chute_shared.flags import port as port_number
 from chute_shared.limits import MAX_BODY_BYTES
 
 ENV_PREFIX = "CHUTE_ACTIVATOR_"
@@ -17,6 +18,8 @@ class Config:
     port: int = 8080
     metrics_port: int = 9090
     host: str = "0.0.0.0"
+    debug_port: int | None = 9092
+    debug_host: str = "127.0.0.1"
     queue_limit: int = 10
     unknown_limit: int = 100
     max_wait_seconds: float = 300.0
@@ -47,6 +50,8 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str] | None = None) 
     flag("port", int, "serving port (the Chutes' Services point here while at zero)")
     flag("metrics-port", int, "port of /metrics, /healthz, /readyz")
     flag("host", str, "address to bind")
+    flag("debug-port", optional(port_number), "port of /_chutes (what it knows of every Chute); off: none")
+    flag("debug-host", str, "address the debug port binds: loopback, out of its Service's reach")
     flag("queue-limit", int, "requests held per Chute; more get 503 with Retry-After")
     flag(
         "unknown-limit",
@@ -92,6 +97,8 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str] | None = None) 
         port=args.port,
         metrics_port=args.metrics_port,
         host=args.host,
+        debug_port=args.debug_port,
+        debug_host=args.debug_host,
         queue_limit=args.queue_limit,
         unknown_limit=args.unknown_limit,
         max_wait_seconds=args.max_wait_seconds,
