@@ -169,7 +169,7 @@ def data_path(cp: ControlPlane, work: Path, image: str, requests: int, rounds: i
                        what="kube-proxy's rule to the activator gone", timeout=30)  # fmt: skip
             address = service_address(cp, NAME, namespace)
             for index in range(rounds):
-                with activator_process(cp, namespace, work, host, port) as (_, metrics_port):
+                with activator_process(cp, namespace, work, host, port) as (_, metrics_port, _):
                     before = activator_counters(metrics_port, host)
                     samples["running"] += timed_requests(address, dns, requests)
                     after = activator_counters(metrics_port, host)

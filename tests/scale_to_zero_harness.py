@@ -12,7 +12,8 @@ through kube-proxy. (The activator cannot run as a pod here: the local API serve
 loopback only, out of a pod's reach.)
 
 Each request at zero is broken down into the moments it passes (:data:`STAGES`), in seconds after
-the client sent it: the activator's own record of the wake (``/_chutes``), a watch of the pods and
+the client sent it: the activator's own record of the wake (``/_chutes``, on its debug port on
+loopback), a watch of the pods and
 the Deployment opened by this harness (the moment each change reached it), and the containers' logs
 (``kubectl logs --timestamps``: the runtime's time of each line).
 """
@@ -230,10 +231,10 @@ def log_time(cp: ControlPlane, namespace: str, pod: str, container: str, text: s
     return None
 
 
-def activator_timeline(
-    metrics_port: int, namespace: str, host: str = "127.0.0.1", name: str = NAME
-) -> dict[str, Any]:
-    connection = http.client.HTTPConnection(host, metrics_port, timeout=10)
+def activator_timeline(debug_port: int, namespace: str, name: str = NAME) -> dict[str, Any]:
+    """The activator's record of the Chute's latest wake, from ``/_chutes`` on its debug port (bound to
+    loopback: the metrics port, which its Service publishes, does not serve it)."""
+    connection = http.client.HTTPConnection("127.0.0.1", debug_port, timeout=10)
     connection.request("GET", "/_chutes")
     view = json.loads(connection.getresponse().read())
     connection.close()
@@ -258,14 +259,14 @@ def breakdown(
     cp: ControlPlane,
     namespace: str,
     watcher: Watcher,
-    metrics: tuple[str, int],
+    debug_port: int,
     sent: float,
     answered: float,
     name: str = NAME,
 ) -> dict[str, Any]:
     """Seconds after the client sent the request at which it passed each stage (absent: not seen)."""
     moments: dict[str, float] = dict(watcher.first)
-    timeline = activator_timeline(metrics[1], namespace, metrics[0], name)
+    timeline = activator_timeline(debug_port, namespace, name)
     for ours, theirs in (("held", "held"), ("wake_written", "wake_written"),
                          ("activator_ready_seen", "ready_seen"), ("forwarded", "forwarded"),
                          ("answered", "answered")):  # fmt: skip
@@ -325,22 +326,23 @@ def activator_process(
     host: str = "127.0.0.1",
     port: int | None = None,
     queue_limit: int = 10,
-) -> Iterator[tuple[int, int]]:
+) -> Iterator[tuple[int, int, int]]:
     """A real activator on the host for ``namespace``, serving on ``host`` (on ``port``, or a free
-    one), holding at most ``queue_limit`` requests per Chute: (serving port, metrics port), once it
-    has listed the Chutes and their Services (``/readyz``)."""
-    port, metrics_port = port or _free_port(), _free_port()
+    one), holding at most ``queue_limit`` requests per Chute: (serving port, metrics port, debug port
+    on loopback), once it has listed the Chutes and their Services (``/readyz``)."""
+    port, metrics_port, debug_port = port or _free_port(), _free_port(), _free_port()
     log = (work / "activator.log").open("ab")
     activator = subprocess.Popen(
         [sys.executable, "-m", "chute_operator", "activator", f"--kubeconfig={cp.kubeconfig}",
-         f"--host={host}", f"--port={port}", f"--metrics-port={metrics_port}", f"--namespace={namespace}",
+         f"--host={host}", f"--port={port}", f"--metrics-port={metrics_port}", f"--debug-port={debug_port}",
+         f"--namespace={namespace}",
          "--wake-interval-seconds=2", "--max-wait-seconds=280", f"--queue-limit={queue_limit}",
          "--drain-seconds=1"],  # a short drain: it is restarted on the same address, not rolled out
         stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
     try:
         eventually(lambda: _ready(activator, host, metrics_port), what="the activator ready", timeout=60)
-        yield port, metrics_port
+        yield port, metrics_port, debug_port
     finally:
         activator.terminate()
         try:
@@ -387,7 +389,7 @@ def run(
     watcher.start()
     try:
         with (
-            activator_process(cp, namespace, work, host) as (port, metrics_port),
+            activator_process(cp, namespace, work, host) as (port, _, debug_port),
             metrics_api_on_loopback(
                 cp, namespace, work,
                 CHUTE_OPERATOR_ACTIVATOR_SERVICE=f"{namespace}/activator",
@@ -427,7 +429,7 @@ def run(
                 seconds = answered - sent
                 with contextlib.suppress(AssertionError):  # the answer may come before the pod is Ready
                     eventually(lambda: "pod_ready" in watcher.first or None, what="pod Ready", timeout=30)
-                stages = breakdown(cp, namespace, watcher, (host, metrics_port), sent, answered)
+                stages = breakdown(cp, namespace, watcher, debug_port, sent, answered)
                 results.append(
                     {
                         "status": status,

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import time
 
 import aiohttp
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from chute_activator.body import Body, BodyIncomplete, BodyTooLarge, HeldBytes, HeldBytesFull, read_body
 from chute_activator.forward import ConnectFailed, ReplicaDisconnected, forward
@@ -36,9 +35,9 @@ def _reject(rejected: Rejected) -> web.Response:
     return web.json_response(body, status=rejected.status, headers=headers)
 
 
-def _answered(forwarded: Counter, body: Body) -> None:
+def _answered(holder: Holder, key: Key, body: Body) -> None:
     """The replica answered: the request counts as forwarded, its body no longer as held."""
-    forwarded.inc()
+    holder.count_forwarded(key)
     body.release()
 
 
@@ -84,6 +83,7 @@ class Activator:
     async def _answer(self, request: web.BaseRequest) -> web.StreamResponse:
         key = self._key(request)
         if key is None:
+            self.holder.metrics.unknown_rejected.inc()
             return _reject(Rejected(404, "UnknownChute", f"no Chute for Host {request.host!r}"))
         try:
             async with read_body(request, limit=self.max_body_bytes, held=self.held) as body:
@@ -91,7 +91,7 @@ class Activator:
         except BodyTooLarge:
             response = _reject(Rejected(413, "BodyTooLarge", f"body over {self.max_body_bytes} bytes"))
         except HeldBytesFull:
-            self.holder.metrics.rejected.labels(*key, HELD_BYTES_FULL).inc()
+            self.holder.count_rejected(key, HELD_BYTES_FULL)
             message = f"the activator holds {self.held.held} bytes of bodies already, its bound"
             response = _reject(Rejected(503, HELD_BYTES_FULL, message, self.holder.retry_after(key)))
         except BodyIncomplete:
@@ -109,7 +109,7 @@ class Activator:
                 return _reject(rejected)
             if waited:
                 self.holder.mark(key, "forwarded")
-            answered = functools.partial(_answered, self.holder.metrics.forwarded.labels(*key), body)
+            answered = functools.partial(_answered, self.holder, key, body)
             try:
                 response = await forward(
                     self.session,
@@ -136,7 +136,7 @@ class Activator:
                     extra={"chute": "/".join(key), "waited": round(waited, 3), "attempt": attempt},
                 )
             return response
-        self.holder.metrics.rejected.labels(*key, failed).inc()
+        self.holder.count_rejected(key, failed)
         how = (
             "could be reached" if failed == REPLICA_UNREACHABLE else "answered before closing the connection"
         )
@@ -152,6 +152,9 @@ class Activator:
 
 
 def metrics_app(holder: Holder) -> web.Application:
+    """``/metrics`` and the probes: the port the activator's Service publishes (``/_chutes`` is on the
+    debug listener, :mod:`chute_activator.debug`)."""
+
     async def metrics(_: web.Request) -> web.Response:
         return web.Response(
             body=generate_latest(holder.metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
@@ -165,21 +168,8 @@ def metrics_app(holder: Holder) -> web.Application:
             return web.Response(status=503, text="draining")
         return web.Response(text="ok") if holder.synced else web.Response(status=503, text="not synced")
 
-    async def chutes(_: web.Request) -> web.Response:
-        view = {
-            "/".join(k): {
-                "endpoints": list(s.endpoints),
-                "source": s.source,
-                "cannot_wake": s.cannot_wake,
-                "last_wake": holder.timeline(k),
-            }
-            for k, s in holder.known().items()
-        }
-        return web.Response(text=json.dumps(view), content_type="application/json")
-
     app = web.Application()
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
-    app.router.add_get("/_chutes", chutes)
     return app

@@ -6,7 +6,8 @@ import argparse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from chute_shared.flags import EnvFlags, Parse, at_least, non_negative, positive
+from chute_shared.flags import EnvFlags, Parse, at_least, non_negative, optional, positive
+from chute_shared.flags import port as port_number
 from chute_shared.limits import MAX_BODY_BYTES
 
 ENV_PREFIX = "CHUTE_ACTIVATOR_"
@@ -17,7 +18,10 @@ class Config:
     port: int = 8080
     metrics_port: int = 9090
     host: str = "0.0.0.0"
+    debug_port: int | None = 9092
+    debug_host: str = "127.0.0.1"
     queue_limit: int = 10
+    unknown_limit: int = 100
     max_wait_seconds: float = 300.0
     wake_interval_seconds: float = 5.0
     default_retry_after: int = 10
@@ -46,7 +50,15 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str] | None = None) 
     flag("port", int, "serving port (the Chutes' Services point here while at zero)")
     flag("metrics-port", int, "port of /metrics, /healthz, /readyz")
     flag("host", str, "address to bind")
+    flag("debug-port", optional(port_number), "port of /_chutes (what it knows of every Chute); off: none")
+    flag("debug-host", str, "address the debug port binds: loopback, out of its Service's reach")
     flag("queue-limit", int, "requests held per Chute; more get 503 with Retry-After")
+    flag(
+        "unknown-limit",
+        at_least(1),
+        "before the first listing of the Chutes, distinct unknown names whose requests may wait; "
+        "more get 503 with Retry-After (after it, an unknown Chute is 404 at once)",
+    )
     flag("max-wait-seconds", float, "longest a request is held before 503 with Retry-After")
     flag("wake-interval-seconds", float, "how often a wake is asked again while requests wait")
     flag("default-retry-after", int, "Retry-After when the Chute's load time is not known yet")
@@ -85,7 +97,10 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str] | None = None) 
         port=args.port,
         metrics_port=args.metrics_port,
         host=args.host,
+        debug_port=args.debug_port,
+        debug_host=args.debug_host,
         queue_limit=args.queue_limit,
+        unknown_limit=args.unknown_limit,
         max_wait_seconds=args.max_wait_seconds,
         wake_interval_seconds=args.wake_interval_seconds,
         default_retry_after=args.default_retry_after,

@@ -42,6 +42,8 @@ class _Gate:
     turn: itertools.count[int] = field(default_factory=itertools.count)
     timeline: dict[str, float | str] | None = None
     """Wall-clock times (``time.time()``) of the latest wake, as the activator saw it (``/_chutes``)."""
+    reasons: set[str] = field(default_factory=set)
+    """The reasons of its labelled rejection series (dropped with the gate)."""
 
     def notify(self) -> None:
         self.changed.set()
@@ -55,7 +57,15 @@ def retry_after_seconds(load_seconds: float | None, default: int) -> int:
     return max(1, min(600, math.ceil(load_seconds)))
 
 
+UNKNOWN_CHUTES_FULL = "UnknownChutesFull"
+"""The reason of a 503 before the first sync, when ``unknown_limit`` unknown names already wait."""
+
+
 class Holder:
+    """Gates of the Chutes the source reports, and (before the first sync only) of at most
+    ``unknown_limit`` names it has not reported yet: nothing a client sends adds a gate or a series
+    for a Chute that does not exist."""
+
     def __init__(
         self,
         wake: WakeCallback,
@@ -65,10 +75,13 @@ class Holder:
         max_wait_seconds: float = 300.0,
         wake_interval_seconds: float = 5.0,
         default_retry_after: int = 10,
+        unknown_limit: int = 100,
     ) -> None:
         self.wake, self.metrics = wake, metrics
         self.queue_limit, self.max_wait = queue_limit, max_wait_seconds
         self.wake_interval, self.default_retry_after = wake_interval_seconds, default_retry_after
+        self.unknown_limit = unknown_limit
+        """Distinct names not (yet) known whose requests may wait before the first sync."""
         self.synced = False
         """Whether the source has listed every Chute once (until then an unknown Chute is waited for)."""
         self.draining = False
@@ -81,8 +94,12 @@ class Holder:
     # -- the source's side -------------------------------------------------------------------
 
     def update(self, key: Key, state: ChuteState | None) -> None:
-        """The Chute's latest state; None when it was deleted."""
-        gate = self._gates.setdefault(key, _Gate())
+        """The Chute's latest state; None when it was deleted (or does not exist)."""
+        gate = self._gates.get(key)
+        if gate is None:
+            if state is None:
+                return
+            gate = self._gates[key] = _Gate()
         if gate.state and not gate.state.endpoints and state and state.endpoints and gate.wake_started:
             gate.measured_load = time.monotonic() - gate.wake_started
             gate.wake_started = None
@@ -96,8 +113,15 @@ class Holder:
         for ip in gate.state.cluster_ips:
             self._by_ip[ip] = key
         if state is None and gate.waiting == 0:
-            del self._gates[key]
+            self._drop(key, gate)
         gate.notify()
+
+    def _drop(self, key: Key, gate: _Gate) -> None:
+        """Forget a Chute that does not exist once nothing waits for it: its gate and its series."""
+        if self._gates.get(key) is not gate:
+            return
+        del self._gates[key]
+        self.metrics.forget(key, gate.reasons)
 
     def mark_synced(self) -> None:
         self.synced = True
@@ -129,6 +153,25 @@ class Holder:
             for k, g in self._gates.items()
             if g.waiting and g.state is not None and g.state.exists and not g.state.endpoints
         ]
+
+    def _exists(self, key: Key) -> bool:
+        gate = self._gates.get(key)
+        return gate is not None and gate.state is not None and gate.state.exists
+
+    def count_rejected(self, key: Key, reason: str) -> None:
+        """A request answered by the activator: in the Chute's series, or (a Chute that does not
+        exist) in the one unlabelled series of unknown Chutes."""
+        gate = self._gates.get(key)
+        if gate is None or not self._exists(key):
+            self.metrics.unknown_rejected.inc()
+            return
+        gate.reasons.add(reason)
+        self.metrics.rejected.labels(*key, reason).inc()
+
+    def count_forwarded(self, key: Key) -> None:
+        """A replica answered a request of the Chute."""
+        if self._exists(key):
+            self.metrics.forwarded.labels(*key).inc()
 
     def timeline(self, key: Key) -> dict[str, float | str] | None:
         gate = self._gates.get(key)
@@ -176,7 +219,7 @@ class Holder:
     async def acquire(self, key: Key) -> tuple[str, float]:
         """A ready endpoint of the Chute and how long the request was held; waits while it wakes."""
         start = time.monotonic()
-        gate = self._gates.setdefault(key, _Gate())
+        gate = self._gate_for(key)
         try:
             endpoint = self._verdict(key, gate)
         except Rejected as rejected:
@@ -194,7 +237,7 @@ class Holder:
             self._rejected(key, full, 0.0)
             raise full
         gate.waiting += 1
-        self.metrics.queue_length.labels(*key).set(gate.waiting)
+        self._count_waiting(key, gate)
         if gate.timeline is None or "ready_seen" in gate.timeline:
             gate.timeline = {"held": time.time()}
         deadline = start + self.max_wait
@@ -222,9 +265,30 @@ class Holder:
             raise
         finally:
             gate.waiting -= 1
+            self._count_waiting(key, gate)
+            if gate.waiting == 0 and (gate.state is None or not gate.state.exists):
+                self._drop(key, gate)
+
+    def _gate_for(self, key: Key) -> _Gate:
+        """The Chute's gate. A name the source has not reported: 404 once synced; before, a gate of
+        its own while fewer than ``unknown_limit`` such names wait (503 beyond)."""
+        gate = self._gates.get(key)
+        if gate is not None and (gate.state is not None or not self.synced):
+            return gate
+        if self.synced:
+            rejected = Rejected(404, "NotFound", f"no Chute {key[0]}/{key[1]}")
+        elif sum(g.state is None for g in self._gates.values()) < self.unknown_limit:
+            gate = self._gates[key] = _Gate()
+            return gate
+        else:
+            message = f"the activator has not listed the Chutes yet; {self.unknown_limit} unknown names wait"
+            rejected = Rejected(503, UNKNOWN_CHUTES_FULL, message, self.default_retry_after)
+        self._rejected(key, rejected, 0.0)
+        raise rejected
+
+    def _count_waiting(self, key: Key, gate: _Gate) -> None:
+        if self._exists(key):
             self.metrics.queue_length.labels(*key).set(gate.waiting)
-            if gate.waiting == 0 and gate.state is not None and not gate.state.exists:
-                self._gates.pop(key, None)
 
     async def _maybe_wake(self, key: Key, gate: _Gate) -> None:
         if gate.state is None or not gate.state.exists:
@@ -245,5 +309,5 @@ class Holder:
             gate.timeline.setdefault("wake_written", time.time())
 
     def _rejected(self, key: Key, rejected: Rejected, waited: float) -> None:
-        self.metrics.rejected.labels(*key, rejected.reason).inc()
+        self.count_rejected(key, rejected.reason)
         self.metrics.wait_seconds.labels("rejected").observe(waited)

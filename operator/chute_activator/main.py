@@ -12,6 +12,7 @@ from aiohttp import web
 
 from chute_activator.app import Activator, metrics_app
 from chute_activator.config import Config, parse_config
+from chute_activator.debug import debug_app
 from chute_activator.holding import Holder
 from chute_activator.metrics import Metrics
 from chute_shared import logs
@@ -35,6 +36,7 @@ async def serve(config: Config) -> int:
         wake,
         Metrics(),
         queue_limit=config.queue_limit,
+        unknown_limit=config.unknown_limit,
         max_wait_seconds=config.max_wait_seconds,
         wake_interval_seconds=config.wake_interval_seconds,
         default_retry_after=config.default_retry_after,
@@ -57,6 +59,10 @@ async def serve(config: Config) -> int:
     admin = web.AppRunner(metrics_app(holder), access_log=None)
     await admin.setup()
     await web.TCPSite(admin, config.host, config.metrics_port).start()
+    debug = web.AppRunner(debug_app(holder), access_log=None)
+    await debug.setup()
+    if config.debug_port is not None:
+        await web.TCPSite(debug, config.debug_host, config.debug_port).start()
     await source.start()
     log.info("activator started", extra={"port": config.port, "metrics_port": config.metrics_port})
     stop = asyncio.Event()
@@ -67,6 +73,7 @@ async def serve(config: Config) -> int:
     await drain(holder, config.drain_seconds)
     await serving.cleanup()  # no new connections; forwarded requests get the shutdown timeout
     await admin.cleanup()
+    await debug.cleanup()
     await source.stop()
     await activator.close()
     with contextlib.suppress(Exception):

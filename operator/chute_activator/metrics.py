@@ -42,3 +42,15 @@ class Metrics:
             labels,
             registry=self.registry,
         )
+        self.unknown_rejected = Counter(
+            "chute_activator_unknown_rejected",
+            "Requests for a Chute the activator does not know (or no longer knows), answered by it.",
+            registry=self.registry,
+        )
+
+    def forget(self, key: tuple[str, str], reasons: set[str]) -> None:
+        """Drop a Chute's labelled series (it was deleted, or never existed)."""
+        for metric in (self.queue_length, self.wakeups, self.forwarded):
+            metric.remove(*key)
+        for reason in reasons:
+            self.rejected.remove(*key, reason)

@@ -171,7 +171,8 @@ def test_idle_real_pods_go_and_requests_to_their_services_at_zero_are_held_strea
                 apply(
                     cp, chute(image, node, LOAD_SECONDS, name, TOKENS_PER_SECOND, CONCURRENT + 4), namespace
                 )
-            with activator_process(cp, namespace, tmp_path, host, port, CONCURRENT + 5) as (_, metrics_port):
+            with activator_process(cp, namespace, tmp_path, host, port, CONCURRENT + 5) as ports:
+                _, metrics_port, debug_port = ports
                 started = time.monotonic()
                 for name in (A, B):
                     eventually(
@@ -219,9 +220,9 @@ def test_idle_real_pods_go_and_requests_to_their_services_at_zero_are_held_strea
                 assert sum(gap >= 0.5 / TOKENS_PER_SECOND for gap in apart) >= STREAM_TOKENS - 2, apart
                 # The wake's breakdown (as the benchmark reports it): complete, in the order things happen.
                 eventually(lambda: "pod_ready" in watcher.first or None, what="A's pod Ready", timeout=60)
-                stages = breakdown(
-                    cp, namespace, watcher, (host, metrics_port), timed["sent"], timed["answered"], A
-                )["stages_s"]
+                stages = breakdown(cp, namespace, watcher, debug_port, timed["sent"], timed["answered"], A)[
+                    "stages_s"
+                ]
                 spread = max(a["answered"] for a in answers) - min(a["sent"] for a in answers)
                 print(
                     f"A at zero: {CONCURRENT} answered 200 in {spread:.2f}s; stream gaps "
@@ -255,7 +256,7 @@ def test_idle_real_pods_go_and_requests_to_their_services_at_zero_are_held_strea
                 assert at_zero(cp, namespace, B)
 
             # 3. The activator restarted on the same address, holding at most 10 per Chute: B at zero.
-            with activator_process(cp, namespace, tmp_path, host, port, QUEUE_LIMIT) as (_, metrics_port):
+            with activator_process(cp, namespace, tmp_path, host, port, QUEUE_LIMIT) as (_, metrics_port, _):
                 assert at_zero(cp, namespace, B)
                 address_b = service_address(cp, B, namespace)
                 answers = concurrently(CONCURRENT, lambda i: send(address_b, B, namespace))

@@ -10,6 +10,7 @@ import pytest
 from aiohttp import web
 
 from chute_activator.app import Activator, metrics_app
+from chute_activator.debug import debug_app
 from chute_activator.holding import Holder
 from chute_activator.metrics import Metrics
 from chute_activator.state import Key
@@ -22,6 +23,7 @@ class Running:
     holder: Holder
     port: int
     metrics_port: int
+    debug_port: int
     wakes: list[Key] = field(default_factory=list)
 
     def url(self, path: str = "/v1/chat/completions") -> str:
@@ -52,8 +54,12 @@ class StartActivator:
         admin = web.AppRunner(metrics_app(holder), access_log=None)
         await admin.setup()
         await web.TCPSite(admin, LOOPBACK, 0).start()
-        self.runners += [serving, admin]
-        return Running(holder, serving.addresses[0][1], admin.addresses[0][1], wakes)
+        debug = web.AppRunner(debug_app(holder), access_log=None)
+        await debug.setup()
+        await web.TCPSite(debug, LOOPBACK, 0).start()
+        self.runners += [serving, admin, debug]
+        ports = (serving.addresses[0][1], admin.addresses[0][1], debug.addresses[0][1])
+        return Running(holder, *ports, wakes)
 
 
 @pytest.fixture

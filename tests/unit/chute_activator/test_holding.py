@@ -242,7 +242,7 @@ async def test_the_latest_wake_is_recorded_in_order_in_chutes(
     server = await start_model()
     activator.holder.update(KEY, ChuteState(endpoints=(f"{LOOPBACK}:{server.port}",), source="sidecar"))
     assert (await held)[0] == 200
-    async with session.get(f"http://{LOOPBACK}:{activator.metrics_port}/_chutes") as response:
+    async with session.get(f"http://{LOOPBACK}:{activator.debug_port}/_chutes") as response:
         view = (await response.json())["team/llm"]
     wake = view["last_wake"]
     assert view["source"] == "sidecar"
@@ -287,3 +287,15 @@ async def test_a_stream_whose_client_leaves_at_done_is_counted_as_forwarded(
         assert forwarded._value.get() == 1
     finally:
         await runner.cleanup()
+
+
+async def test_the_metrics_port_does_not_serve_the_chutes_listing(
+    start_activator: StartActivator, session: aiohttp.ClientSession
+) -> None:
+    """The metrics port is published by the activator's Service: ``/metrics`` and the probes only."""
+    activator = await start_activator()
+    activator.holder.update(KEY, ChuteState())
+    async with session.get(f"http://{LOOPBACK}:{activator.metrics_port}/_chutes") as response:
+        assert response.status == 404
+    async with session.get(f"http://{LOOPBACK}:{activator.metrics_port}/metrics") as response:
+        assert response.status == 200
