@@ -11,7 +11,16 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, generate_latest
 
-from chute_activator.body import Body, BodyIncomplete, BodyTooLarge, HeldBytes, HeldBytesFull, read_body
+from chute_activator.body import (
+    BODY_TIMEOUT_SECONDS,
+    Body,
+    BodyIncomplete,
+    BodyTimeout,
+    BodyTooLarge,
+    HeldBytes,
+    HeldBytesFull,
+    read_body,
+)
 from chute_activator.forward import ConnectFailed, ReplicaDisconnected, forward
 from chute_activator.holding import Holder, Rejected
 from chute_activator.state import Key, key_from_host
@@ -52,8 +61,11 @@ class Activator:
         max_body_bytes: int,
         request_timeout: float,
         max_held_body_bytes: int | None = None,
+        body_timeout: float = BODY_TIMEOUT_SECONDS,
     ) -> None:
         self.holder, self.max_body_bytes, self.request_timeout = holder, max_body_bytes, request_timeout
+        self.body_timeout = body_timeout
+        """Longest a client may take to send its body (``--body-timeout-seconds``); then 408."""
         self.held = HeldBytes(max_held_body_bytes if max_held_body_bytes is not None else 1 << 62)
         """Bytes of bodies held across all requests (``--max-held-body-bytes``)."""
         self.session: aiohttp.ClientSession | None = None
@@ -86,7 +98,9 @@ class Activator:
         if key is None:
             return _reject(Rejected(404, "UnknownChute", f"no Chute for Host {request.host!r}"))
         try:
-            async with read_body(request, limit=self.max_body_bytes, held=self.held) as body:
+            async with read_body(
+                request, limit=self.max_body_bytes, held=self.held, within=self.body_timeout
+            ) as body:
                 return await self._forward(request, key, body)
         except BodyTooLarge:
             response = _reject(Rejected(413, "BodyTooLarge", f"body over {self.max_body_bytes} bytes"))
@@ -96,6 +110,9 @@ class Activator:
             response = _reject(Rejected(503, HELD_BYTES_FULL, message, self.holder.retry_after(key)))
         except BodyIncomplete:
             response = _reject(Rejected(400, "BodyIncomplete", "the body ended before its Content-Length"))
+        except BodyTimeout:
+            message = f"the body did not arrive within {self.body_timeout:g}s"
+            response = _reject(Rejected(408, "BodyTimeout", message))
         response.force_close()  # the rest of the body is not read
         return response
 

@@ -158,3 +158,27 @@ async def test_bodies_held_across_requests_are_bounded_one_more_gets_503_with_re
     assert (await held)[0] == 200
     assert (await post())[0] == 200  # the bytes were given back
     assert recorder.received == [digest(body)] * 2
+
+
+async def test_a_client_that_stalls_mid_body_gets_408_and_gives_its_held_bytes_back(
+    start_activator: StartActivator, recorder: Recorder, session: aiohttp.ClientSession
+) -> None:
+    """A client that announces a Content-Length and then sends nothing (or trickles) kept its share
+    of the held bytes for as long as it liked: a few such connections refused every other body."""
+    activator = await start_activator(max_held_body_bytes=1000)
+    start_activator.activators[-1].body_timeout = 0.5
+    activator.holder.update(KEY, ChuteState(endpoints=(recorder.endpoint,)))
+    head = f"POST {PATH} HTTP/1.1\r\nHost: llm.team.svc\r\nContent-Length: 1000\r\n\r\n".encode()
+    reader, writer = await asyncio.open_connection(LOOPBACK, activator.port)
+    try:
+        writer.write(head + b"x" * 10)
+        async with asyncio.timeout(5):
+            answer = await reader.read(65536)
+    finally:
+        writer.close()
+    assert answer.startswith(b"HTTP/1.1 408")
+    assert b"BodyTimeout" in answer
+    assert start_activator.activators[-1].held.held == 0
+    async with session.post(activator.url(PATH), data=b"y" * 1000, headers={"Host": "llm.team.svc"}) as r:
+        assert r.status == 200  # the stalled client's bytes were given back
+    assert recorder.received == [digest(b"y" * 1000)]
