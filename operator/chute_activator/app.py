@@ -31,6 +31,11 @@ CHUTE_HEADER = "X-Chute"
 """``NAMESPACE/NAME``: names the Chute explicitly (tests, clients that reach the activator directly)."""
 CONNECT_ATTEMPTS = 3
 """Replicas tried for one request (one that cannot be reached or closes before answering: the next)."""
+RETRIED_AFTER_DISCONNECT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
+"""Methods (idempotent, RFC 9110) sent to the next replica when one closed the connection without
+answering: it may have read the whole request and acted on it (a generation that OOM-killed it), so
+a POST is answered 503 instead of being sent to, and perhaps killing, every replica in turn. A
+replica that could not be reached read nothing: any request goes to the next."""
 REPLICA_UNREACHABLE = "ReplicaUnreachable"
 """The reason of a 503 when the last replica tried could not be reached."""
 REPLICA_DISCONNECTED = "ReplicaDisconnected"
@@ -118,8 +123,9 @@ class Activator:
 
     async def _forward(self, request: web.BaseRequest, key: Key, body: Body) -> web.StreamResponse:
         assert self.session is not None
-        start, failed = time.monotonic(), REPLICA_UNREACHABLE
+        start, failed, tried = time.monotonic(), REPLICA_UNREACHABLE, 0
         for attempt in range(CONNECT_ATTEMPTS):
+            tried = attempt + 1
             try:
                 endpoint, waited = await self.holder.acquire(key)
             except Rejected as rejected:
@@ -145,6 +151,8 @@ class Activator:
                     else "replica closed the connection",
                     extra={"chute": "/".join(key), "endpoint": endpoint, "error": str(error)},
                 )
+                if failed == REPLICA_DISCONNECTED and request.method not in RETRIED_AFTER_DISCONNECT:
+                    break  # the replica may have read the request and acted on it: never twice
                 continue
             if waited:
                 self.holder.mark(key, "answered")
@@ -161,7 +169,7 @@ class Activator:
             Rejected(
                 503,
                 failed,
-                f"no replica of Chute {key[0]}/{key[1]} {how}, {CONNECT_ATTEMPTS} tried in "
+                f"no replica of Chute {key[0]}/{key[1]} {how}, {tried} tried in "
                 f"{time.monotonic() - start:.1f}s",
                 self.holder.retry_after(key),
             )

@@ -32,8 +32,8 @@ class ConnectFailed(Exception):
 
 
 class ReplicaDisconnected(Exception):
-    """The replica closed the connection before answering; nothing was sent to the client yet, so
-    another replica may be tried."""
+    """The replica closed the connection before answering; nothing was sent to the client yet, but
+    the replica may have read the whole request: only an idempotent one may be tried elsewhere."""
 
 
 def _request_headers(request: web.BaseRequest) -> CIMultiDict[str]:
@@ -76,8 +76,8 @@ async def forward(
             auto_decompress=False,
             timeout=aiohttp.ClientTimeout(total=timeout, connect=2.0),
         )
-    except aiohttp.ClientConnectorError as error:
-        raise ConnectFailed(str(error)) from error
+    except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as error:  # nothing sent
+        raise ConnectFailed(str(error) or type(error).__name__) from error
     except aiohttp.ClientConnectionError as error:  # closed or reset before the status line
         raise ReplicaDisconnected(str(error) or type(error).__name__) from error
     async with upstream:
