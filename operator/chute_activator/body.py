@@ -64,9 +64,11 @@ class Body:
         self.reserved += count
 
     def release(self) -> None:
-        """The replica has it (it answered): its bytes no longer count against the bound."""
+        """The replica has it (it answered): its bytes no longer count against the bound, and are
+        no longer kept (an answer may stream for minutes: what is not counted must not be held)."""
         self._held.give_back(self.reserved)
         self.reserved = 0
+        self.data = bytearray()
 
 
 @contextlib.asynccontextmanager

@@ -80,6 +80,7 @@ async def forward(
         raise ConnectFailed(str(error) or type(error).__name__) from error
     except aiohttp.ClientConnectionError as error:  # closed or reset before the status line
         raise ReplicaDisconnected(str(error) or type(error).__name__) from error
+    del body  # answered: the caller drops its copy too (on_answer), the answer may stream long
     async with upstream:
         on_answer()
         response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
