@@ -92,7 +92,8 @@ class Controller:
         after ``child_event_delay_seconds`` for a child's or a pod's (the burst of events of a pod
         starting is then one reconcile, not one each)."""
         if event_type == "DELETED":
-            self.store.remove(kind, key_of(obj), (obj.get("metadata") or {}).get("uid"))
+            meta = obj.get("metadata") or {}
+            self.store.remove(kind, key_of(obj), meta.get("uid"), meta.get("resourceVersion"))
         elif not self.store.put(kind, obj):
             return  # a version the store holds (the echo of our own write, stored from its answer) or older
         if kind == "Chute":

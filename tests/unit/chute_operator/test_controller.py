@@ -358,3 +358,32 @@ async def test_a_kind_relisted_after_kopf_relisted_it_forgets_what_was_deleted_a
     assert asked[-1] == ("Chute", ())
     assert controller.store.get("Chute", ("ns", "gone")) is None
     assert controller.queue._queued == {("ns", "gone")}  # its reconcile forgets it
+
+
+async def test_a_listing_taken_before_a_deletion_the_watch_delivered_does_not_bring_the_pod_back() -> None:
+    """A relist's LIST is answered at version 7 and still has the pod; its DELETED event (version 9)
+    arrives while the listing is read. The listing re-added it: a ghost pod, counted as a replica
+    (a Chute at zero then lost its activator slice) until the next resync, 600 s later."""
+    controller = Controller(_settings(), client=None, metrics=OperatorMetrics(), catalog=CATALOG)  # type: ignore[arg-type]
+    controller.observe("Pod", None, _child("a-1", "u1", "5"))
+
+    async def listing(
+        kind: str, namespaces: tuple[str, ...], labels: Any = None
+    ) -> tuple[list[dict[str, Any]], str]:
+        controller.observe("Pod", "DELETED", _child("a-1", "u1", "9"))  # delivered during the LIST
+        return [_child("a-1", "u1", "5")], "7"
+
+    controller.api.listing = listing  # type: ignore[method-assign]
+    await controller.relist_kind("Pod", "ns")
+    assert controller.store.get("Pod", ("ns", "a-1")) is None
+    assert controller.queue._queued == set()
+
+    async def later(
+        kind: str, namespaces: tuple[str, ...], labels: Any = None
+    ) -> tuple[list[dict[str, Any]], str]:
+        return [_child("a-1", "u2", "12")], "12"  # created again under that name: kept
+
+    controller.api.listing = later  # type: ignore[method-assign]
+    await controller.relist_kind("Pod", "ns")
+    assert controller.store.get("Pod", ("ns", "a-1"))["metadata"]["uid"] == "u2"  # type: ignore[index]
+    assert controller.store._deleted["Pod"] == {}  # forgotten once a newer listing came
