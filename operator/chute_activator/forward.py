@@ -36,6 +36,11 @@ class ReplicaDisconnected(Exception):
     the replica may have read the whole request: only an idempotent one may be tried elsewhere."""
 
 
+class ReplicaTimeout(Exception):
+    """The replica did not answer within the request timeout; it may still be working on the request,
+    so it is not sent elsewhere."""
+
+
 def _request_headers(request: web.BaseRequest) -> CIMultiDict[str]:
     headers = CIMultiDict((k, v) for k, v in request.headers.items() if k.lower() not in NOT_FORWARDED)
     headers["Host"] = request.headers.get("Host", "")
@@ -78,6 +83,8 @@ async def forward(
         )
     except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as error:  # nothing sent
         raise ConnectFailed(str(error) or type(error).__name__) from error
+    except TimeoutError as error:  # no status line within ``timeout`` (the connection was made)
+        raise ReplicaTimeout(f"no answer within {timeout:g}s") from error
     except aiohttp.ClientConnectionError as error:  # closed or reset before the status line
         raise ReplicaDisconnected(str(error) or type(error).__name__) from error
     del body  # answered: the caller drops its copy too (on_answer), the answer may stream long
@@ -100,8 +107,9 @@ async def forward(
             await response.write_eof()
         except ConnectionResetError:  # the client is gone: nobody is left to answer
             pass
-        except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError):
-            # the replica broke off its answer: the status is sent, so the client sees a cut answer
+        except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, TimeoutError):
+            # the replica broke off its answer (or ran past ``timeout``): the status is sent, so the
+            # client sees a cut answer
             if request.transport is not None:
                 request.transport.close()
         return response

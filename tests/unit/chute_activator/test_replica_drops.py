@@ -174,3 +174,41 @@ async def test_an_answer_the_replica_cuts_after_it_started_is_ended_without_a_se
     assert answer.count(b"HTTP/1.1") == 1  # ended (the connection closed), no second status
     assert answer.endswith(b"partial")
     assert cutting.connections == 1
+
+
+async def test_a_replica_silent_past_the_request_timeout_gets_a_json_504_and_a_stalled_stream_is_cut(
+    start_activator: StartActivator, session: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A replica that does not answer within --request-timeout-seconds gave aiohttp's own plain-text
+    504 (no JSON, no reason, not counted); one that stalls in the middle of a streamed answer raised
+    out of the handler (an 'Error handling request' traceback) instead of ending the client's answer."""
+    activator = await start_activator()
+    start_activator.activators[-1].request_timeout = 0.5
+    stall = asyncio.Event()
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+            head = await reader.readuntil(b"\r\n\r\n")
+            if head.startswith(b"GET /stream"):
+                writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n")
+                await writer.drain()
+            await asyncio.wait_for(stall.wait(), 5)
+        writer.close()
+
+    server = await asyncio.start_server(silent, LOOPBACK, 0)
+    try:
+        activator.holder.update(
+            KEY, ChuteState(endpoints=(f"{LOOPBACK}:{server.sockets[0].getsockname()[1]}",))
+        )
+        async with session.get(activator.url("/v1/models"), headers=HOST) as response:
+            status, text = response.status, await response.text()
+        assert status == 504
+        assert json.loads(text)["error"]["reason"] == "ReplicaTimeout"
+        async with session.get(activator.url("/stream"), headers=HOST) as response:
+            assert response.status == 200
+            with pytest.raises(aiohttp.ClientPayloadError):
+                await response.read()
+    finally:
+        stall.set()
+        server.close()
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
