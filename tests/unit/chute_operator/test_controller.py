@@ -387,3 +387,50 @@ async def test_a_listing_taken_before_a_deletion_the_watch_delivered_does_not_br
     await controller.relist_kind("Pod", "ns")
     assert controller.store.get("Pod", ("ns", "a-1"))["metadata"]["uid"] == "u2"  # type: ignore[index]
     assert controller.store._deleted["Pod"] == {}  # forgotten once a newer listing came
+
+
+async def test_an_unread_or_podless_activator_is_reported_and_flapping_keeps_no_tasks() -> None:
+    """An activator Service that cannot be read (RBAC, API errors) left the operator UNREAD for good:
+    no Chute ever went to zero and no activator slice was touched, told only by a log line; one with
+    no ready pod (rollout, crash) took the activator out of every Chute at zero, told nowhere. And
+    every leadership gain kept its reading task in a list for the process's life."""
+    settings = Settings(
+        leadership=Leadership(enabled=False),
+        watching=Watching(resync_seconds=3600, monitoring_recheck_seconds=3600),
+        scale_to_zero=ScaleToZero(activator_service="system/activator", check_seconds=3600),
+    )
+    metrics = OperatorMetrics()
+    controller = Controller(settings, client=None, metrics=metrics, catalog=CATALOG)  # type: ignore[arg-type]
+    answers: list[Any] = [RuntimeError("forbidden"), [], [ACTIVATOR_SLICE]]
+
+    async def endpoint_slices(namespace: str, service: str) -> list[dict[str, Any]]:
+        answer = answers.pop(0) if answers else [ACTIVATOR_SLICE]
+        if isinstance(answer, Exception):
+            raise answer
+        return list(answer)
+
+    def pods() -> float | None:
+        return metrics.registry.get_sample_value("chute_operator_activator_ready_pods")
+
+    controller.api.endpoint_slices = endpoint_slices  # type: ignore[method-assign]
+    try:
+        await controller._read_activator()
+        assert controller.activator is UNREAD
+        assert pods() == -1  # not read
+        await controller._read_activator()
+        assert pods() == 0
+        await controller._read_activator()
+        assert pods() == 1
+        tasks_before = len(controller._tasks)
+        for _ in range(50):  # leadership flapping
+            controller._on_leadership(True)
+            controller._on_leadership(False)
+            await asyncio.sleep(0)
+        for _ in range(100):
+            if all(task.done() for task in controller._tasks):
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0)
+        assert len(controller._tasks) <= tasks_before + 1
+    finally:
+        await controller.stop()
