@@ -47,10 +47,13 @@ class Store:
         DELETED of an object that was deleted and created again must not drop the new one).
         ``version``: the DELETED event's resourceVersion, remembered until a listing newer than it."""
         known = self._objects[kind].get(key)
-        if known is None or (uid is not None and (known.get("metadata") or {}).get("uid") != uid):
+        known_uid = (known.get("metadata") or {}).get("uid") if known is not None else None
+        if version is not None and version.isdigit() and (known is None or uid in (None, known_uid)):
+            # also when already forgotten (the operator's own delete): a listing taken before it
+            # must not bring it back
+            self._deleted[kind][key] = (uid if uid is not None else known_uid, int(version))
+        if known is None or (uid is not None and known_uid != uid):
             return
-        if version is not None and version.isdigit():
-            self._deleted[kind][key] = ((known.get("metadata") or {}).get("uid"), int(version))
         self._unindex(kind, key, self._objects[kind].pop(key))
 
     def replace(

@@ -388,6 +388,21 @@ async def test_a_listing_taken_before_a_deletion_the_watch_delivered_does_not_br
     assert controller.store.get("Pod", ("ns", "a-1"))["metadata"]["uid"] == "u2"  # type: ignore[index]
     assert controller.store._deleted["Pod"] == {}  # forgotten once a newer listing came
 
+    # the operator deletes a child itself (a prune), which forgets it at once; its DELETED event
+    # comes while a listing taken before the delete is read
+    controller.observe("Pod", None, _child("a-2", "u3", "13"))
+    controller.store.remove("Pod", ("ns", "a-2"))
+
+    async def before_the_delete(
+        kind: str, namespaces: tuple[str, ...], labels: Any = None
+    ) -> tuple[list[dict[str, Any]], str]:
+        controller.observe("Pod", "DELETED", _child("a-2", "u3", "15"))
+        return [_child("a-1", "u2", "12"), _child("a-2", "u3", "13")], "14"
+
+    controller.api.listing = before_the_delete  # type: ignore[method-assign]
+    await controller.relist_kind("Pod", "ns")
+    assert controller.store.get("Pod", ("ns", "a-2")) is None
+
 
 async def test_an_unread_or_podless_activator_is_reported_and_flapping_keeps_no_tasks() -> None:
     """An activator Service that cannot be read (RBAC, API errors) left the operator UNREAD for good:
