@@ -56,7 +56,8 @@ log = logging.getLogger("chute_activator")
 ChuteResource = create_namespaced_resource(CHUTE_GROUP, CHUTE_VERSION, CHUTE_KIND, CHUTE_PLURAL)
 RELIST_SECONDS = 2.0
 """Pause before listing a kind again after its watch ended or failed; doubled after each failure in a
-row (up to :data:`RELIST_MAX_SECONDS`), back to this once the watch delivers an event."""
+row (up to :data:`RELIST_MAX_SECONDS`), back to this once a listing succeeds or the watch delivers an
+event (a quiet watch that breaks now and then is not left blind for long)."""
 RELIST_MAX_SECONDS = 30.0
 PROBE_INTERVAL_SECONDS = 0.05
 """How often the pods of a Chute with held requests are asked whether they are ready."""
@@ -224,7 +225,7 @@ class KubeSource:
             try:
                 if not listed:
                     version = await self._relist(resource, namespace)
-                    listed = True
+                    listed, failures = True, 0  # the API server answers: no longer backing off
                 async for kind, obj in self.client.watch(
                     resource, namespace=namespace, labels=_labels(resource), resource_version=version
                 ):
