@@ -21,7 +21,13 @@ from chute_activator.body import (
     HeldBytesFull,
     read_body,
 )
-from chute_activator.forward import ConnectFailed, ReplicaDisconnected, ReplicaTimeout, forward
+from chute_activator.forward import (
+    ConnectFailed,
+    ReplicaBadAnswer,
+    ReplicaDisconnected,
+    ReplicaTimeout,
+    forward,
+)
 from chute_activator.holding import Holder, Rejected
 from chute_activator.state import Key, key_from_host
 
@@ -40,6 +46,8 @@ REPLICA_UNREACHABLE = "ReplicaUnreachable"
 """The reason of a 503 when the last replica tried could not be reached."""
 REPLICA_DISCONNECTED = "ReplicaDisconnected"
 """The reason of a 503 when the last replica tried closed the connection before answering."""
+REPLICA_BAD_ANSWER = "ReplicaBadAnswer"
+"""The reason of a 502 when the replica answered something that is not valid HTTP."""
 REPLICA_TIMEOUT = "ReplicaTimeout"
 """The reason of a 504 when the replica did not answer within ``--request-timeout-seconds``."""
 HELD_BYTES_FULL = "HeldBytesFull"
@@ -149,6 +157,12 @@ class Activator:
                 self.holder.metrics.rejected.labels(*key, REPLICA_TIMEOUT).inc()
                 message = f"the replica of Chute {key[0]}/{key[1]} at {endpoint}: {error}"
                 return _reject(Rejected(504, REPLICA_TIMEOUT, message))
+            except ReplicaBadAnswer as error:
+                self.holder.metrics.rejected.labels(*key, REPLICA_BAD_ANSWER).inc()
+                message = (
+                    f"the replica of Chute {key[0]}/{key[1]} at {endpoint} answered no valid HTTP: {error}"
+                )
+                return _reject(Rejected(502, REPLICA_BAD_ANSWER, message))
             except (ConnectFailed, ReplicaDisconnected) as error:
                 failed = REPLICA_UNREACHABLE if isinstance(error, ConnectFailed) else REPLICA_DISCONNECTED
                 log.warning(

@@ -36,6 +36,11 @@ class ReplicaDisconnected(Exception):
     the replica may have read the whole request: only an idempotent one may be tried elsewhere."""
 
 
+class ReplicaBadAnswer(Exception):
+    """The replica answered something that is not a valid HTTP answer; it may have acted on the
+    request, so it is not sent elsewhere."""
+
+
 class ReplicaTimeout(Exception):
     """The replica did not answer within the request timeout; it may still be working on the request,
     so it is not sent elsewhere."""
@@ -87,6 +92,8 @@ async def forward(
         raise ReplicaTimeout(f"no answer within {timeout:g}s") from error
     except aiohttp.ClientConnectionError as error:  # closed or reset before the status line
         raise ReplicaDisconnected(str(error) or type(error).__name__) from error
+    except aiohttp.ClientError as error:  # an answer that is not HTTP (bad status line, headers)
+        raise ReplicaBadAnswer(str(error) or type(error).__name__) from error
     del body  # answered: the caller drops its copy too (on_answer), the answer may stream long
     async with upstream:
         on_answer()

@@ -212,3 +212,24 @@ async def test_a_replica_silent_past_the_request_timeout_gets_a_json_504_and_a_s
         stall.set()
         server.close()
     assert not [r for r in caplog.records if r.levelname == "ERROR"]
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        b"garbage\r\n\r\n",  # no status line
+        b"HTTP/1.1 200 OK\r\nX-Long: " + b"a" * 100_000 + b"\r\n\r\n",  # a header past aiohttp's bound
+        b"HTTP/1.1 200 OK\r\nContent-Length: zz\r\n\r\n",  # an invalid Content-Length
+    ],
+)
+async def test_a_replica_that_answers_malformed_http_gets_a_json_502_not_a_plain_500(
+    start_activator: StartActivator, session: aiohttp.ClientSession, reply: bytes
+) -> None:
+    activator = await start_activator()
+    async with RawReplica(reply) as broken:
+        activator.holder.update(KEY, ChuteState(endpoints=(broken.endpoint,)))
+        async with session.post(activator.url(), json=CHAT, headers=HOST) as response:
+            status, text = response.status, await response.text()
+    assert status == 502
+    assert json.loads(text)["error"]["reason"] == "ReplicaBadAnswer"
+    assert broken.connections == 1  # it may have acted on the request: not sent elsewhere
