@@ -10,8 +10,23 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from chute_activator.body import Body, BodyIncomplete, BodyTooLarge, HeldBytes, HeldBytesFull, read_body
-from chute_activator.forward import ConnectFailed, ReplicaDisconnected, forward
+from chute_activator.body import (
+    BODY_TIMEOUT_SECONDS,
+    Body,
+    BodyIncomplete,
+    BodyTimeout,
+    BodyTooLarge,
+    HeldBytes,
+    HeldBytesFull,
+    read_body,
+)
+from chute_activator.forward import (
+    ConnectFailed,
+    ReplicaBadAnswer,
+    ReplicaDisconnected,
+    ReplicaTimeout,
+    forward,
+)
 from chute_activator.holding import Holder, Rejected
 from chute_activator.state import Key, key_from_host
 
@@ -21,10 +36,19 @@ CHUTE_HEADER = "X-Chute"
 """``NAMESPACE/NAME``: names the Chute explicitly (tests, clients that reach the activator directly)."""
 CONNECT_ATTEMPTS = 3
 """Replicas tried for one request (one that cannot be reached or closes before answering: the next)."""
+RETRIED_AFTER_DISCONNECT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
+"""Methods (idempotent, RFC 9110) sent to the next replica when one closed the connection without
+answering: it may have read the whole request and acted on it (a generation that OOM-killed it), so
+a POST is answered 503 instead of being sent to, and perhaps killing, every replica in turn. A
+replica that could not be reached read nothing: any request goes to the next."""
 REPLICA_UNREACHABLE = "ReplicaUnreachable"
 """The reason of a 503 when the last replica tried could not be reached."""
 REPLICA_DISCONNECTED = "ReplicaDisconnected"
 """The reason of a 503 when the last replica tried closed the connection before answering."""
+REPLICA_BAD_ANSWER = "ReplicaBadAnswer"
+"""The reason of a 502 when the replica answered something that is not valid HTTP."""
+REPLICA_TIMEOUT = "ReplicaTimeout"
+"""The reason of a 504 when the replica did not answer within ``--request-timeout-seconds``."""
 HELD_BYTES_FULL = "HeldBytesFull"
 """The reason of a 503 when holding one more body would pass ``--max-held-body-bytes``."""
 
@@ -51,8 +75,11 @@ class Activator:
         max_body_bytes: int,
         request_timeout: float,
         max_held_body_bytes: int | None = None,
+        body_timeout: float = BODY_TIMEOUT_SECONDS,
     ) -> None:
         self.holder, self.max_body_bytes, self.request_timeout = holder, max_body_bytes, request_timeout
+        self.body_timeout = body_timeout
+        """Longest a client may take to send its body (``--body-timeout-seconds``); then 408."""
         self.held = HeldBytes(max_held_body_bytes if max_held_body_bytes is not None else 1 << 62)
         """Bytes of bodies held across all requests (``--max-held-body-bytes``)."""
         self.session: aiohttp.ClientSession | None = None
@@ -86,7 +113,9 @@ class Activator:
             self.holder.metrics.unknown_rejected.inc()
             return _reject(Rejected(404, "UnknownChute", f"no Chute for Host {request.host!r}"))
         try:
-            async with read_body(request, limit=self.max_body_bytes, held=self.held) as body:
+            async with read_body(
+                request, limit=self.max_body_bytes, held=self.held, within=self.body_timeout
+            ) as body:
                 return await self._forward(request, key, body)
         except BodyTooLarge:
             response = _reject(Rejected(413, "BodyTooLarge", f"body over {self.max_body_bytes} bytes"))
@@ -96,13 +125,17 @@ class Activator:
             response = _reject(Rejected(503, HELD_BYTES_FULL, message, self.holder.retry_after(key)))
         except BodyIncomplete:
             response = _reject(Rejected(400, "BodyIncomplete", "the body ended before its Content-Length"))
+        except BodyTimeout:
+            message = f"the body did not arrive within {self.body_timeout:g}s"
+            response = _reject(Rejected(408, "BodyTimeout", message))
         response.force_close()  # the rest of the body is not read
         return response
 
     async def _forward(self, request: web.BaseRequest, key: Key, body: Body) -> web.StreamResponse:
         assert self.session is not None
-        start, failed = time.monotonic(), REPLICA_UNREACHABLE
+        start, failed, tried = time.monotonic(), REPLICA_UNREACHABLE, 0
         for attempt in range(CONNECT_ATTEMPTS):
+            tried = attempt + 1
             try:
                 endpoint, waited = await self.holder.acquire(key)
             except Rejected as rejected:
@@ -120,6 +153,16 @@ class Activator:
                     on_answer=answered,
                     close=self.holder.draining,
                 )
+            except ReplicaTimeout as error:
+                self.holder.metrics.rejected.labels(*key, REPLICA_TIMEOUT).inc()
+                message = f"the replica of Chute {key[0]}/{key[1]} at {endpoint}: {error}"
+                return _reject(Rejected(504, REPLICA_TIMEOUT, message))
+            except ReplicaBadAnswer as error:
+                self.holder.metrics.rejected.labels(*key, REPLICA_BAD_ANSWER).inc()
+                message = (
+                    f"the replica of Chute {key[0]}/{key[1]} at {endpoint} answered no valid HTTP: {error}"
+                )
+                return _reject(Rejected(502, REPLICA_BAD_ANSWER, message))
             except (ConnectFailed, ReplicaDisconnected) as error:
                 failed = REPLICA_UNREACHABLE if isinstance(error, ConnectFailed) else REPLICA_DISCONNECTED
                 log.warning(
@@ -128,6 +171,8 @@ class Activator:
                     else "replica closed the connection",
                     extra={"chute": "/".join(key), "endpoint": endpoint, "error": str(error)},
                 )
+                if failed == REPLICA_DISCONNECTED and request.method not in RETRIED_AFTER_DISCONNECT:
+                    break  # the replica may have read the request and acted on it: never twice
                 continue
             if waited:
                 self.holder.mark(key, "answered")
@@ -144,7 +189,7 @@ class Activator:
             Rejected(
                 503,
                 failed,
-                f"no replica of Chute {key[0]}/{key[1]} {how}, {CONNECT_ATTEMPTS} tried in "
+                f"no replica of Chute {key[0]}/{key[1]} {how}, {tried} tried in "
                 f"{time.monotonic() - start:.1f}s",
                 self.holder.retry_after(key),
             )

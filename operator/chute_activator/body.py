@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
@@ -22,6 +23,15 @@ class HeldBytesFull(Exception):
 
 class BodyIncomplete(Exception):
     """The client ended its body before its Content-Length."""
+
+
+class BodyTimeout(Exception):
+    """The client did not send its whole body in time (408): a slow or stalled client must not keep
+    its share of :class:`HeldBytes` (announced by its Content-Length) forever."""
+
+
+BODY_TIMEOUT_SECONDS = 120.0
+"""Longest a client may take to send its whole body (64 MiB at about 0.5 MiB/s)."""
 
 
 class HeldBytes:
@@ -54,17 +64,22 @@ class Body:
         self.reserved += count
 
     def release(self) -> None:
-        """The replica has it (it answered): its bytes no longer count against the bound."""
+        """The replica has it (it answered): its bytes no longer count against the bound, and are
+        no longer kept (an answer may stream for minutes: what is not counted must not be held)."""
         self._held.give_back(self.reserved)
         self.reserved = 0
+        self.data = bytearray()
 
 
 @contextlib.asynccontextmanager
-async def read_body(request: web.BaseRequest, *, limit: int, held: HeldBytes) -> AsyncIterator[Body]:
+async def read_body(
+    request: web.BaseRequest, *, limit: int, held: HeldBytes, within: float = BODY_TIMEOUT_SECONDS
+) -> AsyncIterator[Body]:
     """The request's whole body (Content-Length or chunked), ``limit`` bytes at most; its bytes count
     against ``held`` from the moment they are taken until :meth:`Body.release` or the block's end.
     A client that sent ``Expect: 100-continue`` gets ``100 Continue`` once its Content-Length passed
-    both bounds (a body refused before it is read gets its final answer instead)."""
+    both bounds (a body refused before it is read gets its final answer instead). The whole body
+    must arrive within ``within`` seconds (:class:`BodyTimeout`)."""
     body = Body(held)
     try:
         length = request.content_length
@@ -74,14 +89,18 @@ async def read_body(request: web.BaseRequest, *, limit: int, held: HeldBytes) ->
         if request.headers.get(EXPECT, "").lower() == EXPECT_CONTINUE and request.version >= (1, 1):
             await request.writer.write(CONTINUE)  # the client waits for it before it sends the body
         filled = 0
-        while chunk := await request.content.readany():
-            end = filled + len(chunk)
-            if length is None:
-                body.reserve(len(chunk), limit)
-                body.data += chunk
-            elif end <= length:
-                body.data[filled:end] = chunk
-            filled = end
+        try:
+            async with asyncio.timeout(within):
+                while chunk := await request.content.readany():
+                    end = filled + len(chunk)
+                    if length is None:
+                        body.reserve(len(chunk), limit)
+                        body.data += chunk
+                    elif end <= length:
+                        body.data[filled:end] = chunk
+                    filled = end
+        except TimeoutError:
+            raise BodyTimeout from None
         if length is not None and filled != length:
             raise BodyIncomplete
         yield body

@@ -6,6 +6,7 @@ import argparse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from chute_activator.body import BODY_TIMEOUT_SECONDS
 from chute_shared.flags import EnvFlags, Parse, at_least, non_negative, optional, positive
 from chute_shared.flags import port as port_number
 from chute_shared.limits import MAX_BODY_BYTES
@@ -28,6 +29,7 @@ class Config:
     max_body_bytes: int = MAX_BODY_BYTES
     max_held_body_bytes: int = 128 * 1024 * 1024
     request_timeout_seconds: float = 600.0
+    body_timeout_seconds: float = BODY_TIMEOUT_SECONDS
     drain_seconds: float = 15.0
     shutdown_timeout_seconds: float = 30.0
     kubeconfig: str | None = None
@@ -70,6 +72,11 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str] | None = None) 
     )
     flag("request-timeout-seconds", float, "longest a forwarded request may take")
     flag(
+        "body-timeout-seconds",
+        positive,
+        "longest a client may take to send its whole body (its bytes count as held meanwhile); 408 beyond",
+    )
+    flag(
         "drain-seconds",
         non_negative,
         "after SIGTERM keep listening (unready), forwarding and holding this long: longer than the "
@@ -107,6 +114,7 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str] | None = None) 
         max_body_bytes=args.max_body_bytes,
         max_held_body_bytes=args.max_held_body_bytes,
         request_timeout_seconds=args.request_timeout_seconds,
+        body_timeout_seconds=args.body_timeout_seconds,
         drain_seconds=args.drain_seconds,
         shutdown_timeout_seconds=args.shutdown_timeout_seconds,
         kubeconfig=args.kubeconfig,

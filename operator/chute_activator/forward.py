@@ -32,8 +32,18 @@ class ConnectFailed(Exception):
 
 
 class ReplicaDisconnected(Exception):
-    """The replica closed the connection before answering; nothing was sent to the client yet, so
-    another replica may be tried."""
+    """The replica closed the connection before answering; nothing was sent to the client yet, but
+    the replica may have read the whole request: only an idempotent one may be tried elsewhere."""
+
+
+class ReplicaBadAnswer(Exception):
+    """The replica answered something that is not a valid HTTP answer; it may have acted on the
+    request, so it is not sent elsewhere."""
+
+
+class ReplicaTimeout(Exception):
+    """The replica did not answer within the request timeout; it may still be working on the request,
+    so it is not sent elsewhere."""
 
 
 def _request_headers(request: web.BaseRequest) -> CIMultiDict[str]:
@@ -76,10 +86,15 @@ async def forward(
             auto_decompress=False,
             timeout=aiohttp.ClientTimeout(total=timeout, connect=2.0),
         )
-    except aiohttp.ClientConnectorError as error:
-        raise ConnectFailed(str(error)) from error
+    except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as error:  # nothing sent
+        raise ConnectFailed(str(error) or type(error).__name__) from error
+    except TimeoutError as error:  # no status line within ``timeout`` (the connection was made)
+        raise ReplicaTimeout(f"no answer within {timeout:g}s") from error
     except aiohttp.ClientConnectionError as error:  # closed or reset before the status line
         raise ReplicaDisconnected(str(error) or type(error).__name__) from error
+    except aiohttp.ClientError as error:  # an answer that is not HTTP (bad status line, headers)
+        raise ReplicaBadAnswer(str(error) or type(error).__name__) from error
+    del body  # answered: the caller drops its copy too (on_answer), the answer may stream long
     async with upstream:
         on_answer()
         response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
@@ -99,8 +114,9 @@ async def forward(
             await response.write_eof()
         except ConnectionResetError:  # the client is gone: nobody is left to answer
             pass
-        except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError):
-            # the replica broke off its answer: the status is sent, so the client sees a cut answer
+        except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, TimeoutError):
+            # the replica broke off its answer (or ran past ``timeout``): the status is sent, so the
+            # client sees a cut answer
             if request.transport is not None:
                 request.transport.close()
         return response

@@ -55,6 +55,10 @@ log = logging.getLogger("chute_activator")
 
 ChuteResource = create_namespaced_resource(CHUTE_GROUP, CHUTE_VERSION, CHUTE_KIND, CHUTE_PLURAL)
 RELIST_SECONDS = 2.0
+"""Pause before listing a kind again after its watch ended or failed; doubled after each failure in a
+row (up to :data:`RELIST_MAX_SECONDS`), back to this once a listing succeeds or the watch delivers an
+event (a quiet watch that breaks now and then is not left blind for long)."""
+RELIST_MAX_SECONDS = 30.0
 PROBE_INTERVAL_SECONDS = 0.05
 """How often the pods of a Chute with held requests are asked whether they are ready."""
 PROBE_TIMEOUT_SECONDS = 1.0
@@ -216,25 +220,31 @@ class KubeSource:
     async def _watch(self, resource: Any, namespace: str, version: str | None) -> None:
         """Watch the kind from ``version``; after a watch error, list it again and resume from that
         listing (controller-runtime's way): a DELETED event missed in the gap is not missed for good."""
-        listed = True
+        listed, failures = True, 0
         while True:
             try:
                 if not listed:
                     version = await self._relist(resource, namespace)
-                    listed = True
+                    listed, failures = True, 0  # the API server answers: no longer backing off
                 async for kind, obj in self.client.watch(
                     resource, namespace=namespace, labels=_labels(resource), resource_version=version
                 ):
+                    failures = 0
                     self._event(resource, kind, _dict(obj))
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # the watch or the listing failed: list again after a pause
+                failures += 1
                 log.warning(
                     "watch failed, relisting",
-                    extra={"kind": getattr(resource, "__name__", ""), "error": str(error)},
+                    extra={
+                        "kind": getattr(resource, "__name__", ""),
+                        "error": str(error),
+                        "failures": failures,
+                    },
                 )
             listed = False
-            await asyncio.sleep(RELIST_SECONDS)
+            await asyncio.sleep(min(RELIST_SECONDS * 2 ** min(max(failures - 1, 0), 16), RELIST_MAX_SECONDS))
 
     def _cache(self, resource: Any) -> Cache:
         stores = {Service: self.services, Pod: self.pods, EndpointSlice: self.slices}

@@ -47,6 +47,7 @@ async def serve(config: Config) -> int:
         max_body_bytes=config.max_body_bytes,
         max_held_body_bytes=config.max_held_body_bytes,
         request_timeout=config.request_timeout_seconds,
+        body_timeout=config.body_timeout_seconds,
     )
     await activator.start()
     serving = web.ServerRunner(

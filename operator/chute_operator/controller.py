@@ -65,6 +65,7 @@ class Controller:
         the scale-to-zero loop); UNREAD until then: no reconcile touches an activator slice."""
         self.idle_seconds: IdleReadings = no_readings
         """The metrics API's idle readings, once it serves them (handlers.py)."""
+        self._report_activator()
         self.confirm_idle: ConfirmIdle = no_confirmation
         """Its read of a sidecar now, to confirm a sleep (handlers.py)."""
         self.reconciler = Reconciler(
@@ -92,7 +93,8 @@ class Controller:
         after ``child_event_delay_seconds`` for a child's or a pod's (the burst of events of a pod
         starting is then one reconcile, not one each)."""
         if event_type == "DELETED":
-            self.store.remove(kind, key_of(obj), (obj.get("metadata") or {}).get("uid"))
+            meta = obj.get("metadata") or {}
+            self.store.remove(kind, key_of(obj), meta.get("uid"), meta.get("resourceVersion"))
         elif not self.store.put(kind, obj):
             return  # a version the store holds (the echo of our own write, stored from its answer) or older
         if kind == "Chute":
@@ -191,7 +193,10 @@ class Controller:
         if leading:
             if self.settings.scale_to_zero.activator_service:
                 self.activator = UNREAD  # a standby's reading is stale: read it before touching slices
-                self._tasks.append(asyncio.create_task(self._read_activator(requeue=True), name="activator"))
+                self._report_activator()
+                task = asyncio.create_task(self._read_activator(requeue=True), name="activator")
+                self._tasks.append(task)
+                task.add_done_callback(self._forget_task)  # leadership may flap: keep no finished reads
             for key in self.store.keys("Chute"):
                 self.queue.add(key)
 
@@ -208,8 +213,23 @@ class Controller:
         except Exception as error:
             log.warning("reading the activator's endpoints: %s", error_message(error))
             return
+        finally:
+            self._report_activator()
+        if self.activator is None:
+            log.warning("the activator %s has no ready pod: it is out of every Chute at zero", service)
         if requeue:
             self._queue_scale_to_zero()
+
+    def _forget_task(self, task: asyncio.Task[None]) -> None:
+        if task in self._tasks:
+            self._tasks.remove(task)
+
+    def _report_activator(self) -> None:
+        """``chute_operator_activator_ready_pods``: -1 while not read, else its ready pods."""
+        reading = self.activator
+        if self.settings.scale_to_zero.activator_service:
+            ready = -1 if reading is UNREAD else len(reading.addresses) if reading is not None else 0
+            self.metrics.activator_ready_pods.set(ready)
 
     def _queue_scale_to_zero(self) -> None:
         for key in self.store.keys("Chute"):

@@ -79,6 +79,12 @@ class OperatorMetrics:
         self.leader = Gauge(
             "chute_operator_leader", "1 while this replica holds the leader lease.", registry=self.registry
         )
+        self.activator_ready_pods = Gauge(
+            "chute_operator_activator_ready_pods",
+            "The activator's ready pods as last read; -1 while not read (no Chute goes to zero and no "
+            "activator slice is touched); 0: none (the activator is out of every Chute at zero).",
+            registry=self.registry,
+        )
         self.queue_depth = Gauge(
             "chute_operator_queue_depth", "Chutes waiting to be reconciled.", registry=self.registry
         )

@@ -23,6 +23,9 @@ class Store:
         self._objects: dict[str, dict[Key, dict[str, Any]]] = defaultdict(dict)
         # kind -> Chute key -> keys of the objects labelled as that Chute's
         self._by_chute: dict[str, dict[Key, set[Key]]] = defaultdict(lambda: defaultdict(set))
+        # kind -> key -> (uid, resourceVersion) of the DELETED events since the last listing: a listing
+        # taken before one of them must not bring the object back
+        self._deleted: dict[str, dict[Key, tuple[str | None, int]]] = defaultdict(dict)
 
     def put(self, kind: str, obj: dict[str, Any]) -> bool:
         """Remember ``obj`` (without what no reader needs: see :func:`slim`); False, and nothing
@@ -39,11 +42,17 @@ class Store:
             self._by_chute[kind][(key[0], owner)].add(key)
         return True
 
-    def remove(self, kind: str, key: Key, uid: str | None = None) -> None:
+    def remove(self, kind: str, key: Key, uid: str | None = None, version: str | None = None) -> None:
         """Forget the object at ``key``; with ``uid``, only if it is still that object (a late
-        DELETED of an object that was deleted and created again must not drop the new one)."""
+        DELETED of an object that was deleted and created again must not drop the new one).
+        ``version``: the DELETED event's resourceVersion, remembered until a listing newer than it."""
         known = self._objects[kind].get(key)
-        if known is None or (uid is not None and (known.get("metadata") or {}).get("uid") != uid):
+        known_uid = (known.get("metadata") or {}).get("uid") if known is not None else None
+        if version is not None and version.isdigit() and (known is None or uid in (None, known_uid)):
+            # also when already forgotten (the operator's own delete): a listing taken before it
+            # must not bring it back
+            self._deleted[kind][key] = (uid if uid is not None else known_uid, int(version))
+        if known is None or (uid is not None and known_uid != uid):
             return
         self._unindex(kind, key, self._objects[kind].pop(key))
 
@@ -62,10 +71,22 @@ class Store:
             if not _newer_than(obj, version):
                 self.remove(kind, key)
                 changed.add(_chute_key(kind, key, obj))
+        deleted = self._deleted[kind]
         for obj in listed:
+            gone = deleted.get(key_of(obj))
+            if (
+                gone is not None
+                and gone[0] == (obj.get("metadata") or {}).get("uid")
+                and not (version.isdigit() and gone[1] <= int(version))
+            ):
+                continue  # the listing was taken before its DELETED event, which the watch delivered
             old = self._objects[kind].get(key_of(obj))
             if self.put(kind, obj):
                 changed.update(_chute_key(kind, key_of(obj), o) for o in (old, obj) if o is not None)
+        if version.isdigit():
+            for key, (_, when) in list(deleted.items()):
+                if when <= int(version) and (not namespaces or key[0] in namespaces):
+                    del deleted[key]  # this listing is newer: it no longer has it
         return {key for key in changed if key[1]}
 
     def _unindex(self, kind: str, key: Key, obj: dict[str, Any] | None) -> None:

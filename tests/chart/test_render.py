@@ -486,6 +486,15 @@ def test_the_activator_holds_bodies_up_to_its_bound_which_fits_its_memory_limit(
     assert "--max-held-body-bytes=268435456" in container["args"]
 
 
+def test_the_activator_gives_a_stalled_body_back_after_its_timeout(helm: Helm) -> None:
+    """A client that stops sending its body keeps none of the held-bytes budget past
+    ``--body-timeout-seconds`` (found by the breaking pass): the chart sets it."""
+    (container,) = one(helm.template(), "Deployment", "co-chute-operator-activator")["spec"]["template"][
+        "spec"
+    ]["containers"]
+    assert "--body-timeout-seconds=120" in container["args"]
+
+
 def test_the_activator_drains_after_sigterm_within_its_grace_period(helm: Helm) -> None:
     """A rollout: the activator stays listening (unready) through its drain, longer than the
     operator's 5 s check of its endpoints plus kube-proxy's sync, then forwarded requests get the

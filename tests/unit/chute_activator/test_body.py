@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import hashlib
 import json
+import tracemalloc
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
@@ -158,3 +160,74 @@ async def test_bodies_held_across_requests_are_bounded_one_more_gets_503_with_re
     assert (await held)[0] == 200
     assert (await post())[0] == 200  # the bytes were given back
     assert recorder.received == [digest(body)] * 2
+
+
+async def test_a_client_that_stalls_mid_body_gets_408_and_gives_its_held_bytes_back(
+    start_activator: StartActivator, recorder: Recorder, session: aiohttp.ClientSession
+) -> None:
+    """A client that announces a Content-Length and then sends nothing (or trickles) kept its share
+    of the held bytes for as long as it liked: a few such connections refused every other body."""
+    activator = await start_activator(max_held_body_bytes=1000)
+    start_activator.activators[-1].body_timeout = 0.5
+    activator.holder.update(KEY, ChuteState(endpoints=(recorder.endpoint,)))
+    head = f"POST {PATH} HTTP/1.1\r\nHost: llm.team.svc\r\nContent-Length: 1000\r\n\r\n".encode()
+    reader, writer = await asyncio.open_connection(LOOPBACK, activator.port)
+    try:
+        writer.write(head + b"x" * 10)
+        async with asyncio.timeout(5):
+            answer = await reader.read(65536)
+    finally:
+        writer.close()
+    assert answer.startswith(b"HTTP/1.1 408")
+    assert b"BodyTimeout" in answer
+    assert start_activator.activators[-1].held.held == 0
+    async with session.post(activator.url(PATH), data=b"y" * 1000, headers={"Host": "llm.team.svc"}) as r:
+        assert r.status == 200  # the stalled client's bytes were given back
+    assert recorder.received == [digest(b"y" * 1000)]
+
+
+async def test_a_body_whose_replica_answered_is_freed_while_the_answer_streams(
+    start_activator: StartActivator, session: aiohttp.ClientSession
+) -> None:
+    """A body stops counting against --max-held-body-bytes once its replica answers, so it must stop
+    taking memory then too: it stayed referenced until a streamed answer (minutes of tokens) ended,
+    so streams with large prompts took memory past the bound (an OOM kill loses every held request)."""
+    size = 16 * 1024 * 1024
+    activator = await start_activator()
+    start_activator.activators[-1].max_body_bytes = 2 * size
+    streaming, finish = asyncio.Event(), asyncio.Event()
+
+    async def stream(request: web.Request) -> web.StreamResponse:
+        while await request.content.readany():  # read, not kept
+            pass
+        response = web.StreamResponse()
+        await response.prepare(request)
+        await response.write(b"data: first\n\n")
+        streaming.set()
+        await finish.wait()
+        await response.write(b"data: [DONE]\n\n")
+        return response
+
+    app = web.Application(client_max_size=1 << 30)
+    app.router.add_post(PATH, stream)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, LOOPBACK, 0).start()
+    activator.holder.update(KEY, ChuteState(endpoints=(f"{LOOPBACK}:{runner.addresses[0][1]}",)))
+    payload = b"p" * size
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        async with session.post(activator.url(PATH), data=payload, headers={"Host": "llm.team.svc"}) as r:
+            assert r.status == 200
+            assert await r.content.readuntil(b"\n\n") == b"data: first\n\n"
+            await asyncio.wait_for(streaming.wait(), 5)
+            gc.collect()
+            during = tracemalloc.get_traced_memory()[0] - before
+            finish.set()
+            assert (await r.read()).endswith(b"[DONE]\n\n")
+    finally:
+        tracemalloc.stop()
+        finish.set()
+        await runner.cleanup()
+    assert during < size // 2, f"{during} bytes still traced while the answer streams"

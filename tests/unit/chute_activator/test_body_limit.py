@@ -23,3 +23,10 @@ def test_the_bound_across_requests_is_a_flag_with_an_environment_fallback() -> N
     assert activator_config(["--max-held-body-bytes", "5"], environ={}).max_held_body_bytes == 5
     environ = {"CHUTE_ACTIVATOR_MAX_HELD_BODY_BYTES": "7"}
     assert activator_config([], environ=environ).max_held_body_bytes == 7
+
+
+def test_the_body_timeout_is_a_flag_with_an_environment_fallback() -> None:
+    assert activator_config([], environ={}).body_timeout_seconds == 120.0
+    assert activator_config(["--body-timeout-seconds", "5"], environ={}).body_timeout_seconds == 5.0
+    environ = {"CHUTE_ACTIVATOR_BODY_TIMEOUT_SECONDS": "7"}
+    assert activator_config([], environ=environ).body_timeout_seconds == 7.0

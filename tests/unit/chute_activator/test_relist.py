@@ -91,3 +91,31 @@ async def test_the_watch_resumes_from_the_relists_resource_version(running: Runn
     running.api.cut_watches()
     await _until(lambda: len(running.api.watch_versions) == 8)
     assert running.api.watch_versions[4:] == ["12"] * 4
+
+
+async def test_a_watch_and_relist_that_keep_failing_back_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An API server that refuses every LIST and watch was asked again every RELIST_SECONDS, without
+    end and without backing off (four kinds per namespace, per activator replica)."""
+    monkeypatch.setattr(kube, "RELIST_SECONDS", 0.01)
+    monkeypatch.setattr(kube, "RELIST_MAX_SECONDS", 0.2, raising=False)
+    calls: list[str] = []
+
+    class Refusing:
+        def list(self, *_: object, **__: object) -> AsyncIterator[object]:
+            calls.append("list")
+            raise RuntimeError("the server is currently unable to handle the request")
+
+        def watch(self, *_: object, **__: object) -> AsyncIterator[object]:
+            calls.append("watch")
+            raise RuntimeError("the server is currently unable to handle the request")
+
+    async def wake(key: Key) -> None:
+        pass
+
+    source = KubeSource(Refusing(), Holder(wake, Metrics()), ("team",))  # type: ignore[arg-type]
+    watching = asyncio.create_task(source._watch(kube.Pod, "team", "1"))
+    await asyncio.sleep(1.0)
+    watching.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await watching
+    assert 4 <= len(calls) <= 16, calls  # 0.01, 0.02, 0.04 ... then every 0.2 s: not every 0.01 s

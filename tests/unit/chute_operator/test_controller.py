@@ -358,3 +358,94 @@ async def test_a_kind_relisted_after_kopf_relisted_it_forgets_what_was_deleted_a
     assert asked[-1] == ("Chute", ())
     assert controller.store.get("Chute", ("ns", "gone")) is None
     assert controller.queue._queued == {("ns", "gone")}  # its reconcile forgets it
+
+
+async def test_a_listing_taken_before_a_deletion_the_watch_delivered_does_not_bring_the_pod_back() -> None:
+    """A relist's LIST is answered at version 7 and still has the pod; its DELETED event (version 9)
+    arrives while the listing is read. The listing re-added it: a ghost pod, counted as a replica
+    (a Chute at zero then lost its activator slice) until the next resync, 600 s later."""
+    controller = Controller(_settings(), client=None, metrics=OperatorMetrics(), catalog=CATALOG)  # type: ignore[arg-type]
+    controller.observe("Pod", None, _child("a-1", "u1", "5"))
+
+    async def listing(
+        kind: str, namespaces: tuple[str, ...], labels: Any = None
+    ) -> tuple[list[dict[str, Any]], str]:
+        controller.observe("Pod", "DELETED", _child("a-1", "u1", "9"))  # delivered during the LIST
+        return [_child("a-1", "u1", "5")], "7"
+
+    controller.api.listing = listing  # type: ignore[method-assign]
+    await controller.relist_kind("Pod", "ns")
+    assert controller.store.get("Pod", ("ns", "a-1")) is None
+    assert controller.queue._queued == set()
+
+    async def later(
+        kind: str, namespaces: tuple[str, ...], labels: Any = None
+    ) -> tuple[list[dict[str, Any]], str]:
+        return [_child("a-1", "u2", "12")], "12"  # created again under that name: kept
+
+    controller.api.listing = later  # type: ignore[method-assign]
+    await controller.relist_kind("Pod", "ns")
+    assert controller.store.get("Pod", ("ns", "a-1"))["metadata"]["uid"] == "u2"  # type: ignore[index]
+    assert controller.store._deleted["Pod"] == {}  # forgotten once a newer listing came
+
+    # the operator deletes a child itself (a prune), which forgets it at once; its DELETED event
+    # comes while a listing taken before the delete is read
+    controller.observe("Pod", None, _child("a-2", "u3", "13"))
+    controller.store.remove("Pod", ("ns", "a-2"))
+
+    async def before_the_delete(
+        kind: str, namespaces: tuple[str, ...], labels: Any = None
+    ) -> tuple[list[dict[str, Any]], str]:
+        controller.observe("Pod", "DELETED", _child("a-2", "u3", "15"))
+        return [_child("a-1", "u2", "12"), _child("a-2", "u3", "13")], "14"
+
+    controller.api.listing = before_the_delete  # type: ignore[method-assign]
+    await controller.relist_kind("Pod", "ns")
+    assert controller.store.get("Pod", ("ns", "a-2")) is None
+
+
+async def test_an_unread_or_podless_activator_is_reported_and_flapping_keeps_no_tasks() -> None:
+    """An activator Service that cannot be read (RBAC, API errors) left the operator UNREAD for good:
+    no Chute ever went to zero and no activator slice was touched, told only by a log line; one with
+    no ready pod (rollout, crash) took the activator out of every Chute at zero, told nowhere. And
+    every leadership gain kept its reading task in a list for the process's life."""
+    settings = Settings(
+        leadership=Leadership(enabled=False),
+        watching=Watching(resync_seconds=3600, monitoring_recheck_seconds=3600),
+        scale_to_zero=ScaleToZero(activator_service="system/activator", check_seconds=3600),
+    )
+    metrics = OperatorMetrics()
+    controller = Controller(settings, client=None, metrics=metrics, catalog=CATALOG)  # type: ignore[arg-type]
+    answers: list[Any] = [RuntimeError("forbidden"), [], [ACTIVATOR_SLICE]]
+
+    async def endpoint_slices(namespace: str, service: str) -> list[dict[str, Any]]:
+        answer = answers.pop(0) if answers else [ACTIVATOR_SLICE]
+        if isinstance(answer, Exception):
+            raise answer
+        return list(answer)
+
+    def pods() -> float | None:
+        return metrics.registry.get_sample_value("chute_operator_activator_ready_pods")
+
+    controller.api.endpoint_slices = endpoint_slices  # type: ignore[method-assign]
+    try:
+        await controller._read_activator()
+        assert controller.activator is UNREAD
+        assert pods() == -1  # not read
+        await controller._read_activator()
+        assert pods() == 0
+        await controller._read_activator()
+        assert pods() == 1
+        tasks_before = len(controller._tasks)
+        for _ in range(50):  # leadership flapping
+            controller._on_leadership(True)
+            controller._on_leadership(False)
+            await asyncio.sleep(0)
+        for _ in range(100):
+            if all(task.done() for task in controller._tasks):
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0)
+        assert len(controller._tasks) <= tasks_before + 1
+    finally:
+        await controller.stop()
