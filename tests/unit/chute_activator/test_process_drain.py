@@ -9,10 +9,8 @@ listener closed at SIGTERM would refuse them.
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
-import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -26,7 +24,7 @@ from chute_shared.cluster import CHUTE_LABEL
 from chute_shared.ports import SERVING_PORT_NAME
 
 from .fake_api import LOOPBACK, FakeApi, chute
-from .test_process_shutdown import CHAT, free_port, metric, until_ready
+from .test_process_shutdown import CHAT, metric, running_activator, until_ready
 
 DRAIN_SECONDS = 3.0
 
@@ -78,23 +76,8 @@ async def api(replica: int) -> AsyncIterator[FakeApi]:
 
 @pytest.fixture
 def activator_process(api: FakeApi, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int, int]]:
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(api.kubeconfig())
-    port, metrics_port = free_port(), free_port()
-    process = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "chute_activator", "--host", LOOPBACK, "--port", str(port)),
-            *("--metrics-port", str(metrics_port), "--kubeconfig", str(kubeconfig), "-n", "team"),
-            *("--default-retry-after", "7", "--drain-seconds", str(DRAIN_SECONDS)),
-        ],
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    yield process, port, metrics_port
-    if process.poll() is None:
-        process.kill()
-    process.wait(10)
+    with running_activator(api, tmp_path, "--drain-seconds", str(DRAIN_SECONDS)) as running:
+        yield running
 
 
 async def test_after_sigterm_it_keeps_listening_unready_forwarding_and_holding_then_exits(

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -35,8 +36,12 @@ async def api() -> AsyncIterator[FakeApi]:
     await server.stop()
 
 
-@pytest.fixture
-def activator_process(api: FakeApi, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int, int]]:
+@contextlib.contextmanager
+def running_activator(
+    api: FakeApi, tmp_path: Path, *flags: str
+) -> Iterator[tuple[subprocess.Popen[bytes], int, int]]:
+    """The real activator process against ``api`` on loopback (namespace ``team``, Retry-After 7),
+    with ``flags`` added; killed at the end if it is still running."""
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text(api.kubeconfig())
     port, metrics_port = free_port(), free_port()
@@ -44,16 +49,24 @@ def activator_process(api: FakeApi, tmp_path: Path) -> Iterator[tuple[subprocess
         [
             *(sys.executable, "-m", "chute_activator", "--host", LOOPBACK, "--port", str(port)),
             *("--metrics-port", str(metrics_port), "--kubeconfig", str(kubeconfig), "-n", "team"),
-            *("--default-retry-after", "7", "--drain-seconds", "1"),  # held through a short drain
+            *("--default-retry-after", "7", *flags),
         ],
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    yield process, port, metrics_port
-    if process.poll() is None:
-        process.kill()
-    process.wait(10)
+    try:
+        yield process, port, metrics_port
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(10)
+
+
+@pytest.fixture
+def activator_process(api: FakeApi, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int, int]]:
+    with running_activator(api, tmp_path, "--drain-seconds", "1") as running:  # held through a short drain
+        yield running
 
 
 async def metric(session: aiohttp.ClientSession, metrics_port: int, name: str) -> float:
