@@ -11,18 +11,21 @@ import random
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from chute_devcluster.binaries import ensure_binaries
+from chute_devcluster.controlplane import ControlPlane
+from chute_devcluster.nodes import NodePool
 from chute_operator.gpus import builtin_catalog
 from chute_operator.render import render
 from chute_operator.validation import parse_chute
 from chute_operator.workload import RenderOptions
 from chute_shared.cluster import CHUTE_LABEL
-from tests.operator_fixtures import OperatorProcess
+from tests.operator_fixtures import ROOT, OperatorProcess
 
 CHILD_RESOURCES = {
     "Deployment": "deployments.apps",
@@ -32,6 +35,20 @@ CHILD_RESOURCES = {
 }
 WRITE_KINDS = ("Deployment", "Service", "HorizontalPodAutoscaler", "NetworkPolicy", "Chute/status", "Event")
 OPTIONS = RenderOptions(catalog=builtin_catalog())
+
+
+def plane_of_its_own(work_dir: Path, pool: NodePool, namespace: str) -> Iterator[ControlPlane]:
+    """A control plane of its own (faults restart and stop its parts), with the Chute CRD and
+    ``namespace``; stopped at the end."""
+    plane = ControlPlane(work_dir=work_dir, tools=ensure_binaries(), node_pools=[pool])
+    plane.start()
+    try:
+        plane.kubectl("apply", "--server-side", "-f", str(ROOT / "crds" / "chute.yaml"))
+        plane.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/chutes.chutes.ai")
+        plane.kubectl("create", "namespace", namespace)
+        yield plane
+    finally:
+        plane.stop()
 
 
 def chaos_chute(name: str, namespace: str, concurrency: int = 8, max_instances: int = 1) -> dict[str, Any]:

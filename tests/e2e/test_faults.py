@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from chute_devcluster.binaries import ensure_binaries
 from chute_devcluster.controlplane import ControlPlane
 from chute_devcluster.nodes import NodePool
 from tests.faults import (
@@ -20,9 +19,10 @@ from tests.faults import (
     converge,
     failover,
     kill_during_churn,
+    plane_of_its_own,
     restart_component,
 )
-from tests.operator_fixtures import ROOT, OperatorProcess
+from tests.operator_fixtures import OperatorProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.faults]
 NAMESPACE = "chaos"
@@ -30,18 +30,8 @@ NAMESPACE = "chaos"
 
 @pytest.fixture(scope="module")
 def chaos_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
-    pools = [NodePool("cpu", 1, "chaos.cpu", "64", "256Gi", "1Ti", pods=200)]
-    plane = ControlPlane(
-        work_dir=tmp_path_factory.mktemp("chaos-plane"), tools=ensure_binaries(), node_pools=pools
-    )
-    plane.start()
-    try:
-        plane.kubectl("apply", "--server-side", "-f", str(ROOT / "crds" / "chute.yaml"))
-        plane.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/chutes.chutes.ai")
-        plane.kubectl("create", "namespace", NAMESPACE)
-        yield plane
-    finally:
-        plane.stop()
+    pool = NodePool("cpu", 1, "chaos.cpu", "64", "256Gi", "1Ti", pods=200)
+    yield from plane_of_its_own(tmp_path_factory.mktemp("chaos-plane"), pool, NAMESPACE)
 
 
 def _operator(plane: ControlPlane, tmp_path: Path, identity: str) -> OperatorProcess:

@@ -17,10 +17,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.faults import apply_chutes, chaos_chute, wait_for
-from tests.operator_fixtures import ROOT, OperatorProcess
+from tests.faults import apply_chutes, chaos_chute, plane_of_its_own, wait_for
+from tests.operator_fixtures import OperatorProcess
 
-from chute_devcluster.binaries import ensure_binaries
 from chute_devcluster.controlplane import ControlPlane
 from chute_devcluster.nodes import NodePool
 
@@ -30,18 +29,8 @@ NAMESPACE = "gap"
 
 @pytest.fixture(scope="module")
 def gap_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
-    pools = [NodePool("cpu", 1, "gap.cpu", "8", "32Gi", "1Ti", pods=50)]
-    plane = ControlPlane(
-        work_dir=tmp_path_factory.mktemp("gap-plane"), tools=ensure_binaries(), node_pools=pools
-    )
-    plane.start()
-    try:
-        plane.kubectl("apply", "--server-side", "-f", str(ROOT / "crds" / "chute.yaml"))
-        plane.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/chutes.chutes.ai")
-        plane.kubectl("create", "namespace", NAMESPACE)
-        yield plane
-    finally:
-        plane.stop()
+    pool = NodePool("cpu", 1, "gap.cpu", "8", "32Gi", "1Ti", pods=50)
+    yield from plane_of_its_own(tmp_path_factory.mktemp("gap-plane"), pool, NAMESPACE)
 
 
 def _etcd_delete(plane: ControlPlane, key: str) -> int:
