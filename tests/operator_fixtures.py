@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,8 @@ from typing import Any, Self
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from chute_devcluster.processes import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 sidecar_image = "chute-operator:test"
 """The sidecar image every operator of the session renders: the project image when the session's
@@ -23,9 +24,8 @@ control plane runs the real node (pods there really run it), a placeholder on si
 
 
 def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A port for a server of the tests: free on every address, outside the ephemeral range."""
+    return free_port()
 
 
 @pytest.fixture(scope="session")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -25,11 +26,37 @@ def _die_with_parent() -> None:
         _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
+PORT_RANGE = (12000, 29999)
+"""Where :func:`free_port` picks: below the kernel's ephemeral range (32768-60999 by default) and
+below Kubernetes' NodePorts (30000-32767, which kube-proxy claims on the real node)."""
+_EPHEMERAL = Path("/proc/sys/net/ipv4/ip_local_port_range")
+
+
+def ephemeral_ports() -> tuple[int, int]:
+    """The range the kernel hands out to outgoing connections (and to a bind to port 0)."""
+    with contextlib.suppress(OSError, ValueError):
+        low, high = (int(part) for part in _EPHEMERAL.read_text().split())
+        return low, high
+    return 32768, 60999
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A TCP port free a moment ago on every address, outside the ephemeral range.
+
+    A port from the ephemeral range (a bind to port 0) can be given to a client socket of any
+    process before the server binds it: with test sessions side by side an operator's health server
+    once failed with "address already in use". Ports here are only ever bound on purpose.
+    """
+    low, high = ephemeral_ports()
+    candidates = [port for port in range(PORT_RANGE[0], PORT_RANGE[1] + 1) if not low <= port <= high]
+    for port in random.sample(candidates, min(200, len(candidates))):
+        with socket.socket() as sock:
+            try:
+                sock.bind(("0.0.0.0", port))
+            except OSError:
+                continue
+            return port
+    raise OSError(f"no free port in {PORT_RANGE[0]}-{PORT_RANGE[1]} after 200 tries")
 
 
 def pid_alive(pid: int | None) -> bool:
