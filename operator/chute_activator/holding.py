@@ -200,6 +200,8 @@ class Holder:
         if state is None:
             if self.synced:
                 raise Rejected(404, "NotFound", f"no Chute {key[0]}/{key[1]}")
+            if self.stopping:  # held before the first listing, which never came
+                raise Rejected(503, "ActivatorStopping", "the activator is restarting", self.retry_after(key))
             return None
         if not state.exists:
             raise Rejected(404, "NotFound", f"Chute {key[0]}/{key[1]} does not exist (deleted?)")

@@ -7,6 +7,8 @@ import contextlib
 import logging
 import signal
 import sys
+from collections.abc import Coroutine
+from typing import Any
 
 from aiohttp import web
 
@@ -64,13 +66,13 @@ async def serve(config: Config) -> int:
     await debug.setup()
     if config.debug_port is not None:
         await web.TCPSite(debug, config.debug_host, config.debug_port).start()
-    await source.start()
-    log.info("activator started", extra={"port": config.port, "metrics_port": config.metrics_port})
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    for sig in (signal.SIGTERM, signal.SIGINT):  # before the first listing, which may take long
         loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    if await _started(source.start(), stop):
+        log.info("activator started", extra={"port": config.port, "metrics_port": config.metrics_port})
+        await stop.wait()
     await drain(holder, config.drain_seconds)
     await serving.cleanup()  # no new connections; forwarded requests get the shutdown timeout
     await admin.cleanup()
@@ -80,6 +82,22 @@ async def serve(config: Config) -> int:
     with contextlib.suppress(Exception):
         await client.close()
     return 0
+
+
+async def _started(starting: Coroutine[Any, Any, None], stop: asyncio.Event) -> bool:
+    """Run the source's first listing until it is done (True) or a signal comes first (False: the
+    listing is abandoned, and what was held meanwhile is drained like the rest)."""
+    start = asyncio.ensure_future(starting)
+    stopped = asyncio.ensure_future(stop.wait())
+    await asyncio.wait((start, stopped), return_when=asyncio.FIRST_COMPLETED)
+    stopped.cancel()
+    if start.done():
+        start.result()
+        return True
+    start.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await start
+    return False
 
 
 async def drain(holder: Holder, seconds: float) -> None:

@@ -113,3 +113,37 @@ async def test_sigterm_answers_every_held_request_503_with_retry_after_and_drops
     assert [a if isinstance(a, BaseException) else a[:2] for a in answers] == [(503, "7")] * HELD
     assert all(b"ActivatorStopping" in a[2] for a in answers if not isinstance(a, BaseException))
     assert process.wait(20) == 0
+
+
+async def test_sigterm_before_the_first_listing_drains_and_answers_what_it_held(tmp_path: Path) -> None:
+    """An API server that refuses every list keeps the activator in its first listing; a SIGTERM then
+    (a rollout while the API is down) still drains: the request held meanwhile is answered 503 with
+    Retry-After and the process exits 0. Before, no signal handler was installed until the listing
+    had finished: the process died at once and its held request got a reset."""
+    api = FakeApi([chute("team", "llm")], failures_before_lists=10**6)
+    await api.start()
+    try:
+        with running_activator(api, tmp_path, "--drain-seconds", "1") as (process, port, metrics_port):
+            async with aiohttp.ClientSession() as session:
+                for _ in range(100):  # bounded: 10 s, until it serves /healthz (its listing still failing)
+                    with contextlib.suppress(aiohttp.ClientError):
+                        async with session.get(f"http://{LOOPBACK}:{metrics_port}/healthz") as health:
+                            if health.status == 200:
+                                break
+                    await asyncio.sleep(0.1)
+                url = f"http://{LOOPBACK}:{port}/v1/chat/completions"
+                held = asyncio.create_task(session.post(url, json=CHAT, headers={"X-Chute": "team/llm"}))
+                for _ in range(50):  # bounded: until the API has refused a few lists
+                    if api.list_calls >= 2:
+                        break
+                    await asyncio.sleep(0.1)
+                await asyncio.sleep(0.5)  # the request is held (nothing to answer it with yet)
+                assert not held.done()
+                process.send_signal(signal.SIGTERM)
+                response = await asyncio.wait_for(held, 20)
+                body = await response.read()
+                assert (response.status, response.headers.get("Retry-After")) == (503, "7"), body
+                assert b"ActivatorStopping" in body
+            assert process.wait(20) == 0
+    finally:
+        await api.stop()

@@ -115,3 +115,23 @@ async def test_a_deleted_chutes_series_go_when_its_last_request_leaves() -> None
     text = holder.metrics.registry.collect()
     labelled = [s for m in text for s in m.samples if s.labels.get("chute") == KEY[1]]
     assert labelled == []
+
+
+async def test_a_name_waiting_for_the_first_sync_is_answered_503_when_the_activator_stops() -> None:
+    """A drain ends with every held request answered 503 + Retry-After: also one held before the
+    first listing (it waited on, unanswered, until its client gave up)."""
+    holder = _holder(unknown_limit=3)
+    task = asyncio.create_task(holder.acquire(("ns", "not-listed-yet")))
+    for _ in range(100):  # bounded
+        if holder._gates.get(("ns", "not-listed-yet")) and holder._gates["ns", "not-listed-yet"].waiting:
+            break
+        await asyncio.sleep(0.01)
+    holder.stop_holding()
+    with pytest.raises(Rejected) as stopping:
+        await asyncio.wait_for(task, 5)
+    assert (stopping.value.status, stopping.value.reason, stopping.value.retry_after) == (
+        503,
+        "ActivatorStopping",
+        7,
+    )
+    assert holder._gates == {}
