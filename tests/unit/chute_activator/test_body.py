@@ -20,6 +20,7 @@ import pytest
 from aiohttp import web
 
 from chute_activator.state import ChuteState
+from tests.raw_http import read_until_closed
 from tests.unit.chute_activator.conftest import LOOPBACK, Running, StartActivator
 
 KEY = ("team", "llm")
@@ -69,13 +70,7 @@ async def send_raw(activator: Running, head: bytes, parts: list[bytes], pause: f
                     await asyncio.sleep(pause)
                 writer.write(part)
                 await writer.drain()
-        async with asyncio.timeout(10):
-            with contextlib.suppress(ConnectionError):
-                for _ in range(10_000):  # bounded: the answer is small
-                    data = await reader.read(65536)
-                    if not data:
-                        break
-                    answer += data
+        answer += await read_until_closed(reader)
         return answer
     finally:
         writer.close()

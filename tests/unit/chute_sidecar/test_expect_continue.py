@@ -4,10 +4,10 @@ client left to wait for its own timeout (curl's: 1 s) before it sends the body."
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import json
 
+from tests.raw_http import read_until_closed
 from tests.unit.chute_sidecar.conftest import LOOPBACK, StartSidecar
 
 CONTINUE_WITHIN = 0.5
@@ -32,14 +32,7 @@ async def expect_continue(port: int, path: str, body: bytes, extra: str = "") ->
             return interim, b""  # a final answer instead: the body is not sent
         writer.write(body)
         await writer.drain()
-        final = b""
-        async with asyncio.timeout(10):
-            with contextlib.suppress(ConnectionError):
-                for _ in range(1000):  # bounded: the answer is small
-                    data = await reader.read(65536)
-                    if not data:
-                        break
-                    final += data
+        final = await read_until_closed(reader)
         return interim, final
     finally:
         writer.close()
