@@ -98,8 +98,11 @@ class Scraper:
         timeout: float = 1.0,
         concurrency: int = 16,
         test_only_address_file: str | None = None,
+        pod_of: Callable[[PodKey], Mapping[str, Any] | None] | None = None,
     ) -> None:
         self.pods, self.nodes, self.samples = pods, nodes, samples
+        self.pod_of = pod_of or self._scan
+        """One pod of ``pods()`` by key (a store's lookup; by default a scan of ``pods()``)."""
         self.interval, self.timeout, self.concurrency = interval, timeout, concurrency
         self.test_only_address_file = test_only_address_file
         self.reasons: dict[PodKey, str] = {}
@@ -174,8 +177,10 @@ class Scraper:
     async def idle_now(self, namespace: str, name: str) -> float | None:
         """Read one pod's sidecar now, not from the last round: its own ``idle_secs``. None while it
         serves, when the read fails, or for a pod a round would skip (not ready, simulated)."""
-        pods = [p for p in self.pods() if _key(p) == (namespace, name)]
-        targets, _ = plan(pods, self.nodes.simulated, read_address_overrides(self.test_only_address_file))
+        pod = self.pod_of((namespace, name))
+        if pod is None:
+            return None
+        targets, _ = plan([pod], self.nodes.simulated, read_address_overrides(self.test_only_address_file))
         if not targets:
             return None
         began = time.monotonic()
@@ -183,6 +188,9 @@ class Scraper:
             return None
         sample = self.samples.fresh((namespace, name), began)
         return sample.idle_seconds if sample is not None and sample.read_at >= began else None
+
+    def _scan(self, key: PodKey) -> Mapping[str, Any] | None:
+        return next((pod for pod in self.pods() if _key(pod) == key), None)
 
     async def _read(self, target: Target) -> str | None:
         """Read one sidecar; returns why it failed, or None."""

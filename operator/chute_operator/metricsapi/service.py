@@ -43,7 +43,7 @@ from chute_operator.metricsapi.server import (
 )
 from chute_operator.metricsapi.targets import is_simulated_node
 from chute_operator.settings import MetricsApi
-from chute_operator.store import Store
+from chute_operator.store import Store, chute_of
 from chute_shared.cluster import CHUTE_LABEL
 
 log = logging.getLogger(__name__)
@@ -103,6 +103,13 @@ def autoscaled_pods(store: Store) -> list[dict[str, Any]]:
     ]
 
 
+def autoscaled_pod(store: Store, key: tuple[str, str]) -> dict[str, Any] | None:
+    """One of :func:`autoscaled_pods` by key, looked up, not scanned (a sleep's confirming read)."""
+    pod = store.get("Pod", key)
+    chute = chute_of(pod) if pod is not None else None
+    return pod if chute and store.get("HorizontalPodAutoscaler", (key[0], chute)) is not None else None
+
+
 async def read_front_proxy_config(client: AsyncClient) -> FrontProxyConfig:
     configmap = await client.get(ConfigMap, AUTH_CONFIGMAP_NAME, namespace=AUTH_CONFIGMAP_NAMESPACE)
     return parse_auth_configmap(configmap.data or {})
@@ -130,6 +137,7 @@ class MetricsApiService:
             timeout=s.scrape_timeout_seconds,
             concurrency=s.scrape_concurrency,
             test_only_address_file=s.test_only_sidecar_addresses or None,
+            pod_of=lambda key: autoscaled_pod(self.store, key),
         )
         if self.registry is not None:
             self.registry.register(ScraperCollector(self.scraper))
