@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.integration.test_scale_to_zero import IDLE_WINDOW, _activator_service, _chute
+from tests.integration.test_scale_to_zero import IDLE_WINDOW, _chute, operator_with_scale_to_zero
 from tests.kube_helpers import apply, eventually, get, items
-from tests.metrics_api_harness import LoopbackSidecar, metrics_api_on_loopback
+from tests.metrics_api_harness import LoopbackSidecar
 from tests.operator_fixtures import OperatorProcess
 
 pytestmark = pytest.mark.integration
@@ -32,16 +32,7 @@ READS = "chute_operator_metrics_api_sidecar_reads_total"
 def slow_scrape_operator(
     control_plane: Any, chute_crd: Path, namespace: str, tmp_path: Path, session_operator_paused: None
 ) -> Iterator[tuple[OperatorProcess, Path]]:
-    _activator_service(control_plane, namespace)
-    with metrics_api_on_loopback(
-        control_plane,
-        namespace,
-        tmp_path,
-        scrape_interval=SCRAPE_INTERVAL,
-        CHUTE_OPERATOR_ACTIVATOR_SERVICE=f"{namespace}/activator",
-        CHUTE_OPERATOR_SCALE_TO_ZERO_CHECK_SECONDS="1",
-    ) as running:
-        yield running
+    yield from operator_with_scale_to_zero(control_plane, namespace, tmp_path, SCRAPE_INTERVAL)
 
 
 def _sidecar_idle(sidecar: LoopbackSidecar) -> float | None:

@@ -70,19 +70,28 @@ def _activator_service(cp: Any, namespace: str) -> None:
     apply(cp, endpoints, namespace)
 
 
-@pytest.fixture
-def zero_operator(
-    control_plane: Any, chute_crd: Path, namespace: str, tmp_path: Path, session_operator_paused: None
+def operator_with_scale_to_zero(
+    cp: Any, namespace: str, tmp_path: Path, scrape_interval: float = 1.0
 ) -> Iterator[tuple[OperatorProcess, Path]]:
-    _activator_service(control_plane, namespace)
+    """The operator with its metrics API on loopback and scale to zero on (the activator's Service in
+    ``namespace``, checked every second); its sidecars scraped every ``scrape_interval``."""
+    _activator_service(cp, namespace)
     with metrics_api_on_loopback(
-        control_plane,
+        cp,
         namespace,
         tmp_path,
+        scrape_interval=scrape_interval,
         CHUTE_OPERATOR_ACTIVATOR_SERVICE=f"{namespace}/activator",
         CHUTE_OPERATOR_SCALE_TO_ZERO_CHECK_SECONDS="1",
     ) as running:
         yield running
+
+
+@pytest.fixture
+def zero_operator(
+    control_plane: Any, chute_crd: Path, namespace: str, tmp_path: Path, session_operator_paused: None
+) -> Iterator[tuple[OperatorProcess, Path]]:
+    yield from operator_with_scale_to_zero(control_plane, namespace, tmp_path)
 
 
 class ActivatorProcess:
