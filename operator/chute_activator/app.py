@@ -1,4 +1,11 @@
-"""The activator's HTTP server: resolve the Chute, hold the request, forward it or answer 503/404."""
+"""The activator's HTTP server: find the Chute by the port the request arrived on, hold the request,
+forward it or answer 503/404.
+
+Never by a header: Host, or any other, is the client's to write, and the activator is reachable
+through every Chute's Service at zero (LoadBalancers and Ingresses included). The operator gives each
+Chute with minInstances 0 a port of the activator and writes it in the Chute's activator
+EndpointSlice: a connection on that port came through that Chute's Service (or a Gateway, an
+Ingress that reached it), so it is forwarded to that Chute's pods only."""
 
 from __future__ import annotations
 
@@ -28,12 +35,10 @@ from chute_activator.forward import (
     forward,
 )
 from chute_activator.holding import Holder, Rejected
-from chute_activator.state import Key, key_from_host
+from chute_activator.state import Key
 
 log = logging.getLogger("chute_activator")
 
-CHUTE_HEADER = "X-Chute"
-"""``NAMESPACE/NAME``: names the Chute explicitly (tests, clients that reach the activator directly)."""
 CONNECT_ATTEMPTS = 3
 """Replicas tried for one request (one that cannot be reached or closes before answering: the next)."""
 RETRIED_AFTER_DISCONNECT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
@@ -94,13 +99,6 @@ class Activator:
             await self.session.close()
             self.session = None
 
-    def _key(self, request: web.BaseRequest) -> Key | None:
-        explicit = request.headers.get(CHUTE_HEADER, "")
-        if explicit.count("/") == 1:
-            namespace, name = explicit.split("/")
-            return (namespace, name) if namespace and name else None
-        return key_from_host(request.headers.get("Host", ""), self.holder.known(), self.holder.by_ip())
-
     async def handle(self, request: web.BaseRequest) -> web.StreamResponse:
         response = await self._answer(request)
         if self.holder.draining and not response.prepared:
@@ -108,10 +106,10 @@ class Activator:
         return response
 
     async def _answer(self, request: web.BaseRequest) -> web.StreamResponse:
-        key = self._key(request)
-        if key is None:
-            self.holder.metrics.unknown_rejected.inc()
-            return _reject(Rejected(404, "UnknownChute", f"no Chute for Host {request.host!r}"))
+        try:
+            key = await self.holder.resolve(arrived_on(request))
+        except Rejected as rejected:
+            return _reject(rejected)
         try:
             async with read_body(
                 request, limit=self.max_body_bytes, held=self.held, within=self.body_timeout
@@ -194,6 +192,12 @@ class Activator:
                 self.holder.retry_after(key),
             )
         )
+
+
+def arrived_on(request: web.BaseRequest) -> int:
+    """The activator port the request's connection was made to (kube-proxy keeps it: the slice's)."""
+    sockname = request.transport.get_extra_info("sockname") if request.transport else None
+    return int(sockname[1]) if sockname else 0
 
 
 def metrics_app(holder: Holder) -> web.Application:

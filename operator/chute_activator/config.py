@@ -10,13 +10,14 @@ from chute_activator.body import BODY_TIMEOUT_SECONDS
 from chute_shared.flags import EnvFlags, Parse, at_least, non_negative, optional, positive
 from chute_shared.flags import port as port_number
 from chute_shared.limits import MAX_BODY_BYTES
+from chute_shared.ports import ACTIVATOR_CHUTE_PORTS, parse_port_range
 
 ENV_PREFIX = "CHUTE_ACTIVATOR_"
 
 
 @dataclass(frozen=True, slots=True)
 class Config:
-    port: int = 8080
+    chute_ports: tuple[int, int] = ACTIVATOR_CHUTE_PORTS
     metrics_port: int = 9090
     host: str = "0.0.0.0"
     debug_port: int | None = 9092
@@ -49,7 +50,12 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str] | None = None) 
     def flag(name: str, kind: Parse, help_text: str) -> None:
         options.add(f"--{name}", kind, getattr(defaults, name.replace("-", "_")), help_text)
 
-    flag("port", int, "serving port (the Chutes' Services point here while at zero)")
+    flag(
+        "chute-ports",
+        _port_range,
+        "FIRST-LAST: the ports of the Chutes at zero, one each (the operator's --activator-ports): "
+        "a request is for the Chute whose port it arrived on; every port is listened on",
+    )
     flag("metrics-port", int, "port of /metrics, /healthz, /readyz")
     flag("host", str, "address to bind")
     flag("debug-port", optional(port_number), "port of /_chutes (what it knows of every Chute); off: none")
@@ -100,8 +106,12 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str] | None = None) 
     args = options.parse(argv)
     if args.queue_limit < 1 or args.max_wait_seconds <= 0:
         parser.error("--queue-limit must be >= 1 and --max-wait-seconds > 0")
+    first, last = args.chute_ports
+    for name, value in (("--metrics-port", args.metrics_port), ("--debug-port", args.debug_port)):
+        if value is not None and first <= value <= last:
+            parser.error(f"{name} {value} is inside --chute-ports {first}-{last}")
     return Config(
-        port=args.port,
+        chute_ports=args.chute_ports,
         metrics_port=args.metrics_port,
         host=args.host,
         debug_port=args.debug_port,
@@ -122,3 +132,10 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str] | None = None) 
         log_level=args.log_level.upper(),
         test_only_endpoints=args.test_only_endpoints,
     )
+
+
+def _port_range(text: str) -> tuple[int, int]:
+    try:
+        return parse_port_range(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None

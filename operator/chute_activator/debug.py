@@ -18,6 +18,7 @@ def debug_app(holder: Holder) -> web.Application:
     async def chutes(_: web.Request) -> web.Response:
         view = {
             "/".join(k): {
+                "port": s.port,
                 "endpoints": list(s.endpoints),
                 "source": s.source,
                 "cannot_wake": s.cannot_wake,

@@ -8,7 +8,7 @@ from typing import Any
 
 from chute_activator.state import ChuteState, Key
 from chute_shared import reasons
-from chute_shared.cluster import CHUTE_LABEL, SIDECAR_CONTAINER
+from chute_shared.cluster import ACTIVATOR_PORT_STATUS, CHUTE_LABEL, SIDECAR_CONTAINER
 from chute_shared.ports import SERVING_PORT_NAME
 
 CONTROLLER_SLICES = "endpointslice.kubernetes.io/managed-by=endpointslice-controller.k8s.io"
@@ -70,6 +70,14 @@ def load_seconds(chute: Mapping[str, Any]) -> float | None:
     return float(value)
 
 
+def activator_port(chute: Mapping[str, Any]) -> int | None:
+    """The activator port the operator gave the Chute (``status.activatorPort``), if it is a port."""
+    value = (chute.get("status") or {}).get(ACTIVATOR_PORT_STATUS)
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
+        return None
+    return value
+
+
 def serving_address(pod: Mapping[str, Any]) -> str | None:
     """``host:port`` of a pod's sidecar serving port, when the pod may answer on it: it has an IP, is
     not terminating, and its sidecar container runs."""
@@ -99,7 +107,6 @@ def chute_state(
     slices: Iterable[dict[str, Any]],
     override: str | None = None,
     sidecar_ready: Iterable[str] = (),
-    cluster_ips: tuple[str, ...] = (),
 ) -> ChuteState | None:
     """What the activator needs of one Chute; None when the Chute is gone. ``sidecar_ready``: pods
     whose sidecar said ready before any slice did."""
@@ -114,16 +121,10 @@ def chute_state(
         endpoints=endpoints,
         cannot_wake=None if endpoints else cannot_wake(chute),
         source=source if endpoints else "",
-        cluster_ips=cluster_ips,
         load_seconds=load_seconds(chute),
+        port=activator_port(chute),
+        created=str((chute.get("metadata") or {}).get("creationTimestamp") or ""),
     )
-
-
-def cluster_ips(service: Mapping[str, Any] | None) -> tuple[str, ...]:
-    """The Service's ClusterIPs (none for a headless one): a request whose Host is one names its Chute."""
-    spec = (service or {}).get("spec") or {}
-    found = spec.get("clusterIPs") or ([spec["clusterIP"]] if spec.get("clusterIP") else [])
-    return tuple(ip for ip in found if ip and ip != "None")
 
 
 def key_of(obj: dict[str, Any], name: str | None = None) -> Key:

@@ -1,7 +1,8 @@
 """Holding requests per Chute until a replica is ready: a bounded queue and a bounded wait per Chute.
 
 The source of truth (the Kubernetes API in production, a test otherwise) calls :meth:`Holder.update`;
-requests call :meth:`Holder.acquire`, which returns a ready endpoint or raises :class:`Rejected`.
+a request first finds its Chute by the activator port it arrived on (:meth:`Holder.resolve`), then
+calls :meth:`Holder.acquire`, which returns a ready endpoint or raises :class:`Rejected`.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from chute_activator.metrics import Metrics
-from chute_activator.state import ChuteState, Key
+from chute_activator.state import ChuteState, Key, port_owner
 
 log = logging.getLogger("chute_activator")
 
@@ -58,13 +59,20 @@ def retry_after_seconds(load_seconds: float | None, default: int) -> int:
 
 
 UNKNOWN_CHUTES_FULL = "UnknownChutesFull"
-"""The reason of a 503 before the first sync, when ``unknown_limit`` unknown names already wait."""
+"""The reason of a 503 when ``unknown_limit`` requests already wait on ports no Chute has (yet)."""
+UNKNOWN_CHUTE = "UnknownChute"
+"""The reason of a 404: no Chute has the port the request arrived on."""
+UNCLAIMED_PORT_WAIT_SECONDS = 2.0
+"""After the first listing, how long a request on a port no Chute has waits for one to claim it: the
+operator writes a Chute's port in its status before the EndpointSlice that sends traffic there, but
+this activator's watch may see the status a moment after kube-proxy sends the first connection."""
 
 
 class Holder:
-    """Gates of the Chutes the source reports, and (before the first sync only) of at most
-    ``unknown_limit`` names it has not reported yet: nothing a client sends adds a gate or a series
-    for a Chute that does not exist."""
+    """Gates of the Chutes the source reports, and the port each Chute's requests arrive on. Nothing
+    a client sends adds a gate or a series: a request on a port no Chute has waits (at most
+    ``unknown_limit`` such requests at a time) for the first listing, or briefly for a claim, then is
+    answered 404."""
 
     def __init__(
         self,
@@ -76,12 +84,14 @@ class Holder:
         wake_interval_seconds: float = 5.0,
         default_retry_after: int = 10,
         unknown_limit: int = 100,
+        unclaimed_wait_seconds: float = UNCLAIMED_PORT_WAIT_SECONDS,
     ) -> None:
         self.wake, self.metrics = wake, metrics
         self.queue_limit, self.max_wait = queue_limit, max_wait_seconds
         self.wake_interval, self.default_retry_after = wake_interval_seconds, default_retry_after
         self.unknown_limit = unknown_limit
-        """Distinct names not (yet) known whose requests may wait before the first sync."""
+        """Requests that may wait at one time on ports no Chute has (yet)."""
+        self.unclaimed_wait = unclaimed_wait_seconds
         self.synced = False
         """Whether the source has listed every Chute once (until then an unknown Chute is waited for)."""
         self.draining = False
@@ -89,7 +99,10 @@ class Holder:
         self.stopping = False
         """The drain is over: held requests are answered 503."""
         self._gates: dict[Key, _Gate] = {}
-        self._by_ip: dict[str, Key] = {}
+        self._claims: dict[int, dict[Key, str]] = {}
+        """Port -> the Chutes whose status names it (with their creationTimestamp): one, normally."""
+        self._unclaimed_waiting = 0
+        self._ports_changed = asyncio.Event()
 
     # -- the source's side -------------------------------------------------------------------
 
@@ -107,14 +120,33 @@ class Holder:
         if gate.timeline is not None and state and state.endpoints and "ready_seen" not in gate.timeline:
             gate.timeline["ready_seen"] = time.time()
             gate.timeline["ready_source"] = state.source
+        before = gate.state.port if gate.state else None
         gate.state = state if state is not None else ChuteState(exists=False)
-        for ip in [ip for ip, k in self._by_ip.items() if k == key]:
-            del self._by_ip[ip]
-        for ip in gate.state.cluster_ips:
-            self._by_ip[ip] = key
+        self._claim(key, before, gate.state.port, gate.state.created)
         if state is None and gate.waiting == 0:
             self._drop(key, gate)
         gate.notify()
+
+    def _claim(self, key: Key, before: int | None, after: int | None, created: str) -> None:
+        """Move the Chute's claim from port ``before`` to ``after`` (None: no port)."""
+        if before is not None and before != after:
+            claims = self._claims.get(before, {})
+            claims.pop(key, None)
+            if not claims:
+                self._claims.pop(before, None)
+        if after is not None:
+            self._claims.setdefault(after, {})[key] = created
+        if before != after:
+            self._ports_changed.set()
+            self._ports_changed = asyncio.Event()
+
+    def chute_at(self, port: int) -> Key | None:
+        """The Chute whose requests arrive on ``port``: the oldest of those claiming it."""
+        return port_owner(self._claims.get(port, {}))
+
+    def ports(self) -> dict[int, Key]:
+        """Every claimed port and the Chute that has it."""
+        return {port: owner for port in self._claims if (owner := self.chute_at(port)) is not None}
 
     def _drop(self, key: Key, gate: _Gate) -> None:
         """Forget a Chute that does not exist once nothing waits for it: its gate and its series."""
@@ -127,6 +159,8 @@ class Holder:
         self.synced = True
         for gate in self._gates.values():
             gate.notify()
+        self._ports_changed.set()
+        self._ports_changed = asyncio.Event()
 
     def drain(self) -> None:
         """Shutting down: unready at once, but requests are still forwarded and held."""
@@ -137,14 +171,47 @@ class Holder:
         self.stopping = True
         for gate in self._gates.values():
             gate.notify()
+        self._ports_changed.set()
+        self._ports_changed = asyncio.Event()
 
     # -- the request's side ------------------------------------------------------------------
 
     def known(self) -> dict[Key, ChuteState]:
         return {k: g.state for k, g in self._gates.items() if g.state is not None and g.state.exists}
 
-    def by_ip(self) -> dict[str, Key]:
-        return self._by_ip
+    async def resolve(self, port: int) -> Key:
+        """The Chute of a request that arrived on activator port ``port``. A port no Chute has: the
+        request waits for the first listing (or, after it, :data:`UNCLAIMED_PORT_WAIT_SECONDS` for a
+        claim), at most ``unknown_limit`` such requests at a time (503 beyond), then 404."""
+        key = self.chute_at(port)
+        if key is not None:
+            return key
+        if self._unclaimed_waiting >= self.unknown_limit:
+            self.metrics.unknown_rejected.inc()
+            message = f"{self.unknown_limit} requests already wait on ports no Chute has"
+            raise Rejected(503, UNKNOWN_CHUTES_FULL, message, self.default_retry_after)
+        self._unclaimed_waiting += 1
+        start = time.monotonic()
+        try:
+            while True:
+                key = self.chute_at(port)
+                if key is not None:
+                    return key
+                if self.stopping:
+                    self.metrics.unknown_rejected.inc()
+                    raise Rejected(
+                        503, "ActivatorStopping", "the activator is restarting", self.default_retry_after
+                    )
+                waited = time.monotonic() - start
+                limit = self.unclaimed_wait if self.synced else self.max_wait
+                if waited >= limit:
+                    self.metrics.unknown_rejected.inc()
+                    raise Rejected(404, UNKNOWN_CHUTE, f"no Chute has activator port {port}")
+                changed = self._ports_changed
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(changed.wait(), limit - waited)
+        finally:
+            self._unclaimed_waiting -= 1
 
     def waiting(self) -> list[Key]:
         """Chutes with held requests and no ready endpoint: the source looks harder for one."""
@@ -197,13 +264,7 @@ class Holder:
     def _verdict(self, key: Key, gate: _Gate) -> str | None:
         """An endpoint to forward to, None to keep waiting; raises when the request must be answered now."""
         state = gate.state
-        if state is None:
-            if self.synced:
-                raise Rejected(404, "NotFound", f"no Chute {key[0]}/{key[1]}")
-            if self.stopping:  # held before the first listing, which never came
-                raise Rejected(503, "ActivatorStopping", "the activator is restarting", self.retry_after(key))
-            return None
-        if not state.exists:
+        if state is None or not state.exists:
             raise Rejected(404, "NotFound", f"Chute {key[0]}/{key[1]} does not exist (deleted?)")
         if state.endpoints:
             return state.endpoints[next(gate.turn) % len(state.endpoints)]
@@ -272,19 +333,11 @@ class Holder:
                 self._drop(key, gate)
 
     def _gate_for(self, key: Key) -> _Gate:
-        """The Chute's gate. A name the source has not reported: 404 once synced; before, a gate of
-        its own while fewer than ``unknown_limit`` such names wait (503 beyond)."""
+        """The Chute's gate (the source reported it: :meth:`resolve` found it); 404 when it is gone."""
         gate = self._gates.get(key)
-        if gate is not None and (gate.state is not None or not self.synced):
+        if gate is not None and gate.state is not None:
             return gate
-        if self.synced:
-            rejected = Rejected(404, "NotFound", f"no Chute {key[0]}/{key[1]}")
-        elif sum(g.state is None for g in self._gates.values()) < self.unknown_limit:
-            gate = self._gates[key] = _Gate()
-            return gate
-        else:
-            message = f"the activator has not listed the Chutes yet; {self.unknown_limit} unknown names wait"
-            rejected = Rejected(503, UNKNOWN_CHUTES_FULL, message, self.default_retry_after)
+        rejected = Rejected(404, "NotFound", f"no Chute {key[0]}/{key[1]}")
         self._rejected(key, rejected, 0.0)
         raise rejected
 

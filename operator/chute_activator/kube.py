@@ -1,5 +1,5 @@
-"""The activator's view of the cluster: Chutes, their Services, their pods and the pods' EndpointSlices
-(read), wake requests (write).
+"""The activator's view of the cluster: Chutes (with the activator port each was given), their pods
+and the pods' EndpointSlices (read), wake requests (write).
 
 The only write is the wake annotation on a Chute (RBAC: ``patch`` on ``chutes``); the operator,
 the one writer of replicas, acts on it.
@@ -25,7 +25,7 @@ from typing import Any
 import aiohttp
 from lightkube import ALL_NS, AsyncClient
 from lightkube.generic_resource import create_namespaced_resource
-from lightkube.resources.core_v1 import Pod, Service
+from lightkube.resources.core_v1 import Pod
 from lightkube.resources.discovery_v1 import EndpointSlice
 from lightkube.types import PatchType
 
@@ -33,7 +33,6 @@ from chute_activator.cache import Cache
 from chute_activator.derive import (
     chute_of,
     chute_state,
-    cluster_ips,
     key_of,
     ready_endpoints,
     serving_address,
@@ -99,8 +98,6 @@ class KubeSource:
         """The Chutes' pod EndpointSlices, indexed by Chute."""
         self.pods = Cache(chute_of)
         """The Chutes' pods, indexed by Chute: the probe loop reads a waiting Chute's own pods only."""
-        self.services = Cache()
-        """The Chutes' Services (the operator names each after its Chute): their ClusterIPs."""
         self.sidecar_ready: dict[Key, set[str]] = {}
         """Serving addresses whose sidecar answered ready while no slice listed a ready endpoint."""
         self._tasks: list[asyncio.Task[None]] = []
@@ -120,8 +117,7 @@ class KubeSource:
         early = self.sidecar_ready.get(key, set()) & set(self._addresses(key))
         if key in self.sidecar_ready:
             self.sidecar_ready[key] = early  # a pod gone or terminating is never forwarded to
-        ips = cluster_ips(self.services.get(key))
-        self.holder.update(key, chute_state(self.chutes.get(key), pieces, override, early, ips))
+        self.holder.update(key, chute_state(self.chutes.get(key), pieces, override, early))
 
     def _addresses(self, key: Key) -> list[str]:
         """Serving addresses of the Chute's pods that may answer (see :func:`serving_address`)."""
@@ -247,7 +243,7 @@ class KubeSource:
             await asyncio.sleep(min(RELIST_SECONDS * 2 ** min(max(failures - 1, 0), 16), RELIST_MAX_SECONDS))
 
     def _cache(self, resource: Any) -> Cache:
-        stores = {Service: self.services, Pod: self.pods, EndpointSlice: self.slices}
+        stores = {Pod: self.pods, EndpointSlice: self.slices}
         return stores.get(resource, self.chutes)
 
     def _put(self, resource: Any, key: tuple[str, str], obj: dict[str, Any]) -> set[Key]:
@@ -265,10 +261,7 @@ class KubeSource:
             self._forget(resource, key)
         else:
             self._put(resource, key, obj)
-        if resource is Service:
-            if key in self.chutes:
-                self._refresh(key)
-        elif resource is Pod:
+        if resource is Pod:
             chute = (key[0], chute_of(obj))
             if chute in self.sidecar_ready:
                 self._refresh(chute)  # an early endpoint whose pod went away is dropped
@@ -278,7 +271,7 @@ class KubeSource:
             self._refresh(key)
 
 
-KINDS = (ChuteResource, EndpointSlice, Pod, Service)
+KINDS = (ChuteResource, EndpointSlice, Pod)
 """Every kind the activator caches (Chutes first: a listing at start refreshes them last)."""
 
 
@@ -286,14 +279,14 @@ def _labels(resource: Any) -> dict[str, Any] | None:
     """The label selector the kind is listed and watched with."""
     if resource is EndpointSlice:
         return slice_labels()
-    if resource in (Pod, Service):
+    if resource is Pod:
         return {CHUTE_LABEL: None}
     return None
 
 
 def _chute_key(resource: Any, key: tuple[str, str], obj: dict[str, Any]) -> Key:
-    """The Chute an object of the kind belongs to: itself, its namesake (a Service), or its label."""
-    if resource in (ChuteResource, Service):
+    """The Chute an object of the kind belongs to: itself, or its label."""
+    if resource is ChuteResource:
         return key
     return (key[0], chute_of(obj))
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import resource
 import signal
+import socket
 import sys
 from collections.abc import Coroutine
 from typing import Any
@@ -58,7 +60,8 @@ async def serve(config: Config) -> int:
         shutdown_timeout=config.shutdown_timeout_seconds,
     )
     await serving.setup()
-    await web.TCPSite(serving, config.host, config.port, backlog=1024).start()
+    for sock in listen_on_range(config.host, config.chute_ports):
+        await web.SockSite(serving, sock).start()
     admin = web.AppRunner(metrics_app(holder), access_log=None)
     await admin.setup()
     await web.TCPSite(admin, config.host, config.metrics_port).start()
@@ -71,7 +74,10 @@ async def serve(config: Config) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):  # before the first listing, which may take long
         loop.add_signal_handler(sig, stop.set)
     if await _started(source.start(), stop):
-        log.info("activator started", extra={"port": config.port, "metrics_port": config.metrics_port})
+        log.info(
+            "activator started",
+            extra={"chute_ports": "{}-{}".format(*config.chute_ports), "metrics_port": config.metrics_port},
+        )
         await stop.wait()
     await drain(holder, config.drain_seconds)
     await serving.cleanup()  # no new connections; forwarded requests get the shutdown timeout
@@ -82,6 +88,43 @@ async def serve(config: Config) -> int:
     with contextlib.suppress(Exception):
         await client.close()
     return 0
+
+
+FILES_BEYOND_PORTS = 4096
+"""Open files the activator needs besides its listening sockets: clients' and replicas' connections."""
+
+
+def listen_on_range(host: str, ports: tuple[int, int]) -> list[socket.socket]:
+    """A listening socket on every port of ``ports`` (the open-file limit raised to fit them, up to
+    its hard limit); a port already taken stops the start, naming it."""
+    first, last = ports
+    needed = last - first + 1 + FILES_BEYOND_PORTS
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        limit = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (limit, hard))
+        if limit < needed:
+            raise SystemExit(
+                f"--chute-ports {first}-{last} needs {needed} open files; the hard limit is {hard}"
+            )
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sockets: list[socket.socket] = []
+    try:
+        for port in range(first, last + 1):
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind((host, port))
+            except OSError as error:
+                raise SystemExit(f"--chute-ports: cannot listen on {host}:{port}: {error}") from None
+            sock.listen(1024)
+            sock.setblocking(False)
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
 
 
 async def _started(starting: Coroutine[Any, Any, None], stop: asyncio.Event) -> bool:

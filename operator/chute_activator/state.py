@@ -1,8 +1,9 @@
-"""What the activator knows of each Chute: whether it exists, its ready endpoints, why it cannot wake."""
+"""What the activator knows of each Chute: whether it exists, its ready endpoints, why it cannot wake,
+and the activator port its requests arrive on."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 Key = tuple[str, str]
 """(namespace, name) of a Chute."""
@@ -20,28 +21,20 @@ class ChuteState:
     load_seconds: float | None = None
     """How long the Chute's model took to load, as the operator measured it (the Chute's
     ``status.loadSeconds``; None: unknown)."""
-    cluster_ips: tuple[str, ...] = field(default=())
-    """The Chute Service's addresses, so a request whose Host is a ClusterIP finds its Chute."""
+    port: int | None = None
+    """The activator port the operator gave the Chute (its ``status.activatorPort``): a connection to
+    it is for this Chute. None: none yet (no request can arrive for it)."""
+    created: str = ""
+    """The Chute's creationTimestamp: when two Chutes claim one port (a status written by hand), the
+    older keeps it, as the operator decides."""
     source: str = ""
     """Where the endpoints come from: ``EndpointSlice`` (the kubelet's readiness, via the EndpointSlice
     controller) or ``sidecar`` (the pod's sidecar answered ``ready`` on its serving port first)."""
 
 
-def key_from_host(host: str, known: dict[Key, ChuteState], by_ip: dict[str, Key]) -> Key | None:
-    """The Chute a request is for, from its Host header: ``NAME.NAMESPACE[.svc[.cluster.local]]``,
-    a Service ClusterIP, or a bare ``NAME`` that exactly one namespace has."""
-    name = host.strip().lower()
-    if name.startswith("["):  # [v6]:port
-        name = name[1 : name.find("]")] if "]" in name else name
-    elif name.count(":") == 1:
-        name = name.split(":", 1)[0]
-    if name in by_ip:
-        return by_ip[name]
-    labels = name.rstrip(".").split(".")
-    if len(labels) >= 2 and (len(labels) == 2 or labels[2] == "svc"):
-        return (labels[1], labels[0])
-    if len(labels) == 1 and labels[0]:
-        matches = [key for key in known if key[1] == labels[0]]
-        if len(matches) == 1:
-            return matches[0]
-    return None
+def port_owner(claims: dict[Key, str]) -> Key | None:
+    """Of the Chutes claiming one port (key: creationTimestamp), the one that keeps it: the oldest,
+    then the first by namespace and name (the operator's rule too)."""
+    if not claims:
+        return None
+    return min(claims, key=lambda key: (claims[key] or "~", key))

@@ -26,9 +26,10 @@ def _die_with_parent() -> None:
         _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-PORT_RANGE = (12000, 29999)
-"""Where :func:`free_port` picks: below the kernel's ephemeral range (32768-60999 by default) and
-below Kubernetes' NodePorts (30000-32767, which kube-proxy claims on the real node)."""
+PORT_RANGE = (12000, 19999)
+"""Where :func:`free_port` picks: below the kernel's ephemeral range (32768-60999 by default), below
+Kubernetes' NodePorts (30000-32767, which kube-proxy claims on the real node) and below the
+activator's ports per Chute (20000-29999, which host activators bind)."""
 _EPHEMERAL = Path("/proc/sys/net/ipv4/ip_local_port_range")
 
 
@@ -57,6 +58,23 @@ def free_port() -> int:
                 continue
             return port
     raise OSError(f"no free port in {PORT_RANGE[0]}-{PORT_RANGE[1]} after 200 tries")
+
+
+def free_loopback(ports: tuple[int, int]) -> str:
+    """An address of 127.0.0.0/8 (all loopback on Linux) on which every port of ``ports`` is free: for
+    a host process that listens on a range of ports (an activator), so that several run side by side
+    without taking each other's ports or the ones :func:`free_port` hands out."""
+    for _ in range(50):
+        address = f"127.{random.randint(1, 254)}.{random.randint(0, 255)}.{random.randint(1, 254)}"
+        with contextlib.ExitStack() as stack:
+            try:
+                for port in range(ports[0], ports[1] + 1):
+                    sock = stack.enter_context(socket.socket())
+                    sock.bind((address, port))
+            except OSError:
+                continue
+            return address
+    raise OSError(f"no loopback address with ports {ports[0]}-{ports[1]} free after 50 tries")
 
 
 def pid_alive(pid: int | None) -> bool:

@@ -24,6 +24,7 @@ from chute_operator.report import Outcome, status_events, warnings
 from chute_operator.status import status_changed
 from chute_operator.store import Store, key_of
 from chute_operator.zero import ZERO_MANAGER_SUFFIX, Action
+from chute_shared.cluster import ACTIVATOR_PORT_STATUS
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +159,7 @@ class Actor:
             log.info("%s/%s %s: %s", *key, verb, plan.zero.event.message)
             await self.event(snapshot.chute, plan.zero.event)
         if plan.slice_apply is not None:
+            await self._record_port(snapshot, plan.slice_apply)
             self.check_leader()
             self.store.put("EndpointSlice", await self.api.apply(plan.slice_apply))
             self.metrics.writes.labels("apply", "EndpointSlice").inc()
@@ -168,6 +170,20 @@ class Actor:
             self.metrics.writes.labels("delete", "EndpointSlice").inc()
             self.store.remove("EndpointSlice", plan.slice_delete)
             log.info("%s/%s: replicas ready, the activator is out of the data path", *key)
+
+    async def _record_port(self, snapshot: Snapshot, piece: Manifest) -> None:
+        """Write the slice's activator port in the Chute's status first, unless it is there: the
+        activator learns which Chute a port is from that status, and must know it before kube-proxy
+        sends the Service's connections to the port."""
+        port = piece["ports"][0]["port"]
+        chute = self.store.get("Chute", snapshot.key) or snapshot.chute
+        if (chute.get("status") or {}).get(ACTIVATOR_PORT_STATUS) == port:
+            return
+        self.check_leader()
+        stored = await self.api.patch_status(*snapshot.key, {ACTIVATOR_PORT_STATUS: port})
+        self.metrics.writes.labels("patch", "Chute/status").inc()
+        if stored.get("metadata"):
+            self.store.put("Chute", stored)
 
     async def report(self, chute: Manifest, outcome: Outcome) -> None:
         """A Warning per conflict or failure the status does not already show."""

@@ -78,6 +78,10 @@ class Controller:
             activator=lambda: self.activator,
             idle_seconds=lambda namespace, pod: self.idle_seconds(namespace, pod),
             confirm_idle=lambda namespace, pod: self.confirm_idle(namespace, pod),
+            activator_ports=(
+                settings.scale_to_zero.activator_ports if settings.scale_to_zero.activator_service else None
+            ),
+            requeue=lambda key: self.queue.add(key),
         )
         self._tasks: list[asyncio.Task[None]] = []
         metrics.track_readiness(self.readiness)
@@ -191,6 +195,8 @@ class Controller:
     def _on_leadership(self, leading: bool) -> None:
         self.metrics.leader.set(1 if leading else 0)
         if leading:
+            if self.reconciler.ports is not None:
+                self.reconciler.ports.reset()  # another leader may have given ports meanwhile
             if self.settings.scale_to_zero.activator_service:
                 self.activator = UNREAD  # a standby's reading is stale: read it before touching slices
                 self._report_activator()

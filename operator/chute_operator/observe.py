@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from chute_operator.activator_ports import ActivatorPorts
 from chute_operator.gpus import NoEligibleGpu
 from chute_operator.kube import KubeApi
 from chute_operator.plan import PRUNABLE, Found, Manifest, Snapshot, owned_by
@@ -20,7 +21,14 @@ from chute_operator.rollout import observe as observe_rollout
 from chute_operator.store import Store, key_of
 from chute_operator.validation import InvalidChute, parse_chute
 from chute_operator.workload import RenderOptions, Workload, resolve
-from chute_operator.zero import ACTIVATOR_SLICE_SUFFIX, Action, ActivatorReading, Reading, decide
+from chute_operator.zero import (
+    ACTIVATOR_SLICE_SUFFIX,
+    UNREAD,
+    Action,
+    ActivatorReading,
+    Reading,
+    decide,
+)
 
 IdleReadings = Callable[[str, str], float | None]
 """Seconds a pod (namespace, name) has served nothing, from the metrics API's readings; None: unknown."""
@@ -51,8 +59,13 @@ class Observer:
         activator: Callable[[], ActivatorReading],
         idle_seconds: IdleReadings,
         confirm_idle: ConfirmIdle = no_confirmation,
+        ports: ActivatorPorts | None = None,
+        displaced: Callable[[tuple[str, str]], None] = lambda key: None,
     ) -> None:
+        """``ports``: the activator's port per Chute (None: no activator configured); ``displaced``:
+        told of a Chute whose port another took (it must be reconciled again)."""
         self.api, self.store, self.options, self.desired = api, store, options, desired
+        self.ports, self.displaced = ports, displaced
         self.monitoring_served = monitoring_served
         self.activator = activator
         self.idle_seconds = idle_seconds
@@ -79,6 +92,9 @@ class Observer:
             names = [(pod.get("metadata") or {}).get("name", "") for pod in pods]
             idle = {name: self.idle_seconds(key[0], name) for name in names}
         deployment, activator = self.store.get("Deployment", key), self.activator()
+        port = self._port(chute, workload)
+        if port is None and activator is not UNREAD:
+            activator = None  # no port: never at zero, and out of its Service's path
         confirmed: dict[str, Reading] = {}
         looks_idle = decide(workload, chute, deployment, pods, lambda _, pod: idle.get(pod), activator)
         if looks_idle is Action.SLEEP:
@@ -96,9 +112,21 @@ class Observer:
             prunable={kind: tuple(self.store.children(kind, key)) for kind in PRUNABLE},
             activator_slice=self.store.get("EndpointSlice", (key[0], key[1] + ACTIVATOR_SLICE_SUFFIX)),
             activator=activator,
+            activator_port=port,
             idle=idle,
             confirmed=confirmed,
         )
+
+    def _port(self, chute: Manifest, workload: Workload | None) -> int | None:
+        """The Chute's activator port while it may be at zero (an invalid spec keeps the one it had)."""
+        if self.ports is None:
+            return None
+        if workload is None:
+            return self.ports.held(key_of(chute))
+        if not workload.scale_to_zero:
+            self.ports.release(key_of(chute))
+            return None
+        return self.ports.port_for(chute, self.displaced)
 
     async def _confirm(self, namespace: str, names: list[str]) -> dict[str, Reading]:
         """Read every pod's sidecar now: the metrics API's readings say the Chute may sleep, but a

@@ -93,8 +93,11 @@ class Snapshot:
     activator_slice: Manifest | None
     """The store's EndpointSlice that adds the activator to the Chute's Service."""
     activator: ActivatorReading
-    """The activator's ready pods (scale to zero is off while there are none); UNREAD: not read
-    yet, so its EndpointSlice is left as it is."""
+    """The activator's ready pods (scale to zero is off while there are none, and for this Chute
+    while it has no activator port); UNREAD: not read yet, so its EndpointSlice is left as it is."""
+    activator_port: int | None = None
+    """The Chute's port on the activator (``activator_ports.py``); None: it may not be at zero (not
+    minInstances 0, or every port is taken)."""
     idle: Mapping[str, float | None] = field(default_factory=dict)
     """Seconds each pod (by name) has served nothing, from the metrics API's readings (up to 10 s
     old); missing or None: unknown."""
@@ -348,8 +351,9 @@ def plan_slice(
     deployment = zero.manifest if zero else _applied_deployment(snapshot, steps)
     workload, activator = snapshot.workload, snapshot.activator
     wanted = workload is not None and wants_activator(workload, deployment, snapshot.pods)
-    if wanted and workload is not None and isinstance(activator, Activator) and activator.addresses:
-        desired = activator_slice(workload, activator)
+    port = snapshot.activator_port
+    if wanted and workload is not None and isinstance(activator, Activator) and activator.addresses and port:
+        desired = activator_slice(workload, activator, port)
         return (desired if drifted(desired, snapshot.activator_slice) else None), None
     actual = snapshot.activator_slice
     if actual is not None and owned_by(actual, snapshot.uid):

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from chute_operator.act import Actor
+from chute_operator.activator_ports import ActivatorPorts
 from chute_operator.kube import KubeApi, error_message
 from chute_operator.metrics import OperatorMetrics
 from chute_operator.observe import ConfirmIdle, IdleReadings, Observer, no_confirmation, no_readings
@@ -74,19 +75,34 @@ class Reconciler:
         activator: Callable[[], ActivatorReading] = no_activator,
         idle_seconds: IdleReadings = no_readings,
         confirm_idle: ConfirmIdle = no_confirmation,
+        activator_ports: tuple[int, int] | None = None,
+        requeue: Callable[[Key], None] = lambda key: None,
     ) -> None:
         """``status_wait_seconds``: how long a status waits for the controller of a Deployment just
         applied (Settings). ``activator``: the activator's ready pods as last read (scale to zero is
         off while there are none). ``idle_seconds``: how long a pod's sidecar has served nothing;
-        ``confirm_idle``: the same, read from the sidecar now (before a sleep)."""
+        ``confirm_idle``: the same, read from the sidecar now (before a sleep). ``activator_ports``:
+        the activator's range of ports per Chute (None: no activator); ``requeue``: reconcile a
+        Chute again soon (one whose activator port another took)."""
         self.api, self.store, self.options, self.metrics = api, store, options, metrics
         self.may_write = may_write
         self.status_wait_seconds = status_wait_seconds
         self.monitoring = MonitoringProbe(api)
         self.settled_templates = SettledTemplates()
         self.desired = DesiredManifests()
+        chutes = lambda: [c for k in store.keys("Chute") if (c := store.get("Chute", k))]  # noqa: E731
+        self.ports = ActivatorPorts(activator_ports, chutes) if activator_ports else None
         self.observer = Observer(
-            api, store, options, self.desired, self.monitoring.served, activator, idle_seconds, confirm_idle
+            api,
+            store,
+            options,
+            self.desired,
+            self.monitoring.served,
+            activator,
+            idle_seconds,
+            confirm_idle,
+            ports=self.ports,
+            displaced=requeue,
         )
         self.actor = Actor(api, store, metrics, self.monitoring.refresh, self._check_leader)
         self._deployment_applied: dict[Key, float] = {}
@@ -134,3 +150,5 @@ class Reconciler:
             self.settled_templates.forget(str(gone["metadata"].get("uid", "")))
         self.desired.forget(key)
         self._deployment_applied.pop(key, None)
+        if self.ports is not None:
+            self.ports.release(key)

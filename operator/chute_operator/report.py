@@ -108,6 +108,7 @@ def observation(snapshot: Snapshot, plan: Plan, outcome: Outcome, template_settl
         hpa=hpa if hpa and owned_by(hpa, snapshot.uid) else None,
         rollout=snapshot.rollout,
         template_settled=template_settled,
+        activator_port=snapshot.activator_port,
     )
 
 

@@ -24,6 +24,7 @@ from chute_operator.wiring import (
     PeerSelector,
 )
 from chute_operator.workload import RenderOptions
+from chute_shared.ports import ACTIVATOR_CHUTE_PORTS, parse_port_range
 
 
 def labels_text(labels: Mapping[str, str]) -> str:
@@ -167,6 +168,11 @@ class ScaleToZero:
     with it, and only while the activator has a ready pod."""
     check_seconds: float = 5.0
     """How often Chutes with minInstances 0 are checked for idleness (and the activator's pods read)."""
+    activator_ports: tuple[int, int] = field(
+        default=ACTIVATOR_CHUTE_PORTS, metadata=env("ACTIVATOR_PORTS", parse=parse_port_range)
+    )
+    """``FIRST-LAST``: the activator's ports, one per Chute with minInstances 0 (the activator's
+    ``--chute-ports``, the same range): a Chute's requests at zero arrive on its own port."""
 
 
 @dataclass(frozen=True)

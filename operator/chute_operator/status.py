@@ -19,7 +19,7 @@ from chute_operator.conditions import Observed, find, merge_conditions
 from chute_operator.rollout import REPLACE_WAIT_SECONDS, RolloutObservation, lacks_gpus, waiting_since
 from chute_operator.workload import Workload
 from chute_operator.zero import asleep_since
-from chute_shared.cluster import MODEL_CONTAINER
+from chute_shared.cluster import ACTIVATOR_PORT_STATUS, MODEL_CONTAINER
 
 PULL_FAILURES = {"ImagePullBackOff", "ErrImagePull", "InvalidImageName", "ErrImageNeverPull"}
 SEVERITY = {
@@ -64,6 +64,8 @@ class Observation:
     """The Chute's HorizontalPodAutoscaler as last seen (only when it is autoscaled)."""
     rollout: RolloutObservation | None = None
     """What the live Deployment and pods say about a rollout under way (see rollout.observe)."""
+    activator_port: int | None = None
+    """The Chute's port on the activator (None: it has none, or keeps the one its status names)."""
     template_settled: bool = False
     """The Deployment's pod template is one its controller has observed (see settled.py): while its
     controller has not caught up with a new generation, an unchanged template means a scale."""
@@ -458,10 +460,21 @@ def compute_status(obs: Observation, now: datetime) -> dict[str, Any]:
     load = load_seconds(obs.pods, obs.previous.get("loadSeconds"))
     if load is not None:
         status["loadSeconds"] = load
+    port = activator_port(obs)
+    if port is not None or ACTIVATOR_PORT_STATUS in obs.previous:
+        status[ACTIVATOR_PORT_STATUS] = port  # None removes it (a merge patch)
     autoscaler = autoscaler_status(obs.hpa) if obs.workload and obs.workload.autoscaled else None
     if autoscaler:
         status["autoscaler"] = autoscaler
     return status
+
+
+def activator_port(obs: Observation) -> int | None:
+    """``status.activatorPort``: the Chute's port on the activator; an invalid spec keeps the one it had."""
+    if obs.activator_port is not None:
+        return obs.activator_port
+    previous = obs.previous.get(ACTIVATOR_PORT_STATUS)
+    return previous if obs.workload is None and isinstance(previous, int) else None
 
 
 def load_seconds(pods: list[dict[str, Any]], previous: Any = None) -> int | None:

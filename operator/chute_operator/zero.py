@@ -8,8 +8,9 @@ applies nothing: the field it solely owned is removed, the Deployment defaults i
 owns it again from its next scale.
 
 While a Chute with ``minInstances: 0`` has no ready replica, an EndpointSlice the operator owns adds
-the activator's pods to the Chute's Service (as Knative swaps endpoints); it is deleted once a
-replica is ready, so the activator is out of the data path.
+the activator's pods to the Chute's Service (as Knative swaps endpoints), on the Chute's own port of
+the activator (``activator_ports.py``): the activator knows the Chute by that port. The slice is
+deleted once a replica is ready, so the activator is out of the data path.
 """
 
 from __future__ import annotations
@@ -47,7 +48,6 @@ class Activator:
     """The activator's ready pods, as the operator last saw them."""
 
     addresses: tuple[str, ...]
-    port: int
 
 
 class Unread(Enum):
@@ -205,8 +205,8 @@ def wants_activator(
     return asleep_since(deployment) is not None or not ready_pods(pods)
 
 
-def activator_slice(workload: Workload, activator: Activator) -> dict[str, Any]:
-    """The EndpointSlice that adds the activator's pods to the Chute's Service."""
+def activator_slice(workload: Workload, activator: Activator, port: int) -> dict[str, Any]:
+    """The EndpointSlice that adds the activator's pods, on the Chute's ``port``, to its Service."""
     metadata: dict[str, Any] = {
         "name": workload.name + ACTIVATOR_SLICE_SUFFIX,
         "namespace": workload.namespace,
@@ -225,7 +225,7 @@ def activator_slice(workload: Workload, activator: Activator) -> dict[str, Any]:
         "kind": "EndpointSlice",
         "metadata": metadata,
         "addressType": "IPv6" if ipv6 else "IPv4",
-        "ports": [{"name": SERVING_PORT_NAME, "port": activator.port, "protocol": "TCP"}],
+        "ports": [{"name": SERVING_PORT_NAME, "port": port, "protocol": "TCP"}],
         "endpoints": [
             {"addresses": [address], "conditions": {"ready": True}} for address in sorted(activator.addresses)
         ],
@@ -233,17 +233,13 @@ def activator_slice(workload: Workload, activator: Activator) -> dict[str, Any]:
 
 
 def activator_from_slices(slices: Iterable[Mapping[str, Any]]) -> Activator | None:
-    """The activator's ready pods and serving port, from its Service's EndpointSlices."""
+    """The activator's ready pods, from its Service's EndpointSlices (whatever port the Service
+    publishes: each Chute reaches the activator on a port of its own)."""
     addresses: set[str] = set()
-    port: int | None = None
     for piece in slices:
-        named = [p.get("port") for p in piece.get("ports") or [] if p.get("name") == SERVING_PORT_NAME]
-        if not named or not named[0]:
-            continue
-        port = int(named[0])
         for endpoint in piece.get("endpoints") or []:
             conditions = endpoint.get("conditions") or {}
             if conditions.get("ready") is False or conditions.get("terminating"):
                 continue
             addresses.update(endpoint.get("addresses") or [])
-    return Activator(tuple(sorted(addresses)), port) if port else None
+    return Activator(tuple(sorted(addresses))) if addresses else None

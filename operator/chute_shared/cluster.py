@@ -16,6 +16,11 @@ WAKE_ANNOTATION = "chutes.ai/wake-requested-at"
 """Set on the Chute by the activator (RFC 3339) when a request waits for a Chute at zero; the
 operator scales it up."""
 
+ACTIVATOR_PORT_STATUS = "activatorPort"
+"""The Chute's status field with its port on the activator (see ``ports.ACTIVATOR_CHUTE_PORTS``):
+written by the operator only (the status subresource), read by the activator to know which Chute a
+connection is for."""
+
 SIDECAR_CONTAINER = "chute-sidecar"
 """The sidecar's container (a native sidecar: an init container that keeps running)."""
 MODEL_CONTAINER = "model"

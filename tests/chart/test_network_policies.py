@@ -59,14 +59,23 @@ def selects(policy: dict[str, Any], deployment: dict[str, Any]) -> bool:
     return wanted <= deployment["spec"]["template"]["metadata"]["labels"].items()
 
 
-def test_the_activator_admits_its_serving_port_from_anywhere_and_metrics_from_prometheus(helm: Helm) -> None:
+def test_the_activator_admits_its_ports_per_chute_from_anywhere_and_metrics_from_prometheus(
+    helm: Helm,
+) -> None:
     objects = helm.template()
     policy = one(objects, "NetworkPolicy", ACTIVATOR)
     assert policy["metadata"]["namespace"] == "chutes-system"
     assert selects(policy, one(objects, "Deployment", ACTIVATOR))
     assert not selects(policy, operator_deployment(objects))
     assert sorted(policy["spec"]["policyTypes"]) == ["Egress", "Ingress"]
-    assert admitted(policy) == {("TCP", "http"): None, ("TCP", "metrics"): [PROMETHEUS]}
+    assert admitted(policy) == {("TCP", 20000): None, ("TCP", "metrics"): [PROMETHEUS]}
+    per_chute = next(
+        port for rule in policy["spec"]["ingress"] for port in rule["ports"] if port["port"] == 20000
+    )
+    assert per_chute["endPort"] == 29999  # the whole range: a Chute at zero reaches it on its own port
+    ranged = helm.template(sets=("activator.chutePorts=21000-21099",))
+    ports = [p for r in one(ranged, "NetworkPolicy", ACTIVATOR)["spec"]["ingress"] for p in r["ports"]]
+    assert {"protocol": "TCP", "port": 21000, "endPort": 21099} in ports
     assert let_out(policy) == {**BASE_EGRESS, ("TCP", SIDECAR_PORT): CHUTES}  # it forwards there
 
 

@@ -441,7 +441,7 @@ def test_the_activator_runs_two_replicas_with_its_service_and_least_rbac_and_can
     assert not operator_selector.items() <= labels.items()
     service = one(objects, "Service", "co-chute-operator-activator")
     assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
-    assert {p["name"] for p in service["spec"]["ports"]} == {"http", "metrics"}
+    assert {p["name"] for p in service["spec"]["ports"]} == {"metrics"}  # requests come per Chute
     # the only write is the wake annotation on Chutes; pods (to ask a waking pod's sidecar) and
     # Services (a Host that is a ClusterIP) are read
     assert rules_by_resource(one(objects, "ClusterRole", "co-chute-operator-activator")) == {

@@ -75,6 +75,13 @@ class ChuteStatus(ApiModel):
         "last, from its model container's start to the pod's Ready condition. Kept while at zero; the "
         "activator answers Retry-After from it.",
     )
+    activator_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="The Chute's own port on the activator, while it may be at zero (minInstances 0): "
+        "its Service's connections reach the activator there, and the activator knows the Chute by it.",
+    )
     autoscaler: AutoscalerStatus | None = Field(
         default=None, description="The HPA's current and desired replicas (autoscaled Chutes only)."
     )

@@ -19,7 +19,6 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from chute_activator.state import ChuteState
 from tests.raw_http import read_until_closed
 from tests.unit.chute_activator.conftest import LOOPBACK, Running, StartActivator
 
@@ -88,7 +87,7 @@ async def test_a_million_byte_body_arrives_whole_at_the_replica(
     start_activator: StartActivator, recorder: Recorder, session: aiohttp.ClientSession
 ) -> None:
     activator = await start_activator()
-    activator.holder.update(KEY, ChuteState(endpoints=(recorder.endpoint,)))
+    activator.chute(KEY, endpoints=(recorder.endpoint,))
     body = bytes(range(256)) * 3906 + b"x" * 64  # 1,000,000 bytes
     assert len(body) == 1_000_000
     async with session.post(activator.url(), data=body, headers={"Host": "llm.team.svc"}) as response:
@@ -100,7 +99,7 @@ async def test_a_body_sent_in_two_segments_with_a_pause_arrives_whole(
     start_activator: StartActivator, recorder: Recorder
 ) -> None:
     activator = await start_activator()
-    activator.holder.update(KEY, ChuteState(endpoints=(recorder.endpoint,)))
+    activator.chute(KEY, endpoints=(recorder.endpoint,))
     body = b"a" * 100 + b"b" * 5000
     answer = await send_raw(activator, request_head(len(body)), [body[:100], body[100:]])
     assert answer.startswith(b"HTTP/1.1 200")
@@ -111,7 +110,7 @@ async def test_a_chunked_body_in_segments_arrives_whole(
     start_activator: StartActivator, recorder: Recorder
 ) -> None:
     activator = await start_activator()
-    activator.holder.update(KEY, ChuteState(endpoints=(recorder.endpoint,)))
+    activator.chute(KEY, endpoints=(recorder.endpoint,))
     pieces = [b"first " * 50, b"second " * 300, b"third"]
     chunks = [b"%x\r\n%b\r\n" % (len(piece), piece) for piece in pieces] + [b"0\r\n\r\n"]
     answer = await send_raw(activator, request_head(None), chunks)
@@ -123,7 +122,7 @@ async def test_a_body_over_the_limit_is_413_with_a_json_reason_even_when_chunked
     start_activator: StartActivator, recorder: Recorder
 ) -> None:
     activator = await start_activator()  # the tests' limit: 1 MiB
-    activator.holder.update(KEY, ChuteState(endpoints=(recorder.endpoint,)))
+    activator.chute(KEY, endpoints=(recorder.endpoint,))
     piece = b"z" * (600 * 1024)
     chunks = [b"%x\r\n%b\r\n" % (len(piece), piece)] * 2 + [b"0\r\n\r\n"]
     answer = await send_raw(activator, request_head(None), chunks, pause=0.05)
@@ -136,7 +135,7 @@ async def test_bodies_held_across_requests_are_bounded_one_more_gets_503_with_re
     start_activator: StartActivator, recorder: Recorder, session: aiohttp.ClientSession
 ) -> None:
     activator = await start_activator(max_held_body_bytes=1_500_000, default_retry_after=7)
-    activator.holder.update(KEY, ChuteState())  # at zero: bodies are held
+    activator.chute(KEY)  # at zero: bodies are held
     body = b"q" * 1_000_000
     host = {"Host": "llm.team.svc"}
 
@@ -151,7 +150,7 @@ async def test_bodies_held_across_requests_are_bounded_one_more_gets_503_with_re
     status, retry_after, answer = await post()
     assert (status, retry_after) == (503, "7")
     assert json.loads(answer)["error"]["reason"] == "HeldBytesFull"
-    activator.holder.update(KEY, ChuteState(endpoints=(recorder.endpoint,)))  # awake
+    activator.chute(KEY, endpoints=(recorder.endpoint,))  # awake
     assert (await held)[0] == 200
     assert (await post())[0] == 200  # the bytes were given back
     assert recorder.received == [digest(body)] * 2
@@ -164,7 +163,7 @@ async def test_a_client_that_stalls_mid_body_gets_408_and_gives_its_held_bytes_b
     of the held bytes for as long as it liked: a few such connections refused every other body."""
     activator = await start_activator(max_held_body_bytes=1000)
     start_activator.activators[-1].body_timeout = 0.5
-    activator.holder.update(KEY, ChuteState(endpoints=(recorder.endpoint,)))
+    activator.chute(KEY, endpoints=(recorder.endpoint,))
     head = f"POST {PATH} HTTP/1.1\r\nHost: llm.team.svc\r\nContent-Length: 1000\r\n\r\n".encode()
     reader, writer = await asyncio.open_connection(LOOPBACK, activator.port)
     try:
@@ -208,7 +207,7 @@ async def test_a_body_whose_replica_answered_is_freed_while_the_answer_streams(
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, LOOPBACK, 0).start()
-    activator.holder.update(KEY, ChuteState(endpoints=(f"{LOOPBACK}:{runner.addresses[0][1]}",)))
+    activator.chute(KEY, endpoints=(f"{LOOPBACK}:{runner.addresses[0][1]}",))
     payload = b"p" * size
     tracemalloc.start()
     try:

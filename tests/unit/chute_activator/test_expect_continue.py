@@ -11,7 +11,6 @@ from collections.abc import AsyncIterator
 import pytest
 from aiohttp import web
 
-from chute_activator.state import ChuteState
 from tests.unit.chute_activator.conftest import LOOPBACK, StartActivator
 from tests.unit.chute_sidecar.test_expect_continue import expect_continue
 
@@ -41,7 +40,7 @@ async def test_the_activator_answers_100_continue_at_once_and_forwards_the_whole
 ) -> None:
     activator = await start_activator()
     endpoint, seen = replica
-    activator.holder.update(KEY, ChuteState(endpoints=(endpoint,)))
+    activator.chute(KEY, endpoints=(endpoint,))
     body = b"c" * 4096
     interim, final = await expect_continue(
         activator.port, "/v1/chat/completions", body, extra="X-Chute: team/llm\r\n"
@@ -54,7 +53,7 @@ async def test_the_activator_answers_100_continue_at_once_and_forwards_the_whole
 
 async def test_a_held_request_gets_100_continue_at_once_too(start_activator: StartActivator) -> None:
     activator = await start_activator(max_wait_seconds=0.5, default_retry_after=3)
-    activator.holder.update(KEY, ChuteState())  # at zero: the body is read, then held
+    activator.chute(KEY)  # at zero: the body is read, then held
     interim, final = await expect_continue(
         activator.port, "/v1/chat/completions", b"h" * 2048, extra="X-Chute: team/llm\r\n"
     )
@@ -66,7 +65,7 @@ async def test_a_body_refused_before_it_is_read_gets_its_final_answer_without_10
     start_activator: StartActivator,
 ) -> None:
     activator = await start_activator()  # the tests' limit: 1 MiB
-    activator.holder.update(KEY, ChuteState())
+    activator.chute(KEY)
     reader_body = b"x" * (2 * 1024 * 1024)
     interim, _ = await expect_continue(
         activator.port, "/v1/chat/completions", reader_body, extra="X-Chute: team/llm\r\n"

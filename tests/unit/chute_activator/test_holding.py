@@ -14,7 +14,6 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from chute_activator.state import ChuteState
 from chute_modelsim.config import Config
 from chute_modelsim.server import ModelServer
 from tests.unit.chute_activator.conftest import LOOPBACK, Running, StartActivator
@@ -61,7 +60,7 @@ async def wake_when_asked(activator: Running, start_model: StartModel, **model: 
     """Play the operator: once a wake is asked for, start a replica and report it ready."""
     await until(lambda: bool(activator.wakes))
     server = await start_model(**model)
-    activator.holder.update(KEY, ChuteState(endpoints=(f"{LOOPBACK}:{server.port}",)))
+    activator.chute(KEY, endpoints=(f"{LOOPBACK}:{server.port}",))
     return server
 
 
@@ -76,7 +75,7 @@ async def test_twenty_concurrent_requests_at_zero_are_all_answered_after_the_wak
     start_activator: StartActivator, start_model: StartModel, session: aiohttp.ClientSession
 ) -> None:
     activator = await start_activator(queue_limit=20)
-    activator.holder.update(KEY, ChuteState())
+    activator.chute(KEY)
     requests = [asyncio.create_task(post(session, activator)) for _ in range(20)]
     await until(lambda: activator.holder._gates[KEY].waiting == 20)
     assert not any(task.done() for task in requests)
@@ -90,7 +89,7 @@ async def test_with_a_queue_limit_of_ten_ten_are_answered_and_ten_get_503_with_r
     start_activator: StartActivator, start_model: StartModel, session: aiohttp.ClientSession
 ) -> None:
     activator = await start_activator(queue_limit=10, default_retry_after=7)
-    activator.holder.update(KEY, ChuteState())
+    activator.chute(KEY)
     requests = [asyncio.create_task(post(session, activator)) for _ in range(20)]
     await until(lambda: sum(task.done() for task in requests) == 10)
     await wake_when_asked(activator, start_model)
@@ -107,7 +106,7 @@ async def test_a_streaming_request_held_through_the_wake_streams_its_tokens(
     start_activator: StartActivator, start_model: StartModel, session: aiohttp.ClientSession
 ) -> None:
     activator = await start_activator()
-    activator.holder.update(KEY, ChuteState())
+    activator.chute(KEY)
     body = {**CHAT, "stream": True, "max_tokens": 8}
 
     async def stream() -> tuple[int, str, bytes, bool, bytes]:
@@ -133,7 +132,7 @@ async def test_a_chute_deleted_while_requests_are_held_answers_them_404_at_once(
     start_activator: StartActivator, session: aiohttp.ClientSession
 ) -> None:
     activator = await start_activator()
-    activator.holder.update(KEY, ChuteState())
+    activator.chute(KEY)
     requests = [asyncio.create_task(post(session, activator)) for _ in range(3)]
     await until(lambda: activator.holder._gates[KEY].waiting == 3)
     activator.holder.update(KEY, None)
@@ -147,11 +146,11 @@ async def test_a_chute_that_cannot_wake_answers_held_requests_503_with_the_reaso
     start_activator: StartActivator, session: aiohttp.ClientSession
 ) -> None:
     activator = await start_activator(default_retry_after=30)
-    activator.holder.update(KEY, ChuteState())
+    activator.chute(KEY)
     held = asyncio.create_task(post(session, activator))
     await until(lambda: activator.holder._gates[KEY].waiting == 1)
     reason = "Unschedulable: 0/1 nodes are available: 1 Insufficient nvidia.com/gpu."
-    activator.holder.update(KEY, ChuteState(cannot_wake=reason))
+    activator.chute(KEY, cannot_wake=reason)
     status, headers, body = await asyncio.wait_for(held, 5)
     assert status == 503
     assert headers["Retry-After"] == "30"
@@ -163,7 +162,7 @@ async def test_a_wait_that_runs_out_answers_503_with_retry_after_from_the_load_t
     start_activator: StartActivator, session: aiohttp.ClientSession
 ) -> None:
     activator = await start_activator(max_wait_seconds=0.3)
-    activator.holder.update(KEY, ChuteState(load_seconds=41.2))
+    activator.chute(KEY, load_seconds=41.2)
     status, headers, body = await post(session, activator)
     assert status == 503
     assert headers["Retry-After"] == "42"
@@ -174,21 +173,22 @@ async def test_the_measured_wake_time_becomes_the_retry_after(
     start_activator: StartActivator, start_model: StartModel, session: aiohttp.ClientSession
 ) -> None:
     activator = await start_activator(queue_limit=1, default_retry_after=99)
-    activator.holder.update(KEY, ChuteState())
+    activator.chute(KEY)
     held = asyncio.create_task(post(session, activator))
     await wake_when_asked(activator, start_model)
     assert (await held)[0] == 200
-    activator.holder.update(KEY, ChuteState(load_seconds=500.0))  # back at zero; the operator's measure
+    activator.chute(KEY, load_seconds=500.0)  # back at zero; the operator's measure
     assert activator.holder.retry_after(KEY) < 99  # measured from the wake to the first ready replica
 
 
-async def test_an_unknown_chute_is_404_and_a_stopping_activator_answers_held_requests_503(
+async def test_a_port_no_chute_has_is_404_and_a_stopping_activator_answers_held_requests_503(
     start_activator: StartActivator, session: aiohttp.ClientSession
 ) -> None:
-    activator = await start_activator()
-    async with session.get(activator.url("/x"), headers={"Host": "nope.team.svc"}) as response:
-        assert response.status == 404
-    activator.holder.update(KEY, ChuteState())
+    activator = await start_activator(unclaimed_wait_seconds=0.2)
+    async with session.get(activator.url("/x"), headers={"Host": "llm.team.svc"}) as response:
+        assert response.status == 404  # a Host naming the Chute does not make the port its
+        assert (await response.json())["error"]["reason"] == "UnknownChute"
+    activator.chute(KEY)
     held = asyncio.create_task(post(session, activator))
     await until(lambda: activator.holder._gates[KEY].waiting == 1)
     activator.holder.stop_holding()
@@ -202,8 +202,8 @@ async def test_ready_replicas_are_forwarded_to_without_holding_or_waking(
 ) -> None:
     activator = await start_activator()
     server = await start_model()
-    activator.holder.update(KEY, ChuteState(endpoints=(f"{LOOPBACK}:{server.port}",)))
-    async with session.post(activator.url(), json=CHAT, headers={"X-Chute": "team/llm"}) as response:
+    activator.chute(KEY, endpoints=(f"{LOOPBACK}:{server.port}",))
+    async with session.post(activator.url(), json=CHAT) as response:
         assert response.status == 200
         assert (await response.json())["object"] == "chat.completion"
     assert activator.wakes == []
@@ -213,7 +213,7 @@ async def test_metrics_show_queue_length_wait_time_and_wakeups(
     start_activator: StartActivator, start_model: StartModel, session: aiohttp.ClientSession
 ) -> None:
     activator = await start_activator()
-    activator.holder.update(KEY, ChuteState())
+    activator.chute(KEY)
     held = asyncio.create_task(post(session, activator))
     await until(lambda: activator.holder._gates[KEY].waiting == 1)
 
@@ -236,11 +236,11 @@ async def test_the_latest_wake_is_recorded_in_order_in_chutes(
     """``/_chutes`` keeps when the request was held, the wake written, a ready endpoint seen (and from
     where), the request forwarded and answered: what benchmarks/scale_to_zero.py breaks down."""
     activator = await start_activator()
-    activator.holder.update(KEY, ChuteState())
+    activator.chute(KEY)
     held = asyncio.create_task(post(session, activator))
     await until(lambda: bool(activator.wakes))
     server = await start_model()
-    activator.holder.update(KEY, ChuteState(endpoints=(f"{LOOPBACK}:{server.port}",), source="sidecar"))
+    activator.chute(KEY, endpoints=(f"{LOOPBACK}:{server.port}",), source="sidecar")
     assert (await held)[0] == 200
     async with session.get(f"http://{LOOPBACK}:{activator.debug_port}/_chutes") as response:
         view = (await response.json())["team/llm"]
@@ -275,7 +275,7 @@ async def test_a_stream_whose_client_leaves_at_done_is_counted_as_forwarded(
     try:
         activator = await start_activator()
         endpoint = f"{LOOPBACK}:{runner.addresses[0][1]}"
-        activator.holder.update(KEY, ChuteState(endpoints=(endpoint,)))
+        activator.chute(KEY, endpoints=(endpoint,))
         async with session.post(activator.url(), json={**CHAT, "stream": True}, headers=HOST) as response:
             assert response.status == 200
             for _ in range(10):  # bounded: two events
@@ -294,7 +294,7 @@ async def test_the_metrics_port_does_not_serve_the_chutes_listing(
 ) -> None:
     """The metrics port is published by the activator's Service: ``/metrics`` and the probes only."""
     activator = await start_activator()
-    activator.holder.update(KEY, ChuteState())
+    activator.chute(KEY)
     async with session.get(f"http://{LOOPBACK}:{activator.metrics_port}/_chutes") as response:
         assert response.status == 404
     async with session.get(f"http://{LOOPBACK}:{activator.metrics_port}/metrics") as response:

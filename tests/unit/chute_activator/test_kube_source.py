@@ -14,7 +14,7 @@ from chute_activator import kube
 from chute_activator.holding import Holder
 from chute_activator.kube import KubeSource
 from chute_activator.metrics import Metrics
-from chute_activator.state import Key, key_from_host
+from chute_activator.state import Key
 from chute_shared.cluster import CHUTE_LABEL
 
 from .fake_api import FakeApi, chute
@@ -119,25 +119,12 @@ async def test_a_held_request_goes_to_a_pod_as_soon_as_its_sidecar_says_ready_be
         await sidecar.cleanup()
 
 
-async def test_a_request_whose_host_is_the_chutes_cluster_ip_finds_its_chute() -> None:
-    """A client that calls the Chute's Service by address (``Host: 10.96.0.12``) reaches the activator at
-    zero through that Service: the activator reads the Chutes' Services to know the address."""
-    service = {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {
-            "namespace": "team",
-            "name": "llm",
-            "labels": {CHUTE_LABEL: "llm"},
-            "resourceVersion": "1",
-        },
-        "spec": {
-            "clusterIP": "10.96.0.12",
-            "clusterIPs": ["10.96.0.12"],
-            "ports": [{"name": "http", "port": 80}],
-        },
-    }
-    api = FakeApi([chute("team", "llm")], services=[service])
+async def test_the_activator_learns_each_chutes_port_from_its_status_and_forgets_a_deleted_one() -> None:
+    """The port a request arrives on names its Chute: the activator reads the ports from the Chutes'
+    status (written by the operator only), not from anything a client sends."""
+    llm = {**chute("team", "llm"), "status": {"activatorPort": 20007}}
+    other = {**chute("team", "other"), "status": {"activatorPort": 20008}}
+    api = FakeApi([llm, other])
     await api.start()
 
     async def wake(key: Key) -> None:
@@ -148,8 +135,10 @@ async def test_a_request_whose_host_is_the_chutes_cluster_ip_finds_its_chute() -
     source = KubeSource(client, holder, ("team",))
     try:
         await asyncio.wait_for(source.start(), 10)
-        assert key_from_host("10.96.0.12:80", holder.known(), holder.by_ip()) == ("team", "llm")
-        assert key_from_host("10.96.0.12", holder.known(), holder.by_ip()) == ("team", "llm")
+        assert holder.ports() == {20007: ("team", "llm"), 20008: ("team", "other")}
+        assert await holder.resolve(20007) == ("team", "llm")
+        source._event(kube.ChuteResource, "DELETED", other)
+        assert holder.chute_at(20008) is None
     finally:
         await source.stop()
         await client.close()

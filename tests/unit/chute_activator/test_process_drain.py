@@ -24,7 +24,9 @@ from chute_shared.cluster import CHUTE_LABEL
 from chute_shared.ports import SERVING_PORT_NAME
 
 from .fake_api import LOOPBACK, FakeApi, chute
-from .test_process_shutdown import CHAT, metric, running_activator, until_ready
+from .test_process_shutdown import CHAT, CHUTE_PORTS, metric, running_activator, until_ready, with_port
+
+PORTS = {"awake": CHUTE_PORTS[0], "idle": CHUTE_PORTS[1]}
 
 DRAIN_SECONDS = 3.0
 
@@ -67,7 +69,8 @@ async def replica() -> AsyncIterator[int]:
 @pytest.fixture
 async def api(replica: int) -> AsyncIterator[FakeApi]:
     server = FakeApi(
-        [chute("team", "awake"), chute("team", "idle")], slices=[ready_slice("team", "awake", replica)]
+        [with_port(chute("team", name), port) for name, port in PORTS.items()],
+        slices=[ready_slice("team", "awake", replica)],
     )
     await server.start()
     yield server
@@ -75,37 +78,36 @@ async def api(replica: int) -> AsyncIterator[FakeApi]:
 
 
 @pytest.fixture
-def activator_process(api: FakeApi, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int, int]]:
+def activator_process(api: FakeApi, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], str, str]]:
     with running_activator(api, tmp_path, "--drain-seconds", str(DRAIN_SECONDS)) as running:
         yield running
 
 
 async def test_after_sigterm_it_keeps_listening_unready_forwarding_and_holding_then_exits(
-    activator_process: tuple[subprocess.Popen[bytes], int, int],
+    activator_process: tuple[subprocess.Popen[bytes], str, str],
 ) -> None:
-    process, port, metrics_port = activator_process
-    url = f"http://{LOOPBACK}:{port}/v1/chat/completions"
+    process, host, metrics = activator_process
 
     async def post(chute_name: str) -> tuple[int, str | None, bytes]:
         # a new connection for every request: as kube-proxy sends new connections to the pod
         async with (
             aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as fresh,
-            fresh.post(url, json=CHAT, headers={"X-Chute": f"team/{chute_name}"}) as response,
+            fresh.post(f"http://{host}:{PORTS[chute_name]}/v1/chat/completions", json=CHAT) as response,
         ):
             return response.status, response.headers.get("Retry-After"), await response.read()
 
     async with aiohttp.ClientSession() as session:
-        await until_ready(session, metrics_port)
+        await until_ready(session, metrics)
         assert (await post("awake"))[0] == 200
         held_before = asyncio.create_task(post("idle"))
         for _ in range(200):  # bounded: 20 s
-            if await metric(session, metrics_port, "chute_activator_queue_length") == 1:
+            if await metric(session, metrics, "chute_activator_queue_length") == 1:
                 break
             await asyncio.sleep(0.1)
         process.send_signal(signal.SIGTERM)
         readiness = []
         for _ in range(50):  # bounded: 5 s; the signal is handled
-            async with session.get(f"http://{LOOPBACK}:{metrics_port}/readyz") as response:
+            async with session.get(f"http://{metrics}/readyz") as response:
                 readiness.append(response.status)
             if readiness[-1] == 503:
                 break

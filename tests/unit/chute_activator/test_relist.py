@@ -44,7 +44,7 @@ async def running(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Running]:
     source = KubeSource(client, holder, ("team",))
     await asyncio.wait_for(source.start(), 10)
     try:
-        await _until(lambda: len(api.watch_versions) == 4)  # every watch open
+        await _until(lambda: len(api.watch_versions) == len(kube.KINDS))  # every watch open
         yield Running(api, holder, source)
     finally:
         await source.stop()
@@ -86,16 +86,17 @@ async def test_a_pod_deleted_while_its_watch_was_broken_is_no_longer_a_candidate
 
 
 async def test_the_watch_resumes_from_the_relists_resource_version(running: Running) -> None:
-    assert running.api.watch_versions == ["10"] * 4  # from the start's listing, no ADDED replayed
+    kinds = len(kube.KINDS)
+    assert running.api.watch_versions == ["10"] * kinds  # from the start's listing, no ADDED replayed
     running.api.version = 12
     running.api.cut_watches()
-    await _until(lambda: len(running.api.watch_versions) == 8)
-    assert running.api.watch_versions[4:] == ["12"] * 4
+    await _until(lambda: len(running.api.watch_versions) == 2 * kinds)
+    assert running.api.watch_versions[kinds:] == ["12"] * kinds
 
 
 async def test_a_watch_and_relist_that_keep_failing_back_off(monkeypatch: pytest.MonkeyPatch) -> None:
     """An API server that refuses every LIST and watch was asked again every RELIST_SECONDS, without
-    end and without backing off (four kinds per namespace, per activator replica)."""
+    end and without backing off (every kind per namespace, per activator replica)."""
     monkeypatch.setattr(kube, "RELIST_SECONDS", 0.01)
     monkeypatch.setattr(kube, "RELIST_MAX_SECONDS", 0.2, raising=False)
     calls: list[str] = []

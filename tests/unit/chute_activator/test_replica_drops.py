@@ -16,7 +16,6 @@ import pytest
 from aiohttp import web
 
 from chute_activator.app import CONNECT_ATTEMPTS, REPLICA_DISCONNECTED
-from chute_activator.state import ChuteState
 from tests.raw_http import read_until_closed
 from tests.unit.chute_activator.conftest import LOOPBACK, StartActivator
 
@@ -77,7 +76,7 @@ async def test_a_replica_that_closes_before_answering_is_retried_then_a_json_503
 ) -> None:
     activator = await start_activator(default_retry_after=7)
     async with RawReplica() as dropping:
-        activator.holder.update(KEY, ChuteState(endpoints=(dropping.endpoint,)))
+        activator.chute(KEY, endpoints=(dropping.endpoint,))
         async with session.get(activator.url("/v1/models"), headers=HOST) as response:
             status, retry_after, text = (
                 response.status,
@@ -95,7 +94,7 @@ async def test_after_a_replica_closes_before_answering_another_replica_answers(
 ) -> None:
     activator = await start_activator()
     async with RawReplica() as dropping:
-        activator.holder.update(KEY, ChuteState(endpoints=(dropping.endpoint, good_replica)))
+        activator.chute(KEY, endpoints=(dropping.endpoint, good_replica))
         async with session.get(activator.url("/v1/models"), headers=HOST) as response:
             assert response.status == 200
             assert (await response.json())["object"] == "chat.completion"
@@ -125,7 +124,7 @@ async def test_a_post_the_replica_read_before_closing_is_never_sent_to_another_r
     servers = [await asyncio.start_server(read_all_then_close, LOOPBACK, 0) for _ in range(2)]
     try:
         endpoints = tuple(f"{LOOPBACK}:{server.sockets[0].getsockname()[1]}" for server in servers)
-        activator.holder.update(KEY, ChuteState(endpoints=endpoints))
+        activator.chute(KEY, endpoints=endpoints)
         async with session.post(activator.url(), json=CHAT, headers=HOST) as response:
             status, retry_after, text = (
                 response.status,
@@ -148,7 +147,7 @@ async def test_a_post_goes_to_the_next_replica_when_the_first_cannot_be_reached(
     unreachable = f"{LOOPBACK}:{closed.sockets[0].getsockname()[1]}"
     closed.close()
     await closed.wait_closed()
-    activator.holder.update(KEY, ChuteState(endpoints=(unreachable, good_replica)))
+    activator.chute(KEY, endpoints=(unreachable, good_replica))
     async with session.post(activator.url(), json=CHAT, headers=HOST) as response:
         assert response.status == 200
 
@@ -159,7 +158,7 @@ async def test_an_answer_the_replica_cuts_after_it_started_is_ended_without_a_se
     activator = await start_activator()
     started = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 100\r\n\r\n" + b"partial"
     async with RawReplica(started) as cutting:
-        activator.holder.update(KEY, ChuteState(endpoints=(cutting.endpoint,)))
+        activator.chute(KEY, endpoints=(cutting.endpoint,))
         reader, writer = await asyncio.open_connection(LOOPBACK, activator.port)
         writer.write(f"GET /v1/models HTTP/1.1\r\nHost: {HOST['Host']}\r\n\r\n".encode())
         answer = await read_until_closed(reader)
@@ -191,9 +190,7 @@ async def test_a_replica_silent_past_the_request_timeout_gets_a_json_504_and_a_s
 
     server = await asyncio.start_server(silent, LOOPBACK, 0)
     try:
-        activator.holder.update(
-            KEY, ChuteState(endpoints=(f"{LOOPBACK}:{server.sockets[0].getsockname()[1]}",))
-        )
+        activator.chute(KEY, endpoints=(f"{LOOPBACK}:{server.sockets[0].getsockname()[1]}",))
         async with session.get(activator.url("/v1/models"), headers=HOST) as response:
             status, text = response.status, await response.text()
         assert status == 504
@@ -221,7 +218,7 @@ async def test_a_replica_that_answers_malformed_http_gets_a_json_502_not_a_plain
 ) -> None:
     activator = await start_activator()
     async with RawReplica(reply) as broken:
-        activator.holder.update(KEY, ChuteState(endpoints=(broken.endpoint,)))
+        activator.chute(KEY, endpoints=(broken.endpoint,))
         async with session.post(activator.url(), json=CHAT, headers=HOST) as response:
             status, text = response.status, await response.text()
     assert status == 502

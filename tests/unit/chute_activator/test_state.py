@@ -1,36 +1,38 @@
-"""Pure parts of the activator: which Chute a Host names, ready endpoints, why a Chute cannot wake."""
+"""Pure parts of the activator: which Chute has a port, ready endpoints, why a Chute cannot wake."""
 
 from __future__ import annotations
 
 import pytest
 
-from chute_activator.derive import cannot_wake, chute_state, ready_endpoints, serving_address
+from chute_activator.derive import activator_port, cannot_wake, chute_state, ready_endpoints, serving_address
 from chute_activator.holding import retry_after_seconds
-from chute_activator.state import ChuteState, key_from_host
-
-KNOWN = {("team", "llm"): ChuteState(), ("a", "dup"): ChuteState(), ("b", "dup"): ChuteState()}
-BY_IP = {"10.96.0.12": ("team", "llm")}
+from chute_activator.state import ChuteState, port_owner
 
 
 @pytest.mark.parametrize(
-    ("host", "key"),
+    ("status", "port"),
     [
-        ("llm.team.svc.cluster.local", ("team", "llm")),
-        ("llm.team.svc.cluster.local:8080", ("team", "llm")),
-        ("llm.team.svc", ("team", "llm")),
-        ("llm.team", ("team", "llm")),
-        ("LLM.Team.svc.cluster.local.", ("team", "llm")),
-        ("10.96.0.12:80", ("team", "llm")),
-        ("llm", ("team", "llm")),
-        ("llm:8080", ("team", "llm")),
-        ("dup", None),  # two namespaces have one: ambiguous
-        ("", None),
-        ("example.com.au", None),
-        ("[fd00::1]:80", None),
+        ({"activatorPort": 20017}, 20017),
+        ({"activatorPort": 0}, None),
+        ({"activatorPort": 70000}, None),
+        ({"activatorPort": "20017"}, None),
+        ({"activatorPort": True}, None),
+        ({}, None),
     ],
 )
-def test_the_chute_is_found_from_the_host_header(host: str, key: tuple[str, str] | None) -> None:
-    assert key_from_host(host, KNOWN, BY_IP) == key
+def test_a_chutes_port_is_the_one_its_status_names(status: dict[str, object], port: int | None) -> None:
+    assert activator_port({"status": status}) == port
+    state = chute_state({"metadata": {"creationTimestamp": "2026-01-01T00:00:00Z"}, "status": status}, [])
+    assert state is not None
+    assert (state.port, state.created) == (port, "2026-01-01T00:00:00Z")
+
+
+def test_of_two_chutes_claiming_one_port_the_older_keeps_it_as_the_operator_decides() -> None:
+    older, newer = ("b", "x"), ("a", "y")
+    assert port_owner({newer: "2026-02-01T00:00:00Z", older: "2026-01-01T00:00:00Z"}) == older
+    assert port_owner({("b", "x"): "2026-01-01T00:00:00Z", ("a", "x"): "2026-01-01T00:00:00Z"}) == ("a", "x")
+    assert port_owner({("a", "x"): "", ("b", "x"): "2026-01-01T00:00:00Z"}) == ("b", "x")
+    assert port_owner({}) is None
 
 
 def _slice(port_name: str, *endpoints: dict[str, object]) -> dict[str, object]:

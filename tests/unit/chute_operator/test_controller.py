@@ -310,7 +310,7 @@ async def test_the_activator_is_read_before_the_first_reconcile_and_again_on_gai
             if seen:
                 break
             await asyncio.sleep(0.01)
-        assert seen == [Activator(("10.0.0.9",), 8080)]
+        assert seen == [Activator(("10.0.0.9",))]
         assert reads == ["system/activator"]
         controller._on_leadership(True)
         assert controller.activator is UNREAD  # a standby's reading may be stale
@@ -318,7 +318,7 @@ async def test_the_activator_is_read_before_the_first_reconcile_and_again_on_gai
             if len(reads) == 2 and controller.activator is not UNREAD:
                 break
             await asyncio.sleep(0.01)
-        assert controller.activator == Activator(("10.0.0.9",), 8080)
+        assert controller.activator == Activator(("10.0.0.9",))
     finally:
         await controller.stop()
 

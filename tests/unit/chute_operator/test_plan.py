@@ -25,7 +25,9 @@ from tests.chutes import cpu_chute
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 OPTIONS = RenderOptions(catalog=builtin_catalog(), sidecar_image="chute-operator:test")
 MANAGER = "chute-operator"
-ACTIVATOR = Activator(("10.244.0.7",), 8080)
+ACTIVATOR = Activator(("10.244.0.7",))
+PORT = 20007
+"""The Chute's port on the activator (activator_ports.py)."""
 LABELS = {"chutes.ai/chute": "a", "app.kubernetes.io/managed-by": "chute-operator"}
 
 
@@ -61,6 +63,7 @@ def _snapshot(
     activator_slice: dict[str, Any] | None = None,
     idle: dict[str, float | None] | None = None,
     confirmed: dict[str, Reading] | None = None,
+    activator_port: int | None = PORT,
 ) -> Snapshot:
     """A Chute whose children are ``live`` (kind -> object; missing: none), as observe.py would
     see it. With ``live=None``: every child as last applied (nothing drifted). ``confirmed``: each
@@ -88,6 +91,7 @@ def _snapshot(
         prunable=prunable or {},
         activator_slice=activator_slice,
         activator=activator,
+        activator_port=activator_port,
         idle=idle or {},
         confirmed={k: Reading(v, NOW) for k, v in (idle or {}).items()} if confirmed is None else confirmed,
     )
@@ -219,6 +223,23 @@ def test_the_activator_leaves_the_path_once_a_replica_is_ready() -> None:
     )
     assert ready.slice_apply is None
     assert ready.slice_delete == ("ns", "a-activator")
+
+
+def test_the_activator_slice_names_the_chutes_own_port_and_without_one_there_is_none() -> None:
+    """The activator knows a Chute by the port its connections arrive on: the slice sends the
+    Service's traffic to the Chute's port. Without a port (every one taken) the Chute never goes to
+    zero, and a slice it had (another Chute's port now, perhaps) is removed."""
+    chute = _scale_to_zero()
+    in_path = make_plan(_snapshot(chute, activator=ACTIVATOR), NOW, MANAGER).slice_apply
+    assert in_path is not None
+    assert in_path["ports"] == [{"name": "http", "port": PORT, "protocol": "TCP"}]
+    moved = make_plan(
+        _snapshot(chute, activator=ACTIVATOR, activator_slice=_live(in_path), activator_port=20008),
+        NOW,
+        MANAGER,
+    )
+    assert moved.slice_apply is not None
+    assert moved.slice_apply["ports"][0]["port"] == 20008
 
 
 def test_an_object_in_the_way_is_a_conflict_and_never_written() -> None:
@@ -373,7 +394,7 @@ def test_an_activator_read_with_no_ready_pod_removes_its_slice() -> None:
     chute = _scale_to_zero()
     owned = _live(make_plan(_snapshot(chute, activator=ACTIVATOR), NOW, MANAGER).slice_apply or {})
     asleep = _asleep(_snapshot(chute))
-    for none in (None, Activator((), 8080)):
+    for none in (None, Activator(())):
         plan = make_plan(_snapshot(chute, live=asleep, activator=none, activator_slice=owned), NOW, MANAGER)
         assert (plan.slice_apply, plan.slice_delete) == (None, ("ns", "a-activator"))
 

@@ -333,9 +333,10 @@ async def test_a_sleep_is_confirmed_by_reading_each_sidecar_just_before() -> Non
         RenderOptions(catalog=builtin_catalog(), sidecar_image="chute-operator:test"),
         OperatorMetrics(),
         lambda: True,
-        activator=lambda: Activator(("10.0.0.9",), 8080),
+        activator=lambda: Activator(("10.0.0.9",)),
         idle_seconds=lambda namespace, pod: cached.get(pod),
         confirm_idle=confirm_idle,
+        activator_ports=(20000, 20009),
     )
     metadata = {"namespace": "ns", "uid": "u", "generation": 1, "resourceVersion": "1"}
     chute = cpu_chute(

@@ -27,7 +27,7 @@ from chute_operator.zero import (
 )
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
-ACTIVATOR = Activator(("10.244.0.7", "10.244.0.8"), 8080)
+ACTIVATOR = Activator(("10.244.0.7", "10.244.0.8"))
 
 
 def _workload(min_instances: int = 0, **options: Any) -> Workload:
@@ -100,7 +100,7 @@ def test_never_to_zero_without_min_instances_0_or_without_a_ready_activator() ->
     pods, quiet = [_pod("a")], idle({"a": 1000})
     assert decide(_workload(1), _chute(), _deployment(1), pods, quiet, ACTIVATOR) is Action.STAY
     assert decide(_workload(), _chute(), _deployment(1), pods, quiet, None) is Action.STAY
-    assert decide(_workload(), _chute(), _deployment(1), pods, quiet, Activator((), 8080)) is Action.STAY
+    assert decide(_workload(), _chute(), _deployment(1), pods, quiet, Activator(())) is Action.STAY
     # the HPA goes to zero itself (HPAScaleToZero): not ours
     hpa_zero = _workload(hpa_scale_to_zero=True)
     assert decide(hpa_zero, _chute(), _deployment(1), pods, quiet, ACTIVATOR) is Action.STAY
@@ -142,13 +142,13 @@ def test_the_activator_is_in_the_path_only_while_nothing_serves() -> None:
 
 
 def test_the_activator_slice_joins_the_chutes_service_and_is_left_alone_by_the_slice_controller() -> None:
-    piece = activator_slice(_workload(), ACTIVATOR)
+    piece = activator_slice(_workload(), ACTIVATOR, 20007)
     labels = piece["metadata"]["labels"]
     assert piece["metadata"]["name"] == "m-activator"
     assert labels["kubernetes.io/service-name"] == "m"
     assert labels["endpointslice.kubernetes.io/managed-by"] == "chute-operator"
     assert piece["metadata"]["ownerReferences"][0]["uid"] == "u-1"
-    assert piece["ports"] == [{"name": "http", "port": 8080, "protocol": "TCP"}]
+    assert piece["ports"] == [{"name": "http", "port": 20007, "protocol": "TCP"}]
     assert [e["addresses"] for e in piece["endpoints"]] == [["10.244.0.7"], ["10.244.0.8"]]
 
 
