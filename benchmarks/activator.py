@@ -82,8 +82,8 @@ async def held_through_wake(session: aiohttp.ClientSession, runs: int) -> list[f
 
         holder = Holder(wake, Metrics(), queue_limit=10, max_wait_seconds=30)
         holder.mark_synced()
-        holder.update(KEY, ChuteState())
         runner, activator, port = await start_activator(holder)
+        holder.update(KEY, ChuteState(port=port))  # requests on this port are the Chute's
         model = ModelServer(replace(MODEL), exit_process=lambda code: None)
         try:
 
@@ -101,7 +101,7 @@ async def held_through_wake(session: aiohttp.ClientSession, runs: int) -> list[f
             while model.port is None:  # noqa: ASYNC110 (bound right after its loaded event)
                 await asyncio.sleep(0.001)
             reported = time.perf_counter()
-            holder.update(KEY, ChuteState(endpoints=(f"127.0.0.1:{model.port}",)))
+            holder.update(KEY, ChuteState(endpoints=(f"127.0.0.1:{model.port}",), port=port))
             done = await request
             direct_start = time.perf_counter()
             async with session.post(f"http://127.0.0.1:{model.port}/v1/chat/completions", json=BODY) as r:
@@ -126,8 +126,8 @@ async def passed_through(session: aiohttp.ClientSession, requests: int) -> tuple
 
     holder = Holder(wake, Metrics())
     holder.mark_synced()
-    holder.update(KEY, ChuteState(endpoints=(f"127.0.0.1:{model.port}",)))
     runner, activator, port = await start_activator(holder)
+    holder.update(KEY, ChuteState(endpoints=(f"127.0.0.1:{model.port}",), port=port))
     direct: list[float] = []
     through: list[float] = []
     try:

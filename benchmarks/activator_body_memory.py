@@ -43,8 +43,9 @@ sys.path.insert(0, str(ROOT / "operator"))
 from tests.unit.chute_activator.fake_api import LOOPBACK, FakeApi, chute  # noqa: E402
 
 from chute_activator.config import Config  # noqa: E402
+from chute_devcluster.processes import free_loopback  # noqa: E402
 from chute_shared.cluster import CHUTE_LABEL, SIDECAR_CONTAINER  # noqa: E402
-from chute_shared.ports import SERVING_PORT_NAME  # noqa: E402
+from chute_shared.ports import ACTIVATOR_CHUTE_PORTS, SERVING_PORT_NAME  # noqa: E402
 
 MIB = 1024 * 1024
 KEY = ("bench", "llm")
@@ -105,8 +106,8 @@ async def chunked(body: bytes) -> AsyncIterator[bytes]:
         yield body[start : start + 256 * 1024]
 
 
-async def queue_length(session: aiohttp.ClientSession, metrics_port: int) -> float:
-    async with session.get(f"http://{LOOPBACK}:{metrics_port}/metrics") as response:
+async def queue_length(session: aiohttp.ClientSession, metrics: str) -> float:
+    async with session.get(f"http://{metrics}/metrics") as response:
         for line in (await response.text()).splitlines():
             if line.startswith("chute_activator_queue_length{"):
                 return float(line.rsplit(" ", 1)[1])
@@ -131,14 +132,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     held_count = bound // size
     body = chat_body(size)
     sidecar_port, model_port = free_port(), free_port()
-    api = FakeApi([chute(*KEY)], pods=[pod(sidecar_port)])
+    host = free_loopback(ACTIVATOR_CHUTE_PORTS)  # it listens on every port of the range, as deployed
+    port = ACTIVATOR_CHUTE_PORTS[0]
+    api = FakeApi([{**chute(*KEY), "status": {"activatorPort": port}}], pods=[pod(sidecar_port)])
     await api.start()
     workdir = Path(tempfile.mkdtemp(prefix="activator-body-memory-"))
     (workdir / "kubeconfig").write_text(api.kubeconfig())
-    port, metrics_port = free_port(), free_port()
+    metrics_port = free_port()
     activator = spawn(
         [
-            *("-m", "chute_activator", "--host", LOOPBACK, "--port", str(port)),
+            *("-m", "chute_activator", "--host", host),
             *("--metrics-port", str(metrics_port), "--kubeconfig", str(workdir / "kubeconfig")),
             *("-n", KEY[0], "--queue-limit", str(held_count + args.extra)),
         ]
@@ -167,7 +170,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         ) as session:
 
             async def ready() -> bool:
-                async with session.get(f"http://{LOOPBACK}:{metrics_port}/readyz") as response:
+                async with session.get(f"http://{host}:{metrics_port}/readyz") as response:
                     return response.status == 200
 
             await until(ready, 30, "the activator's /readyz")
@@ -176,8 +179,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
             async def post(index: int) -> tuple[int, str | None, str]:
                 data: bytes | AsyncIterator[bytes] = body if index % 2 == 0 else chunked(body)
-                headers = {"X-Chute": "/".join(KEY), "Content-Type": "application/json"}
-                url = f"http://{LOOPBACK}:{port}/v1/chat/completions"
+                headers = {"Content-Type": "application/json"}
+                url = f"http://{host}:{port}/v1/chat/completions"
                 async with session.post(url, data=data, headers=headers) as response:
                     text = await response.text()
                     reason = ""
@@ -189,7 +192,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             held = [asyncio.create_task(post(i)) for i in range(held_count)]
 
             async def all_held() -> bool:
-                return await queue_length(session, metrics_port) == held_count
+                return await queue_length(session, f"{host}:{metrics_port}") == held_count
 
             await until(all_held, 120, f"{held_count} held requests")
             held_at = round(time.monotonic() - started, 2)

@@ -47,7 +47,6 @@ sys.path.insert(0, str(ROOT))
 
 from tests.kube_helpers import apply, condition, eventually, get, items, service_address  # noqa: E402
 from tests.metrics_api_harness import metrics_api_on_loopback  # noqa: E402
-from tests.operator_fixtures import _free_port  # noqa: E402
 from tests.scale_to_zero_harness import (  # noqa: E402
     IDLE_WINDOW,
     NAME,
@@ -56,6 +55,7 @@ from tests.scale_to_zero_harness import (  # noqa: E402
     activator_process,
     activator_service,
     chute,
+    chute_port,
     kube_proxy_sends_to,
     run,
 )
@@ -141,7 +141,7 @@ def data_path(cp: ControlPlane, work: Path, image: str, requests: int, rounds: i
     cp.kubectl("create", "namespace", namespace)
     eventually(lambda: get(cp, "serviceaccount", "default", namespace), what="default ServiceAccount")
     assert cp.real_node_settings is not None
-    host, node, port = cp.real_node_settings.node_ip, cp.real_node_settings.name, _free_port()
+    host, node = cp.real_node_settings.node_ip, cp.real_node_settings.name
     dns = f"{NAME}.{namespace}.svc.cluster.local"
     samples: dict[str, list[float]] = {"running": [], "stopped": [], "through_activator": []}
     counters_moved: list[float] = []
@@ -154,7 +154,7 @@ def data_path(cp: ControlPlane, work: Path, image: str, requests: int, rounds: i
             CHUTE_OPERATOR_SCALE_TO_ZERO_CHECK_SECONDS="1",
             CHUTE_OPERATOR_SIDECAR_IMAGE=image,
         ):
-            activator_service(cp, namespace, host, port)
+            activator_service(cp, namespace, host)
             manifest = chute(image, node, 2.0)  # the model answers at once: the time is the path's
             manifest["spec"]["args"].append("--time-to-first-token-seconds=0")
             apply(cp, manifest, namespace)
@@ -165,11 +165,12 @@ def data_path(cp: ControlPlane, work: Path, image: str, requests: int, rounds: i
             )  # fmt: skip
             eventually(lambda: get(cp, "endpointslice", f"{NAME}-activator", namespace) is None or None,
                        what="the activator slice removed")  # fmt: skip
+            port = chute_port(cp, namespace)
             eventually(lambda: not kube_proxy_sends_to(namespace, NAME, f"{host}:{port}") or None,
                        what="kube-proxy's rule to the activator gone", timeout=30)  # fmt: skip
             address = service_address(cp, NAME, namespace)
             for index in range(rounds):
-                with activator_process(cp, namespace, work, host, port) as (_, metrics_port, _):
+                with activator_process(cp, namespace, work, host) as (_, metrics_port, _):
                     before = activator_counters(metrics_port, host)
                     samples["running"] += timed_requests(address, dns, requests)
                     after = activator_counters(metrics_port, host)

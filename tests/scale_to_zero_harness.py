@@ -35,6 +35,8 @@ from typing import Any
 
 from chute_devcluster.apiclient import ApiError
 from chute_devcluster.controlplane import ControlPlane
+from chute_devcluster.processes import free_loopback
+from chute_shared.ports import ACTIVATOR_CHUTE_PORTS
 from tests.kube_helpers import apply, condition, eventually, get, items, service_address
 from tests.metrics_api_harness import metrics_api_on_loopback, real_node_chute
 from tests.operator_fixtures import _free_port
@@ -93,13 +95,12 @@ def chute(
 PLACEHOLDER_ADDRESS = "10.244.255.250"
 
 
-def activator_service(
-    cp: ControlPlane, namespace: str, address: str = PLACEHOLDER_ADDRESS, port: int = 8080
-) -> None:
+def activator_service(cp: ControlPlane, namespace: str, address: str = PLACEHOLDER_ADDRESS) -> None:
     """What the operator reads to find the activator: a Service and a slice with the activator's address
-    (by default a placeholder nothing dials: the benchmark's clients reach the activator on loopback)."""
+    (by default a placeholder nothing dials: the benchmark's clients reach the activator on loopback).
+    Its port is the metrics port, as the chart's: each Chute reaches the activator on its own port."""
     apply(cp, {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "activator"},
-               "spec": {"ports": [{"name": "http", "port": 80, "targetPort": 8080}]}}, namespace)  # fmt: skip
+               "spec": {"ports": [{"name": "metrics", "port": 9090}]}}, namespace)  # fmt: skip
     apply(
         cp,
         {
@@ -107,11 +108,21 @@ def activator_service(
             "kind": "EndpointSlice",
             "metadata": {"name": "activator-1", "labels": {"kubernetes.io/service-name": "activator"}},
             "addressType": "IPv4",
-            "ports": [{"name": "http", "port": port, "protocol": "TCP"}],
+            "ports": [{"name": "metrics", "port": 9090, "protocol": "TCP"}],
             "endpoints": [{"addresses": [address], "conditions": {"ready": True}}],
         },
         namespace,
     )
+
+
+def chute_port(cp: ControlPlane, namespace: str, name: str = NAME) -> int:
+    """The Chute's port on the activator (``status.activatorPort``), once the operator has given one:
+    a request sent to the activator directly goes there."""
+    found = eventually(
+        lambda: ((get(cp, "chute", name, namespace) or {}).get("status") or {}).get("activatorPort"),
+        what=f"{name}'s activator port",
+    )
+    return int(found)
 
 
 def at_zero(cp: ControlPlane, namespace: str, name: str = NAME) -> bool:
@@ -300,8 +311,9 @@ def measured_load(stages: dict[str, float], seconds: float) -> dict[str, float]:
 def request_at_zero(
     port: int, namespace: str, address: str = "127.0.0.1", name: str = NAME
 ) -> tuple[int, float, float]:
-    """(status, wall-clock time sent, wall-clock time answered): to the activator on loopback, or to the
-    Chute Service's ``address`` (its ClusterIP), with the Host an in-cluster client's DNS name gives."""
+    """(status, wall-clock time sent, wall-clock time answered): to the activator on the Chute's own port,
+    or to the Chute Service's ``address`` (its ClusterIP), with the Host an in-cluster client's DNS name
+    gives (the activator ignores it: the port says which Chute)."""
     body = json.dumps(
         {"model": "chute-modelsim", "max_tokens": 3, "messages": [{"role": "user", "content": "hi"}]}
     )
@@ -323,18 +335,19 @@ def activator_process(
     cp: ControlPlane,
     namespace: str,
     work: Path,
-    host: str = "127.0.0.1",
-    port: int | None = None,
+    host: str | None = None,
     queue_limit: int = 10,
-) -> Iterator[tuple[int, int, int]]:
-    """A real activator on the host for ``namespace``, serving on ``host`` (on ``port``, or a free
-    one), holding at most ``queue_limit`` requests per Chute: (serving port, metrics port, debug port
-    on loopback), once it has listed the Chutes and their Services (``/readyz``)."""
-    port, metrics_port, debug_port = port or _free_port(), _free_port(), _free_port()
+) -> Iterator[tuple[str, int, int]]:
+    """A real activator on the host for ``namespace``, serving every Chute's port (the default range)
+    on ``host`` (by default a loopback address of its own: ``free_loopback``), holding at most
+    ``queue_limit`` requests per Chute: (its address, its metrics port there, its debug port on
+    127.0.0.1), once it has listed the Chutes (``/readyz``)."""
+    host = host or free_loopback(ACTIVATOR_CHUTE_PORTS)
+    metrics_port, debug_port = _free_port(), _free_port()
     log = (work / "activator.log").open("ab")
     activator = subprocess.Popen(
         [sys.executable, "-m", "chute_operator", "activator", f"--kubeconfig={cp.kubeconfig}",
-         f"--host={host}", f"--port={port}", f"--metrics-port={metrics_port}", f"--debug-port={debug_port}",
+         f"--host={host}", f"--metrics-port={metrics_port}", f"--debug-port={debug_port}",
          f"--namespace={namespace}",
          "--wake-interval-seconds=2", "--max-wait-seconds=280", f"--queue-limit={queue_limit}",
          "--drain-seconds=1"],  # a short drain: it is restarted on the same address, not rolled out
@@ -342,7 +355,7 @@ def activator_process(
     )  # fmt: skip
     try:
         eventually(lambda: _ready(activator, host, metrics_port), what="the activator ready", timeout=60)
-        yield port, metrics_port, debug_port
+        yield host, metrics_port, debug_port
     finally:
         activator.terminate()
         try:
@@ -380,7 +393,7 @@ def run(
     if own_namespace:
         cp.kubectl("create", "namespace", namespace)
         eventually(lambda: get(cp, "serviceaccount", "default", namespace), what="default ServiceAccount")
-    host = "127.0.0.1"
+    host = None
     if through_service:
         assert cp.real_node_settings is not None
         host = cp.real_node_settings.node_ip
@@ -389,7 +402,7 @@ def run(
     watcher.start()
     try:
         with (
-            activator_process(cp, namespace, work, host) as (port, _, debug_port),
+            activator_process(cp, namespace, work, host) as (host, _, debug_port),
             metrics_api_on_loopback(
                 cp, namespace, work,
                 CHUTE_OPERATOR_ACTIVATOR_SERVICE=f"{namespace}/activator",
@@ -398,7 +411,7 @@ def run(
             ),
         ):  # fmt: skip
             if through_service:
-                activator_service(cp, namespace, host, port)
+                activator_service(cp, namespace, host)
             else:
                 activator_service(cp, namespace)
             node = cp.real_node_settings.name if cp.real_node_settings else ""
@@ -418,7 +431,7 @@ def run(
                     lambda: not items(cp, "pods", namespace, SELECTOR) or None, what="pod gone", timeout=120
                 )
                 gone = time.monotonic() - ready
-                target = (port, "127.0.0.1")
+                target = (chute_port(cp, namespace), host)
                 if through_service:  # the operator's slice sends the Service to the activator
                     eventually(lambda: get(cp, "endpointslice", f"{NAME}-activator", namespace),
                                what="the Service reaching the activator")  # fmt: skip

@@ -62,6 +62,8 @@ class Traffic:
     recreated: list[str] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
     uids: dict[str, str] = field(default_factory=dict)
+    ports: dict[str, int] = field(default_factory=dict)
+    """Each Chute's port on the activator, as its slice names it: kept across restarts and failovers."""
 
     def run(self) -> None:
         deadline = time.monotonic() + LOOP_SECONDS
@@ -76,6 +78,9 @@ class Traffic:
                 if self.uids.setdefault(chute, uid) != uid:
                     self.recreated.append(f"{chute}: its activator slice was deleted and created again")
                     self.uids[chute] = uid
+                port = int((piece.ports or [])[0].port or 0)
+                if self.ports.setdefault(chute, port) != port:
+                    self.refused.append(f"{chute}: its activator port moved ({self.ports[chute]} -> {port})")
                 ready = [
                     address
                     for endpoint in piece.endpoints or []

@@ -24,6 +24,9 @@ from tests.kube_helpers import apply, condition, eventually, get, items
 from tests.metrics_api_harness import LoopbackSidecar, metrics_api_on_loopback
 from tests.operator_fixtures import OperatorProcess, _free_port
 
+from chute_devcluster.processes import free_loopback
+from chute_shared.ports import ACTIVATOR_CHUTE_PORTS
+
 pytestmark = pytest.mark.integration
 
 ACTIVATOR_POD_IP = "10.244.255.250"
@@ -56,14 +59,14 @@ def _activator_service(cp: Any, namespace: str) -> None:
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": {"name": "activator"},
-        "spec": {"ports": [{"name": "http", "port": 80, "targetPort": 8080}]},
+        "spec": {"ports": [{"name": "metrics", "port": 9090}]},
     }
     endpoints = {
         "apiVersion": "discovery.k8s.io/v1",
         "kind": "EndpointSlice",
         "metadata": {"name": "activator-1", "labels": {"kubernetes.io/service-name": "activator"}},
         "addressType": "IPv4",
-        "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+        "ports": [{"name": "metrics", "port": 9090, "protocol": "TCP"}],
         "endpoints": [{"addresses": [ACTIVATOR_POD_IP], "conditions": {"ready": True}}],
     }
     apply(cp, service, namespace)
@@ -96,11 +99,11 @@ def zero_operator(
 
 class ActivatorProcess:
     def __init__(self, cp: Any, namespace: str, tmp_path: Path, endpoints: Path) -> None:
-        self.port, self.metrics_port = _free_port(), _free_port()
+        self.host, self.metrics_port = free_loopback(ACTIVATOR_CHUTE_PORTS), _free_port()
         self.log = (tmp_path / "activator.log").open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "chute_operator", "activator", f"--kubeconfig={cp.kubeconfig}",
-             "--host=127.0.0.1", f"--port={self.port}", f"--metrics-port={self.metrics_port}",
+             f"--host={self.host}", f"--metrics-port={self.metrics_port}",
              f"--namespace={namespace}", f"--test-only-endpoints={endpoints}", "--wake-interval-seconds=2",
              "--drain-seconds=1"],  # a short drain: this test does not roll the activator out
             stdout=self.log, stderr=subprocess.STDOUT,
@@ -108,7 +111,7 @@ class ActivatorProcess:
 
     def ready(self) -> bool:
         try:
-            connection = http.client.HTTPConnection("127.0.0.1", self.metrics_port, timeout=1)
+            connection = http.client.HTTPConnection(self.host, self.metrics_port, timeout=1)
             connection.request("GET", "/readyz")
             return connection.getresponse().status == 200
         except OSError:
@@ -193,7 +196,9 @@ def test_idle_goes_to_zero_and_a_request_at_zero_wakes_it_and_is_answered(
     activator = ActivatorProcess(cp, namespace, tmp_path, endpoints)
     try:
         eventually(lambda: activator.ready() or None, what="activator ready", timeout=30)
-        connection = http.client.HTTPConnection("127.0.0.1", activator.port, timeout=120)
+        port = get(cp, "chute", "sleepy", namespace)["status"]["activatorPort"]  # type: ignore[index]
+        assert piece["ports"][0]["port"] == port  # the slice sends the Service's connections there
+        connection = http.client.HTTPConnection(activator.host, port, timeout=120)
         body = json.dumps(
             {"model": "chute-modelsim", "max_tokens": 3, "messages": [{"role": "user", "content": "hi"}]}
         )

@@ -7,9 +7,10 @@ EndpointSlice, to a real activator process on the real node's bridge address
 (tests/scale_to_zero_harness.py has the setup; benchmarks/scale_to_zero.py measures it):
 
 1. the activator holds up to 25 requests per Chute: 20 concurrent requests to A at zero, one of them
-   streaming, wake A and are all answered 200 once the restarted model has loaded; the stream's
-   tokens arrive one by one (several chunks apart in time, not one body). One of them is broken down
-   into the stages of the wake, every stage seen and in order;
+   streaming, half of them naming B (Host, X-Chute), wake A (only A: the activator knows the Chute
+   by the port A's slice sends them to) and are all answered 200 once the restarted model has
+   loaded; the stream's tokens arrive one by one (several chunks apart in time, not one body). One
+   of them is broken down into the stages of the wake, every stage seen and in order;
 2. with A's replica ready, the operator has removed A's activator slice and kube-proxy its rule:
    requests to A's ClusterIP are answered 200 and the activator's own counters do not move;
 3. the activator restarted on the same address with a queue limit of 10: 20 concurrent requests to
@@ -36,7 +37,6 @@ from chute_devcluster.controlplane import ControlPlane
 from chute_devcluster.realnode import RealNode
 from tests.kube_helpers import apply, condition, eventually, get, items, service_address
 from tests.metrics_api_harness import metrics_api_on_loopback
-from tests.operator_fixtures import _free_port
 from tests.scale_to_zero_harness import (
     IDLE_WINDOW,
     NAME,
@@ -48,6 +48,7 @@ from tests.scale_to_zero_harness import (
     at_zero,
     breakdown,
     chute,
+    chute_port,
     kube_proxy_sends_to,
 )
 
@@ -82,7 +83,11 @@ def send(address: tuple[str, int], name: str, namespace: str, stream: bool = Fal
     answer: dict[str, Any] = {"sent": sent, "events": []}
     connection = http.client.HTTPConnection(*address, timeout=REQUEST_TIMEOUT)
     try:
-        headers = {"Content-Type": "application/json", "Host": f"{name}.{namespace}.svc.cluster.local"}
+        headers = {
+            "Content-Type": "application/json",
+            "Host": f"{name}.{namespace}.svc.cluster.local",
+            "X-Chute": f"{namespace}/{name}",  # what the activator once routed by: ignored now
+        }
         connection.request("POST", "/v1/chat/completions", _body(stream), headers)
         response = connection.getresponse()
         answer.update(status=response.status, headers=dict(response.getheaders()))
@@ -153,7 +158,6 @@ def test_idle_real_pods_go_and_requests_to_their_services_at_zero_are_held_strea
     image = real_node.images[0].ref
     assert cp.real_node_settings is not None
     host, node = cp.real_node_settings.node_ip, cp.real_node_settings.name
-    port = _free_port()
     watcher = Watcher(cp, namespace, A)
     watcher.start()
     try:
@@ -165,13 +169,13 @@ def test_idle_real_pods_go_and_requests_to_their_services_at_zero_are_held_strea
             CHUTE_OPERATOR_SCALE_TO_ZERO_CHECK_SECONDS="1",
             CHUTE_OPERATOR_SIDECAR_IMAGE=image,
         ):
-            activator_service(cp, namespace, host, port)
+            activator_service(cp, namespace, host)
             for name in (A, B):  # created together: one idle window brings both to zero
                 # Concurrency above the 20 requests: the sidecar answers none of them 429.
                 apply(
                     cp, chute(image, node, LOAD_SECONDS, name, TOKENS_PER_SECOND, CONCURRENT + 4), namespace
                 )
-            with activator_process(cp, namespace, tmp_path, host, port, CONCURRENT + 5) as ports:
+            with activator_process(cp, namespace, tmp_path, host, CONCURRENT + 5) as ports:
                 _, metrics_port, debug_port = ports
                 started = time.monotonic()
                 for name in (A, B):
@@ -198,10 +202,14 @@ def test_idle_real_pods_go_and_requests_to_their_services_at_zero_are_held_strea
                 )
 
                 # 1. Twenty concurrent requests to A at zero, the last one streaming: all answered.
-                address_a = service_address(cp, A, namespace)
+                address_a, port_a = service_address(cp, A, namespace), chute_port(cp, namespace, A)
+                assert get(cp, "endpointslice", f"{A}-activator", namespace)["ports"][0]["port"] == port_a
+                assert port_a != chute_port(cp, namespace, B)
                 watcher.reset()
+                # Half of them name B (Host, X-Chute) while they go through A's Service: they reach A,
+                # and B, at zero too, is not woken (step 2 checks it is still at zero).
                 answers = concurrently(
-                    CONCURRENT, lambda i: send(address_a, A, namespace, i == CONCURRENT - 1)
+                    CONCURRENT, lambda i: send(address_a, B if i % 2 else A, namespace, i == CONCURRENT - 1)
                 )
                 assert [a.get("error") for a in answers if a.get("error")] == []
                 assert [a["status"] for a in answers] == [200] * CONCURRENT, [a.get("body") for a in answers]
@@ -244,7 +252,7 @@ def test_idle_real_pods_go_and_requests_to_their_services_at_zero_are_held_strea
                     what="A's activator slice removed",
                 )
                 eventually(
-                    lambda: not kube_proxy_sends_to(namespace, A, f"{host}:{port}") or None,
+                    lambda: not kube_proxy_sends_to(namespace, A, f"{host}:{port_a}") or None,
                     what="kube-proxy's rule from A's Service to the activator gone",
                     timeout=30,
                 )
@@ -256,7 +264,7 @@ def test_idle_real_pods_go_and_requests_to_their_services_at_zero_are_held_strea
                 assert at_zero(cp, namespace, B)
 
             # 3. The activator restarted on the same address, holding at most 10 per Chute: B at zero.
-            with activator_process(cp, namespace, tmp_path, host, port, QUEUE_LIMIT) as (_, metrics_port, _):
+            with activator_process(cp, namespace, tmp_path, host, QUEUE_LIMIT) as (_, metrics_port, _):
                 assert at_zero(cp, namespace, B)
                 address_b = service_address(cp, B, namespace)
                 answers = concurrently(CONCURRENT, lambda i: send(address_b, B, namespace))
