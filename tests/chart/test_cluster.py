@@ -24,7 +24,7 @@ from tests.chart.helm import (
     operator_container,
     operator_service_account,
 )
-from tests.kube_helpers import apply, condition, eventually, get
+from tests.kube_helpers import apply, condition, eventually, get, service_account_kubeconfig
 from tests.operator_fixtures import OperatorProcess
 
 pytestmark = pytest.mark.integration
@@ -137,25 +137,7 @@ def can_i(cp: Any, subject: str, verb: str, resource: str, *where: str) -> bool:
 
 def token_kubeconfig(cp: Any, release: Release, path: Path) -> Path:
     """A kubeconfig for the release's ServiceAccount: a fresh token, the admin kubeconfig's cluster."""
-    token = cp.kubectl(
-        "create", "token", release.service_account, "-n", release.namespace, "--duration=1h"
-    ).stdout.strip()
-    admin = yaml.safe_load(Path(cp.kubeconfig).read_text())
-    context = next(c for c in admin["contexts"] if c["name"] == admin["current-context"])["context"]
-    cluster = dict(next(c for c in admin["clusters"] if c["name"] == context["cluster"])["cluster"])
-    authority = cluster.get("certificate-authority")
-    if authority and not Path(authority).is_absolute():
-        cluster["certificate-authority"] = str(Path(cp.kubeconfig).parent / authority)
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "local", "cluster": cluster}],
-        "users": [{"name": release.service_account, "user": {"token": token}}],
-        "contexts": [{"name": "sa", "context": {"cluster": "local", "user": release.service_account}}],
-        "current-context": "sa",
-    }
-    path.write_text(yaml.safe_dump(config))
-    return path
+    return service_account_kubeconfig(cp, release.service_account, release.namespace, path)
 
 
 class ChartOperator(OperatorProcess):
