@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from chute_operator.gpus import load_catalog
+from chute_shared.cluster import WAKE_ANNOTATION
 from tests.chart.helm import (
     CHART,
     CI_VALUES,
@@ -58,7 +59,14 @@ def test_helm_lint_strict(helm: Helm, values: Path | None) -> None:
 def test_every_object_is_namespaced_to_the_release_or_a_watched_namespace(helm: Helm, values: Path) -> None:
     objects = helm.template(values, namespace="ops")
     watched = set(yaml.safe_load(values.read_text()).get("watchNamespaces") or [])
-    cluster_scoped = {"CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding", "APIService"}
+    cluster_scoped = {
+        "CustomResourceDefinition",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "APIService",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
+    }
     for obj in objects:
         namespace = obj["metadata"].get("namespace")
         if obj["kind"] in cluster_scoped:
@@ -129,7 +137,14 @@ def test_kubernetes_without_native_sidecars_is_refused(helm: Helm) -> None:
     old = helm.run("template", "co", str(CHART), "--kube-version", "v1.28.9", check=False)
     assert old.returncode != 0
     assert "kubeVersion" in old.stderr or ">=1.29" in old.stderr
-    assert helm.run("template", "co", str(CHART), "--kube-version", "v1.29.0").returncode == 0
+    # 1.29 serves no ValidatingAdmissionPolicy (GA in 1.30): the activator's wake-only policy must be
+    # turned off there, knowingly
+    without_policy = helm.run("template", "co", str(CHART), "--kube-version", "v1.29.0", check=False)
+    assert without_policy.returncode != 0
+    assert "activator.wakeOnlyPolicy.enabled=false" in without_policy.stderr
+    off = ("--set", "activator.wakeOnlyPolicy.enabled=false")
+    assert helm.run("template", "co", str(CHART), "--kube-version", "v1.29.0", *off).returncode == 0
+    assert helm.run("template", "co", str(CHART), "--kube-version", "v1.30.0").returncode == 0
 
 
 def test_chute_network_policy_peers_reach_the_environment(helm: Helm) -> None:
@@ -507,3 +522,42 @@ def test_the_activator_drains_after_sigterm_within_its_grace_period(helm: Helm) 
     longer = helm.template(sets=("activator.drainSeconds=20", "activator.shutdownTimeoutSeconds=60"))
     pod = one(longer, "Deployment", "co-chute-operator-activator")["spec"]["template"]["spec"]
     assert pod["terminationGracePeriodSeconds"] == 85
+
+
+def test_an_admission_policy_limits_the_activators_chute_writes_to_the_wake_annotation(helm: Helm) -> None:
+    """Its RBAC must grant ``patch`` on whole Chutes; the policy refuses every change of its but the
+    wake annotation (tests/chart/test_activator_wake_policy.py tries them on a real API server)."""
+    objects = helm.template(namespace="ops")
+    name = "co-chute-operator-activator-wake-only"
+    policy = one(objects, "ValidatingAdmissionPolicy", name)
+    assert policy["apiVersion"] == "admissionregistration.k8s.io/v1"
+    spec = policy["spec"]
+    assert spec["failurePolicy"] == "Fail"
+    assert spec["matchConstraints"]["resourceRules"] == [
+        {
+            "apiGroups": ["chutes.ai"],
+            "apiVersions": ["*"],
+            "operations": ["UPDATE"],
+            "resources": ["chutes", "chutes/status"],
+        }
+    ]
+    (only,) = spec["matchConditions"]
+    account = one(objects, "ServiceAccount", "co-chute-operator-activator")["metadata"]
+    assert only["expression"] == (
+        f"request.userInfo.username == 'system:serviceaccount:{account['namespace']}:{account['name']}'"
+    )
+    assert spec["validations"]
+    for validation in spec["validations"]:
+        assert validation["reason"] == "Forbidden"
+        assert validation["message"].startswith("the activator may change only")
+    assert WAKE_ANNOTATION in yaml.safe_dump(spec["variables"])
+    binding = one(objects, "ValidatingAdmissionPolicyBinding", name)
+    assert binding["spec"] == {"policyName": name, "validationActions": ["Deny"]}
+    # the activator's RBAC writes no status, so the policy is not all that stands in the way
+    assert ("chutes.ai", "chutes/status") not in rules_by_resource(
+        one(objects, "ClusterRole", "co-chute-operator-activator")
+    )
+
+    for sets in (("activator.wakeOnlyPolicy.enabled=false",), ("activator.enabled=false",)):
+        kinds = {o["kind"] for o in helm.template(sets=sets)}
+        assert not kinds & {"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}, sets
