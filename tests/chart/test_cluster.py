@@ -285,6 +285,13 @@ def test_cluster_wide_install_reconciles_as_its_service_account(
         for where in (namespace, apps):
             assert not can_i(cp, subject, verb, resource, "-n", where), f"can {verb} {resource} in {where}"
     assert not can_i(cp, subject, "list", "secrets", "--all-namespaces")
+    # Its drain key: that one Secret in its own namespace (create cannot be limited by name).
+    drain_key = env["CHUTE_OPERATOR_DRAIN_KEY_SECRET"]
+    assert can_i(cp, subject, "get", f"secrets/{drain_key}", "-n", namespace)
+    assert can_i(cp, subject, "create", "secrets", "-n", namespace)
+    assert not can_i(cp, subject, "get", "secrets/someone-else", "-n", namespace)
+    assert not can_i(cp, subject, "update", f"secrets/{drain_key}", "-n", namespace)
+    assert not can_i(cp, subject, "create", "secrets", "-n", apps)
     for verb, resource in REFUSED_CLUSTER:
         assert not can_i(cp, subject, verb, resource), f"can {verb} {resource}"
 
@@ -323,6 +330,8 @@ def test_cluster_wide_install_reconciles_as_its_service_account(
         '{"spec":{"monitoring":{"serviceMonitor":false}}}',
     )
     eventually(lambda: get(cp, "servicemonitor", "embed", apps) is None, timeout=60, what="pruned")
+    # it made its drain key at start, as its ServiceAccount
+    assert get(cp, "secret", drain_key, namespace) is not None
     assert operator.metric("chute_operator_api_errors_total", code="403") == 0
     assert operator.forbidden() == []
     operator.stop()

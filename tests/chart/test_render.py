@@ -186,15 +186,38 @@ def test_image_digest_pins_operator_and_sidecar(helm: Helm) -> None:
 
 
 @pytest.mark.parametrize("values", CI_VALUES, ids=CI_IDS)
-def test_rbac_has_no_wildcards_and_no_secrets(helm: Helm, values: Path) -> None:
+def test_rbac_has_no_wildcards_and_secrets_only_for_the_drain_key(helm: Helm, values: Path) -> None:
     roles = [o for o in helm.template(values) if o["kind"] in ("Role", "ClusterRole")]
     assert roles
     for role in roles:
         for rule in role["rules"]:
             for field in ("apiGroups", "resources", "verbs"):
                 assert "*" not in rule[field], f"{role['kind']} {role['metadata']['name']}: {rule}"
-            assert "secrets" not in rule["resources"]
+            if role["metadata"]["name"] != "co-chute-operator-drain-key":
+                assert "secrets" not in rule["resources"]
             assert not {"escalate", "bind", "impersonate"} & set(rule["verbs"])
+
+
+@pytest.mark.parametrize("sets", [(), ("watchNamespaces={team-a}",)], ids=["cluster-wide", "namespaced"])
+def test_the_operator_may_make_and_read_its_drain_key_secret_and_no_other(
+    helm: Helm, sets: tuple[str, ...]
+) -> None:
+    """The drain key (operator/chute_operator/drainkey.py): get on that one Secret, in the release
+    namespace only; create cannot be limited by name, so it may create any Secret there."""
+    objects = helm.template(sets=sets, namespace="ops")
+    name = "co-chute-operator-drain-key"
+    assert env_of(operator_container(objects))["CHUTE_OPERATOR_DRAIN_KEY_SECRET"] == name
+    role = one(objects, "Role", name)
+    assert role["metadata"]["namespace"] == "ops"
+    assert role["rules"] == [
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]},
+        {"apiGroups": [""], "resources": ["secrets"], "resourceNames": [name], "verbs": ["get"]},
+    ]
+    binding = one(objects, "RoleBinding", name)
+    assert binding["metadata"]["namespace"] == "ops"
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name}
+    account = operator_service_account(objects)["metadata"]["name"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": account, "namespace": "ops"}]
 
 
 def discovery_role(objects: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -228,8 +251,11 @@ def test_cluster_wide_by_default(helm: Helm) -> None:
     assert rules_by_resource(discovery) == {
         ("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"}
     }
-    # The only namespaced Role is the leader-election one, in the release namespace.
-    assert [r["metadata"]["namespace"] for r in find(objects, "Role")] == ["ops"]
+    # The only namespaced Roles are the leader-election and the drain-key ones, in the release namespace.
+    assert sorted((r["metadata"]["name"], r["metadata"]["namespace"]) for r in find(objects, "Role")) == [
+        ("co-chute-operator-drain-key", "ops"),
+        ("co-chute-operator-leader-election", "ops"),
+    ]
     assert env_of(operator_container(objects))["CHUTE_OPERATOR_NAMESPACES"] == ""
 
 
@@ -250,14 +276,14 @@ def test_watch_namespaces_get_a_role_each_and_no_cluster_role(helm: Helm) -> Non
     roles = {
         r["metadata"]["namespace"]: r
         for r in find(objects, "Role")
-        if not r["metadata"]["name"].endswith(("-leader-election",))
+        if not r["metadata"]["name"].endswith(("-leader-election", "-drain-key"))
         and "-activator" not in r["metadata"]["name"]
     }
     assert set(roles) == {"team-a", "team-b"}
     bindings = {
         b["metadata"]["namespace"]: b
         for b in find(objects, "RoleBinding")
-        if not b["metadata"]["name"].endswith("-leader-election")
+        if not b["metadata"]["name"].endswith(("-leader-election", "-drain-key"))
         and "-activator" not in b["metadata"]["name"]
     }
     for namespace, role in roles.items():
