@@ -6,13 +6,42 @@ import json
 import socket
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
+
+import yaml
 
 T = TypeVar("T")
 
 
 class Kubectl(Protocol):
     def kubectl(self, *args: str, input: str | None = None, check: bool = True) -> Any: ...
+
+
+class ControlPlaneAccess(Kubectl, Protocol):
+    kubeconfig: Path
+
+
+def service_account_kubeconfig(cp: ControlPlaneAccess, account: str, namespace: str, path: Path) -> Path:
+    """A kubeconfig for the ServiceAccount ``namespace/account``: a fresh token (1 h), the admin
+    kubeconfig's cluster."""
+    token = cp.kubectl("create", "token", account, "-n", namespace, "--duration=1h").stdout.strip()
+    admin = yaml.safe_load(Path(cp.kubeconfig).read_text())
+    context = next(c for c in admin["contexts"] if c["name"] == admin["current-context"])["context"]
+    cluster = dict(next(c for c in admin["clusters"] if c["name"] == context["cluster"])["cluster"])
+    authority = cluster.get("certificate-authority")
+    if authority and not Path(authority).is_absolute():
+        cluster["certificate-authority"] = str(Path(cp.kubeconfig).parent / authority)
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "local", "cluster": cluster}],
+        "users": [{"name": account, "user": {"token": token}}],
+        "contexts": [{"name": "sa", "context": {"cluster": "local", "user": account}}],
+        "current-context": "sa",
+    }
+    path.write_text(yaml.safe_dump(config))
+    return path
 
 
 def get(cp: Kubectl, kind: str, name: str, namespace: str) -> dict[str, Any] | None:

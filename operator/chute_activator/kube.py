@@ -1,8 +1,9 @@
 """The activator's view of the cluster: Chutes (with the activator port each was given), their pods
 and the pods' EndpointSlices (read), wake requests (write).
 
-The only write is the wake annotation on a Chute (RBAC: ``patch`` on ``chutes``); the operator,
-the one writer of replicas, acts on it.
+The only write is the wake annotation on a Chute (RBAC: ``patch`` on ``chutes``; the chart's
+admission policy refuses any other change it makes); the operator, the one writer of replicas, acts
+on it.
 
 A ready endpoint comes from the Chute's EndpointSlices, or sooner from the pod itself: while requests
 are held for a Chute without one, its pods whose sidecar runs are asked ``GET /_conn_stats`` on the

@@ -38,7 +38,12 @@ class Controller:
     """Owns the store, the queue, the workers and (optionally) leader election."""
 
     def __init__(
-        self, settings: Settings, client: AsyncClient, metrics: OperatorMetrics, catalog: Catalog
+        self,
+        settings: Settings,
+        client: AsyncClient,
+        metrics: OperatorMetrics,
+        catalog: Catalog,
+        drain_key: bytes | None = None,
     ) -> None:
         self.settings, self.metrics = settings, metrics
         self.store = Store()
@@ -46,7 +51,7 @@ class Controller:
         self.api = KubeApi(
             client, settings.reconciling.field_manager, "chute-operator", settings.leadership.identity
         )
-        options = settings.render_options(catalog)
+        options = settings.render_options(catalog, drain_key)
         self.elector = (
             LeaderElector(
                 client,

@@ -5,6 +5,7 @@ The Chute and its children are read from the cluster (reads only: GET, LIST), ob
 operator's reconcile observes them (``observe.py``) and planned by the same pure function
 (``plan.py``). Rendering uses this environment's ``CHUTE_OPERATOR_*`` settings (sidecar image, DNS
 and Prometheus selectors...): they must match the operator's, or every child looks drifted. The
+drain key is read from its Secret (``get`` only; without it the Deployment may look drifted). The
 idle readings are the operator's own (its metrics API): unknown here, so no sleep is planned.
 """
 
@@ -12,9 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chute_operator.plan import Plan, Snapshot, make_plan
 from chute_operator.report import (
@@ -27,6 +29,9 @@ from chute_operator.report import (
 from chute_operator.settings import Settings
 from chute_operator.status import compute_status, status_changed
 from chute_operator.workload import RenderOptions
+
+if TYPE_CHECKING:
+    from chute_operator.kube import KubeApi
 from chute_shared.cluster import CHUTE_LABEL, MANAGED_BY
 
 LABEL = {"create": "create", "update": "update", "keep": "unchanged"}
@@ -98,6 +103,7 @@ async def observe_live(
         AsyncClient(config=config), settings.reconciling.field_manager, "chute-operator-explain", "explain"
     )
     try:
+        options = replace(options, drain_key=await drain_key(api, settings))
         chute = await api.get("Chute", namespace, name)
         if chute is None:
             return None
@@ -119,6 +125,28 @@ async def observe_live(
         return await observer.observe(chute)
     finally:
         await api.close()
+
+
+async def drain_key(api: KubeApi, settings: Settings) -> bytes | None:
+    """The operator's drain key, read only; None (and a warning) when it cannot be read."""
+    from chute_operator.drainkey import DrainKeyError, read_drain_key
+    from chute_operator.kube import ApiFailure
+
+    namespace, name = settings.drain_key_secret()
+    try:
+        key = await read_drain_key(api, namespace, name)
+    except (ApiFailure, DrainKeyError) as error:
+        reason = str(error)
+    else:
+        if key is not None:
+            return key
+        reason = "no such Secret"
+    print(
+        f"warning: the drain key (Secret {namespace}/{name}) cannot be read: {reason}; the Deployment is "
+        "rendered without its drain token, so it may show as updated",
+        file=sys.stderr,
+    )
+    return None
 
 
 def plan_command(target: str, kubeconfig: str | None, catalog: str | None = None) -> int:

@@ -19,6 +19,7 @@ from lightkube.config.kubeconfig import KubeConfig
 
 from chute_operator.api import GROUP, PLURAL, VERSION
 from chute_operator.controller import Controller
+from chute_operator.drainkey import load_drain_key
 from chute_operator.gpus import Catalog, load_catalog
 from chute_operator.kube import LIST_PAGE
 from chute_operator.metrics import OperatorMetrics
@@ -114,7 +115,14 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         metrics = OperatorMetrics()
         metrics.serve(config.process.metrics_port)
     client = AsyncClient(config=KubeConfig.from_env(), field_manager=config.reconciling.field_manager)
-    controller = Controller(config, client, metrics, catalog)
+    # Before the first render: a failure (no RBAC for the Secret, a malformed key) stops the start here
+    # and kopf retries it; rendering without the key would roll every Chute's pods, twice.
+    try:
+        drain_key = await load_drain_key(client, *config.drain_key_secret())
+    except Exception:
+        await client.close()
+        raise
+    controller = Controller(config, client, metrics, catalog, drain_key)
     controller.start()
     memo["controller"] = controller
     memo["relisted"] = relisted = relist_listener(controller)

@@ -14,6 +14,7 @@ from lightkube import ApiError, AsyncClient
 from chute_operator.api import GROUP, KIND, PLURAL, VERSION
 from chute_operator.store import slim
 from chute_operator.transport import Answer, ApiTransport
+from chute_shared.cluster import MANAGED_BY
 
 CHILD_KINDS = (
     "Deployment",
@@ -214,6 +215,28 @@ class KubeApi:
         """Delete a child; one that is already gone is fine."""
         with suppress(NotFound):
             await self._call("DELETE", object_path(kind, namespace, name))
+
+    async def secret(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """A Secret of the operator's own (its drain key), or None."""
+        try:
+            return await self._call("GET", f"/api/v1/namespaces/{namespace}/secrets/{name}")
+        except NotFound:
+            return None
+
+    async def create_secret(self, namespace: str, name: str, data: dict[str, str]) -> dict[str, Any]:
+        """Create an Opaque Secret (``data`` base64); AlreadyExists when the name is taken."""
+        body = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {
+                "name": name,
+                "namespace": namespace,
+                "labels": {"app.kubernetes.io/managed-by": MANAGED_BY},
+            },
+            "type": "Opaque",
+            "data": data,
+        }
+        return await self._call("POST", f"/api/v1/namespaces/{namespace}/secrets", None, body)
 
     async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
         """Replace the Chute's status (merge patch on the status subresource)."""

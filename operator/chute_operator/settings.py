@@ -116,6 +116,9 @@ class Render:
     hpa_scale_to_zero: bool = False
     hpa_exact_scale_up: bool = True
     """HPA scale-up tolerance 0 (needs Kubernetes >= 1.35); false on older clusters."""
+    drain_key_secret: str = "chute-operator-drain-key"
+    """The Secret, in the operator's namespace (``network.operator_namespace``), whose key keys every
+    Chute's drain token: read at start, made once when missing (drainkey.py)."""
 
 
 @dataclass(frozen=True)
@@ -204,8 +207,9 @@ class Settings:
         )
         return (prometheus, operator)
 
-    def render_options(self, catalog: Catalog) -> RenderOptions:
-        """What every Chute is rendered with: the render group, the network peers and ``catalog``."""
+    def render_options(self, catalog: Catalog, drain_key: bytes | None = None) -> RenderOptions:
+        """What every Chute is rendered with: the render group, the network peers, ``catalog`` and
+        the ``drain_key`` read from the cluster (none: no drain token)."""
         return RenderOptions(
             catalog=catalog,
             sidecar_image=self.render.sidecar_image,
@@ -214,7 +218,12 @@ class Settings:
             hpa_exact_scale_up=self.render.hpa_exact_scale_up,
             dns=self.dns_peer(),
             metrics_readers=self.metrics_readers(),
+            drain_key=drain_key,
         )
+
+    def drain_key_secret(self) -> tuple[str, str]:
+        """Namespace and name of the drain key's Secret: the operator's own namespace."""
+        return self.network.operator_namespace, self.render.drain_key_secret
 
     def _labels(self, name: str) -> dict[str, str]:
         """The network setting ``name`` as labels; ValueError naming its variable."""

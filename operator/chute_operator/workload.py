@@ -6,6 +6,7 @@ Pure: no I/O, no clients. The manifest templates read only the Workload.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -46,6 +47,8 @@ class RenderOptions:
     """The only pods a Chute may send DNS queries to (unless it allows external egress)."""
     metrics_readers: tuple[PeerSelector, ...] = (PROMETHEUS,)
     """The only pods that reach a Chute's metrics port (Prometheus; the operator for its metrics API)."""
+    drain_key: bytes | None = field(default=None, repr=False)
+    """The operator's drain key (drainkey.py), which keys every Chute's drain token; None offline."""
 
 
 @dataclass(frozen=True)
@@ -146,13 +149,14 @@ def owner_reference(chute: Chute) -> dict[str, Any] | None:
     }
 
 
-def drain_token(chute: Chute) -> str | None:
-    """What the model's preStop hook sends and the sidecar's ``/drainz`` requires: derived from the
-    Chute's uid, so it is stable (no writes on re-render) and unknown on the pod network. Not a secret
-    from who can read the pod spec. None offline, without a uid."""
-    if not chute.metadata.uid:
+def drain_token(chute: Chute, key: bytes | None) -> str | None:
+    """What the model's preStop hook sends and the sidecar's ``/drainz`` requires: HMAC-SHA256 of the
+    Chute's uid under the operator's drain key, so it is stable (no writes on re-render) and cannot be
+    computed from the uid alone (every child's ownerReferences show it). Not a secret from who can read
+    the pod spec. None without a key or a uid (offline)."""
+    if not key or not chute.metadata.uid:
         return None
-    return hashlib.sha256(f"chute-operator/drain/{chute.metadata.uid}".encode()).hexdigest()[:40]
+    return hmac.new(key, f"drain/{chute.metadata.uid}".encode(), hashlib.sha256).hexdigest()[:40]
 
 
 def _env(chute: Chute, cache_path: str) -> list[dict[str, Any]]:
@@ -333,7 +337,7 @@ def resolve(chute: Chute, options: RenderOptions, rollout: RolloutObservation | 
         "pod": spec.pod.model_dump(by_alias=True, exclude_none=True),
         "termination_grace_period_seconds": spec.pod.termination_grace_period_seconds,
         "sidecar_image": options.sidecar_image,
-        "drain_token": drain_token(chute),
+        "drain_token": drain_token(chute, options.drain_key),
         "url": _url(chute, options),
         "extra_volumes": list(spec.pod.volumes),
         "extra_volume_mounts": list(spec.pod.volume_mounts),

@@ -24,7 +24,7 @@ from tests.chart.helm import (
     operator_container,
     operator_service_account,
 )
-from tests.kube_helpers import apply, condition, eventually, get
+from tests.kube_helpers import apply, condition, eventually, get, service_account_kubeconfig
 from tests.operator_fixtures import OperatorProcess
 
 pytestmark = pytest.mark.integration
@@ -137,25 +137,7 @@ def can_i(cp: Any, subject: str, verb: str, resource: str, *where: str) -> bool:
 
 def token_kubeconfig(cp: Any, release: Release, path: Path) -> Path:
     """A kubeconfig for the release's ServiceAccount: a fresh token, the admin kubeconfig's cluster."""
-    token = cp.kubectl(
-        "create", "token", release.service_account, "-n", release.namespace, "--duration=1h"
-    ).stdout.strip()
-    admin = yaml.safe_load(Path(cp.kubeconfig).read_text())
-    context = next(c for c in admin["contexts"] if c["name"] == admin["current-context"])["context"]
-    cluster = dict(next(c for c in admin["clusters"] if c["name"] == context["cluster"])["cluster"])
-    authority = cluster.get("certificate-authority")
-    if authority and not Path(authority).is_absolute():
-        cluster["certificate-authority"] = str(Path(cp.kubeconfig).parent / authority)
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "local", "cluster": cluster}],
-        "users": [{"name": release.service_account, "user": {"token": token}}],
-        "contexts": [{"name": "sa", "context": {"cluster": "local", "user": release.service_account}}],
-        "current-context": "sa",
-    }
-    path.write_text(yaml.safe_dump(config))
-    return path
+    return service_account_kubeconfig(cp, release.service_account, release.namespace, path)
 
 
 class ChartOperator(OperatorProcess):
@@ -303,6 +285,13 @@ def test_cluster_wide_install_reconciles_as_its_service_account(
         for where in (namespace, apps):
             assert not can_i(cp, subject, verb, resource, "-n", where), f"can {verb} {resource} in {where}"
     assert not can_i(cp, subject, "list", "secrets", "--all-namespaces")
+    # Its drain key: that one Secret in its own namespace (create cannot be limited by name).
+    drain_key = env["CHUTE_OPERATOR_DRAIN_KEY_SECRET"]
+    assert can_i(cp, subject, "get", f"secrets/{drain_key}", "-n", namespace)
+    assert can_i(cp, subject, "create", "secrets", "-n", namespace)
+    assert not can_i(cp, subject, "get", "secrets/someone-else", "-n", namespace)
+    assert not can_i(cp, subject, "update", f"secrets/{drain_key}", "-n", namespace)
+    assert not can_i(cp, subject, "create", "secrets", "-n", apps)
     for verb, resource in REFUSED_CLUSTER:
         assert not can_i(cp, subject, verb, resource), f"can {verb} {resource}"
 
@@ -341,6 +330,8 @@ def test_cluster_wide_install_reconciles_as_its_service_account(
         '{"spec":{"monitoring":{"serviceMonitor":false}}}',
     )
     eventually(lambda: get(cp, "servicemonitor", "embed", apps) is None, timeout=60, what="pruned")
+    # it made its drain key at start, as its ServiceAccount
+    assert get(cp, "secret", drain_key, namespace) is not None
     assert operator.metric("chute_operator_api_errors_total", code="403") == 0
     assert operator.forbidden() == []
     operator.stop()

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from chute_operator.gpus import load_catalog
+from chute_shared.cluster import WAKE_ANNOTATION
 from tests.chart.helm import (
     CHART,
     CI_VALUES,
@@ -58,7 +59,14 @@ def test_helm_lint_strict(helm: Helm, values: Path | None) -> None:
 def test_every_object_is_namespaced_to_the_release_or_a_watched_namespace(helm: Helm, values: Path) -> None:
     objects = helm.template(values, namespace="ops")
     watched = set(yaml.safe_load(values.read_text()).get("watchNamespaces") or [])
-    cluster_scoped = {"CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding", "APIService"}
+    cluster_scoped = {
+        "CustomResourceDefinition",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "APIService",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionPolicyBinding",
+    }
     for obj in objects:
         namespace = obj["metadata"].get("namespace")
         if obj["kind"] in cluster_scoped:
@@ -129,7 +137,14 @@ def test_kubernetes_without_native_sidecars_is_refused(helm: Helm) -> None:
     old = helm.run("template", "co", str(CHART), "--kube-version", "v1.28.9", check=False)
     assert old.returncode != 0
     assert "kubeVersion" in old.stderr or ">=1.29" in old.stderr
-    assert helm.run("template", "co", str(CHART), "--kube-version", "v1.29.0").returncode == 0
+    # 1.29 serves no ValidatingAdmissionPolicy (GA in 1.30): the activator's wake-only policy must be
+    # turned off there, knowingly
+    without_policy = helm.run("template", "co", str(CHART), "--kube-version", "v1.29.0", check=False)
+    assert without_policy.returncode != 0
+    assert "activator.wakeOnlyPolicy.enabled=false" in without_policy.stderr
+    off = ("--set", "activator.wakeOnlyPolicy.enabled=false")
+    assert helm.run("template", "co", str(CHART), "--kube-version", "v1.29.0", *off).returncode == 0
+    assert helm.run("template", "co", str(CHART), "--kube-version", "v1.30.0").returncode == 0
 
 
 def test_chute_network_policy_peers_reach_the_environment(helm: Helm) -> None:
@@ -171,15 +186,38 @@ def test_image_digest_pins_operator_and_sidecar(helm: Helm) -> None:
 
 
 @pytest.mark.parametrize("values", CI_VALUES, ids=CI_IDS)
-def test_rbac_has_no_wildcards_and_no_secrets(helm: Helm, values: Path) -> None:
+def test_rbac_has_no_wildcards_and_secrets_only_for_the_drain_key(helm: Helm, values: Path) -> None:
     roles = [o for o in helm.template(values) if o["kind"] in ("Role", "ClusterRole")]
     assert roles
     for role in roles:
         for rule in role["rules"]:
             for field in ("apiGroups", "resources", "verbs"):
                 assert "*" not in rule[field], f"{role['kind']} {role['metadata']['name']}: {rule}"
-            assert "secrets" not in rule["resources"]
+            if role["metadata"]["name"] != "co-chute-operator-drain-key":
+                assert "secrets" not in rule["resources"]
             assert not {"escalate", "bind", "impersonate"} & set(rule["verbs"])
+
+
+@pytest.mark.parametrize("sets", [(), ("watchNamespaces={team-a}",)], ids=["cluster-wide", "namespaced"])
+def test_the_operator_may_make_and_read_its_drain_key_secret_and_no_other(
+    helm: Helm, sets: tuple[str, ...]
+) -> None:
+    """The drain key (operator/chute_operator/drainkey.py): get on that one Secret, in the release
+    namespace only; create cannot be limited by name, so it may create any Secret there."""
+    objects = helm.template(sets=sets, namespace="ops")
+    name = "co-chute-operator-drain-key"
+    assert env_of(operator_container(objects))["CHUTE_OPERATOR_DRAIN_KEY_SECRET"] == name
+    role = one(objects, "Role", name)
+    assert role["metadata"]["namespace"] == "ops"
+    assert role["rules"] == [
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]},
+        {"apiGroups": [""], "resources": ["secrets"], "resourceNames": [name], "verbs": ["get"]},
+    ]
+    binding = one(objects, "RoleBinding", name)
+    assert binding["metadata"]["namespace"] == "ops"
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name}
+    account = operator_service_account(objects)["metadata"]["name"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": account, "namespace": "ops"}]
 
 
 def discovery_role(objects: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -213,8 +251,11 @@ def test_cluster_wide_by_default(helm: Helm) -> None:
     assert rules_by_resource(discovery) == {
         ("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"}
     }
-    # The only namespaced Role is the leader-election one, in the release namespace.
-    assert [r["metadata"]["namespace"] for r in find(objects, "Role")] == ["ops"]
+    # The only namespaced Roles are the leader-election and the drain-key ones, in the release namespace.
+    assert sorted((r["metadata"]["name"], r["metadata"]["namespace"]) for r in find(objects, "Role")) == [
+        ("co-chute-operator-drain-key", "ops"),
+        ("co-chute-operator-leader-election", "ops"),
+    ]
     assert env_of(operator_container(objects))["CHUTE_OPERATOR_NAMESPACES"] == ""
 
 
@@ -235,14 +276,14 @@ def test_watch_namespaces_get_a_role_each_and_no_cluster_role(helm: Helm) -> Non
     roles = {
         r["metadata"]["namespace"]: r
         for r in find(objects, "Role")
-        if not r["metadata"]["name"].endswith(("-leader-election",))
+        if not r["metadata"]["name"].endswith(("-leader-election", "-drain-key"))
         and "-activator" not in r["metadata"]["name"]
     }
     assert set(roles) == {"team-a", "team-b"}
     bindings = {
         b["metadata"]["namespace"]: b
         for b in find(objects, "RoleBinding")
-        if not b["metadata"]["name"].endswith("-leader-election")
+        if not b["metadata"]["name"].endswith(("-leader-election", "-drain-key"))
         and "-activator" not in b["metadata"]["name"]
     }
     for namespace, role in roles.items():
@@ -507,3 +548,42 @@ def test_the_activator_drains_after_sigterm_within_its_grace_period(helm: Helm) 
     longer = helm.template(sets=("activator.drainSeconds=20", "activator.shutdownTimeoutSeconds=60"))
     pod = one(longer, "Deployment", "co-chute-operator-activator")["spec"]["template"]["spec"]
     assert pod["terminationGracePeriodSeconds"] == 85
+
+
+def test_an_admission_policy_limits_the_activators_chute_writes_to_the_wake_annotation(helm: Helm) -> None:
+    """Its RBAC must grant ``patch`` on whole Chutes; the policy refuses every change of its but the
+    wake annotation (tests/chart/test_activator_wake_policy.py tries them on a real API server)."""
+    objects = helm.template(namespace="ops")
+    name = "co-chute-operator-activator-wake-only"
+    policy = one(objects, "ValidatingAdmissionPolicy", name)
+    assert policy["apiVersion"] == "admissionregistration.k8s.io/v1"
+    spec = policy["spec"]
+    assert spec["failurePolicy"] == "Fail"
+    assert spec["matchConstraints"]["resourceRules"] == [
+        {
+            "apiGroups": ["chutes.ai"],
+            "apiVersions": ["*"],
+            "operations": ["UPDATE"],
+            "resources": ["chutes", "chutes/status"],
+        }
+    ]
+    (only,) = spec["matchConditions"]
+    account = one(objects, "ServiceAccount", "co-chute-operator-activator")["metadata"]
+    assert only["expression"] == (
+        f"request.userInfo.username == 'system:serviceaccount:{account['namespace']}:{account['name']}'"
+    )
+    assert spec["validations"]
+    for validation in spec["validations"]:
+        assert validation["reason"] == "Forbidden"
+        assert validation["message"].startswith("the activator may change only")
+    assert WAKE_ANNOTATION in yaml.safe_dump(spec["variables"])
+    binding = one(objects, "ValidatingAdmissionPolicyBinding", name)
+    assert binding["spec"] == {"policyName": name, "validationActions": ["Deny"]}
+    # the activator's RBAC writes no status, so the policy is not all that stands in the way
+    assert ("chutes.ai", "chutes/status") not in rules_by_resource(
+        one(objects, "ClusterRole", "co-chute-operator-activator")
+    )
+
+    for sets in (("activator.wakeOnlyPolicy.enabled=false",), ("activator.enabled=false",)):
+        kinds = {o["kind"] for o in helm.template(sets=sets)}
+        assert not kinds & {"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}, sets

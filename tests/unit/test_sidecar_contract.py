@@ -25,7 +25,7 @@ from tests.invalid_chutes import chute_with
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
 CORD_PATHS = yaml.safe_load((ROOT / "tests" / "data" / "cord_paths.yaml").read_text())
-OPTIONS = RenderOptions(catalog=builtin_catalog())
+OPTIONS = RenderOptions(catalog=builtin_catalog(), drain_key=b"k" * 32)
 
 
 def _sidecar_config_for(cords: list[dict[str, str]]) -> Config:
@@ -43,9 +43,7 @@ def test_rendered_sidecar_args_parse(path: Path) -> None:
     document = yaml.safe_load(path.read_text())
     document["metadata"]["uid"] = "5d6e2a4c-0000-4000-8000-00000000abcd"  # as the API server sets it
     chute = parse_chute(document)
-    deployment = next(
-        m for m in render(chute, RenderOptions(catalog=builtin_catalog())) if m["kind"] == "Deployment"
-    )
+    deployment = next(m for m in render(chute, OPTIONS) if m["kind"] == "Deployment")
     pod = deployment["spec"]["template"]["spec"]
     sidecar = pod["initContainers"][0]
     assert sidecar["command"] == ["chute-operator", "sidecar"]

@@ -46,6 +46,11 @@ app.kubernetes.io/part-of: chutes
 {{- default (include "chute-operator.fullname" .) .Values.leaderElection.leaseName -}}
 {{- end -}}
 
+{{/* The Secret in the release namespace whose key keys every Chute's drain token (the operator makes it). */}}
+{{- define "chute-operator.drainKeySecret" -}}
+{{- printf "%s-drain-key" (include "chute-operator.fullname" .) -}}
+{{- end -}}
+
 {{/* repository:tag@digest, tag defaulting to appVersion; digest alone when no tag is wanted. */}}
 {{- define "chute-operator.image" -}}
 {{- if eq .Values.image.tag "latest" -}}

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import hashlib
+import hmac
 import subprocess
 import sys
 from dataclasses import replace
@@ -22,14 +24,15 @@ from chute_operator.engines import ENGINES
 from chute_operator.gpus import NoEligibleGpu, builtin_catalog
 from chute_operator.render import DesiredManifests, render, render_workload
 from chute_operator.validation import InvalidChute, parse_chute
-from chute_operator.workload import RenderOptions, resolve
+from chute_operator.workload import RenderOptions, drain_token, resolve
 from chute_shared.ports import ADMIN_PORT, METRICS_PORT, SIDECAR_PORT
 from tests.invalid_chutes import BASE, INVALID, chute_with
 
 ROOT = Path(__file__).resolve().parents[3]
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
 KUBERNETES_VERSION = "1.36.0"
-OPTIONS = RenderOptions(catalog=builtin_catalog(), sidecar_image="chute-operator:test")
+DRAIN_KEY = bytes(range(32))
+OPTIONS = RenderOptions(catalog=builtin_catalog(), sidecar_image="chute-operator:test", drain_key=DRAIN_KEY)
 
 
 def _validate_upstream(manifests: list[dict[str, Any]]) -> None:
@@ -162,9 +165,11 @@ def test_probes_never_kill_a_loading_model() -> None:
     assert "readinessProbe" not in model
 
 
-def _pod(chute: Chute) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+def _pod(
+    chute: Chute, options: RenderOptions = OPTIONS
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     """The Service, the sidecar container and the model container."""
-    manifests = _by_kind(render(chute, OPTIONS))
+    manifests = _by_kind(render(chute, options))
     pod = manifests["Deployment"]["spec"]["template"]["spec"]
     return manifests["Service"], pod["initContainers"][0], pod["containers"][0]
 
@@ -210,6 +215,34 @@ def test_model_stops_only_after_the_sidecar_drained_and_only_the_hook_can_drain(
     other_model = _pod(parse_chute(other))[2]
     assert other_model["lifecycle"]["preStop"]["httpGet"]["httpHeaders"][0]["value"] != token
     assert _pod(_chute())[2]["lifecycle"] == model["lifecycle"]  # stable: no writes on re-render
+
+
+UID = "0c4a1f3e-0000-4000-8000-000000000001"
+
+
+def test_the_drain_token_is_keyed_and_cannot_be_computed_from_the_uid_alone() -> None:
+    """HMAC-SHA256 of the uid under the operator's drain key: the uid (in every child's
+    ownerReferences, readable by whoever reads the Chute) is not enough to compute it."""
+    chute = _chute()
+    token = drain_token(chute, DRAIN_KEY)
+    assert token is not None
+    assert len(token) == 40
+    assert token == hmac.new(DRAIN_KEY, f"drain/{UID}".encode(), hashlib.sha256).hexdigest()[:40]
+    assert drain_token(chute, DRAIN_KEY) == token  # stable for the same key and uid
+    assert drain_token(chute, bytes(32)) != token  # another key, another token
+    unkeyed = hashlib.sha256(f"chute-operator/drain/{UID}".encode()).hexdigest()[:40]
+    assert token != unkeyed  # what it was: anyone with the uid could compute it
+    assert drain_token(chute, None) is None  # no key (offline render): no token
+    assert drain_token(parse_chute(chute_with()), DRAIN_KEY) is None  # no uid (offline): none
+
+
+def test_the_drain_key_comes_in_through_the_render_options_and_stays_out_of_their_repr() -> None:
+    without = _pod(_chute(), replace(OPTIONS, drain_key=None))
+    assert "httpHeaders" not in without[2]["lifecycle"]["preStop"]["httpGet"]
+    assert "CHUTE_SIDECAR_DRAIN_TOKEN" not in {var["name"] for var in without[1].get("env", [])}
+    first, again = render(_chute(), OPTIONS), render(_chute(), OPTIONS)
+    assert first == again  # the same inputs, the same token: a re-render writes nothing
+    assert repr(DRAIN_KEY) not in repr(OPTIONS)
 
 
 def test_autoscaling_renders_an_hpa_and_leaves_replicas_to_it() -> None:

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from chute_operator.gpus import builtin_catalog
 from chute_operator.settings import Settings, variables_of
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -38,6 +39,7 @@ OLD_VARIABLES: dict[str, tuple[str, str, Any]] = {
     "CHUTE_OPERATOR_WATCH_CLIENT_TIMEOUT": ("watching.client_timeout", "120", 120),
     "CHUTE_OPERATOR_HPA_SCALE_TO_ZERO": ("render.hpa_scale_to_zero", "true", True),
     "CHUTE_OPERATOR_HPA_EXACT_SCALE_UP": ("render.hpa_exact_scale_up", "false", False),
+    "CHUTE_OPERATOR_DRAIN_KEY_SECRET": ("render.drain_key_secret", "my-drain-key", "my-drain-key"),
     "CHUTE_OPERATOR_ANNOTATION_PREFIX": ("reconciling.annotation_prefix", "example.org", "example.org"),
     "CHUTE_OPERATOR_METRICS_API": ("metrics_api.enabled", "1", True),
     "CHUTE_OPERATOR_METRICS_API_PORT": ("metrics_api.port", "7443", 7443),
@@ -156,3 +158,11 @@ def test_the_operator_writes_no_environment_variable() -> None:
     written = re.compile(r"os\.environ\[[^]]+\]\s*=|os\.environ\.(update|setdefault)|os\.putenv")
     sources = (ROOT / "operator/chute_operator").rglob("*.py")
     assert [str(path) for path in sources if written.search(path.read_text())] == []
+
+
+def test_the_drain_key_reaches_the_render_options_and_its_secret_is_in_the_operators_namespace() -> None:
+    """Read at start by the operator (drainkey.py), never inside the pure render: it comes in here."""
+    settings = Settings.from_env({"POD_NAMESPACE": "chutes-system"})
+    assert settings.drain_key_secret() == ("chutes-system", "chute-operator-drain-key")
+    assert settings.render_options(builtin_catalog()).drain_key is None
+    assert settings.render_options(builtin_catalog(), drain_key=b"k" * 32).drain_key == b"k" * 32
