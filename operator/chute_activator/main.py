@@ -60,7 +60,9 @@ async def serve(config: Config) -> int:
         shutdown_timeout=config.shutdown_timeout_seconds,
     )
     await serving.setup()
-    for sock in listen_on_range(config.host, config.chute_ports):
+    listening, taken = listen_on_range(config.host, config.chute_ports)
+    holder.metrics.unavailable_ports.set(len(taken))
+    for sock in listening:
         await web.SockSite(serving, sock).start()
     admin = web.AppRunner(metrics_app(holder), access_log=None)
     await admin.setup()
@@ -94,9 +96,11 @@ FILES_BEYOND_PORTS = 4096
 """Open files the activator needs besides its listening sockets: clients' and replicas' connections."""
 
 
-def listen_on_range(host: str, ports: tuple[int, int]) -> list[socket.socket]:
-    """A listening socket on every port of ``ports`` (the open-file limit raised to fit them, up to
-    its hard limit); a port already taken stops the start, naming it."""
+def listen_on_range(host: str, ports: tuple[int, int]) -> tuple[list[socket.socket], list[int]]:
+    """A listening socket on every port of ``ports`` it can bind (the open-file limit raised to fit
+    them, up to its hard limit), and the ports it could not: another process has them, so the Chutes
+    given them cannot be reached at zero through this activator (logged, and counted in
+    ``chute_activator_unavailable_ports``), while every other Chute still can."""
     first, last = ports
     needed = last - first + 1 + FILES_BEYOND_PORTS
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -109,22 +113,25 @@ def listen_on_range(host: str, ports: tuple[int, int]) -> list[socket.socket]:
             )
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sockets: list[socket.socket] = []
-    try:
-        for port in range(first, last + 1):
-            sock = socket.socket(family, socket.SOCK_STREAM)
-            sockets.append(sock)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                sock.bind((host, port))
-            except OSError as error:
-                raise SystemExit(f"--chute-ports: cannot listen on {host}:{port}: {error}") from None
-            sock.listen(1024)
-            sock.setblocking(False)
-    except BaseException:
-        for sock in sockets:
+    taken: list[int] = []
+    for port in range(first, last + 1):
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
             sock.close()
-        raise
-    return sockets
+            taken.append(port)
+            continue
+        sock.listen(1024)
+        sock.setblocking(False)
+        sockets.append(sock)
+    if taken:
+        log.error(
+            "ports of --chute-ports taken by another process: their Chutes cannot be reached at zero here",
+            extra={"host": host, "ports": taken[:20], "count": len(taken)},
+        )
+    return sockets, taken
 
 
 async def _started(starting: Coroutine[Any, Any, None], stop: asyncio.Event) -> bool:

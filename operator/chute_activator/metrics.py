@@ -42,6 +42,12 @@ class Metrics:
             labels,
             registry=self.registry,
         )
+        self.unavailable_ports = Gauge(
+            "chute_activator_unavailable_ports",
+            "Ports of --chute-ports the activator could not listen on (another process has them): the "
+            "Chutes given them cannot be reached at zero through this activator.",
+            registry=self.registry,
+        )
         self.unknown_rejected = Counter(
             "chute_activator_unknown_rejected",
             "Requests for a Chute the activator does not know (or no longer knows), answered by it.",
