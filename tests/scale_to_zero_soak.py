@@ -458,7 +458,7 @@ def _events(cp: ControlPlane, namespace: str) -> dict[str, int]:
             "Waking",
         ):
             counted[event["reason"]] += int(event.get("count") or 1)
-    return dict(counted)
+    return dict(sorted(counted.items()))
 
 
 @dataclass
@@ -531,10 +531,10 @@ class Soak:
                     operator.stop()
                     cycle["operator_stopped_s"] = self._at()
                 address = service_address(cp, NAME, namespace)
-                load_began = time.monotonic()
+                load_began, sent_before = time.monotonic(), load.sent
                 load.start(address)
                 if wake == plan.restart_at_wake:
-                    cycle["operator_restart"] = self._restart(operator, tally, load)
+                    cycle["operator_restart"] = self._restart(operator, tally, load, sent_before)
                 if wake == plan.rollout_at_wake:
                     rollout = self._rollout(stack, actives, second, port, processes, rss, tally, load)
                     self._finish_rollout(rollout, processes[0], first[1], second, port)
@@ -582,13 +582,16 @@ class Soak:
         self._say("at zero, its Service reaching the activator alone")
         return moment
 
-    def _restart(self, operator: OperatorProcess, tally: Tally, load: Load) -> dict[str, Any]:
-        """The operator is down while requests arrive; started again; until it leads again."""
+    def _restart(
+        self, operator: OperatorProcess, tally: Tally, load: Load, sent_before: int
+    ) -> dict[str, Any]:
+        """The operator is down while requests arrive (``load`` had sent ``sent_before`` before this
+        cycle); started again; until it leads again."""
         plan = self.plan
         stopped, before = time.monotonic(), len(tally.answers)
         time.sleep(plan.operator_down_seconds)
         with tally.lock:
-            in_flight, sent = tally.in_flight, load.sent
+            in_flight, sent = tally.in_flight, load.sent - sent_before
             answered = collections.Counter(f"{a.kind} {a.outcome}" for a in tally.answers[before:])
         self._say(
             f"starting the operator again: {in_flight} requests in flight, {sent} sent while it was down"
