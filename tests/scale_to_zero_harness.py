@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import contextlib
 import http.client
+import ipaddress
 import json
 import subprocess
 import sys
 import threading
 import time
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -95,12 +96,25 @@ def chute(
 PLACEHOLDER_ADDRESS = "10.244.255.250"
 
 
-def activator_service(cp: ControlPlane, namespace: str, address: str = PLACEHOLDER_ADDRESS) -> None:
+def activator_service(
+    cp: ControlPlane,
+    namespace: str,
+    address: str = PLACEHOLDER_ADDRESS,
+    others: Sequence[str] = (),
+    terminating: Sequence[str] = (),
+) -> None:
     """What the operator reads to find the activator: a Service and a slice with the activator's address
-    (by default a placeholder nothing dials: the benchmark's clients reach the activator on loopback).
-    Its port is the metrics port, as the chart's: each Chute reaches the activator on its own port."""
+    (by default a placeholder nothing dials: the benchmark's clients reach the activator on loopback),
+    and the ``others`` of a rollout's new pods, ready too; ``terminating``: old pods that are stopping
+    (not ready, serving, terminating: as the EndpointSlice controller lists a pod being deleted). Its
+    port is the metrics port, as the chart's: each Chute reaches the activator on its own port."""
     apply(cp, {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "activator"},
                "spec": {"ports": [{"name": "metrics", "port": 9090}]}}, namespace)  # fmt: skip
+    ready = [{"addresses": [a], "conditions": {"ready": True}} for a in (address, *others)]
+    stopping = [
+        {"addresses": [a], "conditions": {"ready": False, "serving": True, "terminating": True}}
+        for a in terminating
+    ]
     apply(
         cp,
         {
@@ -109,7 +123,7 @@ def activator_service(cp: ControlPlane, namespace: str, address: str = PLACEHOLD
             "metadata": {"name": "activator-1", "labels": {"kubernetes.io/service-name": "activator"}},
             "addressType": "IPv4",
             "ports": [{"name": "metrics", "port": 9090, "protocol": "TCP"}],
-            "endpoints": [{"addresses": [address], "conditions": {"ready": True}}],
+            "endpoints": ready + stopping,
         },
         namespace,
     )
@@ -123,6 +137,25 @@ def chute_port(cp: ControlPlane, namespace: str, name: str = NAME) -> int:
         what=f"{name}'s activator port",
     )
     return int(found)
+
+
+@contextlib.contextmanager
+def second_node_address(cp: ControlPlane) -> Iterator[str]:
+    """Another address of this machine, on the real node's bridge beside the node's own (its InternalIP),
+    for a second activator process during a rollout: two activator pods have two addresses and the
+    same port. kube-proxy DNATs a Service to it as to the node's address, and the traffic stays on the
+    machine (the address is local). The CNI plugin never hands it out: its pod addresses start at the
+    subnet's 10th (``realnode_config.cni_conflist``). Removed again afterwards."""
+    settings = cp.real_node_settings
+    assert settings is not None, "needs the real node"
+    address = str(ipaddress.IPv4Network(settings.pod_subnet)[2])
+    subprocess.run(["ip", "addr", "replace", f"{address}/32", "dev", settings.bridge], check=True, timeout=30)
+    try:
+        yield address
+    finally:
+        subprocess.run(
+            ["ip", "addr", "del", f"{address}/32", "dev", settings.bridge], check=False, timeout=30
+        )
 
 
 def at_zero(cp: ControlPlane, namespace: str, name: str = NAME) -> bool:
@@ -337,22 +370,28 @@ def activator_process(
     work: Path,
     host: str | None = None,
     queue_limit: int = 10,
+    drain_seconds: float = 1.0,
+    processes: list[subprocess.Popen[bytes]] | None = None,
 ) -> Iterator[tuple[str, int, int]]:
     """A real activator on the host for ``namespace``, serving every Chute's port (the default range)
     on ``host`` (by default a loopback address of its own: ``free_loopback``), holding at most
     ``queue_limit`` requests per Chute: (its address, its metrics port there, its debug port on
-    127.0.0.1), once it has listed the Chutes (``/readyz``)."""
+    127.0.0.1), once it has listed the Chutes (``/readyz``). ``drain_seconds``: its drain after
+    SIGTERM (short by default: a restart on the same address, not a rollout). Its process is
+    appended to ``processes`` (to signal it or read its memory)."""
     host = host or free_loopback(ACTIVATOR_CHUTE_PORTS)
     metrics_port, debug_port = _free_port(), _free_port()
-    log = (work / "activator.log").open("ab")
+    log = (work / f"activator-{host}.log").open("ab")
     activator = subprocess.Popen(
         [sys.executable, "-m", "chute_operator", "activator", f"--kubeconfig={cp.kubeconfig}",
          f"--host={host}", f"--metrics-port={metrics_port}", f"--debug-port={debug_port}",
          f"--namespace={namespace}",
          "--wake-interval-seconds=2", "--max-wait-seconds=280", f"--queue-limit={queue_limit}",
-         "--drain-seconds=1"],  # a short drain: it is restarted on the same address, not rolled out
+         f"--drain-seconds={drain_seconds:g}"],
         stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
+    if processes is not None:
+        processes.append(activator)
     try:
         eventually(lambda: _ready(activator, host, metrics_port), what="the activator ready", timeout=60)
         yield host, metrics_port, debug_port

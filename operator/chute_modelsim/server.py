@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import itertools
 import json
 import logging
@@ -32,6 +33,9 @@ log = logging.getLogger("chute_modelsim")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 MAX_BODY_BYTES = 16 * 1024 * 1024
+DIGEST_PATH = "/v1/echo/digest"
+"""``POST``: the length and SHA-256 of the body as it arrived, read to its end: a client compares them
+with what it sent, so a body cut or changed on the way (sidecar, activator) shows."""
 
 
 def sse(event: dict[str, Any] | str) -> bytes:
@@ -110,6 +114,7 @@ class ModelServer:
         app.router.add_post("/v1/chat/completions", self.chat)
         app.router.add_post("/v1/completions", self.completions)
         app.router.add_post("/v1/embeddings", self.embeddings)
+        app.router.add_post(DIGEST_PATH, self.digest)
         return app
 
     @web.middleware
@@ -160,6 +165,17 @@ class ModelServer:
             return _error(error)
         await self._sleep_until(asyncio.get_running_loop().time() + self.config.time_to_first_token_seconds)
         return web.json_response(answer)
+
+    async def digest(self, request: web.Request) -> web.Response:
+        """``{"bytes": N, "sha256": HEX}`` of the whole body (Content-Length or chunked), hashed as it
+        arrives; over :data:`MAX_BODY_BYTES`, 413 like the other routes."""
+        digest, size = hashlib.sha256(), 0
+        async for chunk in request.content.iter_any():
+            size += len(chunk)
+            if size > MAX_BODY_BYTES:
+                return _error(RequestError(f"the request body is over {MAX_BODY_BYTES} bytes", status=413))
+            digest.update(chunk)
+        return web.json_response({"bytes": size, "sha256": digest.hexdigest()})
 
     def _token_time(self, first: float, step: int) -> float:
         """When token ``step`` is due: the first after the time to first token, then at the set rate."""

@@ -186,3 +186,12 @@ def test_api_call_costs_are_the_results_file() -> None:
 
     doc = (ROOT / "docs" / "benchmarks" / "operator.md").read_text()
     assert table(json.loads((RESULTS / "api-client.json").read_text())) in doc
+
+
+def test_scale_to_zero_soak_doc_is_the_results_file() -> None:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from scale_to_zero_soak import DEFAULT_RESULTS, DOC, doc
+
+    results = json.loads((RESULTS / DEFAULT_RESULTS).read_text())
+    assert DOC.read_text() == doc(results)
+    assert f"`docs/benchmarks/{DOC.name}`" in (ROOT / "docs" / "scale-to-zero.md").read_text()

@@ -19,6 +19,8 @@ import pytest
 
 from chute_modelsim.config import Config
 from chute_modelsim.server import ModelServer
+from chute_sidecar.app import Sidecar
+from chute_sidecar.config import Config as SidecarConfig
 
 LOOPBACK = "127.0.0.1"
 OPERATOR_DIR = Path(__file__).resolve().parents[3] / "operator"
@@ -109,6 +111,27 @@ async def start_model() -> AsyncIterator[StartModel]:
 @pytest.fixture
 async def model(start_model: StartModel) -> Model:
     return await start_model()
+
+
+@pytest.fixture
+async def sidecar(model: Model) -> AsyncIterator[Sidecar]:
+    """The real sidecar in this process, in front of :func:`model`, on loopback."""
+    running = Sidecar(
+        SidecarConfig(
+            upstream=f"http://{LOOPBACK}:{model.server.port}",
+            host=LOOPBACK,
+            port=0,
+            metrics_port=0,
+            admin_port=0,
+            concurrency=4,
+            health_interval_seconds=0.05,
+            drain_seconds=0.0,
+            shutdown_timeout_seconds=5.0,
+        )
+    )
+    await running.start()
+    yield running
+    await running.stop()
 
 
 def parse_sse(raw: bytes) -> list[Any]:

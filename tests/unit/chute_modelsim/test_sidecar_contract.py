@@ -3,36 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 
 import aiohttp
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from chute_sidecar.app import Sidecar
-from chute_sidecar.config import Config as SidecarConfig
 
 from .conftest import LOOPBACK, Model, eventually, parse_sse
-
-
-@pytest.fixture
-async def sidecar(model: Model) -> AsyncIterator[Sidecar]:
-    running = Sidecar(
-        SidecarConfig(
-            upstream=f"http://{LOOPBACK}:{model.server.port}",
-            host=LOOPBACK,
-            port=0,
-            metrics_port=0,
-            admin_port=0,
-            concurrency=4,
-            health_interval_seconds=0.05,
-            drain_seconds=0.0,
-            shutdown_timeout_seconds=5.0,
-        )
-    )
-    await running.start()
-    yield running
-    await running.stop()
 
 
 async def _tokens(session: aiohttp.ClientSession, sidecar: Sidecar) -> tuple[float, float]:
