@@ -57,7 +57,9 @@ async def test_a_connect_target_naming_another_address_never_reaches_it(
     activator = await start_activator()
     activator.chute(A, endpoints=(f"{LOOPBACK}:{replica_port}",))
     reader, writer = await asyncio.open_connection(LOOPBACK, activator.port_of(A))
-    writer.write(f"CONNECT @{LOOPBACK}:{elsewhere_port} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+    writer.write(
+        f"CONNECT @{LOOPBACK}:{elsewhere_port} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode()
+    )
     await writer.drain()
     await read_until_closed(reader)
     writer.close()
