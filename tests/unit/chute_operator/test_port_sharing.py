@@ -145,3 +145,54 @@ def test_a_status_edited_to_another_chutes_port_is_settled_alike_by_the_operator
     assert ports.port_for(known[1], print) == 20001
     claims = {A: "2026-01-01T00:00:00Z", B: "2026-02-01T00:00:00Z"}  # both statuses name 20001
     assert port_owner(claims) == B, "B's slice points at 20001; the activator sends it to A's pods"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a Chute at zero that finds no port after a restart (--activator-ports narrowed, or its port "
+    "taken by an older Chute's edited status, with no port free) has activator None: plan_slice deletes "
+    "its activator EndpointSlice, and decide() keeps it at zero (no wake is asked: nothing can ask one), "
+    "so its Service has no endpoint until someone edits it",
+)
+async def test_a_chute_at_zero_that_loses_its_port_is_woken_or_keeps_its_slice() -> None:
+    store = Store()
+    api = FakeApi(store)
+    managers: list[str | None] = []
+    applying = api.apply
+
+    async def apply(manifest: dict[str, Any], field_manager: str | None = None) -> dict[str, Any]:
+        managers.append(field_manager)
+        return await applying(manifest, field_manager)
+
+    api.apply = apply  # type: ignore[method-assign]
+
+    def operator(ports: tuple[int, int]) -> Reconciler:
+        return Reconciler(
+            api,  # type: ignore[arg-type]
+            store,
+            RenderOptions(catalog=builtin_catalog(), sidecar_image="chute-operator:test"),
+            OperatorMetrics(),
+            lambda: True,
+            activator=lambda: Activator(("10.0.0.9",)),
+            activator_ports=ports,
+        )
+
+    store.put("Chute", _chute(A, "2026-02-01T00:00:00Z", "1"))
+    await _reconcile(operator((25000, 25000)), A)  # the old range
+    assert _slice_port(store, A) == 25000
+    asleep = copy.deepcopy(store.get("Deployment", A))
+    assert asleep is not None
+    asleep["spec"]["replicas"] = 0
+    asleep["metadata"]["annotations"] = {"chutes.ai/scaled-to-zero-at": "2026-03-01T00:00:00.000000Z"}
+    asleep["metadata"]["resourceVersion"] = "9000"
+    store.put("Deployment", asleep)
+    older = _chute(B, "2026-01-01T00:00:00Z", "9001")
+    older["status"] = {"activatorPort": 20000}
+    store.put("Chute", older)
+    restarted = operator((20000, 20000))  # the range changed (narrowed) with the operator's restart
+    api.writes.clear()
+    managers.clear()
+    await _reconcile(restarted, A)
+    slice_deleted = ("delete", "EndpointSlice") in api.writes
+    woken = "chute-operator-zero" in managers
+    assert woken or not slice_deleted, "A stays at zero and its Service lost the activator: unreachable"
