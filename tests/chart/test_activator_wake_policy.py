@@ -201,3 +201,28 @@ def test_the_activator_may_write_only_the_wake_annotation(activator: Activator, 
     annotations = chute_now(activator)["metadata"]["annotations"]
     assert annotations[WAKE_ANNOTATION] != "2030-01-01T00:00:00.000000Z"
     assert annotations["owner"] == "team-a"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the wake-only policy compares spec, status, labels, finalizers, ownerReferences and annotations "
+    "but not metadata.managedFields: the activator may wipe a Chute's field ownership ([{}]), after which "
+    "its owner's server-side apply (GitOps) can no longer remove a field it set, e.g. an env var",
+)
+def test_the_activator_may_not_wipe_a_chutes_field_ownership(activator: Activator) -> None:
+    cp, namespace = activator.cp, activator.namespace
+    spec_message = activator.message("spec")
+
+    def refused() -> bool:
+        result = activator.patch({"spec": {"image": "evil:1"}}, dry_run=True)
+        return result.returncode != 0 and spec_message in result.stderr
+
+    eventually(refused, what="the wake-only policy to refuse a spec change", timeout=60)
+    owned = chutes.cpu_chute(CHUTE, {"namespace": namespace}, env=[{"name": "DEBUG_DUMP", "value": "1"}])
+    cp.kubectl("apply", "--server-side", "--field-manager=gitops", "-f", "-", input=json.dumps(owned))
+    wiped = activator.patch({"metadata": {"managedFields": [{}]}})
+    # what the wipe does: the owner removes env from its manifest and applies again; the field stays
+    cp.kubectl("apply", "--server-side", "--field-manager=gitops", "-f", "-",
+               input=json.dumps(chutes.cpu_chute(CHUTE, {"namespace": namespace})))  # fmt: skip
+    env = chute_now(activator)["spec"].get("env")
+    assert wiped.returncode != 0, f"the activator wiped the Chute's managedFields; env left behind: {env}"
