@@ -33,6 +33,7 @@ from chute_activator.forward import (
     ReplicaDisconnected,
     ReplicaTimeout,
     forward,
+    origin_form,
 )
 from chute_activator.holding import Holder, Rejected
 from chute_activator.state import Key
@@ -54,6 +55,8 @@ REPLICA_BAD_ANSWER = "ReplicaBadAnswer"
 """The reason of a 502 when the replica answered something that is not valid HTTP."""
 REPLICA_TIMEOUT = "ReplicaTimeout"
 """The reason of a 504 when the replica did not answer within ``--request-timeout-seconds``."""
+BAD_REQUEST_TARGET = "BadRequestTarget"
+"""The reason of a 400 for a request whose target is not a path: CONNECT, an absolute URL, ``*``."""
 HELD_BYTES_FULL = "HeldBytesFull"
 """The reason of a 503 when holding one more body would pass ``--max-held-body-bytes``."""
 
@@ -106,6 +109,12 @@ class Activator:
         return response
 
     async def _answer(self, request: web.BaseRequest) -> web.StreamResponse:
+        if request.method == "CONNECT" or not origin_form(request.raw_path):
+            response = _reject(
+                Rejected(400, BAD_REQUEST_TARGET, "only a path is forwarded (no CONNECT, no absolute URL)")
+            )
+            response.force_close()
+            return response
         try:
             key = await self.holder.resolve(arrived_on(request))
         except Rejected as rejected:

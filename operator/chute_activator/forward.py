@@ -7,8 +7,26 @@ from collections.abc import AsyncIterator, Callable
 import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
+from yarl import URL
 
 from chute_shared.headers import EXPECT, FORWARDED_FOR, HOP_BY_HOP
+
+
+def origin_form(target: str) -> bool:
+    """Whether a request target is a path (``/v1/chat/completions?x=1``): the only form forwarded.
+    CONNECT's ``host:port``, an absolute URL and ``*`` name a destination, which is never the client's
+    to choose."""
+    return target.startswith("/")
+
+
+def upstream_url(endpoint: str, target: str) -> URL:
+    """The replica's URL for an origin-form ``target``: the host and port are the replica's, built as
+    parts (never by pasting the client's text after ``http://host:port``, where ``@other:port`` would
+    make the replica's address a user name and send the request to ``other``)."""
+    base = URL(f"http://{endpoint}")
+    path, _, query = target.partition("?")
+    return URL.build(scheme="http", authority=base.raw_authority, path=path, query_string=query, encoded=True)
+
 
 NOT_FORWARDED = frozenset(h.lower() for h in (*HOP_BY_HOP, "Host", "Content-Length", EXPECT))
 """Hop-by-hop headers, those aiohttp sets itself (Host is set again for the replica), and Expect
@@ -72,7 +90,7 @@ async def forward(
     OpenAI client stops reading at ``data: [DONE]``); the streaming then stops quietly. ``close``:
     the answer closes the client's connection (the activator drains: its next request opens a new
     one, which kube-proxy sends elsewhere)."""
-    url = f"http://{endpoint}{request.raw_path}"
+    url = upstream_url(endpoint, request.raw_path)
     headers = _request_headers(request)
     if body:
         headers["Content-Length"] = str(len(body))  # the whole body, held: never chunked to the replica

@@ -60,6 +60,8 @@ def retry_after_seconds(load_seconds: float | None, default: int) -> int:
 
 UNKNOWN_CHUTES_FULL = "UnknownChutesFull"
 """The reason of a 503 when ``unknown_limit`` requests already wait on ports no Chute has (yet)."""
+PORT_CLAIMED_TWICE = "PortClaimedTwice"
+"""The reason of a 503 on a port two Chutes' statuses name (one edited by hand): neither is served."""
 UNKNOWN_CHUTE = "UnknownChute"
 """The reason of a 404: no Chute has the port the request arrived on."""
 UNCLAIMED_PORT_WAIT_SECONDS = 2.0
@@ -141,7 +143,7 @@ class Holder:
             self._ports_changed = asyncio.Event()
 
     def chute_at(self, port: int) -> Key | None:
-        """The Chute whose requests arrive on ``port``: the oldest of those claiming it."""
+        """The Chute whose requests arrive on ``port`` (None: no Chute, or two, claim it)."""
         return port_owner(self._claims.get(port, {}))
 
     def ports(self) -> dict[int, Key]:
@@ -186,6 +188,10 @@ class Holder:
         key = self.chute_at(port)
         if key is not None:
             return key
+        if len(self._claims.get(port, {})) > 1:
+            self.metrics.unknown_rejected.inc()
+            message = f"activator port {port} is named by the status of {len(self._claims[port])} Chutes"
+            raise Rejected(503, PORT_CLAIMED_TWICE, message, self.default_retry_after)
         if self._unclaimed_waiting >= self.unknown_limit:
             self.metrics.unknown_rejected.inc()
             message = f"{self.unknown_limit} requests already wait on ports no Chute has"

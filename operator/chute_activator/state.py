@@ -25,16 +25,16 @@ class ChuteState:
     """The activator port the operator gave the Chute (its ``status.activatorPort``): a connection to
     it is for this Chute. None: none yet (no request can arrive for it)."""
     created: str = ""
-    """The Chute's creationTimestamp: when two Chutes claim one port (a status written by hand), the
-    older keeps it, as the operator decides."""
+    """The Chute's creationTimestamp (what ``/_chutes`` shows of it)."""
     source: str = ""
     """Where the endpoints come from: ``EndpointSlice`` (the kubelet's readiness, via the EndpointSlice
     controller) or ``sidecar`` (the pod's sidecar answered ``ready`` on its serving port first)."""
 
 
 def port_owner(claims: dict[Key, str]) -> Key | None:
-    """Of the Chutes claiming one port (key: creationTimestamp), the one that keeps it: the oldest,
-    then the first by namespace and name (the operator's rule too)."""
-    if not claims:
+    """The Chute whose requests arrive on a port, from the Chutes whose status names it (key:
+    creationTimestamp): the one, or none when two do (a status edited by hand: neither is served
+    until the operator has rewritten the one that did not have the port)."""
+    if len(claims) != 1:
         return None
-    return min(claims, key=lambda key: (claims[key] or "~", key))
+    return next(iter(claims))

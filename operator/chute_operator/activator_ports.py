@@ -9,8 +9,11 @@ status usually finds the same one again.
 
 Ports are given in this process's memory, from the whole store: seeded from every Chute's status the
 first time one is asked for (the store is synced before the first reconcile), so two Chutes never
-get one port. Two statuses naming one port (one written by hand) are settled as the activator settles
-them: the older Chute keeps it, the other gets another.
+get one port. A port given up (a Chute deleted, or no longer ``minInstances: 0``) is given again only
+once no Chute's status and no activator EndpointSlice names it: until then its old Chute's clients
+may still send there. Two statuses naming one port (one written by hand) are never both served: the
+activator refuses the port while they do, and the operator rewrites the status of the Chute that did
+not have it.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import zlib
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from chute_operator.wiring import ACTIVATOR_SLICE_SUFFIX
 from chute_shared.cluster import ACTIVATOR_PORT_STATUS
 
 Key = tuple[str, str]
@@ -45,11 +49,18 @@ def _key(chute: Mapping[str, Any]) -> Key:
 class ActivatorPorts:
     """Which Chute has which port of ``ports`` (first, last)."""
 
-    def __init__(self, ports: tuple[int, int], chutes: Callable[[], Iterable[Mapping[str, Any]]]) -> None:
-        """``chutes``: every Chute the operator knows (read once, when the first port is asked for)."""
+    def __init__(
+        self,
+        ports: tuple[int, int],
+        chutes: Callable[[], Iterable[Mapping[str, Any]]],
+        slices: Callable[[], Iterable[Mapping[str, Any]]] = list,
+    ) -> None:
+        """``chutes``: every Chute the operator knows; ``slices``: every activator EndpointSlice it
+        knows. A port still named by another Chute's status or slice is never given (read when a port
+        is given): a Chute that gave its port up, or is being deleted, may still have traffic on it."""
         self.first, self.last = ports
-        self._chutes = chutes
-        self._owner: dict[int, tuple[Key, tuple[str, Key]]] = {}
+        self._chutes, self._slices = chutes, slices
+        self._owner: dict[int, Key] = {}
         self._port: dict[Key, int] = {}
         self._seeded = False
 
@@ -61,49 +72,55 @@ class ActivatorPorts:
         return port is not None and self.first <= port <= self.last
 
     def _seed(self) -> None:
+        """Every port the statuses name, to its Chute; a port two statuses name (one edited by hand)
+        to the older Chute, as the first the operator saw (the activator serves neither meanwhile)."""
         self._seeded = True
+        claims: list[tuple[tuple[str, Key], int]] = []
         for chute in self._chutes():
             port = status_port(chute)
-            if self._in_range(port):
-                assert port is not None
-                self._take(_key(chute), port, _age(chute, _key(chute)))
+            if port is not None and self._in_range(port):
+                claims.append((_age(chute, _key(chute)), port))
+        for (_, key), port in sorted(claims):
+            if port not in self._owner and key not in self._port:
+                self._owner[port], self._port[key] = key, port
 
-    def _take(self, key: Key, port: int, age: tuple[str, Key]) -> Key | None:
-        """Give ``port`` to ``key`` unless an older Chute has it; the Chute it was taken from, if any."""
-        held = self._owner.get(port)
-        if held is not None and held[0] != key and held[1] < age:
-            return None
-        self.release(key)
-        self._owner[port], self._port[key] = (key, age), port
-        if held is not None and held[0] != key:
-            self._port.pop(held[0], None)
-            return held[0]
-        return None
+    def _named_elsewhere(self, key: Key) -> set[int]:
+        """Ports another Chute's status or activator slice names (it may still get traffic there)."""
+        named = {port for chute in self._chutes() if _key(chute) != key and (port := status_port(chute))}
+        for piece in self._slices():
+            meta = piece.get("metadata") or {}
+            owner = (
+                meta.get("namespace", ""),
+                str(meta.get("name", "")).removesuffix(ACTIVATOR_SLICE_SUFFIX),
+            )
+            if owner != key:
+                named.update(
+                    p.get("port") for p in piece.get("ports") or [] if isinstance(p.get("port"), int)
+                )
+        return named
 
-    def port_for(self, chute: Mapping[str, Any], displaced: Callable[[Key], None]) -> int | None:
-        """The Chute's port: the one it has, the one its status names (unless an older Chute has it),
-        or a free one (its name's hash first). None when every port is taken. ``displaced`` is told
-        of a Chute whose port this one takes (an older Chute whose status names it)."""
+    def port_for(self, chute: Mapping[str, Any]) -> int | None:
+        """The Chute's port: the one it has, the one its status names (when no other Chute has it), or a
+        free one (its name's hash first) that no other Chute's status or slice names. None when every
+        port is taken."""
         if not self._seeded:
             self._seed()
-        key, age = _key(chute), _age(chute, _key(chute))
+        key = _key(chute)
         mine = self._port.get(key)
         if mine is not None:
             return mine
         named = status_port(chute)
-        if self._in_range(named):
+        free = named is not None and self._in_range(named) and named not in self._owner
+        if free and named not in self._named_elsewhere(key):
             assert named is not None
-            held = self._owner.get(named)
-            if held is None or held[1] > age:
-                gone = self._take(key, named, age)
-                if gone is not None:
-                    displaced(gone)
-                return named
+            self._owner[named], self._port[key] = key, named
+            return named
+        blocked = self._named_elsewhere(key)
         start = zlib.crc32("/".join(key).encode()) % self.size
         for offset in range(self.size):
             port = self.first + (start + offset) % self.size
-            if port not in self._owner:
-                self._take(key, port, age)
+            if port not in self._owner and port not in blocked:
+                self._owner[port], self._port[key] = key, port
                 return port
         return None
 
@@ -121,9 +138,10 @@ class ActivatorPorts:
         return self._port.get(key)
 
     def release(self, key: Key) -> None:
-        """The Chute no longer needs a port (deleted, or no longer at zero ever)."""
+        """The Chute no longer needs a port (gone, or no longer at zero ever). The port is given again
+        only once no status and no activator slice names it."""
         port = self._port.pop(key, None)
-        if port is not None and self._owner.get(port, (None,))[0] == key:
+        if port is not None and self._owner.get(port) == key:
             del self._owner[port]
 
     def taken(self) -> int:

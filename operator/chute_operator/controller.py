@@ -86,7 +86,6 @@ class Controller:
             activator_ports=(
                 settings.scale_to_zero.activator_ports if settings.scale_to_zero.activator_service else None
             ),
-            requeue=lambda key: self.queue.add(key),
         )
         self._tasks: list[asyncio.Task[None]] = []
         metrics.track_readiness(self.readiness)

@@ -60,12 +60,10 @@ class Observer:
         idle_seconds: IdleReadings,
         confirm_idle: ConfirmIdle = no_confirmation,
         ports: ActivatorPorts | None = None,
-        displaced: Callable[[tuple[str, str]], None] = lambda key: None,
     ) -> None:
-        """``ports``: the activator's port per Chute (None: no activator configured); ``displaced``:
-        told of a Chute whose port another took (it must be reconciled again)."""
+        """``ports``: the activator's port per Chute (None: no activator configured)."""
         self.api, self.store, self.options, self.desired = api, store, options, desired
-        self.ports, self.displaced = ports, displaced
+        self.ports = ports
         self.monitoring_served = monitoring_served
         self.activator = activator
         self.idle_seconds = idle_seconds
@@ -126,7 +124,7 @@ class Observer:
         if not workload.scale_to_zero:
             self.ports.release(key_of(chute))
             return None
-        return self.ports.port_for(chute, self.displaced)
+        return self.ports.port_for(chute)
 
     async def _confirm(self, namespace: str, names: list[str]) -> dict[str, Reading]:
         """Read every pod's sidecar now: the metrics API's readings say the Chute may sleep, but a

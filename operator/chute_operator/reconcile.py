@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from chute_operator.act import Actor
 from chute_operator.activator_ports import ActivatorPorts
@@ -56,6 +57,10 @@ class MonitoringProbe:
         return self.available
 
 
+def _every(store: Store, kind: str) -> list[dict[str, Any]]:
+    return [found for key in store.keys(kind) if (found := store.get(kind, key)) is not None]
+
+
 def no_activator() -> ActivatorReading:
     return None
 
@@ -76,22 +81,25 @@ class Reconciler:
         idle_seconds: IdleReadings = no_readings,
         confirm_idle: ConfirmIdle = no_confirmation,
         activator_ports: tuple[int, int] | None = None,
-        requeue: Callable[[Key], None] = lambda key: None,
     ) -> None:
         """``status_wait_seconds``: how long a status waits for the controller of a Deployment just
         applied (Settings). ``activator``: the activator's ready pods as last read (scale to zero is
         off while there are none). ``idle_seconds``: how long a pod's sidecar has served nothing;
         ``confirm_idle``: the same, read from the sidecar now (before a sleep). ``activator_ports``:
-        the activator's range of ports per Chute (None: no activator); ``requeue``: reconcile a
-        Chute again soon (one whose activator port another took)."""
+        the activator's range of ports per Chute (None: no activator)."""
         self.api, self.store, self.options, self.metrics = api, store, options, metrics
         self.may_write = may_write
         self.status_wait_seconds = status_wait_seconds
         self.monitoring = MonitoringProbe(api)
         self.settled_templates = SettledTemplates()
         self.desired = DesiredManifests()
-        chutes = lambda: [c for k in store.keys("Chute") if (c := store.get("Chute", k))]  # noqa: E731
-        self.ports = ActivatorPorts(activator_ports, chutes) if activator_ports else None
+        self.ports = (
+            ActivatorPorts(
+                activator_ports, lambda: _every(store, "Chute"), lambda: _every(store, "EndpointSlice")
+            )
+            if activator_ports
+            else None
+        )
         self.observer = Observer(
             api,
             store,
@@ -102,7 +110,6 @@ class Reconciler:
             idle_seconds,
             confirm_idle,
             ports=self.ports,
-            displaced=requeue,
         )
         self.actor = Actor(api, store, metrics, self.monitoring.refresh, self._check_leader)
         self._deployment_applied: dict[Key, float] = {}
@@ -116,7 +123,7 @@ class Reconciler:
         """Reconcile the Chute at ``key``; seconds after which to reconcile it again, if it must be."""
         chute = self.store.get("Chute", key)
         if chute is None or chute["metadata"].get("deletionTimestamp"):
-            self._forget(key)
+            self._forget(key, gone=chute is None)
             return None  # children go by garbage collection
         self._check_leader()
         snapshot = await self.observer.observe(chute)
@@ -144,11 +151,13 @@ class Reconciler:
             raise RetryLater(conflict_message(outcome.conflicts))
         return None
 
-    def _forget(self, key: Key) -> None:
-        gone = self.store.get("Deployment", key)
-        if gone:
-            self.settled_templates.forget(str(gone["metadata"].get("uid", "")))
+    def _forget(self, key: Key, gone: bool = True) -> None:
+        """A Chute deleted (``gone``: no longer in the store; else being deleted, its activator port
+        kept: its Service and slice may still send there)."""
+        deployment = self.store.get("Deployment", key)
+        if deployment:
+            self.settled_templates.forget(str(deployment["metadata"].get("uid", "")))
         self.desired.forget(key)
         self._deployment_applied.pop(key, None)
-        if self.ports is not None:
+        if self.ports is not None and gone:
             self.ports.release(key)

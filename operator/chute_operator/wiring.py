@@ -50,3 +50,6 @@ KUBE_DNS = PeerSelector({NAMESPACE_NAME_LABEL: "kube-system"}, {"k8s-app": "kube
 """The cluster's DNS pods as kubeadm, kind, k3s and most managed clusters label them."""
 PROMETHEUS = PeerSelector({NAMESPACE_NAME_LABEL: "monitoring"}, {"app.kubernetes.io/name": "prometheus"})
 """Prometheus pods as prometheus-operator labels them, in namespace ``monitoring``."""
+
+ACTIVATOR_SLICE_SUFFIX = "-activator"
+"""A Chute's activator EndpointSlice is named after the Chute with this suffix (zero.py)."""

@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any
 
+from chute_operator.wiring import ACTIVATOR_SLICE_SUFFIX as ACTIVATOR_SLICE_SUFFIX
 from chute_operator.workload import Workload
 from chute_shared.cluster import CHUTE_LABEL, MANAGED_BY, WAKE_ANNOTATION
 from chute_shared.ports import SERVING_PORT_NAME
@@ -28,7 +29,6 @@ from chute_shared.ports import SERVING_PORT_NAME
 ASLEEP_ANNOTATION = "chutes.ai/scaled-to-zero-at"
 """Set on the Deployment, with ``replicas: 0``, by the operator's scale-to-zero field manager."""
 ZERO_MANAGER_SUFFIX = "-zero"
-ACTIVATOR_SLICE_SUFFIX = "-activator"
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 SLICE_MANAGED_BY_LABEL = "endpointslice.kubernetes.io/managed-by"
 CONFIRM_MAX_AGE = timedelta(seconds=2)

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from chute_activator.forward import upstream_url
 from tests.raw_http import read_until_closed
 from tests.unit.chute_activator.conftest import LOOPBACK, StartActivator
 
@@ -42,12 +43,6 @@ async def listeners() -> AsyncIterator[list[Listener]]:
             listener.server.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="forward() builds the upstream URL as f'http://{endpoint}{request.raw_path}': a CONNECT whose "
-    "authority-form target starts with '@' turns the replica's address into userinfo, and the request "
-    "goes to whatever host:port the client named (SSRF from every Chute's activator port)",
-)
 async def test_a_connect_target_naming_another_address_never_reaches_it(
     start_activator: StartActivator, listeners: list[Listener]
 ) -> None:
@@ -64,3 +59,31 @@ async def test_a_connect_target_naming_another_address_never_reaches_it(
     await read_until_closed(reader)
     writer.close()
     assert elsewhere.received == [], f"the activator sent a client's request elsewhere: {elsewhere.received}"
+
+
+@pytest.mark.parametrize(
+    "target",
+    [f"CONNECT @{LOOPBACK}:1 HTTP/1.1", f"GET http://{LOOPBACK}:1/x HTTP/1.1", "OPTIONS * HTTP/1.1"],
+)
+async def test_a_target_that_is_not_a_path_is_answered_400_by_the_activator(
+    start_activator: StartActivator, listeners: list[Listener], target: str
+) -> None:
+    replica = Listener()
+    listeners.append(replica)
+    activator = await start_activator()
+    activator.chute(A, endpoints=(f"{LOOPBACK}:{await replica.start()}",))
+    reader, writer = await asyncio.open_connection(LOOPBACK, activator.port_of(A))
+    writer.write(f"{target}\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+    await writer.drain()
+    answer = await read_until_closed(reader)
+    writer.close()
+    assert answer.startswith(b"HTTP/1.1 400"), answer[:200]
+    assert b"BadRequestTarget" in answer
+    assert replica.received == []
+
+
+def test_the_replicas_url_keeps_the_replicas_host_whatever_the_path_says() -> None:
+    assert str(upstream_url("10.0.0.5:8080", "/v1/x?a=1")) == "http://10.0.0.5:8080/v1/x?a=1"
+    assert upstream_url("10.0.0.5:8080", "//evil.example/x").host == "10.0.0.5"
+    assert upstream_url("10.0.0.5:8080", "/@evil:1/x").host == "10.0.0.5"
+    assert upstream_url("[fd00::5]:8080", "/x").host == "fd00::5"

@@ -21,12 +21,12 @@ def chute(
 
 def test_each_chute_gets_its_own_port_and_keeps_it() -> None:
     ports = ActivatorPorts(RANGE, list)
-    given = {name: ports.port_for(chute("ns", name), print) for name in "abcd"}
+    given = {name: ports.port_for(chute("ns", name)) for name in "abcd"}
     assert sorted(given.values()) == [20000, 20001, 20002, 20003]
-    assert ports.port_for(chute("ns", "a"), print) == given["a"]  # asked again: the same
-    assert ports.port_for(chute("ns", "e"), print) is None  # every port taken
+    assert ports.port_for(chute("ns", "a")) == given["a"]  # asked again: the same
+    assert ports.port_for(chute("ns", "e")) is None  # every port taken
     ports.release(("ns", "b"))
-    assert ports.port_for(chute("ns", "e"), print) == given["b"]
+    assert ports.port_for(chute("ns", "e")) == given["b"]
 
 
 def test_a_restarted_operator_keeps_every_port_its_statuses_name_even_for_chutes_reconciled_later() -> None:
@@ -34,29 +34,45 @@ def test_a_restarted_operator_keeps_every_port_its_statuses_name_even_for_chutes
     it in its status but is reconciled later."""
     known = [chute("ns", "old", 20002)]
     ports = ActivatorPorts(RANGE, lambda: known)
-    fresh = [ports.port_for(chute("ns", f"new-{i}"), print) for i in range(3)]
+    fresh = [ports.port_for(chute("ns", f"new-{i}")) for i in range(3)]
     assert 20002 not in fresh
-    assert ports.port_for(known[0], print) == 20002
+    assert ports.port_for(known[0]) == 20002
 
 
 def test_two_statuses_naming_one_port_the_older_chute_keeps_it_the_other_moves() -> None:
     older = chute("a", "x", 20001, "2026-01-01T00:00:00Z")
     forged = chute("b", "y", 20001, "2026-03-01T00:00:00Z")  # a status written by hand
     ports = ActivatorPorts(RANGE, lambda: [forged, older])
-    assert ports.port_for(older, print) == 20001
-    assert ports.port_for(forged, print) not in (20001, None)
-    displaced: list[tuple[str, str]] = []
-    late = ActivatorPorts(RANGE, list)  # the older one asks after the other took the port
-    assert late.port_for(forged, displaced.append) == 20001
-    assert late.port_for(older, displaced.append) == 20001
-    assert displaced == [("b", "y")]  # reconciled again: it gets another port
-    assert late.port_for(forged, displaced.append) not in (20001, None)
+    assert ports.port_for(older) == 20001
+    assert ports.port_for(forged) not in (20001, None)
+    late = ActivatorPorts(RANGE, list)  # the younger asked first, before the older's status was seen
+    assert late.port_for(forged) == 20001
+    assert late.port_for(older) not in (20001, None)  # the one that has it keeps it: no port moves
+
+
+def test_a_port_given_up_is_given_again_only_once_no_status_and_no_slice_names_it() -> None:
+    gone = chute("ns", "gone", 20000)
+    known: list[dict[str, Any]] = [gone]
+    slices: list[dict[str, Any]] = [
+        {
+            "metadata": {"namespace": "ns", "name": "gone-activator"},
+            "ports": [{"name": "http", "port": 20001}],
+        }
+    ]
+    ports = ActivatorPorts((20000, 20001), lambda: known, lambda: slices)
+    assert ports.port_for(gone) == 20000
+    ports.release(("ns", "gone"))  # minInstances 1 now; its status and an old slice still name ports
+    assert ports.port_for(chute("ns", "new")) is None
+    known.clear()
+    assert ports.port_for(chute("ns", "new")) == 20000
+    slices.clear()
+    assert ports.port_for(chute("ns", "newer")) == 20001
 
 
 def test_a_port_outside_the_range_is_replaced_and_a_reset_reads_the_store_again() -> None:
     known = [chute("ns", "a", 40000)]
     ports = ActivatorPorts(RANGE, lambda: known)
-    assert RANGE[0] <= (ports.port_for(known[0], print) or 0) <= RANGE[1]
+    assert RANGE[0] <= (ports.port_for(known[0]) or 0) <= RANGE[1]
     known.append(chute("ns", "b", 20003))
     ports.reset()  # a new leader: the other leader gave ports meanwhile
     assert ports.held(("ns", "b")) == 20003
