@@ -23,7 +23,6 @@ from chute_operator.validation import InvalidChute, parse_chute
 from chute_operator.workload import RenderOptions, Workload, resolve
 from chute_operator.zero import (
     ACTIVATOR_SLICE_SUFFIX,
-    UNREAD,
     Action,
     ActivatorReading,
     Reading,
@@ -91,10 +90,10 @@ class Observer:
             idle = {name: self.idle_seconds(key[0], name) for name in names}
         deployment, activator = self.store.get("Deployment", key), self.activator()
         port = self._port(chute, workload)
-        if port is None and activator is not UNREAD:
-            activator = None  # no port: never at zero, and out of its Service's path
         confirmed: dict[str, Reading] = {}
-        looks_idle = decide(workload, chute, deployment, pods, lambda _, pod: idle.get(pod), activator)
+        looks_idle = decide(
+            workload, chute, deployment, pods, lambda _, pod: idle.get(pod), activator, port is not None
+        )
         if looks_idle is Action.SLEEP:
             confirmed = await self._confirm(key[0], list(idle))
         return Snapshot(

@@ -93,11 +93,11 @@ class Snapshot:
     activator_slice: Manifest | None
     """The store's EndpointSlice that adds the activator to the Chute's Service."""
     activator: ActivatorReading
-    """The activator's ready pods (scale to zero is off while there are none, and for this Chute
-    while it has no activator port); UNREAD: not read yet, so its EndpointSlice is left as it is."""
+    """The activator's ready pods (scale to zero is off while there are none); UNREAD: not read yet,
+    so its EndpointSlice is left as it is."""
     activator_port: int | None = None
     """The Chute's port on the activator (``activator_ports.py``); None: it may not be at zero (not
-    minInstances 0, or every port is taken)."""
+    minInstances 0, or every port is taken: then it never sleeps, and wakes if it is at zero)."""
     idle: Mapping[str, float | None] = field(default_factory=dict)
     """Seconds each pod (by name) has served nothing, from the metrics API's readings (up to 10 s
     old); missing or None: unknown."""
@@ -323,7 +323,10 @@ def plan_zero(snapshot: Snapshot, steps: tuple[Step, ...], now: datetime) -> Zer
     the Deployment as applying leaves it."""
     deployment = _applied_deployment(snapshot, steps)
     workload, activator = snapshot.workload, snapshot.activator
-    action = decide(workload, snapshot.chute, deployment, snapshot.pods, snapshot.idle_seconds, activator)
+    has_port = snapshot.activator_port is not None
+    action = decide(
+        workload, snapshot.chute, deployment, snapshot.pods, snapshot.idle_seconds, activator, has_port
+    )
     seconds = workload.shutdown_after_seconds if workload else 0
     if action is Action.SLEEP and not confirmed_idle(snapshot.pods, snapshot.confirmed, seconds, now):
         return None  # the sidecars, read just now, do not all confirm the window

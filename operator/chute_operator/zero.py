@@ -152,16 +152,20 @@ def decide(
     pods: Iterable[Mapping[str, Any]],
     idle_seconds: Callable[[str, str], float | None],
     activator: ActivatorReading,
+    has_port: bool = True,
 ) -> Action:
-    """What the scale-to-zero field manager does now (level-based: from the objects alone)."""
+    """What the scale-to-zero field manager does now (level-based: from the objects alone).
+    ``has_port``: the Chute has its port on the activator; a Chute at zero without one (the range
+    narrowed, or full) cannot be reached there, so it wakes, and one awake never sleeps."""
     asleep = asleep_since(deployment)
     may_sleep = workload is not None and workload.scale_to_zero
     if asleep is not None:
         woken = wake_requested_at(chute)
-        if not may_sleep or (woken is not None and woken > asleep):
+        unreachable = isinstance(activator, Activator) and not has_port
+        if not may_sleep or unreachable or (woken is not None and woken > asleep):
             return Action.WAKE
         return Action.STAY
-    if not may_sleep or workload is None or deployment is None or not _has_pods(activator):
+    if not may_sleep or workload is None or deployment is None or not _has_pods(activator) or not has_port:
         return Action.STAY  # never to zero without a known activator to hold the next request
     if ((deployment.get("spec") or {}).get("replicas") or 0) < 1:
         return Action.STAY  # at zero by hand: not ours to manage

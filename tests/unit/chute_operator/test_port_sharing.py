@@ -8,8 +8,6 @@ import contextlib
 import copy
 from typing import Any
 
-import pytest
-
 from chute_activator.derive import activator_port
 from chute_activator.state import port_owner
 from chute_operator.activator_ports import ActivatorPorts
@@ -129,13 +127,6 @@ def test_a_status_edited_to_another_chutes_port_is_settled_alike_by_the_operator
     assert port_owner(claims) is None  # until A's status is rewritten, the activator serves neither on 20001
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a Chute at zero that finds no port after a restart (--activator-ports narrowed, or its port "
-    "taken by an older Chute's edited status, with no port free) has activator None: plan_slice deletes "
-    "its activator EndpointSlice, and decide() keeps it at zero (no wake is asked: nothing can ask one), "
-    "so its Service has no endpoint until someone edits it",
-)
 async def test_a_chute_at_zero_that_loses_its_port_is_woken_or_keeps_its_slice() -> None:
     store = Store()
     api = FakeApi(store)
