@@ -9,9 +9,11 @@ Ingress that reached it), so it is forwarded to that Chute's pods only."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import time
+import weakref
 
 import aiohttp
 from aiohttp import web
@@ -55,6 +57,8 @@ REPLICA_BAD_ANSWER = "ReplicaBadAnswer"
 """The reason of a 502 when the replica answered something that is not valid HTTP."""
 REPLICA_TIMEOUT = "ReplicaTimeout"
 """The reason of a 504 when the replica did not answer within ``--request-timeout-seconds``."""
+PORT_MOVED = "PortMoved"
+"""The reason of a 503 on a kept-alive connection whose port was given to another Chute since."""
 BAD_REQUEST_TARGET = "BadRequestTarget"
 """The reason of a 400 for a request whose target is not a path: CONNECT, an absolute URL, ``*``."""
 HELD_BYTES_FULL = "HeldBytesFull"
@@ -91,6 +95,8 @@ class Activator:
         self.held = HeldBytes(max_held_body_bytes if max_held_body_bytes is not None else 1 << 62)
         """Bytes of bodies held across all requests (``--max-held-body-bytes``)."""
         self.session: aiohttp.ClientSession | None = None
+        self._connections: weakref.WeakKeyDictionary[asyncio.BaseTransport, Key] = weakref.WeakKeyDictionary()
+        """The Chute each open client connection was made for: its port's owner when it was made."""
 
     async def start(self) -> None:
         self.session = aiohttp.ClientSession(
@@ -119,6 +125,13 @@ class Activator:
             key = await self.holder.resolve(arrived_on(request))
         except Rejected as rejected:
             return _reject(rejected)
+        transport = request.transport
+        if transport is not None and self._connections.setdefault(transport, key) != key:
+            # the port was given to another Chute since this connection was made (through the old
+            # Chute's Service): it is never that Chute's; its client reconnects through its Service
+            response = _reject(Rejected(503, PORT_MOVED, "this connection's Chute is no longer here", 0))
+            response.force_close()
+            return response
         try:
             async with read_body(
                 request, limit=self.max_body_bytes, held=self.held, within=self.body_timeout

@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 
-import pytest
-
 from chute_activator.state import ChuteState
 from tests.unit.chute_activator.conftest import LOOPBACK, StartActivator
 from tests.unit.chute_activator.test_routing_by_port import Replica, replica
@@ -29,12 +27,6 @@ async def _answer(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
         return head, await reader.readexactly(length)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the activator resolves the Chute per request from the port's current owner and keeps client "
-    "connections alive: a connection that came through A's Service while A had the port is sent to B's "
-    "pods once the operator gives the port to B (A left minInstances 0, or was deleted)",
-)
 async def test_a_kept_alive_connection_never_reaches_the_chute_that_gets_its_port_later(
     start_activator: StartActivator, replica: Replica
 ) -> None:
