@@ -40,6 +40,10 @@ class HeldBytes:
     def __init__(self, limit: int) -> None:
         self.limit, self.held = limit, 0
 
+    def fits(self, count: int) -> bool:
+        """Whether ``count`` more bytes would fit now (nothing taken)."""
+        return self.held + count <= self.limit
+
     def take(self, count: int) -> bool:
         if self.held + count > self.limit:
             return False
@@ -76,29 +80,31 @@ async def read_body(
     request: web.BaseRequest, *, limit: int, held: HeldBytes, within: float = BODY_TIMEOUT_SECONDS
 ) -> AsyncIterator[Body]:
     """The request's whole body (Content-Length or chunked), ``limit`` bytes at most; its bytes count
-    against ``held`` from the moment they are taken until :meth:`Body.release` or the block's end.
-    A client that sent ``Expect: 100-continue`` gets ``100 Continue`` once its Content-Length passed
-    both bounds (a body refused before it is read gets its final answer instead). The whole body
-    must arrive within ``within`` seconds (:class:`BodyTimeout`)."""
+    against ``held`` as they arrive (never before: a head that only announces a large body holds
+    nothing of the bound) until :meth:`Body.release` or the block's end. A Content-Length over
+    ``limit``, or over what ``held`` has room for now, is refused before a byte is read. A client
+    that sent ``Expect: 100-continue`` gets ``100 Continue`` once its Content-Length passed both
+    checks (a body refused before it is read gets its final answer instead). The whole body must
+    arrive within ``within`` seconds (:class:`BodyTimeout`)."""
     body = Body(held)
     try:
         length = request.content_length
         if length is not None:
-            body.reserve(length, limit)  # refused before a byte is read
-            body.data = bytearray(length)
+            if length > limit:
+                raise BodyTooLarge
+            if not held.fits(length):
+                raise HeldBytesFull
         if request.headers.get(EXPECT, "").lower() == EXPECT_CONTINUE and request.version >= (1, 1):
             await request.writer.write(CONTINUE)  # the client waits for it before it sends the body
         filled = 0
         try:
             async with asyncio.timeout(within):
                 while chunk := await request.content.readany():
-                    end = filled + len(chunk)
-                    if length is None:
-                        body.reserve(len(chunk), limit)
-                        body.data += chunk
-                    elif end <= length:
-                        body.data[filled:end] = chunk
-                    filled = end
+                    if length is not None and filled + len(chunk) > length:
+                        chunk = chunk[: max(length - filled, 0)]  # aiohttp stops at the length
+                    body.reserve(len(chunk), limit)
+                    body.data += chunk
+                    filled += len(chunk)
         except TimeoutError:
             raise BodyTimeout from None
         if length is not None and filled != length:
