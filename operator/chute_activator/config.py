@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from chute_activator.body import BODY_TIMEOUT_SECONDS
+from chute_activator.connections import HEAD_TIMEOUT_SECONDS, MAX_CONNECTIONS
 from chute_shared.flags import EnvFlags, Parse, at_least, non_negative, optional, positive
 from chute_shared.flags import port as port_number
 from chute_shared.limits import MAX_BODY_BYTES
@@ -31,6 +32,8 @@ class Config:
     max_held_body_bytes: int = 128 * 1024 * 1024
     request_timeout_seconds: float = 600.0
     body_timeout_seconds: float = BODY_TIMEOUT_SECONDS
+    head_timeout_seconds: float = HEAD_TIMEOUT_SECONDS
+    max_connections: int = MAX_CONNECTIONS
     drain_seconds: float = 15.0
     shutdown_timeout_seconds: float = 30.0
     kubeconfig: str | None = None
@@ -83,6 +86,16 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str] | None = None) 
         "longest a client may take to send its whole body (its bytes count as held meanwhile); 408 beyond",
     )
     flag(
+        "head-timeout-seconds",
+        positive,
+        "longest a new connection may take to send its first request head; then it is closed",
+    )
+    flag(
+        "max-connections",
+        at_least(1),
+        "client connections at once (each holds an open file); one more is closed at once",
+    )
+    flag(
         "drain-seconds",
         non_negative,
         "after SIGTERM keep listening (unready), forwarding and holding this long: longer than the "
@@ -125,6 +138,8 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str] | None = None) 
         max_held_body_bytes=args.max_held_body_bytes,
         request_timeout_seconds=args.request_timeout_seconds,
         body_timeout_seconds=args.body_timeout_seconds,
+        head_timeout_seconds=args.head_timeout_seconds,
+        max_connections=args.max_connections,
         drain_seconds=args.drain_seconds,
         shutdown_timeout_seconds=args.shutdown_timeout_seconds,
         kubeconfig=args.kubeconfig,

@@ -16,6 +16,7 @@ from aiohttp import web
 
 from chute_activator.app import Activator, metrics_app
 from chute_activator.config import Config, parse_config
+from chute_activator.connections import BoundedServer
 from chute_activator.debug import debug_app
 from chute_activator.holding import Holder
 from chute_activator.metrics import Metrics
@@ -54,8 +55,14 @@ async def serve(config: Config) -> int:
         body_timeout=config.body_timeout_seconds,
     )
     await activator.start()
+    server = BoundedServer(
+        activator.handle,
+        head_timeout=config.head_timeout_seconds,
+        max_connections=config.max_connections,
+        handler_cancellation=True,
+    )
     serving = web.ServerRunner(
-        web.Server(activator.handle, handler_cancellation=True),
+        server,
         access_log=None,
         shutdown_timeout=config.shutdown_timeout_seconds,
     )
