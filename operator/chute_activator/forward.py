@@ -25,7 +25,9 @@ def upstream_url(endpoint: str, target: str) -> URL:
     make the replica's address a user name and send the request to ``other``)."""
     base = URL(f"http://{endpoint}")
     path, _, query = target.partition("?")
-    return URL.build(scheme="http", authority=base.raw_authority, path=path, query_string=query, encoded=True)
+    return URL.build(
+        scheme=base.scheme, authority=base.raw_authority, path=path, query_string=query, encoded=True
+    )
 
 
 NOT_FORWARDED = frozenset(h.lower() for h in (*HOP_BY_HOP, "Host", "Content-Length", EXPECT))

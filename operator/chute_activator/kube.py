@@ -42,6 +42,7 @@ from chute_activator.derive import (
 from chute_activator.holding import Holder
 from chute_activator.state import Key
 from chute_shared.cluster import (
+    ACTIVATOR_FIELD_MANAGER,
     CHUTE_GROUP,
     CHUTE_KIND,
     CHUTE_LABEL,
@@ -107,7 +108,14 @@ class KubeSource:
     async def wake(self, key: Key) -> None:
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         patch = {"metadata": {"annotations": {WAKE_ANNOTATION: now}}}
-        await self.client.patch(ChuteResource, key[1], patch, namespace=key[0], patch_type=PatchType.MERGE)
+        await self.client.patch(
+            ChuteResource,
+            key[1],
+            patch,
+            namespace=key[0],
+            patch_type=PatchType.MERGE,
+            field_manager=ACTIVATOR_FIELD_MANAGER,
+        )
         log.info("wake requested", extra={"chute": "/".join(key)})
 
     def _refresh(self, key: Key) -> None:

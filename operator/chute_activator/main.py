@@ -21,6 +21,7 @@ from chute_activator.debug import debug_app
 from chute_activator.holding import Holder
 from chute_activator.metrics import Metrics
 from chute_shared import logs
+from chute_shared.cluster import ACTIVATOR_FIELD_MANAGER
 
 log = logging.getLogger("chute_activator")
 
@@ -32,7 +33,7 @@ async def serve(config: Config) -> int:
     from chute_activator.kube import KubeSource
 
     kube = KubeConfig.from_file(config.kubeconfig) if config.kubeconfig else None
-    client = AsyncClient(config=kube, field_manager="chute-activator")
+    client = AsyncClient(config=kube, field_manager=ACTIVATOR_FIELD_MANAGER)
 
     async def wake(key: tuple[str, str]) -> None:
         await source.wake(key)

@@ -12,6 +12,9 @@ CHUTE_LABEL = "chutes.ai/chute"
 """On every child of a Chute and its pods: the Chute's name."""
 MANAGED_BY = "chute-operator"
 """The ``app.kubernetes.io/managed-by`` value of every child of a Chute."""
+ACTIVATOR_FIELD_MANAGER = "chute-activator"
+"""The activator's field manager: its wake patches are recorded under it, and the chart's wake-only
+admission policy lets it change no other manager's field ownership."""
 WAKE_ANNOTATION = "chutes.ai/wake-requested-at"
 """Set on the Chute by the activator (RFC 3339) when a request waits for a Chute at zero; the
 operator scales it up."""
