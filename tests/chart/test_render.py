@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
+from chute_devcluster.binaries import HELM_KUBERNETES_MINOR, HELM_VERSION
 from chute_operator.gpus import load_catalog
 from chute_shared.cluster import WAKE_ANNOTATION
 from tests.chart.helm import (
@@ -131,6 +132,19 @@ def test_operator_settings_reach_the_environment(helm: Helm) -> None:
     assert env["CHUTE_OPERATOR_WORKERS"] == "7"
     assert env["CHUTE_OPERATOR_SIDECAR_IMAGE"] == "registry.example.com/sidecar:1.2.3"
     assert env["CHUTE_OPERATOR_NAMESPACES"] == "a,b"
+
+
+def test_helm_reports_its_release_and_assumes_its_kubernetes(helm: Helm, tmp_path: Path) -> None:
+    """Built with the release's version flags: a plain `helm template` passes the chart's kubeVersion."""
+    version = helm.run("version", "--template", "{{.Version}} {{.GitTreeState}}").stdout
+    assert version == f"{HELM_VERSION} clean"
+    probe = tmp_path / "probe"
+    (probe / "templates").mkdir(parents=True)
+    (probe / "Chart.yaml").write_text("apiVersion: v2\nname: probe\nversion: 0.0.1\n")
+    (probe / "templates" / "kube.yaml").write_text("kube: {{ .Capabilities.KubeVersion.Version }}\n")
+    rendered = yaml.safe_load(helm.run("template", "probe", str(probe)).stdout)
+    assert rendered == {"kube": f"v1.{HELM_KUBERNETES_MINOR}.0"}
+    assert helm.run("template", "co", str(CHART)).returncode == 0
 
 
 def test_kubernetes_without_native_sidecars_is_refused(helm: Helm) -> None:
