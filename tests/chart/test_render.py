@@ -12,6 +12,7 @@ import yaml
 
 from chute_devcluster.binaries import HELM_KUBERNETES_MINOR, HELM_VERSION
 from chute_operator.gpus import load_catalog
+from chute_operator.version import IMAGE, IMAGE_REPOSITORY, VERSION
 from chute_shared.cluster import WAKE_ANNOTATION
 from tests.chart.helm import (
     CHART,
@@ -185,17 +186,17 @@ def test_chute_network_policy_peers_reach_the_environment(helm: Helm) -> None:
     )
 
 
-def test_image_defaults_to_app_version_and_sidecar_to_the_same_image(helm: Helm) -> None:
-    app_version = yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
+def test_image_defaults_to_the_released_image_and_sidecar_to_the_same_image(helm: Helm) -> None:
+    """The chart's default is the image this version's release publishes, the operator's own default."""
     container = operator_container(helm.template())
-    assert container["image"] == f"chute-operator:{app_version}"
+    assert container["image"] == IMAGE == f"{IMAGE_REPOSITORY}:{VERSION}"
     assert env_of(container)["CHUTE_OPERATOR_SIDECAR_IMAGE"] == container["image"]
 
 
 def test_image_digest_pins_operator_and_sidecar(helm: Helm) -> None:
     digest = "sha256:" + "ab" * 32
     container = operator_container(helm.template(sets=("image.tag=1.2.3", f"image.digest={digest}")))
-    assert container["image"] == f"chute-operator:1.2.3@{digest}"
+    assert container["image"] == f"{IMAGE_REPOSITORY}:1.2.3@{digest}"
     assert env_of(container)["CHUTE_OPERATOR_SIDECAR_IMAGE"] == container["image"]
 
 
