@@ -11,7 +11,8 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as _distribution_version
 
-DISTRIBUTION = "chute-operator"
+DISTRIBUTION = __name__.partition(".")[0]
+"""The distribution's name as the package's (``chute_operator``: importlib.metadata normalizes ``-``)."""
 IMAGE_REPOSITORY = "ghcr.io/chutes-ai/chute-operator"
 """The image a release of this project publishes (the chart's default ``image.repository``)."""
 
