@@ -116,7 +116,7 @@ def _run(command: Sequence[str], *, cwd: Path | None = None, quiet: bool = True)
     except FileNotFoundError as error:
         raise ImageBuildError(f"{command[0]} is not installed (scripts/setup installs it)") from error
     lines = []
-    assert process.stdout is not None
+    assert process.stdout is not None  # nosec B101  # narrows the type: stdout=PIPE above
     with process.stdout:
         for line in process.stdout:
             lines.append(line)

@@ -65,7 +65,7 @@ class ActivatorPorts:
         for chute in self._chutes():
             port = status_port(chute)
             if self._in_range(port):
-                assert port is not None
+                assert port is not None  # nosec B101  # narrows the type: _in_range(None) is False
                 self._take(_key(chute), port, _age(chute, _key(chute)))
 
     def _take(self, key: Key, port: int, age: tuple[str, Key]) -> Key | None:
@@ -92,7 +92,7 @@ class ActivatorPorts:
             return mine
         named = status_port(chute)
         if self._in_range(named):
-            assert named is not None
+            assert named is not None  # nosec B101  # narrows the type: _in_range(None) is False
             held = self._owner.get(named)
             if held is None or held[1] > age:
                 gone = self._take(key, named, age)
