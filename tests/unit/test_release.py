@@ -78,3 +78,23 @@ def test_version_problems_name_each_disagreement(tmp_path: Path) -> None:
     (tmp_path / "charts" / "chute-operator" / "Chart.yaml").write_text("version: 0.3.0\nappVersion: 0.3.0\n")
     assert version_problems(tmp_path, requested="v0.3.0") == []
     assert version_problems(tmp_path, requested="0.3.0") == []
+
+
+def test_the_test_command_runs_the_security_lint_and_the_workflow_lint() -> None:
+    script = (ROOT / "scripts" / "test").read_text()
+    assert ".venv/bin/bandit -c pyproject.toml -r operator" in script
+    assert '"$actionlint" -shellcheck .venv/bin/shellcheck' in script
+    assert "chute_devcluster.binaries actionlint" in script
+    assert {"B404", "B603"} == set(PYPROJECT["tool"]["bandit"]["skips"])
+
+
+def test_the_release_workflow_publishes_signs_and_audits_on_a_version_tag() -> None:
+    workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "release.yml").read_text())
+    assert workflow[True]["push"]["tags"] == ["v*"]  # YAML 1.1 reads the key `on` as True
+    job = workflow["jobs"]["release"]
+    assert job["permissions"] == {"contents": "read", "packages": "write", "id-token": "write"}
+    runs = "\n".join(step.get("run", "") for step in job["steps"])
+    assert 'scripts/release "$REGISTRY" --version "$GITHUB_REF_NAME"' in runs
+    assert "pip_audit --strict" in runs
+    for command in ("syft scan", "cosign sign --yes", "cosign attest --yes --type spdxjson"):
+        assert command in runs
