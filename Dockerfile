@@ -31,8 +31,9 @@ COPY pyproject.toml ./
 RUN python3 -m venv /opt/venv \
  && python3 -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb")); print("\n".join(p["build-system"]["requires"] + p["project"]["dependencies"] + p["project"]["optional-dependencies"]["fast"]))' > requirements.txt \
  && /opt/venv/bin/pip install --requirement requirements.txt
-# Then the project itself, offline: nothing but its own code is installed here.
-COPY README* ./
+# Then the project itself, offline: nothing but its own code is installed here (its LICENSE goes
+# into the package's metadata, so the image carries it).
+COPY LICENSE README* ./
 COPY operator/ ./operator/
 RUN /opt/venv/bin/pip install --no-index --no-deps --no-build-isolation . \
  && /opt/venv/bin/chute-operator --help >/dev/null \

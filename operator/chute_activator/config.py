@@ -20,7 +20,7 @@ ENV_PREFIX = "CHUTE_ACTIVATOR_"
 class Config:
     chute_ports: tuple[int, int] = ACTIVATOR_CHUTE_PORTS
     metrics_port: int = 9090
-    host: str = "0.0.0.0"
+    host: str = "0.0.0.0"  # nosec B104  # a pod's server listens on the pod's address (--host narrows it)
     debug_port: int | None = 9092
     debug_host: str = "127.0.0.1"
     queue_limit: int = 10

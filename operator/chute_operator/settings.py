@@ -148,7 +148,7 @@ class MetricsApi:
     enabled: bool = field(default=False, metadata=env("METRICS_API"))
     """Serve it over HTTPS; needs the cert files."""
     port: int = 6443
-    bind_address: str = "0.0.0.0"
+    bind_address: str = "0.0.0.0"  # nosec B104  # served to the API server through the pod's address
     cert_file: str = "/var/run/secrets/chute-operator/metrics-api/tls.crt"
     key_file: str = "/var/run/secrets/chute-operator/metrics-api/tls.key"
     scrape_interval_seconds: float = 2.0

@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from chute_operator.version import IMAGE
+
 API_KEY_DIR = "/var/run/chutes/auth"
 """Where the sidecar finds the Chute's API keys (the Secret's volume)."""
 DRAIN_SECONDS = 5
@@ -19,7 +21,9 @@ PROBE_PERIOD_SECONDS = 10
 STARTUP_PROBE_PERIOD_SECONDS = 1
 """The model's startup probe period: its pod is Ready within a second of the model answering (a request
 held at zero waits for it), with ``failureThreshold`` covering the whole startup timeout."""
-DEFAULT_SIDECAR_IMAGE = "chute-operator:0.1.0"
+DEFAULT_SIDECAR_IMAGE = IMAGE
+"""The sidecar's image when none is configured (the chart always sets one): the operator's own
+released image at the operator's version. The one place the sidecar's image is tied to the operator's."""
 HPA_MAX_STABILIZATION_SECONDS = 3600
 """The longest scale-down window the HPA accepts."""
 

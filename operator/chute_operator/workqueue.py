@@ -49,7 +49,8 @@ class WorkQueue:
         grow: throttling says the server is busy, not that this key is failing.
         """
         if retry_after is not None:
-            delay = min(max(retry_after, self._base) * (1 + random.random()), self._max)
+            # retry jitter, not a secret (bandit B311)
+            delay = min(max(retry_after, self._base) * (1 + random.random()), self._max)  # nosec B311
             self.add_after(key, delay)
             return delay
         failures = self._failures.get(key, 0)

@@ -29,5 +29,5 @@ SIDECAR_CONTAINER = "chute-sidecar"
 MODEL_CONTAINER = "model"
 """The model server's container (the pod's default container)."""
 
-DRAIN_TOKEN_ENV = "CHUTE_SIDECAR_DRAIN_TOKEN"
+DRAIN_TOKEN_ENV = "CHUTE_SIDECAR_DRAIN_TOKEN"  # nosec B105  # the name of a variable, not a secret
 """The sidecar's environment variable of the drain token (its ``--drain-token``), set by the operator."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-DRAIN_TOKEN_HEADER = "X-Chute-Drain-Token"
+DRAIN_TOKEN_HEADER = "X-Chute-Drain-Token"  # nosec B105  # the name of a header, not a secret
 """Carries the drain token from the model's preStop hook (rendered by the operator) to the sidecar's
 ``/drainz``."""
 EXPECT = "Expect"

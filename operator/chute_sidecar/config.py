@@ -16,6 +16,8 @@ from chute_sidecar.routes import parse_cord
 
 ENV_PREFIX = "CHUTE_SIDECAR_"
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+ALL_ADDRESSES = "0.0.0.0"  # nosec B104  # the pod's address; its NetworkPolicy limits who reaches it
+"""The default ``--host``: in a pod, the sidecar serves on the pod's address."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,7 +28,7 @@ class Config:
     port: int = SIDECAR_PORT
     metrics_port: int = METRICS_PORT
     admin_port: int = ADMIN_PORT
-    host: str = "0.0.0.0"
+    host: str = ALL_ADDRESSES
     concurrency: int = 1
     health_path: str = MODEL_HEALTH_PATH
     startup_timeout_seconds: float = 1800.0
@@ -67,7 +69,7 @@ _OPTIONS: tuple[tuple[str, Parse, object, str], ...] = (
     ("--port", port, SIDECAR_PORT, "serving port (reverse proxy)"),
     ("--metrics-port", port, METRICS_PORT, "metrics port: /metrics, /_conn_stats"),
     ("--admin-port", port, ADMIN_PORT, "admin port: probes and /drainz; keep it out of the Service"),
-    ("--host", str, "0.0.0.0", "address the ports bind to"),
+    ("--host", str, ALL_ADDRESSES, "address the ports bind to"),
     ("--concurrency", at_least(1), 1, "proxied requests in flight at most; one more gets 429"),
     ("--health-path", _path, MODEL_HEALTH_PATH, "the model's health path, polled in the background"),
     ("--startup-timeout-seconds", positive, 1800.0, "how long the model may take to start"),

@@ -101,7 +101,7 @@ class ModelHealth:
 
     async def poll_once(self) -> bool:
         """One GET of the health path; updates the state and returns whether it answered 2xx."""
-        assert self._session is not None
+        assert self._session is not None  # nosec B101  # narrows the type: the session is opened in start()
         phase = self.phase
         error = ""
         try:

@@ -345,7 +345,7 @@ class Connection(asyncio.Protocol):
 
     def begin(self, head: bytes, head_only: bool) -> asyncio.Future[Response]:
         """Write the request head; the future resolves with the response head."""
-        assert self.transport is not None
+        assert self.transport is not None  # nosec B101  # narrows the type: a connection begins once made
         self._state = _HEAD
         self._head_only = head_only
         self._received_any = False

@@ -10,7 +10,9 @@ from typing import Any
 import pytest
 import yaml
 
+from chute_devcluster.binaries import HELM_KUBERNETES_MINOR, HELM_VERSION
 from chute_operator.gpus import load_catalog
+from chute_operator.version import IMAGE, IMAGE_REPOSITORY, VERSION
 from chute_shared.cluster import WAKE_ANNOTATION
 from tests.chart.helm import (
     CHART,
@@ -133,6 +135,19 @@ def test_operator_settings_reach_the_environment(helm: Helm) -> None:
     assert env["CHUTE_OPERATOR_NAMESPACES"] == "a,b"
 
 
+def test_helm_reports_its_release_and_assumes_its_kubernetes(helm: Helm, tmp_path: Path) -> None:
+    """Built with the release's version flags: a plain `helm template` passes the chart's kubeVersion."""
+    version = helm.run("version", "--template", "{{.Version}} {{.GitTreeState}}").stdout
+    assert version == f"{HELM_VERSION} clean"
+    probe = tmp_path / "probe"
+    (probe / "templates").mkdir(parents=True)
+    (probe / "Chart.yaml").write_text("apiVersion: v2\nname: probe\nversion: 0.0.1\n")
+    (probe / "templates" / "kube.yaml").write_text("kube: {{ .Capabilities.KubeVersion.Version }}\n")
+    rendered = yaml.safe_load(helm.run("template", "probe", str(probe)).stdout)
+    assert rendered == {"kube": f"v1.{HELM_KUBERNETES_MINOR}.0"}
+    assert helm.run("template", "co", str(CHART)).returncode == 0
+
+
 def test_kubernetes_without_native_sidecars_is_refused(helm: Helm) -> None:
     old = helm.run("template", "co", str(CHART), "--kube-version", "v1.28.9", check=False)
     assert old.returncode != 0
@@ -171,17 +186,17 @@ def test_chute_network_policy_peers_reach_the_environment(helm: Helm) -> None:
     )
 
 
-def test_image_defaults_to_app_version_and_sidecar_to_the_same_image(helm: Helm) -> None:
-    app_version = yaml.safe_load((CHART / "Chart.yaml").read_text())["appVersion"]
+def test_image_defaults_to_the_released_image_and_sidecar_to_the_same_image(helm: Helm) -> None:
+    """The chart's default is the image this version's release publishes, the operator's own default."""
     container = operator_container(helm.template())
-    assert container["image"] == f"chute-operator:{app_version}"
+    assert container["image"] == IMAGE == f"{IMAGE_REPOSITORY}:{VERSION}"
     assert env_of(container)["CHUTE_OPERATOR_SIDECAR_IMAGE"] == container["image"]
 
 
 def test_image_digest_pins_operator_and_sidecar(helm: Helm) -> None:
     digest = "sha256:" + "ab" * 32
     container = operator_container(helm.template(sets=("image.tag=1.2.3", f"image.digest={digest}")))
-    assert container["image"] == f"chute-operator:1.2.3@{digest}"
+    assert container["image"] == f"{IMAGE_REPOSITORY}:1.2.3@{digest}"
     assert env_of(container)["CHUTE_OPERATOR_SIDECAR_IMAGE"] == container["image"]
 
 

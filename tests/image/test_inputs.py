@@ -20,7 +20,7 @@ BASE = Image("localhost/chute-operator-base:bookworm-0", Path("/nonexistent"), "
 def _context_copy(tmp_path: Path) -> Path:
     copy = tmp_path / "repo"
     copy.mkdir()
-    for name in ("Dockerfile", ".dockerignore", "pyproject.toml", "README.md"):
+    for name in ("Dockerfile", ".dockerignore", "pyproject.toml", "README.md", "LICENSE"):
         shutil.copy(ROOT / name, copy / name)
     ignored = shutil.ignore_patterns("__pycache__", "*.egg-info")
     shutil.copytree(ROOT / "operator", copy / "operator", ignore=ignored)
@@ -29,7 +29,7 @@ def _context_copy(tmp_path: Path) -> Path:
 
 def test_context_is_what_dockerignore_lets_through() -> None:
     files = {path.as_posix() for path in context_files(ROOT)}
-    assert {"pyproject.toml", "README.md", "operator/chute_operator/cli.py"} <= files
+    assert {"pyproject.toml", "README.md", "LICENSE", "operator/chute_operator/cli.py"} <= files
     assert "operator/chute_modelsim/server.py" in files
     assert not any(path.startswith(("tests/", "docs/", ".git", ".venv")) for path in files)
     assert not any("__pycache__" in path or ".egg-info" in path for path in files)
