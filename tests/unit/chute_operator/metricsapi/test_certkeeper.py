@@ -126,7 +126,8 @@ async def test_the_first_replica_makes_it_the_next_reads_it_and_both_serve_it(tm
     first = keeper(api, tmp_path, leader=False)
     await first.sync()
     assert api.writes == ["create secret", "apiservice caBundle"]  # an empty caBundle: any replica fills it
-    assert api.stored is not None and api.stored["type"] == "kubernetes.io/tls"
+    assert api.stored is not None
+    assert api.stored["type"] == "kubernetes.io/tls"
     held = api.held()
     assert certs.problem(held, NAMES, NOW) is None
     assert first.served == held
@@ -158,7 +159,8 @@ async def test_one_that_cannot_be_served_is_replaced_over_the_version_read(tmp_p
     replica = keeper(api, tmp_path, leader=False)
     await replica.sync()
     assert api.writes == ["replace secret", "apiservice caBundle"]  # it wrote the Secret: the bundle follows
-    assert api.stored is not None and api.stored["type"] == "Opaque"  # a type never changes
+    assert api.stored is not None
+    assert api.stored["type"] == "Opaque"
     assert api.stored["data"]["extra"] == "a2VwdA=="
     assert certs.problem(api.held(), NAMES, NOW) is None
     assert api.ca_bundle() == api.held().ca_bundle
@@ -180,12 +182,14 @@ async def test_the_leader_alone_renews_a_due_one_bundle_first(tmp_path: Path) ->
     old = api.held()
     clock.now = NOW + YEAR - MONTH + timedelta(minutes=1)
     await other.sync()
-    assert api.held() == old and other.served == old  # not the leader: due, but still servable
+    assert api.held() == old
+    assert other.served == old
     api.writes.clear()
     await leader.sync()
     assert api.writes == ["apiservice caBundle", "replace secret"]
     new = api.held()
-    assert new != old and leader.served == new
+    assert new != old
+    assert leader.served == new
     assert certs.leaf(new).not_valid_after_utc == clock.now + YEAR
     bundle = api.ca_bundle()
     assert bundle == new.ca_bundle
@@ -199,7 +203,8 @@ async def test_the_leader_keeps_the_bundle_others_only_fill_it(tmp_path: Path) -
     api = Api(ca_bundle=stale)
     api.store(certs.secret_data(certs.issue(NAMES, NOW, YEAR)))
     await keeper(api, tmp_path, leader=False).sync()
-    assert api.apiservice is not None and api.apiservice["spec"]["caBundle"] == stale
+    assert api.apiservice is not None
+    assert api.apiservice["spec"]["caBundle"] == stale
     await keeper(api, tmp_path, leader=True).sync()
     assert api.ca_bundle() == api.held().ca_bundle
 
