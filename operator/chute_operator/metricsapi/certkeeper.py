@@ -96,9 +96,12 @@ class CertificateKeeper:
         """The certificate the Secret holds, made or replaced first if it cannot be served; the Secret
         as stored; whether this replica wrote it."""
         secret = await self.api.secret(self.namespace, self.secret)
+        # A new bundle keeps trusting what this replica serves (and so do the others, which read the
+        # same Secret) until they serve the new certificate too.
+        serving = self.served.ca_bundle if self.served is not None else b""
         for _ in range(ATTEMPTS):
             if secret is None:
-                fresh = self._issue()
+                fresh = self._issue(serving)
                 try:
                     secret = await self.api.create_secret(
                         self.namespace, self.secret, certs.secret_data(fresh), certs.SECRET_TYPE
@@ -112,7 +115,7 @@ class CertificateKeeper:
             reason = certs.problem(issued, self.names, self.now())
             if issued is not None and reason is None:
                 return issued, secret, False
-            fresh = self._issue(issued.ca_bundle if issued is not None else b"")
+            fresh = self._issue((issued.ca_bundle if issued is not None else b"") + serving)
             try:
                 secret = await self._write(secret, fresh)
             except Conflict:  # another replica replaced it first: read theirs

@@ -68,7 +68,7 @@ def _name(common_name: str) -> x509.Name:
 
 def issue(names: Iterable[str], now: datetime, validity: timedelta, earlier_bundle: bytes = b"") -> Issued:
     """A new CA and a certificate for ``names`` signed by it, both valid ``validity`` from ``now``;
-    the bundle is the new CA, then the CAs of ``earlier_bundle`` still valid at ``now``."""
+    the bundle is the new CA, then the CAs of ``earlier_bundle`` still valid at ``now`` (each once)."""
     names = tuple(names)
     if not names:
         raise ValueError("a serving certificate needs at least one DNS name")
@@ -132,7 +132,10 @@ def issue(names: Iterable[str], now: datetime, validity: timedelta, earlier_bund
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
-    earlier = [c for c in _bundle(earlier_bundle, strict=False) if c.not_valid_after_utc > now]
+    earlier: list[x509.Certificate] = []
+    for found in _bundle(earlier_bundle, strict=False):
+        if found.not_valid_after_utc > now and found not in earlier:
+            earlier.append(found)
     return Issued(
         cert=_pem(cert),
         key=key.private_bytes(

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
 
 from chute_operator.kube import AlreadyExists, Conflict
 from chute_operator.metricsapi import certs
@@ -243,3 +244,22 @@ async def test_nothing_loads_until_a_certificate_is_read(tmp_path: Path) -> None
         await replica.sync()
     assert replica.served is None
     assert isinstance(replica.context, ssl.SSLContext)
+
+
+async def test_a_secret_made_again_keeps_trusting_what_the_replicas_serve(tmp_path: Path) -> None:
+    """Deleted (an upgrade from a chart that rendered it, by hand): the replica that makes it again
+    writes a bundle that still verifies what the others serve until they read the new one."""
+    api = Api()
+    maker, other = keeper(api, tmp_path, leader=False), keeper(api, tmp_path, leader=False)
+    await maker.sync()
+    await other.sync()
+    before = api.held()
+    api.stored = None
+    await maker.sync()
+    after = api.held()
+    assert after != before
+    assert api.ca_bundle() == after.ca_bundle
+    assert certs.problem(certs.Issued(before.cert, before.key, after.ca_bundle), NAMES, NOW) is None
+    assert len(x509.load_pem_x509_certificates(after.ca_bundle)) == 2  # each CA once
+    await other.sync()
+    assert other.served == after

@@ -88,6 +88,8 @@ def test_a_renewal_keeps_the_earlier_ca_trusted_until_it_expires() -> None:
     third = certs.issue(NAMES, NOW + YEAR + timedelta(days=1), YEAR, second.ca_bundle)
     assert len(bundle_of(third)) == 2  # the first CA expired: dropped
     assert bundle_of(third)[1] == new_ca
+    twice = certs.issue(NAMES, later, YEAR, second.ca_bundle + first.ca_bundle)
+    assert bundle_of(twice)[1:] == [new_ca, old_ca]  # each earlier CA once
 
 
 def test_only_what_is_due_is_renewed() -> None:
