@@ -5,8 +5,10 @@ Run after regenerating the CRD (``chute-operator crd > crds/chute.yaml``)::
     python charts/sync_crd.py          # rewrite the chart's copy
     python charts/sync_crd.py --check  # exit 1 if the copy is stale (tests/chart does this too)
 
-The copy is the source text unchanged except for the values gate around it and the
-``helm.sh/resource-policy: keep`` annotation added under ``metadata:``.
+The copy is the source text unchanged except for the values gate around it and the annotations
+that keep the CRD when its release is uninstalled or its Argo CD Application deleted
+(``helm.sh/resource-policy: keep``, ``argocd.argoproj.io/sync-options: Prune=false,Delete=false``),
+added under ``metadata:``.
 """
 
 from __future__ import annotations
@@ -23,10 +25,15 @@ HEADER = """\
 {{- if .Values.crds.install }}
 # Copied from crds/chute.yaml by charts/sync_crd.py: do not edit here (tests/chart fails on drift).
 # A template rather than crds/, so that `helm upgrade` updates the CRD too; `keep` means
-# `helm uninstall` leaves the CRD, and with it every Chute, in place.
+# `helm uninstall` leaves the CRD, and with it every Chute, in place; `Prune=false,Delete=false`
+# means the same to Argo CD (neither a sync without it nor deleting the Application deletes it).
 """
 FOOTER = "{{- end }}\n"
-ANNOTATIONS = "  annotations:\n    helm.sh/resource-policy: keep\n"
+ANNOTATIONS = (
+    "  annotations:\n"
+    "    helm.sh/resource-policy: keep\n"
+    "    argocd.argoproj.io/sync-options: Prune=false,Delete=false\n"
+)
 
 
 def render(source: str) -> str:

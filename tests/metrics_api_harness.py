@@ -29,6 +29,8 @@ from tests.operator_fixtures import OperatorProcess, _free_port
 
 SERVICE = "chute-operator-metrics-api"
 APISERVICE = "v1beta2.custom.metrics.k8s.io"
+CERT_SECRET = "chute-operator-metrics-api-tls"
+"""The Secret of the operator's own serving certificate (``operator_cert``)."""
 CONCURRENCY = 4
 
 
@@ -124,33 +126,57 @@ class LoopbackSidecar:
 
 @contextlib.contextmanager
 def metrics_api_on_loopback(
-    control_plane: Any, namespace: str, tmp_path: Path, scrape_interval: float = 1, **env: str
+    control_plane: Any,
+    namespace: str,
+    tmp_path: Path,
+    scrape_interval: float = 1,
+    operator_cert: bool = False,
+    **env: str,
 ) -> Iterator[tuple[OperatorProcess, Path]]:
     """An operator (own lease, this namespace) serving the metrics API on loopback, registered with
     the kube-apiserver, its scraper reading every ``scrape_interval`` seconds; the APIService is
-    removed again afterwards (an unavailable one would break discovery for every later test)."""
-    pki = tmp_path / "pki"
-    pki.mkdir()
-    name = f"{SERVICE}.{namespace}.svc"
-    ca = _make_ca(pki, "metrics-api-ca", "metrics-api-test-ca")
-    serving = _issue(pki, ca, "metrics-api", SERVICE, server_names=(f"DNS:{name}",))
+    removed again afterwards (an unavailable one would break discovery for every later test).
+
+    The serving certificate: files made here, their CA the APIService's caBundle (as with
+    cert-manager or a Secret of your own); with ``operator_cert`` the operator's own (as the chart
+    has it by default): it makes Secret :data:`CERT_SECRET` in ``namespace`` and writes the caBundle
+    of the APIService, which is registered without one."""
     overrides = tmp_path / "test-only-sidecar-addresses.json"
     overrides.write_text("{}")
     port = _free_port()
+    if operator_cert:
+        certificate = {
+            "CHUTE_OPERATOR_METRICS_API_CERT_SECRET": CERT_SECRET,
+            "CHUTE_OPERATOR_METRICS_API_SERVICE": SERVICE,
+            "CHUTE_OPERATOR_OPERATOR_NAMESPACE": namespace,
+        }
+        ca_bundle = ""
+    else:
+        pki = tmp_path / "pki"
+        pki.mkdir()
+        ca = _make_ca(pki, "metrics-api-ca", "metrics-api-test-ca")
+        serving = _issue(pki, ca, "metrics-api", SERVICE, server_names=(f"DNS:{SERVICE}.{namespace}.svc",))
+        certificate = {
+            "CHUTE_OPERATOR_METRICS_API_CERT_SECRET": "",
+            "CHUTE_OPERATOR_METRICS_API_CERT_FILE": str(serving.cert),
+            "CHUTE_OPERATOR_METRICS_API_KEY_FILE": str(serving.key),
+        }
+        ca_bundle = base64.b64encode(ca.cert.read_bytes()).decode()
     operator = OperatorProcess(
         control_plane.kubeconfig,
         tmp_path,
         f"metrics-{namespace}",
         (namespace,),
-        CHUTE_OPERATOR_LEASE_NAME=f"metrics-{namespace}",
-        CHUTE_OPERATOR_METRICS_API="true",
-        CHUTE_OPERATOR_METRICS_API_PORT=str(port),
-        CHUTE_OPERATOR_METRICS_API_BIND_ADDRESS="127.0.0.1",
-        CHUTE_OPERATOR_METRICS_API_CERT_FILE=str(serving.cert),
-        CHUTE_OPERATOR_METRICS_API_KEY_FILE=str(serving.key),
-        CHUTE_OPERATOR_METRICS_API_SCRAPE_INTERVAL_SECONDS=str(scrape_interval),
-        CHUTE_OPERATOR_METRICS_API_TEST_ONLY_SIDECAR_ADDRESSES=str(overrides),
-        **env,
+        **{
+            "CHUTE_OPERATOR_LEASE_NAME": f"metrics-{namespace}",
+            "CHUTE_OPERATOR_METRICS_API": "true",
+            "CHUTE_OPERATOR_METRICS_API_PORT": str(port),
+            "CHUTE_OPERATOR_METRICS_API_BIND_ADDRESS": "127.0.0.1",
+            **certificate,
+            "CHUTE_OPERATOR_METRICS_API_SCRAPE_INTERVAL_SECONDS": str(scrape_interval),
+            "CHUTE_OPERATOR_METRICS_API_TEST_ONLY_SIDECAR_ADDRESSES": str(overrides),
+            **env,
+        },
     ).start()
     service = {
         "apiVersion": "v1",
@@ -158,7 +184,7 @@ def metrics_api_on_loopback(
         "metadata": {"name": SERVICE},
         "spec": {"type": "ExternalName", "externalName": "127.0.0.1"},
     }
-    apiservice = {
+    apiservice: dict[str, Any] = {
         "apiVersion": "apiregistration.k8s.io/v1",
         "kind": "APIService",
         "metadata": {"name": APISERVICE},
@@ -166,11 +192,12 @@ def metrics_api_on_loopback(
             "group": "custom.metrics.k8s.io",
             "version": "v1beta2",
             "service": {"name": SERVICE, "namespace": namespace, "port": port},
-            "caBundle": base64.b64encode(ca.cert.read_bytes()).decode(),
             "groupPriorityMinimum": 100,
             "versionPriority": 100,
         },
     }
+    if ca_bundle:
+        apiservice["spec"]["caBundle"] = ca_bundle
     try:
         apply(control_plane, service, namespace)
         control_plane.kubectl("apply", "-f", "-", input=json.dumps(apiservice))

@@ -110,9 +110,12 @@ class ActivatorPorts:
         if mine is not None:
             return mine
         named = status_port(chute)
-        free = named is not None and self._in_range(named) and named not in self._owner
-        if free and named not in self._named_elsewhere(key):
-            assert named is not None
+        if (
+            named is not None
+            and self._in_range(named)
+            and named not in self._owner
+            and named not in self._named_elsewhere(key)  # the costly check last
+        ):
             self._owner[named], self._port[key] = key, named
             return named
         blocked = self._named_elsewhere(key)

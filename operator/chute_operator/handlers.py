@@ -135,12 +135,18 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     if config.metrics_api.enabled:
         from chute_operator.metricsapi.service import MetricsApiService
 
-        metrics_api = MetricsApiService(config.metrics_api, client, controller.store, metrics.registry)
+        metrics_api = MetricsApiService(
+            config.metrics_api,
+            client,
+            controller.store,
+            metrics.registry,
+            namespace=config.network.operator_namespace,
+            cluster_domain=config.render.cluster_domain,
+            is_leader=controller.is_leader,
+        )
         try:
             await metrics_api.start()
-        except (
-            OSError
-        ) as error:  # unreadable certificate, port taken: the HPAs will say the metric is missing
+        except OSError as error:  # unreadable certificate files, port taken: HPAs see no metric
             logging.getLogger(__name__).error("custom metrics API not served: %s", error)
         else:
             memo["metrics_api"] = metrics_api

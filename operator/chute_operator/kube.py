@@ -39,6 +39,7 @@ LIST_PATHS: dict[str, tuple[str, tuple[str, str]]] = {
     "Pod": ("v1", ("/api/v1", "pods")),
 }
 """Per watched kind: its apiVersion, and the collection's path (group prefix, plural)."""
+API_SERVICES = "/apis/apiregistration.k8s.io/v1/apiservices"
 LIST_PAGE = 250
 """Objects per page of a LIST."""
 
@@ -217,14 +218,16 @@ class KubeApi:
             await self._call("DELETE", object_path(kind, namespace, name))
 
     async def secret(self, namespace: str, name: str) -> dict[str, Any] | None:
-        """A Secret of the operator's own (its drain key), or None."""
+        """A Secret of the operator's own (its drain key, the metrics API's certificate), or None."""
         try:
             return await self._call("GET", f"/api/v1/namespaces/{namespace}/secrets/{name}")
         except NotFound:
             return None
 
-    async def create_secret(self, namespace: str, name: str, data: dict[str, str]) -> dict[str, Any]:
-        """Create an Opaque Secret (``data`` base64); AlreadyExists when the name is taken."""
+    async def create_secret(
+        self, namespace: str, name: str, data: dict[str, str], secret_type: str = "Opaque"
+    ) -> dict[str, Any]:
+        """Create a Secret (``data`` base64); AlreadyExists when the name is taken."""
         body = {
             "apiVersion": "v1",
             "kind": "Secret",
@@ -233,10 +236,30 @@ class KubeApi:
                 "namespace": namespace,
                 "labels": {"app.kubernetes.io/managed-by": MANAGED_BY},
             },
-            "type": "Opaque",
+            "type": secret_type,
             "data": data,
         }
         return await self._call("POST", f"/api/v1/namespaces/{namespace}/secrets", None, body)
+
+    async def replace_secret(self, secret: dict[str, Any]) -> dict[str, Any]:
+        """Write back a Secret as read, its ``data`` changed: Conflict when it changed since (its
+        metadata.resourceVersion); its labels, annotations and type are kept as they are."""
+        meta = secret["metadata"]
+        path = f"/api/v1/namespaces/{meta['namespace']}/secrets/{meta['name']}"
+        return await self._call("PUT", path, None, {"apiVersion": "v1", "kind": "Secret", **secret})
+
+    async def api_service(self, name: str) -> dict[str, Any] | None:
+        """An APIService (the metrics API's), or None."""
+        try:
+            return await self._call("GET", f"{API_SERVICES}/{name}")
+        except NotFound:
+            return None
+
+    async def apply_api_service(self, manifest: dict[str, Any], field_manager: str) -> dict[str, Any]:
+        """Server-side apply of the fields of an APIService in ``manifest`` (cluster-scoped)."""
+        params = {"fieldManager": field_manager, "force": "true"}
+        path = f"{API_SERVICES}/{manifest['metadata']['name']}"
+        return await self._call("PATCH", path, params, manifest, "application/apply-patch+yaml")
 
     async def patch_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any]:
         """Replace the Chute's status (merge patch on the status subresource)."""

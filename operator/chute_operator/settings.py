@@ -146,11 +146,25 @@ class MetricsApi:
 
     ENV_PREFIX: ClassVar[str] = "METRICS_API_"
     enabled: bool = field(default=False, metadata=env("METRICS_API"))
-    """Serve it over HTTPS; needs the cert files."""
+    """Serve it over HTTPS."""
     port: int = 6443
     bind_address: str = "0.0.0.0"  # nosec B104  # served to the API server through the pod's address
+    cert_secret: str = "chute-operator-metrics-api-tls"
+    """The Secret, in the operator's namespace (``network.operator_namespace``), where the operator
+    keeps the CA and serving certificate it makes, renews and serves, and whose CA it writes to the
+    APIService's caBundle (metricsapi/certkeeper.py). Empty: serve ``cert_file`` and ``key_file`` as
+    they are (cert-manager's or your own, mounted) and leave the caBundle alone."""
+    service: str = "chute-operator-metrics-api"
+    """The metrics API's Service in the operator's namespace, which the APIService names: its DNS
+    names are the certificate's."""
+    cert_validity_days: int = 365
+    cert_renew_before_days: int = 30
+    """The leader renews the certificate once it has less than this left."""
+    cert_check_seconds: float = 60.0
+    """How often each replica reads the certificate's Secret again (a renewal is served at once)."""
     cert_file: str = "/var/run/secrets/chute-operator/metrics-api/tls.crt"
     key_file: str = "/var/run/secrets/chute-operator/metrics-api/tls.key"
+    """The certificate files served when ``cert_secret`` is empty, loaded again when they change."""
     scrape_interval_seconds: float = 2.0
     scrape_timeout_seconds: float = 1.0
     scrape_concurrency: int = 16
@@ -159,6 +173,14 @@ class MetricsApi:
     test_only_sidecar_addresses: str = ""
     """TEST ONLY: a JSON file {"namespace/pod": "127.0.0.1:PORT"} read each round; loopback only.
     Lets tests read real sidecar processes on loopback for pods on simulated nodes."""
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.cert_renew_before_days < self.cert_validity_days:
+            raise ValueError(
+                "CHUTE_OPERATOR_METRICS_API_CERT_RENEW_BEFORE_DAYS "
+                f"({self.cert_renew_before_days}) must be at least 0 and less than "
+                f"CHUTE_OPERATOR_METRICS_API_CERT_VALIDITY_DAYS ({self.cert_validity_days})"
+            )
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,9 @@
-"""The chart's custom metrics API: APIService, Service, serving certificate, RBAC, and the switch."""
+"""The chart's custom metrics API: APIService, Service, serving certificate (the operator's, cert-manager's
+or your own), RBAC, and the switch."""
 
 from __future__ import annotations
 
 import base64
-import ssl
-import subprocess
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -40,52 +38,55 @@ def test_apiservice_points_at_the_service_of_every_replica(helm: Helm) -> None:
     assert service["spec"]["selector"].items() <= pod_labels.items()
 
 
-def test_every_replica_serves_it_with_the_mounted_certificate(helm: Helm) -> None:
+def test_by_default_the_operator_makes_its_certificate_and_the_chart_renders_no_key(helm: Helm) -> None:
+    """No Secret, no caBundle: the operator makes the certificate in Secret <fullname>-metrics-api-tls
+    (metricsapi/certkeeper.py), serves it and writes the APIService's caBundle itself."""
     objects = helm.template()
     container = operator_container(objects)
     env = env_of(container)
     assert env["CHUTE_OPERATOR_METRICS_API"] == "true"
     assert env["CHUTE_OPERATOR_METRICS_API_PORT"] == "6443"
-    assert env["CHUTE_OPERATOR_METRICS_API_CERT_FILE"] == f"{MOUNT}/tls.crt"
-    assert env["CHUTE_OPERATOR_METRICS_API_KEY_FILE"] == f"{MOUNT}/tls.key"
+    assert env["CHUTE_OPERATOR_METRICS_API_CERT_SECRET"] == f"{SERVICE}-tls"
+    assert env["CHUTE_OPERATOR_METRICS_API_SERVICE"] == SERVICE
+    assert env["CHUTE_OPERATOR_METRICS_API_CERT_VALIDITY_DAYS"] == "365"
+    assert env["CHUTE_OPERATOR_METRICS_API_CERT_RENEW_BEFORE_DAYS"] == "30"
+    assert "CHUTE_OPERATOR_METRICS_API_CERT_FILE" not in env
+    assert env["POD_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}  # the Secret's namespace
     assert {p["name"]: p["containerPort"] for p in container["ports"]}["metrics-api"] == 6443
-    mount = next(m for m in container["volumeMounts"] if m["mountPath"] == MOUNT)
-    volumes = {v["name"]: v for v in operator_deployment(objects)["spec"]["template"]["spec"]["volumes"]}
-    assert volumes[mount["name"]]["secret"]["secretName"] == f"{SERVICE}-tls"
+    assert not [m for m in container["volumeMounts"] if m["mountPath"] == MOUNT]
+    assert not find(objects, "Secret")
+    assert not find(objects, "Certificate")
+    api = one(objects, "APIService")
+    assert "caBundle" not in api["spec"]
+    assert "annotations" not in api["metadata"]
 
 
-def test_generated_certificate_is_signed_by_the_ca_bundle_for_the_service_name(
-    helm: Helm, tmp_path: Path
+def test_the_operator_may_read_make_and_renew_that_one_secret_and_write_that_one_apiservice(
+    helm: Helm,
 ) -> None:
     objects = helm.template()
-    secret = one(objects, "Secret", f"{SERVICE}-tls")
-    assert secret["type"] == "kubernetes.io/tls"
-    ca_bundle = one(objects, "APIService")["spec"]["caBundle"]
-    assert secret["data"]["ca.crt"] == ca_bundle
-    files = {}
-    for name, data in (
-        ("ca.crt", ca_bundle),
-        ("tls.crt", secret["data"]["tls.crt"]),
-        ("tls.key", secret["data"]["tls.key"]),
-    ):
-        files[name] = tmp_path / name
-        files[name].write_bytes(base64.b64decode(data))
-    verified = subprocess.run(
-        ["openssl", "verify", "-CAfile", str(files["ca.crt"]), str(files["tls.crt"])],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert verified.returncode == 0, verified.stderr
-    names = subprocess.run(
-        ["openssl", "x509", "-in", str(files["tls.crt"]), "-noout", "-ext", "subjectAltName"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    assert f"DNS:{SERVICE}.{NAMESPACE}.svc" in names  # the name the kube-apiserver verifies
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(str(files["tls.crt"]), str(files["tls.key"]))  # key matches
+    role = one(objects, "Role", f"{SERVICE}-cert")
+    assert role["metadata"]["namespace"] == NAMESPACE
+    assert role["rules"] == [
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["create"]},
+        {
+            "apiGroups": [""],
+            "resources": ["secrets"],
+            "resourceNames": [f"{SERVICE}-tls"],
+            "verbs": ["get", "update"],
+        },
+    ]
+    binding = one(objects, "RoleBinding", f"{SERVICE}-cert")
+    assert binding["roleRef"]["name"] == f"{SERVICE}-cert"
+    sa = operator_service_account(objects)["metadata"]["name"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": sa, "namespace": NAMESPACE}]
+    rules = one(objects, "ClusterRole", "co-chute-operator-metrics-api")["rules"]
+    assert {
+        "apiGroups": ["apiregistration.k8s.io"],
+        "resources": ["apiservices"],
+        "resourceNames": ["v1beta2.custom.metrics.k8s.io"],
+        "verbs": ["get", "patch"],
+    } in rules
 
 
 def test_bring_your_own_certificate(helm: Helm) -> None:
@@ -95,10 +96,89 @@ def test_bring_your_own_certificate(helm: Helm) -> None:
     )
     assert not find(objects, "Secret")
     assert one(objects, "APIService")["spec"]["caBundle"] == bundle
-    volumes = operator_deployment(objects)["spec"]["template"]["spec"]["volumes"]
-    assert any(v.get("secret", {}).get("secretName") == "my-tls" for v in volumes)
+    mounted_secret(objects, "my-tls")
+    assert not find(objects, "Role", f"{SERVICE}-cert")
+    assert all(
+        r["resources"] == ["nodes"]
+        for r in one(objects, "ClusterRole", "co-chute-operator-metrics-api")["rules"]
+    )
     error = helm.template_error("metricsApi.tls.existingSecret=my-tls")
     assert "metricsApi.tls.caBundle" in error
+
+
+def mounted_secret(objects: list[dict[str, Any]], name: str) -> None:
+    """The operator serves the files of Secret ``name``, mounted, and makes no certificate itself."""
+    container = operator_container(objects)
+    env = env_of(container)
+    assert env["CHUTE_OPERATOR_METRICS_API_CERT_SECRET"] == ""
+    assert env["CHUTE_OPERATOR_METRICS_API_CERT_FILE"] == f"{MOUNT}/tls.crt"
+    assert env["CHUTE_OPERATOR_METRICS_API_KEY_FILE"] == f"{MOUNT}/tls.key"
+    mount = next(m for m in container["volumeMounts"] if m["mountPath"] == MOUNT)
+    volumes = {v["name"]: v for v in operator_deployment(objects)["spec"]["template"]["spec"]["volumes"]}
+    assert volumes[mount["name"]]["secret"]["secretName"] == name
+
+
+def test_cert_manager_issues_it_and_injects_the_ca(helm: Helm) -> None:
+    """Rendered only: not run against a real cert-manager here."""
+    objects = helm.template(sets=("metricsApi.certManager.enabled=true",))
+    api = one(objects, "APIService")
+    assert api["metadata"]["annotations"] == {"cert-manager.io/inject-ca-from": f"{NAMESPACE}/{SERVICE}"}
+    assert "caBundle" not in api["spec"]
+    serving = one(objects, "Certificate", SERVICE)
+    assert serving["spec"]["secretName"] == f"{SERVICE}-tls"
+    assert serving["spec"]["dnsNames"] == [
+        SERVICE,
+        f"{SERVICE}.{NAMESPACE}",
+        f"{SERVICE}.{NAMESPACE}.svc",
+        f"{SERVICE}.{NAMESPACE}.svc.cluster.local",
+    ]
+    assert (serving["spec"]["duration"], serving["spec"]["renewBefore"]) == ("8760h", "720h")
+    assert serving["spec"]["usages"] == ["server auth", "digital signature"]
+    assert serving["spec"]["issuerRef"] == {
+        "name": f"{SERVICE}-ca",
+        "kind": "Issuer",
+        "group": "cert-manager.io",
+    }
+    ca = one(objects, "Certificate", f"{SERVICE}-ca")
+    assert ca["spec"]["isCA"] is True
+    assert ca["spec"]["issuerRef"]["name"] == f"{SERVICE}-selfsigned"
+    assert one(objects, "Issuer", f"{SERVICE}-selfsigned")["spec"] == {"selfSigned": {}}
+    assert one(objects, "Issuer", f"{SERVICE}-ca")["spec"] == {"ca": {"secretName": f"{SERVICE}-ca"}}
+    mounted_secret(objects, f"{SERVICE}-tls")
+    assert not find(objects, "Role", f"{SERVICE}-cert")
+
+    theirs = helm.template(
+        sets=(
+            "metricsApi.certManager.enabled=true",
+            "metricsApi.certManager.issuerRef.name=corp-ca",
+            "metricsApi.certManager.issuerRef.kind=ClusterIssuer",
+        )
+    )
+    assert [c["metadata"]["name"] for c in find(theirs, "Certificate")] == [SERVICE]
+    assert not find(theirs, "Issuer")
+    assert one(theirs, "Certificate")["spec"]["issuerRef"] == {
+        "name": "corp-ca",
+        "kind": "ClusterIssuer",
+        "group": "cert-manager.io",
+    }
+
+
+@pytest.mark.parametrize(
+    ("sets", "says"),
+    [
+        (
+            (
+                "metricsApi.certManager.enabled=true",
+                "metricsApi.tls.existingSecret=x",
+                "metricsApi.tls.caBundle=y",
+            ),
+            "choose one",
+        ),
+        (("metricsApi.tls.renewBeforeDays=365",), "renewBeforeDays must be less"),
+    ],
+)
+def test_contradictory_certificate_values_are_refused(helm: Helm, sets: tuple[str, ...], says: str) -> None:
+    assert says in helm.template_error(*sets)
 
 
 def rule_names(objects: list[dict[str, Any]]) -> dict[str, Any]:
@@ -117,7 +197,7 @@ def test_rbac_for_delegated_auth_and_node_lookups(helm: Helm) -> None:
         "name": "extension-apiserver-authentication-reader",
     }
     nodes = one(objects, "ClusterRole", "co-chute-operator-metrics-api")
-    assert nodes["rules"] == [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["get"]}]
+    assert nodes["rules"][0] == {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get"]}
     binding = one(objects, "ClusterRoleBinding", "co-chute-operator-metrics-api")
     sa = operator_service_account(objects)["metadata"]["name"]
     for bound in (delegator, reader, binding):
@@ -137,7 +217,7 @@ def test_turned_off_for_clusters_where_another_adapter_owns_the_api(
     assert not find(objects, "APIService")
     assert not find(objects, "Secret")
     assert f"Service/{NAMESPACE}/{SERVICE}" not in names
-    assert not [n for n in names if "auth-delegator" in n or "auth-reader" in n or n.endswith("-metrics-api")]
+    assert not [n for n in names if "auth-delegator" in n or "auth-reader" in n or "-metrics-api" in n]
     container = operator_container(objects)
     assert env_of(container)["CHUTE_OPERATOR_METRICS_API"] == "false"
     assert "metrics-api" not in {p["name"] for p in container["ports"]}

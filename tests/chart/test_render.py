@@ -200,15 +200,21 @@ def test_image_digest_pins_operator_and_sidecar(helm: Helm) -> None:
     assert env_of(container)["CHUTE_OPERATOR_SIDECAR_IMAGE"] == container["image"]
 
 
+SECRET_ROLES = ("co-chute-operator-drain-key", "co-chute-operator-metrics-api-cert")
+"""The Roles that grant anything on Secrets: the drain key's, the metrics API certificate's."""
+
+
 @pytest.mark.parametrize("values", CI_VALUES, ids=CI_IDS)
-def test_rbac_has_no_wildcards_and_secrets_only_for_the_drain_key(helm: Helm, values: Path) -> None:
+def test_rbac_has_no_wildcards_and_secrets_only_for_the_drain_key_and_the_certificate(
+    helm: Helm, values: Path
+) -> None:
     roles = [o for o in helm.template(values) if o["kind"] in ("Role", "ClusterRole")]
     assert roles
     for role in roles:
         for rule in role["rules"]:
             for field in ("apiGroups", "resources", "verbs"):
                 assert "*" not in rule[field], f"{role['kind']} {role['metadata']['name']}: {rule}"
-            if role["metadata"]["name"] != "co-chute-operator-drain-key":
+            if role["metadata"]["name"] not in SECRET_ROLES:
                 assert "secrets" not in rule["resources"]
             assert not {"escalate", "bind", "impersonate"} & set(rule["verbs"])
 
@@ -266,10 +272,12 @@ def test_cluster_wide_by_default(helm: Helm) -> None:
     assert rules_by_resource(discovery) == {
         ("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"}
     }
-    # The only namespaced Roles are the leader-election and the drain-key ones, in the release namespace.
+    # The only namespaced Roles are the leader-election, the drain-key and the metrics API
+    # certificate's ones, in the release namespace.
     assert sorted((r["metadata"]["name"], r["metadata"]["namespace"]) for r in find(objects, "Role")) == [
         ("co-chute-operator-drain-key", "ops"),
         ("co-chute-operator-leader-election", "ops"),
+        ("co-chute-operator-metrics-api-cert", "ops"),
     ]
     assert env_of(operator_container(objects))["CHUTE_OPERATOR_NAMESPACES"] == ""
 
@@ -432,6 +440,8 @@ def test_crd_is_installed_by_default_and_kept(helm: Helm) -> None:
     crd = one(helm.template(), "CustomResourceDefinition")
     assert crd["metadata"]["name"] == "chutes.chutes.ai"
     assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    # Argo CD deletes neither on a sync without it (crds.install=false) nor with its Application
+    assert crd["metadata"]["annotations"]["argocd.argoproj.io/sync-options"] == "Prune=false,Delete=false"
 
 
 def test_crd_can_be_left_out(helm: Helm) -> None:
@@ -439,11 +449,14 @@ def test_crd_can_be_left_out(helm: Helm) -> None:
 
 
 def test_chart_crd_matches_crds_directory(helm: Helm) -> None:
-    """The templated copy renders to crds/chute.yaml plus the keep annotation, nothing else."""
+    """The templated copy renders to crds/chute.yaml plus the keep annotations, nothing else."""
     rendered = one(helm.template(), "CustomResourceDefinition")
     source = yaml.safe_load((ROOT / "crds" / "chute.yaml").read_text())
     annotations = rendered["metadata"].pop("annotations")
-    assert annotations == {"helm.sh/resource-policy": "keep"}
+    assert annotations == {
+        "helm.sh/resource-policy": "keep",
+        "argocd.argoproj.io/sync-options": "Prune=false,Delete=false",
+    }
     assert rendered == source, (
         "charts/chute-operator/templates/crd.yaml drifted: run python charts/sync_crd.py"
     )

@@ -126,3 +126,9 @@ app.kubernetes.io/part-of: chutes
 {{- define "chute-operator.metricsApiSecret" -}}
 {{- default (printf "%s-tls" (include "chute-operator.metricsApiService" .)) .Values.metricsApi.tls.existingSecret -}}
 {{- end -}}
+
+{{/* "true" when the operator makes and renews the metrics API's certificate itself (neither
+cert-manager nor a Secret of your own): it then writes the APIService's caBundle too. */}}
+{{- define "chute-operator.metricsApiCertByOperator" -}}
+{{- if not (or .Values.metricsApi.tls.existingSecret .Values.metricsApi.certManager.enabled) }}true{{ end -}}
+{{- end -}}

@@ -2,5 +2,7 @@
 
 Pure parts: ``selectors`` (label selectors), ``samples`` (readings and freshness), ``targets``
 (which sidecars may be read), ``responses`` and ``query`` (the documents), ``auth`` (front-proxy
-identities). I/O: ``scraper`` (reads the sidecars), ``server`` (aiohttp), ``service`` (wiring).
+identities), ``certs`` (the serving certificate the operator makes). I/O: ``scraper`` (reads the
+sidecars), ``server`` (aiohttp), ``certkeeper`` (the certificate's Secret and the APIService's
+caBundle), ``service`` (wiring).
 """

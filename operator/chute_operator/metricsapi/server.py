@@ -194,12 +194,19 @@ def trust_front_proxy(context: ssl.SSLContext, client_ca: str) -> None:
     context.verify_mode = ssl.CERT_OPTIONAL
 
 
-def server_tls(cert_file: str, key_file: str, client_ca: str) -> ssl.SSLContext:
-    """The serving certificate, and the front proxy's CA when known (see :func:`trust_front_proxy`)."""
+def server_context(client_ca: str = "") -> ssl.SSLContext:
+    """A server's TLS context without a certificate yet (handshakes fail until one is loaded), trusting
+    the front proxy's CA when known (see :func:`trust_front_proxy`)."""
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.minimum_version = ssl.TLSVersion.TLSv1_2
-    ServingCertificate(context, cert_file, key_file).refresh()
     context.verify_mode = ssl.CERT_NONE
     if client_ca.strip():
         trust_front_proxy(context, client_ca)
+    return context
+
+
+def server_tls(cert_file: str, key_file: str, client_ca: str) -> ssl.SSLContext:
+    """:func:`server_context` serving the certificate files (OSError or SSLError if they do not load)."""
+    context = server_context(client_ca)
+    ServingCertificate(context, cert_file, key_file).refresh()
     return context

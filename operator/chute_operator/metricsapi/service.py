@@ -9,10 +9,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import shutil
 import ssl
+import tempfile
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -23,7 +27,8 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from chute_operator.kube import NotFound, translated
+from chute_operator.kube import ApiFailure, KubeApi, NotFound, translated
+from chute_operator.metricsapi import certs
 from chute_operator.metricsapi.auth import (
     AUTH_CONFIGMAP_NAME,
     AUTH_CONFIGMAP_NAMESPACE,
@@ -31,6 +36,7 @@ from chute_operator.metricsapi.auth import (
     FrontProxyConfig,
     parse_auth_configmap,
 )
+from chute_operator.metricsapi.certkeeper import FIELD_MANAGER, CertificateKeeper
 from chute_operator.metricsapi.samples import Samples
 from chute_operator.metricsapi.scraper import NodeKinds, Scraper
 from chute_operator.metricsapi.selectors import SelectorError, parse_selector
@@ -38,6 +44,7 @@ from chute_operator.metricsapi.server import (
     Security,
     ServingCertificate,
     metrics_api_app,
+    server_context,
     server_tls,
     trust_front_proxy,
 )
@@ -124,6 +131,11 @@ class MetricsApiService:
     store: Store
     registry: CollectorRegistry | None = None
     """Where the scraper's counts are exported (the operator's /metrics)."""
+    namespace: str = "default"
+    """The operator's namespace: its Service's and its certificate's Secret's."""
+    cluster_domain: str = "cluster.local"
+    is_leader: Callable[[], bool] = lambda: True
+    """Whether this replica leads (renews the certificate and keeps the APIService's caBundle)."""
 
     def __post_init__(self) -> None:
         s = self.settings
@@ -145,6 +157,9 @@ class MetricsApiService:
         self.authorizer = Authorizer(self._review)
         self._tasks: list[asyncio.Task[None]] = []
         self._runner: web.AppRunner | None = None
+        self.keeper: CertificateKeeper | None = None
+        self._api: KubeApi | None = None
+        self._cert_dir: Path | None = None
 
     async def _node(self, name: str) -> dict[str, Any] | None:
         try:
@@ -167,7 +182,22 @@ class MetricsApiService:
         """Serve at once; the front proxy's CA and header names are read in the background (until
         then every API request gets 401, so a cluster that hides the ConfigMap never blocks start-up)."""
         s = self.settings
-        tls = server_tls(s.cert_file, s.key_file, "")
+        if s.cert_secret:
+            tls = server_context()
+            self.keeper = self._keeper(tls)
+            try:
+                await self.keeper.sync()
+            except (ApiFailure, OSError, ssl.SSLError, certs.CertificateError) as error:
+                log.warning(
+                    "custom metrics API: no serving certificate yet (%s); TLS handshakes fail until "
+                    "Secret %s is read",
+                    error,
+                    self.keeper.where,
+                )
+            keep_certificate = self._keep_secret(self.keeper)
+        else:
+            tls = server_tls(s.cert_file, s.key_file, "")
+            keep_certificate = self._keep_certificate(ServingCertificate(tls, s.cert_file, s.key_file))
         app = metrics_api_app(
             self._pods_in,
             self.samples,
@@ -182,10 +212,7 @@ class MetricsApiService:
         self._tasks = [
             asyncio.create_task(self.scraper.run(), name="metrics-scraper"),
             asyncio.create_task(self._keep_front_proxy(tls), name="metrics-front-proxy"),
-            asyncio.create_task(
-                self._keep_certificate(ServingCertificate(tls, s.cert_file, s.key_file)),
-                name="metrics-certificate",
-            ),
+            asyncio.create_task(keep_certificate, name="metrics-certificate"),
         ]
         log.info("custom metrics API serving on %s:%d", s.bind_address, s.port)
 
@@ -204,6 +231,37 @@ class MetricsApiService:
     def _pods_in(self, namespace: str, selector: str) -> Iterable[Mapping[str, Any]]:
         found: Iterable[Mapping[str, Any]] = pods_from(self.store)(namespace, selector)
         return found
+
+    def _keeper(self, tls: ssl.SSLContext) -> CertificateKeeper:
+        """The keeper of the certificate in Secret ``cert_secret``, serving it through ``tls``."""
+        s = self.settings
+        self._api = KubeApi(self.client, FIELD_MANAGER, FIELD_MANAGER, FIELD_MANAGER)
+        self._cert_dir = Path(tempfile.mkdtemp(prefix="chute-operator-metrics-api-"))
+        return CertificateKeeper(
+            api=self._api,
+            namespace=self.namespace,
+            secret=s.cert_secret,
+            service=s.service,
+            names=certs.service_names(s.service, self.namespace, self.cluster_domain),
+            validity=timedelta(days=s.cert_validity_days),
+            renew_before=timedelta(days=s.cert_renew_before_days),
+            context=tls,
+            directory=self._cert_dir,
+            is_leader=self.is_leader,
+        )
+
+    async def _keep_secret(self, keeper: CertificateKeeper) -> None:
+        """Read the certificate's Secret every ``cert_check_seconds`` (every 5 s at most while nothing is
+        served yet): a renewal is served at once, a due one renewed by the leader."""
+        interval = self.settings.cert_check_seconds
+        while True:
+            await asyncio.sleep(interval if keeper.served is not None else min(interval, 5.0))
+            try:
+                await keeper.sync()
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                log.warning("custom metrics API: certificate in Secret %s: %s; retrying", keeper.where, error)
 
     async def _keep_certificate(self, certificate: ServingCertificate) -> None:
         """Pick up a renewed serving certificate (the mounted Secret's files change)."""
@@ -244,3 +302,7 @@ class MetricsApiService:
                 await task
         if self._runner is not None:
             await self._runner.cleanup()
+        if self._api is not None:
+            await self._api.close()
+        if self._cert_dir is not None:
+            shutil.rmtree(self._cert_dir, ignore_errors=True)

@@ -46,6 +46,11 @@ OLD_VARIABLES: dict[str, tuple[str, str, Any]] = {
     "CHUTE_OPERATOR_METRICS_API_BIND_ADDRESS": ("metrics_api.bind_address", "127.0.0.1", "127.0.0.1"),
     "CHUTE_OPERATOR_METRICS_API_CERT_FILE": ("metrics_api.cert_file", "/c.crt", "/c.crt"),
     "CHUTE_OPERATOR_METRICS_API_KEY_FILE": ("metrics_api.key_file", "/c.key", "/c.key"),
+    "CHUTE_OPERATOR_METRICS_API_CERT_SECRET": ("metrics_api.cert_secret", "", ""),
+    "CHUTE_OPERATOR_METRICS_API_SERVICE": ("metrics_api.service", "co-metrics-api", "co-metrics-api"),
+    "CHUTE_OPERATOR_METRICS_API_CERT_VALIDITY_DAYS": ("metrics_api.cert_validity_days", "90", 90),
+    "CHUTE_OPERATOR_METRICS_API_CERT_RENEW_BEFORE_DAYS": ("metrics_api.cert_renew_before_days", "10", 10),
+    "CHUTE_OPERATOR_METRICS_API_CERT_CHECK_SECONDS": ("metrics_api.cert_check_seconds", "5", 5.0),
     "CHUTE_OPERATOR_METRICS_API_SCRAPE_INTERVAL_SECONDS": ("metrics_api.scrape_interval_seconds", "4", 4.0),
     "CHUTE_OPERATOR_METRICS_API_SCRAPE_TIMEOUT_SECONDS": ("metrics_api.scrape_timeout_seconds", "0.5", 0.5),
     "CHUTE_OPERATOR_METRICS_API_SCRAPE_CONCURRENCY": ("metrics_api.scrape_concurrency", "8", 8),
@@ -122,6 +127,16 @@ def test_the_pod_variables_are_fallbacks() -> None:
 def test_a_bad_value_fails_naming_its_variable(name: str, text: str) -> None:
     with pytest.raises(ValueError, match=name):
         Settings.from_env({name: text})
+
+
+@pytest.mark.parametrize(("validity", "renew_before"), [("30", "30"), ("365", "400"), ("365", "-1")])
+def test_the_certificate_is_renewed_within_its_validity(validity: str, renew_before: str) -> None:
+    environ = {
+        "CHUTE_OPERATOR_METRICS_API_CERT_VALIDITY_DAYS": validity,
+        "CHUTE_OPERATOR_METRICS_API_CERT_RENEW_BEFORE_DAYS": renew_before,
+    }
+    with pytest.raises(ValueError, match="CHUTE_OPERATOR_METRICS_API_CERT_RENEW_BEFORE_DAYS"):
+        Settings.from_env(environ)
 
 
 def test_the_command_line_wins_over_the_environment() -> None:
