@@ -29,7 +29,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 CERT_FIELD = "tls.crt"
 KEY_FIELD = "tls.key"
 CA_FIELD = "ca.crt"
-SECRET_TYPE = "kubernetes.io/tls"
+SECRET_TYPE = "kubernetes.io/tls"  # nosec B105  # a Secret type, no password
 """The type of a Secret the operator makes (one made beforehand keeps its own: a type never changes)."""
 BACKDATE = timedelta(minutes=5)
 """A new certificate is valid from this long ago: a clock a little behind ours still accepts it."""
