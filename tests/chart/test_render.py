@@ -511,13 +511,12 @@ def test_the_activator_runs_two_replicas_with_its_service_and_least_rbac_and_can
     service = one(objects, "Service", "co-chute-operator-activator")
     assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
     assert {p["name"] for p in service["spec"]["ports"]} == {"metrics"}  # requests come per Chute
-    # the only write is the wake annotation on Chutes; pods (to ask a waking pod's sidecar) and
-    # Services (a Host that is a ClusterIP) are read
+    # the only write is the wake annotation on Chutes; pods (to ask a waking pod's sidecar) are
+    # read, Services no longer (a request's Chute is its port's, never its Host's)
     assert rules_by_resource(one(objects, "ClusterRole", "co-chute-operator-activator")) == {
         ("chutes.ai", "chutes"): READ | {"patch"},
         ("discovery.k8s.io", "endpointslices"): {"list", "watch"},
         ("", "pods"): {"list", "watch"},
-        ("", "services"): {"list", "watch"},
     }
     assert (
         env_of(operator_container(objects))["CHUTE_OPERATOR_ACTIVATOR_SERVICE"]
