@@ -21,7 +21,7 @@ from chute_operator.reconcile import NotLeader, Reconciler, RetryLater
 from chute_operator.settings import Settings
 from chute_operator.store import Key, Store, chute_of, key_of
 from chute_operator.workqueue import WorkQueue
-from chute_operator.zero import UNREAD, ActivatorReading, activator_from_slices
+from chute_operator.zero import ABSENT, UNREAD, Activator, ActivatorReading, activator_from_slices
 from chute_shared.cluster import MANAGED_BY
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ class Controller:
             if settings.leadership.enabled
             else None
         )
-        self.activator: ActivatorReading = UNREAD if settings.scale_to_zero.activator_service else None
+        self.activator: ActivatorReading = UNREAD if settings.scale_to_zero.activator_service else ABSENT
         """The activator's ready pods as last read (at the cache sync, on gaining leadership, then by
         the scale-to-zero loop); UNREAD until then: no reconcile touches an activator slice."""
         self.idle_seconds: IdleReadings = no_readings
@@ -238,7 +238,9 @@ class Controller:
         """``chute_operator_activator_ready_pods``: -1 while not read, else its ready pods."""
         reading = self.activator
         if self.settings.scale_to_zero.activator_service:
-            ready = -1 if reading is UNREAD else len(reading.addresses) if reading is not None else 0
+            ready = (
+                -1 if reading is UNREAD else len(reading.addresses) if isinstance(reading, Activator) else 0
+            )
             self.metrics.activator_ready_pods.set(ready)
 
     def _queue_scale_to_zero(self) -> None:

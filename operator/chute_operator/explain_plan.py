@@ -96,7 +96,7 @@ async def observe_live(
     from chute_operator.reconcile import MonitoringProbe
     from chute_operator.render import DesiredManifests
     from chute_operator.store import Store
-    from chute_operator.zero import activator_from_slices
+    from chute_operator.zero import ABSENT, ActivatorReading, activator_from_slices
 
     config = KubeConfig.from_file(kubeconfig) if kubeconfig else KubeConfig.from_env()
     api = KubeApi(
@@ -114,7 +114,7 @@ async def observe_live(
             listed, _ = await api.listing(kind, (namespace,), selector)
             for obj in listed:
                 store.put(kind, obj)
-        activator = None
+        activator: ActivatorReading = ABSENT
         if settings.scale_to_zero.activator_service:
             where, _, service = settings.scale_to_zero.activator_service.partition("/")
             activator = activator_from_slices(await api.endpoint_slices(where, service))

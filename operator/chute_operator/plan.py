@@ -18,6 +18,7 @@ from chute_operator.rollout import RolloutObservation
 from chute_operator.store import Key
 from chute_operator.workload import Workload
 from chute_operator.zero import (
+    ABSENT,
     ACTIVATOR_SLICE_SUFFIX,
     UNREAD,
     Action,
@@ -337,6 +338,10 @@ def plan_zero(snapshot: Snapshot, steps: tuple[Step, ...], now: datetime) -> Zer
         return Zero(action, sleep_manifest(deployment, now), Event("Normal", reasons.SCALED_TO_ZERO, message))
     asked = wake_requested_at(snapshot.chute)
     why = f"a request is waiting (asked at {asked:%H:%M:%S})" if asked else "minInstances is not 0"
+    if activator is ABSENT:
+        why = "no activator is installed, so no request could wake it"
+    elif workload is not None and workload.scale_to_zero and snapshot.activator_port is None:
+        why = "it has no port on the activator (the range is full or changed), so no request could wake it"
     return Zero(
         action, wake_manifest(deployment), Event("Normal", reasons.WAKING, f"{why}: scaling to 1 replica")
     )

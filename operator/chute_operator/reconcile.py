@@ -29,7 +29,7 @@ from chute_operator.settled import SettledTemplates
 from chute_operator.status import compute_status
 from chute_operator.store import Key, Store
 from chute_operator.workload import RenderOptions
-from chute_operator.zero import ActivatorReading
+from chute_operator.zero import ABSENT, ActivatorReading
 
 
 class NotLeader(Exception):
@@ -62,7 +62,7 @@ def _every(store: Store, kind: str) -> list[dict[str, Any]]:
 
 
 def no_activator() -> ActivatorReading:
-    return None
+    return ABSENT
 
 
 class Reconciler:

@@ -57,9 +57,18 @@ class Unread(Enum):
 UNREAD = Unread.UNREAD
 """The activator's endpoints have not been read yet (the operator just started or became leader):
 every activator slice is left as it is, neither applied nor deleted."""
-ActivatorReading = Activator | None | Unread
-"""What the operator knows of the activator: its ready pods; None (read: none, or no activator
-configured); or UNREAD."""
+
+
+class NoActivator(Enum):
+    ABSENT = "absent"
+
+
+ABSENT = NoActivator.ABSENT
+"""No activator is configured (the chart's activator turned off, or never installed): a Chute at zero
+could never be woken by a request, so it wakes, and none goes to zero."""
+ActivatorReading = Activator | None | Unread | NoActivator
+"""What the operator knows of the activator: its ready pods; None (read: it has no ready pod); UNREAD;
+or ABSENT (none configured)."""
 
 
 @dataclass(frozen=True)
@@ -161,7 +170,7 @@ def decide(
     may_sleep = workload is not None and workload.scale_to_zero
     if asleep is not None:
         woken = wake_requested_at(chute)
-        unreachable = isinstance(activator, Activator) and not has_port
+        unreachable = (isinstance(activator, Activator) and not has_port) or activator is ABSENT
         if not may_sleep or unreachable or (woken is not None and woken > asleep):
             return Action.WAKE
         return Action.STAY

@@ -347,10 +347,14 @@ def test_cluster_wide_install_reconciles_as_its_service_account(
     assert standby.forbidden() == []
     standby.stop()
 
-    # Uninstall keeps the CRD (and so the Chute), removes the cluster-wide RBAC.
+    # Uninstall keeps the CRD (and so the Chute) and what the Chute owns (its workload keeps serving),
+    # and the Secret the operator made; it removes the chart's objects, cluster-wide RBAC included.
     helm.with_kubeconfig(cp.kubeconfig).run("uninstall", release.name, "-n", namespace, "--wait")
     assert get(cp, "crd", CRD_NAME, "") is not None
     assert get(cp, "chute", "embed", apps) is not None
+    assert get(cp, "deployment", "embed", apps) is not None
+    assert get(cp, "service", "embed", apps) is not None
+    assert get(cp, "secret", drain_key, namespace) is not None
     assert get(cp, "clusterrole", release.name + "-chute-operator", "") is None
 
 

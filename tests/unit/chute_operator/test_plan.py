@@ -18,7 +18,15 @@ from chute_operator.rollout import observe
 from chute_operator.status import compute_status
 from chute_operator.validation import parse_chute
 from chute_operator.workload import RenderOptions, resolve
-from chute_operator.zero import ASLEEP_ANNOTATION, UNREAD, Action, Activator, ActivatorReading, Reading
+from chute_operator.zero import (
+    ABSENT,
+    ASLEEP_ANNOTATION,
+    UNREAD,
+    Action,
+    Activator,
+    ActivatorReading,
+    Reading,
+)
 from chute_shared.cluster import WAKE_ANNOTATION
 from tests.chutes import cpu_chute
 
@@ -194,6 +202,20 @@ def _asleep(snapshot: Snapshot) -> dict[str, dict[str, Any] | None]:
     deployment["spec"]["replicas"] = 0
     deployment["metadata"].setdefault("annotations", {})[ASLEEP_ANNOTATION] = "2026-01-01T11:00:00.000000Z"
     return {**live, "Deployment": deployment}
+
+
+def test_a_chute_at_zero_with_no_activator_installed_wakes_and_none_goes_to_zero() -> None:
+    """The chart's activator turned off (or never installed) while Chutes are at zero: no request could
+    wake them, so the operator does, and says why (before, they stayed at zero for good)."""
+    chute = _scale_to_zero()
+    asleep = make_plan(_snapshot(chute, live=_asleep(_snapshot(chute)), activator=ABSENT), NOW, MANAGER)
+    assert asleep.zero is not None
+    assert asleep.zero.action is Action.WAKE
+    assert "no activator is installed" in asleep.zero.event.message
+    idle = _snapshot(chute, pods=(_pod("a-1"),), activator=ABSENT, idle={"a-1": 61.0})
+    assert make_plan(idle, NOW, MANAGER).zero is None
+    present = make_plan(_snapshot(chute, live=_asleep(_snapshot(chute)), activator=ACTIVATOR), NOW, MANAGER)
+    assert present.zero is None  # with an activator it stays at zero until a request asks
 
 
 def test_a_request_waiting_wakes_a_chute_at_zero() -> None:
