@@ -16,6 +16,7 @@ from chute_operator.sidecars import (
     choose,
     update_wanted,
 )
+from chute_operator.store import slim
 from chute_shared.cluster import SIDECAR_CONTAINER
 
 OLD, NEW = "repo:sidecar-old", "repo:sidecar-new"
@@ -47,7 +48,7 @@ def pod(image: str, name: str = "a-1", terminating: bool = False) -> dict[str, A
     metadata: dict[str, Any] = {"name": name}
     if terminating:
         metadata["deletionTimestamp"] = "2026-01-01T00:00:00Z"
-    return {"metadata": metadata, "spec": _spec(image)}
+    return slim("Pod", {"metadata": metadata, "spec": _spec(image)})  # as the store keeps it
 
 
 def chute(opt_in: str | None = None) -> dict[str, Any]:
