@@ -6,7 +6,9 @@
 1. checks the one version: ``project.version`` in pyproject.toml, the chart's ``version`` and
    ``appVersion``, a section in CHANGELOG.md, and ``--version`` if given (a tag such as ``v0.2.0``);
 2. builds the Dockerfile with buildah (the local cluster's builder and storage, see ``images.py``) as
-   ``REGISTRY/chute-operator:VERSION`` and pushes it;
+   ``REGISTRY/chute-operator:VERSION`` and pushes it, and the same image as
+   ``REGISTRY/chute-operator:sidecar-HASH`` (``version.SIDECAR_TAG``: the sidecar's own version,
+   which the chart and the operator name the sidecar image by);
 3. copies the chart, sets its default ``image.repository`` to ``REGISTRY/chute-operator`` (so the
    chart installs the image just pushed), lints it, packages it and pushes it to
    ``oci://REGISTRY/charts``;
@@ -19,6 +21,7 @@ and ``helm registry login REGISTRY``) where the registry wants it.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import re
 import shlex
@@ -33,6 +36,7 @@ from pathlib import Path
 
 from chute_devcluster.binaries import ensure_helm, toolset
 from chute_devcluster.images import BASE_IMAGE_ARG, REPOSITORY_ROOT, build_lock, buildah_command, ca_dir
+from chute_operator.version import SIDECAR_TAG
 
 CHART_NAME = "chute-operator"
 IMAGE_NAME = "chute-operator"
@@ -62,6 +66,11 @@ class Release:
     @property
     def image(self) -> str:
         return f"{self.registry}/{IMAGE_NAME}:{self.version}"
+
+    @property
+    def sidecar_image(self) -> str:
+        """The same image under the sidecar's tag: what Chute pods run (version.SIDECAR_TAG)."""
+        return f"{self.registry}/{IMAGE_NAME}:{SIDECAR_TAG}"
 
     @property
     def image_repository(self) -> str:
@@ -122,8 +131,68 @@ def version_problems(root: Path = REPOSITORY_ROOT, requested: str | None = None)
             )
     if not changelog_has(version, root):
         problems.append(f"CHANGELOG.md has no section '## [{version}]'")
+    if root == REPOSITORY_ROOT:
+        problems += sidecar_tag_problems(root)
     if requested is not None and requested.removeprefix("v") != version:
         problems.append(f"asked to release {requested!r}, but this checkout is version {version!r}")
+    return problems
+
+
+# -- the sidecar's version ----------------------------------------------------------------------------
+
+SIDECAR_PACKAGES = ("operator/chute_sidecar", "operator/chute_shared")
+"""The sidecar's code and the names it shares with the operator (ports, paths, headers, flags)."""
+SIDECAR_FILES = ("operator/chute_operator/__init__.py", "operator/chute_operator/cli.py", "Dockerfile")
+"""The command that starts it (``chute-operator sidecar``: the package's ``__init__`` and the CLI
+are all of the operator it imports) and how its image is built."""
+
+
+def sidecar_fingerprint(root: Path = REPOSITORY_ROOT) -> str:
+    """The sidecar's own version (``version.SIDECAR_SOURCES``): a hash of every file the sidecar
+    process runs from this project, the Dockerfile, and the dependency ranges and Python version the
+    image is built with. Not the project's version: a release whose sidecar did not change keeps it."""
+    digest = hashlib.sha256()
+    paths = sorted(
+        [path for package in SIDECAR_PACKAGES for path in (root / package).rglob("*.py")]
+        + [root / name for name in SIDECAR_FILES]
+    )
+    for path in paths:
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    with (root / "pyproject.toml").open("rb") as file:
+        pyproject = tomllib.load(file)
+    project = pyproject["project"]
+    built_with = {
+        "build-system": pyproject["build-system"]["requires"],
+        "requires-python": project["requires-python"],
+        "dependencies": project["dependencies"],
+        "fast": project["optional-dependencies"]["fast"],
+    }
+    digest.update(json.dumps(built_with, sort_keys=True).encode())
+    return digest.hexdigest()[:12]
+
+
+def chart_sidecar_tag(root: Path = REPOSITORY_ROOT) -> str:
+    """The chart's ``chutes.ai/sidecar-tag`` annotation (its default sidecar image's tag)."""
+    text = (root / "charts" / CHART_NAME / "Chart.yaml").read_text()
+    found = re.search(r"^\s+chutes\.ai/sidecar-tag:\s*\"?([^\"\s]+)\"?\s*$", text, re.MULTILINE)
+    return found.group(1) if found else ""
+
+
+def sidecar_tag_problems(root: Path = REPOSITORY_ROOT) -> list[str]:
+    """Where the sidecar's tag in the operator (version.py) or the chart disagrees with its sources."""
+    problems = []
+    fingerprint = f"sidecar-{sidecar_fingerprint(root)}"
+    if fingerprint != SIDECAR_TAG:
+        problems.append(
+            f"chute_operator/version.py's SIDECAR_SOURCES names {SIDECAR_TAG}, the sidecar's sources "
+            f"{fingerprint}: set SIDECAR_SOURCES and Chart.yaml's chutes.ai/sidecar-tag to it"
+        )
+    if chart_sidecar_tag(root) != SIDECAR_TAG:
+        problems.append(
+            f"charts/{CHART_NAME}/Chart.yaml's chutes.ai/sidecar-tag is {chart_sidecar_tag(root)!r}, "
+            f"the operator's {SIDECAR_TAG!r}"
+        )
     return problems
 
 
@@ -222,6 +291,11 @@ def plan_steps(
                 f"docker://{release.image}",
             ),
         ),
+        Step(f"tag it {release.sidecar_image}", buildah_command("tag", release.image, release.sidecar_image)),
+        Step(
+            f"push {release.sidecar_image}",
+            buildah_command("push", *tls, release.sidecar_image, f"docker://{release.sidecar_image}"),
+        ),
         Step(
             f"copy charts/{CHART_NAME} to {chart_dir} with image.repository={release.image_repository}",
             action=lambda: _stage(work / "chart", release, root),
@@ -237,6 +311,7 @@ def plan_steps(
             key="chart-push",
         ),
         Step(f"forget the local tag {release.image}", buildah_command("rmi", release.image)),
+        Step(f"forget the local tag {release.sidecar_image}", buildah_command("rmi", release.sidecar_image)),
     ]
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from lightkube import AsyncClient
 
-from chute_operator.api.reasons import READY
+from chute_operator.api.reasons import READY, SIDECAR_CURRENT
 from chute_operator.conditions import find
 from chute_operator.gpus import Catalog
 from chute_operator.kube import WATCHED_KINDS, KubeApi, error_code, error_message, throttled_for
@@ -19,6 +19,7 @@ from chute_operator.metrics import ChuteReadiness, OperatorMetrics
 from chute_operator.observe import ConfirmIdle, IdleReadings, no_confirmation, no_readings
 from chute_operator.reconcile import NotLeader, Reconciler, RetryLater
 from chute_operator.settings import Settings
+from chute_operator.sidecars import SidecarUpdates
 from chute_operator.store import Key, Store, chute_of, key_of
 from chute_operator.workqueue import WorkQueue
 from chute_operator.zero import ABSENT, UNREAD, Activator, ActivatorReading, activator_from_slices
@@ -86,6 +87,7 @@ class Controller:
             activator_ports=(
                 settings.scale_to_zero.activator_ports if settings.scale_to_zero.activator_service else None
             ),
+            sidecars=SidecarUpdates(settings.sidecar_policy(), wake=self.queue.add),
         )
         self._tasks: list[asyncio.Task[None]] = []
         metrics.track_readiness(self.readiness)
@@ -329,7 +331,13 @@ class Controller:
         """Every known Chute's Ready condition (for the metrics, at scrape time)."""
         for namespace, name in self.store.keys("Chute"):
             chute = self.store.get("Chute", (namespace, name)) or {}
-            ready = find((chute.get("status") or {}).get("conditions") or [], READY) or {}
+            conditions = (chute.get("status") or {}).get("conditions") or []
+            ready = find(conditions, READY) or {}
+            sidecar = find(conditions, SIDECAR_CURRENT) or {}
             yield ChuteReadiness(
-                namespace, name, ready.get("status", "Unknown"), ready.get("reason", "Unknown")
+                namespace,
+                name,
+                ready.get("status", "Unknown"),
+                ready.get("reason", "Unknown"),
+                sidecar_behind=sidecar.get("status") == "False",
             )

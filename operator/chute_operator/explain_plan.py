@@ -95,6 +95,7 @@ async def observe_live(
     from chute_operator.observe import Observer, no_readings
     from chute_operator.reconcile import MonitoringProbe
     from chute_operator.render import DesiredManifests
+    from chute_operator.sidecars import SidecarUpdates
     from chute_operator.store import Store
     from chute_operator.zero import ABSENT, ActivatorReading, activator_from_slices
 
@@ -120,7 +121,14 @@ async def observe_live(
             activator = activator_from_slices(await api.endpoint_slices(where, service))
         monitoring = MonitoringProbe(api)
         observer = Observer(
-            api, store, options, DesiredManifests(), monitoring.served, lambda: activator, no_readings
+            api,
+            store,
+            options,
+            DesiredManifests(),
+            monitoring.served,
+            lambda: activator,
+            no_readings,
+            sidecars=SidecarUpdates(settings.sidecar_policy()),
         )
         return await observer.observe(chute)
     finally:

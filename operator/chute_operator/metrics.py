@@ -19,6 +19,8 @@ class ChuteReadiness:
     name: str
     status: str
     reason: str
+    sidecar_behind: bool = False
+    """Its SidecarCurrent condition is False: its pods keep an older sidecar than the operator's."""
 
 
 class ReadinessCollector(Collector):
@@ -36,15 +38,23 @@ class ReadinessCollector(Collector):
             "1 while a Chute's Ready condition is True, else 0 (reason label: why not).",
             labels=["chute_namespace", "chute", "reason"],
         )
+        behind = GaugeMetricFamily(
+            "chute_operator_chutes_sidecar_behind",
+            "Chutes whose pods keep an older sidecar image than the operator's (SidecarCurrent=False).",
+        )
         counts: Tally[str] = Tally()
+        behind_count = 0
         for chute in self.source():
             counts[chute.status] += 1
+            behind_count += chute.sidecar_behind
             ready = chute.status == "True"
             each.add_metric([chute.namespace, chute.name, "" if ready else chute.reason], 1 if ready else 0)
         for value in ("True", "False", "Unknown"):
             totals.add_metric([value], counts[value])
+        behind.add_metric([], behind_count)
         yield totals
         yield each
+        yield behind
 
 
 class OperatorMetrics:

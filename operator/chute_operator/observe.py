@@ -18,6 +18,7 @@ from chute_operator.kube import KubeApi
 from chute_operator.plan import PRUNABLE, Found, Manifest, Snapshot, owned_by
 from chute_operator.render import DesiredManifests
 from chute_operator.rollout import observe as observe_rollout
+from chute_operator.sidecars import SidecarPolicy, SidecarUpdates
 from chute_operator.store import Store, key_of
 from chute_operator.validation import InvalidChute, parse_chute
 from chute_operator.workload import RenderOptions, Workload, resolve
@@ -59,10 +60,13 @@ class Observer:
         idle_seconds: IdleReadings,
         confirm_idle: ConfirmIdle = no_confirmation,
         ports: ActivatorPorts | None = None,
+        sidecars: SidecarUpdates | None = None,
     ) -> None:
-        """``ports``: the activator's port per Chute (None: no activator configured)."""
+        """``ports``: the activator's port per Chute (None: no activator configured). ``sidecars``:
+        the sidecar updates under way (None: running Chutes keep their sidecar, ``Manual``)."""
         self.api, self.store, self.options, self.desired = api, store, options, desired
         self.ports = ports
+        self.sidecars = sidecars or SidecarUpdates(SidecarPolicy(options.sidecar_image))
         self.monitoring_served = monitoring_served
         self.activator = activator
         self.idle_seconds = idle_seconds
@@ -72,11 +76,13 @@ class Observer:
         key, uid = key_of(chute), chute["metadata"].get("uid")
         live = self.store.get("Deployment", key)
         pods = tuple(self.store.children("Pod", key))
-        rollout = observe_rollout(live if live and owned_by(live, uid) else None, list(pods))
+        owned = live if live and owned_by(live, uid) else None
+        rollout = observe_rollout(owned, list(pods))
+        sidecar = self.sidecars.choose(key, chute, owned, pods)
         workload: Workload | None = None
         invalid: str | None = None
         try:
-            workload = resolve(parse_chute(chute), self.options, rollout)
+            workload = resolve(parse_chute(chute), self.options, rollout, sidecar.image)
         except (InvalidChute, NoEligibleGpu) as error:
             invalid = "; ".join(str(error).splitlines())
         desired = tuple(self.desired.of(key, workload)) if workload is not None else ()
@@ -102,6 +108,7 @@ class Observer:
             workload=workload,
             invalid=invalid,
             rollout=rollout,
+            sidecar=sidecar,
             desired=desired,
             children=tuple(children),
             deployment=deployment,

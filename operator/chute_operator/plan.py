@@ -15,6 +15,7 @@ from typing import Any, Literal
 from chute_operator.api import reasons
 from chute_operator.drift import drifted
 from chute_operator.rollout import RolloutObservation
+from chute_operator.sidecars import SidecarChoice
 from chute_operator.store import Key
 from chute_operator.workload import Workload
 from chute_operator.zero import (
@@ -105,6 +106,9 @@ class Snapshot:
     confirmed: Mapping[str, Reading] = field(default_factory=dict)
     """Each pod's sidecar read during this observation (by name), taken only when ``idle`` says the
     Chute may sleep: the sleep is decided on these."""
+    sidecar: SidecarChoice | None = None
+    """The sidecar image its pod template gets, and whether it is behind the operator's (sidecars.py);
+    None: not decided (the status then has no SidecarCurrent condition)."""
 
     @property
     def uid(self) -> str | None:

@@ -26,6 +26,7 @@ from chute_operator.plan import make_plan
 from chute_operator.render import DesiredManifests
 from chute_operator.report import Outcome, conflict_message, observation, owned_deployment, status_wait
 from chute_operator.settled import SettledTemplates
+from chute_operator.sidecars import SidecarPolicy, SidecarUpdates
 from chute_operator.status import compute_status
 from chute_operator.store import Key, Store
 from chute_operator.workload import RenderOptions
@@ -81,18 +82,21 @@ class Reconciler:
         idle_seconds: IdleReadings = no_readings,
         confirm_idle: ConfirmIdle = no_confirmation,
         activator_ports: tuple[int, int] | None = None,
+        sidecars: SidecarUpdates | None = None,
     ) -> None:
         """``status_wait_seconds``: how long a status waits for the controller of a Deployment just
         applied (Settings). ``activator``: the activator's ready pods as last read (scale to zero is
         off while there are none). ``idle_seconds``: how long a pod's sidecar has served nothing;
         ``confirm_idle``: the same, read from the sidecar now (before a sleep). ``activator_ports``:
-        the activator's range of ports per Chute (None: no activator)."""
+        the activator's range of ports per Chute (None: no activator). ``sidecars``: when running
+        Chutes get a new sidecar image (default: only when a Chute's annotation asks, one at a time)."""
         self.api, self.store, self.options, self.metrics = api, store, options, metrics
         self.may_write = may_write
         self.status_wait_seconds = status_wait_seconds
         self.monitoring = MonitoringProbe(api)
         self.settled_templates = SettledTemplates()
         self.desired = DesiredManifests()
+        self.sidecars = sidecars or SidecarUpdates(SidecarPolicy(options.sidecar_image))
         self.ports = (
             ActivatorPorts(
                 activator_ports, lambda: _every(store, "Chute"), lambda: _every(store, "EndpointSlice")
@@ -110,6 +114,7 @@ class Reconciler:
             idle_seconds,
             confirm_idle,
             ports=self.ports,
+            sidecars=self.sidecars,
         )
         self.actor = Actor(api, store, metrics, self.monitoring.refresh, self._check_leader)
         self._deployment_applied: dict[Key, float] = {}
@@ -158,6 +163,7 @@ class Reconciler:
         if deployment:
             self.settled_templates.forget(str(deployment["metadata"].get("uid", "")))
         self.desired.forget(key)
+        self.sidecars.forget(key)
         self._deployment_applied.pop(key, None)
         if self.ports is not None and gone:
             self.ports.release(key)

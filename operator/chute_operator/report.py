@@ -15,6 +15,7 @@ from chute_operator.status import Observation
 from chute_shared.cluster import CHUTE_LABEL
 
 QUIET_REASONS = reasons.PROGRESS_REASONS | {
+    reasons.SIDECAR_BEHIND,
     reasons.MONITORING_UNAVAILABLE,
     reasons.AUTOSCALER_PENDING,
     reasons.SCALING_DISABLED,
@@ -109,6 +110,7 @@ def observation(snapshot: Snapshot, plan: Plan, outcome: Outcome, template_settl
         rollout=snapshot.rollout,
         template_settled=template_settled,
         activator_port=snapshot.activator_port,
+        sidecar=snapshot.sidecar,
     )
 
 
@@ -136,10 +138,10 @@ def status_wait(
 
 
 def status_events(previous: dict[str, Any], status: dict[str, Any]) -> list[Event]:
-    """The Events of a status written over ``previous``: the transitions of Ready, Monitored and
-    Autoscaling that are news."""
+    """The Events of a status written over ``previous``: the transitions of Ready, Monitored,
+    Autoscaling and SidecarCurrent that are news."""
     events: list[Event] = []
-    for kind in (reasons.READY, reasons.MONITORED, reasons.AUTOSCALING):
+    for kind in (reasons.READY, reasons.MONITORED, reasons.AUTOSCALING, reasons.SIDECAR_CURRENT):
         before = find(previous.get("conditions") or [], kind) or {}
         after = find(status["conditions"], kind)
         if after is None or (before.get("status"), before.get("reason")) == (
@@ -147,8 +149,8 @@ def status_events(previous: dict[str, Any], status: dict[str, Any]) -> list[Even
             after["reason"],
         ):
             continue
-        if kind == reasons.MONITORED and after["status"] == "True" and not before:
-            continue  # monitoring working from the start is not news
+        if kind in (reasons.MONITORED, reasons.SIDECAR_CURRENT) and after["status"] == "True" and not before:
+            continue  # monitoring working from the start is not news, nor a new Chute's sidecar
         if kind == reasons.AUTOSCALING and not before and after["status"] != "False":
             continue  # nor is an autoscaler that starts pending or working
         if (

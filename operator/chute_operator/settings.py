@@ -16,6 +16,7 @@ from typing import Any, ClassVar, get_type_hints
 
 from chute_operator.environ import Group, env, names, read, variables
 from chute_operator.gpus import Catalog
+from chute_operator.sidecars import SIDECAR_UPDATE_POLICIES, SidecarPolicy
 from chute_operator.wiring import (
     DEFAULT_SIDECAR_IMAGE,
     KUBE_DNS,
@@ -119,6 +120,26 @@ class Render:
     drain_key_secret: str = "chute-operator-drain-key"
     """The Secret, in the operator's namespace (``network.operator_namespace``), whose key keys every
     Chute's drain token: read at start, made once when missing (drainkey.py)."""
+    sidecar_update_policy: str = "Manual"
+    """What a running Chute whose pods have another sidecar image than ``sidecar_image`` gets
+    (sidecars.py): ``Manual`` keeps its pods' sidecar until the Chute opts in (annotation
+    ``chutes.ai/sidecar-update: "true"``); ``Automatic`` rolls every such Chute to the new one (a
+    Chute's ``"false"`` keeps it). New Chutes always get ``sidecar_image``."""
+    sidecar_max_concurrent_updates: int = 1
+    """At most this many Chutes roll to a new sidecar at once; the next starts only once one of
+    them is rolled out (every replica Ready on the new sidecar)."""
+
+    def __post_init__(self) -> None:
+        if self.sidecar_update_policy not in SIDECAR_UPDATE_POLICIES:
+            raise ValueError(
+                f"CHUTE_OPERATOR_SIDECAR_UPDATE_POLICY: {self.sidecar_update_policy!r} is not one of "
+                + ", ".join(SIDECAR_UPDATE_POLICIES)
+            )
+        if self.sidecar_max_concurrent_updates < 1:
+            raise ValueError(
+                "CHUTE_OPERATOR_SIDECAR_MAX_CONCURRENT_UPDATES: "
+                f"{self.sidecar_max_concurrent_updates} is less than 1"
+            )
 
 
 @dataclass(frozen=True)
@@ -241,6 +262,14 @@ class Settings:
             dns=self.dns_peer(),
             metrics_readers=self.metrics_readers(),
             drain_key=drain_key,
+        )
+
+    def sidecar_policy(self) -> SidecarPolicy:
+        """When running Chutes get a new sidecar image: the policy, and how many at once."""
+        return SidecarPolicy(
+            self.render.sidecar_image,
+            self.render.sidecar_update_policy,
+            self.render.sidecar_max_concurrent_updates,
         )
 
     def drain_key_secret(self) -> tuple[str, str]:

@@ -17,6 +17,7 @@ from chute_operator.api.reasons import OOM_RECENT_SECONDS
 from chute_operator.autoscaler import IDLE_AT_ZERO, autoscaler_status, autoscaling_condition
 from chute_operator.conditions import Observed, find, merge_conditions
 from chute_operator.rollout import REPLACE_WAIT_SECONDS, RolloutObservation, lacks_gpus, waiting_since
+from chute_operator.sidecars import SIDECAR_UPDATE_ANNOTATION, SidecarChoice
 from chute_operator.workload import Workload
 from chute_operator.zero import asleep_since
 from chute_shared.cluster import ACTIVATOR_PORT_STATUS, MODEL_CONTAINER
@@ -69,6 +70,8 @@ class Observation:
     template_settled: bool = False
     """The Deployment's pod template is one its controller has observed (see settled.py): while its
     controller has not caught up with a new generation, an unchanged template means a scale."""
+    sidecar: SidecarChoice | None = None
+    """The sidecar image the pod template has, and the operator's (sidecars.py); None: no condition."""
 
 
 def _get(obj: Any, *path: str) -> Any:
@@ -427,6 +430,24 @@ def monitored_condition(obs: Observation) -> Observed | None:
     return Observed(r.MONITORED, "True", r.SERVICE_MONITOR_APPLIED, "")
 
 
+def sidecar_condition(obs: Observation) -> Observed | None:
+    """SidecarCurrent: whether the pod template has the operator's sidecar (for a valid spec)."""
+    choice = obs.sidecar
+    if obs.workload is None or choice is None:
+        return None
+    if not choice.behind:
+        return Observed(r.SIDECAR_CURRENT, "True", r.SIDECAR_UP_TO_DATE, f"sidecar {choice.current}")
+    behind = f"the pods keep sidecar {choice.image}; the operator's is {choice.current}"
+    if choice.queued:
+        why = "its update is asked for and waits its turn (sidecar max concurrent updates)"
+    else:
+        why = (
+            f'kept until asked: annotate the Chute {SIDECAR_UPDATE_ANNOTATION}="true", or set the '
+            "operator's sidecar update policy to Automatic"
+        )
+    return Observed(r.SIDECAR_CURRENT, "False", r.SIDECAR_BEHIND, f"{behind}; {why}")
+
+
 def conditions_of(obs: Observation, now: datetime) -> list[Observed]:
     """Every condition, Ready first."""
     facts = facts_of(obs, now)
@@ -435,7 +456,7 @@ def conditions_of(obs: Observation, now: datetime) -> list[Observed]:
     )
     ready = ready_condition(parts, facts)
     stalled = stalled_condition(ready, parts.degraded)
-    extra = [monitored_condition(obs)]
+    extra = [monitored_condition(obs), sidecar_condition(obs)]
     if obs.workload and obs.workload.autoscaled:
         extra.append(autoscaling_condition(obs.hpa, facts.available, asleep=facts.asleep))
     return [ready, *parts, reconciling_condition(ready, stalled), stalled, *(c for c in extra if c)]

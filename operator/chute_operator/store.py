@@ -117,6 +117,8 @@ POD_SPEC = ("nodeName",)
 """Of its spec, the node (the metrics API skips pods on simulated nodes), and below, each container's
 name and ports only (the metrics API reads the sidecar's metrics port)."""
 POD_CONTAINER_SPEC = ("name", "ports")
+POD_INIT_CONTAINER_SPEC = ("name", "ports", "image")
+"""An init container (the sidecar) keeps its image too: which sidecar a pod runs (sidecars.py)."""
 POD_STATUS = ("phase", "podIP", "conditions")
 """Of its status: phase, conditions (Ready, PodScheduled and when it turned: status, rollout, scale to
 zero, metrics API), the pod IP (metrics API), and below, each container's state (status)."""
@@ -131,7 +133,8 @@ def slim(kind: str, obj: dict[str, Any]) -> dict[str, Any]:
     - Every kind loses its managedFields, the largest part of most objects, but a Deployment keeps
       of its Apply entries the manager and whether it applied spec.replicas (plan.owns_replicas).
     - A Pod keeps only the fields named in POD_*: its spec (every container's command, env, probes,
-      resources, volumes) and its containers' images and ids are read by nothing. The children the
+      resources, volumes) and its containers' images and ids are read by nothing, but the init
+      containers' images (the sidecar's: sidecars.py). The children the
       operator applies keep their spec and metadata whole: drift.drifted compares them with the
       rendered manifests.
     """
@@ -163,9 +166,9 @@ def _slim_pod(pod: dict[str, Any]) -> dict[str, Any]:
     spec, status = pod.get("spec") or {}, pod.get("status") or {}
     slim_spec = _only(spec, POD_SPEC)
     slim_status = _only(status, POD_STATUS)
-    for field in ("initContainers", "containers"):
+    for field, kept in (("initContainers", POD_INIT_CONTAINER_SPEC), ("containers", POD_CONTAINER_SPEC)):
         if spec.get(field):
-            slim_spec[field] = [_only(c, POD_CONTAINER_SPEC) for c in spec[field]]
+            slim_spec[field] = [_only(c, kept) for c in spec[field]]
     for field in ("initContainerStatuses", "containerStatuses"):
         if status.get(field):
             slim_status[field] = [_only(c, POD_CONTAINER_STATUS) for c in status[field]]

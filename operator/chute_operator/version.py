@@ -28,3 +28,15 @@ VERSION = _installed_version()
 """This package's version, e.g. ``0.1.0``: also the image tag and the chart's version and appVersion."""
 IMAGE = f"{IMAGE_REPOSITORY}:{VERSION}"
 """The released image of this version: operator, sidecar and simulated model server."""
+
+SIDECAR_SOURCES = "2b9d1bca00b1"
+"""The sidecar's own version: a hash of what the sidecar runs (its package, ``chute_shared``, the
+command that starts it, the Dockerfile and the dependency ranges; ``chute_devcluster.release.
+sidecar_fingerprint`` computes it, ``tests/unit/test_release.py`` fails when it is stale). It changes
+only when the sidecar could behave differently, never with the operator's version alone."""
+SIDECAR_TAG = f"sidecar-{SIDECAR_SOURCES}"
+"""The tag a release also gives its image (``scripts/release`` pushes it beside the version's), and
+the chart's annotation ``chutes.ai/sidecar-tag``: the sidecar image is named by the sidecar's
+version, so an upgrade whose sidecar did not change renders every Chute's pod template as it was."""
+SIDECAR_IMAGE = f"{IMAGE_REPOSITORY}:{SIDECAR_TAG}"
+"""The sidecar image of this release (the same image as the operator's, under the sidecar's tag)."""

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from chute_operator.version import IMAGE
+from chute_operator.version import SIDECAR_IMAGE
 
 API_KEY_DIR = "/var/run/chutes/auth"
 """Where the sidecar finds the Chute's API keys (the Secret's volume)."""
@@ -21,9 +21,10 @@ PROBE_PERIOD_SECONDS = 10
 STARTUP_PROBE_PERIOD_SECONDS = 1
 """The model's startup probe period: its pod is Ready within a second of the model answering (a request
 held at zero waits for it), with ``failureThreshold`` covering the whole startup timeout."""
-DEFAULT_SIDECAR_IMAGE = IMAGE
-"""The sidecar's image when none is configured (the chart always sets one): the operator's own
-released image at the operator's version. The one place the sidecar's image is tied to the operator's."""
+DEFAULT_SIDECAR_IMAGE = SIDECAR_IMAGE
+"""The sidecar's image when none is configured (the chart always sets one): the released image under
+the sidecar's own tag (version.SIDECAR_TAG), not the operator's version, so an operator upgrade whose
+sidecar did not change renders every pod template as it was."""
 HPA_MAX_STABILIZATION_SECONDS = 3600
 """The longest scale-down window the HPA accepts."""
 

@@ -292,11 +292,17 @@ def _url(chute: Chute, options: RenderOptions) -> str:
     return f"http://{name}.{namespace}.svc.{options.cluster_domain}" + ("" if port == 80 else f":{port}")
 
 
-def resolve(chute: Chute, options: RenderOptions, rollout: RolloutObservation | None = None) -> Workload:
+def resolve(
+    chute: Chute,
+    options: RenderOptions,
+    rollout: RolloutObservation | None = None,
+    sidecar_image: str | None = None,
+) -> Workload:
     """Decide every value of the Chute's children. Raises NoEligibleGpu for an impossible selector.
 
     ``rollout`` is what the live Deployment shows (none offline): with ``spec.rollout.strategy``
-    Auto it decides whether pods are replaced instead of surged.
+    Auto it decides whether pods are replaced instead of surged. ``sidecar_image``: the one the
+    Chute's pods keep (sidecars.py decides it from the live Deployment); None: ``options``'.
     """
     spec = chute.spec
     max_surge, max_unavailable = budget(spec.rollout.strategy, rollout)
@@ -336,7 +342,7 @@ def resolve(chute: Chute, options: RenderOptions, rollout: RolloutObservation | 
         "tolerations": _tolerations(spec),
         "pod": spec.pod.model_dump(by_alias=True, exclude_none=True),
         "termination_grace_period_seconds": spec.pod.termination_grace_period_seconds,
-        "sidecar_image": options.sidecar_image,
+        "sidecar_image": sidecar_image or options.sidecar_image,
         "drain_token": drain_token(chute, options.drain_key),
         "url": _url(chute, options),
         "extra_volumes": list(spec.pod.volumes),

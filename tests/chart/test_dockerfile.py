@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from chute_operator.version import SIDECAR_TAG
 from tests.chart.helm import ROOT, Helm, env_of, operator_container
 
 DOCKERFILE = ROOT / "Dockerfile"
@@ -72,10 +73,11 @@ def test_dockerignore_keeps_the_context_small() -> None:
 
 
 def test_chart_runs_the_image_as_the_same_user(helm: Helm) -> None:
-    """The chart's runAsUser matches the image's USER, and the sidecar is the same image."""
+    """The chart's runAsUser matches the image's USER, and the sidecar is the same image (its own tag)."""
     container = operator_container(helm.template())
     assert container["securityContext"]["runAsUser"] == 65532
-    assert env_of(container)["CHUTE_OPERATOR_SIDECAR_IMAGE"] == container["image"]
+    repository = container["image"].rpartition(":")[0]
+    assert env_of(container)["CHUTE_OPERATOR_SIDECAR_IMAGE"] == f"{repository}:{SIDECAR_TAG}"
 
 
 def test_sidecar_command_is_served_by_the_image_entrypoint() -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import yaml
 
 from chute_devcluster.release import CHART_NAME, Release, plan_steps
-from chute_operator.version import VERSION
+from chute_operator.version import SIDECAR_TAG, VERSION
 from tests.chart.helm import Helm, env_of, operator_container
 
 
@@ -31,4 +31,8 @@ def test_the_packaged_chart_has_the_version_and_installs_the_image_pushed_with_i
     objects = [doc for doc in yaml.safe_load_all(helm.run("template", "co", str(archive)).stdout) if doc]
     container = operator_container(objects)
     assert container["image"] == f"127.0.0.1:5000/team/chute-operator:{VERSION}"
-    assert env_of(container)["CHUTE_OPERATOR_SIDECAR_IMAGE"] == container["image"]
+    # the sidecar: the same image under the sidecar's tag, which the release pushes too
+    assert env_of(container)["CHUTE_OPERATOR_SIDECAR_IMAGE"] == release.sidecar_image
+    assert release.sidecar_image == f"127.0.0.1:5000/team/chute-operator:{SIDECAR_TAG}"
+    pushed = [step.command[-1] for step in steps if step.command and step.command[-1].startswith("docker://")]
+    assert pushed == [f"docker://{release.image}", f"docker://{release.sidecar_image}"]

@@ -12,7 +12,7 @@ import yaml
 
 from chute_devcluster.binaries import HELM_KUBERNETES_MINOR, HELM_VERSION
 from chute_operator.gpus import load_catalog
-from chute_operator.version import IMAGE, IMAGE_REPOSITORY, VERSION
+from chute_operator.version import IMAGE, IMAGE_REPOSITORY, SIDECAR_IMAGE, SIDECAR_TAG, VERSION
 from chute_shared.cluster import WAKE_ANNOTATION
 from tests.chart.helm import (
     CHART,
@@ -186,14 +186,38 @@ def test_chute_network_policy_peers_reach_the_environment(helm: Helm) -> None:
     )
 
 
-def test_image_defaults_to_the_released_image_and_sidecar_to_the_same_image(helm: Helm) -> None:
-    """The chart's default is the image this version's release publishes, the operator's own default."""
+def test_image_defaults_to_the_released_image_and_sidecar_to_its_own_tag(helm: Helm) -> None:
+    """The chart's default is the image this version's release publishes, the operator's own default;
+    the sidecar is that image under the sidecar's own tag, the operator's default too."""
     container = operator_container(helm.template())
     assert container["image"] == IMAGE == f"{IMAGE_REPOSITORY}:{VERSION}"
-    assert env_of(container)["CHUTE_OPERATOR_SIDECAR_IMAGE"] == container["image"]
+    env = env_of(container)
+    assert env["CHUTE_OPERATOR_SIDECAR_IMAGE"] == SIDECAR_IMAGE == f"{IMAGE_REPOSITORY}:{SIDECAR_TAG}"
+    assert env["CHUTE_OPERATOR_SIDECAR_UPDATE_POLICY"] == "Manual"
+    assert env["CHUTE_OPERATOR_SIDECAR_MAX_CONCURRENT_UPDATES"] == "1"
+
+
+def test_an_upgrade_changes_the_sidecar_image_only_when_the_sidecar_changed(helm: Helm) -> None:
+    """Another chart version (another image tag) with the same sidecar renders the same sidecar image;
+    another image repository moves the sidecar with it."""
+    env = env_of(operator_container(helm.template(sets=("image.tag=9.9.9",))))
+    assert env["CHUTE_OPERATOR_SIDECAR_IMAGE"] == SIDECAR_IMAGE
+    env = env_of(operator_container(helm.template(sets=("image.repository=registry.example.com/co",))))
+    assert env["CHUTE_OPERATOR_SIDECAR_IMAGE"] == f"registry.example.com/co:{SIDECAR_TAG}"
+
+
+def test_the_sidecar_update_policy_and_pace_reach_the_operator(helm: Helm) -> None:
+    sets = ("operator.sidecarUpdatePolicy=Automatic", "operator.sidecarMaxConcurrentUpdates=3")
+    env = env_of(operator_container(helm.template(sets=sets)))
+    assert env["CHUTE_OPERATOR_SIDECAR_UPDATE_POLICY"] == "Automatic"
+    assert env["CHUTE_OPERATOR_SIDECAR_MAX_CONCURRENT_UPDATES"] == "3"
+    assert "sidecarUpdatePolicy" in helm.template_error("operator.sidecarUpdatePolicy=Sometimes")
+    assert "sidecarMaxConcurrentUpdates" in helm.template_error("operator.sidecarMaxConcurrentUpdates=0")
 
 
 def test_image_digest_pins_operator_and_sidecar(helm: Helm) -> None:
+    """A digest pins the sidecar too: the operator's image by digest (the chart cannot know the digest of
+    the sidecar's tag; operator.sidecarImage pins that one instead)."""
     digest = "sha256:" + "ab" * 32
     container = operator_container(helm.template(sets=("image.tag=1.2.3", f"image.digest={digest}")))
     assert container["image"] == f"{IMAGE_REPOSITORY}:1.2.3@{digest}"

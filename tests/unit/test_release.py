@@ -3,13 +3,26 @@
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
 import yaml
 
-from chute_devcluster.release import VERSION_PATTERN, changelog_has, project_version, version_problems
-from chute_operator.version import IMAGE, IMAGE_REPOSITORY, VERSION
+from chute_devcluster.release import (
+    SIDECAR_FILES,
+    SIDECAR_PACKAGES,
+    VERSION_PATTERN,
+    changelog_has,
+    chart_sidecar_tag,
+    project_version,
+    sidecar_fingerprint,
+    sidecar_tag_problems,
+    version_problems,
+)
+from chute_operator.version import IMAGE, IMAGE_REPOSITORY, SIDECAR_IMAGE, SIDECAR_TAG, VERSION
 from chute_operator.wiring import DEFAULT_SIDECAR_IMAGE
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,7 +45,7 @@ def test_the_chart_and_the_operator_default_to_the_image_a_release_publishes() -
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     assert values["image"]["repository"] == IMAGE_REPOSITORY
     assert values["image"]["tag"] == "", "the tag is the chart's appVersion, the one version"
-    assert DEFAULT_SIDECAR_IMAGE == IMAGE
+    assert DEFAULT_SIDECAR_IMAGE == SIDECAR_IMAGE == f"{IMAGE_REPOSITORY}:{SIDECAR_TAG}"
     # the name is kept in those two places only (the docs name it too)
     holders = {
         path.relative_to(ROOT).as_posix()
@@ -98,3 +111,47 @@ def test_the_release_workflow_publishes_signs_and_audits_on_a_version_tag() -> N
     assert "pip_audit --strict" in runs
     for command in ("syft scan", "cosign sign --yes", "cosign attest --yes --type spdxjson"):
         assert command in runs
+
+
+def test_the_sidecar_tag_is_the_hash_of_the_sidecar_s_sources() -> None:
+    """version.py and Chart.yaml name the sidecar by the hash of what it runs: after a change to the
+    sidecar, set SIDECAR_SOURCES and chutes.ai/sidecar-tag to what this prints."""
+    assert f"sidecar-{sidecar_fingerprint()}" == SIDECAR_TAG, sidecar_tag_problems()
+    assert chart_sidecar_tag() == SIDECAR_TAG
+    assert sidecar_tag_problems() == []
+
+
+def test_the_sidecar_s_hash_covers_every_module_the_sidecar_process_imports() -> None:
+    """What ``chute-operator sidecar`` imports of the project (a fresh interpreter) is all hashed."""
+    code = (
+        "import sys, chute_operator.cli, chute_sidecar.main\n"
+        "print('\\n'.join(m.__file__ for n, m in list(sys.modules.items())"
+        " if n.split('.')[0].startswith('chute_') and getattr(m, '__file__', None)))"
+    )
+    found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    imported = {Path(line).resolve().relative_to(ROOT).as_posix() for line in found.stdout.split()}
+    hashed = {
+        path.relative_to(ROOT).as_posix()
+        for package in SIDECAR_PACKAGES
+        for path in (ROOT / package).rglob("*.py")
+    } | set(SIDECAR_FILES)
+    assert imported, found.stderr
+    assert imported <= hashed
+
+
+def test_the_sidecar_s_hash_moves_with_its_sources_not_with_the_version(tmp_path: Path) -> None:
+    for name in (*SIDECAR_PACKAGES, *SIDECAR_FILES, "pyproject.toml"):
+        source = ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(source, tmp_path / name)
+    before = sidecar_fingerprint(tmp_path)
+    assert before == sidecar_fingerprint()
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text().replace(f'version = "{VERSION}"', 'version = "9.9.9"', 1))
+    assert sidecar_fingerprint(tmp_path) == before, "the project's version alone"
+    proxy = tmp_path / "operator" / "chute_sidecar" / "proxy.py"
+    proxy.write_text(proxy.read_text() + "\n# a change\n")
+    assert sidecar_fingerprint(tmp_path) != before

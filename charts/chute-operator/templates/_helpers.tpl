@@ -64,8 +64,16 @@ app.kubernetes.io/part-of: chutes
 {{- end -}}
 {{- end -}}
 
+{{/* The sidecar's image: named by the sidecar's own version (Chart.yaml's chutes.ai/sidecar-tag), not
+the chart's, so an upgrade whose sidecar did not change leaves every Chute's pod template as it was.
+With image.digest, the operator's image by digest (the chart cannot know the sidecar tag's digest). */}}
 {{- define "chute-operator.sidecarImage" -}}
-{{- default (include "chute-operator.image" .) .Values.operator.sidecarImage -}}
+{{- $tag := index .Chart.Annotations "chutes.ai/sidecar-tag" | required "Chart.yaml has no chutes.ai/sidecar-tag annotation" -}}
+{{- $default := printf "%s:%s" .Values.image.repository $tag -}}
+{{- if .Values.image.digest -}}
+{{- $default = include "chute-operator.image" . -}}
+{{- end -}}
+{{- default $default .Values.operator.sidecarImage -}}
 {{- end -}}
 
 {{/* The operator's RBAC rules in the namespaces it reconciles (ClusterRole or per-namespace Role). */}}

@@ -62,6 +62,12 @@ RECONCILING = _type(
     "For kstatus (Flux): True while the Chute is on its way to its spec and will get there on its own; "
     "its reason and message are Ready's. Never True together with Stalled.",
 )
+SIDECAR_CURRENT = _type(
+    "SidecarCurrent",
+    "Whether the pod template has the operator's sidecar image. False while a running Chute keeps an "
+    "older one: an operator upgrade restarts no pod; the sidecar is updated only when asked (the "
+    "operator's sidecar update policy, or the annotation chutes.ai/sidecar-update).",
+)
 STALLED = _type(
     "Stalled",
     "For kstatus (Flux): True when the Chute is not Ready and will not get there without a person; its "
@@ -207,6 +213,18 @@ SCALING_DISABLED = _reason(
     "ScalingDisabled",
     "Autoscaling=False",
     "The Deployment was scaled to zero by hand; the HPA does not act until it has a replica again.",
+)
+# SidecarCurrent
+SIDECAR_UP_TO_DATE = _reason(
+    "SidecarUpToDate", "SidecarCurrent=True", "The pod template has the operator's sidecar image."
+)
+SIDECAR_BEHIND = _reason(
+    "SidecarBehind",
+    "SidecarCurrent=False, Event",
+    "The Chute's pods keep an older sidecar image than the operator's (the message names both): kept "
+    'until asked for (the annotation chutes.ai/sidecar-update: "true", or the operator\'s sidecar '
+    "update policy Automatic), or asked for and waiting its turn (at most the operator's "
+    "sidecar max concurrent updates Chutes roll to a new sidecar at once).",
 )
 # Events (a condition that turns True is announced with the condition type as the reason)
 WAKING = _reason(

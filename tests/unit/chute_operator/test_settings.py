@@ -40,6 +40,8 @@ OLD_VARIABLES: dict[str, tuple[str, str, Any]] = {
     "CHUTE_OPERATOR_HPA_SCALE_TO_ZERO": ("render.hpa_scale_to_zero", "true", True),
     "CHUTE_OPERATOR_HPA_EXACT_SCALE_UP": ("render.hpa_exact_scale_up", "false", False),
     "CHUTE_OPERATOR_DRAIN_KEY_SECRET": ("render.drain_key_secret", "my-drain-key", "my-drain-key"),
+    "CHUTE_OPERATOR_SIDECAR_UPDATE_POLICY": ("render.sidecar_update_policy", "Automatic", "Automatic"),
+    "CHUTE_OPERATOR_SIDECAR_MAX_CONCURRENT_UPDATES": ("render.sidecar_max_concurrent_updates", "3", 3),
     "CHUTE_OPERATOR_ANNOTATION_PREFIX": ("reconciling.annotation_prefix", "example.org", "example.org"),
     "CHUTE_OPERATOR_METRICS_API": ("metrics_api.enabled", "1", True),
     "CHUTE_OPERATOR_METRICS_API_PORT": ("metrics_api.port", "7443", 7443),
