@@ -71,7 +71,7 @@ class ImageBuildError(RuntimeError):
 
 @dataclass(frozen=True)
 class Image:
-    """A built image: its name in containerd once imported, and its ``docker-archive`` tar."""
+    """A built image: its name in buildah's storage, and its ``docker-archive`` tar."""
 
     ref: str
     tar: Path

@@ -92,7 +92,7 @@ class NodePaths:
 
     root: Path
     image_store: Path | None = None
-    """containerd's root (images, snapshots, metadata); kept between runs, images are imported once.
+    """containerd's root (images, snapshots, metadata); kept between runs, so pulled layers are.
     Default: inside ``root``."""
     device_plugin_dir: Path = field(default=DEVICE_PLUGIN_DIR)
 
