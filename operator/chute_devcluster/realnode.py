@@ -3,12 +3,12 @@
     pushed = push_node_images(NodeImages(pause, (project,)), "127.0.0.1:PORT")  # into the local registry
     node = RealNode(tools, work_dir / "real-node", log_dir, images=pushed, registry="127.0.0.1:PORT")
     node.start(server, pki.ca, api, deadline)    # after kube-apiserver is ready
+    ...
+    node.stop()
 
 The node's containerd pulls every image, the sandbox (pause) image included, from the local
 registry (:mod:`chute_devcluster.registry`) over plain HTTP when the kubelet (or, for the sandbox,
 containerd itself) first needs it; nothing is imported.
-    ...
-    node.stop()
 
 Only one real node can run on a machine at a time (the kubelet, its device-plugin directory, the
 bridge and kube-proxy's iptables rules are machine-wide), so :meth:`RealNode.start` takes an
