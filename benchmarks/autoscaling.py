@@ -234,7 +234,6 @@ def main() -> int:
     options: dict[str, Any] = {}
     if args.real_node:
         images = build_node_images()
-        image = images.others[0].ref
         options = {
             "real_node": RealNodeSettings.from_env(),
             "real_node_images": images,
@@ -247,6 +246,8 @@ def main() -> int:
     ):
         cp.kubectl("apply", "--server-side", "-f", str(ROOT / "crds" / "chute.yaml"))
         cp.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/chutes.chutes.ai")
+        if cp.real_node is not None:
+            image = cp.project_image()
         for index in range(args.runs):
             runs.append(one_run(cp, index, Path(scratch), image))
             print(f"run {index + 1}: {runs[-1]}", flush=True)

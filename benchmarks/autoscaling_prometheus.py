@@ -376,7 +376,6 @@ def main() -> int:
         build_adapter()
     tools = ensure_binaries()
     images = build_node_images()
-    image = images.others[0].ref
     runs: list[dict[str, Any]] = []
     with (
         tempfile.TemporaryDirectory(prefix="bench-prom-adapter-") as scratch,
@@ -390,6 +389,7 @@ def main() -> int:
     ):
         cp.kubectl("apply", "--server-side", "-f", str(ROOT / "crds" / "chute.yaml"))
         cp.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/chutes.chutes.ai")
+        image = cp.project_image()
         for index in range(args.runs):
             runs.append(one_run(cp, index, Path(scratch), image, args.scrape_interval, args.relist_interval))
             print(f"run {index + 1}: {runs[-1]}", flush=True)

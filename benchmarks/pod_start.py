@@ -58,7 +58,7 @@ def chute_volumes() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
 
 
 def pod(name: str, image: str, node: str, volumes: bool) -> dict[str, Any]:
-    container: dict[str, Any] = {"name": "model", "image": image, "imagePullPolicy": "Never"}
+    container: dict[str, Any] = {"name": "model", "image": image, "imagePullPolicy": "IfNotPresent"}
     spec: dict[str, Any] = {
         "containers": [container],
         "nodeSelector": {"kubernetes.io/hostname": node},

@@ -235,9 +235,9 @@ def main() -> int:
             what="CRD established",
         )  # fmt: skip
         if args.data_path:
-            measured = data_path(cp, Path(scratch), images.others[0].ref, args.requests, args.rounds)
+            measured = data_path(cp, Path(scratch), cp.project_image(), args.requests, args.rounds)
         else:
-            runs = run(cp, Path(scratch), images.others[0].ref, args.runs, args.load_seconds)
+            runs = run(cp, Path(scratch), cp.project_image(), args.runs, args.load_seconds)
     if args.data_path:
         DATA_PATH_RESULTS.write_text(json.dumps(measured, indent=2) + "\n")
         print(json.dumps(measured, indent=2))

@@ -248,7 +248,7 @@ def main() -> int:
             what="default ServiceAccount",
         )
         try:
-            results.update(Soak(cp, Path(scratch), images.others[0].ref, namespace, plan).run())
+            results.update(Soak(cp, Path(scratch), cp.project_image(), namespace, plan).run())
         finally:
             cp.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
     results["load_average_at_end"] = [round(x, 1) for x in os.getloadavg()]

@@ -6,10 +6,11 @@ binaries are built before the first such test runs (minutes, once). When the con
 be had, its tests are skipped, or fail with the reason and the logs when ``CI=true``.
 
 When a collected test is marked ``realnode``, the session control plane also runs the real node
-(kubelet, containerd, kube-proxy; :mod:`chute_devcluster.realnode`) with the project's
-images imported. If the real node cannot start (not root, a missing package, another cluster holds
-it for longer than ``CHUTE_OPERATOR_REAL_NODE_LOCK_TIMEOUT`` seconds), the control plane starts
-without it and the ``realnode`` tests are skipped, or fail when ``CI=true``.
+(kubelet, containerd, kube-proxy; :mod:`chute_devcluster.realnode`), its containerd pulling the
+project's images from the cluster's registry (:mod:`chute_devcluster.registry`). If the real node
+cannot start (not root, a missing package, another cluster holds it for longer than
+``CHUTE_OPERATOR_REAL_NODE_LOCK_TIMEOUT`` seconds), the control plane starts without it and the
+``realnode`` tests are skipped, or fail when ``CI=true``.
 """
 
 from __future__ import annotations

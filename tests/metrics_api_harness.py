@@ -240,7 +240,7 @@ def real_node_chute(name: str, image: str, node: str) -> dict[str, Any]:
     chute["spec"].update(
         {
             "image": image,
-            "imagePullPolicy": "Never",
+            "imagePullPolicy": "IfNotPresent",
             "command": ["chute-operator", "modelsim"],
             "args": [
                 "--host=127.0.0.1",

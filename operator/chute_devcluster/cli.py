@@ -6,8 +6,9 @@ The state lives in ``<cache>/dev/`` (``$CHUTE_OPERATOR_CACHE``, default ``~/.cac
 the kubeconfig, the supervisor's pid and log, every component's log. ``dev down`` also stops any
 process whose ``*.pid`` file lies there (the demo's operator writes one). ``CHUTE_OPERATOR_DEV_NODES``
 names a node pool YAML file to use instead of the default nodes. ``dev up`` also runs the real node
-(kubelet, containerd, kube-proxy; :mod:`chute_devcluster.realnode`) with the project's
-images imported, unless ``--no-real-node``; ``dev down`` removes what it changed on the machine.
+(kubelet, containerd, kube-proxy; :mod:`chute_devcluster.realnode`) and the local registry its
+containerd pulls the project's images from (:mod:`chute_devcluster.registry`), unless
+``--no-real-node``; ``dev down`` removes what it changed on the machine.
 ``dev up --pod-cidr/--service-cidr`` choose the cluster's ranges; the network guard keeps them on
 this machine until ``dev down`` (:mod:`chute_devcluster.netguard`).
 """
@@ -253,6 +254,7 @@ def _real_node_line(state: dict[str, Any]) -> str:
     return (
         f"  real node:  {real.get('name')} (kubelet + containerd, pods on {real.get('pod_subnet')}, "
         f"simulated {real.get('gpu')} GPUs; its logs: kubelet.log, containerd.log)\n"
+        f"  registry:   {real.get('registry')} (plain HTTP; the real node pulls from it; log: registry.log)\n"
     )
 
 

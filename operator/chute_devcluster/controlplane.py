@@ -28,6 +28,7 @@ from types import TracebackType
 
 from chute_devcluster.apiclient import ApiClient, ApiError
 from chute_devcluster.binaries import Toolset, toolset
+from chute_devcluster.images import ImageBuildError
 from chute_devcluster.kubeconfig import write_kubeconfig
 from chute_devcluster.netguard import NetworkGuard, NetworkGuardError
 from chute_devcluster.nodes import (
@@ -38,8 +39,15 @@ from chute_devcluster.nodes import (
 )
 from chute_devcluster.pki import FRONT_PROXY_CLIENT_NAME, Pki, create_pki
 from chute_devcluster.processes import Component, free_port, pid_alive
-from chute_devcluster.realnode import NodeImages, RealNode, RealNodeError
+from chute_devcluster.realnode import NodeImages, RealNode, RealNodeError, push_node_images
 from chute_devcluster.realnode_config import RealNodeSettings
+from chute_devcluster.registry import (
+    REGISTRY_ENV,
+    REGISTRY_HOST,
+    registry_command,
+    registry_ready,
+    write_registry_config,
+)
 from chute_devcluster.stages import write_stages
 
 SERVICE_CLUSTER_IP_RANGE = "10.96.0.0/16"
@@ -95,8 +103,9 @@ class ControlPlane:
     ``kwok_log_level``: ``INFO`` logs every pod patch and node lease renewal, ``WARN`` only trouble.
     ``pod_cidr``, ``service_cidr``: the cluster's ranges, kept on this machine by
     :attr:`network_guard` (installed before any process starts, removed by :meth:`stop`).
-    ``real_node``: also run a real node (kubelet, containerd, kube-proxy) with these settings, its
-    images imported from ``real_node_images``; see :mod:`chute_devcluster.realnode`.
+    ``real_node``: also run a real node (kubelet, containerd, kube-proxy) with these settings, and the
+    local registry (:mod:`chute_devcluster.registry`, ``<work_dir>/registry``) that its containerd pulls
+    ``real_node_images`` from once they are pushed there; see :mod:`chute_devcluster.realnode`.
     ``real_node_lock_timeout``: how long to wait for another cluster's real node to go.
     ``real_node_image_store``: containerd's root for the real node (default: kept in the cache).
     ``apiserver_args``: extra kube-apiserver flags (e.g. a low ``--max-requests-inflight``, an audit log).
@@ -125,6 +134,8 @@ class ControlPlane:
         self.real_node_lock_timeout = real_node_lock_timeout
         self.real_node_image_store = real_node_image_store
         self.real_node: RealNode | None = None
+        self.registry = ""
+        """``127.0.0.1:PORT`` of the local registry (plain HTTP) while it runs, else empty."""
         self.node_pools = tuple(default_node_pools() if node_pools is None else node_pools)
         self.startup_timeout = startup_timeout
         self.kwok_log_level = kwok_log_level
@@ -168,6 +179,12 @@ class ControlPlane:
         if self._api is None:
             raise ControlPlaneError("the control plane has not been started")
         return self._api
+
+    def project_image(self) -> str:
+        """The project image as the real node's pods name it (in the local registry)."""
+        if self.real_node is None or not self.real_node.images:
+            raise ControlPlaneError("no real node runs: its images are pushed only with it")
+        return self.real_node.images[0].ref
 
     def node_names(self) -> list[str]:
         """The simulated nodes' names (the real node's is ``real_node.name``)."""
@@ -309,6 +326,7 @@ class ControlPlane:
         self._etcd_port = etcd_port
         etcd = self._component("etcd", self._etcd_command(etcd_port, etcd_peer_port))
         etcd.start()  # boots while the certificates are made
+        registry = self._start_registry() if self.real_node_settings is not None else None
 
         pki = self._pki = create_pki(work_dir / "pki", service_ip=self._kubernetes_service_ip())
         write_kubeconfig(self.kubeconfig, self.server, pki.ca.cert, "admin", pki.admin)
@@ -355,12 +373,22 @@ class ControlPlane:
                 deadline, component, f"{component.name} /healthz", partial(self._component_healthy, port)
             )
             milestone(f"{component.name} healthy")
-        if self.real_node_settings is not None and self.real_node_images is not None:
+        if registry is not None and self.real_node_settings is not None and self.real_node_images is not None:
+            self._wait(deadline, registry, "the registry's /v2/", partial(registry_ready, self.registry))
+            milestone("registry ready")
+            try:
+                pushed = push_node_images(self.real_node_images, self.registry)
+            except ImageBuildError as error:
+                raise ControlPlaneError(
+                    f"pushing the real node's images to {self.registry}: {error}"
+                ) from None
+            milestone("images pushed")
             self.real_node = RealNode(
                 self.tools,
                 work_dir / "real-node",
                 self.log_dir,
-                images=self.real_node_images,
+                images=pushed,
+                registry=self.registry,
                 settings=self.real_node_settings,
                 lock_timeout=self.real_node_lock_timeout,
                 image_store=self.real_node_image_store,
@@ -377,7 +405,8 @@ class ControlPlane:
         milestone("default ServiceAccount")
 
     def stop(self, remove: bool = True) -> None:
-        """Stop every process (the real node first, etcd last); remove the temporary work dir or the data."""
+        """Stop every process (the real node first, etcd last); remove the temporary work dir or the data
+        (etcd's and the registry's)."""
         if self.real_node is not None:
             apiserver_up = any(c.name == "kube-apiserver" and c.running() for c in self._components)
             self.real_node.stop(self._api if apiserver_up else None)
@@ -393,6 +422,7 @@ class ControlPlane:
             for component in wave:
                 component.wait(15)
         self._components = []
+        self.registry = ""
         _running.discard(self)
         try:
             self.network_guard.remove()
@@ -404,6 +434,7 @@ class ControlPlane:
                 self._work_dir = None
             else:
                 shutil.rmtree(self._work_dir / "etcd", ignore_errors=True)
+                shutil.rmtree(self._work_dir / "registry", ignore_errors=True)  # the pushed images: 300 MB
                 (self._work_dir / OWNER_FILE).unlink(missing_ok=True)
 
     # -- the processes --------------------------------------------------------------------------
@@ -416,6 +447,17 @@ class ControlPlane:
         component = Component(name, command, self.log_dir / f"{name}.log", env)
         self._components.append(component)
         return component
+
+    def _start_registry(self) -> Component:
+        """The local registry, on loopback (the real node's containerd is a host process), its storage
+        under the work dir (a fresh one each start: the images are pushed again)."""
+        self.registry = f"{REGISTRY_HOST}:{free_port()}"
+        root = self.work_dir / "registry"
+        shutil.rmtree(root, ignore_errors=True)
+        config = write_registry_config(root, self.registry)
+        registry = self._component("registry", registry_command(self.tools.registry, config), REGISTRY_ENV)
+        registry.start()
+        return registry
 
     def _etcd_command(self, port: int, peer_port: int) -> list[str]:
         client_url, peer_url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{peer_port}"

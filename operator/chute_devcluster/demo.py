@@ -58,7 +58,7 @@ def _start_operator(kubeconfig: Path, sidecar_image: str | None) -> subprocess.P
     stop_operator(kubeconfig)
     log = (kubeconfig.parent / "operator.log").open("ab")
     env = {**os.environ, "KUBECONFIG": str(kubeconfig), "CHUTE_OPERATOR_LOG_FORMAT": "text"}
-    if sidecar_image:  # pods on the real node run the sidecar from the project image imported there
+    if sidecar_image:  # real-node pods: the sidecar from the project image (local registry)
         env["CHUTE_OPERATOR_SIDECAR_IMAGE"] = sidecar_image
     env.setdefault("CHUTE_OPERATOR_LEASE_NAMESPACE", "default")
     process = subprocess.Popen(

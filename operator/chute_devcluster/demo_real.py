@@ -30,7 +30,7 @@ def real_chute(image: str) -> dict[str, Any]:
         "metadata": {"name": REAL_CHUTE},
         "spec": {
             "image": image,
-            "imagePullPolicy": "Never",
+            "imagePullPolicy": "IfNotPresent",
             "template": "custom",
             "command": ["chute-operator", "modelsim"],
             "args": MODEL_ARGS,

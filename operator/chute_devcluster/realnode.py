@@ -1,9 +1,14 @@
 """The real node: containerd, a CNI bridge, the simulated-GPU device plugin, the kubelet and kube-proxy.
 
-    node = RealNode(tools, work_dir / "real-node", log_dir, images=NodeImages(pause, (project,)))
+    pushed = push_node_images(NodeImages(pause, (project,)), "127.0.0.1:PORT")  # into the local registry
+    node = RealNode(tools, work_dir / "real-node", log_dir, images=pushed, registry="127.0.0.1:PORT")
     node.start(server, pki.ca, api, deadline)    # after kube-apiserver is ready
     ...
     node.stop()
+
+The node's containerd pulls every image, the sandbox (pause) image included, from the local
+registry (:mod:`chute_devcluster.registry`) over plain HTTP when the kubelet (or, for the sandbox,
+containerd itself) first needs it; nothing is imported.
 
 Only one real node can run on a machine at a time (the kubelet, its device-plugin directory, the
 bridge and kube-proxy's iptables rules are machine-wide), so :meth:`RealNode.start` takes an
@@ -32,7 +37,7 @@ from typing import IO, Any
 
 from chute_devcluster.apiclient import ApiClient, ApiError
 from chute_devcluster.binaries import Toolset, cache_dir, toolset
-from chute_devcluster.images import ensure_images
+from chute_devcluster.images import ensure_images, push_image
 from chute_devcluster.kubeconfig import write_kubeconfig
 from chute_devcluster.nodes import GPU_RESOURCE
 from chute_devcluster.pki import KeyPair, create_node_pki
@@ -48,7 +53,9 @@ from chute_devcluster.realnode_config import (
     kube_proxy_config,
     kubelet_command,
     kubelet_config,
+    registry_hosts_toml,
 )
+from chute_devcluster.registry import registry_ref
 
 MACHINE_STATE_DIR = Path("/run/chute-operator")
 MACHINE_LOCK = MACHINE_STATE_DIR / "real-node.lock"
@@ -75,7 +82,8 @@ REQUIRED_COMMANDS = {
 
 
 def kept_image_store() -> Path:
-    """containerd's root for the real node, in the cache: imported images survive the node.
+    """containerd's root for the real node, in the cache: pulled layers survive the node (a later pull
+    of the same image fetches only its manifest).
     Only the holder of :data:`MACHINE_LOCK` uses it."""
     return cache_dir() / "real-node" / "containerd"
 
@@ -90,10 +98,12 @@ class RealNodeBusy(RealNodeError):
 
 @dataclass(frozen=True)
 class NodeImage:
-    """An image to import into the node's containerd: its reference and an archive of it."""
+    """An image for the node: its reference and an archive of it (the build's cache); once pushed to
+    the local registry (:func:`push_node_images`), the registry's reference and the manifest digest."""
 
     ref: str
     archive: Path
+    digest: str = ""
 
 
 @dataclass(frozen=True)
@@ -111,6 +121,53 @@ def build_node_images() -> NodeImages:
     return NodeImages(
         NodeImage(built.pause.ref, built.pause.tar), (NodeImage(built.project.ref, built.project.tar),)
     )
+
+
+def push_node_images(images: NodeImages, registry: str) -> NodeImages:
+    """Push every image to the plain-HTTP registry at ``registry`` (``127.0.0.1:PORT``); the same
+    images under the registry's references, which the node pulls and pods name."""
+
+    def push(image: NodeImage) -> NodeImage:
+        destination = registry_ref(registry, image.ref)
+        digest = push_image(image.ref, image.archive, destination, tls_verify=False)
+        return NodeImage(destination, image.archive, digest)
+
+    return NodeImages(push(images.sandbox), tuple(push(image) for image in images.others))
+
+
+def _host_of(ref: str) -> str:
+    """The registry host of a reference (``127.0.0.1:5000/x:1``, ``127.0.0.1:5000/x@sha256:...``); empty
+    for an image id (``sha256:...``), which the CRI records beside the references it pulled."""
+    return ref.split("/", 1)[0] if "/" in ref else ""
+
+
+def stale_images(listing: str, wanted: dict[str, str]) -> list[str]:
+    """The references of ``ctr images list`` output to delete when the node needs ``wanted`` (reference:
+    manifest digest). Images of another digest go entirely. Of a wanted digest, the references under
+    one registry host stay (that of ``wanted`` if present, else the first listed: an earlier run's
+    registry): they keep the image's layers and snapshots in the store, so the node's pull from the
+    new registry fetches only the manifest and config; those under other hosts go."""
+    present = []
+    for line in listing.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) >= 3:
+            present.append((fields[0], fields[2]))
+    wanted_hosts: dict[str, set[str]] = {}
+    for ref, digest in wanted.items():
+        wanted_hosts.setdefault(digest, set()).add(_host_of(ref))
+    kept_host: dict[str, str] = {}
+    for ref, digest in present:
+        if _host_of(ref) and _host_of(ref) in wanted_hosts.get(digest, set()):
+            kept_host[digest] = _host_of(ref)
+    for ref, digest in present:
+        if _host_of(ref) and digest in wanted_hosts:
+            kept_host.setdefault(digest, _host_of(ref))
+    return [
+        ref
+        for ref, digest in present
+        if ref not in wanted
+        and (digest not in wanted_hosts or (_host_of(ref) and _host_of(ref) != kept_host.get(digest)))
+    ]
 
 
 def unavailable_reason() -> str | None:
@@ -359,6 +416,7 @@ class RealNode:
         log_dir: Path,
         *,
         images: NodeImages,
+        registry: str,
         settings: RealNodeSettings | None = None,
         lock_timeout: float = 0.0,
         image_store: Path | None = None,
@@ -369,6 +427,9 @@ class RealNode:
         self.settings = settings or RealNodeSettings.from_env()
         self.sandbox_image = images.sandbox
         self.images = images.others
+        """The images pods run (``images[0]``: the project's), as pods name them."""
+        self.registry = registry
+        """``host:port`` of the plain-HTTP registry the node's containerd pulls from."""
         self.lock_timeout = lock_timeout
         self.components: list[Component] = []
         self.milestones: dict[str, float] = {}
@@ -417,8 +478,8 @@ class RealNode:
         self._wait(deadline, containerd, "containerd to answer", self._containerd_ready)
         self._remove_old_containers()
         self._milestone("containerd ready", began)
-        self._import_images()
-        self._milestone("images imported", began)
+        self._prune_images()
+        self._milestone("image store pruned", began)
 
         kubelet = self._component(
             "kubelet", kubelet_command(self.tools.kubelet, self.paths, self.settings, kubeconfigs["kubelet"])
@@ -454,6 +515,9 @@ class RealNode:
         self._healthz_ports = {"kubelet": free_port(), "kube-proxy": free_port()}
         paths.containerd_config.parent.mkdir(parents=True, exist_ok=True)
         paths.containerd_config.write_text(containerd_config(paths, self.sandbox_image.ref))
+        hosts = paths.registry_hosts_dir / self.registry / "hosts.toml"
+        hosts.parent.mkdir(parents=True, exist_ok=True)
+        hosts.write_text(registry_hosts_toml(self.registry))
         paths.cni_conf_dir.mkdir(parents=True, exist_ok=True)
         (paths.cni_conf_dir / "10-chute-real-node.conflist").write_text(
             json.dumps(cni_conflist(paths, settings), indent=2) + "\n"
@@ -499,20 +563,12 @@ class RealNode:
             for directory in (self.paths.containerd_root / "io.containerd.grpc.v1.cri" / kind).glob("*"):
                 shutil.rmtree(directory, ignore_errors=True)
 
-    def _import_images(self) -> None:
-        present = set(self.ctr("images", "list", "--quiet").stdout.split())
-        for image in (self.sandbox_image, *self.images):
-            if image.ref in present:
-                continue
-            if not image.archive.exists():
-                raise RealNodeError(f"image archive {image.archive} (for {image.ref}) does not exist")
-            self.ctr("images", "import", str(image.archive))
-            present = set(self.ctr("images", "list", "--quiet").stdout.split())
-            if image.ref not in present:
-                raise RealNodeError(f"imported {image.archive} but containerd has no image {image.ref}")
-        wanted = {image.ref for image in (self.sandbox_image, *self.images)}
-        stale = sorted(present - wanted)
-        if stale:  # older builds of the images: the store keeps only what this node runs
+    def _prune_images(self) -> None:
+        """Delete the references earlier nodes pulled that this one does not use (see :func:`stale_images`);
+        nothing is imported: the kubelet pulls from the registry."""
+        wanted = {image.ref: image.digest for image in (self.sandbox_image, *self.images)}
+        stale = stale_images(self.ctr("images", "list").stdout, wanted)
+        if stale:
             self.ctr("images", "delete", *stale)
 
     def _component(self, name: str, command: list[str]) -> Component:

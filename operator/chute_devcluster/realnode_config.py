@@ -92,7 +92,7 @@ class NodePaths:
 
     root: Path
     image_store: Path | None = None
-    """containerd's root (images, snapshots, metadata); kept between runs, images are imported once.
+    """containerd's root (images, snapshots, metadata); kept between runs, so pulled layers are.
     Default: inside ``root``."""
     device_plugin_dir: Path = field(default=DEVICE_PLUGIN_DIR)
 
@@ -111,6 +111,11 @@ class NodePaths:
     @property
     def containerd_socket(self) -> Path:
         return self.root / "containerd" / "containerd.sock"
+
+    @property
+    def registry_hosts_dir(self) -> Path:
+        """containerd's ``config_path``: one ``<host:port>/hosts.toml`` per registry it may pull from."""
+        return self.root / "containerd" / "certs.d"
 
     @property
     def runc_root(self) -> Path:
@@ -150,8 +155,9 @@ def _toml_string(value: str) -> str:
 
 
 def containerd_config(paths: NodePaths, sandbox_image: str) -> str:
-    """containerd 1.6's config (version 2): everything under the node's directory, cgroupfs, and
-    ``restrict_oom_score_adj`` because this kind of machine does not allow lowering oom_score_adj."""
+    """containerd 1.6's config (version 2): everything under the node's directory, cgroupfs,
+    ``restrict_oom_score_adj`` because this kind of machine does not allow lowering oom_score_adj, and
+    the registries' settings read from :attr:`NodePaths.registry_hosts_dir` (:func:`registry_hosts_toml`)."""
     q = _toml_string
     cri = 'plugins."io.containerd.grpc.v1.cri"'
     return f"""version = 2
@@ -204,6 +210,20 @@ disabled_plugins = [
   bin_dir = "/usr/lib/cni"
   conf_dir = {q(str(paths.cni_conf_dir))}
   max_conf_num = 1
+
+[{cri}.registry]
+  config_path = {q(str(paths.registry_hosts_dir))}
+"""
+
+
+def registry_hosts_toml(host: str) -> str:
+    """containerd's ``hosts.toml`` for a plain-HTTP registry at ``host`` (``127.0.0.1:PORT``): pull and
+    resolve over ``http://``; containerd reads it at each pull from ``<config_path>/<host>/hosts.toml``."""
+    server = _toml_string(f"http://{host}")
+    return f"""server = {server}
+
+[host.{server}]
+  capabilities = ["pull", "resolve"]
 """
 
 
@@ -252,7 +272,7 @@ def kubelet_config(
     healthz_port: int,
 ) -> dict[str, Any]:
     """The KubeletConfiguration: cgroup v1 with cgroupfs, x509 client auth, no DNS (pods need none),
-    the GPU taint, image garbage collection off (images are imported, there is no registry)."""
+    the GPU taint, image garbage collection off (the node keeps what it pulled from the local registry)."""
     return {
         "apiVersion": "kubelet.config.k8s.io/v1beta1",
         "kind": "KubeletConfiguration",

@@ -149,6 +149,7 @@ def _real_node_state(control_plane: ControlPlane) -> dict[str, Any] | None:
         "pod_subnet": node.settings.pod_subnet,
         "gpu": f"{node.settings.gpu.count}x {node.settings.gpu.product}",
         "images": [image.ref for image in (node.sandbox_image, *node.images)],
+        "registry": node.registry,
     }
 
 

@@ -36,7 +36,7 @@ def real_chute(name: str, image: str, args: list[str], **spec: Any) -> dict[str,
     """A Chute that runs the simulated model server on the real node's simulated A10 GPU."""
     base: dict[str, Any] = {
         "image": image,
-        "imagePullPolicy": "Never",
+        "imagePullPolicy": "IfNotPresent",
         "template": "custom",
         "command": ["chute-operator", "modelsim"],
         "args": ["--model", "sim", *args],

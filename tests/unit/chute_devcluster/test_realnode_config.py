@@ -19,6 +19,7 @@ from chute_devcluster.realnode_config import (
     kube_proxy_config,
     kubelet_command,
     kubelet_config,
+    registry_hosts_toml,
 )
 from chute_operator.gpus import load_catalog
 
@@ -51,7 +52,7 @@ def test_containerd_keeps_everything_under_the_node_directory() -> None:
     assert Path(config["plugins"]["io.containerd.internal.v1.opt"]["path"]).is_relative_to(ROOT)
 
 
-def test_containerd_fits_a_cgroup_v1_machine_without_registry() -> None:
+def test_containerd_fits_a_cgroup_v1_machine() -> None:
     cri = tomllib.loads(containerd_config(PATHS, "localhost/chute-pause:3.10"))["plugins"][
         "io.containerd.grpc.v1.cri"
     ]
@@ -60,6 +61,21 @@ def test_containerd_fits_a_cgroup_v1_machine_without_registry() -> None:
     assert cri["sandbox_image"] == "localhost/chute-pause:3.10"
     assert cri["cni"]["bin_dir"] == "/usr/lib/cni"
     assert cri["stream_server_address"] == "127.0.0.1"
+
+
+def test_containerd_reads_registry_hosts_from_the_node_directory() -> None:
+    cri = tomllib.loads(containerd_config(PATHS, "127.0.0.1:5000/pause:3.10"))["plugins"][
+        "io.containerd.grpc.v1.cri"
+    ]
+    assert Path(cri["registry"]["config_path"]) == PATHS.registry_hosts_dir
+    assert PATHS.registry_hosts_dir.is_relative_to(ROOT)
+    assert "mirrors" not in cri["registry"]  # config_path excludes the deprecated sections
+
+
+def test_registry_hosts_toml_pulls_over_plain_http() -> None:
+    hosts = tomllib.loads(registry_hosts_toml("127.0.0.1:41234"))
+    assert hosts["server"] == "http://127.0.0.1:41234"
+    assert hosts["host"] == {"http://127.0.0.1:41234": {"capabilities": ["pull", "resolve"]}}
 
 
 def test_pod_subnet_is_inside_the_pod_range_far_from_kwok_addresses() -> None:
