@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import mmap
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -44,7 +45,9 @@ class Faults:
         self.hang_after_requests: int | None = None
         self.exit_code = config.crash_exit_code
         self.crashing: int | None = None
-        self.ballast: list[bytearray] = []
+        self.ballast: list[mmap.mmap] = []
+        """Anonymous mappings of 1 MiB, each written: fresh resident pages, given back to the system
+        when freed (a heap allocation may reuse memory the process already holds, and keep it)."""
         self.grow_mb_per_second = 0.0
         self._running = asyncio.Event()
         self._running.set()
@@ -112,7 +115,9 @@ class Faults:
             if self.allocated_mb >= self.config.allocate_limit_mb:
                 log.warning("allocation stopped at the guard of %d MiB", self.config.allocate_limit_mb)
                 break
-            self.ballast.append(bytearray(b"\xa5") * MIB)
+            page = mmap.mmap(-1, MIB)
+            page.write(b"\xa5" * MIB)
+            self.ballast.append(page)
             if index % _YIELD_EVERY_MIB == _YIELD_EVERY_MIB - 1:
                 await asyncio.sleep(0)
         return self.allocated_mb
@@ -126,6 +131,8 @@ class Faults:
 
     def free(self) -> None:
         self.grow_mb_per_second = 0.0
+        for page in self.ballast:
+            page.close()
         self.ballast.clear()
 
     async def _grow(self) -> None:
