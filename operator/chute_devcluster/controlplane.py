@@ -61,6 +61,17 @@ WORK_DIR_PREFIX = "chute-cp-"
 OWNER_FILE = "owner.pid"
 
 
+def apiserver_guard_rule(port: int, pod_subnet: str) -> list[str]:
+    """iptables INPUT rule arguments: REJECT TCP to ``port`` unless it comes from this machine's own
+    addresses or from ``pod_subnet`` (the real node's pods)."""
+    return [
+        "-p", "tcp", "--dport", str(port), "!", "-s", pod_subnet,
+        "-m", "addrtype", "!", "--src-type", "LOCAL",
+        "-m", "comment", "--comment", "chute-operator dev: the API server answers this machine and its pods",
+        "-j", "REJECT", "--reject-with", "tcp-reset",
+    ]  # fmt: skip
+
+
 class ControlPlaneError(RuntimeError):
     """The control plane could not be started; the message carries the relevant log lines."""
 
@@ -141,6 +152,7 @@ class ControlPlane:
         self.kwok_log_level = kwok_log_level
         self.apiserver_args = tuple(apiserver_args)
         self._etcd_port = 0
+        self._apiserver_guard: list[str] | None = None
         try:
             node_subnets = (real_node.pod_subnet,) if real_node is not None else ()
             self.network_guard = NetworkGuard(pod_cidr, service_cidr, node_subnets)
@@ -328,7 +340,9 @@ class ControlPlane:
         etcd.start()  # boots while the certificates are made
         registry = self._start_registry() if self.real_node_settings is not None else None
 
-        pki = self._pki = create_pki(work_dir / "pki", service_ip=self._kubernetes_service_ip())
+        pki = self._pki = create_pki(
+            work_dir / "pki", service_ip=self._kubernetes_service_ip(), extra_ips=self._pod_facing_ips()
+        )
         write_kubeconfig(self.kubeconfig, self.server, pki.ca.cert, "admin", pki.admin)
         kubeconfigs = work_dir / "kubeconfigs"
         component_kubeconfig = {
@@ -346,6 +360,8 @@ class ControlPlane:
         self._wait(deadline, etcd, "etcd to be healthy", lambda: self._etcd_healthy(etcd_port))
         milestone("etcd healthy")
         apiserver = self._component("kube-apiserver", self._apiserver_command(pki, apiserver_port, etcd_port))
+        if self.real_node_settings is not None:
+            self._guard_apiserver_port(apiserver_port)
         apiserver.start()
         self._wait(deadline, apiserver, "kube-apiserver /readyz", self._apiserver_ready)
         milestone("kube-apiserver ready")
@@ -423,6 +439,7 @@ class ControlPlane:
                 component.wait(15)
         self._components = []
         self.registry = ""
+        self._remove_apiserver_guard()
         _running.discard(self)
         try:
             self.network_guard.remove()
@@ -475,11 +492,57 @@ class ControlPlane:
             "--quota-backend-bytes=2147483648",
         ]
 
+    def _pod_facing_ips(self) -> tuple[str, ...]:
+        """The API server's address for pods: the real node's bridge address (none without the node)."""
+        return (self.real_node_settings.node_ip,) if self.real_node_settings is not None else ()
+
+    def _apiserver_address_args(self) -> list[str]:
+        """Loopback only without the real node. With it, pods must reach the API server through the
+        ``kubernetes`` Service: its EndpointSlice (kept by the API server's lease reconciler) lists the
+        bridge's address, which kube-proxy DNATs to; EndpointSlices refuse loopback. The bridge exists
+        only once the node starts, so the API server binds every address and :meth:`_guard_apiserver_port`
+        refuses its port to anything but this machine and the node's pods."""
+        if self.real_node_settings is None:
+            return [
+                "--advertise-address=127.0.0.1",
+                "--bind-address=127.0.0.1",
+                # The `kubernetes` Service's endpoints would be 127.0.0.1, which EndpointSlices reject.
+                "--endpoint-reconciler-type=none",
+            ]
+        return [
+            f"--advertise-address={self.real_node_settings.node_ip}",
+            "--bind-address=0.0.0.0",  # its port is guarded: _guard_apiserver_port
+            "--endpoint-reconciler-type=lease",
+        ]
+
+    def _guard_apiserver_port(self, port: int) -> None:
+        """An INPUT rule: the API server's port answers only this machine's own addresses and the real
+        node's pods (its bridge subnet); removed by :meth:`stop`."""
+        assert self.real_node_settings is not None  # nosec B101: only called with the real node
+        iptables = shutil.which("iptables") or "/usr/sbin/iptables"
+        rule = apiserver_guard_rule(port, self.real_node_settings.pod_subnet)
+        try:
+            subprocess.run(
+                [iptables, "-w", "-I", "INPUT", "1", *rule], check=True, capture_output=True, text=True
+            )
+        except (OSError, subprocess.CalledProcessError) as error:
+            raise ControlPlaneError(f"guarding the API server's port {port}: {error}") from None
+        self._apiserver_guard = rule
+
+    def _remove_apiserver_guard(self) -> None:
+        rule, self._apiserver_guard = self._apiserver_guard, None
+        iptables = shutil.which("iptables")
+        if rule is None or iptables is None:
+            return
+        for _ in range(10):  # bounded: one copy was inserted
+            result = subprocess.run([iptables, "-w", "-D", "INPUT", *rule], capture_output=True, check=False)
+            if result.returncode != 0:
+                return
+
     def _apiserver_command(self, pki: Pki, port: int, etcd_port: int) -> list[str]:
         return [
             str(self.tools.kube_apiserver),
-            "--advertise-address=127.0.0.1",
-            "--bind-address=127.0.0.1",
+            *self._apiserver_address_args(),
             f"--secure-port={port}",
             f"--etcd-servers=http://127.0.0.1:{etcd_port}",
             f"--tls-cert-file={pki.apiserver.cert}",
@@ -491,8 +554,6 @@ class ControlPlane:
             f"--service-cluster-ip-range={self.service_cidr}",
             "--authorization-mode=Node,RBAC",
             "--allow-privileged=true",
-            # The `kubernetes` Service's endpoints would be 127.0.0.1, which EndpointSlices reject.
-            "--endpoint-reconciler-type=none",
             f"--kubelet-client-certificate={pki.apiserver_kubelet_client.cert}",
             f"--kubelet-client-key={pki.apiserver_kubelet_client.key}",
             "--kubelet-preferred-address-types=InternalIP,Hostname",

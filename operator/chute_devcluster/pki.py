@@ -127,10 +127,11 @@ def _issue(
     return pair
 
 
-def create_pki(directory: Path, service_ip: str = SERVICE_CLUSTER_IP) -> Pki:
+def create_pki(directory: Path, service_ip: str = SERVICE_CLUSTER_IP, extra_ips: tuple[str, ...] = ()) -> Pki:
     """Write a fresh CA, serving and client certificates and the service-account key pair.
 
-    ``service_ip``: the ``kubernetes`` Service's ClusterIP, a name of the API server's certificate.
+    ``service_ip``: the ``kubernetes`` Service's ClusterIP, a name of the API server's certificate;
+    ``extra_ips``: more addresses it names (the one pods reach it on).
     """
     directory.mkdir(parents=True, exist_ok=True)
     ca = _make_ca(directory)
@@ -138,7 +139,11 @@ def create_pki(directory: Path, service_ip: str = SERVICE_CLUSTER_IP) -> Pki:
     service_account_key = directory / "service-account.key"
     service_account_pub = directory / "service-account.pub"
     leaves: dict[str, tuple[str, str | None, tuple[str, ...]]] = {
-        "apiserver": ("kube-apiserver", None, (*APISERVER_SANS, f"IP:{service_ip}")),
+        "apiserver": (
+            "kube-apiserver",
+            None,
+            (*APISERVER_SANS, f"IP:{service_ip}", *(f"IP:{ip}" for ip in extra_ips)),
+        ),
         "apiserver-kubelet-client": ("kube-apiserver-kubelet-client", "system:masters", ()),
         "admin": ("chute-operator-dev-admin", "system:masters", ()),
         "controller-manager": ("system:kube-controller-manager", None, ()),
