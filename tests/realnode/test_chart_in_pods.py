@@ -1,0 +1,235 @@
+"""The chart deployed for real, as users run it (issue 26, item 3).
+
+`scripts/release` builds the image and pushes it and the chart to the local cluster's registry;
+`helm install oci://127.0.0.1:PORT/charts/chute-operator --plain-http` installs it. The operator (two
+replicas, leader election; it serves the metrics API too) and the activator run as pods on the real
+node, with the chart's ServiceAccounts and RBAC, reaching the API server through the `kubernetes`
+Service (the API server advertises the real node's bridge address: docs/control-plane.md). A Chute
+applied afterwards:
+
+1. is Ready and served through its Service;
+2. its HPA reads its metric through the APIService the chart installed (the API server proxies to the
+   operator pods' metrics API);
+3. goes to zero after its idle window, and a request to its Service wakes it through the chart's
+   activator pod (the activator's own counters move) and is answered 200.
+
+No host-process operator runs meanwhile (session_operator_paused). About 4-5 minutes: the image build
+(its dependency layers cached), the pods' start, the 60 s idle window.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from chute_devcluster.binaries import ensure_binaries, toolset
+from chute_devcluster.controlplane import ControlPlane
+from chute_devcluster.images import build_base_image
+from chute_devcluster.realnode import RealNode
+from chute_operator.version import VERSION
+from tests.chart.helm import Helm
+from tests.kube_helpers import apply, condition, eventually, get, items, service_address
+from tests.realnode.conftest import chat
+from tests.scale_to_zero_harness import IDLE_WINDOW, NAME, activator_counters, at_zero, chute
+
+pytestmark = [pytest.mark.realnode, pytest.mark.e2e, pytest.mark.timeout(900)]
+
+ROOT = Path(__file__).resolve().parents[2]
+RELEASE = "co"
+APISERVICE = "v1beta2.custom.metrics.k8s.io"
+CRD_NAME = "chutes.chutes.ai"
+
+
+@pytest.fixture(scope="module")
+def helm(tmp_path_factory: pytest.TempPathFactory) -> Helm:
+    """The pinned helm (built with the control plane's binaries; cached), with its own home."""
+    binary = toolset().helm
+    if not binary.exists():
+        binary = ensure_binaries().helm
+    return Helm(binary, tmp_path_factory.mktemp("helm-home"))
+
+
+def release_to_local_registry(cp: ControlPlane, helm: Helm, work: Path) -> dict[str, str]:
+    """scripts/release against the cluster's registry (plain HTTP); what it published."""
+    summary = work / "release.json"
+    base = build_base_image()  # cached: the local Debian base (the public Python image cannot be pulled)
+    result = subprocess.run(
+        [str(ROOT / "scripts" / "release"), cp.registry, "--insecure", "--base-image", base.ref,
+         "--helm", str(helm.binary), "--summary", str(summary)],
+        capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, (
+        f"scripts/release failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    )
+    published: dict[str, str] = json.loads(summary.read_text())
+    return published
+
+
+def values(namespace: str, real_node: RealNode) -> dict[str, Any]:
+    """The user's values: two operator replicas and one activator, on the real node (it carries the GPU
+    taint; the simulated nodes run no real pods), watching the test's namespace only."""
+    return {
+        "replicaCount": 2,
+        "watchNamespaces": [namespace],
+        "nodeSelector": {"kubernetes.io/hostname": real_node.name},
+        "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+        "operator": {"logFormat": "text"},
+        "metricsApi": {"enabled": True, "scrapeIntervalSeconds": 2},
+        "activator": {"enabled": True, "replicaCount": 1},
+        "image": {"pullPolicy": "IfNotPresent"},
+    }
+
+
+def adopt_crd(cp: ControlPlane, namespace: str) -> None:
+    """The session installed the CRD with kubectl: let the release take it over (it is kept at uninstall)."""
+    cp.kubectl(
+        "annotate", "--overwrite", "crd", CRD_NAME,
+        f"meta.helm.sh/release-name={RELEASE}", f"meta.helm.sh/release-namespace={namespace}",
+    )  # fmt: skip
+    cp.kubectl("label", "--overwrite", "crd", CRD_NAME, "app.kubernetes.io/managed-by=Helm")
+
+
+def rollout(cp: ControlPlane, deployment: str, namespace: str, timeout: int = 240) -> None:
+    result = cp.kubectl(
+        "rollout", "status", f"deployment/{deployment}", "-n", namespace, f"--timeout={timeout}s",
+        check=False, timeout=timeout + 30,
+    )  # fmt: skip
+    if result.returncode != 0:
+        described = cp.kubectl("describe", "pods", "-n", namespace, check=False).stdout
+        logs = cp.kubectl(
+            "logs", "-n", namespace, f"deployment/{deployment}", "--all-containers", "--tail=60", check=False
+        )
+        raise AssertionError(
+            f"{deployment} not rolled out: {result.stderr}\n{described[-6000:]}\n{logs.stdout}{logs.stderr}"
+        )
+
+
+def ready_pod_ips(cp: ControlPlane, namespace: str, selector: str) -> list[str]:
+    return [
+        pod["status"]["podIP"]
+        for pod in items(cp, "pod", namespace, selector)
+        if not pod["metadata"].get("deletionTimestamp") and condition(pod, "Ready").get("status") == "True"
+    ]
+
+
+def forwarded(counters: dict[str, float]) -> float:
+    return sum(value for sample, value in counters.items() if "forwarded" in sample)
+
+
+def test_the_chart_installed_from_the_registry_runs_the_product_in_pods(
+    control_plane: ControlPlane,
+    chute_crd: Path,
+    real_node: RealNode,
+    namespace: str,
+    helm: Helm,
+    tmp_path: Path,
+    session_operator_paused: None,  # the chart's operator is the only one reconciling
+) -> None:
+    cp = control_plane
+    times: dict[str, float] = {}
+    began = time.monotonic()
+
+    def mark(step: str) -> None:
+        times[step] = round(time.monotonic() - began, 1)
+
+    # The API server is reachable from pods: the `kubernetes` Service lists the bridge address.
+    slices = items(cp, "endpointslice", "default", "kubernetes.io/service-name=kubernetes")
+    addresses = {a for s in slices for e in s.get("endpoints") or [] for a in e.get("addresses") or []}
+    assert real_node.settings.node_ip in addresses, slices
+
+    published = release_to_local_registry(cp, helm, tmp_path)
+    assert published["image"] == f"{cp.registry}/chute-operator:{VERSION}", published
+    mark("released")
+
+    adopt_crd(cp, namespace)
+    values_file = tmp_path / "values.yaml"
+    values_file.write_text(yaml.safe_dump(values(namespace, real_node)))
+    cluster_helm = helm.with_kubeconfig(cp.kubeconfig)
+    cluster_helm.run(
+        "install", RELEASE, f"oci://{cp.registry}/charts/chute-operator", "--version", VERSION,
+        "--plain-http", "-n", namespace, "-f", str(values_file),
+    )  # fmt: skip
+    try:
+        manifest = cluster_helm.run("get", "manifest", RELEASE, "-n", namespace).stdout
+        objects = [doc for doc in yaml.safe_load_all(manifest) if doc]
+        deployments = {o["metadata"]["name"]: o for o in objects if o["kind"] == "Deployment"}
+        operator_name = next(n for n, o in deployments.items() if o["spec"]["replicas"] == 2)
+        activator_name = next(n for n in deployments if n != operator_name)
+        for name in deployments:
+            rollout(cp, name, namespace)
+        mark("pods Ready")
+
+        operator_pods = items(cp, "pod", namespace, _selector(deployments[operator_name]))
+        names = {pod["metadata"]["name"] for pod in operator_pods}
+        assert len(names) >= 2
+        assert all(pod["spec"]["nodeName"] == real_node.name for pod in operator_pods)
+        lease = eventually(
+            lambda: next(
+                (
+                    lease
+                    for lease in items(cp, "lease", namespace)
+                    if (lease.get("spec") or {}).get("holderIdentity") in names
+                ),
+                None,
+            ),
+            what="an operator pod leading",
+            timeout=60,
+        )
+        mark("leader")
+        eventually(
+            lambda: condition(get(cp, "apiservice", APISERVICE, ""), "Available").get("status") == "True",
+            what="the chart's APIService Available",
+            timeout=120,
+        )
+        mark("APIService Available")
+
+        image = published["image"]
+        apply(cp, chute(image, real_node.name, load_seconds=1.0), namespace)
+        cp.kubectl(
+            "wait", "--for=condition=Ready", f"chute/{NAME}", "-n", namespace, "--timeout=180s", timeout=210
+        )
+        host, port = service_address(cp, NAME, namespace, timeout=60)
+        answer = chat(f"http://{host}:{port}")
+        assert answer.status == 200, answer.body[:500]
+        mark("Chute served")
+
+        def hpa_reads() -> bool:
+            hpa = get(cp, "hpa", NAME, namespace) or {}
+            current = (hpa.get("status") or {}).get("currentMetrics") or []
+            active = condition(hpa, "ScalingActive").get("status") == "True"
+            return active and bool(current)
+
+        eventually(hpa_reads, what="the HPA reading its metric through the APIService", timeout=120)
+        mark("HPA reads the metric")
+
+        eventually(lambda: at_zero(cp, namespace), what="the Chute at zero", timeout=IDLE_WINDOW + 120)
+        eventually(
+            lambda: not ready_pod_ips(cp, namespace, f"app.kubernetes.io/instance={NAME}"),
+            what="the Chute's pod gone",
+            timeout=90,
+        )
+        mark("at zero")
+
+        activator_ip = ready_pod_ips(cp, namespace, _selector(deployments[activator_name]))[0]
+        before = forwarded(activator_counters(9090, activator_ip))
+        host, port = service_address(cp, NAME, namespace, timeout=60)
+        answer = chat(f"http://{host}:{port}", timeout=180)
+        assert answer.status == 200, answer.body[:500]
+        after = forwarded(activator_counters(9090, activator_ip))
+        assert after > before, (before, after)
+        assert not at_zero(cp, namespace)
+        mark("woken through the activator")
+        print(f"\nchart in pods (leader {lease['spec']['holderIdentity']}): {times}")
+    finally:
+        cluster_helm.run("uninstall", RELEASE, "-n", namespace, "--wait", "--timeout=120s", check=False)
+
+
+def _selector(deployment: dict[str, Any]) -> str:
+    labels = deployment["spec"]["selector"]["matchLabels"]
+    return ",".join(f"{k}={v}" for k, v in labels.items())
