@@ -92,6 +92,9 @@ def run_operator(
         clusterwide=not watched,
         namespaces=watched,
         liveness_endpoint=f"http://0.0.0.0:{process.health_port}/healthz",
+        # kopf would make one from the user name, which a uid without a passwd entry (the image's
+        # 65532) does not have: getpass.getuser() raises KeyError and the operator exits at start.
+        identity=settings.leadership.identity,
         memo=kopf.Memo(metrics=metrics, settings=settings, catalog=catalog),
     )
     return 0
