@@ -6,6 +6,7 @@ import errno
 import logging
 import socket
 import sys
+from typing import Any, cast
 
 import kopf
 
@@ -94,7 +95,8 @@ def run_operator(
         liveness_endpoint=f"http://0.0.0.0:{process.health_port}/healthz",
         # kopf would make one from the user name, which a uid without a passwd entry (the image's
         # 65532) does not have: getpass.getuser() raises KeyError and the operator exits at start.
-        identity=settings.leadership.identity,
+        # (kopf's Identity is a NewType of str that kopf does not export.)
+        identity=cast(Any, settings.leadership.identity),
         memo=kopf.Memo(metrics=metrics, settings=settings, catalog=catalog),
     )
     return 0

@@ -65,3 +65,29 @@ def test_a_taken_port_exits_at_once_naming_the_port_and_its_setting(
     message = result.stderr.strip().splitlines()[-1]
     assert str(taken_port) in message, result.stderr
     assert setting in message, result.stderr
+
+
+def test_kopf_gets_the_operator_identity_not_the_user_name(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """In the image the uid (65532) has no passwd entry: kopf's own identity (getpass.getuser())
+    would raise KeyError; the operator hands it its leader-election identity instead."""
+    import getpass
+
+    import kopf
+
+    from chute_operator import run
+
+    def no_user() -> str:
+        raise KeyError("getpwuid(): uid not found: 65532")
+
+    passed: dict[str, object] = {}
+    monkeypatch.setattr(getpass, "getuser", no_user)
+    monkeypatch.setattr(kopf, "run", lambda **kwargs: passed.update(kwargs))
+    monkeypatch.setattr(run, "_serve_metrics", lambda settings: None)
+    uvloop = pytest.importorskip("uvloop")
+    monkeypatch.setattr(uvloop, "install", lambda: None)  # the test process keeps its event loop policy
+    monkeypatch.setenv("CHUTE_OPERATOR_HEALTH_PORT", str(_free_port()))
+    monkeypatch.setenv("CHUTE_OPERATOR_IDENTITY", "co-chute-operator-abc")
+    assert run.run_operator(all_namespaces=True) == 0
+    assert passed["identity"] == "co-chute-operator-abc"
