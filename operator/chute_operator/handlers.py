@@ -22,6 +22,7 @@ from chute_operator.controller import Controller
 from chute_operator.drainkey import load_drain_key
 from chute_operator.gpus import Catalog, load_catalog
 from chute_operator.kube import LIST_PAGE
+from chute_operator.login import login  # noqa: F401  (registers the login activity)
 from chute_operator.metrics import OperatorMetrics
 from chute_operator.relisting import Listener, install, listen, unlisten
 from chute_operator.settings import Settings
