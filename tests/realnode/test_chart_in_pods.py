@@ -35,7 +35,7 @@ from chute_devcluster.realnode import RealNode
 from chute_operator.version import VERSION
 from tests.chart.helm import Helm
 from tests.kube_helpers import apply, condition, eventually, get, items, service_address
-from tests.realnode.conftest import chat
+from tests.realnode.conftest import Answer, http
 from tests.scale_to_zero_harness import IDLE_WINDOW, NAME, activator_counters, at_zero, chute
 
 pytestmark = [pytest.mark.realnode, pytest.mark.e2e, pytest.mark.timeout(900)]
@@ -116,6 +116,12 @@ def ready_pod_ips(cp: ControlPlane, namespace: str, selector: str) -> list[str]:
         for pod in items(cp, "pod", namespace, selector)
         if not pod["metadata"].get("deletionTimestamp") and condition(pod, "Ready").get("status") == "True"
     ]
+
+
+def chat(base_url: str, timeout: float = 30.0) -> Answer:
+    """One chat completion from the simulated model (its name in modelsim's default)."""
+    body = {"model": "chute-modelsim", "max_tokens": 3, "messages": [{"role": "user", "content": "hi"}]}
+    return http(f"{base_url}/v1/chat/completions", body, timeout=timeout)
 
 
 def forwarded(counters: dict[str, float]) -> float:
