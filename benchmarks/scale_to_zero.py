@@ -37,7 +37,6 @@ import os
 import platform
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -57,13 +56,11 @@ from tests.scale_to_zero_harness import (  # noqa: E402
     chute,
     chute_port,
     kube_proxy_sends_to,
+    real_node_cluster,
     run,
 )
 
-from chute_devcluster.binaries import ensure_binaries  # noqa: E402
 from chute_devcluster.controlplane import ControlPlane  # noqa: E402
-from chute_devcluster.realnode import build_node_images  # noqa: E402
-from chute_devcluster.realnode_config import RealNodeSettings  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "scale-to-zero-real-node.json"
 DATA_PATH_RESULTS = ROOT / "benchmarks" / "results" / "scale-to-zero-data-path-real-node.json"
@@ -217,27 +214,11 @@ def main() -> int:
         parser.error("--runs 1..10, --load-seconds 0..120")
     if not (1 <= args.requests <= 1000 and 1 <= args.rounds <= 10):
         parser.error("--requests 1..1000, --rounds 1..10")
-    tools = ensure_binaries()
-    images = build_node_images()
-    options: dict[str, Any] = {
-        "real_node": RealNodeSettings.from_env(),
-        "real_node_images": images,
-        "real_node_lock_timeout": 900,
-    }
-    with (
-        tempfile.TemporaryDirectory(prefix="bench-zero-") as scratch,
-        ControlPlane(tools=tools, **options) as cp,
-    ):
-        cp.kubectl("apply", "--server-side", "-f", str(ROOT / "crds" / "chute.yaml"))
-        eventually(
-            lambda: cp.kubectl("wait", "--for=condition=Established", "--timeout=5s", "crd/chutes.chutes.ai",
-                               check=False).returncode == 0 or None,
-            what="CRD established",
-        )  # fmt: skip
+    with real_node_cluster("bench-zero-") as (cp, scratch):
         if args.data_path:
-            measured = data_path(cp, Path(scratch), cp.project_image(), args.requests, args.rounds)
+            measured = data_path(cp, scratch, cp.project_image(), args.requests, args.rounds)
         else:
-            runs = run(cp, Path(scratch), cp.project_image(), args.runs, args.load_seconds)
+            runs = run(cp, scratch, cp.project_image(), args.runs, args.load_seconds)
     if args.data_path:
         DATA_PATH_RESULTS.write_text(json.dumps(measured, indent=2) + "\n")
         print(json.dumps(measured, indent=2))

@@ -19,7 +19,6 @@ import json
 import os
 import platform
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -28,12 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.kube_helpers import eventually  # noqa: E402
+from tests.scale_to_zero_harness import real_node_cluster  # noqa: E402
 from tests.scale_to_zero_soak import ALLOWED, BODY_SIZES, MIB, Plan, Soak  # noqa: E402
-
-from chute_devcluster.binaries import ensure_binaries  # noqa: E402
-from chute_devcluster.controlplane import ControlPlane  # noqa: E402
-from chute_devcluster.realnode import build_node_images  # noqa: E402
-from chute_devcluster.realnode_config import RealNodeSettings  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 DEFAULT_RESULTS = "scale-to-zero-soak.json"
@@ -222,22 +217,7 @@ def main() -> int:
         "load_average_at_start": [round(x, 1) for x in os.getloadavg()],
         "args": {k: v for k, v in vars(args).items() if k not in ("doc_only", "results")},
     }
-    tools, images = ensure_binaries(), build_node_images()
-    options: dict[str, Any] = {
-        "real_node": RealNodeSettings.from_env(),
-        "real_node_images": images,
-        "real_node_lock_timeout": 900,
-    }
-    with (
-        tempfile.TemporaryDirectory(prefix="bench-soak-") as scratch,
-        ControlPlane(tools=tools, **options) as cp,
-    ):
-        cp.kubectl("apply", "--server-side", "-f", str(ROOT / "crds" / "chute.yaml"))
-        eventually(
-            lambda: cp.kubectl("wait", "--for=condition=Established", "--timeout=5s", "crd/chutes.chutes.ai",
-                               check=False).returncode == 0 or None,
-            what="CRD established",
-        )  # fmt: skip
+    with real_node_cluster("bench-soak-") as (cp, scratch):
         namespace = "bench-soak"
         cp.kubectl("create", "namespace", namespace)
         eventually(
@@ -248,7 +228,7 @@ def main() -> int:
             what="default ServiceAccount",
         )
         try:
-            results.update(Soak(cp, Path(scratch), cp.project_image(), namespace, plan).run())
+            results.update(Soak(cp, scratch, cp.project_image(), namespace, plan).run())
         finally:
             cp.kubectl("delete", "namespace", namespace, "--wait=false", check=False)
     results["load_average_at_end"] = [round(x, 1) for x in os.getloadavg()]

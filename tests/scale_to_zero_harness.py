@@ -26,6 +26,7 @@ import ipaddress
 import json
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.parse
@@ -35,8 +36,11 @@ from pathlib import Path
 from typing import Any
 
 from chute_devcluster.apiclient import ApiError
+from chute_devcluster.binaries import ensure_binaries
 from chute_devcluster.controlplane import ControlPlane
 from chute_devcluster.processes import free_loopback
+from chute_devcluster.realnode import build_node_images
+from chute_devcluster.realnode_config import RealNodeSettings
 from chute_shared.ports import ACTIVATOR_CHUTE_PORTS
 from tests.kube_helpers import apply, condition, eventually, get, items, service_address
 from tests.metrics_api_harness import metrics_api_on_loopback, real_node_chute
@@ -94,6 +98,29 @@ def chute(
 
 
 PLACEHOLDER_ADDRESS = "10.244.255.250"
+CRD = Path(__file__).resolve().parents[1] / "crds" / "chute.yaml"
+
+
+@contextlib.contextmanager
+def real_node_cluster(prefix: str) -> Iterator[tuple[ControlPlane, Path]]:
+    """What the real-node benchmarks run on: a control plane with the real node (binaries and images
+    built, or cached), the Chute CRD established, and a scratch directory (``prefix``) for the run."""
+    options: dict[str, Any] = {
+        "real_node": RealNodeSettings.from_env(),
+        "real_node_images": build_node_images(),
+        "real_node_lock_timeout": 900,
+    }
+    with (
+        tempfile.TemporaryDirectory(prefix=prefix) as scratch,
+        ControlPlane(tools=ensure_binaries(), **options) as cp,
+    ):
+        cp.kubectl("apply", "--server-side", "-f", str(CRD))
+        eventually(
+            lambda: cp.kubectl("wait", "--for=condition=Established", "--timeout=5s", "crd/chutes.chutes.ai",
+                               check=False).returncode == 0 or None,
+            what="CRD established",
+        )  # fmt: skip
+        yield cp, Path(scratch)
 
 
 def activator_service(
