@@ -14,6 +14,8 @@ from __future__ import annotations
 import atexit
 import ipaddress
 import os
+import re
+import shlex
 import shutil
 import ssl
 import subprocess
@@ -61,15 +63,31 @@ WORK_DIR_PREFIX = "chute-cp-"
 OWNER_FILE = "owner.pid"
 
 
-def apiserver_guard_rule(port: int, pod_subnet: str) -> list[str]:
+GUARD_COMMENT = "chute-operator dev pid {pid}: the API server answers this machine and its pods"
+_GUARD_PID = re.compile(r"chute-operator dev pid (\d+): the API server answers")
+
+
+def apiserver_guard_rule(port: int, pod_subnet: str, owner_pid: int | None = None) -> list[str]:
     """iptables INPUT rule arguments: REJECT TCP to ``port`` unless it comes from this machine's own
-    addresses or from ``pod_subnet`` (the real node's pods)."""
+    addresses or from ``pod_subnet`` (the real node's pods). The comment names the process that
+    inserted it (``owner_pid``, by default this one), so a rule a killed control plane left is found."""
+    comment = GUARD_COMMENT.format(pid=os.getpid() if owner_pid is None else owner_pid)
     return [
         "-p", "tcp", "--dport", str(port), "!", "-s", pod_subnet,
         "-m", "addrtype", "!", "--src-type", "LOCAL",
-        "-m", "comment", "--comment", "chute-operator dev: the API server answers this machine and its pods",
+        "-m", "comment", "--comment", comment,
         "-j", "REJECT", "--reject-with", "tcp-reset",
     ]  # fmt: skip
+
+
+def stale_guard_deletions(rules: str, alive: Callable[[int], bool] = pid_alive) -> list[list[str]]:
+    """``-D`` arguments for the guards in ``iptables -S`` output whose control plane no longer runs."""
+    deletions = []
+    for line in rules.splitlines():
+        found = _GUARD_PID.search(line)
+        if line.startswith("-A INPUT ") and found and not alive(int(found.group(1))):
+            deletions.append(["-D", *shlex.split(line)[1:]])
+    return deletions
 
 
 class ControlPlaneError(RuntimeError):
@@ -517,10 +535,14 @@ class ControlPlane:
 
     def _guard_apiserver_port(self, port: int) -> None:
         """An INPUT rule: the API server's port answers only this machine's own addresses and the real
-        node's pods (its bridge subnet); removed by :meth:`stop`."""
+        node's pods (its bridge subnet); removed by :meth:`stop`, or, if this process is killed, by the
+        next control plane that guards its port."""
         assert self.real_node_settings is not None  # nosec B101: only called with the real node
         iptables = shutil.which("iptables") or "/usr/sbin/iptables"
         rule = apiserver_guard_rule(port, self.real_node_settings.pod_subnet)
+        listed = subprocess.run([iptables, "-w", "-S", "INPUT"], capture_output=True, text=True, check=False)
+        for deletion in stale_guard_deletions(listed.stdout):  # what killed control planes left
+            subprocess.run([iptables, "-w", *deletion], capture_output=True, check=False)
         try:
             subprocess.run(
                 [iptables, "-w", "-I", "INPUT", "1", *rule], check=True, capture_output=True, text=True

@@ -4,11 +4,12 @@ guarded so that only this machine and the node's pods reach it."""
 
 from __future__ import annotations
 
+import shlex
 import subprocess
 from pathlib import Path
 
 from chute_devcluster.binaries import toolset
-from chute_devcluster.controlplane import ControlPlane, apiserver_guard_rule
+from chute_devcluster.controlplane import ControlPlane, apiserver_guard_rule, stale_guard_deletions
 from chute_devcluster.pki import create_pki
 from chute_devcluster.realnode import NodeImage, NodeImages
 from chute_devcluster.realnode_config import RealNodeSettings
@@ -53,3 +54,22 @@ def test_the_serving_certificate_names_the_extra_address(tmp_path: Path) -> None
     assert "IP Address:10.244.250.1" in text
     assert "IP Address:10.96.0.1" in text
     assert "IP Address:127.0.0.1" in text
+
+
+def test_a_guard_names_the_control_plane_that_inserted_it() -> None:
+    rule = apiserver_guard_rule(6443, "10.244.250.0/24", owner_pid=4242)
+    assert "pid 4242" in rule[rule.index("--comment") + 1]
+
+
+def test_guards_left_by_killed_control_planes_are_found_and_only_those() -> None:
+    live, dead = 100, 200
+    listing = "\n".join(
+        [
+            "-P INPUT ACCEPT",
+            "-A INPUT " + shlex.join(apiserver_guard_rule(6443, "10.244.250.0/24", owner_pid=live)),
+            "-A INPUT " + shlex.join(apiserver_guard_rule(7443, "10.244.250.0/24", owner_pid=dead)),
+            '-A INPUT -p tcp --dport 22 -m comment --comment "someone else" -j ACCEPT',
+        ]
+    )
+    deletions = stale_guard_deletions(listing, alive=lambda pid: pid == live)
+    assert deletions == [["-D", "INPUT", *apiserver_guard_rule(7443, "10.244.250.0/24", owner_pid=dead)]]
