@@ -1,0 +1,120 @@
+"""Breaking pass 26: the sidecar update policy's pace (sidecars.py) against pods and annotations a
+real cluster has."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from chute_operator.sidecars import (
+    AUTOMATIC,
+    MANUAL,
+    SIDECAR_UPDATE_ANNOTATION,
+    SidecarPolicy,
+    SidecarUpdates,
+    update_wanted,
+)
+from chute_operator.store import slim
+from chute_shared.cluster import SIDECAR_CONTAINER
+
+OLD, NEW = "repo:sidecar-old", "repo:sidecar-new"
+
+
+def _spec(image: str) -> dict[str, Any]:
+    return {
+        "initContainers": [{"name": SIDECAR_CONTAINER, "image": image}],
+        "containers": [{"name": "model"}],
+    }
+
+
+def _deployment(image: str, *, rolled_out: bool = True) -> dict[str, Any]:
+    ready = 1 if rolled_out else 0
+    return {
+        "metadata": {"name": "a", "generation": 2},
+        "spec": {"replicas": 1, "template": {"spec": _spec(image)}},
+        "status": {
+            "observedGeneration": 2 if rolled_out else 1,
+            "replicas": 1,
+            "updatedReplicas": ready,
+            "availableReplicas": ready,
+            "readyReplicas": ready,
+        },
+    }
+
+
+def _pod(image: str, name: str, phase: str = "Running", reason: str | None = None) -> dict[str, Any]:
+    status: dict[str, Any] = {"phase": phase}
+    if reason:
+        status["reason"] = reason
+    return slim("Pod", {"metadata": {"name": name}, "spec": _spec(image), "status": status})
+
+
+def _chute(opt_in: str | None = None) -> dict[str, Any]:
+    annotations = {SIDECAR_UPDATE_ANNOTATION: opt_in} if opt_in is not None else {}
+    return {"metadata": {"name": "a", "namespace": "ns", "annotations": annotations}}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="breaking pass 26: a Failed (Evicted) pod of the old ReplicaSet keeps its old sidecar and no "
+    "deletionTimestamp until the pod GC removes it (12500 terminated pods by default): the Chute is "
+    "never 'rolled out', holds its slot forever and every other Chute waits",
+)
+def test_an_evicted_old_pod_does_not_hold_the_update_slot_forever() -> None:
+    woken: list[tuple[str, str]] = []
+    updates = SidecarUpdates(SidecarPolicy(NEW, AUTOMATIC, max_concurrent_updates=1), wake=woken.append)
+    a, b = ("ns", "a"), ("ns", "b")
+    assert updates.choose(a, _chute(), _deployment(OLD), [_pod(OLD, "a-1")]).image == NEW
+    assert updates.choose(b, _chute(), _deployment(OLD), [_pod(OLD, "b-1")]).queued
+    # a's roll is done: its one replica Ready on the new sidecar; the old pod was evicted (node
+    # pressure) before it was replaced and stays as a Failed pod object
+    evicted = _pod(OLD, "a-1", phase="Failed", reason="Evicted")
+    updates.choose(a, _chute(), _deployment(NEW), [evicted, _pod(NEW, "a-2")])
+    assert updates.updating == ()
+    assert woken == [b]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="breaking pass 26: after an operator restart, a Chute rolled out long ago whose Failed "
+    "(Evicted) pod still has the old sidecar is counted as 'an update begun before this operator "
+    "started' and takes the only slot for good",
+)
+def test_a_restarted_operator_does_not_count_an_evicted_pod_as_an_update_under_way() -> None:
+    updates = SidecarUpdates(SidecarPolicy(NEW, AUTOMATIC, max_concurrent_updates=1))
+    a, b = ("ns", "a"), ("ns", "b")
+    evicted = _pod(OLD, "a-1", phase="Failed", reason="Evicted")
+    updates.choose(a, _chute(), _deployment(NEW), [evicted, _pod(NEW, "a-2")])
+    assert updates.updating == ()
+    assert updates.choose(b, _chute(), _deployment(OLD), [_pod(OLD, "b-1")]).image == NEW
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="breaking pass 26: a Chute whose roll to the new sidecar never gets Ready (image pull "
+    "fails, the new sidecar crashes) keeps its slot even when annotated chutes.ai/sidecar-update="
+    "'false': no annotation releases it or rolls it back, and the fleet's queue stalls",
+)
+def test_opting_out_mid_roll_gives_the_slot_back() -> None:
+    woken: list[tuple[str, str]] = []
+    updates = SidecarUpdates(SidecarPolicy(NEW, MANUAL, max_concurrent_updates=1), wake=woken.append)
+    a, b = ("ns", "a"), ("ns", "b")
+    assert updates.choose(a, _chute("true"), _deployment(OLD), [_pod(OLD, "a-1")]).image == NEW
+    assert updates.choose(b, _chute("true"), _deployment(OLD), [_pod(OLD, "b-1")]).queued
+    stuck = [_pod(OLD, "a-1"), _pod(NEW, "a-2", phase="Pending")]
+    updates.choose(a, _chute("true"), _deployment(NEW, rolled_out=False), stuck)
+    # the platform team gives up on a: it should stop counting against the limit
+    choice = updates.choose(a, _chute("false"), _deployment(NEW, rolled_out=False), stuck)
+    assert (choice.image, updates.updating) == (OLD, ())
+    assert woken == [b]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="breaking pass 26: under Automatic, a typo or a common boolean spelling ('yes', '1', 'on', "
+    "'TRUE ' is fine) in chutes.ai/sidecar-update silently opts the Chute out; nothing reports it",
+)
+@pytest.mark.parametrize("value", ["yes", "1", "on", "ture"])
+def test_an_unreadable_annotation_does_not_silently_opt_out_under_automatic(value: str) -> None:
+    assert update_wanted(_chute(value), AUTOMATIC) is True
