@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from chute_devcluster.release import REGISTRY_PATTERN, VERSION_PATTERN
@@ -16,5 +18,5 @@ from chute_devcluster.release import REGISTRY_PATTERN, VERSION_PATTERN
 @pytest.mark.parametrize(
     ("pattern", "text"), [(REGISTRY_PATTERN, "ghcr.io/team\n"), (VERSION_PATTERN, "0.2.0\n")]
 )
-def test_a_trailing_newline_is_refused(pattern: object, text: str) -> None:
-    assert pattern.match(text) is None  # type: ignore[attr-defined]
+def test_a_trailing_newline_is_refused(pattern: re.Pattern[str], text: str) -> None:
+    assert pattern.match(text) is None
