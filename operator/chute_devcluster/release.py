@@ -42,9 +42,9 @@ CHART_NAME = "chute-operator"
 IMAGE_NAME = "chute-operator"
 RELEASE_NAME = "chute-operator"
 RELEASE_NAMESPACE = "chute-system"
-VERSION_PATTERN = re.compile(r"^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)$")
+VERSION_PATTERN = re.compile(r"^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\Z")
 """X.Y.Z: where a Python version (PEP 440), an image tag and a chart version (SemVer) read alike."""
-REGISTRY_PATTERN = re.compile(r"^[a-z0-9]([a-z0-9.\-]*[a-z0-9])?(:[0-9]+)?(/[a-z0-9]+([._\-/][a-z0-9]+)*)?$")
+REGISTRY_PATTERN = re.compile(r"^[a-z0-9]([a-z0-9.\-]*[a-z0-9])?(:[0-9]+)?(/[a-z0-9]+([._\-/][a-z0-9]+)*)?\Z")
 """A registry host (and port), optionally with a path under it: no scheme, lower case."""
 _REPOSITORY_LINE = re.compile(r"^(image:\n(?:  .*\n|\s*\n)*?  repository: )(\S+)$", re.MULTILINE)
 _HELM_DIGEST = re.compile(r"^Digest: (sha256:[0-9a-f]{64})$", re.MULTILINE)
@@ -121,7 +121,7 @@ def version_problems(root: Path = REPOSITORY_ROOT, requested: str | None = None)
     """Why this checkout cannot be released as ``requested`` (default: its own version); empty if it can."""
     version = project_version(root)
     problems = []
-    if not VERSION_PATTERN.match(version):
+    if not VERSION_PATTERN.fullmatch(version):
         problems.append(f"pyproject.toml's version {version!r} is not X.Y.Z")
     chart_version, app_version = chart_versions(root)
     for key, value in (("version", chart_version), ("appVersion", app_version)):
@@ -421,7 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     registry = args.registry.rstrip("/")
-    if not REGISTRY_PATTERN.match(registry):
+    if not REGISTRY_PATTERN.fullmatch(registry):
         print(
             f"release: {args.registry!r} is no registry (HOST[:PORT][/PATH], lower case, no scheme)",
             file=sys.stderr,

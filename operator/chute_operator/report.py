@@ -16,6 +16,7 @@ from chute_shared.cluster import CHUTE_LABEL
 
 QUIET_REASONS = reasons.PROGRESS_REASONS | {
     reasons.SIDECAR_BEHIND,
+    reasons.SIDECAR_ROLLING,
     reasons.MONITORING_UNAVAILABLE,
     reasons.AUTOSCALER_PENDING,
     reasons.SCALING_DISABLED,

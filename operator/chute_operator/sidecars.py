@@ -15,7 +15,7 @@ keeps the activator's ports.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from chute_operator.rollout import rollout_in_progress
@@ -24,7 +24,10 @@ from chute_shared.cluster import SIDECAR_CONTAINER
 
 SIDECAR_UPDATE_ANNOTATION = "chutes.ai/sidecar-update"
 """On a Chute: ``"true"`` rolls it to the operator's sidecar (at the pace set), ``"false"`` keeps the
-one its pods have whatever the policy. Absent: the operator's policy decides."""
+one its pods have whatever the policy, and, set while it rolls, gives its slot back and returns it to
+the sidecar its pods run. Absent, or a value that is neither: the operator's policy decides."""
+_YES = frozenset({"true", "yes", "1", "on"})
+_NO = frozenset({"false", "no", "0", "off"})
 MANUAL = "Manual"
 AUTOMATIC = "Automatic"
 SIDECAR_UPDATE_POLICIES = (MANUAL, AUTOMATIC)
@@ -51,6 +54,10 @@ class SidecarChoice:
     """The update is asked for (by the policy or the Chute's annotation)."""
     queued: bool = False
     """Asked for, but ``max_concurrent_updates`` other Chutes are rolling to a new sidecar."""
+    rolling: bool = False
+    """The pod template has the operator's sidecar, but some pods still run another."""
+    stalled: bool = False
+    """Rolling, and its Deployment has passed its progress deadline: its slot is given back."""
 
     @property
     def behind(self) -> bool:
@@ -84,16 +91,47 @@ def pod_sidecar(pod: Mapping[str, Any]) -> str | None:
 
 
 def _running(pods: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    return [pod for pod in pods if not _get(pod, "metadata", "deletionTimestamp")]
+    """Pods that run or will: neither terminating nor ended (an evicted pod keeps its old sidecar
+    until the pod garbage collector removes it, which may be never)."""
+    return [
+        pod
+        for pod in pods
+        if not _get(pod, "metadata", "deletionTimestamp")
+        and _get(pod, "status", "phase") not in ("Failed", "Succeeded")
+    ]
 
 
 def update_wanted(chute: Mapping[str, Any], policy: str) -> bool:
     """Whether the platform team asks for this Chute's sidecar to be updated: its annotation, where
     set (``true``/``false``, any case), else the operator's policy."""
+    said = annotation_says(chute)
+    return policy == AUTOMATIC if said is None else said
+
+
+def annotation_says(chute: Mapping[str, Any]) -> bool | None:
+    """The Chute's annotation read as yes (``true``/``yes``/``1``/``on``, any case) or no
+    (``false``/``no``/``0``/``off``); None: absent or neither (the policy decides)."""
     value = (_get(chute, "metadata", "annotations") or {}).get(SIDECAR_UPDATE_ANNOTATION)
-    if value is not None:
-        return str(value).strip().lower() == "true"
-    return policy == AUTOMATIC
+    word = str(value).strip().lower() if value is not None else ""
+    return True if word in _YES else False if word in _NO else None
+
+
+def stalled(deployment: Mapping[str, Any] | None) -> bool:
+    """The Deployment controller gave up waiting for progress (``ProgressDeadlineExceeded``)."""
+    for condition in _get(deployment, "status", "conditions") or []:
+        if condition.get("type") == "Progressing" and condition.get("reason") == "ProgressDeadlineExceeded":
+            return condition.get("status") == "False"
+    return False
+
+
+def previous_sidecar(pods: Iterable[Mapping[str, Any]], current: str) -> str | None:
+    """The sidecar image most of the running pods have other than ``current`` (None: none has one)."""
+    counts: dict[str, int] = {}
+    for pod in _running(pods):
+        image = pod_sidecar(pod)
+        if image is not None and image != current:
+            counts[image] = counts.get(image, 0) + 1
+    return max(counts, key=lambda image: counts[image]) if counts else None
 
 
 def choose(current: str, live: str | None, wanted: bool, may_start: bool) -> SidecarChoice:
@@ -158,12 +196,19 @@ class SidecarUpdates:
         live = template_sidecar(deployment)
         if live is None or live == current:
             self._leave_queue(key)
+            older = previous_sidecar(pods, current) if live is not None else None
+            if older is not None and annotation_says(chute) is False:
+                self._release(key)  # given up mid-roll: back to what its pods run
+                return choose(current, older, False, False)
             if key in self._updating:
-                if deployment is None or rolled_out_on(deployment, pods, current):
+                if deployment is None or rolled_out_on(deployment, pods, current) or stalled(deployment):
                     self._release(key)
-            elif live == current and any(pod_sidecar(p) not in (None, current) for p in _running(pods)):
+            elif older is not None and not stalled(deployment):
                 self._updating[key] = None  # an update begun before this operator started
-            return choose(current, live, False, False)
+            settled = choose(current, live, False, False)
+            if older is None or deployment is None:
+                return settled
+            return replace(settled, rolling=True, stalled=stalled(deployment))
         wanted = update_wanted(chute, self.policy.update_policy)
         if not wanted:
             self._leave_queue(key)

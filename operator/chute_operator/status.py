@@ -431,10 +431,20 @@ def monitored_condition(obs: Observation) -> Observed | None:
 
 
 def sidecar_condition(obs: Observation) -> Observed | None:
-    """SidecarCurrent: whether the pod template has the operator's sidecar (for a valid spec)."""
+    """SidecarCurrent: whether the pods run the operator's sidecar (for a valid spec)."""
     choice = obs.sidecar
     if obs.workload is None or choice is None:
         return None
+    if choice.stalled:
+        return Observed(
+            r.SIDECAR_CURRENT, "False", r.SIDECAR_ROLL_STALLED,
+            f"the roll to sidecar {choice.current} passed its progress deadline (its new pods are not "
+            f'Ready); annotate the Chute {SIDECAR_UPDATE_ANNOTATION}="false" to return to the sidecar '
+            "its pods run",
+        )  # fmt: skip
+    if choice.rolling:
+        why = f"rolling to sidecar {choice.current}; some pods still run an older one"
+        return Observed(r.SIDECAR_CURRENT, "False", r.SIDECAR_ROLLING, why)
     if not choice.behind:
         return Observed(r.SIDECAR_CURRENT, "True", r.SIDECAR_UP_TO_DATE, f"sidecar {choice.current}")
     behind = f"the pods keep sidecar {choice.image}; the operator's is {choice.current}"

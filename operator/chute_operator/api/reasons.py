@@ -218,6 +218,19 @@ SCALING_DISABLED = _reason(
 SIDECAR_UP_TO_DATE = _reason(
     "SidecarUpToDate", "SidecarCurrent=True", "The pod template has the operator's sidecar image."
 )
+SIDECAR_ROLLING = _reason(
+    "SidecarRolling",
+    "SidecarCurrent=False",
+    "The pod template has the operator's sidecar image and the Deployment is replacing the pods that "
+    "still run the older one (the message names both).",
+)
+SIDECAR_ROLL_STALLED = _reason(
+    "SidecarRollStalled",
+    "SidecarCurrent=False, Event",
+    "The roll to the operator's sidecar passed its Deployment's progress deadline (its new pods do not "
+    "become Ready): its turn is given back so other Chutes may roll; annotate the Chute "
+    'chutes.ai/sidecar-update: "false" to return it to the sidecar its pods run.',
+)
 SIDECAR_BEHIND = _reason(
     "SidecarBehind",
     "SidecarCurrent=False, Event",
