@@ -86,8 +86,10 @@ class CertificateKeeper:
         leader = self.is_leader()
         if leader and self.now() >= certs.renew_at(issued, self.renew_before):
             issued, wrote = await self._renew(secret, issued)
-        await self._trust(issued.ca_bundle, owner=leader or wrote)
-        self._serve(issued)
+        try:
+            await self._trust(issued.ca_bundle, owner=leader or wrote)
+        finally:  # a refused caBundle write (RBAC, a policy) must not leave this replica serving nothing
+            self._serve(issued)
 
     def _issue(self, earlier_bundle: bytes = b"") -> certs.Issued:
         return certs.issue(self.names, self.now(), self.validity, earlier_bundle)
@@ -98,7 +100,7 @@ class CertificateKeeper:
         secret = await self.api.secret(self.namespace, self.secret)
         # A new bundle keeps trusting what this replica serves (and so do the others, which read the
         # same Secret) until they serve the new certificate too.
-        serving = self.served.ca_bundle if self.served is not None else b""
+        serving = certs.signers(self.served)
         for _ in range(ATTEMPTS):
             if secret is None:
                 fresh = self._issue(serving)
@@ -115,7 +117,7 @@ class CertificateKeeper:
             reason = certs.problem(issued, self.names, self.now())
             if issued is not None and reason is None:
                 return issued, secret, False
-            fresh = self._issue((issued.ca_bundle if issued is not None else b"") + serving)
+            fresh = self._issue(certs.signers(issued) + serving)
             try:
                 secret = await self._write(secret, fresh)
             except Conflict:  # another replica replaced it first: read theirs
@@ -137,7 +139,7 @@ class CertificateKeeper:
     async def _renew(self, secret: dict[str, Any], issued: certs.Issued) -> tuple[certs.Issued, bool]:
         """A new certificate for a servable one that is due: its bundle to the APIService first, then
         the Secret. If the Secret changed meanwhile, what it holds now (the bundle follows it)."""
-        fresh = self._issue(issued.ca_bundle)
+        fresh = self._issue(certs.signers(issued))
         await self._trust(fresh.ca_bundle, owner=True)
         try:
             await self._write(secret, fresh)

@@ -184,7 +184,8 @@ def dns_names(cert: x509.Certificate) -> set[str]:
 
 def problem(issued: Issued | None, names: Iterable[str], now: datetime) -> str | None:
     """Why ``issued`` cannot be served now for ``names`` (None: it can): missing, unreadable, for other
-    names, a key that is not the certificate's, not signed by a CA of its bundle, or expired."""
+    names, a key that is not the certificate's, not signed by a CA of its bundle, expired, or not yet
+    valid (made by a replica whose clock runs ahead: a replica with the right clock replaces it)."""
     if issued is None:
         return "missing"
     try:
@@ -202,7 +203,21 @@ def problem(issued: Issued | None, names: Iterable[str], now: datetime) -> str |
         return f"{CERT_FIELD} is not signed by a CA of {CA_FIELD}"
     if now >= cert.not_valid_after_utc:
         return f"expired at {cert.not_valid_after_utc.isoformat()}"
+    if now < cert.not_valid_before_utc:
+        return f"not valid before {cert.not_valid_before_utc.isoformat()} (made by a clock ahead?)"
     return None
+
+
+def signers(issued: Issued | None) -> bytes:
+    """The CAs of ``issued``'s bundle that signed its certificate (PEM; empty if none or unreadable):
+    what a new bundle carries forward, so a CA that signed nothing served is dropped at rotation."""
+    if issued is None:
+        return b""
+    try:
+        cert = leaf(issued)
+    except CertificateError:
+        return b""
+    return b"".join(_pem(ca) for ca in _bundle(issued.ca_bundle, strict=False) if _signed_by(cert, ca))
 
 
 def _public(key: Any) -> bytes:

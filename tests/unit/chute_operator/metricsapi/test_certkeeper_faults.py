@@ -1,5 +1,5 @@
-"""Breaking pass 26: the metrics API certificate the operator keeps, against a skewed clock, a
-foreign CA in its Secret and an APIService it cannot write."""
+"""The metrics API certificate the operator keeps, against a skewed clock, a
+foreign CA in its Secret and an APIService it cannot write (found by the breaking pass of issue 26)."""
 
 from __future__ import annotations
 
@@ -14,12 +14,6 @@ from chute_operator.metricsapi import certs
 from tests.unit.chute_operator.metricsapi.test_certkeeper import MONTH, NOW, YEAR, Api, Clock, keeper
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="breaking pass 26: certs.problem never looks at notBefore: a certificate made by a replica "
-    "whose clock runs ahead (more than the 5 minute backdate) is served by every other replica, and "
-    "the kube-apiserver refuses it as not yet valid until the real clock catches up",
-)
 async def test_a_certificate_from_a_clock_ahead_is_not_served_as_it_is(tmp_path: Path) -> None:
     api = Api()
     ahead = Clock()
@@ -43,12 +37,6 @@ def _ca_subjects(bundle: bytes) -> list[str]:
     return [c.subject.rfc4514_string() for c in x509.load_pem_x509_certificates(bundle)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="breaking pass 26: a CA appended to the Secret's ca.crt (it signs nothing there) is written "
-    "to the APIService's caBundle and carried into every renewal's bundle until it expires: rotation "
-    "never drops it",
-)
 async def test_rotation_drops_a_ca_that_signed_nothing_it_served(tmp_path: Path) -> None:
     api, clock = Api(), Clock()
     leader = keeper(api, tmp_path, True, clock)
@@ -63,11 +51,6 @@ async def test_rotation_drops_a_ca_that_signed_nothing_it_served(tmp_path: Path)
     assert _ca_subjects(foreign)[0] not in _ca_subjects(api.ca_bundle())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="breaking pass 26: deleting the tampered Secret does not clean it: every running replica "
-    "re-makes it with the bundle it serves, foreign CA included, and writes that to the APIService",
-)
 async def test_deleting_a_tampered_secret_drops_the_foreign_ca(tmp_path: Path) -> None:
     api = Api()
     replica = keeper(api, tmp_path, True)
@@ -90,11 +73,6 @@ class RefusingApi(Api):
         raise Invalid("spec.insecureSkipTLSVerify: may not be true if caBundle is present", 422, "Invalid")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="breaking pass 26: sync() writes the caBundle before it serves; when that write fails the "
-    "replica serves no certificate at all (every handshake fails), although the Secret holds a good one",
-)
 async def test_a_refused_cabundle_write_does_not_stop_the_replica_from_serving(tmp_path: Path) -> None:
     api = RefusingApi()
     replica = keeper(api, tmp_path, leader=True)
