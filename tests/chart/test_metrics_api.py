@@ -170,7 +170,7 @@ def test_cert_manager_issues_it_and_injects_the_ca(helm: Helm) -> None:
             (
                 "metricsApi.certManager.enabled=true",
                 "metricsApi.tls.existingSecret=x",
-                "metricsApi.tls.caBundle=y",
+                "metricsApi.tls.caBundle=LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCg==",
             ),
             "choose one",
         ),

@@ -17,6 +17,16 @@
 {{- end -}}
 {{- end -}}
 
+{{/* A name made of the full name and a suffix, within 63 characters with the suffix whole: the full
+name is cut, never the suffix (so a long release name gives no two objects one name).
+Use: include "chute-operator.child" (list . "activator") */}}
+{{- define "chute-operator.child" -}}
+{{- $root := index . 0 -}}
+{{- $suffix := index . 1 -}}
+{{- $base := include "chute-operator.fullname" $root | trunc (int (sub 62 (len $suffix))) | trimSuffix "-" -}}
+{{- printf "%s-%s" $base $suffix -}}
+{{- end -}}
+
 {{- define "chute-operator.chart" -}}
 {{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
@@ -48,7 +58,7 @@ app.kubernetes.io/part-of: chutes
 
 {{/* The Secret in the release namespace whose key keys every Chute's drain token (the operator makes it). */}}
 {{- define "chute-operator.drainKeySecret" -}}
-{{- printf "%s-drain-key" (include "chute-operator.fullname" .) -}}
+{{- include "chute-operator.child" (list . "drain-key") -}}
 {{- end -}}
 
 {{/* repository:tag@digest, tag defaulting to appVersion; digest alone when no tag is wanted. */}}
@@ -128,7 +138,7 @@ With image.digest, the operator's image by digest (the chart cannot know the sid
 
 {{/* The metrics API's Service name, and the DNS name the kube-apiserver verifies its certificate for. */}}
 {{- define "chute-operator.metricsApiService" -}}
-{{- printf "%s-metrics-api" (include "chute-operator.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- include "chute-operator.child" (list . "metrics-api") -}}
 {{- end -}}
 
 {{- define "chute-operator.metricsApiSecret" -}}

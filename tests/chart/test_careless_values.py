@@ -1,5 +1,5 @@
-"""Breaking pass 26: chart values a careless user (or a crafted values file) gives, rendered with the
-real helm."""
+"""Chart values a careless user (or a crafted values file) gives, rendered with the real helm (found
+by the breaking pass of issue 26)."""
 
 from __future__ import annotations
 
@@ -15,15 +15,6 @@ LONG_RELEASE = "gpu-pool-production-eu-west-inference-platform-a"
 """48 characters: Helm takes release names up to 53."""
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="breaking pass 26: a release name Helm accepts (41..53 characters) renders the operator's "
-    "metrics Service as <fullname>-metrics, over 63 characters (the install fails at the API "
-    "server), and from 47 characters the activator's Deployment, ServiceAccount, Service, "
-    "NetworkPolicy and ClusterRole(Binding) truncate to the operator's own names (duplicates: the "
-    "activator would run as the operator's ServiceAccount, the wake-only policy would then match "
-    "the operator's status writes)",
-)
 def test_a_long_release_name_renders_unique_valid_names(helm: Helm) -> None:
     assert len(LONG_RELEASE) <= 53
     objects = helm.template(release=LONG_RELEASE, namespace="ops", sets=("metricsApi.enabled=true",))
@@ -34,12 +25,6 @@ def test_a_long_release_name_renders_unique_valid_names(helm: Helm) -> None:
     assert [s["metadata"]["name"] for s in find(objects, "Service") if len(s["metadata"]["name"]) > 63] == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="breaking pass 26: metricsApi.tls.caBundle is rendered unquoted and unchecked (any string): "
-    "a value with a newline adds fields to the APIService, e.g. insecureSkipTLSVerify: true (and a "
-    "pasted PEM instead of base64 gives a bare YAML parse error)",
-)
 def test_cabundle_cannot_add_fields_to_the_apiservice(helm: Helm, tmp_path: Path) -> None:
     values = tmp_path / "values.yaml"
     values.write_text(
@@ -59,12 +44,6 @@ def test_cabundle_cannot_add_fields_to_the_apiservice(helm: Helm, tmp_path: Path
     assert "insecureSkipTLSVerify" not in api_service["spec"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="breaking pass 26: activator.chutePorts is only checked as digits-dash-digits: a reversed "
-    "range or a port over 65535 renders, and the install then fails at the API server on the "
-    "activator's NetworkPolicy (port > endPort, endPort > 65535)",
-)
 @pytest.mark.parametrize("ports", ["30000-20000", "60000-99999"])
 def test_an_impossible_activator_port_range_is_refused_by_helm(helm: Helm, ports: str) -> None:
     helm.template_error(f"activator.chutePorts={ports}")
