@@ -108,7 +108,10 @@ def test_the_release_workflow_publishes_signs_and_audits_on_a_version_tag() -> N
     assert job["permissions"] == {"contents": "read", "packages": "write", "id-token": "write"}
     runs = "\n".join(step.get("run", "") for step in job["steps"])
     assert 'scripts/release "$REGISTRY" --version "$GITHUB_REF_NAME"' in runs
-    assert "pip_audit --strict" in runs
+    assert job["needs"] == "audit"
+    audit = workflow["jobs"]["audit"]  # a job of its own, beside no credentials
+    assert audit["permissions"] == {"contents": "read"}
+    assert "pip_audit --strict" in "\n".join(step.get("run", "") for step in audit["steps"])
     for command in ("syft scan", "cosign sign --yes", "cosign attest --yes --type spdxjson"):
         assert command in runs
 
