@@ -252,8 +252,10 @@ def _failure(obs: Observation, problems: list[PodProblem], pods: int) -> Failure
         return _no_spare_gpu(obs.workload, obs.rollout)
     if obs.workload and failure and failure.reason == r.UNSCHEDULABLE:
         eligible = ", ".join(obs.workload.eligible_gpus) or "none (CPU-only)"
+        profile = f"; {obs.workload.gpu_profile}" if obs.workload.gpu_count else ""
         return Failure(
-            failure.reason, f"{failure.message} (needs {obs.workload.gpu_count} GPU(s) of: {eligible})"
+            failure.reason,
+            f"{failure.message} (needs {obs.workload.gpu_count} GPU(s) of: {eligible}{profile})",
         )
     return failure
 
