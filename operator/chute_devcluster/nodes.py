@@ -79,6 +79,10 @@ class NodePool:
     reserved_cpu: str = "500m"
     reserved_memory: str = "2Gi"
     labels: Mapping[str, str] = field(default_factory=dict)
+    feature_discovery: bool = True
+    """GPU Feature Discovery's nvidia.com/gpu.* labels on its GPU nodes (a cloud pool without GFD: no)."""
+    taints: tuple[Mapping[str, str], ...] | None = None
+    """None: the GPU taint on GPU nodes (as GKE and most GPU pools taint them)."""
 
     def node_names(self) -> list[str]:
         return [f"sim-{self.name}-{index}" for index in range(self.count)]
@@ -112,7 +116,7 @@ class NodePool:
             "chutes.ai/sim-pool": self.name,
             SIMULATED_LABEL: "true",
         }
-        if self.gpu:
+        if self.gpu and self.feature_discovery:
             labels |= {
                 "nvidia.com/gpu.present": "true",
                 "nvidia.com/gpu.product": self.gpu.product,
@@ -127,8 +131,9 @@ class NodePool:
 def node_manifest(pool: NodePool, node_name: str) -> dict[str, Any]:
     """The Node object to create; kwok then fills in its conditions and keeps it alive."""
     spec: dict[str, Any] = {}
-    if pool.gpu:
-        spec["taints"] = [dict(GPU_TAINT)]
+    taints = pool.taints if pool.taints is not None else ((GPU_TAINT,) if pool.gpu else ())
+    if taints:
+        spec["taints"] = [dict(taint) for taint in taints]
     return {
         "apiVersion": "v1",
         "kind": "Node",
@@ -149,8 +154,39 @@ def node_manifests(pools: Iterable[NodePool]) -> list[dict[str, Any]]:
     return [node_manifest(pool, name) for pool in pools for name in pool.node_names()]
 
 
+def cloud_node_pools() -> tuple[NodePool, ...]:
+    """One GPU node each as GKE, EKS with Karpenter and AKS label and taint them, without GPU Feature
+    Discovery's labels: Chutes land there only with that platform's GPU profile (docs/gpu-profiles.md)."""
+    return (
+        NodePool(
+            "gke-l4", 1, "g2-standard-48", "48", "192Gi", "900Gi",
+            gpu=GpuSpec("NVIDIA-L4", 23034, 4), feature_discovery=False,
+            labels={"cloud.google.com/gke-nodepool": "l4-pool",
+                    "cloud.google.com/gke-accelerator": "nvidia-l4",
+                    "cloud.google.com/gke-accelerator-count": "4"},
+        ),
+        NodePool(
+            "eks-h100", 1, "p5.48xlarge", "192", "2048Gi", "3500Gi",
+            gpu=GpuSpec("NVIDIA-H100-80GB-HBM3", 81559, 8), feature_discovery=False,
+            labels={"karpenter.sh/nodepool": "gpu", "karpenter.k8s.aws/instance-gpu-name": "h100",
+                    "karpenter.k8s.aws/instance-gpu-manufacturer": "nvidia",
+                    "karpenter.k8s.aws/instance-gpu-memory": "81920",
+                    "karpenter.k8s.aws/instance-gpu-count": "8"},
+        ),
+        NodePool(
+            "aks-a100", 1, "Standard_NC96ads_A100_v4", "96", "880Gi", "900Gi",
+            gpu=GpuSpec("NVIDIA-A100-80GB-PCIe", 81920, 4), feature_discovery=False,
+            labels={"kubernetes.azure.com/cluster": "MC_chutes_local",
+                    "kubernetes.azure.com/agentpool": "gpu",
+                    "kubernetes.azure.com/accelerator": "nvidia"},
+            taints=({"key": "sku", "value": "gpu", "effect": "NoSchedule"},),
+        ),
+    )  # fmt: skip
+
+
 def default_node_pools() -> tuple[NodePool, ...]:
-    """Two nodes each of H100, A100 (8 GPUs) and L40S, L4 (4 GPUs), plus one CPU-only node."""
+    """Two nodes each of H100, A100 (8 GPUs) and L40S, L4 (4 GPUs) labelled by GPU Feature Discovery,
+    one CPU-only node, and one GPU node each of GKE, EKS (Karpenter) and AKS (:func:`cloud_node_pools`)."""
     return (
         NodePool(
             "h100", 2, "p5.48xlarge", "192", "2048Gi", "3500Gi",
@@ -169,6 +205,7 @@ def default_node_pools() -> tuple[NodePool, ...]:
             gpu=GpuSpec("NVIDIA-L4", 23034, 4, "ada-lovelace"),
         ),
         NodePool("cpu", 1, "m7i.4xlarge", "16", "64Gi", "200Gi"),
+        *cloud_node_pools(),
     )  # fmt: skip
 
 

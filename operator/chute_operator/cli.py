@@ -18,7 +18,12 @@ def _run(args: argparse.Namespace) -> int:
 def _render(args: argparse.Namespace) -> int:
     from chute_operator.render_cli import render_command
 
-    return render_command(args.filename, sidecar_image=args.sidecar_image, catalog=args.gpu_catalog)
+    return render_command(
+        args.filename,
+        sidecar_image=args.sidecar_image,
+        catalog=args.gpu_catalog,
+        gpu_profile=args.gpu_profile,
+    )
 
 
 def _explain(args: argparse.Namespace) -> int:
@@ -35,7 +40,11 @@ def _explain(args: argparse.Namespace) -> int:
     from chute_operator.explain_cli import explain_command
 
     return explain_command(
-        args.filename, catalog=args.gpu_catalog, kubeconfig=args.kubeconfig, cluster=args.cluster
+        args.filename,
+        catalog=args.gpu_catalog,
+        kubeconfig=args.kubeconfig,
+        cluster=args.cluster,
+        gpu_profile=args.gpu_profile,
     )
 
 
@@ -121,6 +130,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     render.add_argument("--sidecar-image", default=None, help="image of the injected sidecar")
     render.add_argument("--gpu-catalog", default=None, help="YAML file overriding the built-in GPU catalog")
+    render.add_argument(
+        "--gpu-profile",
+        default=None,
+        metavar="NAME",
+        help="the platform's GPU node labels and taints: gfd (default), gke, eks, eks-nodegroup, aks, "
+        "custom (from --gpu-catalog)",
+    )
     render.set_defaults(handler=_render)
 
     explain = commands.add_parser(
@@ -137,6 +153,13 @@ def build_parser() -> argparse.ArgumentParser:
         "(reads the cluster, writes nothing; needs --cluster or --kubeconfig)",
     )
     explain.add_argument("--gpu-catalog", default=None, help="YAML file overriding the built-in GPU catalog")
+    explain.add_argument(
+        "--gpu-profile",
+        default=None,
+        metavar="NAME",
+        help="the platform's GPU node labels and taints: gfd, gke, eks, eks-nodegroup, aks, custom; default: "
+        "gfd offline, picked from the nodes with a cluster (auto)",
+    )
     where = explain.add_mutually_exclusive_group()
     where.add_argument("--kubeconfig", default=None, help="also check this cluster's nodes")
     where.add_argument(

@@ -12,6 +12,7 @@ from lightkube import AsyncClient
 
 from chute_operator.api.reasons import READY, SIDECAR_CURRENT
 from chute_operator.conditions import find
+from chute_operator.gpu_profile_pick import ProfilePick
 from chute_operator.gpus import Catalog
 from chute_operator.kube import WATCHED_KINDS, KubeApi, error_code, error_message, throttled_for
 from chute_operator.leader import LeaderElector
@@ -45,6 +46,7 @@ class Controller:
         metrics: OperatorMetrics,
         catalog: Catalog,
         drain_key: bytes | None = None,
+        gpu_profile: ProfilePick | None = None,
     ) -> None:
         self.settings, self.metrics = settings, metrics
         self.store = Store()
@@ -52,7 +54,7 @@ class Controller:
         self.api = KubeApi(
             client, settings.reconciling.field_manager, "chute-operator", settings.leadership.identity
         )
-        options = settings.render_options(catalog, drain_key)
+        options = settings.render_options(catalog, drain_key, gpu_profile)
         self.elector = (
             LeaderElector(
                 client,

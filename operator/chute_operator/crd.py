@@ -32,7 +32,7 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
     {"name": "GPU", "type": "integer", "jsonPath": ".spec.nodeSelector.gpuCount"},
     {"name": "Template", "type": "string", "jsonPath": ".spec.template"},
     {"name": "Desired", "type": "integer", "jsonPath": ".status.autoscaler.desiredReplicas", "priority": 1},
-    {"name": "Eligible", "type": "string", "jsonPath": ".status.eligibleGpus", "priority": 1},
+    {"name": "Eligible", "type": "string", "jsonPath": ".status.eligibleGpuSummary", "priority": 1},
     {"name": "URL", "type": "string", "jsonPath": ".status.url", "priority": 1},
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]

@@ -15,9 +15,9 @@ from typing import Any
 
 from chute_operator.api import NodeSelector
 from chute_operator.drift import quantity
-from chute_operator.gpus import PRODUCT_LABEL, Catalog, GpuType, check_gpu_names, why_not_eligible
+from chute_operator.gpu_profiles import GFD, GpuProfile
+from chute_operator.gpus import GPU_RESOURCES, Catalog, GpuType, check_gpu_names, why_not_eligible
 
-GPU_RESOURCE = "nvidia.com/gpu"
 TERMINAL_PHASES = ("Succeeded", "Failed")
 _BLOCKING_EFFECTS = ("NoSchedule", "NoExecute")
 
@@ -35,7 +35,7 @@ class GpuVerdict:
         return self.reason is None
 
 
-def explain_gpus(selector: NodeSelector, catalog: Catalog) -> list[GpuVerdict]:
+def explain_gpus(selector: NodeSelector, catalog: Catalog, profile: GpuProfile = GFD) -> list[GpuVerdict]:
     """Every catalog GPU type, eligible first, then by VRAM and name; empty for CPU-only Chutes.
 
     Raises :class:`chute_operator.gpus.NoEligibleGpu` for unknown names, as rendering does.
@@ -43,7 +43,7 @@ def explain_gpus(selector: NodeSelector, catalog: Catalog) -> list[GpuVerdict]:
     if selector.gpu_count == 0:
         return []
     check_gpu_names(selector, catalog)
-    verdicts = [GpuVerdict(gpu, why_not_eligible(gpu, selector)) for gpu in catalog.values()]
+    verdicts = [GpuVerdict(gpu, why_not_eligible(gpu, selector, profile)) for gpu in catalog.values()]
     return sorted(verdicts, key=lambda v: (not v.eligible, v.gpu.vram_gb, v.gpu.name))
 
 
@@ -134,20 +134,34 @@ def _term_failures(term: Mapping[str, Any], node: Mapping[str, Any]) -> list[Map
     return failed
 
 
-def _describe_failure(
-    expression: Mapping[str, Any], node: Mapping[str, Any], catalog: Catalog, selector: NodeSelector
-) -> str:
+@dataclass(frozen=True)
+class Where:
+    """What a node's labels are read against: the catalog, the Chute's selector, the GPU profile."""
+
+    catalog: Catalog
+    selector: NodeSelector
+    profile: GpuProfile = GFD
+
+    def gpu_keys(self) -> set[str]:
+        """Every label key the profile names a GPU by."""
+        return {k for gpu in self.catalog.values() for m in self.profile.matches(gpu) for k, _ in m}
+
+
+def _describe_failure(expression: Mapping[str, Any], node: Mapping[str, Any], where: Where) -> str:
     labels = node.get("metadata", {}).get("labels") or {}
     key = expression.get("key", "")
-    if key == PRODUCT_LABEL:
-        product = labels.get(PRODUCT_LABEL)
-        if product is None:
-            return f"CPU-only: no {PRODUCT_LABEL} label"
-        gpu = next((g for g in catalog.values() if product in g.products), None)
+    if key in where.gpu_keys():
+        profile = where.profile
+        value = labels.get(profile.label)
+        gpu = profile.node_gpu(labels, where.catalog.values())
+        if gpu is None and value is None:
+            allocatable = (node.get("status") or {}).get("allocatable") or {}
+            has_gpus = any(allocatable.get(r) not in (None, "0") for r in GPU_RESOURCES.values())
+            return f"{'' if has_gpus else 'CPU-only: '}no {profile.label} label (GPU profile {profile.name})"
         if gpu is None:
-            return f"GPU {product} is not in the GPU catalog"
-        why = why_not_eligible(gpu, selector) or "not in the pod's node affinity"
-        return f"GPU {product} ({gpu.name}) not eligible: {why}"
+            return f"{profile.label}={value} is no GPU of the catalog (GPU profile {profile.name})"
+        why = why_not_eligible(gpu, where.selector, profile) or "not in the pod's node affinity"
+        return f"GPU {gpu.name} ({profile.label}={value}) not eligible: {why}"
     values = expression.get("values") or []
     shown = f" {list(values)}" if values else ""
     actual = labels.get(key, node.get("metadata", {}).get("name") if key == "metadata.name" else None)
@@ -155,9 +169,7 @@ def _describe_failure(
     return f"node affinity: {key} {expression.get('operator')}{shown} (node has {has})"
 
 
-def _affinity_reasons(
-    pod_spec: Mapping[str, Any], node: Mapping[str, Any], catalog: Catalog, selector: NodeSelector
-) -> list[str]:
+def _affinity_reasons(pod_spec: Mapping[str, Any], node: Mapping[str, Any], where: Where) -> list[str]:
     labels = node.get("metadata", {}).get("labels") or {}
     reasons = [
         f"nodeSelector {key}={value} (node has {labels.get(key, 'no such label')})"
@@ -171,9 +183,7 @@ def _affinity_reasons(
     if terms:
         failures = [_term_failures(term, node) for term in terms]
         if all(failures):  # terms are alternatives: one that matches is enough
-            described = dict.fromkeys(
-                _describe_failure(e, node, catalog, selector) for f in failures for e in f
-            )
+            described = dict.fromkeys(_describe_failure(e, node, where) for f in failures for e in f)
             reasons += list(described)
     return reasons
 
@@ -222,10 +232,10 @@ def _resource_reasons(
     for pod in pods_on_node:
         used = _add(used, pod_requests(pod.get("spec") or {}))
     reasons = []
-    if GPU_RESOURCE in requests and requests[GPU_RESOURCE] > 0 and not allocatable.get(GPU_RESOURCE):
-        reasons.append(f"CPU-only: no {GPU_RESOURCE} allocatable")
+    absent = {r for r in GPU_RESOURCES.values() if requests.get(r, 0) > 0 and not allocatable.get(r)}
+    reasons += [f"CPU-only: no {resource} allocatable" for resource in sorted(absent)]
     for name, needed in sorted(requests.items()):
-        if needed <= 0 or (name == GPU_RESOURCE and not allocatable.get(GPU_RESOURCE)):
+        if needed <= 0 or name in absent:
             continue
         free = allocatable.get(name, Decimal(0)) - used.get(name, Decimal(0))
         if free < needed:
@@ -257,13 +267,16 @@ def explain_nodes(
     pods: Sequence[Mapping[str, Any]],
     catalog: Catalog,
     selector: NodeSelector,
+    profile: GpuProfile = GFD,
 ) -> list[NodeVerdict]:
     """For each node (those that fit first, then by name): the reasons a replica cannot go there now.
 
     ``pod_spec`` is the rendered Deployment's pod template spec; ``pods`` every pod of the cluster
-    (those bound to a node and not finished count against its allocatable).
+    (those bound to a node and not finished count against its allocatable); ``profile`` the GPU
+    profile it was rendered with (which labels name a node's GPU).
     """
     requests = pod_requests(pod_spec)
+    where = Where(catalog, selector, profile)
     by_node: dict[str, list[Mapping[str, Any]]] = {}
     for pod in pods:
         node_name = (pod.get("spec") or {}).get("nodeName")
@@ -274,10 +287,10 @@ def explain_nodes(
         name = node.get("metadata", {}).get("name", "?")
         reasons = [
             *_node_state_reasons(node),
-            *_affinity_reasons(pod_spec, node, catalog, selector),
+            *_affinity_reasons(pod_spec, node, where),
             *_taint_reasons(pod_spec, node),
             *_resource_reasons(requests, node, by_node.get(name, [])),
         ]
-        product = (node.get("metadata", {}).get("labels") or {}).get(PRODUCT_LABEL)
+        product = (node.get("metadata", {}).get("labels") or {}).get(profile.label)
         verdicts.append(NodeVerdict(name, product, tuple(dict.fromkeys(reasons))))
     return sorted(verdicts, key=lambda v: (not v.fits, v.name))

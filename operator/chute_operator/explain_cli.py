@@ -1,8 +1,10 @@
 """``chute-operator explain -f FILE [--kubeconfig PATH | --cluster]``: where a Chute can run, and why not.
 
-Offline: which GPU types of the catalog are eligible and why each other is not. With a kubeconfig
+Offline: which GPU types of the catalog are eligible and why each other is not, and what a replica
+requires of a node under a GPU profile (``--gpu-profile``, GFD's by default). With a kubeconfig
 (``--kubeconfig PATH``, or ``--cluster`` for the current one): which nodes could take a replica
-now and why the rest cannot. Bad input gets the same errors as ``render``.
+now and why the rest cannot (the profile picked from its nodes unless named). Bad input gets the
+same errors as ``render``.
 """
 
 from __future__ import annotations
@@ -15,9 +17,11 @@ import yaml
 
 from chute_operator.api import Chute
 from chute_operator.explain import GpuVerdict, NodeVerdict, explain_gpus, explain_nodes
-from chute_operator.gpus import Catalog, CatalogError, NoEligibleGpu, eligible_gpus, load_catalog
+from chute_operator.gpu_profile_pick import ProfilePick, named_pick, pick_profile
+from chute_operator.gpu_profiles import AUTO, GFD, GpuProfile, load_profiles
+from chute_operator.gpus import GPU_RESOURCES, Catalog, NoEligibleGpu, load_catalog
 from chute_operator.render import render
-from chute_operator.render_cli import read_documents
+from chute_operator.render_cli import offline_profile, read_documents
 from chute_operator.validation import InvalidChute, parse_chute
 from chute_operator.workload import RenderOptions
 
@@ -36,13 +40,15 @@ def _selector_summary(chute: Chute) -> str:
     )
 
 
-def format_gpus(verdicts: list[GpuVerdict]) -> list[str]:
+def format_gpus(verdicts: list[GpuVerdict], profile: GpuProfile = GFD) -> list[str]:
+    """Every GPU type: eligible with its node labels under ``profile``, or why not."""
     eligible = [v for v in verdicts if v.eligible]
     lines = [f"GPU types: {len(eligible)} of {len(verdicts)} eligible"]
     width = max((len(v.gpu.name) for v in verdicts), default=0)
     for verdict in verdicts:
         gpu = verdict.gpu
-        why = ", ".join(gpu.products) if verdict.eligible else verdict.reason
+        labels = [",".join(f"{k}={v}" for k, v in match) for match in profile.matches(gpu)]
+        why = ", ".join(labels) if verdict.eligible else verdict.reason
         word = "eligible" if verdict.eligible else "no"
         lines.append(f"  {word:8}  {gpu.name:{width}}  {gpu.vram_gb:>4} GB  {why}")
     return lines
@@ -75,33 +81,79 @@ def _cluster_objects(kubeconfig: str | None) -> ClusterObjects:
     return nodes, pods, str(selected.cluster.server) if selected else "the cluster"
 
 
-def explain_chute(chute: Chute, catalog: Catalog, cluster: ClusterObjects | None) -> list[str]:
-    """The report for one Chute. Raises NoEligibleGpu (after the GPU table, in its ``report``)."""
-    lines = [f"Chute {chute.metadata.name}: {_selector_summary(chute)}"]
-    verdicts = explain_gpus(chute.spec.node_selector, catalog)
-    if verdicts:
-        lines += format_gpus(verdicts)
-    try:
-        eligible_gpus(chute.spec.node_selector, catalog)
-    except NoEligibleGpu as error:
-        error.add_note("\n".join(lines))
-        raise
-    if cluster is not None:
-        nodes, pods, server = cluster
-        manifests = render(chute, RenderOptions(catalog=catalog))
-        pod_spec = next(m for m in manifests if m["kind"] == "Deployment")["spec"]["template"]["spec"]
-        lines += format_nodes(explain_nodes(pod_spec, nodes, pods, catalog, chute.spec.node_selector), server)
+def format_requirements(manifests: list[dict[str, Any]], pick: ProfilePick) -> list[str]:
+    """What a replica requires of a node under the profile: GPUs, node affinity, tolerations."""
+    pod = next(m for m in manifests if m["kind"] == "Deployment")["spec"]["template"]["spec"]
+    limits = pod["containers"][0].get("resources", {}).get("limits", {})
+    gpus = [f"{name}: {count}" for name, count in limits.items() if name in GPU_RESOURCES.values()]
+    lines = [f"On {pick.note()}: {', '.join(gpus) or 'no GPU'} per replica"]
+    terms = (
+        ((pod.get("affinity") or {}).get("nodeAffinity") or {}).get(
+            "requiredDuringSchedulingIgnoredDuringExecution"
+        )
+        or {}
+    ).get("nodeSelectorTerms") or []
+    for index, term in enumerate(terms):
+        shown = " and ".join(
+            f"{e['key']} {e['operator']} [{', '.join(e.get('values') or [])}]"
+            for e in term.get("matchExpressions") or []
+        )
+        lines.append(f"  {'node' if index == 0 else 'or'}: {shown}")
+    for toleration in pod.get("tolerations") or []:
+        value = f"={toleration['value']}" if toleration.get("value") else ""
+        lines.append(f"  tolerates: {toleration.get('key')}{value}:{toleration.get('effect', '*')}")
     return lines
 
 
+def explain_chute(
+    chute: Chute, catalog: Catalog, cluster: ClusterObjects | None, pick: ProfilePick | None = None
+) -> list[str]:
+    """The report for one Chute. Raises NoEligibleGpu (after the GPU table, in its ``report``)."""
+    pick = pick or named_pick(GFD)
+    lines = [f"Chute {chute.metadata.name}: {_selector_summary(chute)}"]
+    verdicts = explain_gpus(chute.spec.node_selector, catalog, pick.profile)
+    if verdicts:
+        lines += format_gpus(verdicts, pick.profile)
+    options = RenderOptions(catalog=catalog, gpu_profile=pick.profile)
+    try:
+        manifests = render(chute, options)
+    except NoEligibleGpu as error:
+        error.add_note("\n".join(lines))
+        raise
+    if verdicts:
+        lines += format_requirements(manifests, pick)
+    if cluster is not None:
+        nodes, pods, server = cluster
+        pod_spec = next(m for m in manifests if m["kind"] == "Deployment")["spec"]["template"]["spec"]
+        selector = chute.spec.node_selector
+        lines += format_nodes(explain_nodes(pod_spec, nodes, pods, catalog, selector, pick.profile), server)
+    return lines
+
+
+def _pick(
+    name: str | None, catalog: str | None, gpu_catalog: Catalog, objects: ClusterObjects | None
+) -> ProfilePick:
+    """The named profile; without a name, the cluster's nodes' (auto) or, offline, GFD's."""
+    if objects is not None and name in (None, AUTO):
+        labels = [(node.get("metadata") or {}).get("labels") or {} for node in objects[0]]
+        return pick_profile(labels, load_profiles(catalog), gpu_catalog.values())
+    return named_pick(offline_profile(name, catalog))
+
+
 def explain_command(
-    source: str, catalog: str | None = None, kubeconfig: str | None = None, cluster: bool = False
+    source: str,
+    catalog: str | None = None,
+    kubeconfig: str | None = None,
+    cluster: bool = False,
+    gpu_profile: str | None = None,
 ) -> int:
     """Explain every Chute found; exit 1 naming the field and reason when any is invalid or has no GPU."""
     try:
         gpu_catalog = load_catalog(catalog)
         documents = list(read_documents(source))
-    except (OSError, yaml.YAMLError, CatalogError) as error:
+        if not (kubeconfig or cluster):
+            pick = _pick(gpu_profile, catalog, gpu_catalog, None)
+    except (OSError, yaml.YAMLError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     if not documents:
@@ -114,12 +166,17 @@ def explain_command(
         except Exception as error:  # lightkube raises config, HTTP and API errors of many kinds
             print(f"error: cannot list the cluster's nodes and pods: {error}", file=sys.stderr)
             return 1
+        try:
+            pick = _pick(gpu_profile, catalog, gpu_catalog, objects)
+        except ValueError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
     failed = False
     reports: list[str] = []
     for label, document in documents:
         name = (document.get("metadata") or {}).get("name", "?") if isinstance(document, dict) else "?"
         try:
-            reports += explain_chute(parse_chute(document), gpu_catalog, objects)
+            reports += explain_chute(parse_chute(document), gpu_catalog, objects, pick)
         except (InvalidChute, NoEligibleGpu) as error:
             failed = True
             for line in str(error).splitlines():

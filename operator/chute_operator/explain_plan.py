@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from chute_operator.gpu_profile_pick import ProfilePick
 from chute_operator.plan import Plan, Snapshot, make_plan
 from chute_operator.report import (
     expected_outcome,
@@ -78,11 +79,29 @@ def format_plan(snapshot: Snapshot, plan: Plan, status: dict[str, Any]) -> list[
     return lines
 
 
-def render_options(settings: Settings, catalog: str | None) -> RenderOptions:
-    """What the operator renders with, from this environment (as the controller builds it)."""
+def render_options(settings: Settings, catalog: str | None, kubeconfig: str | None = None) -> RenderOptions:
+    """What the operator renders with, from this environment (as the controller builds it): its GPU
+    profile named, or picked from the nodes of the cluster as the operator picks it (auto)."""
+    from chute_operator.gpu_profile_setup import choose_profile
+    from chute_operator.gpu_profiles import load_profiles
     from chute_operator.gpus import load_catalog
 
-    return settings.render_options(load_catalog(catalog or settings.render.gpu_catalog))
+    path = catalog or settings.render.gpu_catalog
+    gpus = load_catalog(path)
+
+    async def pick() -> ProfilePick:
+        from lightkube import AsyncClient, KubeConfig
+
+        config = KubeConfig.from_file(kubeconfig) if kubeconfig else KubeConfig.from_env()
+        client = AsyncClient(config=config, field_manager="chute-operator-explain")
+        try:
+            return await choose_profile(
+                client, settings.render.gpu_profile, load_profiles(path), gpus.values()
+            )
+        finally:
+            await client.close()
+
+    return settings.render_options(gpus, gpu_profile=asyncio.run(pick()))
 
 
 async def observe_live(
@@ -167,8 +186,8 @@ def plan_command(target: str, kubeconfig: str | None, catalog: str | None = None
         return 1
     try:
         settings = Settings.from_env()
-        options = render_options(settings, catalog)
         path = str(Path(kubeconfig).expanduser()) if kubeconfig else None
+        options = render_options(settings, catalog, path)
         snapshot = asyncio.run(observe_live(path, namespace, name, settings, options))
     except Exception as error:  # configuration, HTTP and API errors of many kinds
         print(f"error: cannot read Chute {target} from the cluster: {error}", file=sys.stderr)

@@ -20,6 +20,8 @@ from lightkube.config.kubeconfig import KubeConfig
 from chute_operator.api import GROUP, PLURAL, VERSION
 from chute_operator.controller import Controller
 from chute_operator.drainkey import load_drain_key
+from chute_operator.gpu_profile_setup import choose_profile
+from chute_operator.gpu_profiles import load_profiles
 from chute_operator.gpus import Catalog, load_catalog
 from chute_operator.kube import LIST_PAGE
 from chute_operator.login import login  # noqa: F401  (registers the login activity)
@@ -123,7 +125,15 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     except Exception:
         await client.close()
         raise
-    controller = Controller(config, client, metrics, catalog, drain_key)
+    try:
+        pick = await choose_profile(
+            client, config.render.gpu_profile, load_profiles(config.render.gpu_catalog), catalog.values()
+        )
+    except Exception:
+        await client.close()
+        raise
+    metrics.report_gpu_profile(pick.profile.name, pick.source, pick.matched)
+    controller = Controller(config, client, metrics, catalog, drain_key, pick)
     controller.start()
     memo["controller"] = controller
     memo["relisted"] = relisted = relist_listener(controller)

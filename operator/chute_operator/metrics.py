@@ -98,6 +98,18 @@ class OperatorMetrics:
         self.queue_depth = Gauge(
             "chute_operator_queue_depth", "Chutes waiting to be reconciled.", registry=self.registry
         )
+        self.gpu_profile = Gauge(
+            "chute_operator_gpu_profile",
+            "1 for the GPU profile Chutes are rendered with; source: setting or auto; matched: false when "
+            "auto found no node of any profile (the fallback gfd).",
+            ["profile", "source", "matched"],
+            registry=self.registry,
+        )
+
+    def report_gpu_profile(self, profile: str, source: str, matched: bool) -> None:
+        """The GPU profile in use (one series)."""
+        self.gpu_profile.clear()
+        self.gpu_profile.labels(profile, source, str(matched).lower()).set(1)
 
     def track_readiness(self, source: Callable[[], Iterable[ChuteReadiness]]) -> None:
         """Report Chutes by readiness from ``source`` at every scrape."""

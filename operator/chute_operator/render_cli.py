@@ -9,7 +9,8 @@ from typing import Any
 
 import yaml
 
-from chute_operator.gpus import CatalogError, NoEligibleGpu, load_catalog
+from chute_operator.gpu_profiles import AUTO, GFD, GpuProfile, load_profiles, profile_named
+from chute_operator.gpus import NoEligibleGpu, load_catalog
 from chute_operator.render import render
 from chute_operator.validation import InvalidChute, parse_chute
 from chute_operator.wiring import DEFAULT_SIDECAR_IMAGE
@@ -30,14 +31,25 @@ def read_documents(source: str) -> Iterator[tuple[str, Any]]:
                 yield f"{name}#{index}", document
 
 
-def render_command(source: str, sidecar_image: str | None = None, catalog: str | None = None) -> int:
+def offline_profile(name: str | None, catalog: str | None) -> GpuProfile:
+    """The profile ``--gpu-profile`` names (GFD's by default); ValueError for an unknown name or auto."""
+    if name == AUTO:
+        raise ValueError(f"--gpu-profile {AUTO} needs a cluster's nodes (explain --cluster); name a profile")
+    return profile_named(name or GFD.name, load_profiles(catalog))
+
+
+def render_command(
+    source: str, sidecar_image: str | None = None, catalog: str | None = None, gpu_profile: str | None = None
+) -> int:
     """Render every Chute found; exit 1 naming the field and reason when any is invalid."""
     try:
         options = RenderOptions(
-            catalog=load_catalog(catalog), sidecar_image=sidecar_image or DEFAULT_SIDECAR_IMAGE
+            catalog=load_catalog(catalog),
+            sidecar_image=sidecar_image or DEFAULT_SIDECAR_IMAGE,
+            gpu_profile=offline_profile(gpu_profile, catalog),
         )
         documents = list(read_documents(source))
-    except (OSError, yaml.YAMLError, CatalogError) as error:
+    except (OSError, yaml.YAMLError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     manifests: list[dict[str, Any]] = []

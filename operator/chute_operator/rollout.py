@@ -11,10 +11,12 @@ from datetime import datetime
 from typing import Any
 
 from chute_operator.api.spec import RolloutStrategy
-from chute_operator.gpus import GPU_RESOURCE
+from chute_operator.gpus import GPU_RESOURCE, GPU_RESOURCES
 
 INSUFFICIENT_GPU = f"Insufficient {GPU_RESOURCE}"
-"""What the scheduler says of a node without enough free GPUs."""
+"""What the scheduler says of a node without enough free NVIDIA GPUs."""
+INSUFFICIENT_GPUS = tuple(f"Insufficient {resource}" for resource in GPU_RESOURCES.values())
+"""The same of every vendor's GPUs."""
 SURGE = (1, 0)
 """(maxSurge, maxUnavailable): a new replica starts before an old one stops."""
 REPLACE = (0, 1)
@@ -52,9 +54,8 @@ def lacks_gpus(pod: dict[str, Any]) -> bool:
     """The scheduler found no node with enough free GPUs for this pod."""
     for condition in _get(pod, "status", "conditions") or []:
         if condition.get("type") == "PodScheduled" and condition.get("status") == "False":
-            return condition.get("reason") == "Unschedulable" and INSUFFICIENT_GPU in (
-                condition.get("message") or ""
-            )
+            message = condition.get("message") or ""
+            return condition.get("reason") == "Unschedulable" and any(i in message for i in INSUFFICIENT_GPUS)
     return False
 
 

@@ -10,6 +10,7 @@ from typing import Any, cast
 
 import kopf
 
+from chute_operator.gpu_profiles import AUTO, load_profiles, profile_named
 from chute_operator.gpus import CatalogError, load_catalog
 from chute_operator.metrics import OperatorMetrics
 from chute_operator.settings import Settings
@@ -53,7 +54,8 @@ def run_operator(
     """Run until SIGTERM; watch ``namespaces`` (or CHUTE_OPERATOR_NAMESPACES), else all.
 
     ``gpu_catalog`` (or CHUTE_OPERATOR_GPU_CATALOG) extends the built-in GPU catalog; a file that
-    cannot be read or parsed stops the operator before it contacts the cluster (exit 2). A health
+    cannot be read or parsed, or a GPU profile it does not define, stops the operator before it
+    contacts the cluster (exit 2). A health
     or metrics port already in use stops it too (exit 1), naming the port and its setting. The
     settings and the catalog are read here once, and handed to the handlers in kopf's memo.
     """
@@ -62,7 +64,10 @@ def run_operator(
     )
     try:
         catalog = load_catalog(settings.render.gpu_catalog)
-    except CatalogError as error:
+        profiles = load_profiles(settings.render.gpu_catalog)
+        if settings.render.gpu_profile != AUTO:
+            profile_named(settings.render.gpu_profile, profiles)
+    except (CatalogError, ValueError) as error:
         print(f"chute-operator run: {error}", file=sys.stderr)
         return 2
     try:

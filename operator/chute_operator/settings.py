@@ -15,6 +15,8 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any, ClassVar, get_type_hints
 
 from chute_operator.environ import Group, env, names, read, variables
+from chute_operator.gpu_profile_pick import ProfilePick
+from chute_operator.gpu_profiles import AUTO, BUILTIN, CUSTOM, GFD
 from chute_operator.gpus import Catalog
 from chute_operator.sidecars import SIDECAR_UPDATE_POLICIES, SidecarPolicy
 from chute_operator.wiring import (
@@ -112,7 +114,10 @@ class Render:
     ENV_PREFIX: ClassVar[str] = ""
     sidecar_image: str = DEFAULT_SIDECAR_IMAGE
     gpu_catalog: str | None = None
-    """A file of GPU types over the built-in catalog (``--gpu-catalog``)."""
+    """A file of GPU types over the built-in catalog (``--gpu-catalog``), and the custom GPU profile."""
+    gpu_profile: str = AUTO
+    """Which node labels mean a GPU type (docs/gpu-profiles.md): gfd, gke, eks, eks-nodegroup, aks,
+    custom (defined in the catalog file), or auto (picked from the nodes at start)."""
     cluster_domain: str = "cluster.local"
     hpa_scale_to_zero: bool = False
     hpa_exact_scale_up: bool = True
@@ -130,6 +135,11 @@ class Render:
     them is rolled out (every replica Ready on the new sidecar)."""
 
     def __post_init__(self) -> None:
+        if self.gpu_profile not in (AUTO, CUSTOM, *BUILTIN):
+            raise ValueError(
+                f"CHUTE_OPERATOR_GPU_PROFILE: {self.gpu_profile!r} is not one of "
+                + ", ".join((AUTO, *BUILTIN, CUSTOM))
+            )
         if self.sidecar_update_policy not in SIDECAR_UPDATE_POLICIES:
             raise ValueError(
                 f"CHUTE_OPERATOR_SIDECAR_UPDATE_POLICY: {self.sidecar_update_policy!r} is not one of "
@@ -250,10 +260,15 @@ class Settings:
         )
         return (prometheus, operator)
 
-    def render_options(self, catalog: Catalog, drain_key: bytes | None = None) -> RenderOptions:
-        """What every Chute is rendered with: the render group, the network peers, ``catalog`` and
-        the ``drain_key`` read from the cluster (none: no drain token)."""
+    def render_options(
+        self, catalog: Catalog, drain_key: bytes | None = None, gpu_profile: ProfilePick | None = None
+    ) -> RenderOptions:
+        """What every Chute is rendered with: the render group, the network peers, ``catalog``, the
+        ``drain_key`` read from the cluster (none: no drain token) and the GPU profile picked (none:
+        GFD's)."""
         return RenderOptions(
+            gpu_profile=gpu_profile.profile if gpu_profile else GFD,
+            gpu_profile_note=gpu_profile.note() if gpu_profile else "",
             catalog=catalog,
             sidecar_image=self.render.sidecar_image,
             cluster_domain=self.render.cluster_domain,

@@ -252,10 +252,22 @@ def _failure(obs: Observation, problems: list[PodProblem], pods: int) -> Failure
         return _no_spare_gpu(obs.workload, obs.rollout)
     if obs.workload and failure and failure.reason == r.UNSCHEDULABLE:
         eligible = ", ".join(obs.workload.eligible_gpus) or "none (CPU-only)"
+        profile = f"; {obs.workload.gpu_profile}" if obs.workload.gpu_count else ""
         return Failure(
-            failure.reason, f"{failure.message} (needs {obs.workload.gpu_count} GPU(s) of: {eligible})"
+            failure.reason,
+            f"{failure.message} (needs {obs.workload.gpu_count} GPU(s) of: {eligible}{profile})",
         )
     return failure
+
+
+SUMMARY_GPUS = 3
+"""GPU types named in ``eligibleGpuSummary`` (the wide column) before the rest are counted."""
+
+
+def gpu_summary(eligible: list[str]) -> str:
+    """``5: l4, a10, 3090, …``: how many GPU types, the first few (cheapest first); ``0`` for CPU-only."""
+    shown = ", ".join(eligible[:SUMMARY_GPUS]) + (", …" if len(eligible) > SUMMARY_GPUS else "")
+    return f"{len(eligible)}: {shown}" if eligible else "0"
 
 
 def facts_of(obs: Observation, now: datetime) -> Facts:
@@ -485,6 +497,7 @@ def compute_status(obs: Observation, now: datetime) -> dict[str, Any]:
         "selector": obs.selector,
         "eligibleGpus": obs.workload.eligible_gpus if obs.workload else obs.previous.get("eligibleGpus", []),
     }
+    status["eligibleGpuSummary"] = gpu_summary(status["eligibleGpus"])
     url = obs.workload.url if obs.workload else obs.previous.get("url")
     if url:
         status["url"] = url

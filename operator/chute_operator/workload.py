@@ -13,7 +13,8 @@ from typing import Any
 
 from chute_operator.api import Cache, Chute, ChuteSpec, Cord
 from chute_operator.engines import ENGINES, Engine
-from chute_operator.gpus import GPU_RESOURCE, PRODUCT_LABEL, Catalog, eligible_gpus
+from chute_operator.gpu_profiles import GFD, GpuProfile
+from chute_operator.gpus import Catalog, GpuType, eligible_gpus
 from chute_operator.rollout import RolloutObservation, budget
 from chute_operator.wiring import (
     API_KEY_DIR,
@@ -49,6 +50,10 @@ class RenderOptions:
     """The only pods that reach a Chute's metrics port (Prometheus; the operator for its metrics API)."""
     drain_key: bytes | None = field(default=None, repr=False)
     """The operator's drain key (drainkey.py), which keys every Chute's drain token; None offline."""
+    gpu_profile: GpuProfile = GFD
+    """Which node labels mean a GPU type, and which GPU taints to tolerate (gpu_profiles.py)."""
+    gpu_profile_note: str = ""
+    """Why this profile (gpu_profile_pick.py): shown in an Unschedulable Chute's message."""
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,8 @@ class Workload:
     port: int
     gpu_count: int
     eligible_gpus: list[str]
+    gpu_profile: str
+    """The GPU profile and why it was chosen, for status messages."""
     concurrency: int
     health_path: str
     startup_timeout_seconds: int
@@ -166,17 +173,19 @@ def _env(chute: Chute, cache_path: str) -> list[dict[str, Any]]:
     return list(merged.values())
 
 
-def _affinity(chute: Chute, products: list[str]) -> dict[str, Any] | None:
+def _affinity(chute: Chute, terms: list[list[dict[str, Any]]]) -> dict[str, Any] | None:
+    """The user's affinity with the GPU terms: each user term once per GPU term (terms are ORed)."""
     affinity = dict(chute.spec.pod.affinity or {})
-    if not products:
+    if not terms:
         return affinity or None
-    expression = {"key": PRODUCT_LABEL, "operator": "In", "values": products}
     node_affinity = dict(affinity.get("nodeAffinity") or {})
     required = dict(node_affinity.get("requiredDuringSchedulingIgnoredDuringExecution") or {})
-    terms = [dict(t) for t in required.get("nodeSelectorTerms") or [{}]]
-    for term in terms:
-        term["matchExpressions"] = [*(term.get("matchExpressions") or []), expression]
-    required["nodeSelectorTerms"] = terms
+    user_terms = [dict(t) for t in required.get("nodeSelectorTerms") or [{}]]
+    required["nodeSelectorTerms"] = [
+        {**term, "matchExpressions": [*(term.get("matchExpressions") or []), *gpu]}
+        for term in user_terms
+        for gpu in terms
+    ]
     node_affinity["requiredDuringSchedulingIgnoredDuringExecution"] = required
     affinity["nodeAffinity"] = node_affinity
     return affinity
@@ -209,7 +218,7 @@ def _cache_volume(cache: Cache) -> dict[str, Any]:
     return {"emptyDir": {"sizeLimit": cache.size} if cache.size else {}}
 
 
-def _resources(spec: ChuteSpec) -> dict[str, dict[str, Any]]:
+def _resources(spec: ChuteSpec, gpu_resource: str | None) -> dict[str, dict[str, Any]]:
     """Requests as given; memory is also the limit; GPUs are limits (the scheduler copies them)."""
     wanted = (
         ("cpu", spec.resources.cpu),
@@ -220,15 +229,23 @@ def _resources(spec: ChuteSpec) -> dict[str, dict[str, Any]]:
     limits: dict[str, Any] = {}
     if spec.resources.memory:
         limits["memory"] = spec.resources.memory
-    if spec.node_selector.gpu_count:
-        limits[GPU_RESOURCE] = spec.node_selector.gpu_count
+    if spec.node_selector.gpu_count and gpu_resource:
+        limits[gpu_resource] = spec.node_selector.gpu_count
     return {key: value for key, value in (("requests", requests), ("limits", limits)) if value}
 
 
-def _tolerations(spec: ChuteSpec) -> list[dict[str, Any]]:
-    """The user's tolerations, after the GPU taint's when the Chute needs GPUs."""
-    gpu = [{"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}]
-    return [*(gpu if spec.node_selector.gpu_count else []), *spec.pod.tolerations]
+def _tolerations(spec: ChuteSpec, gpu_resource: str | None, profile: GpuProfile) -> list[dict[str, Any]]:
+    """The user's tolerations, after the GPU taints' (the vendor's resource, the profile's) when the
+    Chute needs GPUs."""
+    if not (spec.node_selector.gpu_count and gpu_resource):
+        return list(spec.pod.tolerations)
+    gpu = [{"key": gpu_resource, "operator": "Exists", "effect": "NoSchedule"}, *profile.tolerations]
+    return [*gpu, *spec.pod.tolerations]
+
+
+def gpu_resource(gpus: list[GpuType]) -> str | None:
+    """The extended resource the eligible GPUs are requested by (one vendor's; None: CPU-only)."""
+    return gpus[0].resource if gpus else None
 
 
 def _scaling(spec: ChuteSpec, options: RenderOptions) -> dict[str, Any]:
@@ -306,8 +323,9 @@ def resolve(
     """
     spec = chute.spec
     max_surge, max_unavailable = budget(spec.rollout.strategy, rollout)
-    gpus = eligible_gpus(spec.node_selector, options.catalog)
-    products = sorted({p for gpu in gpus for p in gpu.products})
+    profile = options.gpu_profile
+    gpus = eligible_gpus(spec.node_selector, options.catalog, profile)
+    resource = gpu_resource(gpus)
     labels = labels_for(chute)
     values: dict[str, Any] = {
         "name": chute.metadata.name,
@@ -324,6 +342,7 @@ def resolve(
         **_model_server(spec, ENGINES[spec.template], spec.cache.mount_path, chute),
         "gpu_count": spec.node_selector.gpu_count,
         "eligible_gpus": [gpu.name for gpu in gpus],
+        "gpu_profile": options.gpu_profile_note or f"GPU profile {profile.name}",
         **_scaling(spec, options),
         "max_surge": max_surge,
         "max_unavailable": max_unavailable,
@@ -333,13 +352,13 @@ def resolve(
         "metrics_readers": [reader.peer() for reader in options.metrics_readers],
         "egress": _egress(spec, options),
         "api_key_secret": spec.auth.api_key_secret_ref.model_dump() if spec.auth else None,
-        "resources": _resources(spec),
+        "resources": _resources(spec, resource),
         "shared_memory": spec.resources.shared_memory or ("16Gi" if spec.node_selector.gpu_count else "1Gi"),
         "cache_volume": _cache_volume(spec.cache),
         "cache_mount_path": spec.cache.mount_path,
-        "affinity": _affinity(chute, products),
+        "affinity": _affinity(chute, profile.node_terms(gpus)),
         "node_selector": dict(spec.pod.node_selector),
-        "tolerations": _tolerations(spec),
+        "tolerations": _tolerations(spec, resource, profile),
         "pod": spec.pod.model_dump(by_alias=True, exclude_none=True),
         "termination_grace_period_seconds": spec.pod.termination_grace_period_seconds,
         "sidecar_image": sidecar_image or options.sidecar_image,

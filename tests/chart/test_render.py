@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from chute_devcluster.binaries import HELM_KUBERNETES_MINOR, HELM_VERSION
+from chute_operator.gpu_profiles import load_profiles
 from chute_operator.gpus import load_catalog
 from chute_operator.version import IMAGE, IMAGE_REPOSITORY, SIDECAR_IMAGE, SIDECAR_TAG, VERSION
 from chute_shared.cluster import WAKE_ANNOTATION
@@ -294,7 +295,8 @@ def test_cluster_wide_by_default(helm: Helm) -> None:
     discovery = discovery_role(objects)
     assert discovery is not None
     assert rules_by_resource(discovery) == {
-        ("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"}
+        ("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"},
+        ("", "nodes"): {"list"},  # gpu.profile=auto
     }
     # The only namespaced Roles are the leader-election, the drain-key and the metrics API
     # certificate's ones, in the release namespace.
@@ -311,10 +313,12 @@ def test_watch_namespaces_get_a_role_each_and_no_cluster_role(helm: Helm) -> Non
     objects = helm.template(
         sets=("watchNamespaces={team-a,team-b}", "metricsApi.enabled=false"), namespace="ops"
     )
-    # The one cluster-wide grant is read-only discovery for kopf: CRDs and namespaces.
+    # The one cluster-wide grant is read-only discovery for kopf (CRDs and namespaces) and for the
+    # GPU profile's auto pick (nodes).
     (cluster_role,) = find(objects, "ClusterRole")
     assert cluster_role == discovery_role(objects)
     assert rules_by_resource(cluster_role) == {
+        ("", "nodes"): {"list"},
         ("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"},
         ("", "namespaces"): {"list", "watch"},
     }
@@ -638,3 +642,45 @@ def test_an_admission_policy_limits_the_activators_chute_writes_to_the_wake_anno
     for sets in (("activator.wakeOnlyPolicy.enabled=false",), ("activator.enabled=false",)):
         kinds = {o["kind"] for o in helm.template(sets=sets)}
         assert not kinds & {"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}, sets
+
+
+def test_the_gpu_profile_is_auto_by_default_and_may_list_nodes(helm: Helm) -> None:
+    for sets in [(), ("watchNamespaces={team-a}",)]:
+        objects = helm.template(sets=sets, namespace="ops")
+        assert env_of(operator_container(objects))["CHUTE_OPERATOR_GPU_PROFILE"] == "auto"
+        role = discovery_role(objects)
+        assert role is not None
+        assert rules_by_resource(role)[("", "nodes")] == {"list"}
+
+
+def test_a_named_gpu_profile_reaches_the_operator_and_needs_no_nodes(helm: Helm) -> None:
+    objects = helm.template(sets=("gpu.profile=gke",))
+    assert env_of(operator_container(objects))["CHUTE_OPERATOR_GPU_PROFILE"] == "gke"
+    role = discovery_role(objects)
+    assert role is not None
+    assert ("", "nodes") not in rules_by_resource(role)
+
+
+def test_an_unknown_gpu_profile_is_refused(helm: Helm) -> None:
+    assert "/gpu/profile" in helm.template_error("gpu.profile=azure")
+
+
+def test_the_custom_gpu_profile_reaches_the_catalog_file(helm: Helm, tmp_path: Path) -> None:
+    sets = (
+        "gpu.profile=custom",
+        "gpu.custom.label=example.com/gpu",
+        "gpu.custom.gpus.h100_sxm={h100}",
+        "gpu.custom.tolerations[0].key=example.com/dedicated",
+        "gpu.custom.tolerations[0].operator=Exists",
+        "gpu.custom.tolerations[0].effect=NoSchedule",
+    )
+    objects = helm.template(sets=sets)
+    config_map = next(o for o in find(objects, "ConfigMap") if o["metadata"]["name"].endswith("-gpus"))
+    (tmp_path / "gpus.yaml").write_text(config_map["data"]["gpus.yaml"])
+    custom = load_profiles(tmp_path / "gpus.yaml")["custom"]
+    assert custom.label == "example.com/gpu"
+    assert custom.values["h100_sxm"] == ((("", "h100"),),)
+    assert custom.tolerations == (
+        {"key": "example.com/dedicated", "operator": "Exists", "effect": "NoSchedule"},
+    )
+    assert env_of(operator_container(objects))["CHUTE_OPERATOR_GPU_PROFILE"] == "custom"

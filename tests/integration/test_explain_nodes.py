@@ -123,7 +123,7 @@ def test_nodes_that_could_take_a_replica_and_why_the_others_cannot(
     assert busy.splitlines()[1:] == ["       - nvidia.com/gpu: needs 4, 2 free of 8 allocatable"]
     assert node_block(result.stdout, l4).split()[:3] == ["yes", l4, "NVIDIA-L4"]
     cpu = node_block(result.stdout, "sim-cpu-0")
-    assert "CPU-only: no nvidia.com/gpu.product label" in cpu
+    assert "CPU-only: no nvidia.com/gpu.product label (GPU profile gfd)" in cpu
     assert "CPU-only: no nvidia.com/gpu allocatable" in cpu
     h100 = node_block(result.stdout, "sim-h100-0")
     assert "taint" not in h100  # the Chute tolerates the GPU taint
@@ -133,8 +133,9 @@ def test_nodes_that_could_take_a_replica_and_why_the_others_cannot(
         env={"KUBECONFIG": str(control_plane.kubeconfig)},
     )  # fmt: skip
     assert stricter.returncode == 0, stricter.stderr
-    assert "GPU NVIDIA-L4 (l4) not eligible: 24 GB < spec.nodeSelector.minVramGbPerGpu 48 GB" in node_block(
-        stricter.stdout, l4
+    assert (
+        "GPU l4 (nvidia.com/gpu.product=NVIDIA-L4) not eligible: "
+        "24 GB < spec.nodeSelector.minVramGbPerGpu 48 GB" in node_block(stricter.stdout, l4)
     )
     assert node_block(stricter.stdout, b200).split()[0] == "yes"
 

@@ -67,6 +67,11 @@ class ChuteStatus(ApiModel):
     eligible_gpus: list[str] = Field(
         default_factory=list, description="GPU types (catalog short names) the replicas may run on."
     )
+    eligible_gpu_summary: str | None = Field(
+        default=None,
+        description="How many GPU types the replicas may run on and the first few (kubectl get -o wide); "
+        "the full list is eligibleGpus, and `chute-operator explain` says why each other is not.",
+    )
     url: str | None = Field(default=None, description="In-cluster URL of the Chute's Service.")
     load_seconds: int | None = Field(
         default=None,

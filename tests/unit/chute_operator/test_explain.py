@@ -159,11 +159,13 @@ def test_each_node_that_cannot_take_a_replica_says_why() -> None:
     assert reasons["h100-full"] == ("nvidia.com/gpu: needs 2, 0 free of 8 allocatable",)
     assert reasons["h100-one-left"] == ("nvidia.com/gpu: needs 2, 1 free of 8 allocatable",)
     assert reasons["l4"] == (
-        "GPU NVIDIA-L4 (l4) not eligible: 24 GB < spec.nodeSelector.minVramGbPerGpu 48 GB",
+        "GPU l4 (nvidia.com/gpu.product=NVIDIA-L4) not eligible: 24 GB < spec.nodeSelector.minVramGbPerGpu 48 GB",  # noqa: E501
     )
-    assert reasons["odd"] == ("GPU NVIDIA-Mystery-GPU is not in the GPU catalog",)
+    assert reasons["odd"] == (
+        "nvidia.com/gpu.product=NVIDIA-Mystery-GPU is no GPU of the catalog (GPU profile gfd)",
+    )
     assert reasons["cpu"] == (
-        "CPU-only: no nvidia.com/gpu.product label",
+        "CPU-only: no nvidia.com/gpu.product label (GPU profile gfd)",
         "CPU-only: no nvidia.com/gpu allocatable",
     )
     assert reasons["cordoned"] == ("cordoned (spec.unschedulable)",)

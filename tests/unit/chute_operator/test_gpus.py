@@ -31,11 +31,11 @@ def test_catalog_has_every_chutes_gpu_with_its_vram() -> None:
     catalog = builtin_catalog()
     expected = {name: vram for vram, names in VRAM.items() for name in names.split()}
     assert {name: gpu.vram_gb for name, gpu in catalog.items()} == expected
-    assert all(gpu.products for gpu in catalog.values())
+    assert all(gpu.products for gpu in catalog.values() if gpu.vendor == "nvidia")
 
 
 def test_minimum_vram_filters_and_sorts_by_vram() -> None:
-    assert _names(minVramGbPerGpu=140) == ["h200", "b200", "mi300x"]
+    assert _names(minVramGbPerGpu=140) == ["h200", "b200"]
     assert _names(minVramGbPerGpu=16)[0] == "a4000"
 
 
@@ -50,7 +50,6 @@ def test_include_then_exclude() -> None:
         "pro_6000",
         "h200",
         "b200",
-        "mi300x",
     ]
 
 
@@ -85,4 +84,34 @@ def test_bad_catalog_file_is_an_error(tmp_path: Path) -> None:
     bad = tmp_path / "gpus.yaml"
     bad.write_text("gpus: [{name: l4}]\n")
     with pytest.raises(CatalogError, match=r"gpus\[0\]"):
+        load_catalog(bad)
+
+
+def test_an_amd_gpu_is_eligible_only_by_name() -> None:
+    assert "mi300x" not in _names(minVramGbPerGpu=16)
+    assert _names(include=["mi300x"]) == ["mi300x"]
+    assert builtin_catalog()["mi300x"].resource == "amd.com/gpu"
+
+
+def test_include_may_not_mix_vendors() -> None:
+    with pytest.raises(NoEligibleGpu, match="names GPUs of amd and nvidia"):
+        _names(include=["b200", "mi300x"])
+
+
+def test_a_catalog_entry_may_carry_profile_labels_and_a_vendor(tmp_path: Path) -> None:
+    override = tmp_path / "gpus.yaml"
+    override.write_text(
+        "gpus:\n"
+        "  - {name: mi325x, vramGb: 256, vendor: amd, labels: {gfd: [{amd.com/gpu.device-id: 74a5}]}}\n"
+        "  - {name: l4, vramGb: 24, products: [NVIDIA-L4], labels: {gke: [nvidia-l4, my-l4]}}\n"
+    )
+    catalog = load_catalog(override)
+    assert catalog["mi325x"].labels["gfd"] == ((("amd.com/gpu.device-id", "74a5"),),)
+    assert catalog["l4"].labels["gke"] == ((("", "nvidia-l4"),), (("", "my-l4"),))
+
+
+def test_an_unknown_vendor_is_an_error(tmp_path: Path) -> None:
+    bad = tmp_path / "gpus.yaml"
+    bad.write_text("gpus: [{name: g1, vramGb: 8, vendor: intel, products: [X]}]\n")
+    with pytest.raises(CatalogError, match="vendor 'intel'"):
         load_catalog(bad)

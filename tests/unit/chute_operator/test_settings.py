@@ -18,6 +18,7 @@ OLD_VARIABLES: dict[str, tuple[str, str, Any]] = {
     "CHUTE_OPERATOR_FIELD_MANAGER": ("reconciling.field_manager", "me", "me"),
     "CHUTE_OPERATOR_SIDECAR_IMAGE": ("render.sidecar_image", "sidecar:test", "sidecar:test"),
     "CHUTE_OPERATOR_GPU_CATALOG": ("render.gpu_catalog", "/etc/gpus.yaml", "/etc/gpus.yaml"),
+    "CHUTE_OPERATOR_GPU_PROFILE": ("render.gpu_profile", "gke", "gke"),
     "CHUTE_OPERATOR_CLUSTER_DOMAIN": ("render.cluster_domain", "example.org", "example.org"),
     "CHUTE_OPERATOR_NAMESPACES": ("watching.namespaces", " a, b,,c ", ("a", "b", "c")),
     "CHUTE_OPERATOR_LEADER_ELECTION": ("leadership.enabled", "no", False),

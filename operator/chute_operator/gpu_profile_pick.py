@@ -1,0 +1,91 @@
+"""``auto``: the GPU profile whose labels the cluster's nodes carry, and why (pure)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from chute_operator.gpu_profiles import CUSTOM, GFD, GpuProfile
+from chute_operator.gpus import GpuType
+
+PREFERENCE = (CUSTOM, "gke", "eks", "aks", "eks-nodegroup", GFD.name)
+"""Ties go to the first: the platform team's own profile, then the labels an autoscaler knows before a
+node exists, then GPU Feature Discovery's (a GKE node running GFD carries both)."""
+
+
+@dataclass(frozen=True)
+class ProfilePick:
+    """The profile Chutes are rendered with, and why."""
+
+    profile: GpuProfile
+    reason: str
+    matched: bool = True
+    """False: no node matched any profile, and ``profile`` is the fallback (GFD)."""
+    source: str = "setting"
+    """``setting`` (named by the operator's setting) or ``auto``."""
+
+    def note(self) -> str:
+        """One line for a Chute's Unschedulable message and the explain report."""
+        return f"GPU profile {self.profile.name} ({self.reason})"
+
+
+def _ranked(counts: Mapping[str, int]) -> str | None:
+    best = max(counts.values(), default=0)
+    if best == 0:
+        return None
+    return next(name for name in sorted(counts, key=_order) if counts[name] == best)
+
+
+def _order(name: str) -> int:
+    return PREFERENCE.index(name) if name in PREFERENCE else len(PREFERENCE)
+
+
+def pick_profile(
+    nodes: Sequence[Mapping[str, str]], profiles: Mapping[str, GpuProfile], catalog: Iterable[GpuType]
+) -> ProfilePick:
+    """The profile most GPU nodes match (a node counts for a profile whose label names a catalog GPU
+    on it, and which carries the profile's platform label if it has one); with no GPU node, the
+    platform whose label most nodes carry; else GFD, with ``matched`` False."""
+    gpus = list(catalog)
+    gpu_nodes = {
+        name: sum(
+            1
+            for labels in nodes
+            if profile.node_gpu(labels, gpus) is not None
+            and (profile.platform_label is None or profile.platform_label in labels)
+        )
+        for name, profile in profiles.items()
+    }
+    chosen = _ranked(gpu_nodes)
+    if chosen is not None:
+        profile = profiles[chosen]
+        return ProfilePick(
+            profile,
+            f"auto: {gpu_nodes[chosen]} of {len(nodes)} nodes carry its {profile.label}",
+            source="auto",
+        )
+    platform = {
+        name: sum(1 for labels in nodes if profile.platform_label in labels)
+        for name, profile in profiles.items()
+        if profile.platform_label
+    }
+    chosen = _ranked(platform)
+    if chosen is not None:
+        profile = profiles[chosen]
+        return ProfilePick(
+            profile,
+            f"auto: no GPU node yet; {platform[chosen]} of {len(nodes)} nodes carry {profile.platform_label}",
+            source="auto",
+        )
+    return ProfilePick(
+        GFD,
+        f"auto: no node of the {len(nodes)} carries the labels of any GPU profile "
+        f"({', '.join(profiles)}); set the operator's GPU profile",
+        matched=False,
+        source="auto",
+    )
+
+
+def named_pick(profile: GpuProfile) -> ProfilePick:
+    """The pick of a profile named by the setting."""
+    return ProfilePick(profile, "set by CHUTE_OPERATOR_GPU_PROFILE")

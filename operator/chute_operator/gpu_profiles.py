@@ -1,0 +1,173 @@
+"""GPU discovery profiles: which node labels mean a GPU type on a platform, and its GPU taints.
+
+A profile turns a Chute's eligible GPU types into node affinity terms and tolerations. Cloud profiles
+use only labels that the platform's autoscaler knows before a node exists (GKE's accelerator label,
+Karpenter's well-known labels, the instance type), so a pending Chute can make a node be created.
+Pure: no I/O beyond reading a catalog file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from chute_operator.gpus import PRODUCT_LABEL, CatalogError, GpuType, Match, parse_matches, read_catalog_file
+
+AUTO = "auto"
+INSTANCE_TYPE = "node.kubernetes.io/instance-type"
+Toleration = dict[str, str]
+
+
+def _tolerate(key: str, value: str | None = None) -> Toleration:
+    if value is None:
+        return {"key": key, "operator": "Exists", "effect": "NoSchedule"}
+    return {"key": key, "operator": "Equal", "value": value, "effect": "NoSchedule"}
+
+
+@dataclass(frozen=True)
+class GpuProfile:
+    """How GPU nodes of one platform are labelled and tainted."""
+
+    name: str
+    label: str
+    """The label whose value names the GPU type (a catalog value without a key is this key's)."""
+    tolerations: tuple[Toleration, ...] = ()
+    """Tolerated beside each vendor's resource taint (``nvidia.com/gpu``, ``amd.com/gpu``)."""
+    platform_label: str | None = None
+    """A label every node of the platform carries, GPU or not: ``auto`` picks the profile by it when
+    no GPU node exists yet (an autoscaler creates them on demand)."""
+    values: Mapping[str, tuple[Match, ...]] = field(default_factory=dict)
+    """Values by GPU name over the catalog's ``labels`` (the custom profile's)."""
+    description: str = ""
+
+    def matches(self, gpu: GpuType) -> tuple[Match, ...]:
+        """The label sets meaning ``gpu`` on this platform (each with its keys filled in); () if none."""
+        raw = self.values.get(gpu.name) or gpu.labels.get(self.name)
+        if raw is None and self.name == GFD.name:
+            raw = tuple(((PRODUCT_LABEL, product),) for product in gpu.products)
+        return tuple(tuple((key or self.label, value) for key, value in match) for match in raw or ())
+
+    def offers(self, gpu: GpuType) -> bool:
+        return bool(self.matches(gpu))
+
+    def node_terms(self, gpus: Iterable[GpuType]) -> list[list[dict[str, Any]]]:
+        """The matchExpressions of one nodeSelectorTerm per group of label sets that differ only in
+        their first label (terms are alternatives; a term's expressions all hold)."""
+        groups: dict[tuple[str, tuple[tuple[str, str], ...]], list[str]] = {}
+        for gpu in gpus:
+            for match in self.matches(gpu):
+                (key, value), rest = match[0], tuple(sorted(match[1:]))
+                values = groups.setdefault((key, rest), [])
+                if value not in values:
+                    values.append(value)
+        return [
+            [
+                {"key": key, "operator": "In", "values": sorted(values)},
+                *({"key": k, "operator": "In", "values": [v]} for k, v in rest),
+            ]
+            for (key, rest), values in sorted(groups.items())
+        ]
+
+    def node_gpu(self, labels: Mapping[str, str], catalog: Iterable[GpuType]) -> GpuType | None:
+        """The catalog GPU whose label set ``labels`` carry under this profile, if any."""
+        return next(
+            (
+                gpu
+                for gpu in catalog
+                for match in self.matches(gpu)
+                if all(labels.get(key) == value for key, value in match)
+            ),
+            None,
+        )
+
+
+GFD = GpuProfile(
+    "gfd",
+    PRODUCT_LABEL,
+    platform_label=None,
+    description="NVIDIA GPU Feature Discovery's nvidia.com/gpu.product (AMD: the node labeller's "
+    "amd.com/gpu.device-id); set after a node boots, so no autoscaler can create a node for it",
+)
+GKE = GpuProfile(
+    "gke",
+    "cloud.google.com/gke-accelerator",
+    platform_label="cloud.google.com/gke-nodepool",
+    description="GKE's cloud.google.com/gke-accelerator; GPU nodes are tainted nvidia.com/gpu=present",
+)
+EKS = GpuProfile(
+    "eks",
+    "karpenter.k8s.aws/instance-gpu-name",
+    platform_label="karpenter.sh/nodepool",
+    description="Karpenter's well-known karpenter.k8s.aws/instance-gpu-name (and instance-gpu-memory "
+    "where one name has two sizes)",
+)
+EKS_NODEGROUP = GpuProfile(
+    "eks-nodegroup",
+    INSTANCE_TYPE,
+    platform_label="eks.amazonaws.com/nodegroup",
+    description="EKS managed node groups (GPU AMI): no GPU label, the EC2 instance type names the GPU",
+)
+AKS = GpuProfile(
+    "aks",
+    INSTANCE_TYPE,
+    tolerations=(_tolerate("sku", "gpu"),),
+    platform_label="kubernetes.azure.com/cluster",
+    description="AKS node pools: the Azure VM size names the GPU; GPU pools are commonly tainted sku=gpu",
+)
+BUILTIN: dict[str, GpuProfile] = {p.name: p for p in (GFD, GKE, EKS, EKS_NODEGROUP, AKS)}
+CUSTOM = "custom"
+
+
+def _toleration(raw: object, where: str) -> Toleration:
+    if not isinstance(raw, dict) or not all(isinstance(v, str) for v in raw.values()):
+        raise CatalogError(f"{where}: a toleration is a mapping of strings (key, operator, value, effect)")
+    return {str(k): str(v) for k, v in raw.items()}
+
+
+def custom_profile(document: Mapping[str, Any], source: str) -> GpuProfile | None:
+    """The ``profiles.custom`` section of a catalog file: ``label``, ``tolerations``, ``gpus`` (GPU
+    name to its label values); None when the file has none."""
+    raw = (document.get("profiles") or {}).get(CUSTOM)
+    if not raw:
+        return None
+    where = f"{source}: profiles.custom"
+    if not isinstance(raw, dict) or not raw.get("label"):
+        raise CatalogError(f"{where} needs label (the node label key whose value names the GPU)")
+    gpus = raw.get("gpus") or {}
+    if not isinstance(gpus, dict):
+        raise CatalogError(f"{where}.gpus: expected a mapping of GPU name to label values")
+    values = {
+        str(name): parse_matches(v if isinstance(v, list) else [v], f"{where}.gpus.{name}")
+        for name, v in gpus.items()
+    }
+    tolerations = tuple(
+        _toleration(t, f"{where}.tolerations[{i}]") for i, t in enumerate(raw.get("tolerations") or [])
+    )
+    return GpuProfile(
+        CUSTOM,
+        str(raw["label"]),
+        tolerations=tolerations,
+        platform_label=None,
+        values=values,
+        description=f"the platform's own {raw['label']}",
+    )
+
+
+def load_profiles(path: str | Path | None = None) -> dict[str, GpuProfile]:
+    """The built-in profiles, and the custom one of the catalog file at ``path`` if it has one."""
+    profiles = dict(BUILTIN)
+    if path:
+        custom = custom_profile(read_catalog_file(path), str(path))
+        if custom is not None:
+            profiles[CUSTOM] = custom
+    return profiles
+
+
+def profile_named(name: str, profiles: Mapping[str, GpuProfile]) -> GpuProfile:
+    """The profile called ``name``; ValueError listing the known ones otherwise."""
+    if name not in profiles:
+        known = ", ".join([*profiles, *([] if CUSTOM in profiles else [f"{CUSTOM} (needs profiles.custom)"])])
+        raise ValueError(f"unknown GPU profile {name!r} (known: {known}, or {AUTO} with a cluster)")
+    return profiles[name]
