@@ -142,9 +142,10 @@ def version_problems(root: Path = REPOSITORY_ROOT, requested: str | None = None)
 
 SIDECAR_PACKAGES = ("operator/chute_sidecar", "operator/chute_shared")
 """The sidecar's code and the names it shares with the operator (ports, paths, headers, flags)."""
-SIDECAR_FILES = ("operator/chute_operator/__init__.py", "operator/chute_operator/cli.py", "Dockerfile")
-"""The command that starts it (``chute-operator sidecar``: the package's ``__init__`` and the CLI
-are all of the operator it imports) and how its image is built."""
+SIDECAR_FILES = ("operator/chute_operator/__init__.py", "operator/chute_operator/entry.py", "Dockerfile")
+"""The command that starts it (``chute-operator sidecar``: the package's ``__init__`` and the console
+script's entry, which hands the sidecar over before the operator's CLI is imported, are all of the
+operator it imports) and how its image is built."""
 
 
 def sidecar_fingerprint(root: Path = REPOSITORY_ROOT) -> str:

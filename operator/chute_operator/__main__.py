@@ -1,5 +1,5 @@
 import sys
 
-from chute_operator.cli import main
+from chute_operator.entry import main
 
 sys.exit(main())

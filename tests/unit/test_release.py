@@ -127,7 +127,7 @@ def test_the_sidecar_tag_is_the_hash_of_the_sidecar_s_sources() -> None:
 def test_the_sidecar_s_hash_covers_every_module_the_sidecar_process_imports() -> None:
     """What ``chute-operator sidecar`` imports of the project (a fresh interpreter) is all hashed."""
     code = (
-        "import sys, chute_operator.cli, chute_sidecar.main\n"
+        "import sys, chute_operator.entry, chute_sidecar.main\n"
         "print('\\n'.join(m.__file__ for n, m in list(sys.modules.items())"
         " if n.split('.')[0].startswith('chute_') and getattr(m, '__file__', None)))"
     )
