@@ -10,7 +10,7 @@ from chute_activator.body import BODY_TIMEOUT_SECONDS
 from chute_activator.connections import HEAD_TIMEOUT_SECONDS, MAX_CONNECTIONS
 from chute_shared.flags import EnvFlags, Parse, at_least, non_negative, optional, positive
 from chute_shared.flags import port as port_number
-from chute_shared.limits import MAX_BODY_BYTES
+from chute_shared.limits import MAX_BODY_BYTES, REQUEST_TIMEOUT_SECONDS
 from chute_shared.ports import ACTIVATOR_CHUTE_PORTS, parse_port_range
 
 ENV_PREFIX = "CHUTE_ACTIVATOR_"
@@ -30,7 +30,7 @@ class Config:
     default_retry_after: int = 10
     max_body_bytes: int = MAX_BODY_BYTES
     max_held_body_bytes: int = 128 * 1024 * 1024
-    request_timeout_seconds: float = 600.0
+    request_timeout_seconds: float = float(REQUEST_TIMEOUT_SECONDS)
     body_timeout_seconds: float = BODY_TIMEOUT_SECONDS
     head_timeout_seconds: float = HEAD_TIMEOUT_SECONDS
     max_connections: int = MAX_CONNECTIONS
