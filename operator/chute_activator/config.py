@@ -73,13 +73,21 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str] | None = None) 
     flag("max-wait-seconds", float, "longest a request is held before 503 with Retry-After")
     flag("wake-interval-seconds", float, "how often a wake is asked again while requests wait")
     flag("default-retry-after", int, "Retry-After when the Chute's load time is not known yet")
-    flag("max-body-bytes", int, "largest request body held (the sidecar's default); 413 beyond")
+    flag(
+        "max-body-bytes",
+        int,
+        "largest request body held for a Chute without spec.maxRequestBodyBytes (the sidecar's default)",
+    )
     flag(
         "max-held-body-bytes",
         at_least(1),
         "bytes of bodies held across all requests; beyond, 503 with Retry-After (bounds the memory)",
     )
-    flag("request-timeout-seconds", float, "longest a forwarded request may take")
+    flag(
+        "request-timeout-seconds",
+        float,
+        "longest a forwarded request may take, for a Chute without spec.requestTimeoutSeconds",
+    )
     flag(
         "body-timeout-seconds",
         positive,
