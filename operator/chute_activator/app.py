@@ -71,6 +71,13 @@ def _reject(rejected: Rejected) -> web.Response:
     return web.json_response(body, status=rejected.status, headers=headers)
 
 
+def _too_large(limit: int, held_limit: int) -> str:
+    """Why a body is refused: over the Chute's limit, or over all the activator may hold at once."""
+    if limit == held_limit:
+        return f"body over {limit} bytes, all the activator holds at once (--max-held-body-bytes)"
+    return f"body over {limit} bytes"
+
+
 def _answered(holder: Holder, key: Key, body: Body) -> None:
     """The replica answered: the request counts as forwarded, its body no longer as held."""
     holder.count_forwarded(key)
@@ -132,13 +139,13 @@ class Activator:
             response = _reject(Rejected(503, PORT_MOVED, "this connection's Chute is no longer here", 0))
             response.force_close()
             return response
+        chute_limit, timeout = self.holder.limits(key)
+        limit = min(chute_limit or self.max_body_bytes, self.held.limit)
         try:
-            async with read_body(
-                request, limit=self.max_body_bytes, held=self.held, within=self.body_timeout
-            ) as body:
-                return await self._forward(request, key, body)
+            async with read_body(request, limit=limit, held=self.held, within=self.body_timeout) as body:
+                return await self._forward(request, key, body, timeout or self.request_timeout)
         except BodyTooLarge:
-            response = _reject(Rejected(413, "BodyTooLarge", f"body over {self.max_body_bytes} bytes"))
+            response = _reject(Rejected(413, "BodyTooLarge", _too_large(limit, self.held.limit)))
         except HeldBytesFull:
             self.holder.count_rejected(key, HELD_BYTES_FULL)
             message = f"the activator holds {self.held.held} bytes of bodies already, its bound"
@@ -151,7 +158,13 @@ class Activator:
         response.force_close()  # the rest of the body is not read
         return response
 
-    async def _forward(self, request: web.BaseRequest, key: Key, body: Body) -> web.StreamResponse:
+    async def _forward(
+        self,
+        request: web.BaseRequest,
+        key: Key,
+        body: Body,
+        timeout: float,  # noqa: ASYNC109 (the Chute's request timeout, handed to aiohttp per request)
+    ) -> web.StreamResponse:
         # narrows the type: the session is opened before serving (bandit B101)
         assert self.session is not None  # nosec B101
         start, failed, tried = time.monotonic(), REPLICA_UNREACHABLE, 0
@@ -170,7 +183,7 @@ class Activator:
                     request,
                     body.data,
                     endpoint,
-                    timeout=self.request_timeout,
+                    timeout=timeout,
                     on_answer=answered,
                     close=self.holder.draining,
                 )

@@ -10,7 +10,7 @@ from chute_activator.body import BODY_TIMEOUT_SECONDS
 from chute_activator.connections import HEAD_TIMEOUT_SECONDS, MAX_CONNECTIONS
 from chute_shared.flags import EnvFlags, Parse, at_least, non_negative, optional, positive
 from chute_shared.flags import port as port_number
-from chute_shared.limits import MAX_BODY_BYTES
+from chute_shared.limits import MAX_BODY_BYTES, REQUEST_TIMEOUT_SECONDS
 from chute_shared.ports import ACTIVATOR_CHUTE_PORTS, parse_port_range
 
 ENV_PREFIX = "CHUTE_ACTIVATOR_"
@@ -30,7 +30,7 @@ class Config:
     default_retry_after: int = 10
     max_body_bytes: int = MAX_BODY_BYTES
     max_held_body_bytes: int = 128 * 1024 * 1024
-    request_timeout_seconds: float = 600.0
+    request_timeout_seconds: float = float(REQUEST_TIMEOUT_SECONDS)
     body_timeout_seconds: float = BODY_TIMEOUT_SECONDS
     head_timeout_seconds: float = HEAD_TIMEOUT_SECONDS
     max_connections: int = MAX_CONNECTIONS
@@ -73,13 +73,21 @@ def parse_config(argv: Sequence[str], environ: Mapping[str, str] | None = None) 
     flag("max-wait-seconds", float, "longest a request is held before 503 with Retry-After")
     flag("wake-interval-seconds", float, "how often a wake is asked again while requests wait")
     flag("default-retry-after", int, "Retry-After when the Chute's load time is not known yet")
-    flag("max-body-bytes", int, "largest request body held (the sidecar's default); 413 beyond")
+    flag(
+        "max-body-bytes",
+        int,
+        "largest request body held for a Chute without spec.maxRequestBodyBytes (the sidecar's default)",
+    )
     flag(
         "max-held-body-bytes",
         at_least(1),
         "bytes of bodies held across all requests; beyond, 503 with Retry-After (bounds the memory)",
     )
-    flag("request-timeout-seconds", float, "longest a forwarded request may take")
+    flag(
+        "request-timeout-seconds",
+        float,
+        "longest a forwarded request may take, for a Chute without spec.requestTimeoutSeconds",
+    )
     flag(
         "body-timeout-seconds",
         positive,

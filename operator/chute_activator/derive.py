@@ -70,6 +70,24 @@ def load_seconds(chute: Mapping[str, Any]) -> float | None:
     return float(value)
 
 
+def _positive_int(chute: Mapping[str, Any], field: str) -> int | None:
+    value = (chute.get("spec") or {}).get(field)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        return None
+    return value
+
+
+def max_body_bytes(chute: Mapping[str, Any]) -> int | None:
+    """The Chute's body limit (``spec.maxRequestBodyBytes``), the sidecar's, if it is one."""
+    return _positive_int(chute, "maxRequestBodyBytes")
+
+
+def request_timeout_seconds(chute: Mapping[str, Any]) -> float | None:
+    """The Chute's request timeout (``spec.requestTimeoutSeconds``), the sidecar's, if it is one."""
+    value = _positive_int(chute, "requestTimeoutSeconds")
+    return float(value) if value is not None else None
+
+
 def activator_port(chute: Mapping[str, Any]) -> int | None:
     """The activator port the operator gave the Chute (``status.activatorPort``), if it is a port."""
     value = (chute.get("status") or {}).get(ACTIVATOR_PORT_STATUS)
@@ -123,6 +141,8 @@ def chute_state(
         source=source if endpoints else "",
         load_seconds=load_seconds(chute),
         port=activator_port(chute),
+        max_body_bytes=max_body_bytes(chute),
+        request_timeout_seconds=request_timeout_seconds(chute),
         created=str((chute.get("metadata") or {}).get("creationTimestamp") or ""),
     )
 

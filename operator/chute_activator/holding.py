@@ -246,6 +246,14 @@ class Holder:
         if self._exists(key):
             self.metrics.forwarded.labels(*key).inc()
 
+    def limits(self, key: Key) -> tuple[int | None, float | None]:
+        """The Chute's body limit and request timeout (None: the activator's defaults)."""
+        gate = self._gates.get(key)
+        state = gate.state if gate is not None else None
+        if state is None:
+            return None, None
+        return state.max_body_bytes, state.request_timeout_seconds
+
     def timeline(self, key: Key) -> dict[str, float | str] | None:
         gate = self._gates.get(key)
         return dict(gate.timeline) if gate and gate.timeline is not None else None

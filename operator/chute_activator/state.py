@@ -26,6 +26,11 @@ class ChuteState:
     it is for this Chute. None: none yet (no request can arrive for it)."""
     created: str = ""
     """The Chute's creationTimestamp (what ``/_chutes`` shows of it)."""
+    max_body_bytes: int | None = None
+    """The Chute's ``spec.maxRequestBodyBytes``: larger bodies get 413 (None: the activator's default)."""
+    request_timeout_seconds: float | None = None
+    """The Chute's ``spec.requestTimeoutSeconds``: how long a forwarded request may take, its answer
+    streamed to the end (None: the activator's default)."""
     source: str = ""
     """Where the endpoints come from: ``EndpointSlice`` (the kubelet's readiness, via the EndpointSlice
     controller) or ``sidecar`` (the pod's sidecar answered ``ready`` on its serving port first)."""

@@ -30,6 +30,8 @@ class Config:
     tokens_per_second: float = 100.0
     output_tokens: int = 16
     max_model_len: int = 4096
+    max_num_seqs: int = 256
+    kv_cache_tokens: int = 65536
     embedding_dimensions: int = 16
     crash_after_requests: int | None = None
     crash_after_seconds: float | None = None
@@ -73,6 +75,13 @@ _OPTIONS: tuple[tuple[str, Callable[[str], Any], object, str], ...] = (
     ("--tokens-per-second", non_negative, 100.0, "generation speed after the first token; 0 = no delay"),
     ("--output-tokens", at_least(1), 16, "completion length when a request sets no max_tokens"),
     ("--max-model-len", at_least(1), 4096, "prompt plus completion tokens at most (400 beyond)"),
+    ("--max-num-seqs", at_least(1), 256, "requests generated at once, like vLLM's; more wait (/metrics)"),
+    (
+        "--kv-cache-tokens",
+        at_least(1),
+        65536,
+        "KV cache size in tokens: running requests' prompts and completions fit in it; more wait",
+    ),
     ("--embedding-dimensions", at_least(1), 16, "length of /v1/embeddings vectors (unless asked)"),
     ("--crash-after-requests", optional(at_least(1)), None, "exit non-zero after answering N requests"),
     (

@@ -14,6 +14,8 @@ from typing import Any
 
 from aiohttp import web
 
+from chute_modelsim import exposition
+from chute_modelsim.batch import Batch, Sequence
 from chute_modelsim.config import Config
 from chute_modelsim.faults import Faults
 from chute_modelsim.openai import (
@@ -27,7 +29,7 @@ from chute_modelsim.openai import (
     step_chunks,
     usage_chunk,
 )
-from chute_shared.paths import MODEL_HEALTH_PATH
+from chute_shared.paths import METRICS_PATH, MODEL_HEALTH_PATH
 
 log = logging.getLogger("chute_modelsim")
 
@@ -36,6 +38,8 @@ MAX_BODY_BYTES = 16 * 1024 * 1024
 DIGEST_PATH = "/v1/echo/digest"
 """``POST``: the length and SHA-256 of the body as it arrived, read to its end: a client compares them
 with what it sent, so a body cut or changed on the way (sidecar, activator) shows."""
+NOT_REQUESTS = frozenset({MODEL_HEALTH_PATH, METRICS_PATH})
+"""Paths polled by the sidecar and scrapers: never counted as answered requests (crash/hang switches)."""
 
 
 def sse(event: dict[str, Any] | str) -> bytes:
@@ -55,6 +59,7 @@ class ModelServer:
         self.config = config
         self.faults = Faults(config, exit_process)
         self.loaded = asyncio.Event()
+        self.batch = Batch(config.max_num_seqs, config.kv_cache_tokens)
         self.created = int(time.time())
         self.port: int | None = None
         self.admin_port: int | None = None
@@ -110,6 +115,7 @@ class ModelServer:
     def app(self) -> web.Application:
         app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[self._middleware])
         app.router.add_get(MODEL_HEALTH_PATH, self.health)
+        app.router.add_get(METRICS_PATH, self.metrics)
         app.router.add_get("/v1/models", self.models)
         app.router.add_post("/v1/chat/completions", self.chat)
         app.router.add_post("/v1/completions", self.completions)
@@ -125,7 +131,7 @@ class ModelServer:
                 return web.Response(status=503)
             return _error(RequestError("the model is still loading", status=503))
         response = await handler(request)
-        if request.path != MODEL_HEALTH_PATH:
+        if request.path not in NOT_REQUESTS:
             if not response.prepared:  # send it now, so a crash after this request never cuts it
                 await response.prepare(request)
                 await response.write_eof()
@@ -134,6 +140,13 @@ class ModelServer:
 
     async def health(self, request: web.Request) -> web.Response:
         return web.Response(status=200)
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        """The batch as vLLM reports it: requests running and waiting, the KV cache's fill."""
+        batch = self.batch
+        now = asyncio.get_running_loop().time()
+        body = exposition.render(self.config.model, len(batch.running), batch.waiting, batch.kv_usage(now))
+        return web.Response(body=body, headers={"Content-Type": exposition.CONTENT_TYPE})
 
     async def models(self, request: web.Request) -> web.Response:
         return web.json_response(models_answer(self.config, self.created))
@@ -163,7 +176,10 @@ class ModelServer:
             answer = embeddings_answer(await self._body(request), self.config)
         except RequestError as error:
             return _error(error)
-        await self._sleep_until(asyncio.get_running_loop().time() + self.config.time_to_first_token_seconds)
+        async with self.batch.seat(Sequence(answer["usage"]["prompt_tokens"])) as sequence:
+            due = asyncio.get_running_loop().time() + self.config.time_to_first_token_seconds
+            sequence.start(due, 0.0)
+            await self._sleep_until(due)
         return web.json_response(answer)
 
     async def digest(self, request: web.Request) -> web.Response:
@@ -189,7 +205,16 @@ class ModelServer:
         await self.faults.wait_while_hung()
 
     async def _answer(self, request: web.Request, plan: Plan, ident: str) -> web.StreamResponse:
-        first = asyncio.get_running_loop().time() + self.config.time_to_first_token_seconds
+        """Wait for room in the batch, then generate (see :mod:`chute_modelsim.batch`)."""
+        sequence = Sequence(plan.prompt_tokens, plan.completion_tokens, len(plan.choices))
+        async with self.batch.seat(sequence):
+            first = asyncio.get_running_loop().time() + self.config.time_to_first_token_seconds
+            sequence.start(first, self.config.tokens_per_second)
+            return await self._generate(request, plan, ident, first)
+
+    async def _generate(
+        self, request: web.Request, plan: Plan, ident: str, first: float
+    ) -> web.StreamResponse:
         created = int(time.time())
         if not plan.stream:
             await self._sleep_until(self._token_time(first, max(plan.steps - 1, 0)))

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from chute_operator.api import ChuteSpec, Cord
-from chute_shared.paths import MODEL_HEALTH_PATH
+from chute_shared.paths import METRICS_PATH, MODEL_HEALTH_PATH
 from chute_shared.ports import MODEL_PORT
 
 ArgsBuilder = Callable[[ChuteSpec, int], list[str]]
@@ -25,6 +25,8 @@ class Engine:
     command: tuple[str, ...]
     """Empty: the image's own entrypoint."""
     args: ArgsBuilder
+    metrics_path: str | None = None
+    """The engine's own Prometheus path, relayed by the sidecar on its metrics port (None: none)."""
 
 
 def _revision(spec: ChuteSpec, flag: str) -> list[str]:
@@ -80,7 +82,9 @@ _OPENAI = (
 ENGINES: dict[str, Engine] = {
     engine.name: engine
     for engine in (
-        Engine("vllm", 8000, MODEL_HEALTH_PATH, 1800, 32, _OPENAI, ("vllm", "serve"), _vllm_args),
+        Engine(
+            "vllm", 8000, MODEL_HEALTH_PATH, 1800, 32, _OPENAI, ("vllm", "serve"), _vllm_args, METRICS_PATH
+        ),
         Engine(
             "sglang",
             30000,
@@ -115,6 +119,7 @@ ENGINES: dict[str, Engine] = {
             (Cord(path="/v1/embeddings", method="POST"), Cord(path="/v1/models", method="GET")),
             ("vllm", "serve"),
             _embedding_args,
+            METRICS_PATH,
         ),
         Engine(
             "diffusion",

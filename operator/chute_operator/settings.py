@@ -157,11 +157,11 @@ class Network:
     """The peers of a Chute's NetworkPolicy: its DNS servers and the readers of its metrics port."""
 
     ENV_PREFIX: ClassVar[str] = ""
-    dns_namespace_selector: str = labels_text(KUBE_DNS.namespace_labels)
+    dns_namespace_selector: str = labels_text(KUBE_DNS.namespace_labels or {})
     """Labels (``k=v,k=v``) of the namespace of the cluster's DNS pods: a Chute's only DNS servers."""
     dns_pod_selector: str = labels_text(KUBE_DNS.pod_labels)
     """Labels of the cluster's DNS pods."""
-    prometheus_namespace_selector: str = labels_text(PROMETHEUS.namespace_labels)
+    prometheus_namespace_selector: str = labels_text(PROMETHEUS.namespace_labels or {})
     """Labels of the namespace Prometheus runs in (empty: any): it alone reaches a Chute's metrics port."""
     prometheus_pod_selector: str = labels_text(PROMETHEUS.pod_labels)
     """Labels of the Prometheus pods (empty: every pod of those namespaces)."""
@@ -169,6 +169,12 @@ class Network:
     """Namespace of the operator's own pods (env POD_NAMESPACE in the chart)."""
     operator_pod_selector: str = "app.kubernetes.io/name=chute-operator"
     """Labels of the operator's pods: with the metrics API they may read every Chute's metrics port."""
+    endpoint_picker_pod_selector: str = ""
+    """Labels (``k=v,k=v``) of inference gateways' endpoint pickers, admitted to every Chute's metrics
+    port (the engine's series, docs/exposing.md). Empty: no picker is admitted."""
+    endpoint_picker_namespace_selector: str = ""
+    """Labels of the namespaces the pickers run in; empty: the Chute's own namespace (an
+    InferencePool names its picker's Service in its own namespace)."""
 
 
 @dataclass(frozen=True)
@@ -260,6 +266,14 @@ class Settings:
         )
         return (prometheus, operator)
 
+    def endpoint_pickers(self) -> tuple[PeerSelector, ...]:
+        """The endpoint pickers admitted to a Chute's metrics port: none unless their pods are named."""
+        pods = self._labels("endpoint_picker_pod_selector")
+        if not pods:
+            return ()
+        namespaces = self._labels("endpoint_picker_namespace_selector") or None
+        return (PeerSelector(namespaces, pods),)
+
     def render_options(
         self, catalog: Catalog, drain_key: bytes | None = None, gpu_profile: ProfilePick | None = None
     ) -> RenderOptions:
@@ -276,6 +290,7 @@ class Settings:
             hpa_exact_scale_up=self.render.hpa_exact_scale_up,
             dns=self.dns_peer(),
             metrics_readers=self.metrics_readers(),
+            endpoint_pickers=self.endpoint_pickers(),
             drain_key=drain_key,
         )
 
@@ -319,6 +334,7 @@ class Settings:
             settings = replace(settings, render=replace(settings.render, gpu_catalog=gpu_catalog))
         settings.dns_peer()  # a malformed selector stops the operator at start-up, naming the variable
         settings.metrics_readers()
+        settings.endpoint_pickers()
         return settings
 
 

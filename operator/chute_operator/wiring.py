@@ -40,14 +40,17 @@ def _match(labels: Mapping[str, str]) -> dict[str, Any]:
 class PeerSelector:
     """Pods a NetworkPolicy rule names: those with ``pod_labels`` in namespaces with ``namespace_labels``.
 
-    Empty labels match everything (every pod, every namespace).
+    Empty labels match everything (every pod, every namespace); ``namespace_labels`` None: the
+    policy's own namespace (the Chute's).
     """
 
-    namespace_labels: Mapping[str, str]
+    namespace_labels: Mapping[str, str] | None
     pod_labels: Mapping[str, str]
 
     def peer(self) -> dict[str, Any]:
         """The NetworkPolicyPeer."""
+        if self.namespace_labels is None:
+            return {"podSelector": _match(self.pod_labels)}
         return {"namespaceSelector": _match(self.namespace_labels), "podSelector": _match(self.pod_labels)}
 
 

@@ -29,6 +29,7 @@ from chute_operator.wiring import (
     PeerSelector,
 )
 from chute_shared.cluster import CHUTE_LABEL, MANAGED_BY, MODEL_CONTAINER
+from chute_shared.limits import MAX_BODY_BYTES, REQUEST_TIMEOUT_SECONDS
 from chute_shared.ports import ADMIN_PORT, METRICS_PORT, SIDECAR_PORT
 
 
@@ -47,7 +48,11 @@ class RenderOptions:
     dns: PeerSelector = KUBE_DNS
     """The only pods a Chute may send DNS queries to (unless it allows external egress)."""
     metrics_readers: tuple[PeerSelector, ...] = (PROMETHEUS,)
-    """The only pods that reach a Chute's metrics port (Prometheus; the operator for its metrics API)."""
+    """The only pods that reach a Chute's metrics port (Prometheus; the operator for its metrics API;
+    an inference gateway's endpoint picker)."""
+    endpoint_pickers: tuple[PeerSelector, ...] = ()
+    """Inference gateways' endpoint pickers: admitted to every Chute's metrics port, where the sidecar
+    serves the engine's series (``CHUTE_OPERATOR_ENDPOINT_PICKER_*``); none by default."""
     drain_key: bytes | None = field(default=None, repr=False)
     """The operator's drain key (drainkey.py), which keys every Chute's drain token; None offline."""
     gpu_profile: GpuProfile = GFD
@@ -89,6 +94,11 @@ class Workload:
     max_unavailable: int
     cords: list[Cord]
     restrict_to_cords: bool
+    request_timeout_seconds: int
+    """The Chute's ``requestTimeoutSeconds``: the sidecar's, the activator's, its routes' (route_timeouts)."""
+    max_request_body_bytes: int
+    engine_metrics_path: str | None
+    """The model's own metrics path the sidecar relays on its metrics port (None: none)."""
     replicas: int | None
     autoscaled: bool
     hpa_min_replicas: int
@@ -191,7 +201,10 @@ def _affinity(chute: Chute, terms: list[list[dict[str, Any]]]) -> dict[str, Any]
     return affinity
 
 
-def _sidecar_args(w: dict[str, Any]) -> list[str]:
+def _sidecar_args(w: dict[str, Any], current: bool) -> list[str]:
+    """The sidecar's flags. ``current``: the pods get the operator's own sidecar; a Chute that keeps an
+    older one (sidecars.py) gets only the flags every sidecar knows. A limit at its default is not
+    passed (the sidecar's default is the same): Chutes that leave them alone keep their pod template."""
     args = [
         f"--upstream=http://127.0.0.1:{w['port']}",
         f"--port={SIDECAR_PORT}",
@@ -203,6 +216,12 @@ def _sidecar_args(w: dict[str, Any]) -> list[str]:
         f"--drain-seconds={DRAIN_SECONDS}",
         f"--shutdown-timeout-seconds={max(5, w['termination_grace_period_seconds'] - DRAIN_SECONDS - 5)}",
     ]
+    if w["request_timeout_seconds"] != REQUEST_TIMEOUT_SECONDS:
+        args.append(f"--request-timeout-seconds={w['request_timeout_seconds']}")
+    if w["max_request_body_bytes"] != MAX_BODY_BYTES:
+        args.append(f"--max-body-bytes={w['max_request_body_bytes']}")
+    if w["engine_metrics_path"] and current:
+        args.append(f"--engine-metrics-path={w['engine_metrics_path']}")
     args += [f"--cord={cord.method} {cord.path}" for cord in w["cords"]]
     if w["restrict_to_cords"]:
         args.append("--restrict-to-cords")
@@ -286,7 +305,30 @@ def _model_server(spec: ChuteSpec, engine: Engine, cache_path: str, chute: Chute
         "progress_deadline_seconds": startup + 600,
         "cords": list(spec.cords) if spec.cords is not None else list(engine.cords),
         "restrict_to_cords": spec.restrict_to_cords,
+        "request_timeout_seconds": spec.request_timeout_seconds,
+        "max_request_body_bytes": spec.max_request_body_bytes,
+        "engine_metrics_path": _engine_metrics_path(spec, engine),
     }
+
+
+def _engine_metrics_path(spec: ChuteSpec, engine: Engine) -> str | None:
+    """The Chute's ``monitoring.engineMetricsPath`` ('' turns it off), else its template's."""
+    path = spec.monitoring.engine_metrics_path
+    return (path if path is not None else engine.metrics_path) or None
+
+
+ROUTE_TIMEOUT_MARGIN_SECONDS = 5
+"""A route waits this much longer than the Chute's sidecar: the sidecar answers first (its 504 says
+why) and a stream is cut by the sidecar, not by a gateway a moment before."""
+
+
+def route_timeouts(workload: Workload, held_seconds: float = 0) -> dict[str, str]:
+    """Gateway API ``HTTPRouteRule.timeouts`` for the Chute's routes (issue 28 item 1 renders them):
+    the whole request (``request``) and the try of one backend (``backendRequest``) last as long as the
+    Chute lets one request run (``spec.requestTimeoutSeconds``) plus a margin; ``held_seconds`` (a
+    Chute at zero: the activator's longest hold) is added to ``request``, which counts the hold."""
+    backend = workload.request_timeout_seconds + ROUTE_TIMEOUT_MARGIN_SECONDS
+    return {"request": f"{math.ceil(backend + held_seconds)}s", "backendRequest": f"{backend}s"}
 
 
 def _egress(spec: ChuteSpec, options: RenderOptions) -> list[dict[str, Any]] | None:
@@ -349,7 +391,9 @@ def resolve(
         "service": spec.service.model_dump(by_alias=True),
         "monitoring": spec.monitoring.model_dump(by_alias=True),
         "service_monitor": spec.monitoring.service_monitor,
-        "metrics_readers": [reader.peer() for reader in options.metrics_readers],
+        "metrics_readers": [
+            reader.peer() for reader in (*options.metrics_readers, *options.endpoint_pickers)
+        ],
         "egress": _egress(spec, options),
         "api_key_secret": spec.auth.api_key_secret_ref.model_dump() if spec.auth else None,
         "resources": _resources(spec, resource),
@@ -367,5 +411,6 @@ def resolve(
         "extra_volumes": list(spec.pod.volumes),
         "extra_volume_mounts": list(spec.pod.volume_mounts),
     }
-    values["sidecar_args"] = _sidecar_args(values)
+    current = sidecar_image is None or sidecar_image == options.sidecar_image
+    values["sidecar_args"] = _sidecar_args(values, current)
     return Workload(**values)

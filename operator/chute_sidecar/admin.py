@@ -15,6 +15,7 @@ from chute_shared.headers import DRAIN_TOKEN_HEADER
 from chute_sidecar.health import ModelHealth
 from chute_sidecar.metrics import CONTENT_TYPE, Metrics
 from chute_sidecar.proxy import Draining, json_response
+from chute_sidecar.relay import EngineMetrics
 
 log = logging.getLogger("chute_sidecar.admin")
 
@@ -73,11 +74,15 @@ def admin_app(
     return app
 
 
-def metrics_app(stats: Callable[[], dict[str, Any]], metrics: Metrics) -> web.Application:
-    """``/metrics`` and ``/_conn_stats``: read-only, safe to publish."""
+def metrics_app(
+    stats: Callable[[], dict[str, Any]], metrics: Metrics, engine: EngineMetrics | None = None
+) -> web.Application:
+    """``/metrics`` (the sidecar's series, then the model's when ``engine`` relays them) and
+    ``/_conn_stats``: read-only, safe to publish."""
 
     async def metrics_page(request: web.Request) -> web.Response:
-        response = web.Response(body=metrics.render())
+        relayed = await engine.scrape() if engine is not None else b""
+        response = web.Response(body=metrics.render() + relayed)
         response.headers["Content-Type"] = CONTENT_TYPE
         return response
 

@@ -16,6 +16,7 @@ from chute_sidecar.health import ModelHealth
 from chute_sidecar.limiter import Limiter
 from chute_sidecar.metrics import Metrics
 from chute_sidecar.proxy import Draining, Proxy
+from chute_sidecar.relay import EngineMetrics
 from chute_sidecar.routes import RouteTable
 
 log = logging.getLogger("chute_sidecar")
@@ -52,6 +53,12 @@ class Sidecar:
             request_timeout=config.request_timeout_seconds,
             draining=self.draining,
             model_ready=lambda: self.health.up,
+            private_paths=frozenset(filter(None, [config.engine_metrics_path])),
+        )
+        self.engine = (
+            EngineMetrics(config.upstream, config.engine_metrics_path, self.metrics)
+            if config.engine_metrics_path
+            else None
         )
         self._server: web.Server | None = None
         self._serving: web.ServerRunner | None = None
@@ -66,6 +73,8 @@ class Sidecar:
         """Bind the three ports and start polling the model."""
         config = self.config
         await self.proxy.start()
+        if self.engine is not None:
+            await self.engine.start()
         await self.health.start()
         self._server = web.Server(
             self.proxy.handle,
@@ -78,7 +87,7 @@ class Sidecar:
         self._serving_site = web.TCPSite(self._serving, config.host, config.port, backlog=1024)
         await self._serving_site.start()
         self._metrics = web.AppRunner(
-            metrics_app(self.proxy.stats, self.metrics),
+            metrics_app(self.proxy.stats, self.metrics, self.engine),
             access_log=None,
             shutdown_timeout=_GRACE_AFTER_DEADLINE,
         )
@@ -106,6 +115,7 @@ class Sidecar:
                 "restrict_to_cords": config.restrict_to_cords,
                 "auth": config.api_key_file is not None,
                 "drain_token": config.drain_token is not None,
+                "engine_metrics_path": config.engine_metrics_path,
             },
         )
 
@@ -173,4 +183,6 @@ class Sidecar:
             await self._metrics.cleanup()
             self._metrics = None
         await self.health.stop()
+        if self.engine is not None:
+            await self.engine.close()
         await self.proxy.close()

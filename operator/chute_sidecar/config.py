@@ -8,8 +8,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from chute_shared import flags, logs
-from chute_shared.flags import EnvFlags, Parse, at_least, boolean, non_negative, port, positive
-from chute_shared.limits import MAX_BODY_BYTES
+from chute_shared.flags import EnvFlags, Parse, at_least, boolean, non_negative, optional, port, positive
+from chute_shared.limits import MAX_BODY_BYTES, REQUEST_TIMEOUT_SECONDS
 from chute_shared.paths import MODEL_HEALTH_PATH
 from chute_shared.ports import ADMIN_PORT, METRICS_PORT, SIDECAR_PORT
 from chute_sidecar.routes import parse_cord
@@ -32,8 +32,9 @@ class Config:
     concurrency: int = 1
     health_path: str = MODEL_HEALTH_PATH
     startup_timeout_seconds: float = 1800.0
-    request_timeout_seconds: float = 600.0
+    request_timeout_seconds: float = float(REQUEST_TIMEOUT_SECONDS)
     max_body_bytes: int = MAX_BODY_BYTES
+    engine_metrics_path: str | None = None
     cords: tuple[str, ...] = ()
     restrict_to_cords: bool = False
     api_key_file: str | None = None
@@ -73,8 +74,19 @@ _OPTIONS: tuple[tuple[str, Parse, object, str], ...] = (
     ("--concurrency", at_least(1), 1, "proxied requests in flight at most; one more gets 429"),
     ("--health-path", _path, MODEL_HEALTH_PATH, "the model's health path, polled in the background"),
     ("--startup-timeout-seconds", positive, 1800.0, "how long the model may take to start"),
-    ("--request-timeout-seconds", positive, 600.0, "per proxied request, whole exchange; 504 on expiry"),
+    (
+        "--request-timeout-seconds",
+        positive,
+        float(REQUEST_TIMEOUT_SECONDS),
+        "per proxied request, whole exchange; 504 on expiry",
+    ),
     ("--max-body-bytes", at_least(1), MAX_BODY_BYTES, "largest request body; 413 beyond"),
+    (
+        "--engine-metrics-path",
+        optional(_path),
+        None,
+        "the model's own Prometheus path (e.g. /metrics): its series are served on the metrics port too",
+    ),
     ("--api-key-file", str, None, "file of accepted API keys, one a line; enables auth"),
     ("--drain-seconds", non_negative, 5.0, "after SIGTERM keep serving (unready) this long"),
     (
@@ -157,6 +169,7 @@ def parse_config(argv: Sequence[str], env: Mapping[str, str] | None = None) -> C
         startup_timeout_seconds=args.startup_timeout_seconds,
         request_timeout_seconds=args.request_timeout_seconds,
         max_body_bytes=args.max_body_bytes,
+        engine_metrics_path=args.engine_metrics_path,
         cords=tuple(cords),
         restrict_to_cords=args.restrict_to_cords,
         api_key_file=args.api_key_file or None,

@@ -17,6 +17,8 @@ TTFB_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5,
 
 REJECT_REASONS = ("concurrency", "auth", "body_too_large", "route")
 UPSTREAM_ERROR_KINDS = ("connect", "timeout", "protocol")
+RELAY_FAILURES = ("connect", "timeout", "status", "too_large")
+"""Why the model's own metrics were not relayed on a scrape (relay.py)."""
 
 
 class Metrics:
@@ -95,6 +97,25 @@ class Metrics:
         self._ttfb_children: dict[str, Histogram] = {}
         self._rejected_children = {reason: self.rejected.labels(reason) for reason in REJECT_REASONS}
         self._error_children = {kind: self.upstream_errors.labels(kind) for kind in UPSTREAM_ERROR_KINDS}
+
+    def enable_relay(self) -> None:
+        """The series of the relay of the model's own metrics (only where it is on)."""
+        self.relay_up = Gauge(
+            "chute_engine_metrics_up",
+            "1 if the model's own metrics were relayed on the last scrape of this port.",
+            registry=self.registry,
+        )
+        self.relay_failures = Counter(
+            "chute_engine_metrics_failures",
+            "Scrapes that found no model metrics to relay, by why.",
+            ("kind",),
+            registry=self.registry,
+        )
+        self._relay_children = {kind: self.relay_failures.labels(kind) for kind in RELAY_FAILURES}
+
+    def relay_failed(self, kind: str) -> None:
+        self.relay_up.set(0)
+        self._relay_children[kind].inc()
 
     def bind_limiter(self, in_flight: Callable[[], float], utilization: Callable[[], float]) -> None:
         """Read the in-flight gauges from the limiter at scrape time."""

@@ -122,6 +122,7 @@ class Proxy:
         request_timeout: float,
         draining: Draining,
         model_ready: Callable[[], bool] = lambda: True,
+        private_paths: frozenset[str] = frozenset(),
     ) -> None:
         base = URL(upstream)
         if base.scheme != "http":
@@ -138,6 +139,9 @@ class Proxy:
         self.timeout = request_timeout
         self.draining = draining
         self.model_ready = model_ready
+        self.private_paths = private_paths
+        """The model's paths served elsewhere (its metrics, on the metrics port): 404 here, so no
+        Service, route or load balancer publishes them."""
         self.pool: Pool | None = None
 
     async def start(self) -> None:
@@ -170,6 +174,8 @@ class Proxy:
         path = raw_path.partition("?")[0]
         if path == CONN_STATS_PATH and method == "GET":
             return self.conn_stats()
+        if path in self.private_paths:
+            return self._refuse(OTHER, method, started, 404, "route", "no such route")
         route = self.routes.match(method, path)
         if route is None:
             if self.restrict:

@@ -7,6 +7,7 @@ from typing import Annotated, ClassVar, Literal
 from pydantic import ConfigDict, Field, StringConstraints, model_validator
 
 from chute_operator.api.base import ApiModel, FreeForm, Quantity, Rule, broken_rules, rules_schema
+from chute_shared.limits import MAX_BODY_BYTES, MAX_BODY_BYTES_CEILING, REQUEST_TIMEOUT_SECONDS
 from chute_shared.ports import ADMIN_PORT, METRICS_PORT, SIDECAR_PORT
 
 TEMPLATES = ("vllm", "sglang", "tei", "embedding", "diffusion", "custom")
@@ -199,6 +200,16 @@ class Monitoring(ApiModel):
     labels: dict[str, str] = Field(
         default_factory=dict,
         description="Extra labels on the ServiceMonitor (to match a Prometheus serviceMonitorSelector).",
+    )
+    engine_metrics_path: str | None = Field(
+        default=None,
+        pattern=r"^(/[!-~]*)?$",
+        max_length=256,
+        description="The model server's own Prometheus path (e.g. /metrics): the sidecar serves its "
+        "series on the metrics port after its own (what an inference gateway's endpoint picker and "
+        "Prometheus read there) and answers 404 for it on the serving port. Default from the "
+        "template: /metrics for vllm and embedding (vLLM's vllm:* series), none for the others; "
+        "set it to opt in (sglang with --enable-metrics, a custom image), or to '' to turn it off.",
     )
 
 
@@ -441,6 +452,22 @@ class ChuteSpec(ApiModel):
         description="Desired replicas when scaling is fixed (minInstances == maxInstances); set by "
         "'kubectl scale'. Unset means maxInstances. Refused when minInstances < maxInstances (the HPA "
         "scales then).",
+    )
+    request_timeout_seconds: int = Field(
+        default=REQUEST_TIMEOUT_SECONDS,
+        ge=1,
+        le=86400,
+        description="Longest one request may take, from its arrival at the sidecar to the last byte of "
+        "its answer (a stream included): a request not answered by then gets 504, a stream still "
+        "running is cut. The activator applies it to a request it held for this Chute, from when it "
+        "forwards it; routes rendered for the Chute match it.",
+    )
+    max_request_body_bytes: int = Field(
+        default=MAX_BODY_BYTES,
+        ge=1024,
+        le=MAX_BODY_BYTES_CEILING,
+        description="Largest request body, in bytes (default 64 MiB, at most 1 GiB); a larger one gets "
+        "413, from the sidecar or, while the Chute is at zero, from the activator.",
     )
     health: Health = Field(default_factory=Health, description="Health checking of the model server.")
     rollout: Rollout = Field(

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
 from chute_sidecar.app import Sidecar
+from chute_sidecar.config import Config as SidecarConfig
 
-from .conftest import LOOPBACK, Model, eventually, parse_sse
+from .conftest import LOOPBACK, Model, StartModel, eventually, parse_sse
 
 
 async def _tokens(session: aiohttp.ClientSession, sidecar: Sidecar) -> tuple[float, float]:
@@ -65,3 +67,46 @@ async def test_a_stream_without_include_usage_is_not_counted(model: Model, sidec
         assert response.status == 200
         assert b'"usage"' not in await response.read()
     assert await _tokens(model.session, sidecar) == (0, 0)
+
+
+async def test_the_sidecar_relays_the_simulators_engine_metrics(start_model: StartModel) -> None:
+    """Three requests through the sidecar, one generated (max_num_seqs 1), two queued in the engine:
+    the metrics port shows the engine's running and waiting beside the sidecar's three in flight."""
+    model = await start_model(max_num_seqs=1, tokens_per_second=0.01)
+    sidecar = Sidecar(
+        SidecarConfig(
+            upstream=f"http://{LOOPBACK}:{model.server.port}",
+            host=LOOPBACK,
+            port=0,
+            metrics_port=0,
+            admin_port=0,
+            concurrency=4,
+            engine_metrics_path="/metrics",
+            drain_seconds=0.0,
+        )
+    )
+    await sidecar.start()
+    try:
+        body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 4, "stream": True}
+        url = f"http://{LOOPBACK}:{sidecar.port}/v1/chat/completions"
+        posts = [asyncio.create_task(model.session.post(url, json=body)) for _ in range(3)]
+
+        async def queued() -> bool:
+            return model.server.batch.waiting == 2
+
+        await eventually(queued)
+        async with model.session.get(f"http://{LOOPBACK}:{sidecar.metrics_port}/metrics") as response:
+            values = {
+                (sample.name, sample.labels.get("model_name")): sample.value
+                for family in text_string_to_metric_families(await response.text())
+                for sample in family.samples
+            }
+        assert values["vllm:num_requests_running", "chute-modelsim"] == 1.0
+        assert values["vllm:num_requests_waiting", "chute-modelsim"] == 2.0
+        assert 0 < values["vllm:kv_cache_usage_perc", "chute-modelsim"] < 1
+        assert values["chute_requests_in_flight", None] == 3.0
+        for post in posts:
+            post.cancel()
+        await asyncio.gather(*posts, return_exceptions=True)
+    finally:
+        await sidecar.stop()

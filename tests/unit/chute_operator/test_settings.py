@@ -72,6 +72,12 @@ OLD_VARIABLES: dict[str, tuple[str, str, Any]] = {
     "CHUTE_OPERATOR_PROMETHEUS_POD_SELECTOR": ("network.prometheus_pod_selector", "e=f", "e=f"),
     "CHUTE_OPERATOR_OPERATOR_NAMESPACE": ("network.operator_namespace", "ops", "ops"),
     "CHUTE_OPERATOR_OPERATOR_POD_SELECTOR": ("network.operator_pod_selector", "g=h", "g=h"),
+    "CHUTE_OPERATOR_ENDPOINT_PICKER_POD_SELECTOR": ("network.endpoint_picker_pod_selector", "i=j", "i=j"),
+    "CHUTE_OPERATOR_ENDPOINT_PICKER_NAMESPACE_SELECTOR": (
+        "network.endpoint_picker_namespace_selector",
+        "k=l",
+        "k=l",
+    ),
 }
 
 

@@ -57,6 +57,10 @@ class Stub:
         self.entered = 0  # requests that reached /hold or /stream
         self.cancelled = 0  # handlers cancelled because the client went away
         self.finished = 0  # /hold and /slow handlers that completed
+        self.engine_document = b""  # what the model's own /metrics answers
+        self.engine_status = 200
+        self.engine_gate: asyncio.Event | None = None  # when set, /metrics answers wait for it
+        self.engine_scrapes = 0  # /metrics requests received
         self._runner: web.AppRunner | None = None
 
     @property
@@ -71,6 +75,12 @@ class Stub:
             await self.health_gate.wait()
         self.health_polls += 1
         return web.Response(status=status, text="health")
+
+    async def engine_metrics(self, request: web.Request) -> web.Response:
+        self.engine_scrapes += 1
+        if self.engine_gate is not None:
+            await self.engine_gate.wait()
+        return web.Response(status=self.engine_status, body=self.engine_document, content_type="text/plain")
 
     async def echo(self, request: web.Request) -> web.Response:
         digest = hashlib.sha256()
@@ -198,6 +208,7 @@ class Stub:
     def app(self) -> web.Application:
         app = web.Application(client_max_size=1024**3)
         app.router.add_get("/health", self.health)
+        app.router.add_get("/metrics", self.engine_metrics)
         app.router.add_route("*", "/echo{tail:.*}", self.echo)
         app.router.add_post("/mirror", self.mirror)
         app.router.add_get("/big", self.big)
