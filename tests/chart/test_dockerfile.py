@@ -84,4 +84,4 @@ def test_sidecar_command_is_served_by_the_image_entrypoint() -> None:
     """The Deployment the operator renders runs `chute-operator sidecar`: the console script's name."""
     template = (ROOT / "operator" / "chute_operator" / "templates" / "deployment.yaml.j2").read_text()
     assert 'command: ["chute-operator", "sidecar"]' in template
-    assert 'chute-operator = "chute_operator.cli:main"' in Path(ROOT / "pyproject.toml").read_text()
+    assert 'chute-operator = "chute_operator.entry:main"' in Path(ROOT / "pyproject.toml").read_text()
