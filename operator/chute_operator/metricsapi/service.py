@@ -28,7 +28,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from chute_operator.kube import ApiFailure, KubeApi, NotFound, translated
-from chute_operator.metricsapi import certs
+from chute_operator.metricsapi import certs, forwarding
 from chute_operator.metricsapi.auth import (
     AUTH_CONFIGMAP_NAME,
     AUTH_CONFIGMAP_NAMESPACE,
@@ -37,6 +37,7 @@ from chute_operator.metricsapi.auth import (
     parse_auth_configmap,
 )
 from chute_operator.metricsapi.certkeeper import FIELD_MANAGER, CertificateKeeper
+from chute_operator.metricsapi.forwarder import Forwarder
 from chute_operator.metricsapi.samples import Samples
 from chute_operator.metricsapi.scraper import NodeKinds, Scraper
 from chute_operator.metricsapi.selectors import SelectorError, parse_selector
@@ -160,6 +161,7 @@ class MetricsApiService:
         self.keeper: CertificateKeeper | None = None
         self._api: KubeApi | None = None
         self._cert_dir: Path | None = None
+        self.forwarder: Forwarder | None = None
 
     async def _node(self, name: str) -> dict[str, Any] | None:
         try:
@@ -198,12 +200,15 @@ class MetricsApiService:
         else:
             tls = server_tls(s.cert_file, s.key_file, "")
             keep_certificate = self._keep_certificate(ServingCertificate(tls, s.cert_file, s.key_file))
+        if s.forward_to_v1beta1:
+            self.forwarder = Forwarder(self._kube_api(), (self.namespace, s.service))
         app = metrics_api_app(
             self._pods_in,
             self.samples,
             lambda: self.scraper.reasons,
             max(1, round(s.scrape_interval_seconds)),
             Security(lambda: self.front_proxy, self.authorizer),
+            self.forwarder.forward if self.forwarder is not None else None,
         )
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -213,6 +218,7 @@ class MetricsApiService:
             asyncio.create_task(self.scraper.run(), name="metrics-scraper"),
             asyncio.create_task(self._keep_front_proxy(tls), name="metrics-front-proxy"),
             asyncio.create_task(keep_certificate, name="metrics-certificate"),
+            asyncio.create_task(self._warn_of_rival(), name="metrics-rival"),
         ]
         log.info("custom metrics API serving on %s:%d", s.bind_address, s.port)
 
@@ -232,13 +238,33 @@ class MetricsApiService:
         found: Iterable[Mapping[str, Any]] = pods_from(self.store)(namespace, selector)
         return found
 
+    def _kube_api(self) -> KubeApi:
+        """The metrics API's own client (its APIService reads and writes, forwarded requests)."""
+        if self._api is None:
+            self._api = KubeApi(self.client, FIELD_MANAGER, FIELD_MANAGER, FIELD_MANAGER)
+        return self._api
+
+    async def _warn_of_rival(self) -> None:
+        """Once at start: warn when ``v1beta2.custom.metrics.k8s.io`` names another adapter's Service
+        (the Chutes' HPAs then never reach the operator; it never writes that APIService)."""
+        own = (self.namespace, self.settings.service)
+        try:
+            found = await self._kube_api().api_service(forwarding.OWN_API_SERVICE)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            log.info("custom metrics API: APIService %s not read: %s", forwarding.OWN_API_SERVICE, error)
+            return
+        where = forwarding.rival(found, own)
+        if where is not None:
+            log.warning("custom metrics API: %s", forwarding.rival_message(where, own))
+
     def _keeper(self, tls: ssl.SSLContext) -> CertificateKeeper:
         """The keeper of the certificate in Secret ``cert_secret``, serving it through ``tls``."""
         s = self.settings
-        self._api = KubeApi(self.client, FIELD_MANAGER, FIELD_MANAGER, FIELD_MANAGER)
         self._cert_dir = Path(tempfile.mkdtemp(prefix="chute-operator-metrics-api-"))
         return CertificateKeeper(
-            api=self._api,
+            api=self._kube_api(),
             namespace=self.namespace,
             secret=s.cert_secret,
             service=s.service,
