@@ -52,7 +52,7 @@ class Transport:
 
 
 class Api:
-    def __init__(self, found: dict[str, Any] | None | BaseException) -> None:
+    def __init__(self, found: dict[str, Any] | BaseException | None) -> None:
         self.found = found
         self.lookups = 0
         self.transport = Transport()
