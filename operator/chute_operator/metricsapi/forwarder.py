@@ -26,6 +26,8 @@ CHECK_SECONDS = 30.0
 TIMEOUT_SECONDS = 10.0
 MAX_BYTES = 8 * 1024 * 1024
 """A forwarded answer longer than this is refused (a MetricValueList of some 20 000 pods)."""
+RESULTS = ("ok", "refused", "failed")
+"""Forwarded requests counted by result: answered, refused by the adapter (4xx/5xx), no usable answer."""
 REASONS = {
     400: "BadRequest",
     401: "Unauthorized",
@@ -48,6 +50,7 @@ class Forwarder:
     clock: Callable[[], float] = time.monotonic
     _target: forwarding.Target | None = None
     _checked_at: float = 0.0
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(RESULTS, 0))
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def target(self) -> forwarding.Target:
@@ -75,7 +78,12 @@ class Forwarder:
         path = forwarding.v1beta1_path(tail)
         if path is None or not (await self.target()).forward:
             return None
-        params = forwarding.forwarded_query(query)
+        answer = await self._ask(path, forwarding.forwarded_query(query))
+        result = "ok" if answer.status < 400 else "failed" if answer.status in _FAILED else "refused"
+        self.counts[result] += 1
+        return answer
+
+    async def _ask(self, path: str, params: dict[str, str]) -> Answer:
         try:
             async with asyncio.timeout(self.timeout_seconds):
                 answer = await self.api.transport.request("GET", path, params, max_bytes=self.max_bytes)
@@ -96,6 +104,9 @@ class Forwarder:
             text = answer.body[:200].decode(errors="replace")
             return _failure(answer.status if answer.status >= 400 else 502, "InternalError", text)
         return Answer(answer.status, forwarding.to_v1beta2(document))
+
+
+_FAILED = (502, 503, 504)
 
 
 def _failure(code: int, reason: str, message: str) -> Answer:

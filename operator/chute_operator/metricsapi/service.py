@@ -102,6 +102,24 @@ class ScraperCollector(Collector):
         yield pods
 
 
+class ForwarderCollector(Collector):
+    """The forwarder's counts for the operator's /metrics, read at scrape time."""
+
+    def __init__(self, forwarder: Forwarder) -> None:
+        self.forwarder = forwarder
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        forwarded = CounterMetricFamily(
+            "chute_operator_metrics_api_forwarded",
+            "Custom metrics requests forwarded to the adapter behind v1beta1.custom.metrics.k8s.io, "
+            "by result (ok, refused by the adapter, failed: no usable answer).",
+            labels=["result"],
+        )
+        for result, count in self.forwarder.counts.items():
+            forwarded.add_metric([result], count)
+        yield forwarded
+
+
 def autoscaled_pods(store: Store) -> list[dict[str, Any]]:
     """The pods worth reading: those of Chutes that have an HPA (fixed-size Chutes need no metric)."""
     return [
@@ -202,6 +220,8 @@ class MetricsApiService:
             keep_certificate = self._keep_certificate(ServingCertificate(tls, s.cert_file, s.key_file))
         if s.forward_to_v1beta1:
             self.forwarder = Forwarder(self._kube_api(), (self.namespace, s.service))
+            if self.registry is not None:
+                self.registry.register(ForwarderCollector(self.forwarder))
         app = metrics_api_app(
             self._pods_in,
             self.samples,

@@ -79,9 +79,11 @@ def forwarder(api: Api, clock: Clock | None = None) -> Forwarder:
 async def test_a_request_goes_to_v1beta1_and_its_answer_comes_back_as_v1beta2() -> None:
     api = Api(adapter())
     query = {"labelSelector": "app=web", "watch": "true"}
-    answer = await forwarder(api).forward(TAIL, query)
+    forwards = forwarder(api)
+    answer = await forwards.forward(TAIL, query)
     assert answer is not None
     assert (answer.status, answer.body) == (200, V1BETA2_LIST)
+    assert forwards.counts == {"ok": 1, "refused": 0, "failed": 0}
     assert api.transport.requests == [
         (
             "GET",
@@ -133,9 +135,11 @@ async def test_the_adapters_refusal_passes_through_as_it_is() -> None:
     status = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 404, "reason": "NotFound",
               "message": 'the server could not find the metric http_requests for pods'}  # fmt: skip
     api.transport.answer = Answer(404, {}, json.dumps(status).encode())
-    answer = await forwarder(api).forward(TAIL, {})
+    forwards = forwarder(api)
+    answer = await forwards.forward(TAIL, {})
     assert answer is not None
     assert (answer.status, answer.body) == (404, status)
+    assert forwards.counts == {"ok": 0, "refused": 1, "failed": 0}
 
 
 @pytest.mark.parametrize(
@@ -153,8 +157,10 @@ async def test_an_adapter_that_fails_gets_a_status_the_hpa_quotes(
 ) -> None:
     api = Api(adapter())
     api.transport.answer = failure
-    answer = await forwarder(api).forward(TAIL, {})
+    forwards = forwarder(api)
+    answer = await forwards.forward(TAIL, {})
     assert answer is not None
+    assert forwards.counts == {"ok": 0, "refused": 0, "failed": 1}
     assert answer.status == code
     assert answer.body["kind"] == "Status"
     assert answer.body["code"] == code
