@@ -28,30 +28,40 @@ QUERY_PARAMETERS = ("labelSelector", "metricLabelSelector")
 
 @dataclass(frozen=True)
 class MetricPath:
-    """What a custom metrics path names: a metric of one object (``name``) or of every object the
-    label selector matches (``*``) of ``resource``, in ``namespace`` ("" for cluster-scoped objects).
-
-    ``namespaces/NS/metrics/METRIC`` (a metric of the namespace itself) is resource ``namespaces``,
-    name ``NS``, namespace "" (as custom-metrics-apiserver reads it)."""
+    """A custom metrics request as the kube-apiserver's request info reads it (what it authorized,
+    and what the operator checks again): ``namespaces/NS/pods/*/METRIC`` is resource ``pods``, name
+    ``*``, subresource ``METRIC`` in namespace NS; ``namespaces/NS/metrics/METRIC`` (a metric of the
+    namespace itself) is resource ``metrics``, name ``METRIC``."""
 
     namespace: str
     resource: str
     name: str
-    metric: str
+    subresource: str
+
+
+NAMESPACE_SUBRESOURCES = ("status", "finalize")
 
 
 def parse_path(tail: str) -> MetricPath | None:
-    """The path after ``/apis/custom.metrics.k8s.io/VERSION/``, or None when it names no metric."""
+    """The path after ``/apis/custom.metrics.k8s.io/VERSION/``, or None when it names no metric
+    (``namespaces/NS/RESOURCE/NAME/METRIC``, ``namespaces/NS/metrics/METRIC``, ``RESOURCE/NAME/METRIC``)."""
     parts = tail.strip("/").split("/")
     if any(part in ("", ".", "..") for part in parts):
         return None
-    if len(parts) == 5 and parts[0] == "namespaces":
-        return MetricPath(parts[1], parts[2], parts[3], parts[4])
-    if len(parts) == 4 and parts[0] == "namespaces" and parts[2] == "metrics":
-        return MetricPath("", "namespaces", parts[1], parts[3])
-    if len(parts) == 3:
-        return MetricPath("", parts[0], parts[1], parts[2])
-    return None
+    metric = (
+        (len(parts) == 5 and parts[0] == "namespaces")
+        or (len(parts) == 4 and parts[0] == "namespaces" and parts[2] == "metrics")
+        or (len(parts) == 3)
+    )
+    if not metric:
+        return None
+    namespace = ""
+    if parts[0] == "namespaces":  # as k8s.io/apiserver's RequestInfoFactory
+        namespace = parts[1]
+        if parts[2] not in NAMESPACE_SUBRESOURCES:
+            parts = parts[2:]
+    parts += ["", "", ""]
+    return MetricPath(namespace, parts[0], parts[1], parts[2])
 
 
 def v1beta1_path(tail: str) -> str | None:

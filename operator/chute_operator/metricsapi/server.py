@@ -110,10 +110,10 @@ def metrics_api_app(
 
     def access_to(path: forwarding.MetricPath) -> Access:
         return Access(
-            verb="list" if path.name == "*" else "get",
+            verb="list" if path.name in ("*", "") else "get",
             namespace=path.namespace,
             resource=path.resource,
-            subresource=path.metric,
+            subresource=path.subresource,
             name="" if path.name == "*" else path.name,
             group=responses.GROUP,
             version=responses.VERSION,

@@ -28,12 +28,14 @@ V1 = "/apis/custom.metrics.k8s.io/v1beta1"
     [
         ("namespaces/shop/pods/*/http_requests", MetricPath("shop", "pods", "*", "http_requests")),
         ("namespaces/shop/services/web/hits", MetricPath("shop", "services", "web", "hits")),
-        ("namespaces/shop/metrics/queue_depth", MetricPath("", "namespaces", "shop", "queue_depth")),
+        ("namespaces/shop/metrics/queue_depth", MetricPath("shop", "metrics", "queue_depth", "")),
+        ("namespaces/*/queue_depth", MetricPath("*", "queue_depth", "", "")),
         ("nodes/*/temperature", MetricPath("", "nodes", "*", "temperature")),
         ("/namespaces/shop/pods/web-1/http_requests/", MetricPath("shop", "pods", "web-1", "http_requests")),
     ],
 )
-def test_paths_name_a_metric_of_objects(tail: str, path: MetricPath) -> None:
+def test_paths_are_read_as_the_kube_apiserver_reads_them(tail: str, path: MetricPath) -> None:
+    """What it authorized the caller for is what the operator checks again."""
     assert parse_path(tail) == path
 
 
