@@ -180,6 +180,10 @@ class MetricsApiService:
         self._api: KubeApi | None = None
         self._cert_dir: Path | None = None
         self.forwarder: Forwarder | None = None
+        if s.forward_to_v1beta1:
+            self.forwarder = Forwarder(self._kube_api(), (self.namespace, s.service))
+            if self.registry is not None:
+                self.registry.register(ForwarderCollector(self.forwarder))
 
     async def _node(self, name: str) -> dict[str, Any] | None:
         try:
@@ -218,10 +222,6 @@ class MetricsApiService:
         else:
             tls = server_tls(s.cert_file, s.key_file, "")
             keep_certificate = self._keep_certificate(ServingCertificate(tls, s.cert_file, s.key_file))
-        if s.forward_to_v1beta1:
-            self.forwarder = Forwarder(self._kube_api(), (self.namespace, s.service))
-            if self.registry is not None:
-                self.registry.register(ForwarderCollector(self.forwarder))
         app = metrics_api_app(
             self._pods_in,
             self.samples,
