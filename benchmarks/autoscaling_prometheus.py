@@ -10,8 +10,8 @@ Kubernetes service discovery, so this script writes the Service's ``metrics`` en
 file_sd file every second, with the ``namespace``, ``service`` and ``pod`` labels the
 prometheus-operator sets, at the ServiceMonitor's default interval, 30 s); prometheus-adapter
 v0.12.0 (built from the Go module proxy into ~/.cache/chute-operator/ on the first run, see
-:func:`build_adapter`) with **the rule copied verbatim from docs/deployment.md**, registered as the
-``custom.metrics.k8s.io`` APIService (v1beta1 and v1beta2) through an ExternalName Service named
+``tests/prometheus_adapter.py``) with **the rule copied verbatim from docs/deployment.md**, registered
+as the ``custom.metrics.k8s.io`` APIService (v1beta1 and v1beta2) through an ExternalName Service named
 127.0.0.1, so the kube-apiserver dials loopback only.
 
 Per run: the same Chute as ``benchmarks/autoscaling.py --real-node`` (concurrency 4, threshold 0.5,
@@ -25,22 +25,18 @@ and its answer recorded. Writes benchmarks/results/autoscaling-prometheus-adapte
 from __future__ import annotations
 
 import argparse
-import base64
 import contextlib
 import json
 import os
 import platform
 import random
 import re
-import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-import urllib.parse
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -53,43 +49,26 @@ from tests.autoscaling_load import FullReplicas, ReplicaSampler, ready_pod_ips  
 from tests.kube_helpers import apply, condition, eventually, get  # noqa: E402
 from tests.metrics_api_harness import real_node_chute  # noqa: E402
 from tests.operator_fixtures import OperatorProcess, _free_port  # noqa: E402
+from tests.prometheus_adapter import (  # noqa: E402
+    ADAPTER_VERSION,
+    PROMETHEUS,
+    VERSIONS,
+    Processes,
+    available,
+    ensure_adapter,
+    prometheus_value,
+    register_adapter,
+    start_adapter,
+    start_prometheus,
+)
 
 from chute_devcluster.binaries import ensure_binaries  # noqa: E402
 from chute_devcluster.controlplane import ControlPlane  # noqa: E402
-from chute_devcluster.pki import _issue, _make_ca  # noqa: E402
 from chute_devcluster.realnode import build_node_images  # noqa: E402
 from chute_devcluster.realnode_config import RealNodeSettings  # noqa: E402
 
-ADAPTER_VERSION = "v0.12.0"
-ADAPTER = Path.home() / ".cache" / "chute-operator" / f"prometheus-adapter-{ADAPTER_VERSION}" / "adapter"
-PROMETHEUS = Path("/usr/bin/prometheus")
 RESULTS = ROOT / "benchmarks" / "results" / "autoscaling-prometheus-adapter.json"
-SERVICE = "prometheus-adapter"
-VERSIONS = ("v1beta1", "v1beta2")
 NAME = "bench"
-
-
-def build_adapter() -> None:
-    """prometheus-adapter from the Go module proxy into ~/.cache/chute-operator/ (never the repository).
-
-    ``go install sigs.k8s.io/prometheus-adapter/cmd/adapter@v0.12.0`` fails here: the proxy refuses the
-    module's version list (403), which ``go install`` reads for deprecations; the exact version is
-    served. So: download that version, copy it out of the read-only module cache, build ./cmd/adapter."""
-    download = subprocess.run(
-        ["go", "mod", "download", "-json", f"sigs.k8s.io/prometheus-adapter@{ADAPTER_VERSION}"],
-        capture_output=True, text=True, check=True, timeout=600,
-    )  # fmt: skip
-    source = Path(json.loads(download.stdout)["Dir"])
-    with tempfile.TemporaryDirectory(prefix="prometheus-adapter-") as scratch:
-        work = Path(scratch) / "src"
-        shutil.copytree(source, work)
-        for path in [work, *work.rglob("*")]:
-            path.chmod(path.stat().st_mode | 0o200)
-        ADAPTER.parent.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "GOFLAGS": "-mod=mod", "GOTOOLCHAIN": "local"}
-        subprocess.run(
-            ["go", "build", "-o", str(ADAPTER), "./cmd/adapter"], cwd=work, env=env, check=True, timeout=1800
-        )
 
 
 def documented_rule() -> dict[str, Any]:
@@ -174,73 +153,6 @@ class Targets:
             self._stop.wait(1.0)
 
 
-class Processes:
-    """Prometheus and prometheus-adapter on loopback, their logs in ``work``."""
-
-    def __init__(self, work: Path) -> None:
-        self.work = work
-        self.running: list[tuple[str, subprocess.Popen[bytes]]] = []
-
-    def start(self, name: str, command: list[str]) -> None:
-        log = (self.work / f"{name}.log").open("ab")
-        self.running.append((name, subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)))
-
-    def check(self) -> None:
-        for name, process in self.running:
-            if process.poll() is not None:
-                tail = (self.work / f"{name}.log").read_text(errors="replace")[-3000:]
-                raise RuntimeError(f"{name} exited {process.returncode}:\n{tail}")
-
-    def stop(self) -> None:
-        for _, process in self.running:
-            process.terminate()
-        for _, process in self.running:
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-
-def prometheus_value(port: int, query: str) -> list[dict[str, Any]]:
-    url = f"http://127.0.0.1:{port}/api/v1/query?query={urllib.parse.quote(query)}"
-    with urllib.request.urlopen(url, timeout=5) as response:
-        return list(json.loads(response.read())["data"]["result"])
-
-
-def register_adapter(cp: ControlPlane, namespace: str, port: int, ca_cert: Path) -> None:
-    apply(
-        cp,
-        {
-            "apiVersion": "v1",
-            "kind": "Service",
-            "metadata": {"name": SERVICE},
-            "spec": {"type": "ExternalName", "externalName": "127.0.0.1"},
-        },
-        namespace,
-    )
-    for version in VERSIONS:
-        apiservice = {
-            "apiVersion": "apiregistration.k8s.io/v1",
-            "kind": "APIService",
-            "metadata": {"name": f"{version}.custom.metrics.k8s.io"},
-            "spec": {
-                "group": "custom.metrics.k8s.io",
-                "version": version,
-                "service": {"name": SERVICE, "namespace": namespace, "port": port},
-                "caBundle": base64.b64encode(ca_cert.read_bytes()).decode(),
-                "groupPriorityMinimum": 100,
-                "versionPriority": 200 if version == "v1beta2" else 100,
-            },
-        }
-        cp.kubectl("apply", "-f", "-", input=json.dumps(apiservice))
-
-
-def available(cp: ControlPlane, processes: Processes, apiservice: str) -> bool:
-    processes.check()
-    return condition(get(cp, "apiservice", apiservice, ""), "Available").get("status") == "True"
-
-
 def desired(cp: ControlPlane, namespace: str) -> Any:
     return ((get(cp, "hpa", NAME, namespace) or {}).get("status") or {}).get("desiredReplicas")
 
@@ -271,28 +183,11 @@ def one_run(
     try:
         prometheus_port, adapter_port = _free_port(), _free_port()
         targets = stack.enter_context(Targets(cp, namespace, run_dir / "targets.json"))
-        (run_dir / "prometheus.yml").write_text(yaml.safe_dump(prometheus_config(targets.path, interval)))
-        processes.start(
-            "prometheus",
-            [str(PROMETHEUS), f"--config.file={run_dir / 'prometheus.yml'}",
-             f"--storage.tsdb.path={run_dir / 'tsdb'}", f"--web.listen-address=127.0.0.1:{prometheus_port}"],
-        )  # fmt: skip
-        (run_dir / "adapter.yaml").write_text(yaml.safe_dump(documented_rule()))
-        pki = run_dir / "pki"
-        pki.mkdir()
-        ca = _make_ca(pki, "adapter-ca", "prometheus-adapter-test-ca")
-        serving = _issue(pki, ca, "adapter", SERVICE, server_names=(f"DNS:{SERVICE}.{namespace}.svc",))
-        kubeconfig = str(cp.kubeconfig)
-        processes.start(
-            "adapter",
-            [str(ADAPTER), f"--prometheus-url=http://127.0.0.1:{prometheus_port}/",
-             f"--config={run_dir / 'adapter.yaml'}", f"--metrics-relist-interval={relist}",
-             "--bind-address=127.0.0.1", f"--secure-port={adapter_port}",
-             f"--tls-cert-file={serving.cert}", f"--tls-private-key-file={serving.key}",
-             f"--lister-kubeconfig={kubeconfig}", f"--authentication-kubeconfig={kubeconfig}",
-             f"--authorization-kubeconfig={kubeconfig}", "--v=2"],
-        )  # fmt: skip
-        register_adapter(cp, namespace, adapter_port, ca.cert)
+        start_prometheus(processes, prometheus_config(targets.path, interval), prometheus_port)
+        ca_cert = start_adapter(
+            processes, cp, namespace, documented_rule(), prometheus_port, adapter_port, relist
+        )
+        register_adapter(cp, namespace, adapter_port, ca_cert)
         node = cp.real_node_settings.name if cp.real_node_settings else ""
         apply(cp, real_node_chute(NAME, image, node), namespace)
         eventually(lambda: ready_pod_ips(cp, NAME, namespace), what="the Chute's pod Ready", timeout=300)
@@ -372,8 +267,7 @@ def main() -> int:
     if not PROMETHEUS.exists():
         print(f"missing {PROMETHEUS}: apt-get install prometheus", file=sys.stderr)
         return 2
-    if not ADAPTER.exists():
-        build_adapter()
+    ensure_adapter()
     tools = ensure_binaries()
     images = build_node_images()
     runs: list[dict[str, Any]] = []

@@ -207,6 +207,11 @@ class MetricsApi:
     scrape_concurrency: int = 16
     max_age_seconds: float = 10.0
     """A sidecar reading older than this is dropped (the pod counts as missing for the HPA)."""
+    forward_to_v1beta1: bool = True
+    """Forward the custom metrics requests the operator does not serve (metrics other than Chutes')
+    to the adapter behind APIService ``v1beta1.custom.metrics.k8s.io`` (prometheus-adapter's Helm
+    chart registers only that version), through the kube-apiserver: the HPA asks v1beta2, the
+    operator's, for every metric (metricsapi/forwarding.py)."""
     test_only_sidecar_addresses: str = ""
     """TEST ONLY: a JSON file {"namespace/pod": "127.0.0.1:PORT"} read each round; loopback only.
     Lets tests read real sidecar processes on loopback for pods on simulated nodes."""

@@ -42,6 +42,10 @@ class Unanswered(ConnectionError):
     """No answer from the API server (refused, reset, timed out)."""
 
 
+class TooLarge(Unanswered):
+    """An answer longer than the request allowed (``max_bytes``), not read to its end."""
+
+
 @dataclass(frozen=True)
 class Answer:
     """An API server's answer: its status, headers and body."""
@@ -80,16 +84,19 @@ class ApiTransport:
         params: Mapping[str, str] | None = None,
         body: bytes | None = None,
         content_type: str = "application/json",
+        max_bytes: int | None = None,
     ) -> Answer:
-        """Send one request; a refusal of the credentials (401) renews them once and sends it again."""
+        """Send one request; a refusal of the credentials (401) renews them once and sends it again.
+        An answer longer than ``max_bytes`` raises :class:`TooLarge`."""
         headers = {
             "Accept": "application/json",
             **({"Content-Type": content_type} if body is not None else {}),
         }
-        answer = await self._send(method, path, params, body, {**headers, **await self._credentials()})
+        credentials = await self._credentials()
+        answer = await self._send(method, path, params, body, {**headers, **credentials}, max_bytes)
         if answer.status == 401 and self._auth is not None:
             renewed = await self._credentials(refused=True)
-            answer = await self._send(method, path, params, body, {**headers, **renewed})
+            answer = await self._send(method, path, params, body, {**headers, **renewed}, max_bytes)
         return answer
 
     async def close(self) -> None:
@@ -104,6 +111,7 @@ class ApiTransport:
         params: Mapping[str, str] | None,
         body: bytes | None,
         headers: dict[str, str],
+        max_bytes: int | None = None,
     ) -> Answer:
         if self._session is None:
             connector = aiohttp.TCPConnector(
@@ -115,7 +123,7 @@ class ApiTransport:
             async with self._session.request(
                 method, url, params=params, data=body, headers=headers, proxy=self._proxy
             ) as response:
-                return Answer(response.status, response.headers, await response.read())
+                return Answer(response.status, response.headers, await _read(response, max_bytes))
         except (aiohttp.ClientError, TimeoutError) as error:
             raise Unanswered(f"{method} {path}: {error or type(error).__name__}") from error
 
@@ -135,3 +143,17 @@ class ApiTransport:
         await flow.aclose()
         self._authorization = {k: v for k, v in request.headers.items() if k.lower() == "authorization"}
         return self._authorization
+
+
+async def _read(response: aiohttp.ClientResponse, max_bytes: int | None) -> bytes:
+    """The whole body, or :class:`TooLarge` once it passes ``max_bytes``."""
+    if max_bytes is None:
+        return await response.read()
+    if (response.content_length or 0) > max_bytes:
+        raise TooLarge(f"answer of {response.content_length} bytes, more than {max_bytes}")
+    body = bytearray()
+    async for chunk in response.content.iter_chunked(65536):
+        body += chunk
+        if len(body) > max_bytes:
+            raise TooLarge(f"answer longer than {max_bytes} bytes")
+    return bytes(body)

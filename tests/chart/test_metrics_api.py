@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from tests.chart.helm import (
+    CHART,
     Helm,
     env_of,
     find,
@@ -98,10 +99,9 @@ def test_bring_your_own_certificate(helm: Helm) -> None:
     assert one(objects, "APIService")["spec"]["caBundle"] == bundle
     mounted_secret(objects, "my-tls")
     assert not find(objects, "Role", f"{SERVICE}-cert")
-    assert all(
-        r["resources"] == ["nodes"]
-        for r in one(objects, "ClusterRole", "co-chute-operator-metrics-api")["rules"]
-    )
+    rules = one(objects, "ClusterRole", "co-chute-operator-metrics-api")["rules"]
+    assert not [r for r in rules if "patch" in r["verbs"]]  # the APIService's caBundle is the chart's
+    assert {r["resources"][0] for r in rules} == {"nodes", "apiservices", "*"}  # read, forward
     error = helm.template_error("metricsApi.tls.existingSecret=my-tls")
     assert "metricsApi.tls.caBundle" in error
 
@@ -238,3 +238,42 @@ def test_a_namespaced_install_still_needs_the_metrics_apis_cluster_wide_grants(h
         "co-chute-operator-auth-delegator",
         "co-chute-operator-metrics-api",
     }
+
+
+FORWARDING_RULE = {"apiGroups": ["custom.metrics.k8s.io"], "resources": ["*"], "verbs": ["get", "list"]}
+APISERVICES_READ = {
+    "apiGroups": ["apiregistration.k8s.io"],
+    "resources": ["apiservices"],
+    "resourceNames": ["v1beta1.custom.metrics.k8s.io", "v1beta2.custom.metrics.k8s.io"],
+    "verbs": ["get"],
+}
+
+
+@pytest.mark.parametrize("sets", [(), ("metricsApi.certManager.enabled=true",)])
+def test_by_default_the_operator_may_forward_to_the_adapter_behind_v1beta1(
+    helm: Helm, sets: tuple[str, ...]
+) -> None:
+    """It reads both APIServices (which adapter is behind v1beta1; whether v1beta2 is its own) and
+    reads custom metrics through the kube-apiserver; the setting reaches it."""
+    objects = helm.template(sets=sets)
+    rules = one(objects, "ClusterRole", "co-chute-operator-metrics-api")["rules"]
+    assert FORWARDING_RULE in rules
+    assert APISERVICES_READ in rules
+    assert env_of(operator_container(objects))["CHUTE_OPERATOR_METRICS_API_FORWARD_TO_V1BETA1"] == "true"
+
+
+def test_forwarding_off_takes_its_grant_away(helm: Helm) -> None:
+    objects = helm.template(sets=("metricsApi.forwardToV1beta1=false",))
+    rules = one(objects, "ClusterRole", "co-chute-operator-metrics-api")["rules"]
+    assert FORWARDING_RULE not in rules
+    assert not [r for r in rules if "custom.metrics.k8s.io" in r["apiGroups"]]
+    assert env_of(operator_container(objects))["CHUTE_OPERATOR_METRICS_API_FORWARD_TO_V1BETA1"] == "false"
+
+
+def test_the_check_for_another_adapters_v1beta2_reads_the_cluster_only_at_install(helm: Helm) -> None:
+    """`lookup` finds nothing under `helm template`: the chart renders (the same text every time,
+    tests/chart/test_reproducible.py); the refusal itself is checked against a real API server in
+    tests/integration/test_metrics_api_coexist.py."""
+    template = (CHART / "templates" / "metrics-api.yaml").read_text()
+    assert 'lookup "apiregistration.k8s.io/v1" "APIService" "" "v1beta2.custom.metrics.k8s.io"' in template
+    assert one(helm.template(), "APIService", "v1beta2.custom.metrics.k8s.io")

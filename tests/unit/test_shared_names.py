@@ -28,6 +28,7 @@ SAME_WORD_ELSEWHERE: dict[str, dict[str, str]] = {
     "metrics": {
         "chute_operator/handlers.py": "a kopf memo key",
         "chute_operator/run.py": "the operator's own metrics port, in an error",
+        "chute_operator/metricsapi/forwarding.py": "a custom metrics path's namespace metrics segment",
     },
     "/metrics": {"chute_activator/app.py": "the activator's own metrics page"},
     "/readyz": {

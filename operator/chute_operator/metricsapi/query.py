@@ -17,7 +17,7 @@ from chute_operator.metricsapi.responses import (
     metric_value_list,
 )
 from chute_operator.metricsapi.samples import PodKey, Samples
-from chute_operator.metricsapi.selectors import SelectorError, parse_selector
+from chute_operator.metricsapi.selectors import Selector, SelectorError, parse_selector
 
 MAX_REASONS = 3
 """Pods named in a 404's message, at most."""
@@ -51,6 +51,26 @@ def _why(pods: list[PodKey], reasons: Mapping[PodKey, str]) -> str:
     return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
 
 
+def _chosen(
+    query: PodQuery, pods: Iterable[Mapping[str, Any]], selector: Selector
+) -> list[Mapping[str, Any]]:
+    if query.name == "*":
+        return [p for p in pods if selector.matches(_labels(p))]
+    return [p for p in pods if (p.get("metadata") or {}).get("name") == query.name]
+
+
+def serves(query: PodQuery, pods: Iterable[Mapping[str, Any]]) -> bool:
+    """Whether the operator answers the query itself: a metric it serves, of one of the (Chute) pods
+    it watches, or a selector it refuses. Anything else may go to another adapter (:mod:`forwarding`)."""
+    if query.metric not in METRICS:
+        return False
+    try:
+        selector = parse_selector(query.label_selector)
+    except SelectorError:
+        return True
+    return bool(_chosen(query, pods, selector))
+
+
 def answer_pods(
     query: PodQuery,
     pods: Iterable[Mapping[str, Any]],
@@ -75,10 +95,7 @@ def answer_pods(
     if not metric_selector.matches({}):  # the metric carries no labels
         why = f"no series matches metricLabelSelector {query.metric_label_selector!r}"
         return Answer(404, metric_not_found("pods", query.metric, None, why))
-    if query.name == "*":
-        chosen = [p for p in pods if selector.matches(_labels(p))]
-    else:
-        chosen = [p for p in pods if (p.get("metadata") or {}).get("name") == query.name]
+    chosen = _chosen(query, pods, selector)
     keys = sorted(((p.get("metadata") or {}).get("namespace", ""), p["metadata"]["name"]) for p in chosen)
     values, missing = [], []
     for key in keys:

@@ -10,13 +10,13 @@ import logging
 import os
 import ssl
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
-from chute_operator.metricsapi import responses
+from chute_operator.metricsapi import forwarding, responses
 from chute_operator.metricsapi.auth import (
     Access,
     Authorizer,
@@ -25,7 +25,7 @@ from chute_operator.metricsapi.auth import (
     User,
     authenticate,
 )
-from chute_operator.metricsapi.query import PodQuery, answer_pods
+from chute_operator.metricsapi.query import Answer, PodQuery, answer_pods, serves
 from chute_operator.metricsapi.samples import PodKey, Samples
 
 log = logging.getLogger(__name__)
@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 PREFIX = f"/apis/{responses.GROUP}/{responses.VERSION}"
 PodsIn = Callable[[str, str], Iterable[Mapping[str, Any]]]
 """(namespace, label selector) -> candidate pods (a superset is fine: the selector is applied again)."""
+Forward = Callable[[str, Mapping[str, str]], Awaitable[Answer | None]]
+"""(path after the version, query) -> another adapter's answer, or None when none serves it
+(:class:`forwarder.Forwarder`)."""
 
 
 @dataclass
@@ -61,8 +64,11 @@ def metrics_api_app(
     reasons: Callable[[], Mapping[PodKey, str]],
     window_seconds: int,
     security: Security | None,
+    forward: Forward | None = None,
 ) -> web.Application:
-    """The application. ``security=None`` serves without authentication (tests on loopback only)."""
+    """The application. ``security=None`` serves without authentication (tests on loopback only).
+    With ``forward``, what the operator does not serve (:func:`query.serves`) is asked of the other
+    adapter first; for the metrics it serves, only an answer with values is taken from there."""
 
     async def identify(request: web.Request) -> User | web.Response:
         if security is None:
@@ -102,6 +108,17 @@ def metrics_api_app(
             return _json(200, responses.group())
         return _json(200, responses.resource_list())
 
+    def access_to(path: forwarding.MetricPath) -> Access:
+        return Access(
+            verb="list" if path.name in ("*", "") else "get",
+            namespace=path.namespace,
+            resource=path.resource,
+            subresource=path.subresource,
+            name="" if path.name == "*" else path.name,
+            group=responses.GROUP,
+            version=responses.VERSION,
+        )
+
     async def pod_metric(request: web.Request) -> web.Response:
         info = request.match_info
         query = PodQuery(
@@ -111,33 +128,34 @@ def metrics_api_app(
             label_selector=request.query.get("labelSelector", ""),
             metric_label_selector=request.query.get("metricLabelSelector", ""),
         )
-        access = Access(
-            verb="list" if query.name == "*" else "get",
-            namespace=query.namespace,
-            resource="pods",
-            subresource=query.metric,
-            name="" if query.name == "*" else query.name,
-            group=responses.GROUP,
-            version=responses.VERSION,
-        )
+        access = access_to(forwarding.MetricPath(query.namespace, "pods", query.name, query.metric))
         refused = await authorize(request, access)
         if refused is not None:
             return refused
-        answer = answer_pods(
-            query,
-            pods_in(query.namespace, query.label_selector),
-            samples,
-            reasons(),
-            time.monotonic(),
-            window_seconds,
-        )
+        pods = list(pods_in(query.namespace, query.label_selector))
+        if forward is not None and not serves(query, pods):
+            tail = f"namespaces/{query.namespace}/pods/{query.name}/{query.metric}"
+            forwarded = await forward(tail, request.query)
+            if forwarded is not None and (forwarded.status == 200 or query.metric not in responses.METRICS):
+                return _json(forwarded.status, forwarded.body)
+        answer = answer_pods(query, pods, samples, reasons(), time.monotonic(), window_seconds)
         return _json(answer.status, answer.body)
 
     async def other_metric(request: web.Request) -> web.Response:
-        refused = await identify(request)
-        if isinstance(refused, web.Response):
-            return refused
-        parts = request.match_info["tail"].strip("/").split("/")
+        tail = request.match_info["tail"]
+        path = forwarding.parse_path(tail)
+        if forward is not None and path is not None:
+            refused = await authorize(request, access_to(path))
+            if refused is not None:
+                return refused
+            forwarded = await forward(tail, request.query)
+            if forwarded is not None:
+                return _json(forwarded.status, forwarded.body)
+        else:
+            user = await identify(request)
+            if isinstance(user, web.Response):
+                return user
+        parts = tail.strip("/").split("/")
         if parts[:1] == ["namespaces"]:
             parts = parts[2:]
         resource = parts[0] if parts else ""

@@ -28,7 +28,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from chute_operator.kube import ApiFailure, KubeApi, NotFound, translated
-from chute_operator.metricsapi import certs
+from chute_operator.metricsapi import certs, forwarding
 from chute_operator.metricsapi.auth import (
     AUTH_CONFIGMAP_NAME,
     AUTH_CONFIGMAP_NAMESPACE,
@@ -37,6 +37,7 @@ from chute_operator.metricsapi.auth import (
     parse_auth_configmap,
 )
 from chute_operator.metricsapi.certkeeper import FIELD_MANAGER, CertificateKeeper
+from chute_operator.metricsapi.forwarder import Forwarder
 from chute_operator.metricsapi.samples import Samples
 from chute_operator.metricsapi.scraper import NodeKinds, Scraper
 from chute_operator.metricsapi.selectors import SelectorError, parse_selector
@@ -101,6 +102,24 @@ class ScraperCollector(Collector):
         yield pods
 
 
+class ForwarderCollector(Collector):
+    """The forwarder's counts for the operator's /metrics, read at scrape time."""
+
+    def __init__(self, forwarder: Forwarder) -> None:
+        self.forwarder = forwarder
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        forwarded = CounterMetricFamily(
+            "chute_operator_metrics_api_forwarded",
+            "Custom metrics requests forwarded to the adapter behind v1beta1.custom.metrics.k8s.io, "
+            "by result (ok, refused by the adapter, failed: no usable answer).",
+            labels=["result"],
+        )
+        for result, count in self.forwarder.counts.items():
+            forwarded.add_metric([result], count)
+        yield forwarded
+
+
 def autoscaled_pods(store: Store) -> list[dict[str, Any]]:
     """The pods worth reading: those of Chutes that have an HPA (fixed-size Chutes need no metric)."""
     return [
@@ -160,6 +179,11 @@ class MetricsApiService:
         self.keeper: CertificateKeeper | None = None
         self._api: KubeApi | None = None
         self._cert_dir: Path | None = None
+        self.forwarder: Forwarder | None = None
+        if s.forward_to_v1beta1:
+            self.forwarder = Forwarder(self._kube_api(), (self.namespace, s.service))
+            if self.registry is not None:
+                self.registry.register(ForwarderCollector(self.forwarder))
 
     async def _node(self, name: str) -> dict[str, Any] | None:
         try:
@@ -204,6 +228,7 @@ class MetricsApiService:
             lambda: self.scraper.reasons,
             max(1, round(s.scrape_interval_seconds)),
             Security(lambda: self.front_proxy, self.authorizer),
+            self.forwarder.forward if self.forwarder is not None else None,
         )
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -213,6 +238,7 @@ class MetricsApiService:
             asyncio.create_task(self.scraper.run(), name="metrics-scraper"),
             asyncio.create_task(self._keep_front_proxy(tls), name="metrics-front-proxy"),
             asyncio.create_task(keep_certificate, name="metrics-certificate"),
+            asyncio.create_task(self._warn_of_rival(), name="metrics-rival"),
         ]
         log.info("custom metrics API serving on %s:%d", s.bind_address, s.port)
 
@@ -232,13 +258,33 @@ class MetricsApiService:
         found: Iterable[Mapping[str, Any]] = pods_from(self.store)(namespace, selector)
         return found
 
+    def _kube_api(self) -> KubeApi:
+        """The metrics API's own client (its APIService reads and writes, forwarded requests)."""
+        if self._api is None:
+            self._api = KubeApi(self.client, FIELD_MANAGER, FIELD_MANAGER, FIELD_MANAGER)
+        return self._api
+
+    async def _warn_of_rival(self) -> None:
+        """Once at start: warn when ``v1beta2.custom.metrics.k8s.io`` names another adapter's Service
+        (the Chutes' HPAs then never reach the operator; it never writes that APIService)."""
+        own = (self.namespace, self.settings.service)
+        try:
+            found = await self._kube_api().api_service(forwarding.OWN_API_SERVICE)
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            log.info("custom metrics API: APIService %s not read: %s", forwarding.OWN_API_SERVICE, error)
+            return
+        where = forwarding.rival(found, own)
+        if where is not None:
+            log.warning("custom metrics API: %s", forwarding.rival_message(where, own))
+
     def _keeper(self, tls: ssl.SSLContext) -> CertificateKeeper:
         """The keeper of the certificate in Secret ``cert_secret``, serving it through ``tls``."""
         s = self.settings
-        self._api = KubeApi(self.client, FIELD_MANAGER, FIELD_MANAGER, FIELD_MANAGER)
         self._cert_dir = Path(tempfile.mkdtemp(prefix="chute-operator-metrics-api-"))
         return CertificateKeeper(
-            api=self._api,
+            api=self._kube_api(),
             namespace=self.namespace,
             secret=s.cert_secret,
             service=s.service,

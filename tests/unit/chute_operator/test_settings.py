@@ -58,6 +58,7 @@ OLD_VARIABLES: dict[str, tuple[str, str, Any]] = {
     "CHUTE_OPERATOR_METRICS_API_SCRAPE_TIMEOUT_SECONDS": ("metrics_api.scrape_timeout_seconds", "0.5", 0.5),
     "CHUTE_OPERATOR_METRICS_API_SCRAPE_CONCURRENCY": ("metrics_api.scrape_concurrency", "8", 8),
     "CHUTE_OPERATOR_METRICS_API_MAX_AGE_SECONDS": ("metrics_api.max_age_seconds", "20", 20.0),
+    "CHUTE_OPERATOR_METRICS_API_FORWARD_TO_V1BETA1": ("metrics_api.forward_to_v1beta1", "false", False),
     "CHUTE_OPERATOR_METRICS_API_TEST_ONLY_SIDECAR_ADDRESSES": (
         "metrics_api.test_only_sidecar_addresses",
         "/tmp/a.json",

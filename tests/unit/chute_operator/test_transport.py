@@ -8,7 +8,7 @@ import pytest
 from aiohttp import web
 from lightkube.config.client_adapter import BearerAuth, BearerTokenFileAuth
 
-from chute_operator.transport import ApiTransport, Unanswered, proxy_for
+from chute_operator.transport import ApiTransport, TooLarge, Unanswered, proxy_for
 
 
 async def _server(accepted: list[str]) -> tuple[web.AppRunner, str, list[str]]:
@@ -90,6 +90,36 @@ async def test_an_api_server_behind_a_path_prefix_is_reached_there() -> None:
         await transport.close()
         await runner.cleanup()
     assert seen == ["GET /k8s/clusters/c-1/api/v1/pods?limit=1 Bearer t "]
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+async def test_an_answer_longer_than_max_bytes_is_not_read_to_its_end(chunked: bool) -> None:
+    """With a Content-Length it is refused at once; streamed without one, once it passes the limit."""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        if not chunked:
+            return web.Response(body=b"x" * 5000)
+        response = web.StreamResponse()
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        for _ in range(5):
+            await response.write(b"x" * 1000)
+        await response.write_eof()
+        return response
+
+    app = web.Application()
+    app.router.add_get("/big", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    transport = ApiTransport(f"http://127.0.0.1:{runner.addresses[0][1]}", None, None)
+    try:
+        assert len((await transport.request("GET", "/big", max_bytes=5000)).body) == 5000
+        with pytest.raises(TooLarge):
+            await transport.request("GET", "/big", max_bytes=4999)
+    finally:
+        await transport.close()
+        await runner.cleanup()
 
 
 def test_the_proxy_is_the_environments_unless_no_proxy_exempts_the_server(

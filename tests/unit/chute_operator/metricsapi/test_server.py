@@ -20,6 +20,7 @@ from aiohttp import web
 
 from chute_devcluster.pki import FRONT_PROXY_CLIENT_NAME, KeyPair, _issue, _make_ca
 from chute_operator.metricsapi.auth import Authorizer, parse_auth_configmap
+from chute_operator.metricsapi.query import Answer
 from chute_operator.metricsapi.samples import Samples
 from chute_operator.metricsapi.scraper import NodeKinds, Scraper
 from chute_operator.metricsapi.server import PREFIX, Security, ServingCertificate, metrics_api_app, server_tls
@@ -80,7 +81,7 @@ NODES = {
 class World:
     """A sidecar, the scraper over two pods and the HTTPS metrics API."""
 
-    def __init__(self, sidecar: Sidecar, certs: Certs) -> None:
+    def __init__(self, sidecar: Sidecar, certs: Certs, forward: Any = None) -> None:
         self.sidecar = sidecar
         self.looked_up: list[str] = []
         self.reviews: list[dict[str, Any]] = []
@@ -114,19 +115,25 @@ class World:
             lambda: self.scraper.reasons,
             2,
             Security(lambda: config, Authorizer(review)),
+            forward,
         )
         self.tls = server_tls(str(certs.serving.cert), str(certs.serving.key), config.client_ca)
         self.port = 0
 
 
 @pytest.fixture
-async def world(certs: Certs) -> AsyncIterator[World]:
+def forward() -> Any:
+    return None
+
+
+@pytest.fixture
+async def world(certs: Certs, forward: Any) -> AsyncIterator[World]:
     config = Config(
         upstream="http://127.0.0.1:9", port=0, metrics_port=0, admin_port=0, host="127.0.0.1", concurrency=4
     )
     sidecar = Sidecar(config)
     await sidecar.start()
-    world = World(sidecar, certs)
+    world = World(sidecar, certs, forward)
     runner = web.AppRunner(world.app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=world.tls)
@@ -276,3 +283,42 @@ async def test_a_renewed_serving_certificate_is_used_for_new_connections(
         assert await served_serial() != before
     finally:
         await runner.cleanup()
+
+
+forwarded_asks: list[tuple[str, dict[str, str]]] = []
+
+
+async def _forward(tail: str, query: Any) -> Answer:
+    forwarded_asks.append((tail, dict(query)))
+    return Answer(
+        200, {"kind": "MetricValueList", "apiVersion": "custom.metrics.k8s.io/v1beta2", "items": []}
+    )
+
+
+@pytest.mark.parametrize("forward", [_forward])
+async def test_a_forwarded_request_is_authorized_for_its_caller_as_the_kube_apiserver_read_it(
+    world: World, certs: Certs
+) -> None:
+    """The operator reads the other adapter with its own credentials: only for a caller allowed the
+    same read (the SubjectAccessReview names what the kube-apiserver authorized)."""
+    forwarded_asks.clear()
+    status, _ = await get(
+        world, certs, f"{PREFIX}/namespaces/{NS}/services/web/hits", certs.front_proxy_client
+    )
+    assert status == 200
+    assert forwarded_asks == [(f"namespaces/{NS}/services/web/hits", {})]
+    attributes = world.reviews[-1]["resourceAttributes"]
+    assert {k: attributes.get(k) for k in ("verb", "namespace", "resource", "name", "subresource")} == {
+        "verb": "get",
+        "namespace": NS,
+        "resource": "services",
+        "name": "web",
+        "subresource": "hits",
+    }
+    status, _ = await get(
+        world, certs, f"{PREFIX}/namespaces/{NS}/metrics/queue", certs.front_proxy_client, user="someone"
+    )
+    assert status == 403
+    assert len(forwarded_asks) == 1
+    attributes = world.reviews[-1]["resourceAttributes"]
+    assert (attributes["namespace"], attributes["resource"], attributes["name"]) == (NS, "metrics", "queue")

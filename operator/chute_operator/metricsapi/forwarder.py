@@ -1,0 +1,113 @@
+"""Forwarding the custom metrics requests the operator does not answer to the adapter serving v1beta1,
+through the kube-apiserver (which authenticates to the adapter as its front proxy), with the
+operator's own credentials. What is forwarded and how it is translated: :mod:`forwarding`.
+
+The v1beta1 APIService is read at most every ``check_seconds``, not per request; a forwarded
+request is bounded in time and in the size of its answer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from chute_operator.kube import ApiFailure, KubeApi
+from chute_operator.metricsapi import forwarding, responses
+from chute_operator.metricsapi.query import Answer
+from chute_operator.transport import TooLarge, Unanswered
+
+log = logging.getLogger(__name__)
+
+CHECK_SECONDS = 30.0
+TIMEOUT_SECONDS = 10.0
+MAX_BYTES = 8 * 1024 * 1024
+"""A forwarded answer longer than this is refused (a MetricValueList of some 20 000 pods)."""
+RESULTS = ("ok", "refused", "failed")
+"""Forwarded requests counted by result: answered, refused by the adapter (4xx/5xx), no usable answer."""
+REASONS = {
+    400: "BadRequest",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "NotFound",
+    503: "ServiceUnavailable",
+}
+
+
+@dataclass
+class Forwarder:
+    """:meth:`forward` a v1beta2 request to the v1beta1 APIService when another adapter serves it."""
+
+    api: KubeApi
+    own: tuple[str, str]
+    """The operator's metrics API Service (namespace, name): never forwarded to."""
+    check_seconds: float = CHECK_SECONDS
+    timeout_seconds: float = TIMEOUT_SECONDS
+    max_bytes: int = MAX_BYTES
+    clock: Callable[[], float] = time.monotonic
+    _target: forwarding.Target | None = None
+    _checked_at: float = 0.0
+    counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(RESULTS, 0))
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    async def target(self) -> forwarding.Target:
+        """Whether to forward (the v1beta1 APIService read again once ``check_seconds`` have passed)."""
+        async with self._lock:
+            if self._target is not None and self.clock() - self._checked_at < self.check_seconds:
+                return self._target
+            try:
+                found = await self.api.api_service(forwarding.LEGACY_API_SERVICE)
+            except (ApiFailure, Unanswered) as error:
+                target = forwarding.Target(
+                    False, f"reading APIService {forwarding.LEGACY_API_SERVICE}: {error}"
+                )
+            else:
+                target = forwarding.forward_target(found, self.own)
+            if self._target is None or target != self._target:
+                action = "forwarding" if target.forward else "not forwarding"
+                log.info("custom metrics API: %s the metrics it does not serve: %s", action, target.why)
+            self._target, self._checked_at = target, self.clock()
+            return target
+
+    async def forward(self, tail: str, query: Mapping[str, str]) -> Answer | None:
+        """The adapter's answer as v1beta2 (its failures as Status documents), or None when nothing
+        serves v1beta1 (or ``tail`` names no metric): the operator answers itself."""
+        path = forwarding.v1beta1_path(tail)
+        if path is None or not (await self.target()).forward:
+            return None
+        answer = await self._ask(path, forwarding.forwarded_query(query))
+        result = "ok" if answer.status < 400 else "failed" if answer.status in _FAILED else "refused"
+        self.counts[result] += 1
+        return answer
+
+    async def _ask(self, path: str, params: dict[str, str]) -> Answer:
+        try:
+            async with asyncio.timeout(self.timeout_seconds):
+                answer = await self.api.transport.request("GET", path, params, max_bytes=self.max_bytes)
+        except TooLarge as error:
+            return _failure(
+                502, "InternalError", f"the adapter behind {forwarding.LEGACY_API_SERVICE}: {error}"
+            )
+        except TimeoutError:
+            message = f"no answer from {forwarding.LEGACY_API_SERVICE} within {self.timeout_seconds:g}s"
+            return _failure(504, "Timeout", message)
+        except Unanswered as error:
+            return _failure(503, "ServiceUnavailable", f"{forwarding.LEGACY_API_SERVICE}: {error}")
+        try:
+            document = json.loads(answer.body)
+        except ValueError:
+            document = None
+        if not isinstance(document, dict):
+            text = answer.body[:200].decode(errors="replace")
+            return _failure(answer.status if answer.status >= 400 else 502, "InternalError", text)
+        return Answer(answer.status, forwarding.to_v1beta2(document))
+
+
+_FAILED = (502, 503, 504)
+
+
+def _failure(code: int, reason: str, message: str) -> Answer:
+    return Answer(code, responses.status(code, REASONS.get(code, reason), message))
