@@ -431,7 +431,7 @@ def test_namespaced_install_follows_the_servicemonitor_api_coming_and_going(
         cp.kubectl("patch", "chute", "watched", "-n", watched, "--type=merge", "-p", patch)
         eventually(
             lambda: reconciled(cp, "watched", watched) and monitored().get("status") == "False",
-            timeout=60,
+            timeout=150,  # the apply that meets the deleted API fails and is retried after a back-off
             what="the change reconciled without the ServiceMonitor API",
         )
         deployment = get(cp, "deployment", "watched", watched) or {}
