@@ -3,9 +3,10 @@ item 4).
 
 Three releases go to the local cluster's registry, each with its own `scripts/release`
 (tests/upgrade_harness.py): A, this checkout; B, the next patch version (another operator image, the
-same sidecar tag); C, the one after, with a line added to the sidecar's code (a new sidecar tag). A is
-installed in pods (one operator replica) and two Chutes serve on the real node while a bounded stream
-of requests goes to both Services throughout:
+same sidecar tag); C, the one after, with a line added to the sidecar's code (a new sidecar tag),
+both built while A is installed and its Chutes start. A is installed in pods (one operator replica)
+and two Chutes serve on the real node while a bounded stream of requests goes to both Services
+throughout:
 
 1. `helm upgrade` to B: the operator's pod runs B's image and leads; B's operator has reconciled both
    Chutes and written no Deployment; the Chutes' pods are the same (uids, no restart) and no
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -114,13 +116,17 @@ def test_a_helm_upgrade_restarts_no_chute_pod_and_the_opt_in_rolls_one_chute_at_
 
     staged_b = stage_release(tmp_path, next_version(VERSION, 1))
     staged_c = stage_release(tmp_path, next_version(VERSION, 2), sidecar_change="release C: a new sidecar")
-    a = release_to_local_registry(cp, helm, tmp_path)
-    b = publish(staged_b, cp.registry, helm.binary, tmp_path)
-    c = publish(staged_c, cp.registry, helm.binary, tmp_path)
-    assert len({a["image"], b["image"], c["image"]}) == 3, (a, b, c)
     assert chart_sidecar_tag(staged_b) == chart_sidecar_tag()
     assert chart_sidecar_tag(staged_c) != chart_sidecar_tag()
-    mark("released A, B, C")
+    a = release_to_local_registry(cp, helm, tmp_path)
+    mark("released A")
+    # B and C are built while A is installed and its Chutes start
+    releasing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="release")
+    later = [
+        releasing.submit(publish, staged, cp.registry, helm.binary, tmp_path)
+        for staged in (staged_b, staged_c)
+    ]
+    releasing.shutdown(wait=False)
 
     adopt_crd(cp, namespace)
     values_file = tmp_path / "values.yaml"
@@ -153,6 +159,9 @@ def test_a_helm_upgrade_restarts_no_chute_pod_and_the_opt_in_rolls_one_chute_at_
         assert all(counts == [0, 0] for _, counts in pods.values()), pods
         old_sidecar = {sidecar_image(d) for d in _deployments(cp, namespace).values()}
         assert len(old_sidecar) == 1, old_sidecar
+        b, c = (release.result(timeout=1200) for release in later)
+        assert len({a["image"], b["image"], c["image"]}) == 3, (a, b, c)
+        mark("released B, C")
 
         with Traffic(urls) as traffic:
             # 1. the sidecar unchanged: nothing of a Chute moves
@@ -220,4 +229,5 @@ def test_a_helm_upgrade_restarts_no_chute_pod_and_the_opt_in_rolls_one_chute_at_
         eventually(lambda: not set(_pods(cp, namespace)) & set(pods), what="every old pod gone", timeout=90)
         print(f"\nchart upgrade in pods ({len(traffic.answers)} requests, all 200): {times}")
     finally:
+        releasing.shutdown(cancel_futures=True)
         cluster_helm.run("uninstall", RELEASE, "-n", namespace, "--wait", "--timeout=120s", check=False)
