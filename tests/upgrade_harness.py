@@ -5,7 +5,8 @@ A later release is a staged copy of this checkout made as a release is made (doc
 Releasing): the version bumped in pyproject.toml and Chart.yaml, CHANGELOG.md's Unreleased entries
 under it and, for a release whose sidecar changed, a line added to the sidecar's code with its new
 fingerprint set in version.py and Chart.yaml. The copy's own ``scripts/release`` publishes it. The
-real checkout is never written to.
+real checkout is never written to. The chart-in-pods helpers come from test_chart_in_pods.py (until they
+move to chute_devcluster/chart_install.py).
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ from chute_devcluster.release import project_version, sidecar_fingerprint
 from chute_shared.cluster import SIDECAR_CONTAINER
 from tests.chart.helm import Helm
 from tests.kube_helpers import condition, eventually, items
-from tests.realnode.conftest import Answer, http
-from tests.realnode.test_chart_in_pods import rollout
+from tests.realnode.test_chart_in_pods import _selector as selector
+from tests.realnode.test_chart_in_pods import chat, rollout
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGED = ("Dockerfile", ".dockerignore", "pyproject.toml", "README.md", "LICENSE", "CHANGELOG.md")
@@ -111,11 +112,6 @@ def image_bytes(registry: str, image: str) -> int:
     return int(manifest["config"]["size"]) + sum(int(layer["size"]) for layer in manifest["layers"])
 
 
-def selector(deployment: dict[str, Any]) -> str:
-    labels = deployment["spec"]["selector"]["matchLabels"]
-    return ",".join(f"{k}={v}" for k, v in labels.items())
-
-
 def operator_leading(cp: Any, namespace: str, deployment: dict[str, Any], image: str) -> str | None:
     """The pod leading if every pod of the operator's Deployment runs ``image``, is Ready, and one of
     them holds the Lease; else None."""
@@ -188,12 +184,6 @@ def rolled_out(deployment: dict[str, Any]) -> bool:
     )
 
 
-def chat(base_url: str, timeout: float = 10.0) -> Answer:
-    """One chat completion from the simulated model (its name in modelsim's default)."""
-    body = {"model": "chute-modelsim", "max_tokens": 3, "messages": [{"role": "user", "content": "hi"}]}
-    return http(f"{base_url}/v1/chat/completions", body, timeout=timeout)
-
-
 class Traffic:
     """Requests to each URL in turn, a new connection each, until stopped or ``limit`` are sent (at
     most one in flight); every answer's status is kept (``0`` and the error for no answer)."""
@@ -210,7 +200,7 @@ class Traffic:
                 return
             name = list(self.urls)[sent % len(self.urls)]
             try:
-                answer = chat(self.urls[name])
+                answer = chat(self.urls[name], timeout=10.0)
                 self.answers.append(
                     (name, answer.status, "" if answer.status == 200 else answer.body[:200].decode())
                 )
