@@ -14,10 +14,10 @@ from typing import Any
 import pytest
 
 from chute_operator.sidecars import SIDECAR_UPDATE_ANNOTATION
-from chute_shared.cluster import SIDECAR_CONTAINER
 from tests.chutes import cpu_chute
 from tests.kube_helpers import apply, condition, eventually, get
 from tests.operator_fixtures import OperatorProcess
+from tests.upgrade_harness import rolled_out, sidecar_image
 
 pytestmark = pytest.mark.e2e
 NAMES = ("up-a", "up-b", "up-c")
@@ -47,21 +47,6 @@ def _deployments(cp: Any, namespace: str) -> dict[str, dict[str, Any]]:
     return {d["metadata"]["name"]: d for d in json.loads(found.stdout)["items"]}
 
 
-def _sidecar(deployment: dict[str, Any]) -> str:
-    containers = deployment["spec"]["template"]["spec"]["initContainers"]
-    return str(next(c for c in containers if c["name"] == SIDECAR_CONTAINER)["image"])
-
-
-def _rolled_out(deployment: dict[str, Any]) -> bool:
-    status, wanted = deployment.get("status") or {}, deployment["spec"].get("replicas", 1)
-    return (
-        (status.get("observedGeneration") or 0) >= deployment["metadata"]["generation"]
-        and status.get("updatedReplicas") == wanted
-        and status.get("replicas") == wanted
-        and status.get("availableReplicas") == wanted
-    )
-
-
 def _sidecar_condition(cp: Any, name: str, namespace: str) -> dict[str, Any]:
     return condition(get(cp, "chute", name, namespace), "SidecarCurrent")
 
@@ -82,7 +67,7 @@ def test_an_upgrade_restarts_nothing_then_the_opt_in_rolls_one_chute_at_a_time(
     finally:
         before.stop()
     serving = _deployments(cp, namespace)
-    assert {name: _sidecar(d) for name, d in serving.items()} == dict.fromkeys(NAMES, OLD)
+    assert {name: sidecar_image(d) for name, d in serving.items()} == dict.fromkeys(NAMES, OLD)
 
     # the upgrade: an operator whose sidecar image is another (policy Manual, the default)
     after = _operator(cp, tmp_path, namespace, "op-version-b", NEW)
@@ -102,7 +87,7 @@ def test_an_upgrade_restarts_nothing_then_the_opt_in_rolls_one_chute_at_a_time(
         assert {n: d["metadata"]["generation"] for n, d in now.items()} == {
             n: d["metadata"]["generation"] for n, d in serving.items()
         }, "no Deployment changed"
-        assert {n: _sidecar(d) for n, d in now.items()} == dict.fromkeys(NAMES, OLD)
+        assert {n: sidecar_image(d) for n, d in now.items()} == dict.fromkeys(NAMES, OLD)
         assert after.metric("chute_operator_api_writes_total", kind="Deployment") == 0
         for name in NAMES:
             assert condition(get(cp, "chute", name, namespace), "Ready")["status"] == "True"
@@ -117,7 +102,7 @@ def test_an_upgrade_restarts_nothing_then_the_opt_in_rolls_one_chute_at_a_time(
         while len(finished) < len(NAMES):
             assert time.monotonic() < deadline, f"rolled out: {sorted(finished)}\n{after.log_tail()}"
             deployments = _deployments(cp, namespace)
-            moving = [n for n, d in deployments.items() if _sidecar(d) == NEW and not _rolled_out(d)]
+            moving = [n for n, d in deployments.items() if sidecar_image(d) == NEW and not rolled_out(d)]
             most_at_once = max(most_at_once, len(moving))
             # maxUnavailable 0: a Ready replica serves each Chute throughout (no request lacks one)
             unserved = [
@@ -125,9 +110,9 @@ def test_an_upgrade_restarts_nothing_then_the_opt_in_rolls_one_chute_at_a_time(
             ]
             assert unserved == [], f"without an available replica: {unserved}"
             for name, deployment in deployments.items():
-                if _sidecar(deployment) == NEW:
+                if sidecar_image(deployment) == NEW:
                     started.setdefault(name, time.monotonic())
-                    if _rolled_out(deployment):
+                    if rolled_out(deployment):
                         finished.setdefault(name, time.monotonic())
             time.sleep(0.1)
         assert most_at_once <= 1, "never two Chutes rolling to the new sidecar at once"

@@ -195,3 +195,13 @@ def test_scale_to_zero_soak_doc_is_the_results_file() -> None:
     results = json.loads((RESULTS / DEFAULT_RESULTS).read_text())
     assert DOC.read_text() == doc(results)
     assert f"`docs/benchmarks/{DOC.name}`" in (ROOT / "docs" / "scale-to-zero.md").read_text()
+
+
+def test_install_doc_and_figures_are_the_results_file() -> None:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from install import DOC, RESULTS, doc, summary
+
+    results = json.loads(RESULTS.read_text())
+    assert DOC.read_text() == doc(results)
+    deployment = " ".join((ROOT / "docs" / "deployment.md").read_text().split())
+    assert " ".join(summary(results).split()) in deployment
