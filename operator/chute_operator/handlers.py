@@ -19,6 +19,7 @@ from lightkube.config.kubeconfig import KubeConfig
 
 from chute_operator.api import GROUP, PLURAL, VERSION
 from chute_operator.controller import Controller
+from chute_operator.discover import learn_from
 from chute_operator.drainkey import load_drain_key
 from chute_operator.gpus import Catalog, load_catalog
 from chute_operator.kube import LIST_PAGE
@@ -123,7 +124,8 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     except Exception:
         await client.close()
         raise
-    controller = Controller(config, client, metrics, catalog, drain_key)
+    server = await learn_from(client, config)  # what the API server accepts: rendered to match
+    controller = Controller(config, client, metrics, catalog, drain_key, server)
     controller.start()
     memo["controller"] = controller
     memo["relisted"] = relisted = relist_listener(controller)

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, ClassVar, get_type_hints
 
+from chute_operator.capabilities import ASSUMED, ServerCapabilities
 from chute_operator.environ import Group, env, names, read, variables
 from chute_operator.gpus import Catalog
 from chute_operator.sidecars import SIDECAR_UPDATE_POLICIES, SidecarPolicy
@@ -116,7 +117,8 @@ class Render:
     cluster_domain: str = "cluster.local"
     hpa_scale_to_zero: bool = False
     hpa_exact_scale_up: bool = True
-    """HPA scale-up tolerance 0 (needs Kubernetes >= 1.35); false on older clusters."""
+    """HPA scale-up tolerance 0 where the API server keeps it (learned at start: Kubernetes >= 1.35 by
+    default); false: never (the HPA's 10 %)."""
     drain_key_secret: str = "chute-operator-drain-key"
     """The Secret, in the operator's namespace (``network.operator_namespace``), whose key keys every
     Chute's drain token: read at start, made once when missing (drainkey.py)."""
@@ -250,10 +252,13 @@ class Settings:
         )
         return (prometheus, operator)
 
-    def render_options(self, catalog: Catalog, drain_key: bytes | None = None) -> RenderOptions:
-        """What every Chute is rendered with: the render group, the network peers, ``catalog`` and
-        the ``drain_key`` read from the cluster (none: no drain token)."""
+    def render_options(
+        self, catalog: Catalog, drain_key: bytes | None = None, server: ServerCapabilities = ASSUMED
+    ) -> RenderOptions:
+        """What every Chute is rendered with: the render group, the network peers, ``catalog``, the
+        ``drain_key`` read from the cluster (none: no drain token) and what the API ``server`` accepts."""
         return RenderOptions(
+            server=server,
             catalog=catalog,
             sidecar_image=self.render.sidecar_image,
             cluster_domain=self.render.cluster_domain,
