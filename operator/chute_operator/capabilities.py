@@ -27,6 +27,8 @@ TOLERANCE_FIELD_MINOR = 33
 """The first minor whose HPA has the field at all (alpha, off by default)."""
 NATIVE_SIDECARS_MINOR = 29
 """The first minor with native sidecars on by default (``SidecarContainers`` beta)."""
+OLDEST_TESTED_MINOR = 34
+"""The oldest minor the suites run against (the chart's kubeVersion; docs/compatibility.md)."""
 CUSTOM_METRICS_VERSIONS = ("v1beta2", "v1beta1")
 """The custom metrics API versions the HPA controller reads, the one it prefers first."""
 TOLERANCE_FIELD = "behavior.scaleUp.tolerance"
@@ -119,6 +121,19 @@ def capabilities_from(
 def hpa_reads_metrics(server: ServerCapabilities) -> bool:
     """Whether the server serves a custom metrics API version the HPA controller reads."""
     return any(version in CUSTOM_METRICS_VERSIONS for version in server.custom_metrics_versions)
+
+
+def warnings(server: ServerCapabilities) -> Sequence[str]:
+    """What the operator's log says at start about a server it cannot serve well."""
+    found = []
+    if server.minor is not None and server.minor < OLDEST_TESTED_MINOR:
+        found.append(f"Kubernetes {server.version} is older than the oldest tested, 1.{OLDEST_TESTED_MINOR}")
+    if not server.native_sidecars:
+        found.append(
+            "no native sidecars (Kubernetes 1.29+): Chute pods start their sidecar as an init "
+            "container that never ends, so they never start"
+        )
+    return found
 
 
 def unsupported(server: ServerCapabilities, wants_tolerance: bool) -> Sequence[str]:

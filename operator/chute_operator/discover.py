@@ -19,6 +19,7 @@ from chute_operator.capabilities import (
     capabilities_from,
     minor_of,
     tolerance_probe,
+    warnings,
 )
 from chute_operator.kube import ApiFailure, KubeApi, NotFound, error_message
 from chute_operator.settings import Settings
@@ -67,4 +68,6 @@ async def learn_from(client: AsyncClient, settings: Settings) -> ServerCapabilit
     finally:
         await api.close()
     log.info("API server: %s", server.describe())
+    for warning in warnings(server):
+        log.warning("API server: %s", warning)
     return server

@@ -20,6 +20,7 @@ from chute_operator.capabilities import (
     served_versions,
     tolerance_kept,
     tolerance_probe,
+    warnings,
 )
 from chute_operator.discover import learn
 from chute_operator.kube import Forbidden, NotFound
@@ -198,3 +199,13 @@ def test_learning_asks_the_server_and_falls_back_per_rule() -> None:
     too_old = FakeApi({"major": "1", "minor": "32", "gitVersion": "v1.32.1"}, KEPT, None)
     assert not _learn(too_old).hpa_tolerance
     assert too_old.dry_runs == []
+
+
+def test_a_server_older_than_the_oldest_tested_is_named_at_start() -> None:
+    assert warnings(OLD) == []
+    assert warnings(ASSUMED) == []
+    (older,) = warnings(capabilities_from({"major": "1", "minor": "33", "gitVersion": "v1.33.9"}))
+    assert "v1.33.9" in older
+    ancient = warnings(capabilities_from({"major": "1", "minor": "28", "gitVersion": "v1.28.1"}))
+    assert len(ancient) == 2
+    assert "native sidecars" in ancient[1]
