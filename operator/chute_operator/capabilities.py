@@ -133,6 +133,11 @@ def warnings(server: ServerCapabilities) -> Sequence[str]:
             "no native sidecars (Kubernetes 1.29+): Chute pods start their sidecar as an init "
             "container that never ends, so they never start"
         )
+    if server.custom_metrics_versions and not hpa_reads_metrics(server):
+        served = ", ".join(server.custom_metrics_versions)
+        found.append(
+            f"custom.metrics.k8s.io serves {served}, none of which the HPA reads: autoscaling stalls"
+        )
     return found
 
 

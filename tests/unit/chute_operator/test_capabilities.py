@@ -209,3 +209,5 @@ def test_a_server_older_than_the_oldest_tested_is_named_at_start() -> None:
     ancient = warnings(capabilities_from({"major": "1", "minor": "28", "gitVersion": "v1.28.1"}))
     assert len(ancient) == 2
     assert "native sidecars" in ancient[1]
+    (unread,) = warnings(replace(OLD, custom_metrics_versions=("v2",)))
+    assert "none of which the HPA reads" in unread
