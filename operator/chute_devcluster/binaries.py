@@ -13,14 +13,36 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-KUBERNETES_VERSION = "v1.36.3"
+DEFAULT_KUBERNETES_VERSION = "v1.36.3"
+OLDEST_KUBERNETES_VERSION = "v1.34.4"
+"""The oldest minor the project tests (the chart's ``kubeVersion``; docs/compatibility.md says why)."""
+KUBERNETES_VERSION_VARIABLE = "CHUTE_OPERATOR_KUBERNETES_VERSION"
+"""Which k8s.io/kubernetes tag the control plane and the real node are built from and run."""
+
+
+def kubernetes_version(environ: Mapping[str, str] | None = None) -> str:
+    """The Kubernetes version asked for (``CHUTE_OPERATOR_KUBERNETES_VERSION``), else the default.
+
+    Raises ValueError naming the variable for anything but a release tag (``v1.34.4``).
+    """
+    value = (os.environ if environ is None else environ).get(KUBERNETES_VERSION_VARIABLE, "").strip()
+    if not value:
+        return DEFAULT_KUBERNETES_VERSION
+    if not re.fullmatch(r"v1\.[0-9]+\.[0-9]+", value):
+        raise ValueError(f"{KUBERNETES_VERSION_VARIABLE}={value!r}: expected a release tag such as v1.34.4")
+    return value
+
+
+KUBERNETES_VERSION = kubernetes_version()
 ETCD_VERSION = "v3.6.8"
 KWOK_VERSION = "v0.8.0"
 HELM_VERSION = "v3.21.4"

@@ -11,6 +11,7 @@ from typing import Any
 from lightkube import AsyncClient
 
 from chute_operator.api.reasons import READY, SIDECAR_CURRENT
+from chute_operator.capabilities import ASSUMED, ServerCapabilities
 from chute_operator.conditions import find
 from chute_operator.gpu_profile_pick import ProfilePick
 from chute_operator.gpus import Catalog
@@ -47,14 +48,16 @@ class Controller:
         catalog: Catalog,
         drain_key: bytes | None = None,
         gpu_profile: ProfilePick | None = None,
+        server: ServerCapabilities = ASSUMED,
     ) -> None:
+        """``server``: what the API server accepts, learned at start (discover.py)."""
         self.settings, self.metrics = settings, metrics
         self.store = Store()
         self.queue = WorkQueue()
         self.api = KubeApi(
             client, settings.reconciling.field_manager, "chute-operator", settings.leadership.identity
         )
-        options = settings.render_options(catalog, drain_key, gpu_profile)
+        options = settings.render_options(catalog, drain_key, gpu_profile, server)
         self.elector = (
             LeaderElector(
                 client,

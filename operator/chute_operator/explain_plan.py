@@ -110,6 +110,7 @@ async def observe_live(
     """The live Chute as the operator would observe it (None: no such Chute). Reads only."""
     from lightkube import AsyncClient, KubeConfig
 
+    from chute_operator.discover import learn
     from chute_operator.kube import CHILD_KINDS, KubeApi
     from chute_operator.observe import Observer, no_readings
     from chute_operator.reconcile import MonitoringProbe
@@ -123,7 +124,8 @@ async def observe_live(
         AsyncClient(config=config), settings.reconciling.field_manager, "chute-operator-explain", "explain"
     )
     try:
-        options = replace(options, drain_key=await drain_key(api, settings))
+        server = await learn(api, namespace)  # as the operator learns it at start (a dry run writes nothing)
+        options = replace(options, drain_key=await drain_key(api, settings), server=server)
         chute = await api.get("Chute", namespace, name)
         if chute is None:
             return None

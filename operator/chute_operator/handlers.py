@@ -19,6 +19,7 @@ from lightkube.config.kubeconfig import KubeConfig
 
 from chute_operator.api import GROUP, PLURAL, VERSION
 from chute_operator.controller import Controller
+from chute_operator.discover import learn_from
 from chute_operator.drainkey import load_drain_key
 from chute_operator.gpu_profile_setup import choose_profile
 from chute_operator.gpu_profiles import load_profiles
@@ -133,7 +134,8 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         await client.close()
         raise
     metrics.report_gpu_profile(pick.profile.name, pick.source, pick.matched)
-    controller = Controller(config, client, metrics, catalog, drain_key, pick)
+    server = await learn_from(client, config)  # what the API server accepts: rendered to match
+    controller = Controller(config, client, metrics, catalog, drain_key, pick, server)
     controller.start()
     memo["controller"] = controller
     memo["relisted"] = relisted = relist_listener(controller)

@@ -318,6 +318,14 @@ class KubeApi:
             return False
         return any(resource.get("name") == plural for resource in found.get("resources") or [])
 
+    async def read_path(self, path: str) -> dict[str, Any]:
+        """A GET of a path that is not a watched kind (``/version``, an API group's discovery)."""
+        return await self._call("GET", path)
+
+    async def dry_run_create(self, kind: str, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        """What the API server would store for ``body`` (``dryRun=All``: nothing is written)."""
+        return await self._call("POST", collection_path(kind, namespace), {"dryRun": "All"}, body)
+
     async def service_monitors_served(self) -> bool:
         """Whether the ServiceMonitor API (prometheus-operator's CRD) exists."""
         return await self.served("monitoring.coreos.com/v1", "servicemonitors")

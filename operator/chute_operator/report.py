@@ -140,9 +140,16 @@ def status_wait(
 
 def status_events(previous: dict[str, Any], status: dict[str, Any]) -> list[Event]:
     """The Events of a status written over ``previous``: the transitions of Ready, Monitored,
-    Autoscaling and SidecarCurrent that are news."""
+    Autoscaling, SidecarCurrent and Supported that are news."""
     events: list[Event] = []
-    for kind in (reasons.READY, reasons.MONITORED, reasons.AUTOSCALING, reasons.SIDECAR_CURRENT):
+    kinds = (
+        reasons.READY,
+        reasons.MONITORED,
+        reasons.AUTOSCALING,
+        reasons.SIDECAR_CURRENT,
+        reasons.SUPPORTED,
+    )
+    for kind in kinds:
         before = find(previous.get("conditions") or [], kind) or {}
         after = find(status["conditions"], kind)
         if after is None or (before.get("status"), before.get("reason")) == (

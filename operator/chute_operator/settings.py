@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, ClassVar, get_type_hints
 
+from chute_operator.capabilities import ASSUMED, ServerCapabilities
 from chute_operator.environ import Group, env, names, read, variables
 from chute_operator.gpu_profile_pick import ProfilePick
 from chute_operator.gpu_profiles import AUTO, BUILTIN, CUSTOM, GFD
@@ -121,7 +122,8 @@ class Render:
     cluster_domain: str = "cluster.local"
     hpa_scale_to_zero: bool = False
     hpa_exact_scale_up: bool = True
-    """HPA scale-up tolerance 0 (needs Kubernetes >= 1.35); false on older clusters."""
+    """HPA scale-up tolerance 0 where the API server keeps it (learned at start: Kubernetes >= 1.35 by
+    default); false: never (the HPA's 10 %)."""
     drain_key_secret: str = "chute-operator-drain-key"
     """The Secret, in the operator's namespace (``network.operator_namespace``), whose key keys every
     Chute's drain token: read at start, made once when missing (drainkey.py)."""
@@ -280,12 +282,17 @@ class Settings:
         return (PeerSelector(namespaces, pods),)
 
     def render_options(
-        self, catalog: Catalog, drain_key: bytes | None = None, gpu_profile: ProfilePick | None = None
+        self,
+        catalog: Catalog,
+        drain_key: bytes | None = None,
+        gpu_profile: ProfilePick | None = None,
+        server: ServerCapabilities = ASSUMED,
     ) -> RenderOptions:
         """What every Chute is rendered with: the render group, the network peers, ``catalog``, the
-        ``drain_key`` read from the cluster (none: no drain token) and the GPU profile picked (none:
-        GFD's)."""
+        ``drain_key`` read from the cluster (none: no drain token), the GPU profile picked (none:
+        GFD's) and what the API ``server`` accepts."""
         return RenderOptions(
+            server=server,
             gpu_profile=gpu_profile.profile if gpu_profile else GFD,
             gpu_profile_note=gpu_profile.note() if gpu_profile else "",
             catalog=catalog,

@@ -470,6 +470,13 @@ def sidecar_condition(obs: Observation) -> Observed | None:
     return Observed(r.SIDECAR_CURRENT, "False", r.SIDECAR_BEHIND, f"{behind}; {why}")
 
 
+def supported_condition(obs: Observation) -> Observed | None:
+    """Supported: present only when the spec asks for something the API server cannot honour."""
+    if obs.workload is None or not obs.workload.unsupported:
+        return None
+    return Observed(r.SUPPORTED, "False", r.FIELD_UNSUPPORTED, "; ".join(obs.workload.unsupported))
+
+
 def conditions_of(obs: Observation, now: datetime) -> list[Observed]:
     """Every condition, Ready first."""
     facts = facts_of(obs, now)
@@ -478,7 +485,7 @@ def conditions_of(obs: Observation, now: datetime) -> list[Observed]:
     )
     ready = ready_condition(parts, facts)
     stalled = stalled_condition(ready, parts.degraded)
-    extra = [monitored_condition(obs), sidecar_condition(obs)]
+    extra = [monitored_condition(obs), sidecar_condition(obs), supported_condition(obs)]
     if obs.workload and obs.workload.autoscaled:
         extra.append(autoscaling_condition(obs.hpa, facts.available, asleep=facts.asleep))
     return [ready, *parts, reconciling_condition(ready, stalled), stalled, *(c for c in extra if c)]

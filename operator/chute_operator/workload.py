@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chute_operator.api import Cache, Chute, ChuteSpec, Cord
+from chute_operator.capabilities import ASSUMED, ServerCapabilities, unsupported
 from chute_operator.engines import ENGINES, Engine
 from chute_operator.gpu_profiles import GFD, GpuProfile
 from chute_operator.gpus import Catalog, GpuType, eligible_gpus
@@ -43,8 +44,10 @@ class RenderOptions:
     hpa_scale_to_zero: bool = False
     """Render HPA minReplicas 0 for minInstances 0 (needs the HPAScaleToZero feature gate)."""
     hpa_exact_scale_up: bool = True
-    """Render ``behavior.scaleUp.tolerance: 0`` (Kubernetes >= 1.35, HPAConfigurableTolerance): scale up
-    as soon as the average exceeds scalingThreshold, as Chutes does, not 10 % beyond it."""
+    """Render ``behavior.scaleUp.tolerance: 0`` where the server keeps it (``server.hpa_tolerance``):
+    scale up as soon as the average exceeds scalingThreshold, as Chutes does, not 10 % beyond it."""
+    server: ServerCapabilities = ASSUMED
+    """What the API server accepts (learned at start, discover.py); offline: a current server."""
     dns: PeerSelector = KUBE_DNS
     """The only pods a Chute may send DNS queries to (unless it allows external egress)."""
     metrics_readers: tuple[PeerSelector, ...] = (PROMETHEUS,)
@@ -109,6 +112,8 @@ class Workload:
     hpa_target_utilization: str
     scale_down_window_seconds: int
     scale_up_tolerance: str | None
+    unsupported: tuple[str, ...]
+    """What the spec asks for that the API server cannot honour, one sentence each (capabilities.py)."""
     service: dict[str, Any]
     monitoring: dict[str, Any]
     service_monitor: bool
@@ -270,6 +275,7 @@ def gpu_resource(gpus: list[GpuType]) -> str | None:
 def _scaling(spec: ChuteSpec, options: RenderOptions) -> dict[str, Any]:
     """Fixed replicas, or the HPA's bounds and target when minInstances < maxInstances."""
     autoscaled = spec.min_instances < spec.max_instances
+    exact = options.hpa_exact_scale_up and options.server.hpa_tolerance
     fixed = spec.replicas if spec.replicas is not None else spec.max_instances
     return {
         "scale_to_zero": autoscaled and spec.min_instances == 0 and not options.hpa_scale_to_zero,
@@ -280,7 +286,8 @@ def _scaling(spec: ChuteSpec, options: RenderOptions) -> dict[str, Any]:
         "hpa_max_replicas": spec.max_instances,
         "hpa_target_utilization": f"{round(spec.scaling_threshold * 1000)}m",
         "scale_down_window_seconds": min(spec.shutdown_after_seconds, HPA_MAX_STABILIZATION_SECONDS),
-        "scale_up_tolerance": "0" if options.hpa_exact_scale_up else None,
+        "scale_up_tolerance": "0" if exact else None,
+        "unsupported": tuple(unsupported(options.server, autoscaled and options.hpa_exact_scale_up)),
     }
 
 

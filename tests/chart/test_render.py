@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from chute_devcluster.binaries import HELM_KUBERNETES_MINOR, HELM_VERSION
+from chute_devcluster.binaries import HELM_KUBERNETES_MINOR, HELM_VERSION, OLDEST_KUBERNETES_VERSION
 from chute_operator.gpu_profiles import load_profiles
 from chute_operator.gpus import load_catalog
 from chute_operator.version import IMAGE, IMAGE_REPOSITORY, SIDECAR_IMAGE, SIDECAR_TAG, VERSION
@@ -149,18 +149,14 @@ def test_helm_reports_its_release_and_assumes_its_kubernetes(helm: Helm, tmp_pat
     assert helm.run("template", "co", str(CHART)).returncode == 0
 
 
-def test_kubernetes_without_native_sidecars_is_refused(helm: Helm) -> None:
-    old = helm.run("template", "co", str(CHART), "--kube-version", "v1.28.9", check=False)
-    assert old.returncode != 0
-    assert "kubeVersion" in old.stderr or ">=1.29" in old.stderr
-    # 1.29 serves no ValidatingAdmissionPolicy (GA in 1.30): the activator's wake-only policy must be
-    # turned off there, knowingly
-    without_policy = helm.run("template", "co", str(CHART), "--kube-version", "v1.29.0", check=False)
-    assert without_policy.returncode != 0
-    assert "activator.wakeOnlyPolicy.enabled=false" in without_policy.stderr
-    off = ("--set", "activator.wakeOnlyPolicy.enabled=false")
-    assert helm.run("template", "co", str(CHART), "--kube-version", "v1.29.0", *off).returncode == 0
-    assert helm.run("template", "co", str(CHART), "--kube-version", "v1.30.0").returncode == 0
+def test_kubernetes_older_than_the_oldest_tested_is_refused(helm: Helm) -> None:
+    """kubeVersion is the oldest minor the suites run against (binaries.OLDEST_KUBERNETES_VERSION)."""
+    oldest = OLDEST_KUBERNETES_VERSION.rsplit(".", 1)[0]
+    older = f"v1.{int(oldest.split('.')[1]) - 1}.9"
+    refused = helm.run("template", "co", str(CHART), "--kube-version", older, check=False)
+    assert refused.returncode != 0
+    assert "kubeVersion" in refused.stderr
+    assert helm.run("template", "co", str(CHART), "--kube-version", f"{oldest}.0").returncode == 0
 
 
 def test_chute_network_policy_peers_reach_the_environment(helm: Helm) -> None:

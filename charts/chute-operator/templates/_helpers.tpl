@@ -96,6 +96,7 @@ With image.digest, the operator's image by digest (the chart cannot know the sid
   resources: ["chutes/status"]
   verbs: ["patch"]
 # Children: watched, server-side applied (patch; create when an apply creates the object), pruned.
+# At start, one dry-run create of an HPA (nothing stored) learns whether the server keeps its tolerance.
 - apiGroups: ["apps"]
   resources: ["deployments"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]

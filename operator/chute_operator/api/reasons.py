@@ -68,6 +68,12 @@ SIDECAR_CURRENT = _type(
     "older one: an operator upgrade restarts no pod; the sidecar is updated only when asked (the "
     "operator's sidecar update policy, or the annotation chutes.ai/sidecar-update).",
 )
+SUPPORTED = _type(
+    "Supported",
+    "Present only when the spec asks for something the API server cannot honour (learned at the "
+    "operator's start): False, naming the field and the server's version. The rest of the Chute is "
+    "served as asked, and Ready does not depend on it.",
+)
 STALLED = _type(
     "Stalled",
     "For kstatus (Flux): True when the Chute is not Ready and will not get there without a person; its "
@@ -238,6 +244,15 @@ SIDECAR_BEHIND = _reason(
     'until asked for (the annotation chutes.ai/sidecar-update: "true", or the operator\'s sidecar '
     "update policy Automatic), or asked for and waiting its turn (at most the operator's "
     "sidecar max concurrent updates Chutes roll to a new sidecar at once).",
+)
+# Supported
+FIELD_UNSUPPORTED = _reason(
+    "FieldUnsupported",
+    "Supported=False, Event",
+    "The API server does not accept what a spec field needs (e.g. spec.scalingThreshold's exact scale-up, "
+    "the HPA's behavior.scaleUp.tolerance, before Kubernetes 1.35): the message names the field, the "
+    "server's version and what is served instead. Upgrading the cluster and restarting the operator "
+    "clears it.",
 )
 # Events (a condition that turns True is announced with the condition type as the reason)
 WAKING = _reason(
