@@ -19,6 +19,7 @@ killed holder of the machine lock (:func:`remove_table`).
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -69,7 +70,8 @@ def rbac_objects(user: str) -> list[tuple[str, dict[str, Any]]]:
 
 
 def _nft(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["nft", *args], check=False, capture_output=True, text=True, timeout=30)
+    nft = shutil.which("nft") or "/usr/sbin/nft"
+    return subprocess.run([nft, *args], check=False, capture_output=True, text=True, timeout=30)
 
 
 def table_present() -> bool:

@@ -80,6 +80,7 @@ REQUIRED_COMMANDS = {
     "runc": "runc",
     "ip": "iproute2",
     "iptables": "iptables",
+    "nft": "nftables",
 }
 
 
