@@ -70,7 +70,10 @@ def rbac_objects(user: str) -> list[tuple[str, dict[str, Any]]]:
 
 
 def _nft(*args: str) -> subprocess.CompletedProcess[str]:
-    nft = shutil.which("nft") or "/usr/sbin/nft"
+    """``nft`` with ``args``; exit 127 when there is no nft (then there is no table either)."""
+    nft = shutil.which("nft")
+    if nft is None:
+        return subprocess.CompletedProcess(["nft", *args], 127, "", "nft not found")
     return subprocess.run([nft, *args], check=False, capture_output=True, text=True, timeout=30)
 
 
