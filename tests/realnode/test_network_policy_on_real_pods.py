@@ -30,7 +30,7 @@ from tests.net_helpers import dial
 from tests.realnode.conftest import real_chute, wait_serving
 from tests.realnode.policy_probes import CONNECT_TIMEOUT, Attempt, helper_pod, outside_server, probe
 
-pytestmark = [pytest.mark.realnode, pytest.mark.e2e, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.realnode, pytest.mark.e2e, pytest.mark.timeout(900)]
 
 MIRROR_PORT, CLOSED_MIRROR_PORT = 8000, 8001
 MIRROR = {"podSelector": {"app": "mirror"}, "ports": [MIRROR_PORT]}
