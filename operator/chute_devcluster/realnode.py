@@ -1,4 +1,5 @@
-"""The real node: containerd, a CNI bridge, the simulated-GPU device plugin, the kubelet and kube-proxy.
+"""The real node: containerd, a CNI bridge, the simulated-GPU device plugin, the kubelet, kube-proxy and
+the NetworkPolicy enforcer (kube-network-policies, :mod:`chute_devcluster.netpol`).
 
     pushed = push_node_images(NodeImages(pause, (project,)), "127.0.0.1:PORT")  # into the local registry
     node = RealNode(tools, work_dir / "real-node", log_dir, images=pushed, registry="127.0.0.1:PORT")
@@ -14,9 +15,9 @@ Only one real node can run on a machine at a time (the kubelet, its device-plugi
 bridge and kube-proxy's iptables rules are machine-wide), so :meth:`RealNode.start` takes an
 exclusive ``flock`` on :data:`MACHINE_LOCK` and fails with the holder's pid and directory if another
 cluster has it (or waits ``lock_timeout`` seconds). What a killed holder left behind (containers,
-their network namespaces, mounts, the bridge, kube-proxy's rules) is removed when the lock is next
-taken. :meth:`RealNode.stop` removes pods, rules, mounts and the bridge, and puts back the kernel
-settings the kubelet and the bridge plugin change (:data:`RESTORED_SYSCTLS`).
+their network namespaces, mounts, the bridge, kube-proxy's and the enforcer's rules) is removed when
+the lock is next taken. :meth:`RealNode.stop` removes pods, rules, mounts and the bridge, and puts
+back the kernel settings the kubelet and the bridge plugin change (:data:`RESTORED_SYSCTLS`).
 """
 
 from __future__ import annotations
@@ -35,12 +36,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from chute_devcluster import netpol
 from chute_devcluster.apiclient import ApiClient, ApiError
 from chute_devcluster.binaries import Toolset, cache_dir, toolset
 from chute_devcluster.images import ensure_images, push_image
 from chute_devcluster.kubeconfig import write_kubeconfig
 from chute_devcluster.nodes import GPU_RESOURCE
-from chute_devcluster.pki import KeyPair, create_node_pki
+from chute_devcluster.pki import NETWORK_POLICIES_USER, KeyPair, create_node_pki
 from chute_devcluster.processes import Component, free_port
 from chute_devcluster.realnode_config import (
     DEVICE_PLUGIN_DIR,
@@ -78,6 +80,7 @@ REQUIRED_COMMANDS = {
     "runc": "runc",
     "ip": "iproute2",
     "iptables": "iptables",
+    "nft": "nftables",
 }
 
 
@@ -493,9 +496,28 @@ class RealNode:
         proxy.start()
         self._wait(deadline, proxy, "kube-proxy /healthz", self._kube_proxy_healthy)
         self._milestone("kube-proxy healthy", began)
+        if self.settings.network_policies:
+            self._start_enforcer(api, kubeconfigs["kube-network-policies"], deadline)
+            self._milestone("NetworkPolicy enforcer synced", began)
         what = f"node {self.name} to be Ready with {GPU_RESOURCE}"
         self._wait(deadline, kubelet, what, lambda: self._ready(api))
         self._milestone("node Ready", began)
+
+    def _start_enforcer(self, api: ApiClient, kubeconfig: Path, deadline: float) -> None:
+        """kube-network-policies with its RBAC; ready once its nftables table is in place."""
+        for path, body in netpol.rbac_objects(NETWORK_POLICIES_USER):
+            api.create(path, body)
+        netpol.remove_table()
+        command = netpol.enforcer_command(
+            self.tools.network_policies, kubeconfig, self.name, self._healthz_ports["kube-network-policies"]
+        )
+        enforcer = self._component("kube-network-policies", command)
+        enforcer.start()
+        self._wait(deadline, enforcer, "the NetworkPolicy enforcer's nftables table", netpol.table_present)
+
+    def enforcer_metrics_url(self) -> str:
+        """The enforcer's ``/metrics`` (packets judged, by verdict: :func:`netpol.verdicts`)."""
+        return f"http://127.0.0.1:{self._healthz_ports['kube-network-policies']}/metrics"
 
     def _milestone(self, name: str, began: float) -> None:
         self.milestones[name] = round(time.monotonic() - began, 3)
@@ -511,8 +533,13 @@ class RealNode:
             "kube-proxy": write_kubeconfig(
                 paths.root / "kube-proxy.kubeconfig", server, ca.cert, "system:kube-proxy", pki.kube_proxy
             ),
+            "kube-network-policies": write_kubeconfig(
+                paths.root / "kube-network-policies.kubeconfig", server, ca.cert, NETWORK_POLICIES_USER,
+                pki.network_policies,
+            ),
         }  # fmt: skip
-        self._healthz_ports = {"kubelet": free_port(), "kube-proxy": free_port()}
+        components = ("kubelet", "kube-proxy", "kube-network-policies")
+        self._healthz_ports = {name: free_port() for name in components}
         paths.containerd_config.parent.mkdir(parents=True, exist_ok=True)
         paths.containerd_config.write_text(containerd_config(paths, self.sandbox_image.ref))
         hosts = paths.registry_hosts_dir / self.registry / "hosts.toml"
@@ -634,11 +661,13 @@ class RealNode:
         if api is not None and any(c.name == "kubelet" and c.running() for c in self.components):
             self._evict_pods(api)
         by_name = {c.name: c for c in self.components}
-        for name in ("kube-proxy", "kubelet", "gpu-device-plugin"):
+        for name in ("kube-network-policies", "kube-proxy", "kubelet", "gpu-device-plugin"):
             component = by_name.get(name)
             if component is not None:
                 component.terminate()
                 component.wait(15)
+        if "kube-network-policies" in by_name:
+            netpol.remove_table()  # it leaves its table when terminated: nothing would read its queue
         if "kube-proxy" in by_name:
             _kube_proxy_cleanup(self.tools.kube_proxy, self.log_dir / "kube-proxy.log")
         if "kubelet" in by_name:
@@ -687,6 +716,7 @@ class RealNode:
         root = Path(str(previous["root"]))
         remove_containers(NodePaths(root))
         _kube_proxy_cleanup(tools.kube_proxy, (log_dir or MACHINE_STATE_DIR) / "kube-proxy-cleanup.log")
+        netpol.remove_table()
         _remove_kubelet_iptables()
         _delete_bridge(str(previous.get("bridge") or RealNodeSettings().bridge))
         _remove_kubelet_traces(DEVICE_PLUGIN_DIR)

@@ -41,6 +41,8 @@ class RealNodeSettings:
     bridge: str = "chute-br0"
     gpu: GpuSpec = DEFAULT_GPU
     max_pods: int = 32
+    network_policies: bool = True
+    """Run the NetworkPolicy enforcer (kube-network-policies, :mod:`chute_devcluster.netpol`)."""
 
     def __post_init__(self) -> None:
         subnet = ipaddress.IPv4Network(self.pod_subnet, strict=True)
@@ -60,7 +62,8 @@ class RealNodeSettings:
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> RealNodeSettings:
-        """``CHUTE_OPERATOR_REAL_NODE_NAME``, ``_SUBNET``, ``_BRIDGE``, ``_GPU_COUNT`` override defaults."""
+        """``CHUTE_OPERATOR_REAL_NODE_NAME``, ``_SUBNET``, ``_BRIDGE``, ``_GPU_COUNT`` override defaults;
+        ``_NETWORK_POLICIES=0`` (or false, no, off) runs the node without the NetworkPolicy enforcer."""
         env = os.environ if environ is None else environ
         default = cls()
         gpu_count = int(env.get("CHUTE_OPERATOR_REAL_NODE_GPU_COUNT", default.gpu.count))
@@ -69,6 +72,8 @@ class RealNodeSettings:
             pod_subnet=env.get("CHUTE_OPERATOR_REAL_NODE_SUBNET", default.pod_subnet),
             bridge=env.get("CHUTE_OPERATOR_REAL_NODE_BRIDGE", default.bridge),
             gpu=GpuSpec(default.gpu.product, default.gpu.memory_mib, gpu_count, default.gpu.family),
+            network_policies=env.get("CHUTE_OPERATOR_REAL_NODE_NETWORK_POLICIES", "1").strip().lower()
+            not in {"0", "false", "no", "off"},
         )
 
     def labels(self) -> dict[str, str]:

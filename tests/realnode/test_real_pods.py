@@ -127,9 +127,11 @@ def test_host_and_pod_reach_pod_ip_and_cluster_ip_on_the_real_node(
     namespace: str,
 ) -> None:
     """Issue 16 on the real node: under the network guard, the host reaches a pod IP and a ClusterIP,
-    and a pod reaches a ClusterIP (its own Service, through the bridge's hairpin)."""
+    and a pod reaches a ClusterIP (its own Service, through the bridge's hairpin). The Chute allows
+    egress: with it closed, its NetworkPolicy (enforced on the real node) would drop the pod's
+    connection to its own Service, which is not among its allowed destinations."""
     cp = control_plane
-    deploy(cp, real_chute("reach", project_image, []), namespace)
+    deploy(cp, real_chute("reach", project_image, [], allowExternalEgress=True), namespace)
     pod = wait_serving(cp, "reach", namespace)
     assert http(f"http://{pod['status']['podIP']}:{SIDECAR_METRICS_PORT}/metrics", timeout=5).status == 200
     assert chat(f"http://{pod['status']['podIP']}:{SIDECAR_PORT}").status == 200

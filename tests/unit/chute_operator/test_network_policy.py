@@ -14,6 +14,7 @@ from chute_operator.render import render
 from chute_operator.settings import Settings
 from chute_operator.wiring import PeerSelector
 from chute_operator.workload import RenderOptions
+from chute_shared.ports import METRICS_PORT, METRICS_PORT_NAME, SERVING_PORT_NAME, SIDECAR_PORT
 from tests.unit.chute_operator.test_render import KUBERNETES_VERSION, _chute
 
 OPTIONS = RenderOptions(catalog=builtin_catalog())
@@ -42,15 +43,15 @@ def test_ingress_admits_the_serving_port_from_anywhere_and_metrics_from_promethe
     assert spec["podSelector"] == {"matchLabels": {"chutes.ai/chute": "invalid"}}
     assert "Ingress" in spec["policyTypes"]
     serving, metrics = spec["ingress"]
-    assert (_ports(serving), "from" in serving) == (["http"], False)
-    assert (_ports(metrics), metrics["from"]) == (["metrics"], [PROMETHEUS])
+    assert (_ports(serving), "from" in serving) == ([SIDECAR_PORT], False)
+    assert (_ports(metrics), metrics["from"]) == ([METRICS_PORT], [PROMETHEUS])
 
 
 def test_no_other_port_is_admitted_neither_the_model_nor_the_admin_port() -> None:
     for template in TEMPLATES:
         spec = _policy(template=template, model={"name": "org/model"})
         admitted = {port for rule in spec["ingress"] for port in _ports(rule)}
-        assert admitted == {"http", "metrics"}, template
+        assert admitted == {SIDECAR_PORT, METRICS_PORT}, template
 
 
 def test_egress_is_dns_to_the_cluster_dns_pods_only() -> None:
@@ -89,7 +90,7 @@ def test_external_egress_opens_egress_and_keeps_ingress_governed() -> None:
     spec = _policy(allowExternalEgress=True)
     assert spec["policyTypes"] == ["Ingress"]
     assert "egress" not in spec
-    assert [_ports(rule) for rule in spec["ingress"]] == [["http"], ["metrics"]]
+    assert [_ports(rule) for rule in spec["ingress"]] == [[SIDECAR_PORT], [METRICS_PORT]]
 
 
 def test_dns_and_metrics_readers_come_from_the_options() -> None:
@@ -155,11 +156,14 @@ def test_every_template_that_takes_a_host_binds_the_model_to_loopback() -> None:
         assert ENGINES[name].args(_chute(template=name).spec, 8000) == []
 
 
-def test_the_admitted_ports_are_the_sidecars_serving_and_metrics_ports() -> None:
+def test_the_admitted_ports_are_the_sidecars_serving_and_metrics_ports_by_number() -> None:
+    """By number: the sidecar is a native sidecar (an init container), and not every network plugin
+    resolves a named port there (kube-network-policies v0.8.0 looks in ``containers`` only, so a named
+    port would admit nothing: tests/realnode/test_network_policy_on_real_pods.py found it)."""
     manifests = {m["kind"]: m for m in render(_chute(), OPTIONS)}
     pod = manifests["Deployment"]["spec"]["template"]["spec"]
     sidecar_ports = {port["name"]: port["containerPort"] for port in pod["initContainers"][0]["ports"]}
     admitted = {port for rule in manifests["NetworkPolicy"]["spec"]["ingress"] for port in _ports(rule)}
-    assert admitted <= set(sidecar_ports)
+    assert admitted == {sidecar_ports[SERVING_PORT_NAME], sidecar_ports[METRICS_PORT_NAME]}
     service_targets = {port["targetPort"] for port in manifests["Service"]["spec"]["ports"]}
-    assert service_targets == admitted
+    assert {sidecar_ports[name] for name in service_targets} == admitted
