@@ -13,6 +13,7 @@ from chute_operator.validation import InvalidChute
 from chute_operator.wiring import PeerSelector
 from chute_operator.workload import RenderOptions, Workload, resolve, route_timeouts
 from chute_shared.limits import MAX_BODY_BYTES, REQUEST_TIMEOUT_SECONDS
+from chute_shared.ports import METRICS_PORT
 from tests.unit.chute_operator.test_network_policy import PROMETHEUS, _policy
 from tests.unit.chute_operator.test_render import _chute
 
@@ -96,7 +97,7 @@ def test_no_endpoint_picker_reaches_the_metrics_port_unless_named(monkeypatch: p
     _, metrics = _policy(same_namespace.render_options(builtin_catalog()))["ingress"]
     assert metrics == {
         "from": [PROMETHEUS, {"podSelector": {"matchLabels": {"app": "epp"}}}],
-        "ports": [{"protocol": "TCP", "port": "metrics"}],
+        "ports": [{"protocol": "TCP", "port": METRICS_PORT}],
     }
     environ["CHUTE_OPERATOR_ENDPOINT_PICKER_NAMESPACE_SELECTOR"] = "team=gateway"
     elsewhere = Settings.from_env(environ)
