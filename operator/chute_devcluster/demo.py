@@ -139,23 +139,33 @@ def demo_command(
     and in pods the HPA, the scale-up, zero and the wake)."""
     from chute_devcluster.binaries import BuildError
     from chute_devcluster.chart_install import HelmError, InstallError
-    from chute_devcluster.cli import DevClusterError, ensure_dev_cluster, real_node_state
+    from chute_devcluster.cli import DevClusterError, ensure_dev_cluster, real_node_state, state_dir
     from chute_devcluster.images import ImageBuildError
+    from chute_devcluster.supervisor import read_state
 
     clock = StageClock()
     _say("starting the local control plane (the first run builds Kubernetes and the images: ~17 min)")
+    before = read_state(state_dir()).get("pid")
     try:
         kubeconfig = ensure_dev_cluster(real_node=real_node)
     except (DevClusterError, BuildError, ImageBuildError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    state = read_state(state_dir())
+    started = state.get("pid") != before
+    waited = float((state.get("milestones") or {}).get("real node: machine lock", 0.0)) if started else 0.0
     real = real_node_state()
     in_pods = real is not None and not host_operator_mode
     mode = "chart in pods" if in_pods else "host-process operator"
     _say(f"cluster up; kubeconfig: {kubeconfig}")
     if real:
         _say(f"real node {real['name']}: kubelet + containerd, simulated {real['gpu']} GPUs")
-    clock.done("control plane up" + (" with the real node" if real else ""))
+    up = (
+        "control plane up"
+        + (" with the real node" if real else "")
+        + ("" if started else " (already running)")
+    )
+    clock.done(up, waited=waited if waited > 1 else 0.0)
     operator = None
     try:
         if real is not None and in_pods:

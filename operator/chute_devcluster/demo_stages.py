@@ -10,6 +10,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+WAITED = "waiting for another local cluster's real node"
+
 
 class StageClock:
     """Seconds per stage, each from the end of the one before (the first from the clock's start)."""
@@ -19,10 +21,13 @@ class StageClock:
         self.started = self._last = clock()
         self.stages: list[tuple[str, float]] = []
 
-    def done(self, stage: str) -> float:
-        """Close ``stage``; its seconds."""
+    def done(self, stage: str, waited: float = 0.0) -> float:
+        """Close ``stage``; its seconds. ``waited``: seconds of it spent waiting for another local
+        cluster's real node (one per machine), recorded as a stage of its own before it."""
         now = self._clock()
-        seconds = round(now - self._last, 1)
+        if waited > 0:
+            self.stages.append((WAITED, round(waited, 1)))
+        seconds = round(now - self._last - max(waited, 0.0), 1)
         self.stages.append((stage, seconds))
         self._last = now
         return seconds

@@ -13,7 +13,7 @@ import yaml
 from chute_devcluster.chart_install import GPU_TOLERATION, install_command, values
 from chute_devcluster.demo import build_parser
 from chute_devcluster.demo_real import SCALING, real_chute
-from chute_devcluster.demo_stages import StageClock, write_report
+from chute_devcluster.demo_stages import WAITED, StageClock, write_report
 from chute_operator.api.chute import Chute
 from chute_operator.api.spec import ChuteSpec
 
@@ -36,7 +36,8 @@ def test_the_real_node_values_pass_the_charts_schema(digest: str) -> None:
     assert chart_values["replicaCount"] == 2
     assert chart_values["nodeSelector"] == {"kubernetes.io/hostname": "chute-real-0"}
     assert chart_values["tolerations"] == [GPU_TOLERATION]
-    assert chart_values["metricsApi"]["enabled"] and chart_values["activator"]["enabled"]
+    assert chart_values["metricsApi"]["enabled"]
+    assert chart_values["activator"]["enabled"]
     assert chart_values["watchNamespaces"] == []
     assert chart_values["image"].get("digest", "") == digest
 
@@ -50,8 +51,10 @@ def test_helm_installs_then_upgrades_the_published_chart(tmp_path: Path) -> None
     first = install_command(published, tmp_path / "values.yaml", upgrade=False)
     again = install_command(published, tmp_path / "values.yaml", upgrade=True)
     assert first[:5] == ["install", "chute-operator", published["chart"], "--version", "0.1.0"]
-    assert again[0] == "upgrade" and again[1:] == first[1:]
-    assert "--plain-http" in first and first[first.index("-n") + 1] == "chute-system"
+    assert again[0] == "upgrade"
+    assert again[1:] == first[1:]
+    assert "--plain-http" in first
+    assert first[first.index("-n") + 1] == "chute-system"
 
 
 def test_the_real_chute_scales_between_zero_and_three_after_the_shortest_idle_window() -> None:
@@ -64,9 +67,13 @@ def test_the_real_chute_scales_between_zero_and_three_after_the_shortest_idle_wi
 
 def test_the_demo_flags() -> None:
     args = build_parser().parse_args(["--host-operator", "--no-real-node", "--results", "r.json"])
-    assert args.host_operator and args.no_real_node and args.results == Path("r.json")
+    assert args.host_operator
+    assert args.no_real_node
+    assert args.results == Path("r.json")
     defaults = build_parser().parse_args([])
-    assert not defaults.host_operator and not defaults.no_real_node and defaults.results is None
+    assert not defaults.host_operator
+    assert not defaults.no_real_node
+    assert defaults.results is None
 
 
 def test_each_stage_costs_the_time_since_the_one_before(tmp_path: Path) -> None:
@@ -79,7 +86,16 @@ def test_each_stage_costs_the_time_since_the_one_before(tmp_path: Path) -> None:
     assert clock.table().splitlines()[-1].split() == ["total", "90.0", "s"]
     report = clock.report(mode="chart in pods")
     assert report["stages_seconds"] == {"control plane up": 12.3, "helm install": 0.2, "to zero": 77.5}
-    assert report["total_seconds"] == 90.0 and report["mode"] == "chart in pods"
+    assert report["total_seconds"] == 90.0
+    assert report["mode"] == "chart in pods"
     paths = [tmp_path / "a.json", tmp_path / "deeper" / "b.json"]
     write_report(report, *paths)
     assert [json.loads(path.read_text()) for path in paths] == [report, report]
+
+
+def test_the_wait_for_another_clusters_real_node_is_a_stage_of_its_own() -> None:
+    ticks = iter([0.0, 250.0])
+    clock = StageClock(clock=lambda: next(ticks))
+    assert clock.done("control plane up", waited=230.04) == 20.0
+    assert clock.stages == [(WAITED, 230.0), ("control plane up", 20.0)]
+    assert clock.total() == 250.0
