@@ -137,18 +137,24 @@ def demo_command(
 ) -> int:
     """Run the whole demo; exit 0 once every stage has happened (every example Chute Ready, the answers,
     and in pods the HPA, the scale-up, zero and the wake)."""
-    from chute_devcluster.binaries import BuildError
+    from chute_devcluster.binaries import BuildError, ensure_binaries
     from chute_devcluster.chart_install import HelmError, InstallError
     from chute_devcluster.cli import DevClusterError, ensure_dev_cluster, real_node_state, state_dir
     from chute_devcluster.images import ImageBuildError
+    from chute_devcluster.realnode import RealNodeError, build_node_images, unavailable_reason
     from chute_devcluster.supervisor import read_state
 
     clock = StageClock()
-    _say("starting the local control plane (the first run builds Kubernetes and the images: ~17 min)")
+    _say("the binaries and images (the first run builds Kubernetes, helm and the images: ~17 min)")
     before = read_state(state_dir()).get("pid")
     try:
+        ensure_binaries()
+        if real_node and unavailable_reason() is None:
+            build_node_images()
+        clock.done("binaries and images (built once, then cached)")
+        _say("starting the local control plane")
         kubeconfig = ensure_dev_cluster(real_node=real_node)
-    except (DevClusterError, BuildError, ImageBuildError) as error:
+    except (DevClusterError, BuildError, ImageBuildError, RealNodeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     state = read_state(state_dir())
