@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import shutil
 import signal
@@ -41,6 +42,7 @@ from chute_devcluster.netguard import NetworkGuardError, remove_stale
 from chute_devcluster.pki import KeyPair
 from chute_devcluster.processes import pid_alive
 from chute_devcluster.realnode import (
+    HOLDER_FILE,
     NodeImage,
     NodeImages,
     RealNodeError,
@@ -51,6 +53,9 @@ from chute_devcluster.realnode import (
 from chute_devcluster.supervisor import PID_FILE, STATE_FILE, read_state
 
 NODES_ENV = "CHUTE_OPERATOR_DEV_NODES"
+LOCK_TIMEOUT_ENV = "CHUTE_OPERATOR_REAL_NODE_LOCK_TIMEOUT"
+LOCK_TIMEOUT = 600.0
+"""How long ``dev up`` (and the demo) waits for another local cluster's real node, as the tests do."""
 START_TIMEOUT = 180.0
 STOP_TIMEOUT = 60.0
 
@@ -189,6 +194,19 @@ def _image_argument(image: NodeImage) -> str:
     return f"{image.ref}={image.archive}"
 
 
+def _lock_timeout() -> float:
+    return float(os.environ.get(LOCK_TIMEOUT_ENV) or LOCK_TIMEOUT)
+
+
+def _real_node_holder() -> int | None:
+    """The pid of the process that runs the machine's real node now, if one does."""
+    try:
+        pid = int(json.loads(HOLDER_FILE.read_text())["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return pid if pid_alive(pid) else None
+
+
 def _start_supervisor(pod_cidr: str, service_cidr: str, images: NodeImages | None) -> str:
     directory = state_dir()
     _stop_everything()
@@ -197,8 +215,19 @@ def _start_supervisor(pod_cidr: str, service_cidr: str, images: NodeImages | Non
     log_path = directory / "supervisor.log"
     command = [sys.executable, "-m", "chute_devcluster.supervisor", "--state-dir", str(directory)]
     command += ["--pod-cidr", pod_cidr, "--service-cidr", service_cidr]
+    wait = 0.0
     if images is not None:
-        command += ["--real-node", "--sandbox-image", _image_argument(images.sandbox)]
+        wait = _lock_timeout()
+        command += ["--real-node", "--real-node-lock-timeout", str(wait)]
+        command += ["--sandbox-image", _image_argument(images.sandbox)]
+        holder = _real_node_holder()
+        if holder:
+            print(
+                f"the real node is in use by another local cluster (pid {holder}): waiting up to {wait:.0f}s "
+                f"for it ({LOCK_TIMEOUT_ENV})",
+                file=sys.stderr,
+                flush=True,
+            )
         command += [argument for image in images.others for argument in ("--image", _image_argument(image))]
     nodes_file = os.environ.get(NODES_ENV)
     if nodes_file:
@@ -207,7 +236,7 @@ def _start_supervisor(pod_cidr: str, service_cidr: str, images: NodeImages | Non
         process = subprocess.Popen(
             command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
-    deadline = time.monotonic() + START_TIMEOUT
+    deadline = time.monotonic() + START_TIMEOUT + wait
     while time.monotonic() < deadline:
         state = read_state(directory)
         if state.get("ready"):
@@ -219,7 +248,7 @@ def _start_supervisor(pod_cidr: str, service_cidr: str, images: NodeImages | Non
             )
         time.sleep(0.2)
     _terminate(process.pid, STOP_TIMEOUT)
-    raise DevClusterError(f"no Ready control plane after {START_TIMEOUT:.0f}s; see {log_path}")
+    raise DevClusterError(f"no Ready control plane after {START_TIMEOUT + wait:.0f}s; see {log_path}")
 
 
 def ensure_dev_cluster(

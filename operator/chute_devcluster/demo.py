@@ -1,28 +1,39 @@
-"""``chute-operator demo``: local cluster, simulated GPU nodes, the operator and the examples, until Ready.
+"""``chute-operator demo``: the local cluster, the operator (the chart in pods), examples, a real Chute.
 
-With the real node (the default of ``dev up``), one more Chute runs for real there: the demo sends it
-a few requests through its Service and one over its concurrency limit (:mod:`chute_devcluster.demo_real`).
+With the real node (the default of ``dev up``) the operator runs as users run it: the image and the
+chart published to the cluster's registry and the chart installed from there, the operator (two
+replicas), its metrics API and the activator as pods on the real node
+(:mod:`chute_devcluster.demo_operator`). One more Chute runs for real there: the demo sends it a few
+requests through its Service and one over its concurrency limit (:mod:`chute_devcluster.demo_real`),
+then shows its HPA reading its metric, scales it up under load, lets it go to zero and wakes it with
+a request (:mod:`chute_devcluster.demo_autoscale`). ``--host-operator`` (and a cluster without a real
+node) runs the operator as a host process instead, and stops after the requests. Each stage's
+seconds are printed and written to ``demo-stages.json`` in the cluster's state dir.
 """
 
 from __future__ import annotations
 
-import contextlib
+import argparse
 import json
-import os
-import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from chute_devcluster.binaries import toolset
+from chute_devcluster.chart_install import items, kubectl
+from chute_devcluster.demo_autoscale import story
+from chute_devcluster.demo_operator import chart_operator, host_operator
 from chute_devcluster.demo_real import REAL_CHUTE, real_chute, tell_story
+from chute_devcluster.demo_stages import StageClock, write_report
+from chute_devcluster.release import RELEASE_NAMESPACE
 from chute_operator.api.reasons import READY
-from chute_operator.crd import crd_yaml
 
 NAMESPACE = "chutes-demo"
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+RESULTS_FILE = "demo-stages.json"
 
 
 def _say(message: str) -> None:
@@ -30,46 +41,7 @@ def _say(message: str) -> None:
 
 
 def _kubectl(kubeconfig: Path, *args: str, input: str | None = None) -> str:
-    result = subprocess.run(
-        [str(toolset().kubectl), f"--kubeconfig={kubeconfig}", *args],
-        input=input,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if result.returncode != 0:
-        raise RuntimeError(f"kubectl {' '.join(args)}: {result.stderr.strip()}")
-    return result.stdout
-
-
-def operator_pid_file(kubeconfig: Path) -> Path:
-    return kubeconfig.parent / "operator.pid"
-
-
-def stop_operator(kubeconfig: Path) -> None:
-    """Stop a demo operator started earlier (if any)."""
-    pid_file = operator_pid_file(kubeconfig)
-    with contextlib.suppress(OSError, ValueError):
-        os.kill(int(pid_file.read_text()), signal.SIGTERM)
-    pid_file.unlink(missing_ok=True)
-
-
-def _start_operator(kubeconfig: Path, sidecar_image: str | None) -> subprocess.Popen[bytes]:
-    stop_operator(kubeconfig)
-    log = (kubeconfig.parent / "operator.log").open("ab")
-    env = {**os.environ, "KUBECONFIG": str(kubeconfig), "CHUTE_OPERATOR_LOG_FORMAT": "text"}
-    if sidecar_image:  # real-node pods: the sidecar from the project image (local registry)
-        env["CHUTE_OPERATOR_SIDECAR_IMAGE"] = sidecar_image
-    env.setdefault("CHUTE_OPERATOR_LEASE_NAMESPACE", "default")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "chute_operator", "run", "--all-namespaces"],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    operator_pid_file(kubeconfig).write_text(str(process.pid))
-    return process
+    return kubectl(kubeconfig, *args, input=input).stdout
 
 
 def _chutes(kubeconfig: Path) -> list[dict[str, Any]]:
@@ -104,64 +76,162 @@ def _table(chutes: list[dict[str, Any]]) -> str:
     )
 
 
-def demo_command(examples: str | None = None, timeout: float = 600.0) -> int:
-    """Run the whole demo; exit 0 once every example Chute is Ready."""
-    from chute_devcluster.binaries import BuildError
-    from chute_devcluster.cli import DevClusterError, ensure_dev_cluster, real_node_state
-    from chute_devcluster.images import ImageBuildError
+def _show(kubeconfig: Path) -> list[dict[str, Any]]:
+    chutes = _chutes(kubeconfig)
+    print(f"\n{time.strftime('%H:%M:%S')}\n{_table(chutes)}", flush=True)
+    return chutes
 
-    _say("starting the local control plane (the first run builds Kubernetes and the images: ~15 min)")
-    try:
-        kubeconfig = ensure_dev_cluster()
-    except (DevClusterError, BuildError, ImageBuildError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    real = real_node_state()
-    project_image = real["images"][-1] if real else None
-    _say(f"cluster up; kubeconfig: {kubeconfig}")
-    if real:
-        _say(f"real node {real['name']}: kubelet + containerd, simulated {real['gpu']} GPUs")
-    _say("installing the Chute CRD")
-    _kubectl(kubeconfig, "apply", "--server-side", "-f", "-", input=crd_yaml())
-    _kubectl(kubeconfig, "wait", "--for=condition=Established", "--timeout=60s", "crd/chutes.chutes.ai")
-    _say("starting the operator in the background (log: operator.log beside the kubeconfig)")
-    operator = _start_operator(kubeconfig, project_image)
-    source = Path(examples) if examples else EXAMPLES
+
+def _wait_ready(kubeconfig: Path, timeout: float, operator: subprocess.Popen[bytes] | None) -> bool:
+    """The live table until every Chute of the namespace is Ready (bounded); whether they all are."""
+    deadline = time.monotonic() + timeout
+    chutes: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        if operator is not None and operator.poll() is not None:
+            print(f"the operator exited with {operator.returncode}; see {kubeconfig.parent / 'operator.log'}")
+            return False
+        chutes = _show(kubeconfig)
+        if chutes and all(_ready(c).get("status") == "True" for c in chutes):
+            _say(f"all {len(chutes)} Chutes are Ready")
+            return True
+        time.sleep(3)
+    for chute in chutes:
+        ready = _ready(chute)
+        if ready.get("status") != "True":
+            reason = ready.get("reason", "no status yet")
+            print(f"NOT READY {chute['metadata']['name']}: {reason}: {ready.get('message', '')}")
+    return False
+
+
+def _apply_chutes(kubeconfig: Path, source: Path, real: dict[str, Any] | None) -> None:
+    """The examples and, with a real node, the real Chute (deleted first: each run starts it afresh)."""
     _say(f"applying {source} into namespace {NAMESPACE}")
     namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}
     _kubectl(kubeconfig, "apply", "-f", "-", input=json.dumps(namespace))
     _kubectl(kubeconfig, "apply", "-n", NAMESPACE, "-f", str(source))
-    if project_image:
+    if real is not None:
         _say(f"applying {REAL_CHUTE}: the simulated model server, for real on the real node")
-        _kubectl(kubeconfig, "apply", "-n", NAMESPACE, "-f", "-", input=json.dumps(real_chute(project_image)))
-    deadline = time.monotonic() + timeout
-    chutes: list[dict[str, Any]] = []
-    while time.monotonic() < deadline:
-        if operator.poll() is not None:
-            print(f"the operator exited with {operator.returncode}; see {kubeconfig.parent / 'operator.log'}")
+        _kubectl(kubeconfig, "delete", "chute", REAL_CHUTE, "-n", NAMESPACE, "--ignore-not-found", "--wait")
+        labels = f"app.kubernetes.io/instance={REAL_CHUTE}"
+        deadline = time.monotonic() + 120  # its children too, or the new Chute would find them in its way
+        while time.monotonic() < deadline and any(
+            items(kubeconfig, k, NAMESPACE, labels) for k in ("deploy", "pod")
+        ):
+            time.sleep(1)
+        _kubectl(kubeconfig, "apply", "-n", NAMESPACE, "-f", "-", input=json.dumps(real))
+
+
+def _finish(clock: StageClock, kubeconfig: Path, results: Path | None, mode: str, passed: bool) -> None:
+    print(f"\nstages ({mode}):\n{clock.table()}", flush=True)
+    report = clock.report(command="chute-operator demo", mode=mode, completed=passed)
+    write_report(report, kubeconfig.parent / RESULTS_FILE, *([results] if results else []))
+    print(f"(written to {kubeconfig.parent / RESULTS_FILE}{f' and {results}' if results else ''})")
+
+
+def demo_command(
+    examples: str | None = None,
+    timeout: float = 600.0,
+    host_operator_mode: bool = False,
+    real_node: bool = True,
+    results: Path | None = None,
+) -> int:
+    """Run the whole demo; exit 0 once every stage has happened (every example Chute Ready, the answers,
+    and in pods the HPA, the scale-up, zero and the wake)."""
+    from chute_devcluster.binaries import BuildError, ensure_binaries
+    from chute_devcluster.chart_install import HelmError, InstallError
+    from chute_devcluster.cli import DevClusterError, ensure_dev_cluster, real_node_state, state_dir
+    from chute_devcluster.images import ImageBuildError
+    from chute_devcluster.realnode import RealNodeError, build_node_images, unavailable_reason
+    from chute_devcluster.supervisor import read_state
+
+    clock = StageClock()
+    _say("the binaries and images (the first run builds Kubernetes, helm and the images: ~17 min)")
+    before = read_state(state_dir()).get("pid")
+    try:
+        ensure_binaries()
+        if real_node and unavailable_reason() is None:
+            build_node_images()
+        clock.done("binaries and images (built once, then cached)")
+        _say("starting the local control plane")
+        kubeconfig = ensure_dev_cluster(real_node=real_node)
+    except (DevClusterError, BuildError, ImageBuildError, RealNodeError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    state = read_state(state_dir())
+    started = state.get("pid") != before
+    waited = float((state.get("milestones") or {}).get("real node: machine lock", 0.0)) if started else 0.0
+    real = real_node_state()
+    in_pods = real is not None and not host_operator_mode
+    mode = "chart in pods" if in_pods else "host-process operator"
+    _say(f"cluster up; kubeconfig: {kubeconfig}")
+    if real:
+        _say(f"real node {real['name']}: kubelet + containerd, simulated {real['gpu']} GPUs")
+    up = (
+        "control plane up"
+        + (" with the real node" if real else "")
+        + ("" if started else " (already running)")
+    )
+    clock.done(up, waited=waited if waited > 1 else 0.0)
+    operator = None
+    try:
+        if real is not None and in_pods:
+            published = chart_operator(kubeconfig, real["registry"], real["name"], _say, clock.done)
+            image: str | None = f"{published['image']}@{published['image_digest']}"
+        else:
+            image = real["images"][-1] if real else None
+            operator = host_operator(kubeconfig, image, _say)
+            clock.done("CRD and host-process operator")
+        chute = real_chute(image, scaling=in_pods) if image else None
+        _apply_chutes(kubeconfig, Path(examples) if examples else EXAMPLES, chute)
+        if not _wait_ready(kubeconfig, timeout, operator):
+            _finish(clock, kubeconfig, results, mode, False)
             return 1
-        chutes = _chutes(kubeconfig)
-        print(f"\n{time.strftime('%H:%M:%S')}\n{_table(chutes)}", flush=True)
-        if chutes and all(_ready(c).get("status") == "True" for c in chutes):
-            _say(f"all {len(chutes)} Chutes are Ready")
-            if project_image:
-                service = json.loads(
-                    _kubectl(kubeconfig, "get", "service", REAL_CHUTE, "-n", NAMESPACE, "-o", "json")
-                )
-                tell_story(service["spec"]["clusterIP"], service["spec"]["ports"][0]["port"], _say)
-                chutes = _chutes(kubeconfig)
-                print(f"\n{time.strftime('%H:%M:%S')}\n{_table(chutes)}", flush=True)
-            print(
-                f"\nTry (kubectl: {toolset().kubectl}):\n  export KUBECONFIG={kubeconfig}\n"
-                f"  kubectl get chutes -n {NAMESPACE}\n"
-                f"  kubectl describe chute qwen3-8b-chat -n {NAMESPACE}\n"
-                "The operator keeps running; stop everything with: chute-operator dev down"
+        clock.done("examples and the real Chute Ready")
+        passed = True
+        if chute is not None:
+            service = json.loads(
+                _kubectl(kubeconfig, "get", "service", REAL_CHUTE, "-n", NAMESPACE, "-o", "json")
             )
-            return 0
-        time.sleep(3)
-    not_ready = [c for c in chutes if _ready(c).get("status") != "True"]
-    for chute in not_ready:
-        ready = _ready(chute)
-        reason = ready.get("reason", "no status yet")
-        print(f"NOT READY {chute['metadata']['name']}: {reason}: {ready.get('message', '')}")
-    return 1
+            tell_story(service["spec"]["clusterIP"], service["spec"]["ports"][0]["port"], _say)
+            clock.done("answers and a 429")
+            if in_pods:
+                passed = story(kubeconfig, NAMESPACE, REAL_CHUTE, chute["spec"], _say, clock.done)
+            _show(kubeconfig)
+    except (InstallError, HelmError, RuntimeError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        _finish(clock, kubeconfig, results, mode, False)
+        return 1
+    _finish(clock, kubeconfig, results, mode, passed)
+    where = f"pods in {RELEASE_NAMESPACE}" if in_pods else "in the background: operator.log"
+    print(
+        f"\nTry (kubectl: {toolset().kubectl}):\n  export KUBECONFIG={kubeconfig}\n"
+        f"  kubectl get chutes,hpa -n {NAMESPACE}\n"
+        f"  kubectl describe chute qwen3-8b-chat -n {NAMESPACE}\n"
+        + (f"  kubectl get pods -n {RELEASE_NAMESPACE} -o wide\n" if in_pods else "")
+        + f"The operator keeps running ({where}); stop everything with: chute-operator dev down"
+    )
+    return 0 if passed else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="chute-operator demo", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--examples", default=None, help="directory of Chutes to apply (default: examples/)")
+    parser.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for Ready")
+    parser.add_argument(
+        "--host-operator",
+        action="store_true",
+        help="the operator as a host process instead of the chart's pods (no HPA, scale-up, zero or wake)",
+    )
+    parser.add_argument(
+        "--no-real-node", action="store_true", help="a cluster without the real node (host-process operator)"
+    )
+    parser.add_argument(
+        "--results", type=Path, default=None, help="also write each stage's seconds here (JSON)"
+    )
+    return parser
+
+
+def main(argv: Sequence[str]) -> int:
+    """``chute-operator demo [flags]``: the exit code."""
+    args = build_parser().parse_args(argv)
+    return demo_command(args.examples, args.timeout, args.host_operator, not args.no_real_node, args.results)

@@ -18,13 +18,18 @@ from typing import Any
 
 REAL_CHUTE = "sim-chat-real"
 CONCURRENCY = 2
-MODEL_ARGS = ["--model", "sim-chat", "--time-to-first-token-seconds", "2", "--tokens-per-second", "20"]
+MODEL = "sim-chat"
+MODEL_ARGS = ["--model", MODEL, "--time-to-first-token-seconds", "2", "--tokens-per-second", "20"]
 QUESTIONS = ("What is a Chute?", "Where does this answer come from?", "Is the GPU real?")
+SCALING = {"minInstances": 0, "maxInstances": 3, "shutdownAfterSeconds": 60}
+"""With the chart's operator, metrics API and activator in pods: an HPA up to 3 replicas, and zero after
+the shortest idle window the API allows (60 s)."""
 
 
-def real_chute(image: str) -> dict[str, Any]:
-    """The simulated model on the real node's simulated A10 GPU, concurrency 2."""
-    return {
+def real_chute(image: str, scaling: bool = False) -> dict[str, Any]:
+    """The simulated model on the real node's simulated A10 GPU, concurrency 2 (``scaling``: with
+    :data:`SCALING`)."""
+    chute: dict[str, Any] = {
         "apiVersion": "chutes.ai/v1alpha1",
         "kind": "Chute",
         "metadata": {"name": REAL_CHUTE},
@@ -41,10 +46,13 @@ def real_chute(image: str) -> dict[str, Any]:
             "monitoring": {"serviceMonitor": False},
         },
     }
+    if scaling:
+        chute["spec"].update(SCALING)
+    return chute
 
 
-def _post(url: str, question: str, timeout: float = 30.0) -> tuple[int, dict[str, str], dict[str, Any]]:
-    body = {"model": "sim-chat", "messages": [{"role": "user", "content": question}], "max_tokens": 8}
+def post_chat(url: str, question: str, timeout: float = 30.0) -> tuple[int, dict[str, str], dict[str, Any]]:
+    body = {"model": MODEL, "messages": [{"role": "user", "content": question}], "max_tokens": 8}
     request = urllib.request.Request(
         f"{url}/v1/chat/completions", json.dumps(body).encode(), {"Content-Type": "application/json"}
     )
@@ -81,7 +89,7 @@ def tell_story(cluster_ip: str, port: int, say: Any) -> None:
     say(f"{REAL_CHUTE} serves on the real node; requests to its Service {url}")
     for question in QUESTIONS:
         started = time.monotonic()
-        status, _, answer = _post(url, question)
+        status, _, answer = post_chat(url, question)
         text = answer.get("choices", [{}])[0].get("message", {}).get("content", answer)
         usage = answer.get("usage", {})
         tokens = f"{usage.get('prompt_tokens', '?')} + {usage.get('completion_tokens', '?')} tokens"
@@ -89,7 +97,7 @@ def tell_story(cluster_ip: str, port: int, say: Any) -> None:
     extra = CONCURRENCY + 1
     say(f"{extra} requests at once; the sidecar lets {CONCURRENCY} in (concurrency {CONCURRENCY})")
     with ThreadPoolExecutor(max_workers=extra) as pool:
-        results = list(pool.map(lambda i: _post(url, f"parallel request {i}"), range(extra)))
+        results = list(pool.map(lambda i: post_chat(url, f"parallel request {i}"), range(extra)))
     for index, (status, headers, answer) in enumerate(results):
         if status == 429:
             print(f"  request {index} -> 429 Retry-After: {headers.get('Retry-After')} {answer}")

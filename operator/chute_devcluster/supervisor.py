@@ -65,6 +65,7 @@ def run(
     pod_cidr: str = POD_CIDR,
     service_cidr: str = SERVICE_CLUSTER_IP_RANGE,
     real_node_images: NodeImages | None = None,
+    real_node_lock_timeout: float = 0.0,
 ) -> int:
     state_dir.mkdir(parents=True, exist_ok=True)
     (state_dir / PID_FILE).write_text(str(os.getpid()))
@@ -90,6 +91,7 @@ def run(
             service_cidr=service_cidr,
             real_node=RealNodeSettings.from_env() if real_node_images else None,
             real_node_images=real_node_images,
+            real_node_lock_timeout=real_node_lock_timeout,
         )
     except ControlPlaneError as error:
         _log(f"start failed: {error}")
@@ -169,11 +171,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--real-node", action="store_true", help="also run the real node")
     parser.add_argument("--sandbox-image", type=_image, help="REF=ARCHIVE of the pause image")
     parser.add_argument("--image", type=_image, action="append", default=[], help="REF=ARCHIVE to import")
+    parser.add_argument(
+        "--real-node-lock-timeout",
+        type=float,
+        default=0.0,
+        help="seconds to wait for another cluster's real node",
+    )
     args = parser.parse_args(argv)
     if args.real_node and args.sandbox_image is None:
         parser.error("--real-node needs --sandbox-image")
     images = NodeImages(args.sandbox_image, tuple(args.image)) if args.real_node else None
-    return run(args.state_dir.resolve(), args.nodes, args.pod_cidr, args.service_cidr, images)
+    return run(
+        args.state_dir.resolve(),
+        args.nodes,
+        args.pod_cidr,
+        args.service_cidr,
+        images,
+        args.real_node_lock_timeout,
+    )
 
 
 if __name__ == "__main__":

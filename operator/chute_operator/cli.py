@@ -78,14 +78,15 @@ def _dev(args: argparse.Namespace) -> int:
     )
 
 
-def _demo(args: argparse.Namespace) -> int:
+def _demo(argv: Sequence[str]) -> int:
+    """The demo reads its own flags (``chute_devcluster.demo.main``)."""
     try:
-        from chute_devcluster.demo import demo_command
+        from chute_devcluster.demo import main as demo_main
     except ModuleNotFoundError as error:
         if (error.name or "").partition(".")[0] != "chute_devcluster":
             raise
         return _local_cluster_missing("demo")
-    return demo_command(examples=args.examples, timeout=args.timeout)
+    return demo_main(list(argv))
 
 
 def _sidecar(argv: Sequence[str]) -> int:
@@ -182,10 +183,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dev.set_defaults(handler=_dev)
 
-    demo = commands.add_parser("demo", help="local cluster + operator + examples, until the Chutes are Ready")
-    demo.add_argument("--examples", default=None, help="directory of Chutes to apply (default: examples/)")
-    demo.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for Ready")
-    demo.set_defaults(handler=_demo)
+    commands.add_parser(
+        "demo",
+        help="local cluster, the chart in pods, the examples, then a real Chute's answers, scale-up, zero "
+        "and wake (see: chute-operator demo --help)",
+        add_help=False,
+    )
 
     commands.add_parser(
         "sidecar", help="run the sidecar (see: chute-operator sidecar --help)", add_help=False
@@ -211,6 +214,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _modelsim(argv[1:])
     if argv[:1] == ["activator"]:
         return _activator(argv[1:])
+    if argv[:1] == ["demo"]:
+        return _demo(argv[1:])
     args = build_parser().parse_args(argv)
     result: int = args.handler(args)
     return result

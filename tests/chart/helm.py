@@ -2,50 +2,25 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from chute_devcluster import chart_install as chute_helm
+from chute_devcluster.chart_install import HelmError
+
+__all__ = ["Helm", "HelmError"]
+
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "chute-operator"
 CI_VALUES = sorted((CHART / "ci").glob("*.yaml"))
 
 
-class HelmError(AssertionError):
-    """helm exited non-zero; the message carries its stderr."""
-
-
 @dataclass(frozen=True)
-class Helm:
-    binary: Path
-    home: Path
-    kubeconfig: Path | None = None
-
-    def env(self) -> dict[str, str]:
-        env = {
-            **os.environ,
-            "HELM_CACHE_HOME": str(self.home / "cache"),
-            "HELM_CONFIG_HOME": str(self.home / "config"),
-            "HELM_DATA_HOME": str(self.home / "data"),
-        }
-        if self.kubeconfig is not None:
-            env["KUBECONFIG"] = str(self.kubeconfig)
-        return env
-
-    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(
-            [str(self.binary), *args], capture_output=True, text=True, env=self.env(), timeout=180
-        )
-        if check and result.returncode != 0:
-            raise HelmError(f"helm {' '.join(args)} exited {result.returncode}:\n{result.stderr}")
-        return result
-
-    def with_kubeconfig(self, kubeconfig: Path) -> Helm:
-        return Helm(self.binary, self.home, kubeconfig)
+class Helm(chute_helm.Helm):
+    """The pinned helm (``chart_install.Helm``) with the chart's own rendering helpers."""
 
     def template_text(
         self, *values: Path, sets: tuple[str, ...] = (), namespace: str = "chutes-system", release: str = "co"

@@ -19,18 +19,15 @@ No host-process operator runs meanwhile (session_operator_paused). About 4-5 min
 
 from __future__ import annotations
 
-import json
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
+from chute_devcluster import chart_install
 from chute_devcluster.binaries import ensure_binaries, toolset
 from chute_devcluster.controlplane import ControlPlane
-from chute_devcluster.images import build_base_image
 from chute_devcluster.realnode import RealNode
 from chute_operator.version import VERSION
 from tests.chart.helm import Helm
@@ -40,10 +37,9 @@ from tests.scale_to_zero_harness import IDLE_WINDOW, NAME, activator_counters, a
 
 pytestmark = [pytest.mark.realnode, pytest.mark.e2e, pytest.mark.timeout(900)]
 
-ROOT = Path(__file__).resolve().parents[2]
 RELEASE = "co"
-APISERVICE = "v1beta2.custom.metrics.k8s.io"
-CRD_NAME = "chutes.chutes.ai"
+APISERVICE = chart_install.APISERVICE
+CRD_NAME = chart_install.CRD_NAME
 
 
 @pytest.fixture(scope="module")
@@ -55,67 +51,35 @@ def helm(tmp_path_factory: pytest.TempPathFactory) -> Helm:
     return Helm(binary, tmp_path_factory.mktemp("helm-home"))
 
 
+# The steps live in chute_devcluster.chart_install (the demo installs the chart the same way); these
+# names stay for the tests that build on this one.
+
+
 def release_to_local_registry(cp: ControlPlane, helm: Helm, work: Path) -> dict[str, str]:
     """scripts/release against the cluster's registry (plain HTTP); what it published."""
-    summary = work / "release.json"
-    base = build_base_image()  # cached: the local Debian base (the public Python image cannot be pulled)
-    result = subprocess.run(
-        [str(ROOT / "scripts" / "release"), cp.registry, "--insecure", "--base-image", base.ref,
-         "--helm", str(helm.binary), "--summary", str(summary)],
-        capture_output=True, text=True, timeout=600, check=False,
-    )  # fmt: skip
-    assert result.returncode == 0, (
-        f"scripts/release failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
-    )
-    published: dict[str, str] = json.loads(summary.read_text())
-    return published
+    return chart_install.publish(cp.registry, helm.binary, work)
 
 
 def values(namespace: str, real_node: RealNode) -> dict[str, Any]:
-    """The user's values: two operator replicas and one activator, on the real node (it carries the GPU
-    taint; the simulated nodes run no real pods), watching the test's namespace only."""
-    return {
-        "replicaCount": 2,
-        "watchNamespaces": [namespace],
-        "nodeSelector": {"kubernetes.io/hostname": real_node.name},
-        "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
-        "operator": {"logFormat": "text"},
-        "metricsApi": {"enabled": True, "scrapeIntervalSeconds": 2},
-        "activator": {"enabled": True, "replicaCount": 1},
-        "image": {"pullPolicy": "IfNotPresent"},
-    }
+    """The user's values (chart_install.values), watching the test's namespace only."""
+    return chart_install.values(real_node.name, [namespace])
 
 
 def adopt_crd(cp: ControlPlane, namespace: str) -> None:
     """The session installed the CRD with kubectl: let the release take it over (it is kept at uninstall)."""
-    cp.kubectl(
-        "annotate", "--overwrite", "crd", CRD_NAME,
-        f"meta.helm.sh/release-name={RELEASE}", f"meta.helm.sh/release-namespace={namespace}",
-    )  # fmt: skip
-    cp.kubectl("label", "--overwrite", "crd", CRD_NAME, "app.kubernetes.io/managed-by=Helm")
+    chart_install.adopt_crd(cp.kubeconfig, namespace, RELEASE)
 
 
 def rollout(cp: ControlPlane, deployment: str, namespace: str, timeout: int = 240) -> None:
-    result = cp.kubectl(
-        "rollout", "status", f"deployment/{deployment}", "-n", namespace, f"--timeout={timeout}s",
-        check=False, timeout=timeout + 30,
-    )  # fmt: skip
-    if result.returncode != 0:
-        described = cp.kubectl("describe", "pods", "-n", namespace, check=False).stdout
-        logs = cp.kubectl(
-            "logs", "-n", namespace, f"deployment/{deployment}", "--all-containers", "--tail=60", check=False
-        )
-        raise AssertionError(
-            f"{deployment} not rolled out: {result.stderr}\n{described[-6000:]}\n{logs.stdout}{logs.stderr}"
-        )
+    chart_install.rollout(cp.kubeconfig, deployment, namespace, timeout)
 
 
 def ready_pod_ips(cp: ControlPlane, namespace: str, selector: str) -> list[str]:
-    return [
-        pod["status"]["podIP"]
-        for pod in items(cp, "pod", namespace, selector)
-        if not pod["metadata"].get("deletionTimestamp") and condition(pod, "Ready").get("status") == "True"
-    ]
+    return chart_install.ready_pod_ips(cp.kubeconfig, namespace, selector)
+
+
+def _selector(deployment: dict[str, Any]) -> str:
+    return chart_install.selector(deployment)
 
 
 def chat(base_url: str, timeout: float = 30.0) -> Answer:
@@ -154,47 +118,13 @@ def test_the_chart_installed_from_the_registry_runs_the_product_in_pods(
     assert published["image"] == f"{cp.registry}/chute-operator:{VERSION}", published
     mark("released")
 
-    adopt_crd(cp, namespace)
-    values_file = tmp_path / "values.yaml"
-    values_file.write_text(yaml.safe_dump(values(namespace, real_node)))
     cluster_helm = helm.with_kubeconfig(cp.kubeconfig)
-    cluster_helm.run(
-        "install", RELEASE, f"oci://{cp.registry}/charts/chute-operator", "--version", VERSION,
-        "--plain-http", "-n", namespace, "-f", str(values_file),
-    )  # fmt: skip
+    chart_install.install(cluster_helm, published, values(namespace, real_node), tmp_path, namespace, RELEASE)
     try:
-        manifest = cluster_helm.run("get", "manifest", RELEASE, "-n", namespace).stdout
-        objects = [doc for doc in yaml.safe_load_all(manifest) if doc]
-        deployments = {o["metadata"]["name"]: o for o in objects if o["kind"] == "Deployment"}
-        operator_name = next(n for n, o in deployments.items() if o["spec"]["replicas"] == 2)
-        activator_name = next(n for n in deployments if n != operator_name)
-        for name in deployments:
-            rollout(cp, name, namespace)
-        mark("pods Ready")
-
-        operator_pods = items(cp, "pod", namespace, _selector(deployments[operator_name]))
-        names = {pod["metadata"]["name"] for pod in operator_pods}
-        assert len(names) >= 2
+        running = chart_install.wait_running(cluster_helm, namespace, RELEASE, mark)
+        operator_pods = running.operator_pods(cp.kubeconfig, namespace)
+        assert len({pod["metadata"]["name"] for pod in operator_pods}) >= 2
         assert all(pod["spec"]["nodeName"] == real_node.name for pod in operator_pods)
-        lease = eventually(
-            lambda: next(
-                (
-                    lease
-                    for lease in items(cp, "lease", namespace)
-                    if (lease.get("spec") or {}).get("holderIdentity") in names
-                ),
-                None,
-            ),
-            what="an operator pod leading",
-            timeout=60,
-        )
-        mark("leader")
-        eventually(
-            lambda: condition(get(cp, "apiservice", APISERVICE, ""), "Available").get("status") == "True",
-            what="the chart's APIService Available",
-            timeout=120,
-        )
-        mark("APIService Available")
 
         image = published["image"]
         apply(cp, chute(image, real_node.name, load_seconds=1.0), namespace)
@@ -225,7 +155,8 @@ def test_the_chart_installed_from_the_registry_runs_the_product_in_pods(
         )
         mark("at zero")
 
-        activator_ip = ready_pod_ips(cp, namespace, _selector(deployments[activator_name]))[0]
+        activator = running.deployments[running.activator]
+        activator_ip = ready_pod_ips(cp, namespace, _selector(activator))[0]
         before = activator_counters(9090, activator_ip)
         deployment_before = (get(cp, "deployment", NAME, namespace) or {}).get("status")
         host, port = service_address(cp, NAME, namespace, timeout=60)
@@ -246,11 +177,6 @@ def test_the_chart_installed_from_the_registry_runs_the_product_in_pods(
             ) from None
         assert not at_zero(cp, namespace)
         mark("woken through the activator")
-        print(f"\nchart in pods (leader {lease['spec']['holderIdentity']}): {times}")
+        print(f"\nchart in pods (leader {running.leader}): {times}")
     finally:
-        cluster_helm.run("uninstall", RELEASE, "-n", namespace, "--wait", "--timeout=120s", check=False)
-
-
-def _selector(deployment: dict[str, Any]) -> str:
-    labels = deployment["spec"]["selector"]["matchLabels"]
-    return ",".join(f"{k}={v}" for k, v in labels.items())
+        chart_install.uninstall(cluster_helm, namespace, RELEASE)

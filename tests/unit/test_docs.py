@@ -205,3 +205,25 @@ def test_install_doc_and_figures_are_the_results_file() -> None:
     assert DOC.read_text() == doc(results)
     deployment = " ".join((ROOT / "docs" / "deployment.md").read_text().split())
     assert " ".join(summary(results).split()) in deployment
+
+
+def test_demo_stage_figures_are_the_results_files() -> None:
+    doc = " ".join((ROOT / "docs" / "deployment.md").read_text().split())
+    run = json.loads((RESULTS / "demo-stages.json").read_text())
+    assert run["completed"]
+    for stage, seconds in run["stages_seconds"].items():
+        assert f"| {stage} | {seconds:.1f} |" in doc, stage
+    assert f"| **total** | **{run['total_seconds']:.1f}** |" in doc
+    pruned = json.loads((RESULTS / "demo-stages-earlier.json").read_text())
+    published = pruned["stages_seconds"]["image and chart published to the local registry"]
+    assert f"and {published:.1f} s in the other run" in doc
+    rerun = json.loads((RESULTS / "demo-stages-rerun.json").read_text())
+    assert f"({rerun['total_seconds']:.1f} s in one run," in doc
+    fresh = json.loads((RESULTS / "fresh-builds.json").read_text())
+    waited = run["stages_seconds"].get("waiting for another local cluster's real node", 0.0)
+    demo = run["total_seconds"] - waited
+    assert f"| {fresh['total_seconds']:.1f} | `benchmarks/results/fresh-builds.json`" in doc
+    assert f"| {demo:.1f} | `benchmarks/results/demo-stages.json` |" in doc
+    total = 697 + 14.6 + fresh["total_seconds"] + 300 + demo
+    assert f"| **sum** | **{total:.0f}** |" in doc
+    assert f"That is {total / 60:.1f} minutes" in doc
