@@ -1,4 +1,5 @@
-"""Breaking pass 26.6 (held up): who may reach the metrics API's port directly.
+"""Who may reach the metrics API's port directly: only the request-header CA vouches for a front
+proxy (found by the breaking pass of issue 26, held up).
 
 The front proxy's client certificate must be verified against the request-header CA *only*, never
 the system trust store (/etc/ssl/certs in the python:slim image): with ``requestheader-allowed-names``

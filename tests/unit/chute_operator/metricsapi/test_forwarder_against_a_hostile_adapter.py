@@ -1,7 +1,5 @@
-"""Breaking pass 26.6: the forwarder against a misbehaving adapter / API server.
-
-Each failing expectation is marked xfail(strict=True) with the finding; the passing ones are what
-held up.
+"""The forwarder against a misbehaving adapter or API server: malformed answers, redirects, a
+flood of requests, a failed read of the v1beta1 APIService (found by the breaking pass of issue 26).
 """
 
 from __future__ import annotations

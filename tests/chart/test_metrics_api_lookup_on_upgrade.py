@@ -1,4 +1,5 @@
-"""Breaking pass 26.6: the chart's `lookup` of v1beta2.custom.metrics.k8s.io under `helm upgrade`.
+"""The chart's `lookup` of v1beta2.custom.metrics.k8s.io under `helm upgrade` (found by the breaking
+pass of issue 26).
 
 A stand-in API server (discovery and that one APIService, nothing else) answers helm's lookup
 (`helm template --dry-run=server`, as `helm upgrade` renders).

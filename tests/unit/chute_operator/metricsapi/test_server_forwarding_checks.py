@@ -1,5 +1,5 @@
-"""Breaking pass 26.6: the metrics API's HTTP side beside another adapter: who is checked for what,
-and what reaches the forwarder."""
+"""The metrics API's HTTP side beside another adapter: who is checked for what, and what reaches the
+forwarder (found by the breaking pass of issue 26)."""
 
 from __future__ import annotations
 
