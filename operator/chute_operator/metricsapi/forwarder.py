@@ -9,14 +9,14 @@ request is bounded in time and in the size of its answer.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from chute_operator.kube import ApiFailure, KubeApi
-from chute_operator.metricsapi import forwarding, responses
+from chute_operator.metricsapi import forwarding
+from chute_operator.metricsapi.adapter_answer import ADAPTER, adapter_answer, failure
 from chute_operator.metricsapi.query import Answer
 from chute_operator.transport import TooLarge, Unanswered
 
@@ -28,13 +28,6 @@ MAX_BYTES = 8 * 1024 * 1024
 """A forwarded answer longer than this is refused (a MetricValueList of some 20 000 pods)."""
 RESULTS = ("ok", "refused", "failed")
 """Forwarded requests counted by result: answered, refused by the adapter (4xx/5xx), no usable answer."""
-REASONS = {
-    400: "BadRequest",
-    401: "Unauthorized",
-    403: "Forbidden",
-    404: "NotFound",
-    503: "ServiceUnavailable",
-}
 
 
 @dataclass
@@ -88,26 +81,14 @@ class Forwarder:
             async with asyncio.timeout(self.timeout_seconds):
                 answer = await self.api.transport.request("GET", path, params, max_bytes=self.max_bytes)
         except TooLarge as error:
-            return _failure(
-                502, "InternalError", f"the adapter behind {forwarding.LEGACY_API_SERVICE}: {error}"
-            )
+            return failure(502, f"{ADAPTER}: {error}")
         except TimeoutError:
-            message = f"no answer from {forwarding.LEGACY_API_SERVICE} within {self.timeout_seconds:g}s"
-            return _failure(504, "Timeout", message)
+            return failure(
+                504, f"no answer from {forwarding.LEGACY_API_SERVICE} within {self.timeout_seconds:g}s"
+            )
         except Unanswered as error:
-            return _failure(503, "ServiceUnavailable", f"{forwarding.LEGACY_API_SERVICE}: {error}")
-        try:
-            document = json.loads(answer.body)
-        except ValueError:
-            document = None
-        if not isinstance(document, dict):
-            text = answer.body[:200].decode(errors="replace")
-            return _failure(answer.status if answer.status >= 400 else 502, "InternalError", text)
-        return Answer(answer.status, forwarding.to_v1beta2(document))
+            return failure(503, f"{forwarding.LEGACY_API_SERVICE}: {error}")
+        return adapter_answer(answer.status, answer.body, answer.headers.get("Location", ""))
 
 
 _FAILED = (502, 503, 504)
-
-
-def _failure(code: int, reason: str, message: str) -> Answer:
-    return Answer(code, responses.status(code, REASONS.get(code, reason), message))

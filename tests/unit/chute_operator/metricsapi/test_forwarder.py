@@ -150,6 +150,9 @@ async def test_the_adapters_refusal_passes_through_as_it_is() -> None:
         (TimeoutError(), 504, "no answer from v1beta1.custom.metrics.k8s.io within 10s"),
         (Answer(503, {}, b"service unavailable"), 503, "service unavailable"),
         (Answer(200, {}, b"<html>"), 502, "<html>"),
+        (Answer(302, {"Location": "/api/v1/secrets"}, b""), 502, "redirect (302 to /api/v1/secrets)"),
+        (Answer(401, {}, b'{"kind":"Status","code":401}'), 502, "the operator's credentials"),
+        (Answer(403, {}, b'{"kind":"Status","code":403}'), 502, "the operator's ServiceAccount may not"),
     ],
 )
 async def test_an_adapter_that_fails_gets_a_status_the_hpa_quotes(
