@@ -2,8 +2,9 @@
 through the kube-apiserver (which authenticates to the adapter as its front proxy), with the
 operator's own credentials. What is forwarded and how it is translated: :mod:`forwarding`.
 
-The v1beta1 APIService is read at most every ``check_seconds``, not per request; a forwarded
-request is bounded in time and in the size of its answer.
+The v1beta1 APIService is read at most every ``check_seconds``, not per request (after a failed
+read, every ``retry_seconds``, the last known target kept); a forwarded request is bounded in time
+and in the size of its answer.
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ from chute_operator.transport import TooLarge, Unanswered
 log = logging.getLogger(__name__)
 
 CHECK_SECONDS = 30.0
+"""The v1beta1 APIService is read again after this long (it changes when an adapter comes or goes)."""
+RETRY_SECONDS = 5.0
+"""After a failed read of that APIService, it is read again this soon (the last known target kept)."""
 TIMEOUT_SECONDS = 10.0
 MAX_BYTES = 8 * 1024 * 1024
 """A forwarded answer longer than this is refused (a MetricValueList of some 20 000 pods)."""
@@ -41,28 +45,45 @@ class Forwarder:
     timeout_seconds: float = TIMEOUT_SECONDS
     max_bytes: int = MAX_BYTES
     clock: Callable[[], float] = time.monotonic
+    retry_seconds: float = RETRY_SECONDS
     _target: forwarding.Target | None = None
-    _checked_at: float = 0.0
+    _next_read: float = 0.0
+    _read_failing: bool = False
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(RESULTS, 0))
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def target(self) -> forwarding.Target:
-        """Whether to forward (the v1beta1 APIService read again once ``check_seconds`` have passed)."""
+        """Whether to forward: the v1beta1 APIService read again once ``check_seconds`` have passed;
+        a failed read keeps the last known target (none yet: not forwarding) and is tried again after
+        ``retry_seconds``."""
         async with self._lock:
-            if self._target is not None and self.clock() - self._checked_at < self.check_seconds:
+            now = self.clock()
+            if self._target is not None and now < self._next_read:
                 return self._target
             try:
                 found = await self.api.api_service(forwarding.LEGACY_API_SERVICE)
-            except (ApiFailure, Unanswered) as error:
-                target = forwarding.Target(
-                    False, f"reading APIService {forwarding.LEGACY_API_SERVICE}: {error}"
-                )
-            else:
-                target = forwarding.forward_target(found, self.own)
-            if self._target is None or target != self._target:
+            except (ApiFailure, Unanswered, ValueError) as error:  # ValueError: an answer that is no JSON
+                self._next_read = now + self.retry_seconds
+                if not self._read_failing:
+                    log.warning(
+                        "custom metrics API: reading APIService %s failed (%s); %s, reading it again "
+                        "every %gs",
+                        forwarding.LEGACY_API_SERVICE,
+                        error,
+                        "keeping the last known target" if self._target else "not forwarding until read",
+                        self.retry_seconds,
+                    )
+                self._read_failing = True
+                if self._target is None:
+                    self._target = forwarding.Target(
+                        False, f"reading APIService {forwarding.LEGACY_API_SERVICE}: {error}"
+                    )
+                return self._target
+            target = forwarding.forward_target(found, self.own)
+            if self._target is None or target != self._target or self._read_failing:
                 action = "forwarding" if target.forward else "not forwarding"
                 log.info("custom metrics API: %s the metrics it does not serve: %s", action, target.why)
-            self._target, self._checked_at = target, self.clock()
+            self._target, self._next_read, self._read_failing = target, now + self.check_seconds, False
             return target
 
     async def forward(self, tail: str, query: Mapping[str, str]) -> Answer | None:
