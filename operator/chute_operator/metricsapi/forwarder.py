@@ -4,7 +4,7 @@ operator's own credentials. What is forwarded and how it is translated: :mod:`fo
 
 The v1beta1 APIService is read at most every ``check_seconds``, not per request (after a failed
 read, every ``retry_seconds``, the last known target kept); a forwarded request is bounded in time
-and in the size of its answer.
+and in the size of its answer, and so is the number of them in flight.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from chute_operator.kube import ApiFailure, KubeApi
-from chute_operator.metricsapi import forwarding
+from chute_operator.metricsapi import forwarding, responses
 from chute_operator.metricsapi.adapter_answer import ADAPTER, adapter_answer, failure
 from chute_operator.metricsapi.query import Answer
 from chute_operator.transport import TooLarge, Unanswered
@@ -28,10 +28,18 @@ CHECK_SECONDS = 30.0
 RETRY_SECONDS = 5.0
 """After a failed read of that APIService, it is read again this soon (the last known target kept)."""
 TIMEOUT_SECONDS = 10.0
-MAX_BYTES = 8 * 1024 * 1024
-"""A forwarded answer longer than this is refused (a MetricValueList of some 20 000 pods)."""
-RESULTS = ("ok", "refused", "failed")
-"""Forwarded requests counted by result: answered, refused by the adapter (4xx/5xx), no usable answer."""
+"""A forwarded request waits this long for its answer at most (then 504)."""
+MAX_BYTES = 2 * 1024 * 1024
+"""A forwarded answer longer than this is refused (502): a MetricValueList of some 7 000 pods. One
+costs some 7 times its size while parsed, translated and written again."""
+MAX_IN_FLIGHT = 8
+"""Forwarded requests at once, at most; one more is refused at once (503, Retry-After). With
+:data:`MAX_BYTES`, some 130 MiB at worst; the HPA controller asks with 5 workers by default."""
+RETRY_AFTER_SECONDS = 1
+"""What a refused request is told to wait (client-go, the HPA's client, waits and asks again)."""
+RESULTS = ("ok", "refused", "failed", "busy")
+"""Forwarded requests counted by result: answered, refused by the adapter (4xx/5xx), no usable answer,
+refused by the operator (:data:`MAX_IN_FLIGHT` in flight already)."""
 
 
 @dataclass
@@ -44,11 +52,13 @@ class Forwarder:
     check_seconds: float = CHECK_SECONDS
     timeout_seconds: float = TIMEOUT_SECONDS
     max_bytes: int = MAX_BYTES
+    max_in_flight: int = MAX_IN_FLIGHT
     clock: Callable[[], float] = time.monotonic
     retry_seconds: float = RETRY_SECONDS
     _target: forwarding.Target | None = None
     _next_read: float = 0.0
     _read_failing: bool = False
+    _in_flight: int = 0
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(RESULTS, 0))
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -92,7 +102,14 @@ class Forwarder:
         path = forwarding.v1beta1_path(tail)
         if path is None or not (await self.target()).forward:
             return None
-        answer = await self._ask(path, forwarding.forwarded_query(query))
+        if self._in_flight >= self.max_in_flight:
+            self.counts["busy"] += 1
+            return _busy(self.max_in_flight)
+        self._in_flight += 1
+        try:
+            answer = await self._ask(path, forwarding.forwarded_query(query))
+        finally:
+            self._in_flight -= 1
         result = "ok" if answer.status < 400 else "failed" if answer.status in _FAILED else "refused"
         self.counts[result] += 1
         return answer
@@ -113,3 +130,10 @@ class Forwarder:
 
 
 _FAILED = (502, 503, 504)
+
+
+def _busy(in_flight: int) -> Answer:
+    message = f"{in_flight} requests to {forwarding.LEGACY_API_SERVICE} in flight already: ask again later"
+    details = {"retryAfterSeconds": RETRY_AFTER_SECONDS}
+    status = responses.status(503, "ServiceUnavailable", message, details)
+    return Answer(503, status, {"Retry-After": str(RETRY_AFTER_SECONDS)})

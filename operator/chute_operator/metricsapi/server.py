@@ -46,11 +46,12 @@ class Security:
     authorizer: Authorizer
 
 
-def _json(status: int, document: Mapping[str, Any]) -> web.Response:
+def _json(status: int, document: Mapping[str, Any], headers: Mapping[str, str] | None = None) -> web.Response:
     return web.Response(
         status=status,
         body=json.dumps(document, separators=(",", ":")).encode(),
         content_type="application/json",
+        headers=headers,
     )
 
 
@@ -137,7 +138,7 @@ def metrics_api_app(
             tail = f"namespaces/{query.namespace}/pods/{query.name}/{query.metric}"
             forwarded = await forward(tail, request.query)
             if forwarded is not None and (forwarded.status == 200 or query.metric not in responses.METRICS):
-                return _json(forwarded.status, forwarded.body)
+                return _json(forwarded.status, forwarded.body, forwarded.headers)
         answer = answer_pods(query, pods, samples, reasons(), time.monotonic(), window_seconds)
         return _json(answer.status, answer.body)
 
@@ -150,7 +151,7 @@ def metrics_api_app(
                 return refused
             forwarded = await forward(tail, request.query)
             if forwarded is not None:
-                return _json(forwarded.status, forwarded.body)
+                return _json(forwarded.status, forwarded.body, forwarded.headers)
         else:
             user = await identify(request)
             if isinstance(user, web.Response):

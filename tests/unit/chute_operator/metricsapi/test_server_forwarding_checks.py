@@ -210,3 +210,11 @@ async def test_a_selector_over_chute_and_other_pods_asks_the_adapter_for_the_oth
         )
         assert response.status == 200
     assert forward.asked, "the non-Chute pods' values (the adapter's) were never asked for"
+
+
+async def test_a_busy_forwarders_retry_after_reaches_the_caller() -> None:
+    busy = Answer(503, {"kind": "Status", "code": 503}, {"Retry-After": "1"})
+    async for client in serve(Forward(busy), None):
+        response = await client.get(URL(f"{PREFIX}/namespaces/{NS}/services/web/hits", encoded=True))
+        assert response.status == 503
+        assert response.headers["Retry-After"] == "1"
