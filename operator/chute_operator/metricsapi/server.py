@@ -110,12 +110,14 @@ def metrics_api_app(
         return _json(200, responses.resource_list())
 
     def access_to(path: forwarding.MetricPath) -> Access:
+        """What the kube-apiserver authorized (its RequestInfo): a GET that names an object, ``*``
+        too, is verb get; one that names none (``namespaces/NS/METRIC``) is list."""
         return Access(
-            verb="list" if path.name in ("*", "") else "get",
+            verb="get" if path.name else "list",
             namespace=path.namespace,
             resource=path.resource,
             subresource=path.subresource,
-            name="" if path.name == "*" else path.name,
+            name=path.name,
             group=responses.GROUP,
             version=responses.VERSION,
         )
