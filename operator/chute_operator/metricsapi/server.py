@@ -55,6 +55,12 @@ def _json(status: int, document: Mapping[str, Any], headers: Mapping[str, str] |
     )
 
 
+def _has_values(answer: Answer) -> bool:
+    """A 200 MetricValueList with items (an empty one, or a refusal, leaves the operator's 404 and
+    its reasons in place for a metric it serves)."""
+    return answer.status == 200 and bool(answer.body.get("items"))
+
+
 async def _ok(request: web.Request) -> web.Response:
     return web.Response(text="ok")
 
@@ -139,7 +145,7 @@ def metrics_api_app(
         if forward is not None and not serves(query, pods):
             tail = f"namespaces/{query.namespace}/pods/{query.name}/{query.metric}"
             forwarded = await forward(tail, request.query)
-            if forwarded is not None and (forwarded.status == 200 or query.metric not in responses.METRICS):
+            if forwarded is not None and (query.metric not in responses.METRICS or _has_values(forwarded)):
                 return _json(forwarded.status, forwarded.body, forwarded.headers)
         answer = answer_pods(query, pods, samples, reasons(), time.monotonic(), window_seconds)
         return _json(answer.status, answer.body)

@@ -172,11 +172,6 @@ async def test_an_unauthenticated_direct_request_is_never_forwarded() -> None:
     assert reviews.specs == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="breaking pass 26.6: the adapter's 200 with no items replaces the operator's 404 and its "
-    "reasons for a Chute metric (docs: taken only when 'the adapter has values')",
-)
 async def test_a_chute_metric_is_taken_from_the_adapter_only_when_it_has_values() -> None:
     forward = Forward(Answer(200, EMPTY))
     async for client in serve(forward, None):
