@@ -185,12 +185,12 @@ async def test_a_chute_metric_is_taken_from_the_adapter_only_when_it_has_values(
     assert "no pod matches" in body["message"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="breaking pass 26.6: a Chute metric for a selector that matches Chute pods and other pods "
-    "is answered for the Chute pods alone; the adapter is never asked for the others (split answer)",
-)
-async def test_a_selector_over_chute_and_other_pods_asks_the_adapter_for_the_others() -> None:
+async def test_a_selector_over_chute_and_other_pods_is_answered_for_the_chute_pods_alone() -> None:
+    """Documented (docs/autoscaling.md, "Beside another custom metrics adapter"), not merged: a
+    request for a metric the operator serves whose selector matches a Chute's pod is answered by the
+    operator, for the Chute pods it watches; the adapter is not asked about the pods of no Chute (the
+    operator sees none, so it would have to ask the adapter on every Chute HPA's read). The HPA counts
+    the pods missing from the answer as it counts any pod without a value."""
     forward = Forward(Answer(200, EMPTY))
     async for client in serve(forward, None):
         response = await client.get(
@@ -198,7 +198,9 @@ async def test_a_selector_over_chute_and_other_pods_asks_the_adapter_for_the_oth
             params={"labelSelector": "tier=web"},  # the Chute's pod and, say, a non-Chute web-1
         )
         assert response.status == 200
-    assert forward.asked, "the non-Chute pods' values (the adapter's) were never asked for"
+        body = await response.json()
+    assert [item["describedObject"]["name"] for item in body["items"]] == ["qwen-1"]
+    assert forward.asked == []
 
 
 async def test_a_busy_forwarders_retry_after_reaches_the_caller() -> None:
