@@ -136,12 +136,6 @@ def test_an_upgrade_of_the_same_release_passes_the_check(
     assert "names Service monitoring/prometheus-adapter" in result.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="breaking pass 26.6: an upgrade of the same release that renames the metrics API Service "
-    "(fullnameOverride, nameOverride) is refused as 'another custom metrics adapter's'; the check "
-    "ignores the APIService's meta.helm.sh/release-name/-namespace",
-)
 @pytest.mark.parametrize("rename", ["fullnameOverride=chute", "nameOverride=cop"])
 def test_an_upgrade_that_renames_the_service_is_not_refused_as_a_rival(
     helm: Helm, fake_cluster: tuple[Path, dict[str, Any]], rename: str
@@ -150,3 +144,15 @@ def test_an_upgrade_that_renames_the_service_is_not_refused_as_a_rival(
     found.update(our_api_service("co", "chute-system", "co-chute-operator-metrics-api"))
     result = render(helm, kubeconfig, rename)
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(("release", "namespace"), [("other", "chute-system"), ("co", "monitoring")])
+def test_another_releases_apiservice_is_a_rival_whatever_it_names(
+    helm: Helm, fake_cluster: tuple[Path, dict[str, Any]], release: str, namespace: str
+) -> None:
+    """Only this release's own annotations (name and namespace) make it ours."""
+    kubeconfig, found = fake_cluster
+    found.update(our_api_service(release, namespace, "prometheus-adapter"))
+    result = render(helm, kubeconfig)
+    assert result.returncode != 0
+    assert f"names Service {namespace}/prometheus-adapter" in result.stderr
