@@ -5,6 +5,8 @@ lightkube (over httpx) cost 0.84-1.50 ms of the operator's CPU per call, this tr
 Chutes (a py-spy profile, docs/benchmarks/operator.md). The TLS settings (the cluster's CA, a
 client certificate) and the credentials (a token, a token file re-read when refused, an exec
 plugin) are lightkube's, taken from its client: one kubeconfig or in-cluster configuration for both.
+Redirects are not followed (neither does lightkube's httpx): the API server never asks for it, and
+whatever answers through it (an aggregated API) must not steer the operator's token elsewhere.
 """
 
 from __future__ import annotations
@@ -121,7 +123,13 @@ class ApiTransport:
         url = self.server + path  # the server's URL may have a path (an API behind a proxy)
         try:
             async with self._session.request(
-                method, url, params=params, data=body, headers=headers, proxy=self._proxy
+                method,
+                url,
+                params=params,
+                data=body,
+                headers=headers,
+                proxy=self._proxy,
+                allow_redirects=False,  # a 3xx is the answer (as lightkube's): never the token elsewhere
             ) as response:
                 return Answer(response.status, response.headers, await _read(response, max_bytes))
         except (aiohttp.ClientError, TimeoutError) as error:

@@ -59,10 +59,12 @@ def test_no_template_reads_the_cluster_draws_chance_or_reads_the_clock(path: Pat
 def test_a_guards_lookup_only_decides_whether_to_fail() -> None:
     """Every action that uses what the lookup found is an assignment, a condition or the ``fail``."""
     found = actions(CHART / "templates" / "metrics-api.yaml").splitlines()
-    using = [line for line in found if "$rival" in line or "$target" in line]
+    variables = ("rival", "target", "owner", "ours")  # the lookup's object and what is taken from it
+    using = [line for line in found if any(f"${name}" in line for name in variables)]
     assert using, "the lookup's variables are gone: update GUARDS"
+    assigned = "|".join(rf"\${name} :=" for name in variables)
     for line in using:
-        assert re.match(r"\{\{-?\s*(\$rival :=|\$target :=|if |fail )", line), line
+        assert re.match(rf"\{{\{{-?\s*({assigned}|if |fail )", line), line
 
 
 def test_the_check_finds_what_it_looks_for(tmp_path: Path) -> None:

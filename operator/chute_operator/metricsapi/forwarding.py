@@ -78,31 +78,50 @@ def forwarded_query(query: Mapping[str, str]) -> dict[str, str]:
     return {key: query[key] for key in QUERY_PARAMETERS if query.get(key)}
 
 
+class Malformed(ValueError):
+    """A v1beta1 MetricValueList whose fields are not of the API's types (the message says which)."""
+
+
+def json_kind(value: Any) -> str:
+    """What a parsed JSON value is, for a message: ``an object``, ``an array``, ``an int``..."""
+    kinds = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", int: "an int"}
+    return "null" if value is None else kinds.get(type(value), "a number")
+
+
+def _field(document: Mapping[str, Any], key: str, *types: type) -> Any:
+    value = document.get(key)
+    if value is not None and (not isinstance(value, types) or isinstance(value, bool)):
+        raise Malformed(f"{key} is {json_kind(value)}")
+    return value
+
+
 def to_v1beta2(document: Mapping[str, Any]) -> dict[str, Any]:
     """A v1beta1 MetricValueList as v1beta2 (a MetricValue's ``metricName`` and ``selector`` become
     ``metric: {name, selector}``, ``window`` becomes ``windowSeconds``); anything else (a Status)
-    as it is."""
+    as it is. :class:`Malformed` when a field of the list is not of its type."""
     if document.get("kind") != "MetricValueList":
         return dict(document)
     return {
         "kind": "MetricValueList",
         "apiVersion": GROUP_VERSION,
-        "metadata": document.get("metadata") or {},
-        "items": [_value_to_v1beta2(item) for item in document.get("items") or []],
+        "metadata": _field(document, "metadata", dict) or {},
+        "items": [_value_to_v1beta2(item) for item in _field(document, "items", list) or []],
     }
 
 
-def _value_to_v1beta2(item: Mapping[str, Any]) -> dict[str, Any]:
-    metric: dict[str, Any] = {"name": item.get("metricName", "")}
-    if item.get("selector") is not None:
+def _value_to_v1beta2(item: Any) -> dict[str, Any]:
+    if not isinstance(item, dict):
+        raise Malformed(f"an item is {json_kind(item)}")
+    metric: dict[str, Any] = {"name": _field(item, "metricName", str) or ""}
+    if _field(item, "selector", dict) is not None:
         metric["selector"] = item["selector"]
     value: dict[str, Any] = {
-        "describedObject": item.get("describedObject") or {},
+        "describedObject": _field(item, "describedObject", dict) or {},
         "metric": metric,
-        "timestamp": item.get("timestamp"),
-        "value": item.get("value"),
+        "timestamp": _field(item, "timestamp", str),
+        "value": _field(item, "value", str, int, float),
     }
-    if item.get("window") is not None:
+    if _field(item, "window", int) is not None:
         value["windowSeconds"] = item["window"]
     return value
 

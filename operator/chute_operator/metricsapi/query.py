@@ -6,7 +6,7 @@ Pure: everything it needs is passed in, it returns the HTTP status and the JSON 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from chute_operator.metricsapi.responses import (
@@ -39,6 +39,8 @@ class PodQuery:
 class Answer:
     status: int
     body: dict[str, Any]
+    headers: Mapping[str, str] = field(default_factory=dict)
+    """Beside Content-Type (a 503's Retry-After)."""
 
 
 def _labels(pod: Mapping[str, Any]) -> Mapping[str, str]:

@@ -46,12 +46,19 @@ class Security:
     authorizer: Authorizer
 
 
-def _json(status: int, document: Mapping[str, Any]) -> web.Response:
+def _json(status: int, document: Mapping[str, Any], headers: Mapping[str, str] | None = None) -> web.Response:
     return web.Response(
         status=status,
         body=json.dumps(document, separators=(",", ":")).encode(),
         content_type="application/json",
+        headers=headers,
     )
+
+
+def _has_values(answer: Answer) -> bool:
+    """A 200 MetricValueList with items (an empty one, or a refusal, leaves the operator's 404 and
+    its reasons in place for a metric it serves)."""
+    return answer.status == 200 and bool(answer.body.get("items"))
 
 
 async def _ok(request: web.Request) -> web.Response:
@@ -109,12 +116,14 @@ def metrics_api_app(
         return _json(200, responses.resource_list())
 
     def access_to(path: forwarding.MetricPath) -> Access:
+        """What the kube-apiserver authorized (its RequestInfo): a GET that names an object, ``*``
+        too, is verb get; one that names none (``namespaces/NS/METRIC``) is list."""
         return Access(
-            verb="list" if path.name in ("*", "") else "get",
+            verb="get" if path.name else "list",
             namespace=path.namespace,
             resource=path.resource,
             subresource=path.subresource,
-            name="" if path.name == "*" else path.name,
+            name=path.name,
             group=responses.GROUP,
             version=responses.VERSION,
         )
@@ -136,8 +145,8 @@ def metrics_api_app(
         if forward is not None and not serves(query, pods):
             tail = f"namespaces/{query.namespace}/pods/{query.name}/{query.metric}"
             forwarded = await forward(tail, request.query)
-            if forwarded is not None and (forwarded.status == 200 or query.metric not in responses.METRICS):
-                return _json(forwarded.status, forwarded.body)
+            if forwarded is not None and (query.metric not in responses.METRICS or _has_values(forwarded)):
+                return _json(forwarded.status, forwarded.body, forwarded.headers)
         answer = answer_pods(query, pods, samples, reasons(), time.monotonic(), window_seconds)
         return _json(answer.status, answer.body)
 
@@ -150,7 +159,7 @@ def metrics_api_app(
                 return refused
             forwarded = await forward(tail, request.query)
             if forwarded is not None:
-                return _json(forwarded.status, forwarded.body)
+                return _json(forwarded.status, forwarded.body, forwarded.headers)
         else:
             user = await identify(request)
             if isinstance(user, web.Response):

@@ -112,7 +112,8 @@ class ForwarderCollector(Collector):
         forwarded = CounterMetricFamily(
             "chute_operator_metrics_api_forwarded",
             "Custom metrics requests forwarded to the adapter behind v1beta1.custom.metrics.k8s.io, "
-            "by result (ok, refused by the adapter, failed: no usable answer).",
+            "by result (ok, refused by the adapter, failed: no usable answer, busy: refused by the "
+            "operator, too many in flight).",
             labels=["result"],
         )
         for result, count in self.forwarder.counts.items():

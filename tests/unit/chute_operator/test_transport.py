@@ -122,6 +122,31 @@ async def test_an_answer_longer_than_max_bytes_is_not_read_to_its_end(chunked: b
         await runner.cleanup()
 
 
+async def test_a_redirect_is_the_answer_never_followed() -> None:
+    """As lightkube (httpx) does: a 3xx is handed back, the token never sent to where it points (found
+    by the breaking pass of issue 26: an adapter behind the aggregator could point it anywhere)."""
+    seen: list[str] = []
+
+    async def redirect(request: web.Request) -> web.Response:
+        seen.append(f"{request.path} {request.headers.get('Authorization')}")
+        raise web.HTTPFound("/api/v1/namespaces/kube-system/secrets")
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", redirect)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    transport = ApiTransport(f"http://127.0.0.1:{runner.addresses[0][1]}", None, BearerAuth("t"))
+    try:
+        answer = await transport.request("GET", "/apis/x")
+    finally:
+        await transport.close()
+        await runner.cleanup()
+    assert answer.status == 302
+    assert answer.headers["Location"] == "/api/v1/namespaces/kube-system/secrets"
+    assert seen == ["/apis/x Bearer t"]
+
+
 def test_the_proxy_is_the_environments_unless_no_proxy_exempts_the_server(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -83,13 +83,13 @@ async def test_a_request_goes_to_v1beta1_and_its_answer_comes_back_as_v1beta2() 
     answer = await forwards.forward(TAIL, query)
     assert answer is not None
     assert (answer.status, answer.body) == (200, V1BETA2_LIST)
-    assert forwards.counts == {"ok": 1, "refused": 0, "failed": 0}
+    assert forwards.counts == {"ok": 1, "refused": 0, "failed": 0, "busy": 0}
     assert api.transport.requests == [
         (
             "GET",
             "/apis/custom.metrics.k8s.io/v1beta1/namespaces/shop/pods/*/http_requests",
             {"labelSelector": "app=web"},
-            8 * 1024 * 1024,
+            2 * 1024 * 1024,
         )
     ]
 
@@ -139,7 +139,7 @@ async def test_the_adapters_refusal_passes_through_as_it_is() -> None:
     answer = await forwards.forward(TAIL, {})
     assert answer is not None
     assert (answer.status, answer.body) == (404, status)
-    assert forwards.counts == {"ok": 0, "refused": 1, "failed": 0}
+    assert forwards.counts == {"ok": 0, "refused": 1, "failed": 0, "busy": 0}
 
 
 @pytest.mark.parametrize(
@@ -150,6 +150,9 @@ async def test_the_adapters_refusal_passes_through_as_it_is() -> None:
         (TimeoutError(), 504, "no answer from v1beta1.custom.metrics.k8s.io within 10s"),
         (Answer(503, {}, b"service unavailable"), 503, "service unavailable"),
         (Answer(200, {}, b"<html>"), 502, "<html>"),
+        (Answer(302, {"Location": "/api/v1/secrets"}, b""), 502, "redirect (302 to /api/v1/secrets)"),
+        (Answer(401, {}, b'{"kind":"Status","code":401}'), 502, "the operator's credentials"),
+        (Answer(403, {}, b'{"kind":"Status","code":403}'), 502, "the operator's ServiceAccount may not"),
     ],
 )
 async def test_an_adapter_that_fails_gets_a_status_the_hpa_quotes(
@@ -160,7 +163,7 @@ async def test_an_adapter_that_fails_gets_a_status_the_hpa_quotes(
     forwards = forwarder(api)
     answer = await forwards.forward(TAIL, {})
     assert answer is not None
-    assert forwards.counts == {"ok": 0, "refused": 0, "failed": 1}
+    assert forwards.counts == {"ok": 0, "refused": 0, "failed": 1, "busy": 0}
     assert answer.status == code
     assert answer.body["kind"] == "Status"
     assert answer.body["code"] == code

@@ -94,9 +94,17 @@ async def test_every_other_metric_is_asked_of_the_other_adapter(
 async def test_a_chute_metric_of_pods_that_are_no_chutes_is_asked_there_too(
     client: TestClient[Any, Any], forward: Forward
 ) -> None:
-    """Someone's own chute_utilization_ratio rule in prometheus-adapter keeps answering for non-Chutes."""
+    """Someone's own chute_utilization_ratio rule in prometheus-adapter keeps answering for non-Chutes
+    (with values: an empty list leaves the operator's 404 and its reasons)."""
     path = f"/namespaces/{NS}/pods/*/{UTILIZATION_METRIC}?labelSelector=app%3Dweb"
-    assert await get(client, path) == (200, FORWARDED)
+    item = {
+        "describedObject": {"kind": "Pod", "namespace": NS, "name": "web-1", "apiVersion": "/v1"},
+        "metric": {"name": UTILIZATION_METRIC},
+        "timestamp": "2026-12-07T02:00:00Z",
+        "value": "500m",
+    }
+    forward.answer = Answer(200, {**FORWARDED, "items": [item]})
+    assert await get(client, path) == (200, {**FORWARDED, "items": [item]})
     assert forward.asked == [(f"namespaces/{NS}/pods/*/{UTILIZATION_METRIC}", {"labelSelector": "app=web"})]
 
 
