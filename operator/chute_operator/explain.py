@@ -221,7 +221,7 @@ def show_quantity(resource: str, value: Decimal) -> str:
 
 
 def _resource_reasons(
-    requests: Requests, node: Mapping[str, Any], pods_on_node: Sequence[Mapping[str, Any]]
+    wanted: Requests, node: Mapping[str, Any], pods_on_node: Sequence[Mapping[str, Any]]
 ) -> list[str]:
     allocatable = {
         name: value
@@ -232,9 +232,9 @@ def _resource_reasons(
     for pod in pods_on_node:
         used = _add(used, pod_requests(pod.get("spec") or {}))
     reasons = []
-    absent = {r for r in GPU_RESOURCES.values() if requests.get(r, 0) > 0 and not allocatable.get(r)}
+    absent = {r for r in GPU_RESOURCES.values() if wanted.get(r, 0) > 0 and not allocatable.get(r)}
     reasons += [f"CPU-only: no {resource} allocatable" for resource in sorted(absent)]
-    for name, needed in sorted(requests.items()):
+    for name, needed in sorted(wanted.items()):
         if needed <= 0 or name in absent:
             continue
         free = allocatable.get(name, Decimal(0)) - used.get(name, Decimal(0))
