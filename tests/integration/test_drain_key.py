@@ -64,7 +64,8 @@ async def test_the_key_is_made_once_and_read_after(api: KubeApi, control_plane: 
 
 
 def hook_token(cp: Any, name: str, namespace: str) -> tuple[str, str] | None:
-    """The Deployment's preStop drain token and its resourceVersion, once it exists."""
+    """The Deployment's preStop drain token and its generation (its spec's version: the controller's
+    status updates leave it), once it exists."""
     deployment = get(cp, "deployment", name, namespace)
     if deployment is None:
         return None
@@ -72,7 +73,7 @@ def hook_token(cp: Any, name: str, namespace: str) -> tuple[str, str] | None:
     (header,) = pod["containers"][0]["lifecycle"]["preStop"]["httpGet"]["httpHeaders"]
     env = {var["name"]: var.get("value") for var in pod["initContainers"][0].get("env", [])}
     assert env[DRAIN_TOKEN_ENV] == header["value"]
-    return header["value"], deployment["metadata"]["resourceVersion"]
+    return header["value"], str(deployment["metadata"]["generation"])
 
 
 def test_the_operators_start_makes_the_key_and_its_next_start_keeps_it(
