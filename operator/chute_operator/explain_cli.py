@@ -19,7 +19,7 @@ from chute_operator.api import Chute
 from chute_operator.explain import GpuVerdict, NodeVerdict, explain_gpus, explain_nodes
 from chute_operator.gpu_profile_pick import ProfilePick, named_pick, pick_profile
 from chute_operator.gpu_profiles import AUTO, GFD, GpuProfile, load_profiles
-from chute_operator.gpus import GPU_RESOURCES, Catalog, NoEligibleGpu, load_catalog
+from chute_operator.gpus import GPU_RESOURCES, Catalog, NoEligibleGpu, has_gpus, load_catalog
 from chute_operator.render import render
 from chute_operator.render_cli import offline_profile, read_documents
 from chute_operator.validation import InvalidChute, parse_chute
@@ -136,7 +136,12 @@ def _pick(
     """The named profile; without a name, the cluster's nodes' (auto) or, offline, GFD's."""
     if objects is not None and name in (None, AUTO):
         labels = [(node.get("metadata") or {}).get("labels") or {} for node in objects[0]]
-        return pick_profile(labels, load_profiles(catalog), gpu_catalog.values())
+        with_gpus = [
+            (node.get("metadata") or {}).get("labels") or {}
+            for node in objects[0]
+            if has_gpus((node.get("status") or {}).get("allocatable"))
+        ]
+        return pick_profile(labels, load_profiles(catalog), gpu_catalog.values(), with_gpus)
     return named_pick(offline_profile(name, catalog))
 
 

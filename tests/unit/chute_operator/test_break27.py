@@ -57,11 +57,6 @@ AUTO_MODE_H100 = {
 AUTO_MODE_SYSTEM = {"karpenter.sh/nodepool": "system", "eks.amazonaws.com/compute-type": "auto"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="breaking pass 27: on EKS Auto Mode auto picks eks (karpenter.sh/nodepool) and says 'no GPU "
-    "node yet' while an H100 node runs; its karpenter.k8s.aws/ affinity matches no Auto Mode node",
-)
 def test_auto_never_picks_a_profile_that_cannot_place_the_gpu_node_it_sees() -> None:
     pick = pick_profile([AUTO_MODE_H100, AUTO_MODE_SYSTEM], BUILTIN, CATALOG.values())
     placed = pick.profile.node_gpu(AUTO_MODE_H100, CATALOG.values())
@@ -71,12 +66,6 @@ def test_auto_never_picks_a_profile_that_cannot_place_the_gpu_node_it_sees() -> 
 # -- the custom profile: hostile and careless input -----------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="breaking pass 27: custom label keys/values are not checked as Kubernetes labels: an invalid "
-    "key makes the API server refuse every GPU Chute's Deployment (ApplyFailed); a value no label can "
-    "have matches no node (Unschedulable, silently)",
-)
 @pytest.mark.parametrize(
     "body",
     [
@@ -96,21 +85,12 @@ def test_a_custom_profile_with_invalid_label_syntax_is_refused(tmp_path: Path, b
         load_and_render()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="breaking pass 27: a custom profile naming a GPU the catalog lacks (a typo) is silently ignored",
-)
 def test_a_custom_profile_naming_an_unknown_gpu_is_refused(tmp_path: Path) -> None:
     path = _custom(tmp_path, "    label: example.com/gpu\n    gpus: {h100sxm: [h100]}\n")
     with pytest.raises(CatalogError, match="h100sxm"):
         load_profiles(path)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="breaking pass 27: a valid Kubernetes toleration with tolerationSeconds (an integer) is "
-    "refused, so the operator cannot start; the chart's schema accepts it",
-)
 def test_a_custom_toleration_may_have_toleration_seconds(tmp_path: Path) -> None:
     path = _custom(
         tmp_path,
@@ -122,11 +102,6 @@ def test_a_custom_toleration_may_have_toleration_seconds(tmp_path: Path) -> None
     assert dict(custom.tolerations[0]).get("tolerationSeconds") == 300
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="breaking pass 27: a custom toleration without a key (operator Exists) tolerates every taint "
-    "(cordon-adjacent, not-ready, other tenants' dedicated nodes) and is accepted silently",
-)
 def test_a_custom_toleration_of_every_taint_is_refused(tmp_path: Path) -> None:
     path = _custom(
         tmp_path,
@@ -139,11 +114,6 @@ def test_a_custom_toleration_of_every_taint_is_refused(tmp_path: Path) -> None:
 # -- the catalog --------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="breaking pass 27: replacing a built-in GPU by name (to add a product) drops its cloud "
-    "labels: it silently stops being eligible on gke/eks/aks",
-)
 def test_overriding_a_gpus_products_keeps_its_cloud_labels(tmp_path: Path) -> None:
     path = tmp_path / "gpus.yaml"
     path.write_text(
@@ -152,12 +122,6 @@ def test_overriding_a_gpus_products_keeps_its_cloud_labels(tmp_path: Path) -> No
     assert GKE.offers(load_catalog(path)["h100_sxm"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="breaking pass 27: eligibility ignores how many GPUs a cloud profile's instance types have: "
-    "AKS A100 PCIe sizes have 1, 2 or 4 GPUs, so gpuCount 8 renders an affinity no node or autoscaler "
-    "can ever satisfy (Unschedulable forever, not InvalidSpec)",
-)
 def test_a_gpu_count_no_instance_type_of_the_profile_has_is_not_eligible() -> None:
     with pytest.raises(NoEligibleGpu):
         _deployment(AKS, include=["a100"], gpuCount=8)
@@ -181,11 +145,6 @@ class _RecordingClient:
         return nothing()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="breaking pass 27: auto lists every whole Node (status.images included) in one unpaged "
-    "response; at 10,000 nodes that is hundreds of MB against the chart's 512Mi limit",
-)
 def test_auto_lists_nodes_in_pages() -> None:
     client = _RecordingClient()
     asyncio.run(node_labels(cast(Any, client)))
@@ -233,11 +192,6 @@ def test_a_gpu_chute_with_no_eligible_gpu_is_told_apart_from_cpu_only() -> None:
 # -- explain --------------------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="breaking pass 27: explain names an AMD node's GPU by GFD's NVIDIA label: "
-    "'GPU mi300x (nvidia.com/gpu.product=None) not eligible'",
-)
 def test_explain_names_an_amd_nodes_gpu_by_its_own_label() -> None:
     pod = _deployment(GFD, minVramGbPerGpu=16)["spec"]["template"]["spec"]
     node = {
@@ -247,3 +201,63 @@ def test_explain_names_an_amd_nodes_gpu_by_its_own_label() -> None:
     selector = parse_chute(chute_with(nodeSelector={"gpuCount": 1})).spec.node_selector
     (verdict,) = explain_nodes(pod, [node], [], CATALOG, selector, GFD)
     assert not any("=None" in reason for reason in verdict.reasons), verdict.reasons
+
+
+# -- the fixes' edges -----------------------------------------------------------------------------
+
+
+def test_auto_is_not_matched_when_a_gpu_node_carries_no_label_of_the_pick() -> None:
+    plain_gpu_node = {"karpenter.sh/nodepool": "gpu"}  # GPUs allocatable, no GPU label at all
+    pick = pick_profile([AUTO_MODE_SYSTEM, plain_gpu_node], BUILTIN, CATALOG.values(), [plain_gpu_node])
+    assert not pick.matched
+    assert "1 node(s) with GPUs" in pick.note()
+
+
+def test_auto_picks_eks_auto_by_its_compute_type_before_any_gpu_node_exists() -> None:
+    pick = pick_profile([AUTO_MODE_SYSTEM], BUILTIN, CATALOG.values())
+    assert (pick.profile.name, pick.matched) == ("eks-auto", True)
+
+
+def test_eks_auto_places_the_a100_sizes_by_gpu_memory() -> None:
+    terms = _deployment(BUILTIN["eks-auto"], include=["a100_sxm"])["spec"]["template"]["spec"]["affinity"]
+    keys = {
+        e["key"]
+        for t in terms["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+        for e in t["matchExpressions"]
+    }
+    assert keys == {"eks.amazonaws.com/instance-gpu-name", "eks.amazonaws.com/instance-gpu-memory"}
+
+
+def test_instance_types_with_too_few_gpus_are_left_out_of_the_affinity() -> None:
+    pod = _deployment(AKS, include=["a100"], gpuCount=2)["spec"]["template"]["spec"]
+    (term,) = pod["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][
+        "nodeSelectorTerms"
+    ]
+    assert term["matchExpressions"][0]["values"] == ["Standard_NC48ads_A100_v4", "Standard_NC96ads_A100_v4"]
+
+
+@pytest.mark.parametrize(
+    "toleration",
+    [
+        "{key: a.b/c, operator: Sometimes}",
+        "{key: a.b/c, effect: NoLater}",
+        "{key: a.b/c, operator: Exists, value: x}",
+        "{key: a.b/c, effect: NoSchedule, tolerationSeconds: 30}",
+        "{key: a.b/c, effect: NoExecute, tolerationSeconds: '30'}",
+        "{key: a.b/c, colour: red}",
+    ],
+)
+def test_a_custom_toleration_the_api_server_would_refuse_is_refused(tmp_path: Path, toleration: str) -> None:
+    path = _custom(
+        tmp_path,
+        f"    label: example.com/gpu\n    gpus: {{h100_sxm: [h100]}}\n    tolerations: [{toleration}]\n",
+    )
+    with pytest.raises(CatalogError):
+        load_profiles(path)
+
+
+def test_a_catalog_gpus_per_node_must_be_a_positive_integer(tmp_path: Path) -> None:
+    path = tmp_path / "gpus.yaml"
+    path.write_text("gpus:\n  - {name: x, vramGb: 8, products: [X], labels: {aks: {Standard_X: 0}}}\n")
+    with pytest.raises(CatalogError, match="positive integer"):
+        load_catalog(path)
