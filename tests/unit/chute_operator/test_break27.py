@@ -23,7 +23,7 @@ from chute_operator.gpus import CatalogError, NoEligibleGpu, builtin_catalog, lo
 from chute_operator.render import render
 from chute_operator.status import Observation, compute_status
 from chute_operator.validation import parse_chute
-from chute_operator.workload import RenderOptions
+from chute_operator.workload import RenderOptions, resolve
 from tests.invalid_chutes import chute_with
 from tests.unit.chute_operator.test_render import OPTIONS, _by_kind, _chute
 
@@ -154,12 +154,6 @@ def test_auto_lists_nodes_in_pages() -> None:
 # -- the version rules ----------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="breaking pass 27: when the dry run fails (no create on HPAs there, a webhook) on a 1.35+ "
-    "server with HPAConfigurableTolerance off, tolerance is rendered, the server drops it, and drift "
-    "sees it missing: re-applied at every reconcile, and no FieldUnsupported",
-)
 def test_a_tolerance_the_server_dropped_is_not_reapplied_forever() -> None:
     server = capabilities_from({"major": "1", "minor": "36", "gitVersion": "v1.36.3"}, None)
     options = RenderOptions(**{**OPTIONS.__dict__, "server": server})
@@ -169,16 +163,31 @@ def test_a_tolerance_the_server_dropped_is_not_reapplied_forever() -> None:
     live = copy.deepcopy(hpa)
     del live["spec"]["behavior"]["scaleUp"]["tolerance"]  # what a server with the gate off stores
     assert not drifted(hpa, live)
+    changed = copy.deepcopy(live)
+    changed["spec"]["maxReplicas"] = 9
+    assert drifted(hpa, changed)  # any other difference still applies
+
+
+def test_a_tolerance_the_server_dropped_is_reported_field_unsupported() -> None:
+    server = capabilities_from({"major": "1", "minor": "36", "gitVersion": "v1.36.3"}, None)
+    options = RenderOptions(**{**OPTIONS.__dict__, "server": server})
+    workload = resolve(_chute(minInstances=1, maxInstances=3, scalingThreshold=0.5), options)
+    dropped = {"spec": {"behavior": {"scaleUp": {"stabilizationWindowSeconds": 0}}}}
+    kept = {"spec": {"behavior": {"scaleUp": {"tolerance": "0"}}}}
+
+    def supported(hpa: dict[str, Any]) -> list[dict[str, Any]]:
+        observation = Observation(1, "chutes.ai/chute=m", workload, hpa=hpa)
+        return [c for c in compute_status(observation, NOW)["conditions"] if c["type"] == "Supported"]
+
+    (condition,) = supported(dropped)
+    assert (condition["status"], condition["reason"]) == ("False", "FieldUnsupported")
+    assert "behavior.scaleUp.tolerance" in condition["message"]
+    assert supported(kept) == []
 
 
 # -- the ELIGIBLE column --------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="breaking pass 27: a GPU Chute whose selector admits no GPU shows ELIGIBLE '0', exactly "
-    "what a CPU-only Chute shows",
-)
 def test_a_gpu_chute_with_no_eligible_gpu_is_told_apart_from_cpu_only() -> None:
     invalid = Observation(
         generation=1,
@@ -187,6 +196,13 @@ def test_a_gpu_chute_with_no_eligible_gpu_is_told_apart_from_cpu_only() -> None:
         invalid_spec="spec.nodeSelector admits no GPU in GPU profile gke",
     )
     assert compute_status(invalid, NOW)["eligibleGpuSummary"] != "0"
+
+
+def test_an_invalid_spec_keeps_no_stale_eligible_gpus() -> None:
+    stale = {"eligibleGpus": ["l4"], "eligibleGpuSummary": "1: l4"}
+    invalid = Observation(1, "chutes.ai/chute=m", None, invalid_spec="bad", previous=stale)
+    status = compute_status(invalid, NOW)
+    assert (status["eligibleGpus"], status["eligibleGpuSummary"]) == ([], "none")
 
 
 # -- explain --------------------------------------------------------------------------------------
