@@ -1,6 +1,6 @@
-"""Breaking pass 27: GPU profiles, the auto pick, the version rules and the summary column, attacked.
-
-Each test states what should hold and is marked xfail(strict) while it does not.
+"""GPU profiles against hostile and careless input: the auto pick (EKS Auto Mode, unplaced GPU nodes,
+paged node lists), custom labels and tolerations, catalog overrides, GPUs per instance type, the HPA
+tolerance a server drops, the ELIGIBLE summary, explain's label (found by the breaking pass of issue 27).
 """
 
 from __future__ import annotations

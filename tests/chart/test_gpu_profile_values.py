@@ -1,4 +1,6 @@
-"""Breaking pass 27: the chart's GPU profile values, attacked (xfail(strict) while they hold)."""
+"""The chart's GPU profile values: the custom profile's label, values and tolerations checked at install,
+and auto's node list whatever rbac.clusterDiscovery says (found by the breaking pass of issue 27).
+"""
 
 from __future__ import annotations
 
