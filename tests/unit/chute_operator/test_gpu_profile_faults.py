@@ -16,7 +16,8 @@ import pytest
 from chute_operator.capabilities import capabilities_from
 from chute_operator.drift import drifted
 from chute_operator.explain import explain_nodes
-from chute_operator.gpu_profile_pick import pick_profile
+from chute_operator.explain_cli import explain_chute
+from chute_operator.gpu_profile_pick import named_pick, pick_profile
 from chute_operator.gpu_profile_setup import node_labels
 from chute_operator.gpu_profiles import AKS, BUILTIN, GFD, GKE, load_profiles
 from chute_operator.gpus import CatalogError, NoEligibleGpu, builtin_catalog, load_catalog
@@ -277,3 +278,10 @@ def test_a_catalog_gpus_per_node_must_be_a_positive_integer(tmp_path: Path) -> N
     path.write_text("gpus:\n  - {name: x, vramGb: 8, products: [X], labels: {aks: {Standard_X: 0}}}\n")
     with pytest.raises(CatalogError, match="positive integer"):
         load_catalog(path)
+
+
+def test_explain_lists_only_the_instance_types_with_enough_gpus() -> None:
+    chute = parse_chute(chute_with(nodeSelector={"gpuCount": 2, "include": ["a100"]}))
+    report = "\n".join(explain_chute(chute, CATALOG, None, named_pick(AKS)))
+    assert "Standard_NC48ads_A100_v4" in report
+    assert "Standard_NC24ads_A100_v4" not in report
