@@ -141,17 +141,31 @@ def warnings(server: ServerCapabilities) -> Sequence[str]:
     return found
 
 
+def _tolerance_unsupported(server: str) -> str:
+    return (
+        f"spec.scalingThreshold is honoured within the HPA's 10% tolerance: {server} does not keep the "
+        f"HPA's {TOLERANCE_FIELD} (the HPAConfigurableTolerance feature, on by default from 1.35), so the "
+        "HPA scales up once the average exceeds the threshold by 10%"
+    )
+
+
 def unsupported(server: ServerCapabilities, wants_tolerance: bool) -> Sequence[str]:
     """What a Chute asks for that this server cannot honour, one sentence each naming the field."""
     found = []
     if wants_tolerance and not server.hpa_tolerance:
-        found.append(
-            f"spec.scalingThreshold is honoured within the HPA's 10% tolerance: Kubernetes "
-            f"{server.version or 'this server'} does not keep the HPA's {TOLERANCE_FIELD} (the "
-            "HPAConfigurableTolerance feature, on by default from 1.35), so the HPA scales up once the "
-            "average exceeds the threshold by 10%"
-        )
+        found.append(_tolerance_unsupported(f"Kubernetes {server.version or 'this server'}"))
     return found
+
+
+def dropped_by_server(rendered_tolerance: str | None, live_hpa: Mapping[str, Any] | None) -> Sequence[str]:
+    """What the server dropped from an applied HPA, as :func:`unsupported` says it: a tolerance rendered
+    (the server was expected to keep it: a dry run was not answered) that the live HPA lacks."""
+    if rendered_tolerance is None or not live_hpa:
+        return []
+    scale_up = ((live_hpa.get("spec") or {}).get("behavior") or {}).get("scaleUp") or {}
+    if scale_up.get("tolerance") is not None:
+        return []
+    return [_tolerance_unsupported("the API server (it dropped the field from the applied HPA)")]
 
 
 def tolerance_probe() -> dict[str, Any]:

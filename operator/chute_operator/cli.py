@@ -135,8 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--gpu-profile",
         default=None,
         metavar="NAME",
-        help="the platform's GPU node labels and taints: gfd (default), gke, eks, eks-nodegroup, aks, "
-        "custom (from --gpu-catalog)",
+        help="the platform's GPU node labels and taints: gfd (default), gke, eks, eks-auto, eks-nodegroup, "
+        "aks, custom (from --gpu-catalog)",
     )
     render.set_defaults(handler=_render)
 
@@ -158,8 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--gpu-profile",
         default=None,
         metavar="NAME",
-        help="the platform's GPU node labels and taints: gfd, gke, eks, eks-nodegroup, aks, custom; default: "
-        "gfd offline, picked from the nodes with a cluster (auto)",
+        help="the platform's GPU node labels and taints: gfd, gke, eks, eks-auto, eks-nodegroup, aks, "
+        "custom; default: gfd offline, picked from the nodes with a cluster (auto)",
     )
     where = explain.add_mutually_exclusive_group()
     where.add_argument("--kubeconfig", default=None, help="also check this cluster's nodes")

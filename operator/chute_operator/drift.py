@@ -9,6 +9,11 @@ the whole desired manifest as an annotation (:func:`stamped`): when the Chute ch
 removals included, the hash changes, the annotation no longer matches, and the object is
 applied; server-side apply then removes the fields our field manager set before and no longer
 sends.
+
+A field some servers drop silently (:data:`SERVER_MAY_DROP`: the HPA's ``behavior.*.tolerance`` where
+``HPAConfigurableTolerance`` is off) is no drift when the live object lacks it: the server answered
+what it keeps, and applying again would be refused the same way at every reconcile (status.py reports
+it as ``FieldUnsupported`` instead). A change of the Chute still applies it (the hash).
 """
 
 from __future__ import annotations
@@ -83,8 +88,38 @@ def contained(desired: Any, actual: Any) -> bool:
     return _same_scalar(desired, actual)
 
 
+SERVER_MAY_DROP = (
+    ("spec", "behavior", "scaleUp", "tolerance"),
+    ("spec", "behavior", "scaleDown", "tolerance"),
+)
+"""Paths a server may drop from what it stores (by a feature gate that is off): no drift when absent."""
+
+
+def _has(obj: Any, path: tuple[str, ...]) -> bool:
+    for key in path:
+        if not isinstance(obj, dict) or key not in obj:
+            return False
+        obj = obj[key]
+    return True
+
+
+def _without_dropped(desired: dict[str, Any], actual: dict[str, Any]) -> dict[str, Any]:
+    """``desired`` without the :data:`SERVER_MAY_DROP` fields ``actual`` lacks."""
+    dropped = [path for path in SERVER_MAY_DROP if _has(desired, path) and not _has(actual, path)]
+    if not dropped:
+        return desired
+    result = copy.deepcopy(desired)
+    for *parents, last in dropped:
+        node = result
+        for key in parents:
+            node = node[key]
+        del node[last]
+    return result
+
+
 def drifted(desired: dict[str, Any], actual: dict[str, Any] | None) -> bool:
-    """Whether ``desired`` must be applied: the object is missing or lacks something we want."""
+    """Whether ``desired`` must be applied: the object is missing or lacks something we want (but for
+    a field the server drops, :data:`SERVER_MAY_DROP`)."""
     if actual is None:
         return True
-    return not contained(desired, actual)
+    return not contained(_without_dropped(desired, actual), actual)

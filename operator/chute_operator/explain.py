@@ -16,7 +16,7 @@ from typing import Any
 from chute_operator.api import NodeSelector
 from chute_operator.drift import quantity
 from chute_operator.gpu_profiles import GFD, GpuProfile
-from chute_operator.gpus import GPU_RESOURCES, Catalog, GpuType, check_gpu_names, why_not_eligible
+from chute_operator.gpus import GPU_RESOURCES, Catalog, GpuType, check_gpu_names, has_gpus, why_not_eligible
 
 TERMINAL_PHASES = ("Succeeded", "Failed")
 _BLOCKING_EFFECTS = ("NoSchedule", "NoExecute")
@@ -153,15 +153,15 @@ def _describe_failure(expression: Mapping[str, Any], node: Mapping[str, Any], wh
     if key in where.gpu_keys():
         profile = where.profile
         value = labels.get(profile.label)
-        gpu = profile.node_gpu(labels, where.catalog.values())
-        if gpu is None and value is None:
-            allocatable = (node.get("status") or {}).get("allocatable") or {}
-            has_gpus = any(allocatable.get(r) not in (None, "0") for r in GPU_RESOURCES.values())
-            return f"{'' if has_gpus else 'CPU-only: '}no {profile.label} label (GPU profile {profile.name})"
-        if gpu is None:
+        found = profile.node_match(labels, where.catalog.values())
+        if found is None and value is None:
+            gpus = has_gpus((node.get("status") or {}).get("allocatable"))
+            return f"{'' if gpus else 'CPU-only: '}no {profile.label} label (GPU profile {profile.name})"
+        if found is None:
             return f"{profile.label}={value} is no GPU of the catalog (GPU profile {profile.name})"
+        gpu, match = found
         why = why_not_eligible(gpu, where.selector, profile) or "not in the pod's node affinity"
-        return f"GPU {gpu.name} ({profile.label}={value}) not eligible: {why}"
+        return f"GPU {gpu.name} ({', '.join(f'{k}={v}' for k, v in match)}) not eligible: {why}"
     values = expression.get("values") or []
     shown = f" {list(values)}" if values else ""
     actual = labels.get(key, node.get("metadata", {}).get("name") if key == "metadata.name" else None)

@@ -19,7 +19,7 @@ from chute_operator.api import Chute
 from chute_operator.explain import GpuVerdict, NodeVerdict, explain_gpus, explain_nodes
 from chute_operator.gpu_profile_pick import ProfilePick, named_pick, pick_profile
 from chute_operator.gpu_profiles import AUTO, GFD, GpuProfile, load_profiles
-from chute_operator.gpus import GPU_RESOURCES, Catalog, NoEligibleGpu, load_catalog
+from chute_operator.gpus import GPU_RESOURCES, Catalog, NoEligibleGpu, has_gpus, load_catalog
 from chute_operator.render import render
 from chute_operator.render_cli import offline_profile, read_documents
 from chute_operator.validation import InvalidChute, parse_chute
@@ -40,14 +40,15 @@ def _selector_summary(chute: Chute) -> str:
     )
 
 
-def format_gpus(verdicts: list[GpuVerdict], profile: GpuProfile = GFD) -> list[str]:
-    """Every GPU type: eligible with its node labels under ``profile``, or why not."""
+def format_gpus(verdicts: list[GpuVerdict], profile: GpuProfile = GFD, gpu_count: int = 0) -> list[str]:
+    """Every GPU type: eligible with its node labels under ``profile`` (those of nodes with at least
+    ``gpu_count`` of it), or why not."""
     eligible = [v for v in verdicts if v.eligible]
     lines = [f"GPU types: {len(eligible)} of {len(verdicts)} eligible"]
     width = max((len(v.gpu.name) for v in verdicts), default=0)
     for verdict in verdicts:
         gpu = verdict.gpu
-        labels = [",".join(f"{k}={v}" for k, v in match) for match in profile.matches(gpu)]
+        labels = [",".join(f"{k}={v}" for k, v in match) for match in profile.matches(gpu, gpu_count)]
         why = ", ".join(labels) if verdict.eligible else verdict.reason
         word = "eligible" if verdict.eligible else "no"
         lines.append(f"  {word:8}  {gpu.name:{width}}  {gpu.vram_gb:>4} GB  {why}")
@@ -113,7 +114,7 @@ def explain_chute(
     lines = [f"Chute {chute.metadata.name}: {_selector_summary(chute)}"]
     verdicts = explain_gpus(chute.spec.node_selector, catalog, pick.profile)
     if verdicts:
-        lines += format_gpus(verdicts, pick.profile)
+        lines += format_gpus(verdicts, pick.profile, chute.spec.node_selector.gpu_count)
     options = RenderOptions(catalog=catalog, gpu_profile=pick.profile)
     try:
         manifests = render(chute, options)
@@ -136,7 +137,12 @@ def _pick(
     """The named profile; without a name, the cluster's nodes' (auto) or, offline, GFD's."""
     if objects is not None and name in (None, AUTO):
         labels = [(node.get("metadata") or {}).get("labels") or {} for node in objects[0]]
-        return pick_profile(labels, load_profiles(catalog), gpu_catalog.values())
+        with_gpus = [
+            (node.get("metadata") or {}).get("labels") or {}
+            for node in objects[0]
+            if has_gpus((node.get("status") or {}).get("allocatable"))
+        ]
+        return pick_profile(labels, load_profiles(catalog), gpu_catalog.values(), with_gpus)
     return named_pick(offline_profile(name, catalog))
 
 

@@ -2,22 +2,32 @@
 
 A profile turns a Chute's eligible GPU types into node affinity terms and tolerations. Cloud profiles
 use only labels that the platform's autoscaler knows before a node exists (GKE's accelerator label,
-Karpenter's well-known labels, the instance type), so a pending Chute can make a node be created.
+Karpenter's and EKS Auto Mode's well-known labels, the instance type), so a pending Chute can make a
+node be created.
 Pure: no I/O beyond reading a catalog file.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from chute_operator.gpus import PRODUCT_LABEL, CatalogError, GpuType, Match, parse_matches, read_catalog_file
+from chute_operator.gpu_tolerations import Toleration, parse_toleration
+from chute_operator.gpus import (
+    PRODUCT_LABEL,
+    CatalogError,
+    GpuType,
+    Match,
+    load_catalog,
+    parse_matches,
+    read_catalog_file,
+)
+from chute_operator.k8s_labels import key_problem
 
 AUTO = "auto"
 INSTANCE_TYPE = "node.kubernetes.io/instance-type"
-Toleration = dict[str, str]
 
 
 def _tolerate(key: str, value: str | None = None) -> Toleration:
@@ -38,26 +48,41 @@ class GpuProfile:
     platform_label: str | None = None
     """A label every node of the platform carries, GPU or not: ``auto`` picks the profile by it when
     no GPU node exists yet (an autoscaler creates them on demand)."""
+    platform_value: str | None = None
+    """The value ``platform_label`` must have (None: any)."""
     values: Mapping[str, tuple[Match, ...]] = field(default_factory=dict)
     """Values by GPU name over the catalog's ``labels`` (the custom profile's)."""
     description: str = ""
 
-    def matches(self, gpu: GpuType) -> tuple[Match, ...]:
-        """The label sets meaning ``gpu`` on this platform (each with its keys filled in); () if none."""
+    def on_platform(self, labels: Mapping[str, str]) -> bool:
+        """Whether a node with ``labels`` is of this profile's platform (True without a platform label)."""
+        if self.platform_label is None:
+            return True
+        return self.platform_label in labels and self.platform_value in (None, labels[self.platform_label])
+
+    def matches(self, gpu: GpuType, gpu_count: int = 0) -> tuple[Match, ...]:
+        """The label sets meaning ``gpu`` on this platform (each with its keys filled in), leaving out a
+        value whose nodes have fewer than ``gpu_count`` of it (an instance type's GPUs); () if none."""
         raw = self.values.get(gpu.name) or gpu.labels.get(self.name)
         if raw is None and self.name == GFD.name:
             raw = tuple(((PRODUCT_LABEL, product),) for product in gpu.products)
-        return tuple(tuple((key or self.label, value) for key, value in match) for match in raw or ())
+        per_node = {} if gpu.name in self.values else gpu.per_node.get(self.name, {})
+        return tuple(
+            tuple((key or self.label, value) for key, value in match)
+            for match in raw or ()
+            if per_node.get(match, gpu_count) >= gpu_count
+        )
 
-    def offers(self, gpu: GpuType) -> bool:
-        return bool(self.matches(gpu))
+    def offers(self, gpu: GpuType, gpu_count: int = 0) -> bool:
+        return bool(self.matches(gpu, gpu_count))
 
-    def node_terms(self, gpus: Iterable[GpuType]) -> list[list[dict[str, Any]]]:
+    def node_terms(self, gpus: Iterable[GpuType], gpu_count: int = 0) -> list[list[dict[str, Any]]]:
         """The matchExpressions of one nodeSelectorTerm per group of label sets that differ only in
-        their first label (terms are alternatives; a term's expressions all hold)."""
+        their first label (terms are alternatives; a term's expressions all hold); values whose nodes
+        have fewer than ``gpu_count`` GPUs left out."""
         groups: dict[tuple[str, tuple[tuple[str, str], ...]], list[str]] = {}
         for gpu in gpus:
-            for match in self.matches(gpu):
+            for match in self.matches(gpu, gpu_count):
                 (key, value), rest = match[0], tuple(sorted(match[1:]))
                 values = groups.setdefault((key, rest), [])
                 if value not in values:
@@ -70,17 +95,24 @@ class GpuProfile:
             for (key, rest), values in sorted(groups.items())
         ]
 
-    def node_gpu(self, labels: Mapping[str, str], catalog: Iterable[GpuType]) -> GpuType | None:
-        """The catalog GPU whose label set ``labels`` carry under this profile, if any."""
+    def node_match(
+        self, labels: Mapping[str, str], catalog: Iterable[GpuType]
+    ) -> tuple[GpuType, Match] | None:
+        """The catalog GPU whose label set ``labels`` carry under this profile, and that label set."""
         return next(
             (
-                gpu
+                (gpu, match)
                 for gpu in catalog
                 for match in self.matches(gpu)
                 if all(labels.get(key) == value for key, value in match)
             ),
             None,
         )
+
+    def node_gpu(self, labels: Mapping[str, str], catalog: Iterable[GpuType]) -> GpuType | None:
+        """The catalog GPU whose label set ``labels`` carry under this profile, if any."""
+        found = self.node_match(labels, catalog)
+        return found[0] if found else None
 
 
 GFD = GpuProfile(
@@ -103,6 +135,14 @@ EKS = GpuProfile(
     description="Karpenter's well-known karpenter.k8s.aws/instance-gpu-name (and instance-gpu-memory "
     "where one name has two sizes)",
 )
+EKS_AUTO = GpuProfile(
+    "eks-auto",
+    "eks.amazonaws.com/instance-gpu-name",
+    platform_label="eks.amazonaws.com/compute-type",
+    platform_value="auto",
+    description="EKS Auto Mode's well-known eks.amazonaws.com/instance-gpu-name (and instance-gpu-memory "
+    "where one name has two sizes); its nodes also carry karpenter.sh/nodepool, never karpenter.k8s.aws/",
+)
 EKS_NODEGROUP = GpuProfile(
     "eks-nodegroup",
     INSTANCE_TYPE,
@@ -116,34 +156,39 @@ AKS = GpuProfile(
     platform_label="kubernetes.azure.com/cluster",
     description="AKS node pools: the Azure VM size names the GPU; GPU pools are commonly tainted sku=gpu",
 )
-BUILTIN: dict[str, GpuProfile] = {p.name: p for p in (GFD, GKE, EKS, EKS_NODEGROUP, AKS)}
+BUILTIN: dict[str, GpuProfile] = {p.name: p for p in (GFD, GKE, EKS, EKS_AUTO, EKS_NODEGROUP, AKS)}
 CUSTOM = "custom"
 
 
-def _toleration(raw: object, where: str) -> Toleration:
-    if not isinstance(raw, dict) or not all(isinstance(v, str) for v in raw.values()):
-        raise CatalogError(f"{where}: a toleration is a mapping of strings (key, operator, value, effect)")
-    return {str(k): str(v) for k, v in raw.items()}
-
-
-def custom_profile(document: Mapping[str, Any], source: str) -> GpuProfile | None:
+def custom_profile(
+    document: Mapping[str, Any], source: str, known: Collection[str] | None = None
+) -> GpuProfile | None:
     """The ``profiles.custom`` section of a catalog file: ``label``, ``tolerations``, ``gpus`` (GPU
-    name to its label values); None when the file has none."""
+    name, one of ``known`` if given, to its label values); None when the file has none."""
     raw = (document.get("profiles") or {}).get(CUSTOM)
     if not raw:
         return None
     where = f"{source}: profiles.custom"
     if not isinstance(raw, dict) or not raw.get("label"):
         raise CatalogError(f"{where} needs label (the node label key whose value names the GPU)")
+    problem = key_problem(str(raw["label"]))
+    if problem:
+        raise CatalogError(f"{where}.label: {problem}")
     gpus = raw.get("gpus") or {}
     if not isinstance(gpus, dict):
         raise CatalogError(f"{where}.gpus: expected a mapping of GPU name to label values")
+    unknown = sorted(str(name) for name in gpus if known is not None and str(name) not in known)
+    if unknown:
+        raise CatalogError(
+            f"{where}.gpus: unknown GPU {', '.join(unknown)} (known: {', '.join(sorted(known or ()))}; "
+            "add it to the catalog's gpus)"
+        )
     values = {
         str(name): parse_matches(v if isinstance(v, list) else [v], f"{where}.gpus.{name}")
         for name, v in gpus.items()
     }
     tolerations = tuple(
-        _toleration(t, f"{where}.tolerations[{i}]") for i, t in enumerate(raw.get("tolerations") or [])
+        parse_toleration(t, f"{where}.tolerations[{i}]") for i, t in enumerate(raw.get("tolerations") or [])
     )
     return GpuProfile(
         CUSTOM,
@@ -159,7 +204,7 @@ def load_profiles(path: str | Path | None = None) -> dict[str, GpuProfile]:
     """The built-in profiles, and the custom one of the catalog file at ``path`` if it has one."""
     profiles = dict(BUILTIN)
     if path:
-        custom = custom_profile(read_catalog_file(path), str(path))
+        custom = custom_profile(read_catalog_file(path), str(path), load_catalog(path).keys())
         if custom is not None:
             profiles[CUSTOM] = custom
     return profiles

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any, Protocol
@@ -11,6 +11,7 @@ from typing import Any, Protocol
 import yaml
 
 from chute_operator.api import NodeSelector
+from chute_operator.k8s_labels import key_problem, value_problem
 
 PRODUCT_LABEL = "nvidia.com/gpu.product"
 """Node label set by NVIDIA GPU Feature Discovery."""
@@ -35,10 +36,17 @@ class GpuType:
     vendor: str = "nvidia"
     labels: Mapping[str, tuple[Match, ...]] = field(default_factory=dict)
     """Each profile's label values for this GPU (gpu_profiles.py), as read from the catalog."""
+    per_node: Mapping[str, Mapping[Match, int]] = field(default_factory=dict)
+    """GPUs per node of each profile's values where the catalog says (an instance type's GPUs)."""
 
     @property
     def resource(self) -> str:
         return GPU_RESOURCES[self.vendor]
+
+
+def has_gpus(allocatable: Mapping[str, Any] | None) -> bool:
+    """Whether a node's ``status.allocatable`` offers any vendor's GPUs."""
+    return any((allocatable or {}).get(r) not in (None, "0", 0) for r in GPU_RESOURCES.values())
 
 
 class CatalogError(ValueError):
@@ -50,45 +58,69 @@ class NoEligibleGpu(ValueError):
 
 
 class Offering(Protocol):
-    """What a GPU profile tells eligibility: whether its nodes can carry a GPU type."""
+    """What a GPU profile tells eligibility: whether its nodes can carry a GPU type (that many of it)."""
 
     @property
     def name(self) -> str: ...
 
-    def offers(self, gpu: GpuType) -> bool: ...
+    def offers(self, gpu: GpuType, gpu_count: int = 0) -> bool: ...
 
 
 Catalog = dict[str, GpuType]
 
 
+def _checked(key: str, value: str, where: str) -> tuple[str, str]:
+    problem = (key_problem(key) if key else None) or value_problem(value)
+    if problem:
+        raise CatalogError(f"{where}: {problem}")
+    return key, value
+
+
 def parse_matches(raw: object, where: str) -> tuple[Match, ...]:
-    """A profile's values for one GPU: each a string (the profile's key) or a mapping of labels."""
+    """A profile's values for one GPU: each a string (the profile's key) or a mapping of labels, each
+    key and value valid as a Kubernetes label's."""
     if not isinstance(raw, list):
         raise CatalogError(f"{where}: expected a list of label values")
     matches: list[Match] = []
     for item in raw:
         if isinstance(item, dict) and item:
-            matches.append(tuple((str(key), str(value)) for key, value in item.items()))
+            matches.append(tuple(_checked(str(key), str(value), where) for key, value in item.items()))
         elif isinstance(item, (str, int)) and not isinstance(item, bool):
-            matches.append((("", str(item)),))
+            matches.append((_checked("", str(item), where),))
         else:
             raise CatalogError(f"{where}: {item!r} is neither a label value nor a mapping of labels")
     return tuple(matches)
 
 
+def parse_values(raw: object, where: str) -> tuple[tuple[Match, ...], dict[Match, int]]:
+    """A profile's values for one GPU and the GPUs per node of each where given: a list (as
+    :func:`parse_matches`) or a mapping of value to its GPUs per node (an instance type's)."""
+    if not isinstance(raw, dict):
+        return parse_matches(raw, where), {}
+    matches = parse_matches(list(raw), where)
+    counts: dict[Match, int] = {}
+    for match, count in zip(matches, raw.values(), strict=True):
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise CatalogError(f"{where}: {match[0][1]}: GPUs per node must be a positive integer")
+        counts[match] = count
+    return matches, counts
+
+
 def _gpu(entry: Any, where: str) -> GpuType:
     try:
         vendor = str(entry.get("vendor", "nvidia"))
-        labels = {
-            str(profile): parse_matches(values, f"{where}.labels.{profile}")
+        parsed = {
+            str(profile): parse_values(values, f"{where}.labels.{profile}")
             for profile, values in (entry.get("labels") or {}).items()
         }
+        labels = {profile: matches for profile, (matches, _) in parsed.items()}
         gpu = GpuType(
             name=str(entry["name"]),
             vram_gb=int(entry["vramGb"]),
             products=tuple(str(p) for p in entry.get("products") or ()),
             vendor=vendor,
             labels=labels,
+            per_node={profile: counts for profile, (_, counts) in parsed.items() if counts},
         )
     except (KeyError, TypeError, ValueError, AttributeError) as error:
         raise CatalogError(f"{where} needs name and vramGb ({error})") from error
@@ -99,12 +131,16 @@ def _gpu(entry: Any, where: str) -> GpuType:
     return gpu
 
 
-def _parse(document: object, source: str) -> Catalog:
+def _parse(document: object, source: str, base: Catalog | None = None) -> Catalog:
+    """The entries of a catalog document; one replacing a ``base`` GPU without ``labels`` keeps its."""
     if not isinstance(document, dict) or not isinstance(document.get("gpus", []), list):
         raise CatalogError(f"{source}: expected a mapping with a 'gpus' list")
     catalog: Catalog = {}
     for index, entry in enumerate(document.get("gpus") or []):
         gpu = _gpu(entry, f"{source}: gpus[{index}]")
+        kept = (base or {}).get(gpu.name)
+        if kept is not None and "labels" not in entry:
+            gpu = replace(gpu, labels=kept.labels, per_node=kept.per_node)
         catalog[gpu.name] = gpu
     return catalog
 
@@ -129,10 +165,11 @@ def builtin_catalog() -> Catalog:
 
 
 def load_catalog(path: str | Path | None = None) -> Catalog:
-    """The built-in catalog, with entries of ``path`` (if given) replacing or adding by name."""
+    """The built-in catalog, with entries of ``path`` (if given) replacing or adding by name (a
+    replacement without ``labels`` keeps the built-in GPU's)."""
     catalog = builtin_catalog()
     if path:
-        catalog.update(_parse(read_catalog_file(path), str(path)))
+        catalog.update(_parse(read_catalog_file(path), str(path), catalog))
     return catalog
 
 
@@ -170,6 +207,9 @@ def why_not_eligible(gpu: GpuType, selector: NodeSelector, profile: Offering | N
         return f"{gpu.vram_gb} GB < spec.nodeSelector.minVramGbPerGpu {selector.min_vram_gb_per_gpu} GB"
     if profile is not None and not profile.offers(gpu):
         return f"no node label for it in GPU profile {profile.name}"
+    if profile is not None and not profile.offers(gpu, selector.gpu_count):
+        count = selector.gpu_count
+        return f"no node of GPU profile {profile.name} has {count} of it (spec.nodeSelector.gpuCount)"
     return None
 
 

@@ -117,8 +117,8 @@ class Render:
     gpu_catalog: str | None = None
     """A file of GPU types over the built-in catalog (``--gpu-catalog``), and the custom GPU profile."""
     gpu_profile: str = AUTO
-    """Which node labels mean a GPU type (docs/gpu-profiles.md): gfd, gke, eks, eks-nodegroup, aks,
-    custom (defined in the catalog file), or auto (picked from the nodes at start)."""
+    """Which node labels mean a GPU type (docs/gpu-profiles.md): gfd, gke, eks, eks-auto, eks-nodegroup,
+    aks, custom (defined in the catalog file), or auto (picked from the nodes at start)."""
     cluster_domain: str = "cluster.local"
     hpa_scale_to_zero: bool = False
     hpa_exact_scale_up: bool = True

@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 from chute_operator.api import reasons as r
 from chute_operator.api.reasons import OOM_RECENT_SECONDS
 from chute_operator.autoscaler import IDLE_AT_ZERO, autoscaler_status, autoscaling_condition
+from chute_operator.capabilities import dropped_by_server
 from chute_operator.conditions import Observed, find, merge_conditions
 from chute_operator.rollout import REPLACE_WAIT_SECONDS, RolloutObservation, lacks_gpus, waiting_since
 from chute_operator.sidecars import SIDECAR_UPDATE_ANNOTATION, SidecarChoice
@@ -264,8 +265,15 @@ SUMMARY_GPUS = 3
 """GPU types named in ``eligibleGpuSummary`` (the wide column) before the rest are counted."""
 
 
-def gpu_summary(eligible: list[str]) -> str:
-    """``5: l4, a10, 3090, …``: how many GPU types, the first few (cheapest first); ``0`` for CPU-only."""
+NO_GPU_SUMMARY = "none"
+"""``eligibleGpuSummary`` while the spec is invalid (a GPU Chute with no eligible GPU among them)."""
+
+
+def gpu_summary(eligible: list[str], invalid: bool = False) -> str:
+    """``5: l4, a10, 3090, …``: how many GPU types, the first few (cheapest first); ``0`` for CPU-only;
+    ``none`` while the spec is invalid (nothing is eligible, and a GPU Chute reads apart from CPU-only)."""
+    if invalid:
+        return NO_GPU_SUMMARY
     shown = ", ".join(eligible[:SUMMARY_GPUS]) + (", …" if len(eligible) > SUMMARY_GPUS else "")
     return f"{len(eligible)}: {shown}" if eligible else "0"
 
@@ -471,10 +479,15 @@ def sidecar_condition(obs: Observation) -> Observed | None:
 
 
 def supported_condition(obs: Observation) -> Observed | None:
-    """Supported: present only when the spec asks for something the API server cannot honour."""
-    if obs.workload is None or not obs.workload.unsupported:
+    """Supported: present only when the spec asks for something the API server cannot honour (known
+    at start, or seen dropped from the live HPA)."""
+    if obs.workload is None:
         return None
-    return Observed(r.SUPPORTED, "False", r.FIELD_UNSUPPORTED, "; ".join(obs.workload.unsupported))
+    dropped = dropped_by_server(obs.workload.scale_up_tolerance, obs.hpa) if obs.workload.autoscaled else []
+    found = [*obs.workload.unsupported, *dropped]
+    if not found:
+        return None
+    return Observed(r.SUPPORTED, "False", r.FIELD_UNSUPPORTED, "; ".join(found))
 
 
 def conditions_of(obs: Observation, now: datetime) -> list[Observed]:
@@ -502,9 +515,9 @@ def compute_status(obs: Observation, now: datetime) -> dict[str, Any]:
         "replicas": deployment_status.get("replicas") or 0,
         "readyReplicas": deployment_status.get("readyReplicas") or 0,
         "selector": obs.selector,
-        "eligibleGpus": obs.workload.eligible_gpus if obs.workload else obs.previous.get("eligibleGpus", []),
+        "eligibleGpus": obs.workload.eligible_gpus if obs.workload else [],
     }
-    status["eligibleGpuSummary"] = gpu_summary(status["eligibleGpus"])
+    status["eligibleGpuSummary"] = gpu_summary(status["eligibleGpus"], invalid=obs.workload is None)
     url = obs.workload.url if obs.workload else obs.previous.get("url")
     if url:
         status["url"] = url

@@ -407,7 +407,7 @@ def resolve(
         "shared_memory": spec.resources.shared_memory or ("16Gi" if spec.node_selector.gpu_count else "1Gi"),
         "cache_volume": _cache_volume(spec.cache),
         "cache_mount_path": spec.cache.mount_path,
-        "affinity": _affinity(chute, profile.node_terms(gpus)),
+        "affinity": _affinity(chute, profile.node_terms(gpus, spec.node_selector.gpu_count)),
         "node_selector": dict(spec.pod.node_selector),
         "tolerations": _tolerations(spec, resource, profile),
         "pod": spec.pod.model_dump(by_alias=True, exclude_none=True),

@@ -368,7 +368,7 @@ def test_namespaced_install_reconciles_only_its_namespaces(
     )
     subject = release.subject
     cluster_roles = [o["metadata"]["name"] for o in release.objects if o["kind"] == "ClusterRole"]
-    assert cluster_roles == ["co-ns-chute-operator-discovery"]
+    assert sorted(cluster_roles) == ["co-ns-chute-operator-discovery", "co-ns-chute-operator-gpu-profile"]
     assert can_i(cp, subject, "watch", "chutes.chutes.ai", "-n", watched)
     assert can_i(cp, subject, "patch", "deployments.apps", "-n", watched)
     assert not can_i(cp, subject, "list", "chutes.chutes.ai", "--all-namespaces")

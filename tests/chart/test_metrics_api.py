@@ -232,7 +232,9 @@ def test_without_rbac_create_no_bindings_but_still_served(helm: Helm) -> None:
 
 def test_a_namespaced_install_still_needs_the_metrics_apis_cluster_wide_grants(helm: Helm) -> None:
     """An APIService is cluster-wide, and so are delegated auth and node lookups: documented."""
-    objects = helm.template(sets=("watchNamespaces={team-a}", "rbac.clusterDiscovery=false"))
+    objects = helm.template(
+        sets=("watchNamespaces={team-a}", "rbac.clusterDiscovery=false", "gpu.profile=gke")
+    )  # (gpu.profile=auto adds its node list: tests/chart/test_gpu_profile_values.py)
     assert {r["metadata"]["name"] for r in find(objects, "ClusterRole")} == {"co-chute-operator-metrics-api"}
     assert {b["metadata"]["name"] for b in find(objects, "ClusterRoleBinding")} == {
         "co-chute-operator-auth-delegator",

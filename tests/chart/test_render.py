@@ -277,6 +277,11 @@ def discovery_role(objects: list[dict[str, Any]]) -> dict[str, Any] | None:
     return found[0] if found else None
 
 
+def gpu_profile_role(objects: list[dict[str, Any]]) -> dict[str, Any] | None:
+    found = [r for r in find(objects, "ClusterRole") if r["metadata"]["name"].endswith("-gpu-profile")]
+    return found[0] if found else None
+
+
 def test_cluster_wide_by_default(helm: Helm) -> None:
     objects = helm.template(namespace="ops")
     cluster_role = one(objects, "ClusterRole", "co-chute-operator")
@@ -302,8 +307,10 @@ def test_cluster_wide_by_default(helm: Helm) -> None:
     assert discovery is not None
     assert rules_by_resource(discovery) == {
         ("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"},
-        ("", "nodes"): {"list"},  # gpu.profile=auto
     }
+    nodes = gpu_profile_role(objects)  # gpu.profile=auto: its own ClusterRole
+    assert nodes is not None
+    assert rules_by_resource(nodes) == {("", "nodes"): {"list"}}
     # The only namespaced Roles are the leader-election, the drain-key and the metrics API
     # certificate's ones, in the release namespace.
     assert sorted((r["metadata"]["name"], r["metadata"]["namespace"]) for r in find(objects, "Role")) == [
@@ -319,17 +326,19 @@ def test_watch_namespaces_get_a_role_each_and_no_cluster_role(helm: Helm) -> Non
     objects = helm.template(
         sets=("watchNamespaces={team-a,team-b}", "metricsApi.enabled=false"), namespace="ops"
     )
-    # The one cluster-wide grant is read-only discovery for kopf (CRDs and namespaces) and for the
-    # GPU profile's auto pick (nodes).
-    (cluster_role,) = find(objects, "ClusterRole")
-    assert cluster_role == discovery_role(objects)
+    # The cluster-wide grants are read-only: discovery for kopf (CRDs and namespaces) and the GPU
+    # profile's auto pick (nodes), each its own ClusterRole.
+    cluster_role, nodes = discovery_role(objects), gpu_profile_role(objects)
+    assert cluster_role is not None
+    assert nodes is not None
+    assert len(find(objects, "ClusterRole")) == 2
     assert rules_by_resource(cluster_role) == {
-        ("", "nodes"): {"list"},
         ("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"},
         ("", "namespaces"): {"list", "watch"},
     }
-    (binding,) = find(objects, "ClusterRoleBinding")
-    assert binding["roleRef"]["name"] == cluster_role["metadata"]["name"]
+    assert rules_by_resource(nodes) == {("", "nodes"): {"list"}}
+    bound = {b["roleRef"]["name"] for b in find(objects, "ClusterRoleBinding")}
+    assert bound == {cluster_role["metadata"]["name"], nodes["metadata"]["name"]}
     roles = {
         r["metadata"]["namespace"]: r
         for r in find(objects, "Role")
@@ -355,7 +364,12 @@ def test_watch_namespaces_get_a_role_each_and_no_cluster_role(helm: Helm) -> Non
 
 def test_cluster_discovery_can_be_turned_off(helm: Helm) -> None:
     objects = helm.template(
-        sets=("watchNamespaces={team-a}", "rbac.clusterDiscovery=false", "metricsApi.enabled=false")
+        sets=(
+            "watchNamespaces={team-a}",
+            "rbac.clusterDiscovery=false",
+            "metricsApi.enabled=false",
+            "gpu.profile=gke",
+        )
     )
     assert not find(objects, "ClusterRole")
     assert not find(objects, "ClusterRoleBinding")
@@ -654,9 +668,9 @@ def test_the_gpu_profile_is_auto_by_default_and_may_list_nodes(helm: Helm) -> No
     for sets in [(), ("watchNamespaces={team-a}",)]:
         objects = helm.template(sets=sets, namespace="ops")
         assert env_of(operator_container(objects))["CHUTE_OPERATOR_GPU_PROFILE"] == "auto"
-        role = discovery_role(objects)
+        role = gpu_profile_role(objects)
         assert role is not None
-        assert rules_by_resource(role)[("", "nodes")] == {"list"}
+        assert rules_by_resource(role) == {("", "nodes"): {"list"}}
 
 
 def test_a_named_gpu_profile_reaches_the_operator_and_needs_no_nodes(helm: Helm) -> None:
@@ -665,6 +679,7 @@ def test_a_named_gpu_profile_reaches_the_operator_and_needs_no_nodes(helm: Helm)
     role = discovery_role(objects)
     assert role is not None
     assert ("", "nodes") not in rules_by_resource(role)
+    assert gpu_profile_role(objects) is None
 
 
 def test_an_unknown_gpu_profile_is_refused(helm: Helm) -> None:

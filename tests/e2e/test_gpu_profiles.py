@@ -79,8 +79,10 @@ def test_a_chute_lands_on_its_platforms_pool(
 def test_auto_picks_gfd_on_the_local_cluster_and_says_so(
     control_plane: Any, namespace: str, profile_operator: Any
 ) -> None:
-    # 8 nodes carry GFD's labels, one each GKE's, Karpenter's and AKS's: GFD wins.
+    # 8 nodes carry GFD's labels, one each GKE's, Karpenter's and AKS's: GFD wins, and says that it
+    # cannot place those three nodes' GPUs (matched="false").
     assert profile_operator.metric("chute_operator_gpu_profile", profile="gfd", source="auto") == 1
+    assert profile_operator.metric("chute_operator_gpu_profile", profile="gfd", matched="false") == 1
     unplaceable = _chute("too-big")
     unplaceable["spec"]["nodeSelector"] = {"gpuCount": 8, "include": ["l4"]}
     apply(control_plane, unplaceable, namespace)

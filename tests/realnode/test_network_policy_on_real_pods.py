@@ -5,7 +5,10 @@ metrics port only from Prometheus' pods (prometheus-operator's label, namespace 
 the operator's when it serves the metrics API; the model's port and the sidecar's admin port from no
 pod; out, only DNS to the cluster's DNS pods and the destinations in ``allowedEgress``. Each allowed
 path answers; each denied one is dropped by the enforcer, so it fails after the probe's bounded
-connect timeout (:data:`~tests.realnode.policy_probes.CONNECT_TIMEOUT`), never with a quick refusal.
+connect timeout (:data:`~tests.realnode.policy_probes.CONNECT_TIMEOUT`), never with a quick refusal,
+and the enforcer's drop counter grows during that path's own probe (read before and after each one:
+a total over all paths would let one path's retransmitted SYNs, each dropped and counted, stand in
+for another path that was never dropped).
 
 The local cluster runs no DNS; a pod labelled as kube-dns in ``kube-system`` that echoes on port 53
 stands in for it. The address outside the cluster is a network namespace on this machine.
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import secrets
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +48,7 @@ DENIED = (
     "another pod",
     "outside the cluster",
 )
-"""The paths (by the start of their name) that the policy denies: each must time out."""
+"""The paths (by the start of their name) that the policy denies: each must time out, dropped."""
 
 
 def _drops(node: RealNode) -> float:
@@ -109,15 +113,14 @@ def test_chute_network_policy_admits_and_drops_what_it_promises(
             # failure below is the policy's, not a closed port.
             for port in (SIDECAR_PORT, METRICS_PORT, MODEL_PORT, ADMIN_PORT):
                 assert dial(chute_ip, port, timeout=CONNECT_TIMEOUT).connected, port
-            drops_before = _drops(real_node)
 
-            def into(client: str, port: int) -> Attempt:
-                return probe(cp, *helpers[client], chute_ip, port)
+            def into(client: str, port: int) -> Callable[[], Attempt]:
+                return lambda: probe(cp, *helpers[client], chute_ip, port)
 
-            def out_of_chute(target: str, port: int, proto: str = "tcp") -> Attempt:
-                return probe(cp, chute_pod, namespace, target, port, proto, container="model")
+            def out_of_chute(target: str, port: int, proto: str = "tcp") -> Callable[[], Attempt]:
+                return lambda: probe(cp, chute_pod, namespace, target, port, proto, container="model")
 
-            seen = {
+            probes: dict[str, Callable[[], Attempt]] = {
                 "serving port from any pod": into("stranger", SIDECAR_PORT),
                 "serving port from Prometheus": into("prometheus", SIDECAR_PORT),
                 "metrics port from Prometheus": into("prometheus", METRICS_PORT),
@@ -138,19 +141,25 @@ def test_chute_network_policy_admits_and_drops_what_it_promises(
                 "another pod": out_of_chute(ip["stranger"], 8000),
                 "outside the cluster": out_of_chute(outside.address, outside.port),
                 # controls: the same destinations answer a pod no policy governs
-                "control: outside the cluster from another pod": probe(
+                "control: outside the cluster from another pod": lambda: probe(
                     cp, *helpers["stranger"], outside.address, outside.port
                 ),
-                "control: the mirror's other port from another pod": probe(
+                "control: the mirror's other port from another pod": lambda: probe(
                     cp, *helpers["stranger"], ip["mirror"], CLOSED_MIRROR_PORT
                 ),
             }
-            for path, attempt in seen.items():
-                print(f"{path}: {attempt.outcome} after {attempt.seconds:.2f}s")
+            seen: dict[str, Attempt] = {}
+            dropped: dict[str, float] = {}  # the drop counter's growth during each path's own probe
+            for path, attempt_path in probes.items():
+                before = _drops(real_node)
+                attempt = seen[path] = attempt_path()
+                dropped[path] = _drops(real_node) - before
+                print(f"{path}: {attempt.outcome} after {attempt.seconds:.2f}s, {dropped[path]:g} drop(s)")
             denied = {k for k in seen if k.startswith(DENIED)}
             expected = {k: ("timeout" if k in denied else "ok") for k in seen}
             assert {k: a.outcome for k, a in seen.items()} == expected, policy
-            assert _drops(real_node) - drops_before >= len(denied)
+            undropped = sorted(k for k in denied if dropped[k] < 1)
+            assert not undropped, f"denied without a drop by the enforcer: {undropped}"
     finally:
         for ns in created:
             cp.kubectl("delete", "namespace", ns, "--wait=false", check=False)

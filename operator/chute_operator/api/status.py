@@ -70,7 +70,9 @@ class ChuteStatus(ApiModel):
     eligible_gpu_summary: str | None = Field(
         default=None,
         description="How many GPU types the replicas may run on and the first few (kubectl get -o wide); "
-        "the full list is eligibleGpus, and `chute-operator explain` says why each other is not.",
+        "`0` for a CPU-only Chute, `none` while the spec is invalid (a GPU Chute with no eligible GPU "
+        "among them); the full list is eligibleGpus, and `chute-operator explain` says why each other "
+        "is not.",
     )
     url: str | None = Field(default=None, description="In-cluster URL of the Chute's Service.")
     load_seconds: int | None = Field(
