@@ -417,7 +417,7 @@ def ensure_binaries() -> Toolset:
         started = time.monotonic()
         _log(
             f"first run: building {len(missing)} binaries into {cache_dir()} (cached afterwards; "
-            "about 12 minutes on 2 cores with an empty Go cache, about 6 GB of Go caches)"
+            "about 9 minutes on 2 cores with an empty Go cache, about 6 GB of Go caches)"
         )
         build_etcd()
         _go_install("kwok", "sigs.k8s.io/kwok/cmd/kwok", KWOK_VERSION)

@@ -145,7 +145,7 @@ def demo_command(
     from chute_devcluster.supervisor import read_state
 
     clock = StageClock()
-    _say("the binaries and images (the first run builds Kubernetes, helm and the images: ~17 min)")
+    _say("the binaries and images (the first run builds Kubernetes, helm and the images: about 14 min)")
     before = read_state(state_dir()).get("pid")
     try:
         ensure_binaries()
