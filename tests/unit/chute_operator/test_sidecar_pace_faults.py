@@ -10,49 +10,17 @@ import pytest
 from chute_operator.sidecars import (
     AUTOMATIC,
     MANUAL,
-    SIDECAR_UPDATE_ANNOTATION,
     SidecarPolicy,
     SidecarUpdates,
     update_wanted,
 )
-from chute_operator.store import slim
-from chute_shared.cluster import SIDECAR_CONTAINER
-
-OLD, NEW = "repo:sidecar-old", "repo:sidecar-new"
-
-
-def _spec(image: str) -> dict[str, Any]:
-    return {
-        "initContainers": [{"name": SIDECAR_CONTAINER, "image": image}],
-        "containers": [{"name": "model"}],
-    }
+from tests.unit.chute_operator.test_sidecars import NEW, OLD, pod
+from tests.unit.chute_operator.test_sidecars import chute as _chute
+from tests.unit.chute_operator.test_sidecars import deployment as _deployment
 
 
-def _deployment(image: str, *, rolled_out: bool = True) -> dict[str, Any]:
-    ready = 1 if rolled_out else 0
-    return {
-        "metadata": {"name": "a", "generation": 2},
-        "spec": {"replicas": 1, "template": {"spec": _spec(image)}},
-        "status": {
-            "observedGeneration": 2 if rolled_out else 1,
-            "replicas": 1,
-            "updatedReplicas": ready,
-            "availableReplicas": ready,
-            "readyReplicas": ready,
-        },
-    }
-
-
-def _pod(image: str, name: str, phase: str = "Running", reason: str | None = None) -> dict[str, Any]:
-    status: dict[str, Any] = {"phase": phase}
-    if reason:
-        status["reason"] = reason
-    return slim("Pod", {"metadata": {"name": name}, "spec": _spec(image), "status": status})
-
-
-def _chute(opt_in: str | None = None) -> dict[str, Any]:
-    annotations = {SIDECAR_UPDATE_ANNOTATION: opt_in} if opt_in is not None else {}
-    return {"metadata": {"name": "a", "namespace": "ns", "annotations": annotations}}
+def _pod(image: str, name: str, phase: str = "Running", reason: str = "") -> dict[str, Any]:
+    return pod(image, name, phase=phase, reason=reason)
 
 
 def test_an_evicted_old_pod_does_not_hold_the_update_slot_forever() -> None:

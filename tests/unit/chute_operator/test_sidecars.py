@@ -44,11 +44,16 @@ def deployment(image: str, *, rolled_out: bool = True, replicas: int = 1) -> dic
     }
 
 
-def pod(image: str, name: str = "a-1", terminating: bool = False) -> dict[str, Any]:
+def pod(
+    image: str, name: str = "a-1", terminating: bool = False, phase: str = "", reason: str = ""
+) -> dict[str, Any]:
     metadata: dict[str, Any] = {"name": name}
     if terminating:
         metadata["deletionTimestamp"] = "2026-01-01T00:00:00Z"
-    return slim("Pod", {"metadata": metadata, "spec": _spec(image)})  # as the store keeps it
+    status = {key: value for key, value in (("phase", phase), ("reason", reason)) if value}
+    return slim(  # as the store keeps it
+        "Pod", {"metadata": metadata, "spec": _spec(image), "status": status}
+    )  # as the store keeps it
 
 
 def chute(opt_in: str | None = None) -> dict[str, Any]:
