@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 import urllib.parse
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -19,27 +19,13 @@ from chute_operator.metricsapi.query import Answer
 from chute_operator.metricsapi.samples import Sample, Samples
 from chute_operator.metricsapi.server import PREFIX, Security, metrics_api_app
 from chute_shared.metrics import UTILIZATION_METRIC
+from tests.unit.chute_operator.metricsapi.test_server_forwarding import FORWARDED as EMPTY
+from tests.unit.chute_operator.metricsapi.test_server_forwarding import Forward
 
 NS = "shop"
 CHUTE_POD = {
     "metadata": {"namespace": NS, "name": "qwen-1", "labels": {"chutes.ai/chute": "qwen", "tier": "web"}}
 }
-EMPTY = {
-    "kind": "MetricValueList",
-    "apiVersion": "custom.metrics.k8s.io/v1beta2",
-    "metadata": {},
-    "items": [],
-}
-
-
-class Forward:
-    def __init__(self, answer: Answer | None) -> None:
-        self.answer = answer
-        self.asked: list[tuple[str, dict[str, str]]] = []
-
-    async def __call__(self, tail: str, query: Mapping[str, str]) -> Answer | None:
-        self.asked.append((tail, dict(query)))
-        return self.answer
 
 
 class Reviews:
