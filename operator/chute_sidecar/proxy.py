@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
+from urllib.parse import unquote
 
 from aiohttp import StreamReader, web
 from multidict import CIMultiDict
@@ -163,6 +165,15 @@ class Proxy:
         before the kubelet's readiness probe and the EndpointSlice say so."""
         return {**self.limiter.stats(), READY: self.ready()}
 
+    def _private(self, path: str) -> bool:
+        """Whether ``path`` reaches a private path of the model however it is spelled: escapes decoded
+        and repeated slashes merged as a model's server reads them, and anything below or after it
+        (vLLM serves ``/metrics`` for every path that begins so)."""
+        if not self.private_paths:
+            return False
+        plain = re.sub(r"/{2,}", "/", unquote(path))
+        return any(plain.startswith(private) for private in self.private_paths)
+
     def conn_stats(self) -> web.Response:
         return json_response(200, self.stats())
 
@@ -174,7 +185,7 @@ class Proxy:
         path = raw_path.partition("?")[0]
         if path == CONN_STATS_PATH and method == "GET":
             return self.conn_stats()
-        if path in self.private_paths:
+        if self._private(path):
             return self._refuse(OTHER, method, started, 404, "route", "no such route")
         route = self.routes.match(method, path)
         if route is None:

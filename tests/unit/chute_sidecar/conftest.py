@@ -208,7 +208,7 @@ class Stub:
     def app(self) -> web.Application:
         app = web.Application(client_max_size=1024**3)
         app.router.add_get("/health", self.health)
-        app.router.add_get("/metrics", self.engine_metrics)
+        app.router.add_get("/metrics{tail:.*}", self.engine_metrics)  # as vLLM mounts it: below too
         app.router.add_route("*", "/echo{tail:.*}", self.echo)
         app.router.add_post("/mirror", self.mirror)
         app.router.add_get("/big", self.big)

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from yarl import URL
 
 from chute_sidecar.metrics import Metrics
 from chute_sidecar.relay import EngineMetrics, relayable
@@ -66,6 +68,19 @@ async def test_the_models_series_follow_the_sidecars_on_the_metrics_port(
     scrapes = stub.engine_scrapes
     async with sidecar.session.get(sidecar.url("/metrics")) as response:
         assert response.status == 404, "not through the Service, its routes or load balancers"
+    assert stub.engine_scrapes == scrapes
+
+
+@pytest.mark.parametrize("variant", ["/%6detrics", "/metrics/", "//metrics", "/metrics/x", "/metricsx"])
+async def test_no_spelling_of_the_engine_metrics_path_reaches_the_model_on_the_serving_port(
+    start_sidecar: StartSidecar, stub: Stub, variant: str
+) -> None:
+    """Found by the breaking pass of the doors: the model's server decodes escapes and serves below
+    the path, so a private path is refused however it is spelled (as the model would read it)."""
+    sidecar = await start_sidecar(engine_metrics_path="/metrics")
+    scrapes = stub.engine_scrapes
+    async with sidecar.session.get(URL(sidecar.url(variant), encoded=True)) as response:
+        assert response.status == 404, variant
     assert stub.engine_scrapes == scrapes
 
 
