@@ -36,8 +36,9 @@ from chute_operator.zero import (
 )
 
 Manifest = dict[str, Any]
-PRUNABLE = ("HorizontalPodAutoscaler", "ServiceMonitor", "NetworkPolicy")
-"""Kinds a Chute may stop asking for: deleted when the spec no longer renders them."""
+PRUNABLE = ("HorizontalPodAutoscaler", "ServiceMonitor", "NetworkPolicy", "Service")
+"""Kinds a Chute may stop asking for: deleted when the spec no longer renders them (of Services, the
+metrics Service: the Chute's own is always rendered)."""
 HANDOFF_SUFFIX = "-handoff"
 """Suffix of the field manager that holds ``spec.replicas`` while an HPA takes it over."""
 

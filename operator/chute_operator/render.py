@@ -13,7 +13,12 @@ import yaml
 
 from chute_operator.api import Chute
 from chute_operator.drift import stamped
-from chute_operator.wiring import API_KEY_DIR, PROBE_PERIOD_SECONDS, STARTUP_PROBE_PERIOD_SECONDS
+from chute_operator.wiring import (
+    API_KEY_DIR,
+    PROBE_PERIOD_SECONDS,
+    SERVICE_ROLE_LABEL,
+    STARTUP_PROBE_PERIOD_SECONDS,
+)
 from chute_operator.workload import RenderOptions, Workload, resolve
 from chute_shared import paths, ports
 from chute_shared.cluster import DRAIN_TOKEN_ENV, MODEL_CONTAINER, SIDECAR_CONTAINER
@@ -61,6 +66,7 @@ def _environment() -> jinja2.Environment:
         probe_period=PROBE_PERIOD_SECONDS,
         startup_probe_period=STARTUP_PROBE_PERIOD_SECONDS,
         hpa_metric=UTILIZATION_METRIC,
+        service_role_label=SERVICE_ROLE_LABEL,
     )
     return env
 
@@ -77,7 +83,10 @@ def _render(template: str, workload: Workload) -> Manifest:
 def render_workload(workload: Workload) -> list[Manifest]:
     """The children of a resolved Chute, in apply order: the NetworkPolicy before the Deployment, so
     that no pod runs before its traffic is restricted."""
-    names = ["networkpolicy.yaml.j2", "service.yaml.j2", "deployment.yaml.j2"]
+    names = ["networkpolicy.yaml.j2", "service.yaml.j2"]
+    if workload.metrics_service:
+        names.append("metrics-service.yaml.j2")
+    names.append("deployment.yaml.j2")
     if workload.autoscaled:
         names.append("hpa.yaml.j2")
     if workload.service_monitor:

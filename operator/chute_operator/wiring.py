@@ -6,6 +6,7 @@ Names another program reads too (ports, labels, headers) are in ``chute_shared``
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -61,3 +62,18 @@ PROMETHEUS = PeerSelector({NAMESPACE_NAME_LABEL: "monitoring"}, {"app.kubernetes
 
 ACTIVATOR_SLICE_SUFFIX = "-activator"
 """A Chute's activator EndpointSlice is named after the Chute with this suffix (zero.py)."""
+METRICS_SERVICE_SUFFIX = "-metrics"
+"""A Chute whose Service is a NodePort or LoadBalancer gets a headless ClusterIP Service of its metrics
+port, named after it with this suffix (:func:`child_name`): the ServiceMonitor's, never published."""
+SERVICE_ROLE_LABEL = "chutes.ai/service-role"
+"""On that metrics Service (value ``metrics``): the ServiceMonitor selects it by this label."""
+SERVICE_NAME_MAX = 63
+
+
+def child_name(name: str, suffix: str, limit: int = SERVICE_NAME_MAX) -> str:
+    """``name`` + ``suffix``, or when that is longer than ``limit``, ``name`` cut short with a hash of the
+    whole name before the suffix (as Knative's ``kmeta.ChildName``): distinct names stay distinct."""
+    if len(name) + len(suffix) <= limit:
+        return name + suffix
+    digest = hashlib.blake2b(name.encode(), digest_size=4).hexdigest()
+    return name[: limit - len(suffix) - len(digest) - 1].rstrip("-") + "-" + digest + suffix

@@ -24,10 +24,12 @@ from chute_operator.wiring import (
     DRAIN_SECONDS,
     HPA_MAX_STABILIZATION_SECONDS,
     KUBE_DNS,
+    METRICS_SERVICE_SUFFIX,
     NAMESPACE_NAME_LABEL,
     PROMETHEUS,
     STARTUP_PROBE_PERIOD_SECONDS,
     PeerSelector,
+    child_name,
 )
 from chute_shared.cluster import CHUTE_LABEL, MANAGED_BY, MODEL_CONTAINER
 from chute_shared.limits import MAX_BODY_BYTES, REQUEST_TIMEOUT_SECONDS
@@ -115,6 +117,10 @@ class Workload:
     unsupported: tuple[str, ...]
     """What the spec asks for that the API server cannot honour, one sentence each (capabilities.py)."""
     service: dict[str, Any]
+    metrics_service: str | None
+    """The headless ClusterIP Service of the metrics port the ServiceMonitor reads when the Chute's
+    Service is published outside the cluster (NodePort, LoadBalancer), which then omits that port;
+    None: the Chute's ClusterIP Service carries it (or no ServiceMonitor is wanted)."""
     monitoring: dict[str, Any]
     service_monitor: bool
     metrics_readers: list[dict[str, Any]]
@@ -352,6 +358,15 @@ def _egress(spec: ChuteSpec, options: RenderOptions) -> list[dict[str, Any]] | N
     return rules
 
 
+def _metrics_service(chute: Chute) -> str | None:
+    """The metrics Service's name when the Chute's Service may not carry the metrics port: a NodePort or
+    LoadBalancer Service publishes every port on the nodes or the load balancer, where the
+    NetworkPolicy may not see the client (SNAT to the node's address)."""
+    if chute.spec.service.type == "ClusterIP" or not chute.spec.monitoring.service_monitor:
+        return None
+    return child_name(chute.metadata.name, METRICS_SERVICE_SUFFIX)
+
+
 def _url(chute: Chute, options: RenderOptions) -> str:
     """The Service's in-cluster URL (the port only when it is not 80)."""
     name, namespace, port = chute.metadata.name, chute.metadata.namespace, chute.spec.service.port
@@ -396,6 +411,7 @@ def resolve(
         "max_surge": max_surge,
         "max_unavailable": max_unavailable,
         "service": spec.service.model_dump(by_alias=True),
+        "metrics_service": _metrics_service(chute),
         "monitoring": spec.monitoring.model_dump(by_alias=True),
         "service_monitor": spec.monitoring.service_monitor,
         "metrics_readers": [

@@ -229,6 +229,41 @@ def test_turning_features_off_removes_their_children(
     wait_ready(control_plane, "prune", namespace)
 
 
+def test_a_load_balancer_chute_publishes_no_metrics_port_and_its_metrics_service_goes_with_it(
+    operator: OperatorProcess, servicemonitor_api: None, control_plane: Any, namespace: str
+) -> None:
+    """Issue 27, breaking pass of the doors, finding 2: a NodePort or LoadBalancer Service publishes the
+    serving port only (a node port of the metrics port would bypass its policy once SNATed); the
+    ServiceMonitor reads a headless ClusterIP Service, removed when the Service is ClusterIP again."""
+    cp = control_plane
+    apply(cp, chute("door", service={"type": "LoadBalancer"}), namespace)
+    metrics = eventually(lambda: get(cp, "service", "door-metrics", namespace), what="the metrics Service")
+    public = get(cp, "service", "door", namespace) or {}
+    assert public["spec"]["type"] == "LoadBalancer"
+    assert [p["name"] for p in public["spec"]["ports"]] == ["http"]
+    assert (metrics["spec"]["type"], metrics["spec"]["clusterIP"]) == ("ClusterIP", "None")
+    assert [(p["name"], p["port"], p.get("nodePort")) for p in metrics["spec"]["ports"]] == [
+        ("metrics", 9090, None)
+    ]
+    assert metrics["metadata"]["ownerReferences"][0]["kind"] == "Chute"
+    monitor = eventually(lambda: get(cp, "servicemonitor", "door", namespace), what="ServiceMonitor")
+    assert monitor["spec"]["selector"]["matchLabels"]["chutes.ai/service-role"] == "metrics"
+    wait_ready(cp, "door", namespace)
+
+    patch = {"spec": {"service": {"type": "ClusterIP"}}}
+    cp.kubectl("patch", "chute", "door", "-n", namespace, "--type=merge", "-p", json.dumps(patch))
+    eventually(
+        lambda: get(cp, "service", "door-metrics", namespace) is None, what="the metrics Service pruned"
+    )
+    public = eventually(
+        lambda: (s := get(cp, "service", "door", namespace)) and s["spec"]["type"] == "ClusterIP" and s,
+        what="the Service back to ClusterIP",
+    )
+    assert [p["name"] for p in public["spec"]["ports"]] == ["http", "metrics"]
+    monitor = get(cp, "servicemonitor", "door", namespace) or {}
+    assert "chutes.ai/service-role" not in monitor["spec"]["selector"]["matchLabels"]
+
+
 def test_hand_edits_are_put_back_but_foreign_labels_stay(
     operator: OperatorProcess, control_plane: Any, namespace: str
 ) -> None:

@@ -176,7 +176,11 @@ class ServiceSpec(ApiModel):
     """The Service in front of the replicas."""
 
     type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = Field(
-        default="ClusterIP", description="Kubernetes Service type."
+        default="ClusterIP",
+        description=(
+            "Kubernetes Service type. A NodePort or LoadBalancer Service publishes the serving port "
+            "only; the ServiceMonitor then reads a headless ClusterIP Service `<name>-metrics`."
+        ),
     )
     port: int = Field(default=80, ge=1, le=65535, description="Port the Service exposes for requests.")
     annotations: dict[str, str] = Field(
