@@ -76,12 +76,19 @@ def _render(template: str, workload: Workload) -> Manifest:
 
 def render_workload(workload: Workload) -> list[Manifest]:
     """The children of a resolved Chute, in apply order: the NetworkPolicy before the Deployment, so
-    that no pod runs before its traffic is restricted."""
+    that no pod runs before its traffic is restricted; the InferencePool before the HTTPRoute that
+    sends to it."""
     names = ["networkpolicy.yaml.j2", "service.yaml.j2", "deployment.yaml.j2"]
     if workload.autoscaled:
         names.append("hpa.yaml.j2")
     if workload.service_monitor:
         names.append("servicemonitor.yaml.j2")
+    if workload.inference_pool is not None:
+        names.append("inferencepool.yaml.j2")
+    if workload.http_route is not None:
+        names.append("httproute.yaml.j2")
+    if workload.ingress is not None:
+        names.append("ingress.yaml.j2")
     return [_render(name, workload) for name in names]
 
 
