@@ -89,10 +89,11 @@ def warnings(chute: Manifest, outcome: Outcome) -> list[Event]:
     return events
 
 
-def _exposed(label: str) -> bool:
-    """A conflict (``Kind name``) or failure (``applying Kind name: ...``) of an exposed kind."""
-    words = label.removeprefix("applying ").split(" ", 1)
-    return words[0] in EXPOSED_KINDS
+def _exposed(label: str) -> str:
+    """The exposed kind of a conflict (``Kind name``) or failure (``applying Kind name: ...``); ''
+    for another kind's."""
+    kind = label.removeprefix("applying ").split(" ", 1)[0]
+    return kind if kind in EXPOSED_KINDS else ""
 
 
 def owned_deployment(snapshot: Snapshot, outcome: Outcome) -> Manifest | None:
@@ -117,8 +118,12 @@ def observation(snapshot: Snapshot, plan: Plan, outcome: Outcome, template_settl
         monitoring_unavailable="ServiceMonitor" in {*plan.unserved, *outcome.unserved},
         unexposed=tuple(k for k in EXPOSED_KINDS if k in {*plan.unserved, *outcome.unserved}),
         exposed_problems=(
-            *((reasons.CHILD_CONFLICT, conflict_message([c]) or c) for c in outcome.conflicts if _exposed(c)),
-            *((reasons.APPLY_FAILED, failure) for failure in outcome.failures if _exposed(failure)),
+            *(
+                (_exposed(c), reasons.CHILD_CONFLICT, conflict_message([c]) or c)
+                for c in outcome.conflicts
+                if _exposed(c)
+            ),
+            *((_exposed(f), reasons.APPLY_FAILED, f) for f in outcome.failures if _exposed(f)),
         ),
         hpa=hpa if hpa and owned_by(hpa, snapshot.uid) else None,
         rollout=snapshot.rollout,

@@ -64,8 +64,8 @@ class Observation:
     """The spec asks for a ServiceMonitor but the cluster has no ServiceMonitor API."""
     unexposed: tuple[str, ...] = ()
     """Kinds spec.expose asks for whose API the cluster does not serve."""
-    exposed_problems: tuple[tuple[str, str], ...] = ()
-    """(reason, message) of each exposed object in the way or refused (ChildConflict, ApplyFailed)."""
+    exposed_problems: tuple[tuple[str, str, str], ...] = ()
+    """(kind, reason, message) of each exposed object in the way or refused (ChildConflict, ApplyFailed)."""
     hpa: dict[str, Any] | None = None
     """The Chute's HorizontalPodAutoscaler as last seen (only when it is autoscaled)."""
     rollout: RolloutObservation | None = None
@@ -471,7 +471,7 @@ def exposed_condition(obs: Observation) -> Observed | None:
         )
     if obs.exposed_problems:
         return Observed(
-            r.EXPOSED, "False", obs.exposed_problems[0][0], "; ".join(m for _, m in obs.exposed_problems)
+            r.EXPOSED, "False", obs.exposed_problems[0][1], "; ".join(m for _, _, m in obs.exposed_problems)
         )
     return Observed(r.EXPOSED, "True", r.EXPOSE_APPLIED, ", ".join(kinds))
 
@@ -489,10 +489,12 @@ def exposed_kinds(workload: Workload | None) -> tuple[str, ...]:
 
 
 def status_url(obs: Observation) -> str | None:
-    """The first external address whose object exists (its API is served), else the Service's."""
+    """The first external address whose object is the Chute's (its API served, not in the way, not
+    refused), else the Service's."""
     if obs.workload is None:
         return obs.previous.get("url")
-    external = (url for kind, url in obs.workload.external_urls if kind not in obs.unexposed)
+    absent = {*obs.unexposed, *(kind for kind, _, _ in obs.exposed_problems)}
+    external = (url for kind, url in obs.workload.external_urls if kind not in absent)
     return next(external, obs.workload.url)
 
 
