@@ -61,6 +61,9 @@ CHILDREN = {
     "NetworkPolicy": ("networking.k8s.io", "v1", "networkpolicies"),
     "EndpointSlice": ("discovery.k8s.io", "v1", "endpointslices"),
     "ServiceMonitor": ("monitoring.coreos.com", "v1", "servicemonitors"),
+    "InferencePool": ("inference.networking.k8s.io", "v1", "inferencepools"),
+    "HTTPRoute": ("gateway.networking.k8s.io", "v1", "httproutes"),
+    "Ingress": ("networking.k8s.io", "v1", "ingresses"),
     "Pod": ("", "v1", "pods"),
 }
 

@@ -2,7 +2,8 @@
 
 The store, and the API server for what the store cannot show: a desired child the store lacks (it
 sees only objects labelled as the operator's, so one made by hand is in the way, not missing), and
-whether the ServiceMonitor API is served. Writes nothing but what it reads into the store.
+whether the APIs of the optional children (ServiceMonitor, the kinds of ``spec.expose``) are served.
+Writes nothing but what it reads into the store.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 from chute_operator.activator_ports import ActivatorPorts
 from chute_operator.gpus import NoEligibleGpu
-from chute_operator.kube import KubeApi
+from chute_operator.kube import OPTIONAL_KINDS, KubeApi
 from chute_operator.plan import PRUNABLE, Found, Manifest, Snapshot, owned_by
 from chute_operator.render import DesiredManifests
 from chute_operator.rollout import observe as observe_rollout
@@ -55,7 +56,7 @@ class Observer:
         store: Store,
         options: RenderOptions,
         desired: DesiredManifests,
-        monitoring_served: Callable[[], Awaitable[bool]],
+        served: Callable[[str], Awaitable[bool]],
         activator: Callable[[], ActivatorReading],
         idle_seconds: IdleReadings,
         confirm_idle: ConfirmIdle = no_confirmation,
@@ -67,7 +68,8 @@ class Observer:
         self.api, self.store, self.options, self.desired = api, store, options, desired
         self.ports = ports
         self.sidecars = sidecars or SidecarUpdates(SidecarPolicy(options.sidecar_image))
-        self.monitoring_served = monitoring_served
+        self.served = served
+        """Whether an optional kind's API is served (kube.OPTIONAL_KINDS)."""
         self.activator = activator
         self.idle_seconds = idle_seconds
         self.confirm_idle = confirm_idle
@@ -140,12 +142,12 @@ class Observer:
         return {name: Reading(idle, began) for name, idle in zip(names, read, strict=True)}
 
     async def _served(self, desired: tuple[Manifest, ...]) -> tuple[Manifest, ...]:
-        """Without the ServiceMonitor where its API does not exist (the Monitored condition says so)."""
-        if not any(m["kind"] == "ServiceMonitor" for m in desired):
-            return desired
-        if await self.monitoring_served():
-            return desired
-        return tuple(m for m in desired if m["kind"] != "ServiceMonitor")
+        """Without the optional children whose API does not exist (the Monitored and Exposed
+        conditions say so)."""
+        missing = {
+            m["kind"] for m in desired if m["kind"] in OPTIONAL_KINDS and not await self.served(m["kind"])
+        }
+        return tuple(m for m in desired if m["kind"] not in missing)
 
     async def _look_up(self, manifest: dict[str, Any], uid: str | None, held: bool = False) -> Found:
         """The child of the manifest's kind and name: from the store if this Chute owns it there, else

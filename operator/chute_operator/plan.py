@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from chute_operator.api import reasons
 from chute_operator.drift import drifted
+from chute_operator.expose import EXPOSED_KINDS
 from chute_operator.rollout import RolloutObservation
 from chute_operator.sidecars import SidecarChoice
 from chute_operator.store import Key
@@ -36,7 +37,7 @@ from chute_operator.zero import (
 )
 
 Manifest = dict[str, Any]
-PRUNABLE = ("HorizontalPodAutoscaler", "ServiceMonitor", "NetworkPolicy", "Service")
+PRUNABLE = ("HorizontalPodAutoscaler", "ServiceMonitor", "NetworkPolicy", "Service", *EXPOSED_KINDS)
 """Kinds a Chute may stop asking for: deleted when the spec no longer renders them (of Services, the
 metrics Service: the Chute's own is always rendered)."""
 HANDOFF_SUFFIX = "-handoff"
@@ -87,7 +88,8 @@ class Snapshot:
     desired: tuple[Manifest, ...]
     """Every child the spec renders, stamped, in apply order."""
     children: tuple[Found, ...]
-    """The desired children whose API is served (all but an unserved ServiceMonitor), looked up."""
+    """The desired children whose API is served (all but an optional kind's whose API is not,
+    kube.OPTIONAL_KINDS), looked up."""
     deployment: Manifest | None
     """The Deployment the store holds under the Chute's name (owned or not)."""
     pods: tuple[Manifest, ...]
@@ -191,8 +193,8 @@ class Plan:
     """The activator's EndpointSlice, to apply (it is missing or drifted)."""
     slice_delete: Key | None = None
     """The activator's EndpointSlice, to delete (a replica is ready, or scale to zero is off)."""
-    unserved: bool = False
-    """The spec asks for a ServiceMonitor and its API is not served: left out."""
+    unserved: tuple[str, ...] = ()
+    """Kinds the spec asks for whose API is not served (ServiceMonitor, spec.expose's): left out."""
     applied: Event | None = None
     """The Event of the applies, if every one succeeds (act tells it from those that did)."""
 
@@ -374,6 +376,12 @@ def plan_slice(
     return None, None
 
 
+def unserved_kinds(snapshot: Snapshot) -> tuple[str, ...]:
+    """The kinds rendered but left out of the children (their API is not served), in apply order."""
+    served = {found.manifest["kind"] for found in snapshot.children}
+    return tuple(dict.fromkeys(m["kind"] for m in snapshot.desired if m["kind"] not in served))
+
+
 def make_plan(snapshot: Snapshot, now: datetime, field_manager: str) -> Plan:
     """What to do to the Chute's children, from the snapshot alone."""
     steps = plan_children(snapshot.children, field_manager)
@@ -387,7 +395,7 @@ def make_plan(snapshot: Snapshot, now: datetime, field_manager: str) -> Plan:
         zero=zero,
         slice_apply=slice_apply,
         slice_delete=slice_delete,
-        unserved=len(snapshot.children) < len(snapshot.desired),
+        unserved=unserved_kinds(snapshot),
         applied=applied_event(
             snapshot, [s.kind for s in applies], any(s.action == "update" for s in applies)
         ),

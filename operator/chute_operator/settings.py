@@ -69,7 +69,8 @@ class Watching:
     client_timeout: int = 330
     resync_seconds: float = field(default=600.0, metadata=env("RESYNC_SECONDS"))
     monitoring_recheck_seconds: float = field(default=60.0, metadata=env("MONITORING_RECHECK_SECONDS"))
-    """How often to look again for the ServiceMonitor API while it is missing."""
+    """How often to look again for a missing optional API (ServiceMonitor, HTTPRoute, Ingress,
+    InferencePool) that a Chute asks for."""
 
 
 @dataclass(frozen=True)

@@ -300,6 +300,9 @@ def test_cluster_wide_by_default(helm: Helm) -> None:
         ("networking.k8s.io", "networkpolicies"): APPLY,
         ("discovery.k8s.io", "endpointslices"): APPLY,
         ("monitoring.coreos.com", "servicemonitors"): APPLY,
+        ("networking.k8s.io", "ingresses"): APPLY,
+        ("gateway.networking.k8s.io", "httproutes"): APPLY,
+        ("inference.networking.k8s.io", "inferencepools"): APPLY,
         ("", "pods"): READ,
         ("", "events"): {"create", "patch"},
     }

@@ -6,7 +6,8 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import ConfigDict, Field, StringConstraints, model_validator
 
-from chute_operator.api.base import ApiModel, FreeForm, Quantity, Rule, broken_rules, rules_schema
+from chute_operator.api.base import ApiModel, FreeForm, Quantity, Rule, enforce, rules_schema
+from chute_operator.api.expose import Expose
 from chute_shared.limits import MAX_BODY_BYTES, MAX_BODY_BYTES_CEILING, REQUEST_TIMEOUT_SECONDS
 from chute_shared.ports import ADMIN_PORT, METRICS_PORT, SIDECAR_PORT
 
@@ -25,10 +26,7 @@ RESERVED_PORTS = (SIDECAR_PORT, METRICS_PORT, ADMIN_PORT)
 another."""
 
 
-def _check(model: ApiModel, rules: tuple[Rule, ...]) -> None:
-    broken = broken_rules(model, rules)
-    if broken:
-        raise ValueError("; ".join(rule.message for rule in broken))
+_check = enforce
 
 
 class Model(ApiModel):
@@ -490,6 +488,11 @@ class ChuteSpec(ApiModel):
         default_factory=ServiceSpec, description="The Service in front of the replicas."
     )
     monitoring: Monitoring = Field(default_factory=Monitoring, description="Prometheus scraping.")
+    expose: Expose | None = Field(
+        default=None,
+        description="Reach the Chute from outside its namespace: an HTTPRoute, an Ingress, an "
+        "InferencePool (docs/exposing.md).",
+    )
     auth: Auth | None = Field(default=None, description="Require an API key on requests.")
     allow_external_egress: bool = Field(
         default=False,
