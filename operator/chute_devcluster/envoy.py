@@ -16,9 +16,9 @@ the pods' IPs the picker names, and the picker on loopback.
 
 from __future__ import annotations
 
+import http.client
 import json
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -227,19 +227,24 @@ class Envoy:
         self.stop()
         raise RuntimeError(f"Envoy not ready after {timeout:.0f}s:\n{self.component.tail(40)}")
 
+    def _admin(self, path: str) -> tuple[int, str]:
+        connection = http.client.HTTPConnection(LOOPBACK, self.admin_port, timeout=5)
+        try:
+            connection.request("GET", path)
+            answer = connection.getresponse()
+            return answer.status, answer.read().decode()
+        finally:
+            connection.close()
+
     def _ready(self) -> bool:
         try:
-            with urllib.request.urlopen(f"http://{LOOPBACK}:{self.admin_port}/ready", timeout=2) as answer:
-                return bool(answer.status == 200)
+            return self._admin("/ready")[0] == 200
         except OSError:
             return False
 
     def stats(self, prefix: str) -> dict[str, int]:
         """Envoy's counters and gauges whose names start with ``prefix``."""
-        url = f"http://{LOOPBACK}:{self.admin_port}/stats?filter=^{prefix}"
-        with urllib.request.urlopen(url, timeout=5) as answer:
-            lines = answer.read().decode().splitlines()
-        pairs = (line.split(": ", 1) for line in lines if ": " in line)
+        pairs = (line.split(": ", 1) for line in self._admin(f"/stats?filter=^{prefix}")[1].splitlines())
         return {name: int(value) for name, value in pairs if value.isdigit()}
 
     def stop(self) -> None:
