@@ -4,7 +4,9 @@ The endpoint picker (``lwepp`` v1.6.2, a host process with the control plane's k
 InferencePool that selects no pod, as a Chute's pool at zero: it fails Envoy's ext_proc stream. A
 FailOpen pool then goes to its fallback, here a server on loopback in place of the Chute's Service
 (the request body intact, a client's own ``x-gateway-destination-endpoint`` removed); a FailClose
-pool answers 500. Nothing is sent to a pod address.
+pool answers 500. And with one ready pod (no kubelet owns it: its status, written here, gives it
+127.0.0.1, where the same loopback server answers) the picker names it and Envoy sends it there.
+Nothing is sent to a pod address of the cluster's ranges.
 """
 
 from __future__ import annotations
@@ -82,10 +84,7 @@ def post(port: int, path: str, body: bytes) -> tuple[int, bytes]:
         connection.close()
 
 
-def test_a_pool_without_ready_pods_fails_open_to_its_service_and_closed_with_500(
-    control_plane: ControlPlane, namespace: str, fallback: ServiceRoute
-) -> None:
-    cp = control_plane
+def install_pool(cp: ControlPlane, namespace: str, name: str, port: int) -> None:
     cp.kubectl("apply", "--server-side", "-f", str(inference_pool_crd()))
     cp.kubectl(
         "wait",
@@ -96,14 +95,21 @@ def test_a_pool_without_ready_pods_fails_open_to_its_service_and_closed_with_500
     pool = {
         "apiVersion": "inference.networking.k8s.io/v1",
         "kind": "InferencePool",
-        "metadata": {"name": "empty"},
+        "metadata": {"name": name},
         "spec": {
-            "selector": {"matchLabels": {"chutes.ai/chute": "empty"}},
-            "targetPorts": [{"number": 8080}],
-            "endpointPickerRef": {"name": "empty-epp", "port": {"number": 9002}, "failureMode": "FailOpen"},
+            "selector": {"matchLabels": {"chutes.ai/chute": name}},
+            "targetPorts": [{"number": port}],
+            "endpointPickerRef": {"name": f"{name}-epp", "port": {"number": 9002}, "failureMode": "FailOpen"},
         },
     }
     apply(cp, pool, namespace)
+
+
+def test_a_pool_without_ready_pods_fails_open_to_its_service_and_closed_with_500(
+    control_plane: ControlPlane, namespace: str, fallback: ServiceRoute
+) -> None:
+    cp = control_plane
+    install_pool(cp, namespace, "empty", 8080)
     picker = Picker(ensure_picker(), cp.kubeconfig, namespace, "empty", cp.log_dir)
     routes: list[ServiceRoute | PoolRoute] = [
         PoolRoute("/open/", picker.grpc_port, fallback),
@@ -127,3 +133,36 @@ def test_a_pool_without_ready_pods_fails_open_to_its_service_and_closed_with_500
         assert request == {"path": "/v1/chat/completions", "destination": None, "body": body}
     assert stats.get("cluster.pool0.upstream_rq_total", 0) == 0, stats
     assert stats.get("cluster.pool1.upstream_rq_total", 0) == 0, stats
+
+
+def test_a_pool_with_a_ready_pod_sends_to_the_pod_the_picker_names(
+    control_plane: ControlPlane, namespace: str, fallback: ServiceRoute
+) -> None:
+    cp = control_plane
+    install_pool(cp, namespace, "one", fallback.port)
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "one-0", "labels": {"chutes.ai/chute": "one"}},
+        "spec": {"nodeName": "no-such-node", "containers": [{"name": "model", "image": "none"}]},
+    }
+    apply(cp, pod, namespace)
+    status = {"podIP": "127.0.0.1", "podIPs": [{"ip": "127.0.0.1"}], "phase": "Running",
+              "conditions": [{"type": "Ready", "status": "True"}]}  # fmt: skip
+    cp.kubectl("patch", "pod", "one-0", "-n", namespace, "--subresource=status", "--type=merge",
+               "-p", json.dumps({"status": status}))  # fmt: skip
+    picker = Picker(ensure_picker(), cp.kubeconfig, namespace, "one", cp.log_dir)
+    nowhere = ServiceRoute("/unused/", "127.0.0.1", 1)  # its fallback: refused, were it used
+    body = json.dumps({"model": "sim", "messages": [{"role": "user", "content": "x" * 100_000}]}).encode()
+    with picker, Envoy(ensure_envoy(), cp.log_dir, [PoolRoute("/pool/", picker.grpc_port, nowhere)]) as envoy:
+        eventually(
+            lambda: post(envoy.port, "/pool/v1/chat/completions", body)[0] == 200 or None,
+            what="an answer from the picked pod",
+            timeout=60,
+        )
+        stats = envoy.stats("cluster.")
+
+    picked = {"path": "/v1/chat/completions", "destination": f"127.0.0.1:{fallback.port}", "body": body}
+    assert _Fallback.seen[-1] == picked
+    assert stats["cluster.pool0.upstream_rq_total"] == len(_Fallback.seen), stats
+    assert stats.get("cluster.service0.upstream_rq_total", 0) == 0, stats
