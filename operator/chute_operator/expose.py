@@ -9,8 +9,9 @@ hash, which change at every rollout).
 
 from __future__ import annotations
 
+import copy
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -162,3 +163,26 @@ def resolve_expose(
         inference_pool=inference_pool(pool, name) if pool else None,
         urls=external_urls(expose),
     )
+
+
+def sends_to_pool(route: Mapping[str, Any]) -> bool:
+    """Whether an HTTPRoute (a manifest or the live object) sends to an InferencePool."""
+    rules = (route.get("spec") or {}).get("rules") or []
+    return any(
+        ref.get("kind") == "InferencePool" and ref.get("group") == INFERENCE_GROUP
+        for rule in rules
+        for ref in rule.get("backendRefs") or []
+    )
+
+
+def via_service(route: Mapping[str, Any], service: str, port: int) -> dict[str, Any]:
+    """A copy of the Chute's HTTPRoute that sends to its Service's serving port instead of its
+    InferencePool: while the Chute may be at zero its pool has no pod, and its Service has the
+    activator (scale-to-zero.md)."""
+    result = copy.deepcopy(dict(route))
+    for rule in (result.get("spec") or {}).get("rules") or []:
+        rule["backendRefs"] = [
+            {"name": service, "port": port} if ref.get("kind") == "InferencePool" else ref
+            for ref in rule.get("backendRefs") or []
+        ]
+    return result

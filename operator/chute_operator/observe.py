@@ -17,6 +17,7 @@ from chute_operator.activator_ports import ActivatorPorts
 from chute_operator.gpus import NoEligibleGpu
 from chute_operator.kube import OPTIONAL_KINDS, KubeApi
 from chute_operator.plan import PRUNABLE, Found, Manifest, Snapshot, owned_by
+from chute_operator.pool_route import route_via_service, with_route_via_service
 from chute_operator.render import DesiredManifests
 from chute_operator.rollout import observe as observe_rollout
 from chute_operator.sidecars import SidecarPolicy, SidecarUpdates
@@ -88,20 +89,22 @@ class Observer:
         except (InvalidChute, NoEligibleGpu) as error:
             invalid = "; ".join(str(error).splitlines())
         desired = tuple(self.desired.of(key, workload)) if workload is not None else ()
-        served = await self._served(desired)
-        children: list[Found] = []
-        for manifest in served:
-            children.append(await self._look_up(manifest, uid, held=_held(manifest, children)))
         idle = {}
         if workload is not None and workload.scale_to_zero:
             names = [(pod.get("metadata") or {}).get("name", "") for pod in pods]
             idle = {name: self.idle_seconds(key[0], name) for name in names}
         deployment, activator = self.store.get("Deployment", key), self.activator()
         port = self._port(chute, workload)
-        confirmed: dict[str, Reading] = {}
         looks_idle = decide(
             workload, chute, deployment, pods, lambda _, pod: idle.get(pod), activator, port is not None
         )
+        if workload is not None and route_via_service(workload, deployment, pods, looks_idle):
+            desired = with_route_via_service(desired, workload)
+        served = await self._served(desired)
+        children: list[Found] = []
+        for manifest in served:
+            children.append(await self._look_up(manifest, uid, held=_held(manifest, children)))
+        confirmed: dict[str, Reading] = {}
         if looks_idle is Action.SLEEP:
             confirmed = await self._confirm(key[0], list(idle))
         return Snapshot(

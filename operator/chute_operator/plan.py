@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from chute_operator.api import reasons
 from chute_operator.drift import drifted
-from chute_operator.expose import EXPOSED_KINDS
+from chute_operator.expose import EXPOSED_KINDS, sends_to_pool
 from chute_operator.rollout import RolloutObservation
 from chute_operator.sidecars import SidecarChoice
 from chute_operator.store import Key
@@ -325,6 +325,15 @@ def _applied_deployment(snapshot: Snapshot, steps: tuple[Step, ...]) -> Manifest
     return {**base, "spec": spec}
 
 
+def _route_still_to_pool(snapshot: Snapshot) -> bool:
+    """Whether the Chute's own HTTPRoute, as the API server has it, still sends to its InferencePool
+    (which has no pod once the Chute is at zero)."""
+    return any(
+        found.manifest["kind"] == "HTTPRoute" and found.live is not None and sends_to_pool(found.live)
+        for found in snapshot.children
+    )
+
+
 def plan_zero(snapshot: Snapshot, steps: tuple[Step, ...], now: datetime) -> Zero | None:
     """Idle for shutdownAfterSeconds (by the metrics API's readings, confirmed by each sidecar read
     just now) -> replicas 0; a wake request -> back to the HPA (zero.py has the rules), decided on
@@ -338,6 +347,8 @@ def plan_zero(snapshot: Snapshot, steps: tuple[Step, ...], now: datetime) -> Zer
     seconds = workload.shutdown_after_seconds if workload else 0
     if action is Action.SLEEP and not confirmed_idle(snapshot.pods, snapshot.confirmed, seconds, now):
         return None  # the sidecars, read just now, do not all confirm the window
+    if action is Action.SLEEP and _route_still_to_pool(snapshot):
+        return None  # its HTTPRoute moves to the Service first (pool_route.py); it sleeps after
     if action is Action.STAY or deployment is None:
         return None
     if action is Action.SLEEP:
