@@ -49,11 +49,6 @@ def _route(manifests: Any) -> dict[str, Any]:
     return next(m for m in manifests if m["kind"] == "HTTPRoute")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="breaking pass 28: with the HTTPRoute API served and the InferencePool API not, the route "
-    "is applied sending to an InferencePool that cannot exist: every request through it fails",
-)
 def test_a_route_never_sends_to_a_pool_whose_api_is_not_served() -> None:
     chute = _chute(expose={"httpRoute": ROUTE, "inferencePool": {}})
     snapshot = _observe(chute, unserved={"InferencePool"})
