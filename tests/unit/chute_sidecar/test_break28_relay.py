@@ -8,11 +8,6 @@ import pytest
 from .conftest import StartSidecar, Stub
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="breaking pass 28: an engine metrics path with a trailing '/', a query or an escape is "
-    "compared as written, so the model's /metrics stays open on the serving port (every door)",
-)
 @pytest.mark.parametrize(
     "configured", ["/metrics/", "/metrics?name[]=vllm:num_requests_running", "/%6detrics"]
 )
