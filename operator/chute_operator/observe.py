@@ -101,6 +101,8 @@ class Observer:
         if workload is not None and route_via_service(workload, deployment, pods, looks_idle):
             desired = with_route_via_service(desired, workload)
         served = await self._served(desired)
+        if workload is not None and _pool_unserved(desired, served):
+            served = with_route_via_service(served, workload)  # no pool to send to: its Service
         children: list[Found] = []
         for manifest in served:
             children.append(await self._look_up(manifest, uid, held=_held(manifest, children)))
@@ -172,6 +174,14 @@ class Observer:
             return Found(manifest, in_the_way=True)
         self.store.put(kind, live)
         return Found(manifest, live)
+
+
+def _pool_unserved(desired: tuple[Manifest, ...], served: tuple[Manifest, ...]) -> bool:
+    """Whether the Chute asks for an InferencePool whose API the cluster does not serve: its HTTPRoute
+    then sends to its Service, not to a pool that cannot exist."""
+    return any(m["kind"] == "InferencePool" for m in desired) and not any(
+        m["kind"] == "InferencePool" for m in served
+    )
 
 
 def _held(manifest: Manifest, found: list[Found]) -> bool:

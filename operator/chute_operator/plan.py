@@ -239,9 +239,15 @@ def applied_event(snapshot: Snapshot, applied: list[str], updated: bool) -> Even
 
 def holds(step: Step, not_in_place: set[str] | frozenset[str]) -> str | None:
     """Why the step must wait: a Deployment waits for its NetworkPolicy (a model never runs
-    unprotected). ``not_in_place``: the kinds that could not be applied so far."""
+    unprotected); an HTTPRoute or Ingress for the Service or InferencePool it sends to (never to one
+    of that name that is not the Chute's). ``not_in_place``: the kinds that could not be applied so far."""
     if step.kind == "Deployment" and "NetworkPolicy" in not_in_place:
         return f"{step.label} not applied until its NetworkPolicy is in place"
+    if step.kind in ("HTTPRoute", "Ingress"):
+        pool = step.kind == "HTTPRoute" and sends_to_pool(step.found.manifest)
+        target = "InferencePool" if pool else "Service"
+        if target in not_in_place:  # one of its name that is not the Chute's would get its traffic
+            return f"{step.label} not applied until the {target} it sends to is in place"
     return None
 
 

@@ -24,7 +24,7 @@ QUIET_REASONS = reasons.PROGRESS_REASONS | {
     reasons.SCALING_DISABLED,
 }
 """Reasons announced as Normal events, not Warnings."""
-HELD = frozenset({"NetworkPolicy"})
+HELD = frozenset({"NetworkPolicy", "Service", "InferencePool"})
 """Kinds not in place when a planned step is held (for plan.holds)."""
 
 

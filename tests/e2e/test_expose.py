@@ -83,7 +83,14 @@ def test_exposed_once_the_apis_are_served_ready_before_and_pruned_after(
     )
 
     install_gateway_crds(control_plane.kubectl)
-    route = eventually(lambda: get(control_plane, "httproute", NAME, namespace), what="HTTPRoute")
+    route = eventually(  # to the Service until the InferencePool's API is seen too, then to the pool
+        lambda: (
+            (r := get(control_plane, "httproute", NAME, namespace))
+            and r["spec"]["rules"][0]["backendRefs"][0].get("kind") == "InferencePool"
+            and r
+        ),
+        what="HTTPRoute to the InferencePool",
+    )
     pool = eventually(lambda: get(control_plane, "inferencepool", NAME, namespace), what="InferencePool")
     for child in (route, pool):
         assert _owned_by(child, uid)
