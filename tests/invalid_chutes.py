@@ -211,6 +211,9 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
     ("expose-ingress-path-relative", exposing(ingress={"path": "v1"}), "ingress.path"),
     ("expose-ingress-host-wildcard-inside", exposing(ingress={"host": "a.*.example.com"}), "ingress.host"),
     ("expose-ingress-class-uppercase", exposing(ingress={"className": "Nginx"}), "className"),
+    ("expose-ingress-host-ip", exposing(ingress={"host": "10.0.0.1"}), "ingress.host"),
+    ("service-port-metrics", chute_with(service={"port": 9090}), "service.port"),
+    ("service-port-admin", chute_with(service={"port": 9091}), "service.port"),
     ("expose-pool-picker-without-port", exposing(inferencePool={"endpointPicker": {"name": "epp"}}), "port"),
     (
         "expose-pool-picker-failure-mode",

@@ -9,6 +9,7 @@ from typing import Annotated, ClassVar, Literal
 from pydantic import ConfigDict, Field, StringConstraints, model_validator
 
 from chute_operator.api.base import ApiModel, Rule, enforce, rules_schema
+from chute_operator.k8s_labels import key_problem
 
 HOSTNAME_PATTERN = r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 """A DNS name in lowercase, optionally with a leading ``*.`` (the Gateway API's and the Ingress's rule)."""
@@ -19,6 +20,12 @@ DOT_SEGMENT = r"/\.\.?(/|$)"
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 Hostname = Annotated[str, StringConstraints(max_length=253)]
+IP_ADDRESS = r"^[0-9.]+$"
+"""A name of digits and dots: an IPv4 address, which an Ingress rule's host may not be."""
+SNIPPET_ANNOTATION = re.compile(r"(^|/)([-A-Za-z0-9_.]*-)?snippets?$")
+"""An ingress controller's raw-configuration annotation (ingress-nginx ``configuration-snippet``,
+``server-snippet``, ``auth-snippet``; NGINX's ``nginx.org/location-snippets``; HAProxy's
+``backend-config-snippet``): it writes into the controller's configuration for every host."""
 
 
 def path_ok(path: str | None) -> bool:
@@ -145,7 +152,23 @@ class HttpRoute(ApiModel):
     @model_validator(mode="after")
     def _rules(self) -> HttpRoute:
         enforce(self, self.RULES)
+        _distinct_parents(self.parent_refs)
         return self
+
+
+def _distinct_parents(refs: list[ParentRef]) -> None:
+    """The Gateway API's rule, checked here so that the field is named (its CRD refuses the route):
+    references to one parent are distinct, and each sets a sectionName or port when there are several."""
+    seen: dict[tuple[str | None, str | None, str | None, str], list[ParentRef]] = {}
+    for ref in refs:
+        seen.setdefault((ref.group or None, ref.kind or None, ref.namespace, ref.name), []).append(ref)
+    for (_, _, _, name), same in seen.items():
+        listeners = [(ref.section_name or None, ref.port) for ref in same]
+        if len(same) > 1 and (len(set(listeners)) < len(listeners) or (None, None) in listeners):
+            raise ValueError(
+                f"{HTTP_ROUTE}.parentRefs: the references to parent {name!r} must each name a different "
+                "listener (sectionName or port)"
+            )
 
 
 INGRESS = "spec.expose.ingress"
@@ -186,13 +209,35 @@ class Ingress(ApiModel):
             field_path=".host",
             check=lambda m: m.host is None or hostname_ok(m.host),
         ),
+        Rule(
+            cel=f"!has(self.host) || !self.host.matches(r'{IP_ADDRESS}')",
+            message=f"{INGRESS}.host must be a host name, not an IP address (the Ingress API refuses one)",
+            field_path=".host",
+            check=lambda m: m.host is None or re.match(IP_ADDRESS, m.host) is None,
+        ),
     )
     model_config = ConfigDict(json_schema_extra=rules_schema(*RULES))
 
     @model_validator(mode="after")
     def _rules(self) -> Ingress:
         enforce(self, self.RULES)
+        _annotations_ok(self.annotations)
         return self
+
+
+def _annotations_ok(annotations: dict[str, str]) -> None:
+    """Annotation keys are qualified names, and none is a controller's raw-configuration snippet.
+    Checked by the operator (the Chute is Invalid, the field named): a CEL rule over a map's keys of
+    unbounded length would exceed the API server's cost budget."""
+    for key in annotations:
+        problem = key_problem(key)
+        if problem:
+            raise ValueError(f"{INGRESS}.annotations: {problem}")
+        if SNIPPET_ANNOTATION.search(key):
+            raise ValueError(
+                f"{INGRESS}.annotations: {key!r} would write raw configuration into the ingress "
+                "controller, for every host it serves; a Chute may not set snippet annotations"
+            )
 
 
 class EndpointPicker(ApiModel):

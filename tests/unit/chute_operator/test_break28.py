@@ -77,23 +77,12 @@ def test_a_route_or_ingress_is_not_written_to_a_service_someone_else_owns(kind: 
     assert steps[kind] == "held", steps
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="breaking pass 28: spec.service.port 9090 (or 9091) is accepted; a ClusterIP Service then has "
-    "two ports 9090 (the API server refuses it: ApplyFailed), and a route's backendRef names port 9090",
-)
 @pytest.mark.parametrize("port", [9090, 9091])
 def test_the_service_port_cannot_be_the_metrics_or_admin_port(port: int) -> None:
     with pytest.raises(InvalidChute, match=r"spec\.service\.port"):
         parse_chute(chute_with(service={"port": port}))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="breaking pass 28: Ingress annotations are passed as written: a snippet annotation "
-    "(ingress-nginx configuration-snippet, server-snippet, nginx.org/*-snippets) lets whoever may write a "
-    "Chute inject configuration into the cluster's ingress controller",
-)
 @pytest.mark.parametrize(
     "key",
     [
@@ -109,43 +98,22 @@ def test_ingress_snippet_annotations_are_refused(key: str) -> None:
         parse_chute(chute_with(expose={"ingress": {"annotations": {key: "proxy_pass http://x;"}}}))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="breaking pass 28: an Ingress annotation key that is no qualified name passes validation; "
-    "the API server refuses the Ingress (ApplyFailed, Ready False) instead of the field being named",
-)
 @pytest.mark.parametrize("key", ["bad key!", "a/b/c", "-x", "x" * 64, "/x"])
 def test_ingress_annotation_keys_are_qualified_names(key: str) -> None:
     with pytest.raises(InvalidChute, match=r"spec\.expose\.ingress\.annotations"):
         parse_chute(chute_with(expose={"ingress": {"annotations": {key: "v"}}}))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="breaking pass 28: spec.expose.ingress.host may be an IP address, which the Ingress API "
-    "refuses (ApplyFailed)",
-)
 def test_an_ingress_host_is_not_an_ip_address() -> None:
     with pytest.raises(InvalidChute, match=r"spec\.expose\.ingress\.host"):
         parse_chute(chute_with(expose={"ingress": {"host": "10.0.0.1"}}))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="breaking pass 28: two parentRefs to the same Gateway without distinct sectionName/port pass "
-    "validation; the HTTPRoute CRD's CEL rule refuses the route (ApplyFailed)",
-)
 def test_parent_refs_to_one_gateway_need_distinct_sections() -> None:
     with pytest.raises(InvalidChute, match=r"spec\.expose\.httpRoute\.parentRefs"):
         parse_chute(chute_with(expose={"httpRoute": {"parentRefs": [{"name": "gw"}, {"name": "gw"}]}}))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="breaking pass 28: matchCords renders each cord's path as an HTTPRoute path match, but a cord "
-    "may hold what the Gateway API refuses there ('//', a dot segment, a bad or %2F escape): the route "
-    "is refused by the API server (ApplyFailed) instead of the Chute naming the field",
-)
 @pytest.mark.parametrize("path", ["/a//b", "/a/./b", "/a/..", "/a/%zz", "/a/%2Fb"])
 def test_match_cords_refuses_cord_paths_the_gateway_api_refuses(path: str) -> None:
     spec = {"cords": [{"path": path, "method": "POST"}], "expose": {"httpRoute": {**GW, "matchCords": True}}}
@@ -153,12 +121,6 @@ def test_match_cords_refuses_cord_paths_the_gateway_api_refuses(path: str) -> No
         parse_chute(chute_with(**spec))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="breaking pass 28: the route's request timeout adds a fixed 300 s hold, not the activator's "
-    "maxWaitSeconds (RenderOptions.activator_hold_seconds is set from no setting): with a longer hold "
-    "the gateway cuts a request the activator still holds for a waking Chute",
-)
 def test_the_route_hold_follows_the_activators_max_wait() -> None:
     hold = [
         name
