@@ -133,3 +133,21 @@ def test_only_pods_of_chutes_with_an_hpa_are_read() -> None:
         {"metadata": {"namespace": "ns", "name": "auto", "labels": {CHUTE_LABEL: "auto"}}},
     )
     assert sorted(p["metadata"]["name"] for p in autoscaled_pods(store)) == ["auto-1", "auto-2"]
+
+
+def test_the_override_file_is_read_again_only_when_it_changes(tmp_path: Path) -> None:
+    path = tmp_path / "addresses.json"
+    path.write_text(json.dumps({"ns/a": "127.0.0.1:9090"}))
+
+    async def no_node(name: str) -> None:
+        return None
+
+    nodes = NodeKinds(no_node, is_simulated_node)
+    scraper = Scraper(list, nodes, Samples(10), test_only_address_file=str(path))
+    first = scraper._address_overrides()
+    assert first == {"ns/a": "127.0.0.1:9090"}
+    assert scraper._address_overrides() is first  # unchanged: not parsed again
+    path.write_text(json.dumps({"ns/a": "127.0.0.1:9090", "ns/b": "127.0.0.2:9090"}))
+    assert scraper._address_overrides() == {"ns/a": "127.0.0.1:9090", "ns/b": "127.0.0.2:9090"}
+    path.unlink()
+    assert scraper._address_overrides() == {}
