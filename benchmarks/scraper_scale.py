@@ -57,9 +57,10 @@ def pod(index: int) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def _cpu_seconds() -> float:
+def _cpu_seconds(part: slice = slice(11, 13)) -> float:
+    """This process's CPU seconds so far (user + system; ``slice(11, 12)``: user only)."""
     fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return sum(int(f) for f in fields[part]) / os.sysconf("SC_CLK_TCK")
 
 
 async def _child_run(args: argparse.Namespace) -> dict[str, Any]:
@@ -75,7 +76,7 @@ async def _child_run(args: argparse.Namespace) -> dict[str, Any]:
     await scraper.scrape_once()  # warm-up: connections opened
     profile = cProfile.Profile() if args.profile else None
     reads_before, rounds_before = dict(scraper.reads), scraper.rounds
-    cpu, started = _cpu_seconds(), time.monotonic()
+    cpu, user, started = _cpu_seconds(), _cpu_seconds(slice(11, 12)), time.monotonic()
     if profile:
         profile.enable()
     task = asyncio.create_task(scraper.run())
@@ -85,7 +86,7 @@ async def _child_run(args: argparse.Namespace) -> dict[str, Any]:
         await task
     if profile:
         profile.disable()
-    cpu, wall = _cpu_seconds() - cpu, time.monotonic() - started
+    cpu, user, wall = _cpu_seconds() - cpu, _cpu_seconds(slice(11, 12)) - user, time.monotonic() - started
     ok = scraper.reads["ok"] - reads_before.get("ok", 0)
     failed = scraper.reads["failed"] - reads_before.get("failed", 0)
     result = {
@@ -96,6 +97,7 @@ async def _child_run(args: argparse.Namespace) -> dict[str, Any]:
         "reads_failed": failed,
         "failure_reasons": sorted(set(scraper.reasons.values()))[:3],
         "cpu_seconds": round(cpu, 2),
+        "user_cpu_seconds": round(user, 2),
         "core_fraction": round(cpu / wall, 4),
         "cpu_us_per_read": round(1e6 * cpu / max(ok + failed, 1), 1),
         "cpu_us_per_pod_second": round(1e6 * cpu / wall / args.child, 1),
