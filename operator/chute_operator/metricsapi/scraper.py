@@ -148,8 +148,8 @@ class Scraper:
             )
         return self._session
 
-    async def scrape_once(self) -> None:
-        pods = list(self.pods())
+    async def _plan(self, pods: list[Mapping[str, Any]]) -> tuple[list[Target], dict[PodKey, str]]:
+        """:func:`plan`, after looking up the nodes not known yet."""
         overrides = self._address_overrides()
         targets, skipped = plan(pods, self.nodes.simulated, overrides)
         if SKIPPED_NODE_UNKNOWN in skipped.values():  # look those nodes up, then plan again
@@ -160,6 +160,23 @@ class Scraper:
             }
             await self.nodes.learn(unknown)
             targets, skipped = plan(pods, self.nodes.simulated, overrides)
+        return targets, skipped
+
+    async def read_now(self, pods: Iterable[Mapping[str, Any]], limit: int = 64) -> None:
+        """Read these pods' sidecars now, at most ``limit`` of them (a replica asked about a Chute
+        whose pods it does not read every round)."""
+        targets, _ = await self._plan(list(pods)[:limit])
+        bound = asyncio.Semaphore(self.concurrency)
+
+        async def one(target: Target) -> None:
+            async with bound:
+                await self._read(target)
+
+        await asyncio.gather(*(one(target) for target in targets))
+
+    async def scrape_once(self) -> None:
+        pods = list(self.pods())
+        targets, skipped = await self._plan(pods)
         self._urls = {t.address: self._url(t.address) for t in targets}
         reasons = dict(skipped)
         limit = asyncio.Semaphore(self.concurrency)
