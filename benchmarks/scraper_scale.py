@@ -159,7 +159,7 @@ def _wait_for(path: Path, process: subprocess.Popen[bytes], limit: float = 60) -
     raise SystemExit(f"stats farm not ready within {limit}s")
 
 
-def _wait_listening(addresses: list[str], limit: float = 60) -> None:
+def _wait_listening(addresses: list[str], limit: float = 240) -> None:
     import socket
 
     deadline = time.monotonic() + limit
@@ -201,6 +201,7 @@ def measure(n: int, args: argparse.Namespace, work: Path, profile: bool) -> dict
             raise SystemExit(f"scraper child failed:\n{done.stderr[-3000:]}")
         result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
         result["real_sidecars"] = len(real)
+        result["profiled"] = profile
         return result
 
 
