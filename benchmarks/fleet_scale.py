@@ -382,6 +382,7 @@ def run(args: argparse.Namespace, results: dict[str, Any]) -> None:
         )
         results["seconds_to_apply"] = round(time.monotonic() - started, 1)
         timeline: list[dict[str, float]] = []
+        results["timeline"] = timeline  # kept in the results file if the run stops early
         while True:
             state: dict[str, float] = dict(_state(cp, awake))
             state["t"] = round(time.monotonic() - started)
