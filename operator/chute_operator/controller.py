@@ -24,7 +24,14 @@ from chute_operator.settings import Settings
 from chute_operator.sidecars import SidecarUpdates
 from chute_operator.store import Key, Store, chute_of, key_of
 from chute_operator.workqueue import WorkQueue
-from chute_operator.zero import ABSENT, UNREAD, Activator, ActivatorReading, activator_from_slices
+from chute_operator.zero import (
+    ABSENT,
+    UNREAD,
+    Activator,
+    ActivatorReading,
+    activator_from_slices,
+    asleep_since,
+)
 from chute_shared.cluster import MANAGED_BY
 
 log = logging.getLogger(__name__)
@@ -250,10 +257,16 @@ class Controller:
             )
             self.metrics.activator_ready_pods.set(ready)
 
-    def _queue_scale_to_zero(self) -> None:
+    def _queue_scale_to_zero(self, asleep_too: bool = True) -> None:
+        """Queue the Chutes with minInstances 0. Without ``asleep_too``, only those awake: one at zero
+        changes only on an event (a wake request or spec change on the Chute, its Deployment) or a new
+        activator reading, which queues them all; a periodic check of 4,500 sleeping Chutes every 5 s
+        was 900 reconciles a second that each decided to stay."""
         for key in self.store.keys("Chute"):
             chute = self.store.get("Chute", key) or {}
-            if (chute.get("spec") or {}).get("minInstances") == 0:
+            if (chute.get("spec") or {}).get("minInstances") != 0:
+                continue
+            if asleep_too or asleep_since(self.store.get("Deployment", key)) is None:
                 self.queue.add(key)
 
     async def _resync(self) -> None:
@@ -292,8 +305,9 @@ class Controller:
             await asyncio.sleep(self.settings.scale_to_zero.check_seconds)
             if not self.is_leader():
                 continue
+            before = self.activator
             await self._read_activator()
-            self._queue_scale_to_zero()
+            self._queue_scale_to_zero(asleep_too=self.activator != before)
 
     async def _work(self) -> None:
         await self._synced.wait()

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from yarl import URL
 
 from chute_operator.metricsapi.samples import PodKey, Sample, Samples, parse_conn_stats, parse_idle_seconds
 from chute_operator.metricsapi.targets import SKIPPED_NODE_UNKNOWN, Target, is_loopback, plan
@@ -113,6 +114,9 @@ class Scraper:
         """Reads since start, by result: ``ok`` or ``failed``."""
         self.rounds = 0
         self._session: aiohttp.ClientSession | None = None
+        self._urls: dict[str, URL] = {}
+        """Each address of the last round's targets, its URL (kept for the next round only)."""
+        self._overrides: tuple[tuple[int, int, int] | None, dict[str, str]] = (None, {})
 
     async def run(self) -> None:
         """Scrape every ``interval`` seconds until cancelled."""
@@ -144,19 +148,36 @@ class Scraper:
             )
         return self._session
 
+    async def _plan(self, pods: list[Mapping[str, Any]]) -> tuple[list[Target], dict[PodKey, str]]:
+        """:func:`plan`, after looking up the nodes not known yet."""
+        overrides = self._address_overrides()
+        targets, skipped = plan(pods, self.nodes.simulated, overrides)
+        if SKIPPED_NODE_UNKNOWN in skipped.values():  # look those nodes up, then plan again
+            unknown = {
+                (pod.get("spec") or {}).get("nodeName") or ""
+                for pod in pods
+                if skipped.get(_key(pod)) == SKIPPED_NODE_UNKNOWN
+            }
+            await self.nodes.learn(unknown)
+            targets, skipped = plan(pods, self.nodes.simulated, overrides)
+        return targets, skipped
+
+    async def read_now(self, pods: Iterable[Mapping[str, Any]], limit: int = 64) -> None:
+        """Read these pods' sidecars now, at most ``limit`` of them (a replica asked about a Chute
+        whose pods it does not read every round)."""
+        targets, _ = await self._plan(list(pods)[:limit])
+        bound = asyncio.Semaphore(self.concurrency)
+
+        async def one(target: Target) -> None:
+            async with bound:
+                await self._read(target)
+
+        await asyncio.gather(*(one(target) for target in targets))
+
     async def scrape_once(self) -> None:
         pods = list(self.pods())
-        overrides = read_address_overrides(self.test_only_address_file)
-        _, skipped = plan(pods, self.nodes.simulated, overrides)
-        unknown = {
-            (pod.get("spec") or {}).get("nodeName") or ""
-            for pod in pods
-            if skipped.get(((pod.get("metadata") or {}).get("namespace", ""), pod["metadata"]["name"]))
-            == SKIPPED_NODE_UNKNOWN
-        }
-        if unknown:
-            await self.nodes.learn(unknown)
-        targets, skipped = plan(pods, self.nodes.simulated, overrides)
+        targets, skipped = await self._plan(pods)
+        self._urls = {t.address: self._url(t.address) for t in targets}
         reasons = dict(skipped)
         limit = asyncio.Semaphore(self.concurrency)
 
@@ -180,7 +201,7 @@ class Scraper:
         pod = self.pod_of((namespace, name))
         if pod is None:
             return None
-        targets, _ = plan([pod], self.nodes.simulated, read_address_overrides(self.test_only_address_file))
+        targets, _ = plan([pod], self.nodes.simulated, self._address_overrides())
         if not targets:
             return None
         began = time.monotonic()
@@ -189,12 +210,35 @@ class Scraper:
         sample = self.samples.fresh((namespace, name), began)
         return sample.idle_seconds if sample is not None and sample.read_at >= began else None
 
+    def _url(self, address: str) -> URL:
+        """The sidecar's stats URL, built once per address (yarl parses a host string each time)."""
+        url = self._urls.get(address)
+        if url is None:
+            url = URL.build(scheme="http", authority=address, path=CONN_STATS_PATH, encoded=True)
+        return url
+
+    def _address_overrides(self) -> dict[str, str]:
+        """TEST ONLY: the address file's entries, read again only when the file changes (a round of
+        1000 pods spent more CPU parsing it than reading their sidecars)."""
+        path = self.test_only_address_file
+        if not path:
+            return {}
+        try:
+            stat = Path(path).stat()
+        except OSError:
+            stamp = None
+        else:
+            stamp = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+        if stamp is None or stamp != self._overrides[0]:
+            self._overrides = (stamp, read_address_overrides(path))
+        return self._overrides[1]
+
     def _scan(self, key: PodKey) -> Mapping[str, Any] | None:
         return next((pod for pod in self.pods() if _key(pod) == key), None)
 
     async def _read(self, target: Target) -> str | None:
         """Read one sidecar; returns why it failed, or None."""
-        url = f"http://{target.address}{CONN_STATS_PATH}"
+        url = self._url(target.address)
         try:
             async with self._client().get(url, allow_redirects=False) as response:
                 if response.status != 200:

@@ -36,6 +36,9 @@ PodsIn = Callable[[str, str], Iterable[Mapping[str, Any]]]
 Forward = Callable[[str, Mapping[str, str]], Awaitable[Answer | None]]
 """(path after the version, query) -> another adapter's answer, or None when none serves it
 (:class:`forwarder.Forwarder`)."""
+Refresh = Callable[[list[Mapping[str, Any]]], Awaitable[None]]
+"""Called with the candidate pods before a pod metric is answered from the samples: a replica that
+does not read them every round reads them now (:mod:`demand`)."""
 
 
 @dataclass
@@ -72,6 +75,7 @@ def metrics_api_app(
     window_seconds: int,
     security: Security | None,
     forward: Forward | None = None,
+    refresh: Refresh | None = None,
 ) -> web.Application:
     """The application. ``security=None`` serves without authentication (tests on loopback only).
     With ``forward``, what the operator does not serve (:func:`query.serves`) is asked of the other
@@ -147,6 +151,8 @@ def metrics_api_app(
             forwarded = await forward(tail, request.query)
             if forwarded is not None and (query.metric not in responses.METRICS or _has_values(forwarded)):
                 return _json(forwarded.status, forwarded.body, forwarded.headers)
+        if refresh is not None:
+            await refresh(pods)
         answer = answer_pods(query, pods, samples, reasons(), time.monotonic(), window_seconds)
         return _json(answer.status, answer.body)
 

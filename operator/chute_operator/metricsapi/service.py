@@ -1,7 +1,8 @@
 """Wiring: the metrics API inside the operator process, fed by the controller's watched pods.
 
-Runs in every replica (not only the leader): each keeps its own readings, so whichever replica the
-Service sends the kube-apiserver to answers.
+Runs in every replica (not only the leader): whichever replica the Service sends the kube-apiserver to
+answers. The leader reads every autoscaled pod each round (its scale-to-zero checks need them); a
+standby reads only the Chutes it was asked about lately, and a new one when asked (:mod:`demand`).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from chute_operator.metricsapi.auth import (
     parse_auth_configmap,
 )
 from chute_operator.metricsapi.certkeeper import FIELD_MANAGER, CertificateKeeper
+from chute_operator.metricsapi.demand import Demand, scraped
 from chute_operator.metricsapi.forwarder import Forwarder
 from chute_operator.metricsapi.samples import Samples
 from chute_operator.metricsapi.scraper import NodeKinds, Scraper
@@ -137,6 +139,11 @@ def autoscaled_pod(store: Store, key: tuple[str, str]) -> dict[str, Any] | None:
     return pod if chute and store.get("HorizontalPodAutoscaler", (key[0], chute)) is not None else None
 
 
+def _pod_key(pod: Mapping[str, Any]) -> tuple[str, str]:
+    meta = pod.get("metadata") or {}
+    return meta.get("namespace", ""), meta.get("name", "")
+
+
 async def read_front_proxy_config(client: AsyncClient) -> FrontProxyConfig:
     configmap = await client.get(ConfigMap, AUTH_CONFIGMAP_NAME, namespace=AUTH_CONFIGMAP_NAMESPACE)
     return parse_auth_configmap(configmap.data or {})
@@ -161,8 +168,9 @@ class MetricsApiService:
         s = self.settings
         self.samples = Samples(max_age=s.max_age_seconds)
         self.nodes = NodeKinds(self._node, is_simulated_node)
+        self.demand = Demand()
         self.scraper = Scraper(
-            lambda: autoscaled_pods(self.store),
+            lambda: scraped(autoscaled_pods(self.store), self.is_leader(), self.demand.wanted()),
             self.nodes,
             self.samples,
             interval=s.scrape_interval_seconds,
@@ -230,6 +238,7 @@ class MetricsApiService:
             max(1, round(s.scrape_interval_seconds)),
             Security(lambda: self.front_proxy, self.authorizer),
             self.forwarder.forward if self.forwarder is not None else None,
+            self._refresh,
         )
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -254,6 +263,17 @@ class MetricsApiService:
     async def confirm_idle(self, namespace: str, pod: str) -> float | None:
         """How long the pod's sidecar has served nothing, read from it now (None: busy or unread)."""
         return await self.scraper.idle_now(namespace, pod)
+
+    async def _refresh(self, pods: list[Mapping[str, Any]]) -> None:
+        """Before a pod metric is answered: remember its Chutes; a standby reads the pods it has no
+        fresh reading of (the leader reads every pod each round)."""
+        self.demand.note(pods)
+        if self.is_leader():
+            return
+        now = time.monotonic()
+        stale = [pod for pod in pods if self.samples.fresh(_pod_key(pod), now) is None]
+        if stale:
+            await self.scraper.read_now(stale)
 
     def _pods_in(self, namespace: str, selector: str) -> Iterable[Mapping[str, Any]]:
         found: Iterable[Mapping[str, Any]] = pods_from(self.store)(namespace, selector)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from ipaddress import ip_address
 from typing import Any
 
@@ -70,8 +71,10 @@ def _host_port(ip: str, port: int) -> str:
     return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
 
 
+@lru_cache(maxsize=4096)
 def is_loopback(address: str) -> bool:
-    """Whether ``host:port`` names a loopback address (what test-only overrides may point at)."""
+    """Whether ``host:port`` names a loopback address (what test-only overrides may point at).
+    Remembered: every round checks each entry of the test-only map again."""
     host = address.rsplit(":", 1)[0].strip("[]")
     try:
         return ip_address(host).is_loopback

@@ -12,6 +12,7 @@ from chute_operator.metrics import OperatorMetrics
 from chute_operator.settings import Leadership, Reconciling, ScaleToZero, Settings, Watching
 from chute_operator.store import Key
 from chute_operator.workqueue import WorkQueue
+from chute_operator.zero import ASLEEP_ANNOTATION as ASLEEP
 from chute_operator.zero import UNREAD, Activator
 
 CATALOG = builtin_catalog()
@@ -449,3 +450,31 @@ async def test_an_unread_or_podless_activator_is_reported_and_flapping_keeps_no_
         assert len(controller._tasks) <= tasks_before + 1
     finally:
         await controller.stop()
+
+
+def _zero_chute(name: str) -> dict[str, Any]:
+    return {**CHUTE, "metadata": {"name": name, "namespace": "ns"}, "spec": {"minInstances": 0}}
+
+
+def test_the_periodic_check_queues_sleeping_chutes_only_when_the_activator_reading_changes() -> None:
+    """A Chute at zero changes only on an event or a new activator reading: the 5 s check leaves it
+    (at 4,500 Chutes asleep it was 900 reconciles a second that each decided to stay)."""
+    controller = Controller(_settings(), client=None, metrics=OperatorMetrics(), catalog=CATALOG)  # type: ignore[arg-type]
+    for name in ("awake", "asleep", "fixed"):
+        chute = _zero_chute(name)
+        if name == "fixed":
+            chute["spec"] = {"minInstances": 1}
+        controller.store.put("Chute", chute)
+    at = "2026-12-07T05:00:00Z"
+    asleep = {
+        "metadata": {"name": "asleep", "namespace": "ns", "annotations": {ASLEEP: at}},
+        "spec": {"replicas": 0},
+    }
+    controller.store.put("Deployment", asleep)
+    controller.store.put(
+        "Deployment", {"metadata": {"name": "awake", "namespace": "ns"}, "spec": {"replicas": 1}}
+    )
+    controller._queue_scale_to_zero(asleep_too=False)
+    assert len(controller.queue) == 1
+    controller._queue_scale_to_zero(asleep_too=True)
+    assert len(controller.queue) == 2  # the awake one was queued already

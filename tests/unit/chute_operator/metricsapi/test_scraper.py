@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
+from yarl import URL
 
 from chute_operator.metricsapi.samples import Samples
 from chute_operator.metricsapi.scraper import NodeKinds, Scraper, read_address_overrides
@@ -18,6 +19,7 @@ from chute_operator.metricsapi.service import ScraperCollector, autoscaled_pods
 from chute_operator.metricsapi.targets import SKIPPED_NODE_UNKNOWN, SKIPPED_SIMULATED, is_simulated_node
 from chute_operator.store import Store
 from chute_shared.cluster import CHUTE_LABEL, SIDECAR_CONTAINER
+from chute_shared.paths import CONN_STATS_PATH
 
 
 class CountingListener:
@@ -133,3 +135,27 @@ def test_only_pods_of_chutes_with_an_hpa_are_read() -> None:
         {"metadata": {"namespace": "ns", "name": "auto", "labels": {CHUTE_LABEL: "auto"}}},
     )
     assert sorted(p["metadata"]["name"] for p in autoscaled_pods(store)) == ["auto-1", "auto-2"]
+
+
+def test_the_override_file_is_read_again_only_when_it_changes(tmp_path: Path) -> None:
+    path = tmp_path / "addresses.json"
+    path.write_text(json.dumps({"ns/a": "127.0.0.1:9090"}))
+    nodes = NodeKinds(_no_node, is_simulated_node)
+    scraper = Scraper(list, nodes, Samples(10), test_only_address_file=str(path))
+    first = scraper._address_overrides()
+    assert first == {"ns/a": "127.0.0.1:9090"}
+    assert scraper._address_overrides() is first  # unchanged: not parsed again
+    path.write_text(json.dumps({"ns/a": "127.0.0.1:9090", "ns/b": "127.0.0.2:9090"}))
+    assert scraper._address_overrides() == {"ns/a": "127.0.0.1:9090", "ns/b": "127.0.0.2:9090"}
+    path.unlink()
+    assert scraper._address_overrides() == {}
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1:9090", "[::1]:9090", "10.244.1.7:9090", "[fd00::7]:1"])
+def test_a_sidecar_url_built_once_is_the_one_a_string_gives(address: str) -> None:
+    scraper = Scraper(list, NodeKinds(_no_node, is_simulated_node), Samples(10))
+    assert scraper._url(address) == URL(f"http://{address}{CONN_STATS_PATH}")
+
+
+async def _no_node(name: str) -> None:
+    return None

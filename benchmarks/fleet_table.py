@@ -1,0 +1,135 @@
+"""The tables of docs/benchmarks/fleet.md, generated from the results files of
+benchmarks/scraper_scale.py (scraper-scale.json) and benchmarks/fleet_scale.py (fleet-<N>*.json).
+
+Run: .venv/bin/python benchmarks/fleet_table.py   (prints the Markdown tables)
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results"
+FLEET_FILES = ("fleet-1000-before.json", "fleet-1000.json", "fleet-2000.json", "fleet-5000.json")
+"""In order: 1000 Chutes on the code before the scale-to-zero check skipped sleeping Chutes, the same
+after, 2000 after, and the 5000 run stopped by hand on an overloaded machine."""
+KINDS = (
+    "chutes", "deployments", "replicasets", "services", "endpointslices", "horizontalpodautoscalers",
+    "networkpolicies", "servicemonitors", "events", "pods",
+)  # fmt: skip
+
+
+def _scraper() -> dict[str, Any]:
+    found: dict[str, Any] = json.loads((RESULTS / "scraper-scale.json").read_text())
+    return found
+
+
+def scraper_table() -> str:
+    rows = [
+        "| code (label, run date) | pods | reads ok / failed | process CPU | of one core | CPU per read "
+        "| user CPU share | load average start -> end |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for label, run in _scraper().items():
+        for size in run["sizes"]:
+            user = size.get("user_cpu_seconds")
+            share = f"{user / size['cpu_seconds']:.0%}" if user is not None and size["cpu_seconds"] else "-"
+            profiled = " (cProfile on)" if size.get("profiled") else ""
+            rows.append(
+                f"| {label} ({run['date']}) | {size['pods']}{profiled} "
+                f"| {size['reads_ok']} / {size['reads_failed']} "
+                f"| {size['cpu_seconds']} s in {size['seconds']} s | {size['core_fraction']:.1%} "
+                f"| {size['cpu_us_per_read']} µs | {share} "
+                f"| {run['load_average_at_start']} -> {run['load_average_at_end']} |"
+            )
+    return "\n".join(rows)
+
+
+def _fleet() -> list[tuple[str, dict[str, Any]]]:
+    return [(n, json.loads((RESULTS / n).read_text())) for n in FLEET_FILES if (RESULTS / n).exists()]
+
+
+def fleet_table() -> str:
+    rows = [
+        "| Chutes, awake (results file, run date) | to settled | operator RSS: peak / steady | operator CPU, "
+        "steady 60 s | reconciles to quiet | writes per Chute | restart: time / writes / RSS / peak "
+        "| activator RSS | load average start -> end |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, run in _fleet():
+        steady = run.get("steady") or {}
+        if not steady:
+            load = f"{run['load_average_at_start']} -> {run['load_average_at_end']}"
+            head = f"{run['chutes']}, {run.get('awake_chutes')} (`{name}`, {run['date']})"
+            last = (run.get("timeline") or [{}])[-1]
+            stopped = (
+                f"stopped at {last.get('t')} s: {last.get('deployments')} Deployments, "
+                f"{last.get('pods')} pods, {last.get('sleepers_at_zero')} at zero"
+            )
+            rows.append(
+                f"| {head} | {stopped} | {last.get('operator_rss_mb')} MB (then) | | | | | | {load} |"
+            )
+            continue
+        restart = (
+            f"{run['restart_seconds_to_reconcile_all']} s / {run['restart_writes_20s_after_all']:.0f} / "
+            f"{run['restart_rss_mb']:.0f} MB / {run['restart_peak_rss_mb']:.0f} MB"
+        )
+        head = f"{run['chutes']}, {run['awake_chutes']} (`{name}`, {run['date']})"
+        load = f"{run['load_average_at_start']} -> {run['load_average_at_end']}"
+        rows.append(
+            f"| {head} | {run['seconds_to_settled']} s "
+            f"| {run['operator_peak_rss_mb']:.0f} MB / {steady['operator_rss_mb']:.0f} MB "
+            f"| {steady['operator_cpu_seconds']} s ({steady['operator_core_fraction']:.1%} of a core) "
+            f"| {run['reconciles_to_quiet']:.0f} | {run['writes_to_quiet_per_chute']} | {restart} "
+            f"| {run['activator_rss_mb']:.0f} MB | {load} |"
+        )
+    return "\n".join(rows)
+
+
+def etcd_table() -> str:
+    """Per Chute, asleep and awake: objects and bytes in etcd, by kind (the largest finished run)."""
+    runs = [(n, r) for n, r in _fleet() if r.get("etcd")]
+    if not runs:
+        return ""
+    name, run = runs[-1]
+    asleep_n, awake_n = run["chutes"] - run["awake_chutes"], run["awake_chutes"]
+    rows = [
+        f"`{name}`: {asleep_n} Chutes asleep, {awake_n} awake.",
+        "",
+        "| kind | per Chute asleep: objects / bytes | per Chute awake: objects / bytes |",
+        "| --- | --- | --- |",
+    ]
+    total = {"asleep": 0.0, "awake": 0.0}
+    for kind in KINDS:
+        cells = []
+        for group, count in (("asleep", asleep_n), ("awake", awake_n)):
+            found = run["etcd"][kind][group]
+            total[group] += found["bytes"] / max(count, 1)
+            cells.append(f"{found['objects'] / max(count, 1):.2f} / {found['bytes'] / max(count, 1):,.0f}")
+        rows.append(f"| {kind} | {cells[0]} | {cells[1]} |")
+    rows.append(f"| **all** | {total['asleep']:,.0f} bytes | {total['awake']:,.0f} bytes |")
+    return "\n".join(rows)
+
+
+def wake_table() -> str:
+    rows = [
+        "| results file | wakes | annotation -> Deployment scaled p50 / p95 | -> pod created p50 / p95 "
+        "| -> pod Ready p50 / p95 | -> activator slice deleted p50 / p95 |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, run in _fleet():
+        if "wakes" not in run:
+            continue
+        cells = [
+            f"{run.get(f'wake_{stage}_p50_s')} s / {run.get(f'wake_{stage}_p95_s')} s"
+            for stage in ("deployment_scaled", "pod_created", "pod_ready", "activator_slice_deleted")
+        ]
+        rows.append(f"| `{name}` | {len(run['wakes'])} | {' | '.join(cells)} |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    for part in (scraper_table(), fleet_table(), etcd_table(), wake_table()):
+        print(part)
+        print()
