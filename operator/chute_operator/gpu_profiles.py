@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from chute_operator.api.k8s_labels import key_problem
 from chute_operator.gpu_tolerations import Toleration, parse_toleration
 from chute_operator.gpus import (
     PRODUCT_LABEL,
@@ -24,7 +25,6 @@ from chute_operator.gpus import (
     parse_matches,
     read_catalog_file,
 )
-from chute_operator.k8s_labels import key_problem
 
 AUTO = "auto"
 INSTANCE_TYPE = "node.kubernetes.io/instance-type"

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from chute_operator.api.k8s_labels import key_problem, value_problem
 from chute_operator.gpus import CatalogError
-from chute_operator.k8s_labels import key_problem, value_problem
 
 Toleration = dict[str, Any]
 OPERATORS = ("Equal", "Exists")

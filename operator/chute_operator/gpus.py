@@ -11,7 +11,7 @@ from typing import Any, Protocol
 import yaml
 
 from chute_operator.api import NodeSelector
-from chute_operator.k8s_labels import key_problem, value_problem
+from chute_operator.api.k8s_labels import key_problem, value_problem
 
 PRODUCT_LABEL = "nvidia.com/gpu.product"
 """Node label set by NVIDIA GPU Feature Discovery."""

@@ -9,7 +9,7 @@ from typing import Annotated, ClassVar, Literal
 from pydantic import ConfigDict, Field, StringConstraints, model_validator
 
 from chute_operator.api.base import ApiModel, Rule, enforce, rules_schema
-from chute_operator.k8s_labels import key_problem
+from chute_operator.api.k8s_labels import key_problem
 
 HOSTNAME_PATTERN = r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 """A DNS name in lowercase, optionally with a leading ``*.`` (the Gateway API's and the Ingress's rule)."""

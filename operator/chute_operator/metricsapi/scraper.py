@@ -214,7 +214,7 @@ class Scraper:
         """The sidecar's stats URL, built once per address (yarl parses a host string each time)."""
         url = self._urls.get(address)
         if url is None:
-            url = URL.build(scheme="http", authority=address, path=CONN_STATS_PATH, encoded=True)
+            url = self._urls[address] = URL(f"http://{address}{CONN_STATS_PATH}", encoded=True)
         return url
 
     def _address_overrides(self) -> dict[str, str]:

@@ -66,6 +66,7 @@ OLD_VARIABLES: dict[str, tuple[str, str, Any]] = {
     ),
     "CHUTE_OPERATOR_ACTIVATOR_SERVICE": ("scale_to_zero.activator_service", "ns/act", "ns/act"),
     "CHUTE_OPERATOR_ACTIVATOR_PORTS": ("scale_to_zero.activator_ports", "30-39", (30, 39)),
+    "CHUTE_OPERATOR_ACTIVATOR_MAX_WAIT_SECONDS": ("scale_to_zero.activator_max_wait_seconds", "900", 900.0),
     "CHUTE_OPERATOR_SCALE_TO_ZERO_CHECK_SECONDS": ("scale_to_zero.check_seconds", "2", 2.0),
     "CHUTE_OPERATOR_DNS_NAMESPACE_SELECTOR": ("network.dns_namespace_selector", "a=b", "a=b"),
     "CHUTE_OPERATOR_DNS_POD_SELECTOR": ("network.dns_pod_selector", "c=d", "c=d"),
