@@ -62,6 +62,8 @@ CHILDREN = {
     "EndpointSlice": ("discovery.k8s.io", "v1", "endpointslices"),
     "ServiceMonitor": ("monitoring.coreos.com", "v1", "servicemonitors"),
     "Pod": ("", "v1", "pods"),
+    "PersistentVolumeClaim": ("", "v1", "persistentvolumeclaims"),
+    "Job": ("batch", "v1", "jobs"),
 }
 
 

@@ -10,6 +10,10 @@ WEIGHTS_MOUNT_PATH = "/weights"
 (read-only)."""
 HUB_CACHE_DIR = "hub"
 """The hub cache's directory on the volume (``HF_HUB_CACHE=/weights/hub``)."""
+MODEL_PATH_ENV = "CHUTE_MODEL_PATH"
+"""In the serving pods: the revision's snapshot folder in the cache (``HF_HUB_CACHE/models--org--name/
+snapshots/REVISION``), for an engine given a path (``--model $(CHUTE_MODEL_PATH)``) and the
+simulated model server, which loads and checks the files there."""
 DOWNLOAD_CONTAINER = "download"
 """The download pod's container."""
 

@@ -301,6 +301,9 @@ def test_cluster_wide_by_default(helm: Helm) -> None:
         ("discovery.k8s.io", "endpointslices"): APPLY,
         ("monitoring.coreos.com", "servicemonitors"): APPLY,
         ("", "pods"): READ,
+        ("", "pods/log"): {"get"},
+        ("", "persistentvolumeclaims"): APPLY,
+        ("batch", "jobs"): APPLY,
         ("", "events"): {"create", "patch"},
     }
     discovery = discovery_role(objects)
