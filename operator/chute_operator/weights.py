@@ -12,7 +12,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from chute_operator.api import ChuteSpec
 from chute_operator.api import reasons as r
@@ -169,11 +169,14 @@ WEIGHTS_VOLUME = "chute-weights"
 # State
 
 
+ConditionStatus = Literal["True", "False", "Unknown"]
+
+
 @dataclass(frozen=True)
 class WeightsState:
     """The Weights condition: Unknown (pending), False (downloading, or failed), True (ready)."""
 
-    status: str
+    status: ConditionStatus
     reason: str
     message: str
 
@@ -283,3 +286,65 @@ def weights_state(
             "Unknown", r.WEIGHTS_PENDING, f"the cache's claim waits for a volume of {storage}"
         )
     return WeightsState("False", r.WEIGHTS_DOWNLOADING, f"{where}: {_downloading(progress)}")
+
+
+# One reconcile
+
+
+@dataclass(frozen=True)
+class WeightsView:
+    """The cache a Chute wants, as observed: its objects (desired, and live where they exist), the
+    download pods and the running one's last progress line."""
+
+    cache: WeightsCache
+    desired: tuple[Manifest, ...]
+    """The cache's objects as rendered, without owners, in WEIGHTS_KINDS order."""
+    live: tuple[Manifest | None, ...]
+    """Each of them as the API server has it (None: missing, or in the way)."""
+    in_the_way: tuple[str, ...] = ()
+    """``Kind name`` of objects of a cache's name that are not that cache's: never written to."""
+    pods: tuple[Manifest, ...] = ()
+    progress: tuple[int, int] | None = None
+
+    def live_of(self, kind: str) -> Manifest | None:
+        return next(
+            (live for m, live in zip(self.desired, self.live, strict=True) if m["kind"] == kind), None
+        )
+
+    def state(self) -> WeightsState:
+        return weights_state(
+            self.cache, self.live_of("PersistentVolumeClaim"), self.live_of("Job"), self.pods, self.progress
+        )
+
+
+def joins(view: WeightsView, chute: Mapping[str, Any]) -> tuple[Manifest, ...]:
+    """What the Chute applies to own its share of the cache: each object missing, or lacking its owner
+    reference (none of an object in the way)."""
+    uid = (chute.get("metadata") or {}).get("uid")
+    in_the_way = set(view.in_the_way)
+    return tuple(
+        join_manifest(manifest, live, chute)
+        for manifest, live in zip(view.desired, view.live, strict=True)
+        if f"{manifest['kind']} {manifest['metadata']['name']}" not in in_the_way and not is_owner(live, uid)
+    )
+
+
+def leaves(
+    owned: Iterable[Manifest],
+    wanted: WeightsCache | None,
+    deployment: Mapping[str, Any] | None,
+    rolling: bool,
+) -> tuple[tuple[str, str], ...]:
+    """The caches' objects (kind, name) the Chute leaves: those of caches it owns a share of but no longer
+    wants, once its Deployment does not mount them and no rollout is under way (old pods may)."""
+    if rolling:
+        return ()
+    mounted = mounted_claim(deployment)
+    left = []
+    for obj in owned:
+        meta = obj.get("metadata") or {}
+        name = str(meta.get("name", ""))
+        if (wanted is not None and name == wanted.name) or name == mounted:
+            continue
+        left.append((str(obj.get("kind", "")), name))
+    return tuple(left)
