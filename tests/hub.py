@@ -6,6 +6,8 @@ downloads a pinned revision with (``HF_ENDPOINT=http://HOST:PORT``).
 - ``HEAD``/``GET /{org}/{name}/resolve/{rev}/{file}``: the file, with ``ETag``, ``X-Repo-Commit`` and
   ``Content-Length`` (and ``Range: bytes=N-`` for a resumed download).
 
+``GET /_stats``: the downloads so far (``{"repo@revision/file": count}``), for the tests.
+
 Errors as the hub sends them: 404 ``X-Error-Code: RepoNotFound`` or ``RevisionNotFound``; a gated
 repository answers 401 ``X-Error-Code: GatedRepo`` without a token, and 401 "Invalid credentials in
 Authorization header" with a wrong one. Nothing here reaches the real hub.
@@ -17,6 +19,7 @@ import hashlib
 import json
 import re
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -42,7 +45,9 @@ class Repo:
 class Hub:
     """The hub's repositories and what was downloaded from it (by file, for "downloaded once")."""
 
-    def __init__(self) -> None:
+    def __init__(self, rate: float | None = None) -> None:
+        """``rate``: bytes per second each download is sent at, at most (None: as fast as it goes)."""
+        self.rate = rate
         self.repos: dict[str, Repo] = {}
         self.downloads: Counter[str] = Counter()
         """GETs of each ``repo@revision/file`` answered with its content."""
@@ -134,6 +139,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _answer(self) -> None:
         path = unquote(urlsplit(self.path).path)
+        if path == "/_stats":
+            with self.hub.lock:
+                self._json(dict(self.hub.downloads))
+            return
         if api := API.match(path):
             name, route, revision = api.groups()
             files = self._repo(name, revision)
@@ -177,8 +186,12 @@ class _Handler(BaseHTTPRequestHandler):
             self.hub.downloads[f"{name}@{revision}/{file}"] += 1
         with source.open("rb") as data:
             data.seek(start)
+            began, sent = time.monotonic(), 0
             for chunk in iter(lambda: data.read(CHUNK), b""):
                 self.wfile.write(chunk)
+                sent += len(chunk)
+                if self.hub.rate:
+                    time.sleep(max(0.0, began + sent / self.hub.rate - time.monotonic()))
 
 
 @contextmanager
@@ -196,3 +209,31 @@ def serving(hub: Hub, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=10)
+
+
+def main() -> None:
+    """``python -m tests.hub --root DIR --host ADDR --port N [--mib M] [--rate BYTES]``: the tests' models
+    (tests.hub_models.model_hub), served until killed (in a network namespace of a real-node test)."""
+    import argparse
+    import signal
+
+    from tests.hub_models import model_hub
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--root", type=Path, required=True)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--mib", type=int, default=4)
+    parser.add_argument("--rate", type=float, default=None)
+    args = parser.parse_args()
+    hub = model_hub(args.root, args.mib)
+    hub.rate = args.rate
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with serving(hub, args.host, args.port) as endpoint:
+        print(endpoint, flush=True)
+        stop.wait()
+
+
+if __name__ == "__main__":
+    main()

@@ -39,7 +39,7 @@ class WeightsCache:
     """The cache a Chute's spec asks for."""
 
     key: str
-    """12 hex characters of a SHA-256 of what makes the cache: repository, revision and storage."""
+    """12 hex characters of a SHA-256 of what makes the cache: repository, revision, storage, token."""
     namespace: str
     repo: str
     revision: str
@@ -50,6 +50,9 @@ class WeightsCache:
     image: str
     endpoint: str | None
     """``HF_ENDPOINT`` of the download (a mirror); None: the client's default hub."""
+    tolerations: tuple[dict[str, Any], ...] = ()
+    """The download pod's: the first Chute's (its GPU taints'), so that it may run where the serving
+    pods do (a ReadWriteOnce volume binds to the node that mounts it first). Not part of the key."""
 
     @property
     def name(self) -> str:
@@ -71,19 +74,37 @@ class WeightsCache:
         return f"{shared.WEIGHTS_MOUNT_PATH}/{shared.HUB_CACHE_DIR}"
 
 
-def cache_key(repo: str, revision: str, storage_class: str | None, access_mode: str, size: str) -> str:
-    text = json.dumps([repo, revision, storage_class, access_mode, size])
+def cache_key(
+    repo: str,
+    revision: str,
+    storage_class: str | None,
+    access_mode: str,
+    size: str,
+    token: Mapping[str, str] | None = None,
+) -> str:
+    """The cache's hash: its revision, its storage, and the token's Secret (a Chute that changes its
+    token gets a new download, not the old one's failure)."""
+    secret = [token["name"], token["key"]] if token else None
+    text = json.dumps([repo, revision, storage_class, access_mode, size, *([secret] if secret else [])])
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def cache_of(spec: ChuteSpec, namespace: str, image: str, endpoint: str | None) -> WeightsCache | None:
+def cache_of(
+    spec: ChuteSpec,
+    namespace: str,
+    image: str,
+    endpoint: str | None,
+    tolerations: Iterable[dict[str, Any]] = (),
+) -> WeightsCache | None:
     """The cache of ``spec.model.cache``; None without one (the API requires a revision with it)."""
     model = spec.model
     if model is None or model.cache is None or model.revision is None:
         return None
     cache = model.cache
     token = cache.token_secret_ref.model_dump() if cache.token_secret_ref else None
-    key = cache_key(model.name, model.revision, cache.storage_class_name, cache.access_mode, cache.size)
+    key = cache_key(
+        model.name, model.revision, cache.storage_class_name, cache.access_mode, cache.size, token
+    )
     return WeightsCache(
         key=key,
         namespace=namespace,
@@ -95,6 +116,7 @@ def cache_of(spec: ChuteSpec, namespace: str, image: str, endpoint: str | None) 
         token_secret=token,
         image=image,
         endpoint=endpoint,
+        tolerations=tuple(tolerations),
     )
 
 

@@ -424,7 +424,10 @@ def resolve(
     gpus = eligible_gpus(spec.node_selector, options.catalog, profile)
     resource = gpu_resource(gpus)
     labels = labels_for(chute)
-    weights = cache_of(spec, chute.metadata.namespace, options.sidecar_image, options.hf_endpoint)
+    tolerations = _tolerations(spec, resource, profile)
+    weights = cache_of(
+        spec, chute.metadata.namespace, options.sidecar_image, options.hf_endpoint, tolerations
+    )
     weights_volumes, weights_mounts = _weights_volumes(weights)
     values: dict[str, Any] = {
         "name": chute.metadata.name,
@@ -460,7 +463,7 @@ def resolve(
         "cache_mount_path": spec.cache.mount_path,
         "affinity": _affinity(chute, profile.node_terms(gpus, spec.node_selector.gpu_count)),
         "node_selector": dict(spec.pod.node_selector),
-        "tolerations": _tolerations(spec, resource, profile),
+        "tolerations": tolerations,
         "pod": spec.pod.model_dump(by_alias=True, exclude_none=True),
         "termination_grace_period_seconds": spec.pod.termination_grace_period_seconds,
         "sidecar_image": sidecar_image or options.sidecar_image,

@@ -102,6 +102,16 @@ def test_chutes_of_one_revision_share_a_cache_and_another_revision_or_size_gets_
     assert one.name == two.name
     assert _workload(_chute("c", revision="f" * 40)).weights.name != one.name
     assert _workload(_chute("d", size="3Gi")).weights.name != one.name
+    assert _workload(_chute("e", tokenSecretRef={"name": "other"})).weights.name != one.name
+
+
+def test_the_download_pod_tolerates_the_gpu_taints_of_the_chute_that_made_it() -> None:
+    document = _chute("gpu")
+    document["spec"]["nodeSelector"] = {"gpuCount": 1}
+    job = render_weights(_workload(document).weights)[2]
+    tolerations = job["spec"]["template"]["spec"]["tolerations"]
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in tolerations
+    assert "tolerations" not in render_weights(_workload(_chute()).weights)[2]["spec"]["template"]["spec"]
 
 
 def test_a_chute_without_a_model_cache_renders_as_before() -> None:

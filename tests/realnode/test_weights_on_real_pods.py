@@ -1,0 +1,263 @@
+"""Weights caches on the real node: the download Job runs the real huggingface_hub client in the
+project's image against a hub outside the cluster (a network namespace on this machine, reached
+through the download pod's own NetworkPolicy), into static local volumes of a StorageClass the test
+makes; the serving pods run the simulated model server, which checks and reads the files from the
+read-only cache.
+
+- two Chutes of one revision: the hub sends every file once; both serve; a serving pod runs offline,
+  cannot write the cache, and its connection to the hub is dropped by its Chute's NetworkPolicy;
+- a 404, a gated repository without a token, a refused token and a full disk: each reported on its
+  Chute with the hub's reason (Ready=False, Degraded, a Warning Event), while a healthy Chute beside
+  them serves.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chute_devcluster.controlplane import ControlPlane
+from chute_devcluster.realnode import RealNode
+from chute_devcluster.realnode_config import REAL_NODE_LABEL
+from tests.hub_models import REVISION, REVISION_2
+from tests.kube_helpers import apply, condition, eventually, get, items
+from tests.operator_fixtures import OperatorProcess
+from tests.realnode.conftest import real_chute, running_pods, wait_serving
+from tests.realnode.policy_probes import outside_server, probe
+
+pytestmark = [pytest.mark.realnode, pytest.mark.e2e, pytest.mark.timeout(1200)]
+
+HUB_SUBNET, HUB_PORT = "198.51.100.4/30", 8000
+MODEL_MIB = 48
+HUB_RATE = 4 << 20
+"""Bytes a second the hub sends each file at: a download lasts long enough to report progress."""
+WEIGHTS = "chutes.ai/weights"
+VOLUMES = Path("/var/tmp/chute-weights-test")
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The test hub, outside the cluster: its endpoint."""
+    root = tmp_path_factory.mktemp("hub")
+    address = HUB_SUBNET.rsplit(".", 1)[0] + ".6"
+    command = [sys.executable, "-m", "tests.hub", "--root", str(root), "--host", address]
+    command += ["--port", str(HUB_PORT), "--mib", str(MODEL_MIB), "--rate", str(HUB_RATE)]
+    with outside_server(HUB_SUBNET, HUB_PORT, command) as outside:
+        yield f"http://{outside.address}:{outside.port}"
+
+
+def hub_downloads(endpoint: str) -> dict[str, int]:
+    # http to the test hub on this machine (bandit B310)
+    with urllib.request.urlopen(f"{endpoint}/_stats", timeout=10) as response:  # nosec B310
+        found: dict[str, int] = json.loads(response.read())
+    return found
+
+
+def _volume(name: str, storage_class: str, path: Path) -> dict[str, Any]:
+    selector = {"key": REAL_NODE_LABEL, "operator": "In", "values": ["true"]}
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolume",
+        "metadata": {"name": name},
+        "spec": {
+            "storageClassName": storage_class,
+            "capacity": {"storage": "4Gi"},
+            "accessModes": ["ReadWriteOnce"],
+            "persistentVolumeReclaimPolicy": "Retain",
+            "local": {"path": str(path)},
+            "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [selector]}]}},
+        },
+    }
+
+
+@pytest.fixture
+def storage(control_plane: ControlPlane, namespace: str) -> Iterator[dict[str, str]]:
+    """Two classes of static local volumes on the real node: ``local`` (directories) and ``small`` (one
+    8 MiB tmpfs, smaller than the model)."""
+    classes = {"local": f"weights-{namespace}", "small": f"weights-small-{namespace}"}
+    root = VOLUMES / namespace
+    objects: list[dict[str, Any]] = [
+        {
+            "apiVersion": "storage.k8s.io/v1",
+            "kind": "StorageClass",
+            "metadata": {"name": name},
+            "provisioner": "kubernetes.io/no-provisioner",
+            "volumeBindingMode": "Immediate",
+        }
+        for name in classes.values()
+    ]
+    mounted: list[Path] = []
+    for index in range(5):
+        path = root / f"local-{index}"
+        path.mkdir(parents=True)
+        path.chmod(0o777)
+        objects.append(_volume(f"{classes['local']}-{index}", classes["local"], path))
+    small = root / "small"
+    small.mkdir(parents=True)
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=8m,mode=0777", "tmpfs", str(small)], check=True, timeout=30
+    )
+    mounted.append(small)
+    objects.append(_volume(f"{classes['small']}-0", classes["small"], small))
+    try:
+        for obj in objects:
+            control_plane.kubectl("apply", "-f", "-", input=json.dumps(obj))
+        yield classes
+    finally:
+        for obj in objects:
+            control_plane.kubectl("delete", obj["kind"], obj["metadata"]["name"], "--wait=false", check=False)
+        for path in mounted:
+            subprocess.run(["umount", "-l", str(path)], check=False, timeout=30)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def weights_operator(
+    control_plane: ControlPlane,
+    chute_crd: Path,
+    namespace: str,
+    hub: str,
+    tmp_path: Path,
+    session_operator_paused: None,
+) -> Iterator[OperatorProcess]:
+    """An operator of this namespace whose download Jobs use the test hub (CHUTE_OPERATOR_HF_ENDPOINT)."""
+    process = OperatorProcess(
+        control_plane.kubeconfig, tmp_path, "op-weights", (namespace,), CHUTE_OPERATOR_HF_ENDPOINT=hub
+    ).start()
+    yield process
+    process.stop()
+
+
+def weights_chute(
+    name: str,
+    image: str,
+    storage_class: str,
+    repo: str = "test-org/tiny",
+    revision: str = REVISION,
+    **cache: Any,
+) -> dict[str, Any]:
+    """A simulated model server that checks and reads the revision from its weights cache."""
+    args = ["--weights", "$(CHUTE_MODEL_PATH)", "--load-seconds-per-gib", "20"]
+    model = {
+        "name": repo,
+        "revision": revision,
+        "cache": {"size": "1Gi", "storageClassName": storage_class, "accessMode": "ReadWriteOnce", **cache},
+    }
+    return real_chute(name, image, args, model=model)
+
+
+def _weights(cp: ControlPlane, name: str, namespace: str) -> dict[str, Any]:
+    return condition(get(cp, "chute", name, namespace), "Weights")
+
+
+def test_two_chutes_of_one_revision_download_once_and_serve_offline(
+    control_plane: ControlPlane,
+    real_node: RealNode,
+    project_image: str,
+    namespace: str,
+    storage: dict[str, str],
+    hub: str,
+    weights_operator: OperatorProcess,
+) -> None:
+    cp = control_plane
+    before = hub_downloads(hub)
+    for name in ("first", "second"):
+        apply(cp, weights_chute(name, project_image, storage["local"]), namespace)
+
+    def progress() -> str | None:
+        found = _weights(cp, "first", namespace)
+        return found["message"] if "MiB of" in found.get("message", "") else None
+
+    message = eventually(progress, "the download's progress in the status", timeout=180)
+    assert "test-org/tiny" in message
+    pods = {name: wait_serving(cp, name, namespace, timeout=300) for name in ("first", "second")}
+    after = hub_downloads(hub)
+    sent = {f: after[f] - before.get(f, 0) for f in after if f.startswith(f"test-org/tiny@{REVISION}/")}
+    assert len(sent) == 3, after  # config.json and two shards
+    assert set(sent.values()) == {1}, sent  # each file once, for both Chutes
+    assert len(items(cp, "job", namespace, WEIGHTS)) == 1
+    for name in ("first", "second"):
+        assert _weights(cp, name, namespace)["reason"] == "WeightsReady"
+    # the serving pod: offline, the cache read-only, its model loaded from there, no way to the hub
+    pod = pods["first"]
+    model = next(c for c in pod["spec"]["containers"] if c["name"] == "model")
+    env = {e["name"]: e.get("value") for e in model["env"]}
+    assert env["HF_HUB_OFFLINE"] == "1"
+    pod_name = pod["metadata"]["name"]
+    log = cp.kubectl("logs", pod_name, "-n", namespace, "-c", "model").stdout
+    assert "2 files" in log, log
+    write = cp.kubectl(
+        "exec", pod_name, "-n", namespace, "-c", "model", "--", "python3", "-c",
+        "open('/weights/hub/x', 'w')", check=False,
+    )  # fmt: skip
+    assert "Read-only file system" in write.stderr, write.stderr
+    host = hub.removeprefix("http://").split(":")[0]
+    assert probe(cp, pod_name, namespace, host, HUB_PORT, container="model").outcome == "timeout"
+    assert len(running_pods(cp, "second", namespace)) == 1
+
+
+FAILURES = {
+    # Chute: (repository, cache fields, the reason it must report)
+    "absent": ("test-org/absent", {}, "RepositoryNotFound"),
+    "gated": ("test-org/tiny-gated", {}, "GatedRepo"),
+    "refused": ("test-org/tiny-gated", {"tokenSecretRef": {"name": "hf-token"}}, "HubUnauthorized"),
+    "full": ("test-org/tiny", {}, "DiskFull"),
+}
+
+
+def test_each_hub_refusal_and_a_full_disk_is_reported_with_its_reason_beside_a_serving_chute(
+    control_plane: ControlPlane,
+    real_node: RealNode,
+    project_image: str,
+    namespace: str,
+    storage: dict[str, str],
+    hub: str,
+    weights_operator: OperatorProcess,
+) -> None:
+    cp = control_plane
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "hf-token"},
+        "stringData": {"token": "hf_no"},
+    }
+    apply(cp, secret, namespace)
+    apply(cp, weights_chute("healthy", project_image, storage["local"]), namespace)
+    for name, (repo, cache, _) in FAILURES.items():
+        storage_class = storage["small"] if name == "full" else storage["local"]
+        revision = REVISION_2 if name == "full" else REVISION
+        apply(cp, weights_chute(name, project_image, storage_class, repo, revision, **cache), namespace)
+    for name, (_, _, reason) in FAILURES.items():
+
+        def reported(name: str = name, reason: str = reason) -> dict[str, Any] | None:
+            ready = condition(get(cp, "chute", name, namespace), "Ready")
+            return ready if ready.get("reason") == reason else None
+
+        ready = eventually(reported, f"{name}: Ready=False {reason}", timeout=240)
+        assert ready["status"] == "False"
+        chute = get(cp, "chute", name, namespace)
+        assert condition(chute, "Degraded")["reason"] == reason
+        assert condition(chute, "Weights")["status"] == "False"
+        assert get(cp, "deployment", name, namespace) is None  # nothing serves a model it does not have
+        events = json.loads(
+            cp.kubectl(
+                "get",
+                "events",
+                "-n",
+                namespace,
+                "--field-selector",
+                f"involvedObject.name={name}",
+                "-o",
+                "json",
+            ).stdout
+        )["items"]
+        assert any(e["type"] == "Warning" and e["reason"] == reason for e in events), events
+    wait_serving(cp, "healthy", namespace, timeout=300)
