@@ -14,10 +14,7 @@ read-only cache.
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
-import sys
-import urllib.request
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,97 +23,33 @@ import pytest
 
 from chute_devcluster.controlplane import ControlPlane
 from chute_devcluster.realnode import RealNode
-from chute_devcluster.realnode_config import REAL_NODE_LABEL
 from tests.hub_models import REVISION, REVISION_2
 from tests.kube_helpers import apply, condition, eventually, get, items
 from tests.operator_fixtures import OperatorProcess
-from tests.realnode.conftest import real_chute, running_pods, wait_serving
-from tests.realnode.policy_probes import outside_server, probe
+from tests.realnode.conftest import running_pods, wait_serving
+from tests.realnode.policy_probes import probe
+from tests.weights_harness import HUB_PORT, hub_downloads, local_storage, outside_hub, weights_chute
 
 pytestmark = [pytest.mark.realnode, pytest.mark.e2e, pytest.mark.timeout(1200)]
 
-HUB_SUBNET, HUB_PORT = "198.51.100.4/30", 8000
 MODEL_MIB = 48
-HUB_RATE = 4 << 20
+HUB_RATE = 2 << 20
 """Bytes a second the hub sends each file at: a download lasts long enough to report progress."""
 WEIGHTS = "chutes.ai/weights"
-VOLUMES = Path("/var/tmp/chute-weights-test")
 
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The test hub, outside the cluster: its endpoint."""
-    root = tmp_path_factory.mktemp("hub")
-    address = HUB_SUBNET.rsplit(".", 1)[0] + ".6"
-    command = [sys.executable, "-m", "tests.hub", "--root", str(root), "--host", address]
-    command += ["--port", str(HUB_PORT), "--mib", str(MODEL_MIB), "--rate", str(HUB_RATE)]
-    with outside_server(HUB_SUBNET, HUB_PORT, command) as outside:
-        yield f"http://{outside.address}:{outside.port}"
-
-
-def hub_downloads(endpoint: str) -> dict[str, int]:
-    # http to the test hub on this machine (bandit B310)
-    with urllib.request.urlopen(f"{endpoint}/_stats", timeout=10) as response:  # nosec B310
-        found: dict[str, int] = json.loads(response.read())
-    return found
-
-
-def _volume(name: str, storage_class: str, path: Path) -> dict[str, Any]:
-    selector = {"key": REAL_NODE_LABEL, "operator": "In", "values": ["true"]}
-    return {
-        "apiVersion": "v1",
-        "kind": "PersistentVolume",
-        "metadata": {"name": name},
-        "spec": {
-            "storageClassName": storage_class,
-            "capacity": {"storage": "4Gi"},
-            "accessModes": ["ReadWriteOnce"],
-            "persistentVolumeReclaimPolicy": "Retain",
-            "local": {"path": str(path)},
-            "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [selector]}]}},
-        },
-    }
+    with outside_hub(tmp_path_factory.mktemp("hub"), MODEL_MIB, HUB_RATE) as endpoint:
+        yield endpoint
 
 
 @pytest.fixture
 def storage(control_plane: ControlPlane, namespace: str) -> Iterator[dict[str, str]]:
-    """Two classes of static local volumes on the real node: ``local`` (directories) and ``small`` (one
-    8 MiB tmpfs, smaller than the model)."""
-    classes = {"local": f"weights-{namespace}", "small": f"weights-small-{namespace}"}
-    root = VOLUMES / namespace
-    objects: list[dict[str, Any]] = [
-        {
-            "apiVersion": "storage.k8s.io/v1",
-            "kind": "StorageClass",
-            "metadata": {"name": name},
-            "provisioner": "kubernetes.io/no-provisioner",
-            "volumeBindingMode": "Immediate",
-        }
-        for name in classes.values()
-    ]
-    mounted: list[Path] = []
-    for index in range(5):
-        path = root / f"local-{index}"
-        path.mkdir(parents=True)
-        path.chmod(0o777)
-        objects.append(_volume(f"{classes['local']}-{index}", classes["local"], path))
-    small = root / "small"
-    small.mkdir(parents=True)
-    subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=8m,mode=0777", "tmpfs", str(small)], check=True, timeout=30
-    )
-    mounted.append(small)
-    objects.append(_volume(f"{classes['small']}-0", classes["small"], small))
-    try:
-        for obj in objects:
-            control_plane.kubectl("apply", "-f", "-", input=json.dumps(obj))
+    """Static local volumes on the real node: ``local`` directories and one 8 MiB ``small`` tmpfs."""
+    with local_storage(control_plane, namespace) as classes:
         yield classes
-    finally:
-        for obj in objects:
-            control_plane.kubectl("delete", obj["kind"], obj["metadata"]["name"], "--wait=false", check=False)
-        for path in mounted:
-            subprocess.run(["umount", "-l", str(path)], check=False, timeout=30)
-        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture
@@ -134,24 +67,6 @@ def weights_operator(
     ).start()
     yield process
     process.stop()
-
-
-def weights_chute(
-    name: str,
-    image: str,
-    storage_class: str,
-    repo: str = "test-org/tiny",
-    revision: str = REVISION,
-    **cache: Any,
-) -> dict[str, Any]:
-    """A simulated model server that checks and reads the revision from its weights cache."""
-    args = ["--weights", "$(CHUTE_MODEL_PATH)", "--load-seconds-per-gib", "20"]
-    model = {
-        "name": repo,
-        "revision": revision,
-        "cache": {"size": "1Gi", "storageClassName": storage_class, "accessMode": "ReadWriteOnce", **cache},
-    }
-    return real_chute(name, image, args, model=model)
 
 
 def _weights(cp: ControlPlane, name: str, namespace: str) -> dict[str, Any]:
@@ -174,7 +89,8 @@ def test_two_chutes_of_one_revision_download_once_and_serve_offline(
 
     def progress() -> str | None:
         found = _weights(cp, "first", namespace)
-        return found["message"] if "MiB of" in found.get("message", "") else None
+        shown = re.search(r"[0-9.]+ (B|KiB|MiB) of 48\.0 MiB \([0-9]+%\)", found.get("message", ""))
+        return found["message"] if shown else None
 
     message = eventually(progress, "the download's progress in the status", timeout=180)
     assert "test-org/tiny" in message
@@ -234,7 +150,7 @@ def test_each_hub_refusal_and_a_full_disk_is_reported_with_its_reason_beside_a_s
     for name, (repo, cache, _) in FAILURES.items():
         storage_class = storage["small"] if name == "full" else storage["local"]
         revision = REVISION_2 if name == "full" else REVISION
-        apply(cp, weights_chute(name, project_image, storage_class, repo, revision, **cache), namespace)
+        apply(cp, weights_chute(name, project_image, storage_class, repo, revision, cache=cache), namespace)
     for name, (_, _, reason) in FAILURES.items():
 
         def reported(name: str = name, reason: str = reason) -> dict[str, Any] | None:

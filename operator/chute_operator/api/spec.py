@@ -544,8 +544,9 @@ class ChuteSpec(ApiModel):
         description="Let the pods open connections to any address, inside or outside the cluster. When "
         "false the Chute's NetworkPolicy allows only DNS queries to the cluster's DNS pods and the "
         "destinations in allowedEgress (provide weights with model.cache, whose download Job alone "
-        "reaches the hub, or via the cache PersistentVolumeClaim or an in-cluster mirror listed there). Ingress is governed either way: only the serving port, "
-        "and the metrics port from Prometheus.",
+        "reaches the hub, or via the cache PersistentVolumeClaim or an in-cluster mirror listed "
+        "there). Ingress is governed either way: only the serving port, and the metrics port from "
+        "Prometheus.",
     )
     allowed_egress: list[EgressRule] = Field(
         default_factory=list,
