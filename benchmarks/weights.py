@@ -46,7 +46,7 @@ NAMESPACE = "weights-bench"
 POLL = 0.2
 STEPS = (
     ("cold_start_s", "cold start (download, then load)"),
-    ("download_s", "of which the download Job"),
+    ("download_s", "of which to Weights=True (Job pod start and download)"),
     ("warm_wake_s", "wake 0 → 1, warm"),
     ("warm_scale_up_s", "scale-up 1 → 2, warm"),
 )
