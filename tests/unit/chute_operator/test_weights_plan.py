@@ -136,3 +136,18 @@ def test_a_chute_is_an_owner_only_by_its_own_reference() -> None:
     pvc = render_weights(snapshot.workload.weights)[1]
     assert is_owner(join_manifest(pvc, None, snapshot.chute), "u")
     assert not is_owner(pvc, "u")
+
+
+def test_explain_shows_the_deployment_waiting_and_the_cache_joined() -> None:
+    from chute_operator.explain_plan import format_plan
+
+    snapshot = _snapshot(_cached(), live={})
+    cache = snapshot.workload.weights
+    snapshot = dataclasses.replace(
+        snapshot, weights=WeightsView(cache, tuple(render_weights(cache)), (None, None, None))
+    )
+    plan = make_plan(snapshot, NOW, MANAGER)
+    text = "\n".join(format_plan(snapshot, plan, _status(snapshot, plan)))
+    assert "Deployment a: waits: not applied until its weights cache is ready" in text
+    assert f"Job {cache.name}: create (weights cache)" in text
+    assert "Weights Unknown (WeightsPending)" in text
