@@ -177,3 +177,44 @@ def test_each_hub_refusal_and_a_full_disk_is_reported_with_its_reason_beside_a_s
         )["items"]
         assert any(e["type"] == "Warning" and e["reason"] == reason for e in events), events
     wait_serving(cp, "healthy", namespace, timeout=300)
+
+
+def test_a_revision_change_downloads_before_the_rollout_while_the_old_revision_serves(
+    control_plane: ControlPlane,
+    real_node: RealNode,
+    project_image: str,
+    namespace: str,
+    storage: dict[str, str],
+    hub: str,
+    weights_operator: OperatorProcess,
+) -> None:
+    cp = control_plane
+    apply(cp, weights_chute("model", project_image, storage["local"]), namespace)
+    old_pod = wait_serving(cp, "model", namespace, timeout=300)["metadata"]["name"]
+    old_cache = items(cp, "pvc", namespace, WEIGHTS)[0]["metadata"]["name"]
+    before = hub_downloads(hub)
+    apply(cp, weights_chute("model", project_image, storage["local"], revision=REVISION_2), namespace)
+
+    def downloading() -> dict[str, Any] | None:
+        ready = condition(get(cp, "chute", "model", namespace), "Ready")
+        return ready if ready.get("reason") == "WeightsDownloading" else None
+
+    eventually(downloading, "Ready=False WeightsDownloading", timeout=120)
+    # meanwhile the old revision's pod serves, on the old template and cache
+    chute = get(cp, "chute", "model", namespace)
+    assert condition(chute, "Available")["status"] == "True"
+    assert [p["metadata"]["name"] for p in running_pods(cp, "model", namespace)] == [old_pod]
+    deployment = get(cp, "deployment", "model", namespace)
+    assert deployment is not None
+    assert old_cache in json.dumps(deployment["spec"]["template"]["spec"]["volumes"])
+    new_pod = wait_serving(cp, "model", namespace, timeout=300)
+    env = {e["name"]: e.get("value") for e in new_pod["spec"]["containers"][0]["env"]}
+    assert env["CHUTE_MODEL_PATH"].endswith(f"/snapshots/{REVISION_2}")
+    sent = {f: n - before.get(f, 0) for f, n in hub_downloads(hub).items() if f"@{REVISION_2}/" in f}
+    assert sorted(sent.values()) == [1, 1, 1], sent
+    eventually(
+        lambda: get(cp, "job", old_cache, namespace) is None, "the old cache's Job deleted", timeout=120
+    )
+    eventually(
+        lambda: get(cp, "pvc", old_cache, namespace) is None, "the old cache's claim deleted", timeout=120
+    )
