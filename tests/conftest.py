@@ -15,6 +15,7 @@ cannot start (not root, a missing package, another cluster holds it for longer t
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import secrets
@@ -164,10 +165,9 @@ def _namespace_name(test_name: str) -> str:
     return f"t-{stem}-{secrets.token_hex(3)}"
 
 
-@pytest.fixture
-def namespace(control_plane: ControlPlane, request: pytest.FixtureRequest) -> Iterator[str]:
-    """A fresh namespace for one test (its ``default`` ServiceAccount exists); deleted afterwards."""
-    name = _namespace_name(request.node.name)
+@contextlib.contextmanager
+def fresh_namespace(control_plane: ControlPlane, name: str) -> Iterator[str]:
+    """Namespace ``name``, created (once its ``default`` ServiceAccount exists) and deleted afterwards."""
     control_plane.kubectl("create", "namespace", name)
     control_plane.kubectl("label", "namespace", name, "chutes.ai/test=true")
     deadline = time.monotonic() + 60
@@ -184,3 +184,10 @@ def namespace(control_plane: ControlPlane, request: pytest.FixtureRequest) -> It
         yield name
     finally:
         control_plane.kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found", check=False)
+
+
+@pytest.fixture
+def namespace(control_plane: ControlPlane, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh namespace for one test (its ``default`` ServiceAccount exists); deleted afterwards."""
+    with fresh_namespace(control_plane, _namespace_name(request.node.name)) as name:
+        yield name

@@ -28,6 +28,14 @@ def selecting(**node_selector: Any) -> dict[str, Any]:
     return chute_with(nodeSelector=node_selector)
 
 
+GW = {"parentRefs": [{"name": "gw"}]}
+
+
+def exposing(**expose: Any) -> dict[str, Any]:
+    """BASE with this spec.expose."""
+    return chute_with(expose=expose)
+
+
 def _named(name: str) -> dict[str, Any]:
     document = copy.deepcopy(BASE)
     document["metadata"]["name"] = name
@@ -172,6 +180,47 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
     ("image-newline", chute_with(image="vllm/vllm-openai\n:v0.10.1"), "image"),
     ("env-name-unicode", chute_with(env=[{"name": "\u00c4PI_KEY", "value": "x"}]), "name"),
     ("env-name-equals", chute_with(env=[{"name": "A=B", "value": "x"}]), "name"),
+    # spec.expose: each refusal names the field
+    ("expose-route-path-relative", exposing(httpRoute={**GW, "path": "qwen"}), "httpRoute.path"),
+    ("expose-route-path-dot-segment", exposing(httpRoute={**GW, "path": "/a/../b"}), "httpRoute.path"),
+    ("expose-route-path-double-slash", exposing(httpRoute={**GW, "path": "/a//b"}), "httpRoute.path"),
+    ("expose-route-rewrite-without-path", exposing(httpRoute={**GW, "rewritePrefix": "/"}), "rewritePrefix"),
+    (
+        "expose-route-rewrite-relative",
+        exposing(httpRoute={**GW, "path": "/a", "rewritePrefix": "b"}),
+        "rewritePrefix",
+    ),
+    (
+        "expose-route-cords-with-path",
+        exposing(httpRoute={**GW, "matchCords": True, "path": "/a"}),
+        "matchCords",
+    ),
+    (
+        "expose-route-hostname-uppercase",
+        exposing(httpRoute={**GW, "hostnames": ["Models.example.com"]}),
+        "hostnames",
+    ),
+    (
+        "expose-route-hostname-port",
+        exposing(httpRoute={**GW, "hostnames": ["a.example.com:443"]}),
+        "hostnames",
+    ),
+    ("expose-route-no-parent", exposing(httpRoute={"parentRefs": []}), "parentRefs"),
+    ("expose-route-parent-unnamed", exposing(httpRoute={"parentRefs": [{"namespace": "gw"}]}), "name"),
+    ("expose-route-scheme-ftp", exposing(httpRoute={**GW, "scheme": "ftp"}), "scheme"),
+    ("expose-ingress-path-relative", exposing(ingress={"path": "v1"}), "ingress.path"),
+    ("expose-ingress-host-wildcard-inside", exposing(ingress={"host": "a.*.example.com"}), "ingress.host"),
+    ("expose-ingress-class-uppercase", exposing(ingress={"className": "Nginx"}), "className"),
+    ("expose-ingress-host-ip", exposing(ingress={"host": "10.0.0.1"}), "ingress.host"),
+    ("service-port-metrics", chute_with(service={"port": 9090}), "service.port"),
+    ("service-port-admin", chute_with(service={"port": 9091}), "service.port"),
+    ("expose-pool-picker-without-port", exposing(inferencePool={"endpointPicker": {"name": "epp"}}), "port"),
+    (
+        "expose-pool-picker-failure-mode",
+        exposing(inferencePool={"endpointPicker": {"name": "epp", "port": 9002, "failureMode": "Retry"}}),
+        "failureMode",
+    ),
+    ("expose-unknown-kind", exposing(service={}), "service"),
 ]
 
 # Refused by the API server's list types (set, map keys); the offline parser leaves duplicates to it.

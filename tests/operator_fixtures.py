@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -133,12 +134,9 @@ session_operators: list[OperatorProcess] = []
 """The session's operators that tests started (one per test directory whose conftest has the fixture)."""
 
 
-@pytest.fixture
-def session_operator_paused() -> Iterator[None]:
-    """For a test that runs an operator of its own with an activator: a session operator watches every
-    namespace but knows no activator, so it would delete the activator's EndpointSlice that the
-    test's operator keeps, and each would undo the other. Those running are stopped for the test and
-    started again after; none is started."""
+@contextlib.contextmanager
+def session_operators_stopped() -> Iterator[None]:
+    """The running session operators stopped, and started again after; none is started."""
     paused = [p for p in session_operators if p.process is not None and p.process.poll() is None]
     for process in paused:
         process.stop()
@@ -147,3 +145,21 @@ def session_operator_paused() -> Iterator[None]:
     finally:
         for process in paused:
             process.start()
+
+
+@pytest.fixture
+def session_operator_paused() -> Iterator[None]:
+    """For a test that runs an operator of its own with an activator: a session operator watches every
+    namespace but knows no activator, so it would delete the activator's EndpointSlice that the
+    test's operator keeps, and each would undo the other. Those running are stopped for the test and
+    started again after; none is started."""
+    with session_operators_stopped():
+        yield
+
+
+@pytest.fixture(scope="module")
+def session_operator_paused_for_module() -> Iterator[None]:
+    """:func:`session_operator_paused` for every test of a module (an operator of theirs that they
+    share, such as the chart's in pods)."""
+    with session_operators_stopped():
+        yield

@@ -1,12 +1,11 @@
 """Releases of the chart and image to the local registry, and what an upgrade in pods is read by:
-shared by tests/realnode/test_chart_upgrade_in_pods.py and benchmarks/install.py.
+shared by tests/realnode/test_chart_in_pods.py (its upgrade test) and benchmarks/install.py.
 
 A later release is a staged copy of this checkout made as a release is made (docs/deployment.md,
 Releasing): the version bumped in pyproject.toml and Chart.yaml, CHANGELOG.md's Unreleased entries
 under it and, for a release whose sidecar changed, a line added to the sidecar's code with its new
 fingerprint set in version.py and Chart.yaml. The copy's own ``scripts/release`` publishes it. The
-real checkout is never written to. The chart-in-pods helpers come from test_chart_in_pods.py (until they
-move to chute_devcluster/chart_install.py).
+real checkout is never written to. The install's steps are chute_devcluster/chart_install.py's.
 """
 
 from __future__ import annotations
@@ -24,19 +23,29 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from chute_devcluster import chart_install
 from chute_devcluster.images import build_base_image
 from chute_devcluster.release import project_version, sidecar_fingerprint
 from chute_shared.cluster import SIDECAR_CONTAINER
-from tests.chart.helm import Helm
 from tests.kube_helpers import condition, eventually, items
-from tests.realnode.test_chart_in_pods import _selector as selector
-from tests.realnode.test_chart_in_pods import chat, rollout
+from tests.realnode.conftest import Answer, http
 
 ROOT = Path(__file__).resolve().parents[1]
 STAGED = ("Dockerfile", ".dockerignore", "pyproject.toml", "README.md", "LICENSE", "CHANGELOG.md")
 OPERATOR_METRICS_PORT = 8081
 RELEASE = "co"
 COMPONENT = "app.kubernetes.io/component"
+
+
+def selector(deployment: dict[str, Any]) -> str:
+    """A Deployment's pod selector as a label selector string."""
+    return chart_install.selector(deployment)
+
+
+def chat(base_url: str, timeout: float = 30.0) -> Answer:
+    """One chat completion from the simulated model (its name in modelsim's default)."""
+    body = {"model": "chute-modelsim", "max_tokens": 3, "messages": [{"role": "user", "content": "hi"}]}
+    return http(f"{base_url}/v1/chat/completions", body, timeout=timeout)
 
 
 def next_version(version: str, step: int) -> str:
@@ -133,7 +142,12 @@ def operator_leading(cp: Any, namespace: str, deployment: dict[str, Any], image:
 
 
 def helm_to(
-    cp: Any, helm: Helm, release: dict[str, str], namespace: str, values: Path, verb: str = "upgrade"
+    cp: Any,
+    helm: chart_install.Helm,
+    release: dict[str, str],
+    namespace: str,
+    values: Path,
+    verb: str = "upgrade",
 ) -> dict[str, Any]:
     """``helm install`` or ``upgrade`` (``verb``) of the published ``release`` as the release ``co``;
     once every Deployment of it has rolled out and the operator's pod on its image leads, the
@@ -144,7 +158,7 @@ def helm_to(
     )  # fmt: skip
     deployments = items(cp, "deployment", namespace, f"app.kubernetes.io/instance={RELEASE}")
     for deployment in deployments:
-        rollout(cp, deployment["metadata"]["name"], namespace)
+        chart_install.rollout(cp.kubeconfig, deployment["metadata"]["name"], namespace)
     operator = next(d for d in deployments if d["metadata"]["labels"].get(COMPONENT) == "operator")
     eventually(
         lambda: operator_leading(cp, namespace, operator, release["image"]),

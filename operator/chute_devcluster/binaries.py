@@ -442,6 +442,17 @@ def ensure_registry() -> Path:
     return binary
 
 
+def ensure_go_command(name: str, package: str, version: str) -> Path:
+    """``go install PACKAGE@VERSION`` once, under the build lock, into ``bin/NAME-VERSION/NAME``."""
+    binary = _single_dir(name, version) / name
+    if not binary.exists():
+        cache_dir().mkdir(parents=True, exist_ok=True)
+        with (cache_dir() / "build.lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            _go_install(name, package, version)
+    return binary
+
+
 def ensure_helm() -> Path:
     """The pinned helm alone (the release workflow needs no control plane)."""
     binary = toolset().helm

@@ -1,6 +1,9 @@
-"""``chute-operator dev up|down|status|build|images``: a local cluster for a person, in the background.
+"""``chute-operator dev up|down|status|build|images|gateway-crds``: a local cluster for a person, in
+the background.
 
-``build`` builds the control plane's binaries and the images (``images`` only the latter).
+``build`` builds the control plane's binaries and the images (``images`` only the latter);
+``gateway-crds`` installs the Gateway API's and the InferencePool's CRDs into the running cluster
+(``spec.expose``, :mod:`chute_devcluster.gateway_crds`).
 
 The state lives in ``<cache>/dev/`` (``$CHUTE_OPERATOR_CACHE``, default ``~/.cache/chute-operator``):
 the kubeconfig, the supervisor's pid and log, every component's log. ``dev down`` also stops any
@@ -389,6 +392,27 @@ def _images() -> int:
     return 0
 
 
+def _gateway_crds() -> int:
+    """Install the Gateway API and InferencePool CRDs into the running cluster."""
+    from chute_devcluster.gateway_crds import install_gateway_crds
+
+    if _running_server() is None:
+        print("not running (start it with: chute-operator dev up)", file=sys.stderr)
+        return 1
+
+    def kubectl(*args: str) -> None:
+        command = [str(toolset().kubectl), f"--kubeconfig={kubeconfig_path()}", *args]
+        subprocess.run(command, check=True, capture_output=True, text=True)
+
+    try:
+        files = install_gateway_crds(kubectl)
+    except (BuildError, subprocess.CalledProcessError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print("installed:\n" + "\n".join(f"  {path}" for path in files))
+    return 0
+
+
 def dev_command(
     action: str, pod_cidr: str | None = None, service_cidr: str | None = None, real_node: bool = True
 ) -> int:
@@ -399,6 +423,7 @@ def dev_command(
         "status": _status,
         "build": _build,
         "images": _images,
+        "gateway-crds": _gateway_crds,
     }
     if action not in actions:
         print(f"unknown action {action!r}; one of {', '.join(actions)}", file=sys.stderr)

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from chute_operator.kube import (
+    OPTIONAL_KINDS,
     ApiFailure,
     BadRequest,
     Conflict,
@@ -49,12 +50,12 @@ class Actor:
         api: KubeApi,
         store: Store,
         metrics: OperatorMetrics,
-        monitoring_refresh: Callable[[], Awaitable[bool]],
+        refresh_served: Callable[[str], Awaitable[bool]],
         check_leader: Callable[[], None],
     ) -> None:
         self.api, self.store, self.metrics = api, store, metrics
-        self.monitoring_refresh = monitoring_refresh
-        """Ask again whether the ServiceMonitor API is served (an awaitable of bool)."""
+        self.refresh_served = refresh_served
+        """Ask again whether an optional kind's API is served (kube.OPTIONAL_KINDS)."""
         self.check_leader = check_leader
 
     async def act(self, snapshot: Snapshot, plan: Plan, outcome: Outcome | None = None) -> Outcome:
@@ -90,8 +91,8 @@ class Actor:
                 outcome.not_in_place.add(kind)
                 continue
             except NotFound as error:
-                if kind == "ServiceMonitor" and not await self.monitoring_refresh():
-                    outcome.unserved = True  # the CRD went away: the Monitored condition says so
+                if kind in OPTIONAL_KINDS and not await self.refresh_served(kind):
+                    outcome.unserved.add(kind)  # the CRD went away: a condition says so
                     continue
                 self._failed(outcome, label, error, retry=True)
                 continue

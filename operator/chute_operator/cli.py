@@ -172,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     crd.set_defaults(handler=_crd)
 
     dev = commands.add_parser("dev", help="a local control plane with simulated GPU nodes")
-    dev.add_argument("action", choices=["up", "down", "status", "build", "images"])
+    dev.add_argument("action", choices=["up", "down", "status", "build", "images", "gateway-crds"])
     dev.add_argument("--pod-cidr", default=None, help="up: the pod range (default 10.244.0.0/16)")
     dev.add_argument("--service-cidr", default=None, help="up: the Service range (default 10.96.0.0/16)")
     dev.add_argument(

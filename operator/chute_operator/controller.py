@@ -205,7 +205,7 @@ class Controller:
             for i in range(self.settings.reconciling.workers)
         ]
         self._tasks.append(asyncio.create_task(self._resync(), name="resync"))
-        self._tasks.append(asyncio.create_task(self._watch_monitoring_api(), name="monitoring-api"))
+        self._tasks.append(asyncio.create_task(self._watch_optional_apis(), name="monitoring-api"))
         if self.settings.scale_to_zero.activator_service:
             self._tasks.append(asyncio.create_task(self._scale_to_zero(), name="scale-to-zero"))
         if self.elector is not None:
@@ -286,20 +286,22 @@ class Controller:
                 for key in self.store.keys("Chute"):
                     self.queue.add(key)
 
-    async def _watch_monitoring_api(self) -> None:
-        """While the ServiceMonitor API is missing, look for it; when it appears, reconcile everything."""
-        probe = self.reconciler.monitoring
+    async def _watch_optional_apis(self) -> None:
+        """While an optional API (ServiceMonitor, an exposed kind) is missing, look for it; when one
+        appears, reconcile everything."""
+        probe = self.reconciler.apis
         while True:
             await asyncio.sleep(self.settings.watching.monitoring_recheck_seconds)
-            if probe.available is not False or not self.is_leader():
+            if not probe.missing() or not self.is_leader():
                 continue
-            try:
-                if await probe.refresh():
-                    log.info("the ServiceMonitor API appeared: reconciling every Chute")
-                    for key in self.store.keys("Chute"):
-                        self.queue.add(key)
-            except Exception as error:
-                log.warning("checking for the ServiceMonitor API: %s", error_message(error))
+            for kind in probe.missing():
+                try:
+                    if await probe.refresh(kind):
+                        log.info("the %s API appeared: reconciling every Chute", kind)
+                        for key in self.store.keys("Chute"):
+                            self.queue.add(key)
+                except Exception as error:
+                    log.warning("checking for the %s API: %s", kind, error_message(error))
 
     async def _scale_to_zero(self) -> None:
         """Read the activator's ready pods and re-check Chutes with minInstances 0 for idleness."""

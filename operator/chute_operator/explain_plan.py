@@ -57,8 +57,7 @@ def format_plan(snapshot: Snapshot, plan: Plan, status: dict[str, Any]) -> list[
         else:
             fate = LABEL[step.action] + (" (its replicas handed over first)" if step.handover else "")
         lines.append(f"  {step.label}: {fate}")
-    if plan.unserved:
-        lines.append("  ServiceMonitor: left out (the ServiceMonitor API is not served)")
+    lines += [f"  {kind}: left out (the {kind} API is not served)" for kind in plan.unserved]
     for manifest in plan.weights_join:
         what = "create" if "spec" in manifest else "add this Chute's owner reference"
         lines.append(f"  {manifest['kind']} {manifest['metadata']['name']}: {what} (weights cache)")
@@ -123,7 +122,7 @@ async def observe_live(
     from chute_operator.discover import learn
     from chute_operator.kube import CHILD_KINDS, KubeApi
     from chute_operator.observe import Observer, no_readings
-    from chute_operator.reconcile import MonitoringProbe
+    from chute_operator.reconcile import ApiProbe
     from chute_operator.render import DesiredManifests
     from chute_operator.sidecars import SidecarUpdates
     from chute_operator.store import Store
@@ -153,13 +152,13 @@ async def observe_live(
         if settings.scale_to_zero.activator_service:
             where, _, service = settings.scale_to_zero.activator_service.partition("/")
             activator = activator_from_slices(await api.endpoint_slices(where, service))
-        monitoring = MonitoringProbe(api)
+        apis = ApiProbe(api)
         observer = Observer(
             api,
             store,
             options,
             DesiredManifests(),
-            monitoring.served,
+            apis.served,
             lambda: activator,
             no_readings,
             sidecars=SidecarUpdates(settings.sidecar_policy()),

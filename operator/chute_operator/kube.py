@@ -23,11 +23,15 @@ CHILD_KINDS = (
     "ServiceMonitor",
     "NetworkPolicy",
     "EndpointSlice",
+    "InferencePool",
+    "HTTPRoute",
+    "Ingress",
     "PersistentVolumeClaim",
     "Job",
 )
-"""Kinds the operator creates, in apply order (the EndpointSlice only for scale to zero, zero.py; the
-PersistentVolumeClaim and Job of the weights caches Chutes share, weights.py)."""
+"""Kinds the operator creates (the EndpointSlice only for scale to zero, zero.py; InferencePool,
+HTTPRoute and Ingress for ``spec.expose``; the PersistentVolumeClaim and Job of the weights caches
+Chutes share, weights.py)."""
 WATCHED_KINDS = ("Chute", *CHILD_KINDS, "Pod")
 """Every kind the controller keeps in its store."""
 
@@ -39,11 +43,20 @@ LIST_PATHS: dict[str, tuple[str, tuple[str, str]]] = {
     "ServiceMonitor": ("monitoring.coreos.com/v1", ("/apis/monitoring.coreos.com/v1", "servicemonitors")),
     "NetworkPolicy": ("networking.k8s.io/v1", ("/apis/networking.k8s.io/v1", "networkpolicies")),
     "EndpointSlice": ("discovery.k8s.io/v1", ("/apis/discovery.k8s.io/v1", "endpointslices")),
+    "InferencePool": (
+        "inference.networking.k8s.io/v1",
+        ("/apis/inference.networking.k8s.io/v1", "inferencepools"),
+    ),
+    "HTTPRoute": ("gateway.networking.k8s.io/v1", ("/apis/gateway.networking.k8s.io/v1", "httproutes")),
+    "Ingress": ("networking.k8s.io/v1", ("/apis/networking.k8s.io/v1", "ingresses")),
     "Pod": ("v1", ("/api/v1", "pods")),
     "PersistentVolumeClaim": ("v1", ("/api/v1", "persistentvolumeclaims")),
     "Job": ("batch/v1", ("/apis/batch/v1", "jobs")),
 }
 """Per watched kind: its apiVersion, and the collection's path (group prefix, plural)."""
+OPTIONAL_KINDS = ("ServiceMonitor", "InferencePool", "HTTPRoute", "Ingress")
+"""Children whose API a cluster may not serve (CRDs, or an API turned off): created only where
+discovery finds it (:meth:`KubeApi.kind_served`)."""
 API_SERVICES = "/apis/apiregistration.k8s.io/v1/apiservices"
 LIST_PAGE = 250
 """Objects per page of a LIST."""
@@ -354,9 +367,10 @@ class KubeApi:
         """What the API server would store for ``body`` (``dryRun=All``: nothing is written)."""
         return await self._call("POST", collection_path(kind, namespace), {"dryRun": "All"}, body)
 
-    async def service_monitors_served(self) -> bool:
-        """Whether the ServiceMonitor API (prometheus-operator's CRD) exists."""
-        return await self.served("monitoring.coreos.com/v1", "servicemonitors")
+    async def kind_served(self, kind: str) -> bool:
+        """Whether the API of a watched kind exists (one of OPTIONAL_KINDS: a CRD may be missing)."""
+        api_version, (_, plural) = LIST_PATHS[kind]
+        return await self.served(api_version, plural)
 
     async def event(self, chute: dict[str, Any], kind: str, reason: str, message: str) -> None:
         """Record an Event on the Chute (``kubectl describe chute`` shows it)."""

@@ -2,7 +2,8 @@
 
 The store, and the API server for what the store cannot show: a desired child the store lacks (it
 sees only objects labelled as the operator's, so one made by hand is in the way, not missing), and
-whether the ServiceMonitor API is served. Writes nothing but what it reads into the store.
+whether the APIs of the optional children (ServiceMonitor, the kinds of ``spec.expose``) are served.
+Writes nothing but what it reads into the store.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from typing import Any
 
 from chute_operator.activator_ports import ActivatorPorts
 from chute_operator.gpus import NoEligibleGpu
-from chute_operator.kube import KubeApi
+from chute_operator.kube import OPTIONAL_KINDS, KubeApi
 from chute_operator.plan import PRUNABLE, Found, Manifest, Snapshot, owned_by
+from chute_operator.pool_route import route_via_service, with_route_via_service
 from chute_operator.render import DesiredManifests, render_weights
 from chute_operator.rollout import observe as observe_rollout
 from chute_operator.sidecars import SidecarPolicy, SidecarUpdates
@@ -65,7 +67,7 @@ class Observer:
         store: Store,
         options: RenderOptions,
         desired: DesiredManifests,
-        monitoring_served: Callable[[], Awaitable[bool]],
+        served: Callable[[str], Awaitable[bool]],
         activator: Callable[[], ActivatorReading],
         idle_seconds: IdleReadings,
         confirm_idle: ConfirmIdle = no_confirmation,
@@ -77,7 +79,8 @@ class Observer:
         self.api, self.store, self.options, self.desired = api, store, options, desired
         self.ports = ports
         self.sidecars = sidecars or SidecarUpdates(SidecarPolicy(options.sidecar_image))
-        self.monitoring_served = monitoring_served
+        self.served = served
+        """Whether an optional kind's API is served (kube.OPTIONAL_KINDS)."""
         self.activator = activator
         self.idle_seconds = idle_seconds
         self.confirm_idle = confirm_idle
@@ -96,20 +99,24 @@ class Observer:
         except (InvalidChute, NoEligibleGpu) as error:
             invalid = "; ".join(str(error).splitlines())
         desired = tuple(self.desired.of(key, workload)) if workload is not None else ()
-        served = await self._served(desired)
-        children: list[Found] = []
-        for manifest in served:
-            children.append(await self._look_up(manifest, uid, held=_held(manifest, children)))
         idle = {}
         if workload is not None and workload.scale_to_zero:
             names = [(pod.get("metadata") or {}).get("name", "") for pod in pods]
             idle = {name: self.idle_seconds(key[0], name) for name in names}
         deployment, activator = self.store.get("Deployment", key), self.activator()
         port = self._port(chute, workload)
-        confirmed: dict[str, Reading] = {}
         looks_idle = decide(
             workload, chute, deployment, pods, lambda _, pod: idle.get(pod), activator, port is not None
         )
+        if workload is not None and route_via_service(workload, deployment, pods, looks_idle):
+            desired = with_route_via_service(desired, workload)
+        served = await self._served(desired)
+        if workload is not None and _pool_unserved(desired, served):
+            served = with_route_via_service(served, workload)  # no pool to send to: its Service
+        children: list[Found] = []
+        for manifest in served:
+            children.append(await self._look_up(manifest, uid, held=_held(manifest, children)))
+        confirmed: dict[str, Reading] = {}
         if looks_idle is Action.SLEEP:
             confirmed = await self._confirm(key[0], list(idle))
         return Snapshot(
@@ -203,12 +210,12 @@ class Observer:
         return {name: Reading(idle, began) for name, idle in zip(names, read, strict=True)}
 
     async def _served(self, desired: tuple[Manifest, ...]) -> tuple[Manifest, ...]:
-        """Without the ServiceMonitor where its API does not exist (the Monitored condition says so)."""
-        if not any(m["kind"] == "ServiceMonitor" for m in desired):
-            return desired
-        if await self.monitoring_served():
-            return desired
-        return tuple(m for m in desired if m["kind"] != "ServiceMonitor")
+        """Without the optional children whose API does not exist (the Monitored and Exposed
+        conditions say so)."""
+        missing = {
+            m["kind"] for m in desired if m["kind"] in OPTIONAL_KINDS and not await self.served(m["kind"])
+        }
+        return tuple(m for m in desired if m["kind"] not in missing)
 
     async def _look_up(self, manifest: dict[str, Any], uid: str | None, held: bool = False) -> Found:
         """The child of the manifest's kind and name: from the store if this Chute owns it there, else
@@ -230,6 +237,14 @@ class Observer:
             return Found(manifest, in_the_way=True)
         self.store.put(kind, live)
         return Found(manifest, live)
+
+
+def _pool_unserved(desired: tuple[Manifest, ...], served: tuple[Manifest, ...]) -> bool:
+    """Whether the Chute asks for an InferencePool whose API the cluster does not serve: its HTTPRoute
+    then sends to its Service, not to a pool that cannot exist."""
+    return any(m["kind"] == "InferencePool" for m in desired) and not any(
+        m["kind"] == "InferencePool" for m in served
+    )
 
 
 def _held(manifest: Manifest, found: list[Found]) -> bool:

@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from chute_operator.api import reasons
 from chute_operator.drift import drifted
+from chute_operator.expose import EXPOSED_KINDS, sends_to_pool
 from chute_operator.rollout import RolloutObservation
 from chute_operator.sidecars import SidecarChoice
 from chute_operator.store import Key
@@ -37,7 +38,7 @@ from chute_operator.zero import (
 )
 
 Manifest = dict[str, Any]
-PRUNABLE = ("HorizontalPodAutoscaler", "ServiceMonitor", "NetworkPolicy", "Service")
+PRUNABLE = ("HorizontalPodAutoscaler", "ServiceMonitor", "NetworkPolicy", "Service", *EXPOSED_KINDS)
 """Kinds a Chute may stop asking for: deleted when the spec no longer renders them (of Services, the
 metrics Service: the Chute's own is always rendered)."""
 HANDOFF_SUFFIX = "-handoff"
@@ -88,7 +89,8 @@ class Snapshot:
     desired: tuple[Manifest, ...]
     """Every child the spec renders, stamped, in apply order."""
     children: tuple[Found, ...]
-    """The desired children whose API is served (all but an unserved ServiceMonitor), looked up."""
+    """The desired children whose API is served (all but an optional kind's whose API is not,
+    kube.OPTIONAL_KINDS), looked up."""
     deployment: Manifest | None
     """The Deployment the store holds under the Chute's name (owned or not)."""
     pods: tuple[Manifest, ...]
@@ -197,8 +199,8 @@ class Plan:
     """The activator's EndpointSlice, to apply (it is missing or drifted)."""
     slice_delete: Key | None = None
     """The activator's EndpointSlice, to delete (a replica is ready, or scale to zero is off)."""
-    unserved: bool = False
-    """The spec asks for a ServiceMonitor and its API is not served: left out."""
+    unserved: tuple[str, ...] = ()
+    """Kinds the spec asks for whose API is not served (ServiceMonitor, spec.expose's): left out."""
     applied: Event | None = None
     """The Event of the applies, if every one succeeds (act tells it from those that did)."""
     weights_join: tuple[Manifest, ...] = ()
@@ -257,9 +259,15 @@ def applied_event(snapshot: Snapshot, applied: list[str], updated: bool) -> Even
 
 def holds(step: Step, not_in_place: set[str] | frozenset[str]) -> str | None:
     """Why the step must wait: a Deployment waits for its NetworkPolicy (a model never runs
-    unprotected). ``not_in_place``: the kinds that could not be applied so far."""
+    unprotected); an HTTPRoute or Ingress for the Service or InferencePool it sends to (never to one
+    of that name that is not the Chute's). ``not_in_place``: the kinds that could not be applied so far."""
     if step.kind == "Deployment" and "NetworkPolicy" in not_in_place:
         return f"{step.label} not applied until its NetworkPolicy is in place"
+    if step.kind in ("HTTPRoute", "Ingress"):
+        pool = step.kind == "HTTPRoute" and sends_to_pool(step.found.manifest)
+        target = "InferencePool" if pool else "Service"
+        if target in not_in_place:  # one of its name that is not the Chute's would get its traffic
+            return f"{step.label} not applied until the {target} it sends to is in place"
     return None
 
 
@@ -343,6 +351,15 @@ def _applied_deployment(snapshot: Snapshot, steps: tuple[Step, ...]) -> Manifest
     return {**base, "spec": spec}
 
 
+def _route_still_to_pool(snapshot: Snapshot) -> bool:
+    """Whether the Chute's own HTTPRoute, as the API server has it, still sends to its InferencePool
+    (which has no pod once the Chute is at zero)."""
+    return any(
+        found.manifest["kind"] == "HTTPRoute" and found.live is not None and sends_to_pool(found.live)
+        for found in snapshot.children
+    )
+
+
 def plan_zero(snapshot: Snapshot, steps: tuple[Step, ...], now: datetime) -> Zero | None:
     """Idle for shutdownAfterSeconds (by the metrics API's readings, confirmed by each sidecar read
     just now) -> replicas 0; a wake request -> back to the HPA (zero.py has the rules), decided on
@@ -356,6 +373,8 @@ def plan_zero(snapshot: Snapshot, steps: tuple[Step, ...], now: datetime) -> Zer
     seconds = workload.shutdown_after_seconds if workload else 0
     if action is Action.SLEEP and not confirmed_idle(snapshot.pods, snapshot.confirmed, seconds, now):
         return None  # the sidecars, read just now, do not all confirm the window
+    if action is Action.SLEEP and _route_still_to_pool(snapshot):
+        return None  # its HTTPRoute moves to the Service first (pool_route.py); it sleeps after
     if action is Action.STAY or deployment is None:
         return None
     if action is Action.SLEEP:
@@ -394,6 +413,12 @@ def plan_slice(
     return None, None
 
 
+def unserved_kinds(snapshot: Snapshot) -> tuple[str, ...]:
+    """The kinds rendered but left out of the children (their API is not served), in apply order."""
+    served = {found.manifest["kind"] for found in snapshot.children}
+    return tuple(dict.fromkeys(m["kind"] for m in snapshot.desired if m["kind"] not in served))
+
+
 def wait_for_weights(steps: tuple[Step, ...], state: WeightsState | None) -> tuple[Step, ...]:
     """Until its weights cache is ready, the Deployment is not applied: a new Chute gets none yet, a
     revision change keeps the old revision's pod template (and cache) serving."""
@@ -422,7 +447,7 @@ def make_plan(snapshot: Snapshot, now: datetime, field_manager: str) -> Plan:
         zero=zero,
         slice_apply=slice_apply,
         slice_delete=slice_delete,
-        unserved=len(snapshot.children) < len(snapshot.desired),
+        unserved=unserved_kinds(snapshot),
         applied=applied_event(
             snapshot, [s.kind for s in applies], any(s.action == "update" for s in applies)
         ),

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -43,20 +43,25 @@ class RetryLater(Exception):
 
 
 @dataclass
-class MonitoringProbe:
-    """Whether the ServiceMonitor API exists: asked once, then re-checked by the controller."""
+class ApiProbe:
+    """Whether the API of each optional kind (kube.OPTIONAL_KINDS: ServiceMonitor, the kinds of
+    ``spec.expose``) exists: asked when a Chute first wants one, then re-checked by the controller
+    while it is missing."""
 
     api: KubeApi
-    available: bool | None = None
+    available: dict[str, bool] = field(default_factory=dict)
 
-    async def refresh(self) -> bool:
-        self.available = await self.api.service_monitors_served()
-        return self.available
+    async def refresh(self, kind: str) -> bool:
+        self.available[kind] = await self.api.kind_served(kind)
+        return self.available[kind]
 
-    async def served(self) -> bool:
-        if self.available is None:
-            return await self.refresh()
-        return self.available
+    async def served(self, kind: str) -> bool:
+        known = self.available.get(kind)
+        return await self.refresh(kind) if known is None else known
+
+    def missing(self) -> tuple[str, ...]:
+        """The kinds last found not served."""
+        return tuple(kind for kind, served in self.available.items() if not served)
 
 
 def _every(store: Store, kind: str) -> list[dict[str, Any]]:
@@ -94,7 +99,7 @@ class Reconciler:
         self.api, self.store, self.options, self.metrics = api, store, options, metrics
         self.may_write = may_write
         self.status_wait_seconds = status_wait_seconds
-        self.monitoring = MonitoringProbe(api)
+        self.apis = ApiProbe(api)
         self.settled_templates = SettledTemplates()
         self.desired = DesiredManifests()
         self.sidecars = sidecars or SidecarUpdates(SidecarPolicy(options.sidecar_image))
@@ -110,14 +115,14 @@ class Reconciler:
             store,
             options,
             self.desired,
-            self.monitoring.served,
+            self.apis.served,
             activator,
             idle_seconds,
             confirm_idle,
             ports=self.ports,
             sidecars=self.sidecars,
         )
-        self.actor = Actor(api, store, metrics, self.monitoring.refresh, self._check_leader)
+        self.actor = Actor(api, store, metrics, self.apis.refresh, self._check_leader)
         self._deployment_applied: dict[Key, float] = {}
         """When this reconciler last applied each Chute's Deployment (monotonic seconds)."""
 

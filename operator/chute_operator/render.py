@@ -89,7 +89,8 @@ def _render(template: str, workload: Workload | None = None, cache: WeightsCache
 
 def render_workload(workload: Workload) -> list[Manifest]:
     """The children of a resolved Chute, in apply order: the NetworkPolicy before the Deployment, so
-    that no pod runs before its traffic is restricted."""
+    that no pod runs before its traffic is restricted; the InferencePool before the HTTPRoute that
+    sends to it."""
     names = ["networkpolicy.yaml.j2", "service.yaml.j2"]
     if workload.metrics_service:
         names.append("metrics-service.yaml.j2")
@@ -98,6 +99,12 @@ def render_workload(workload: Workload) -> list[Manifest]:
         names.append("hpa.yaml.j2")
     if workload.service_monitor:
         names.append("servicemonitor.yaml.j2")
+    if workload.inference_pool is not None:
+        names.append("inferencepool.yaml.j2")
+    if workload.http_route is not None:
+        names.append("httproute.yaml.j2")
+    if workload.ingress is not None:
+        names.append("ingress.yaml.j2")
     return [_render(name, workload) for name in names]
 
 

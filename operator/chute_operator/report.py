@@ -10,6 +10,7 @@ from typing import Any
 
 from chute_operator.api import reasons
 from chute_operator.conditions import find
+from chute_operator.expose import EXPOSED_KINDS
 from chute_operator.plan import Event, Manifest, Plan, Snapshot, holds, owned_by
 from chute_operator.status import Observation
 from chute_shared.cluster import CHUTE_LABEL
@@ -18,11 +19,12 @@ QUIET_REASONS = reasons.PROGRESS_REASONS | {
     reasons.SIDECAR_BEHIND,
     reasons.SIDECAR_ROLLING,
     reasons.MONITORING_UNAVAILABLE,
+    *reasons.API_UNAVAILABLE.values(),
     reasons.AUTOSCALER_PENDING,
     reasons.SCALING_DISABLED,
 }
 """Reasons announced as Normal events, not Warnings."""
-HELD = frozenset({"NetworkPolicy"})
+HELD = frozenset({"NetworkPolicy", "Service", "InferencePool"})
 """Kinds not in place when a planned step is held (for plan.holds)."""
 
 
@@ -36,8 +38,8 @@ class Outcome:
     """Reported apply errors, one per child."""
     retry: BaseException | None = None
     """The first error that is worth trying again."""
-    unserved: bool = False
-    """The ServiceMonitor API went away while applying."""
+    unserved: set[str] = field(default_factory=set)
+    """Optional kinds whose API went away while applying."""
     not_in_place: set[str] = field(default_factory=set)
     """Kinds that could not be applied."""
     changed: list[str] = field(default_factory=list)
@@ -87,6 +89,13 @@ def warnings(chute: Manifest, outcome: Outcome) -> list[Event]:
     return events
 
 
+def _exposed(label: str) -> str:
+    """The exposed kind of a conflict (``Kind name``) or failure (``applying Kind name: ...``); ''
+    for another kind's."""
+    kind = label.removeprefix("applying ").split(" ", 1)[0]
+    return kind if kind in EXPOSED_KINDS else ""
+
+
 def owned_deployment(snapshot: Snapshot, outcome: Outcome) -> Manifest | None:
     """The Deployment after acting, if this Chute owns it."""
     deployment = outcome.deployment
@@ -106,7 +115,16 @@ def observation(snapshot: Snapshot, plan: Plan, outcome: Outcome, template_settl
         deployment=owned_deployment(snapshot, outcome),
         pods=outcome.pods,
         previous=snapshot.chute.get("status") or {},
-        monitoring_unavailable=plan.unserved or outcome.unserved,
+        monitoring_unavailable="ServiceMonitor" in {*plan.unserved, *outcome.unserved},
+        unexposed=tuple(k for k in EXPOSED_KINDS if k in {*plan.unserved, *outcome.unserved}),
+        exposed_problems=(
+            *(
+                (_exposed(c), reasons.CHILD_CONFLICT, conflict_message([c]) or c)
+                for c in outcome.conflicts
+                if _exposed(c)
+            ),
+            *((_exposed(f), reasons.APPLY_FAILED, f) for f in outcome.failures if _exposed(f)),
+        ),
         hpa=hpa if hpa and owned_by(hpa, snapshot.uid) else None,
         rollout=snapshot.rollout,
         template_settled=template_settled,
@@ -140,12 +158,13 @@ def status_wait(
 
 
 def status_events(previous: dict[str, Any], status: dict[str, Any]) -> list[Event]:
-    """The Events of a status written over ``previous``: the transitions of Ready, Monitored,
+    """The Events of a status written over ``previous``: the transitions of Ready, Monitored, Exposed,
     Autoscaling, SidecarCurrent and Supported that are news."""
     events: list[Event] = []
     kinds = (
         reasons.READY,
         reasons.MONITORED,
+        reasons.EXPOSED,
         reasons.AUTOSCALING,
         reasons.SIDECAR_CURRENT,
         reasons.SUPPORTED,
@@ -158,8 +177,12 @@ def status_events(previous: dict[str, Any], status: dict[str, Any]) -> list[Even
             after["reason"],
         ):
             continue
-        if kind in (reasons.MONITORED, reasons.SIDECAR_CURRENT) and after["status"] == "True" and not before:
-            continue  # monitoring working from the start is not news, nor a new Chute's sidecar
+        if (
+            kind in (reasons.MONITORED, reasons.EXPOSED, reasons.SIDECAR_CURRENT)
+            and after["status"] == "True"
+            and not before
+        ):
+            continue  # monitoring or exposure working from the start is not news, nor a new Chute's sidecar
         if kind == reasons.AUTOSCALING and not before and after["status"] != "False":
             continue  # nor is an autoscaler that starts pending or working
         if (
@@ -168,7 +191,10 @@ def status_events(previous: dict[str, Any], status: dict[str, Any]) -> list[Even
             and after["reason"] == reasons.SCALING_ACTIVE
         ):
             continue  # nor one that, once a replica is ready, starts working as it should
-        if kind == reasons.READY and after["reason"] in (reasons.CHILD_CONFLICT, reasons.APPLY_FAILED):
+        if kind in (reasons.READY, reasons.EXPOSED) and after["reason"] in (
+            reasons.CHILD_CONFLICT,
+            reasons.APPLY_FAILED,
+        ):
             continue  # each conflict and failure has its own event (warnings)
         if (
             kind == reasons.READY

@@ -69,7 +69,8 @@ class Watching:
     client_timeout: int = 330
     resync_seconds: float = field(default=600.0, metadata=env("RESYNC_SECONDS"))
     monitoring_recheck_seconds: float = field(default=60.0, metadata=env("MONITORING_RECHECK_SECONDS"))
-    """How often to look again for the ServiceMonitor API while it is missing."""
+    """How often to look again for a missing optional API (ServiceMonitor, HTTPRoute, Ingress,
+    InferencePool) that a Chute asks for."""
 
 
 @dataclass(frozen=True)
@@ -245,6 +246,9 @@ class ScaleToZero:
     )
     """``FIRST-LAST``: the activator's ports, one per Chute with minInstances 0 (the activator's
     ``--chute-ports``, the same range): a Chute's requests at zero arrive on its own port."""
+    activator_max_wait_seconds: float = field(default=300.0, metadata=env("ACTIVATOR_MAX_WAIT_SECONDS"))
+    """The activator's ``--max-wait-seconds`` (the chart sets both from ``activator.maxWaitSeconds``): the
+    longest it holds a request for a waking Chute, which the request timeout of a Chute's route adds."""
 
 
 @dataclass(frozen=True)
@@ -307,6 +311,7 @@ class Settings:
             metrics_readers=self.metrics_readers(),
             endpoint_pickers=self.endpoint_pickers(),
             drain_key=drain_key,
+            activator_hold_seconds=self.scale_to_zero.activator_max_wait_seconds,
             hf_endpoint=self.render.hf_endpoint,
         )
 

@@ -63,6 +63,10 @@ class Observation:
     previous: dict[str, Any] = field(default_factory=dict)
     monitoring_unavailable: bool = False
     """The spec asks for a ServiceMonitor but the cluster has no ServiceMonitor API."""
+    unexposed: tuple[str, ...] = ()
+    """Kinds spec.expose asks for whose API the cluster does not serve."""
+    exposed_problems: tuple[tuple[str, str, str], ...] = ()
+    """(kind, reason, message) of each exposed object in the way or refused (ChildConflict, ApplyFailed)."""
     hpa: dict[str, Any] | None = None
     """The Chute's HorizontalPodAutoscaler as last seen (only when it is autoscaled)."""
     rollout: RolloutObservation | None = None
@@ -468,6 +472,50 @@ def monitored_condition(obs: Observation) -> Observed | None:
     return Observed(r.MONITORED, "True", r.SERVICE_MONITOR_APPLIED, "")
 
 
+def exposed_condition(obs: Observation) -> Observed | None:
+    """Exposed: present only when spec.expose asks for an object; a missing API is not a failure."""
+    kinds = exposed_kinds(obs.workload)
+    if not kinds:
+        return None
+    if obs.unexposed:
+        missing = ", ".join(obs.unexposed)
+        return Observed(
+            r.EXPOSED,
+            "False",
+            r.API_UNAVAILABLE[obs.unexposed[0]],
+            f"the cluster serves no {missing} API: the Chute serves without "
+            f"{'it' if len(obs.unexposed) == 1 else 'them'} and gets "
+            f"{'it' if len(obs.unexposed) == 1 else 'them'} once the API appears",
+        )
+    if obs.exposed_problems:
+        return Observed(
+            r.EXPOSED, "False", obs.exposed_problems[0][1], "; ".join(m for _, _, m in obs.exposed_problems)
+        )
+    return Observed(r.EXPOSED, "True", r.EXPOSE_APPLIED, ", ".join(kinds))
+
+
+def exposed_kinds(workload: Workload | None) -> tuple[str, ...]:
+    """The kinds spec.expose renders."""
+    if workload is None:
+        return ()
+    asked = {
+        "InferencePool": workload.inference_pool,
+        "HTTPRoute": workload.http_route,
+        "Ingress": workload.ingress,
+    }
+    return tuple(kind for kind, spec in asked.items() if spec is not None)
+
+
+def status_url(obs: Observation) -> str | None:
+    """The first external address whose object is the Chute's (its API served, not in the way, not
+    refused), else the Service's."""
+    if obs.workload is None:
+        return obs.previous.get("url")
+    absent = {*obs.unexposed, *(kind for kind, _, _ in obs.exposed_problems)}
+    external = (url for kind, url in obs.workload.external_urls if kind not in absent)
+    return next(external, obs.workload.url)
+
+
 def sidecar_condition(obs: Observation) -> Observed | None:
     """SidecarCurrent: whether the pods run the operator's sidecar (for a valid spec)."""
     choice = obs.sidecar
@@ -526,6 +574,7 @@ def conditions_of(obs: Observation, now: datetime) -> list[Observed]:
     extra = [
         weights_condition(obs),
         monitored_condition(obs),
+        exposed_condition(obs),
         sidecar_condition(obs),
         supported_condition(obs),
     ]
@@ -548,7 +597,7 @@ def compute_status(obs: Observation, now: datetime) -> dict[str, Any]:
         "eligibleGpus": obs.workload.eligible_gpus if obs.workload else [],
     }
     status["eligibleGpuSummary"] = gpu_summary(status["eligibleGpus"], invalid=obs.workload is None)
-    url = obs.workload.url if obs.workload else obs.previous.get("url")
+    url = status_url(obs)
     if url:
         status["url"] = url
     load = load_seconds(obs.pods, obs.previous.get("loadSeconds"))

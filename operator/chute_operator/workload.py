@@ -14,6 +14,7 @@ from typing import Any
 from chute_operator.api import Cache, Chute, ChuteSpec, Cord
 from chute_operator.capabilities import ASSUMED, ServerCapabilities, unsupported
 from chute_operator.engines import ENGINES, Engine
+from chute_operator.expose import resolve_expose, timeouts
 from chute_operator.gpu_profiles import GFD, GpuProfile
 from chute_operator.gpus import Catalog, GpuType, eligible_gpus
 from chute_operator.rollout import RolloutObservation, budget
@@ -66,6 +67,9 @@ class RenderOptions:
     """Which node labels mean a GPU type, and which GPU taints to tolerate (gpu_profiles.py)."""
     gpu_profile_note: str = ""
     """Why this profile (gpu_profile_pick.py): shown in an Unschedulable Chute's message."""
+    activator_hold_seconds: float = 300.0
+    """The longest the activator holds a request for a Chute at zero (its ``--max-wait-seconds``, the
+    chart's ``activator.maxWaitSeconds``): a route's ``timeouts.request`` of such a Chute counts it."""
     hf_endpoint: str | None = None
     """``HF_ENDPOINT`` of the weights download Jobs (a hub mirror); None: the client's default hub."""
 
@@ -145,6 +149,15 @@ class Workload:
     sidecar_args: list[str]
     drain_token: str | None
     url: str
+    """The Service's in-cluster URL."""
+    http_route: dict[str, Any] | None = None
+    """The HTTPRoute's spec (expose.py); None: not asked for."""
+    ingress: dict[str, Any] | None = None
+    """The Ingress's spec and annotations; None: not asked for."""
+    inference_pool: dict[str, Any] | None = None
+    """The InferencePool's spec; None: not asked for."""
+    external_urls: tuple[tuple[str, str], ...] = ()
+    """(kind, URL) of the exposed objects that give an external address, the preferred first."""
     extra_volumes: list[dict[str, Any]] = field(default_factory=list)
     extra_volume_mounts: list[dict[str, Any]] = field(default_factory=list)
     weights: WeightsCache | None = None
@@ -363,18 +376,12 @@ def _engine_metrics_path(spec: ChuteSpec, engine: Engine) -> str | None:
     return (path if path is not None else engine.metrics_path) or None
 
 
-ROUTE_TIMEOUT_MARGIN_SECONDS = 5
-"""A route waits this much longer than the Chute's sidecar: the sidecar answers first (its 504 says
-why) and a stream is cut by the sidecar, not by a gateway a moment before."""
-
-
 def route_timeouts(workload: Workload, held_seconds: float = 0) -> dict[str, str]:
-    """Gateway API ``HTTPRouteRule.timeouts`` for the Chute's routes (issue 28 item 1 renders them):
-    the whole request (``request``) and the try of one backend (``backendRequest``) last as long as the
-    Chute lets one request run (``spec.requestTimeoutSeconds``) plus a margin; ``held_seconds`` (a
-    Chute at zero: the activator's longest hold) is added to ``request``, which counts the hold."""
-    backend = workload.request_timeout_seconds + ROUTE_TIMEOUT_MARGIN_SECONDS
-    return {"request": f"{math.ceil(backend + held_seconds)}s", "backendRequest": f"{backend}s"}
+    """Gateway API ``HTTPRouteRule.timeouts`` for the Chute's routes (its HTTPRoute has them): the
+    whole request (``request``) and the try of one backend (``backendRequest``) last as long as the
+    Chute lets one request run (``spec.requestTimeoutSeconds``) plus ROUTE_TIMEOUT_MARGIN_SECONDS;
+    ``held_seconds`` (a Chute at zero: the activator's longest hold) is added to ``request``."""
+    return timeouts(workload.request_timeout_seconds, held_seconds)
 
 
 def _egress(spec: ChuteSpec, options: RenderOptions) -> list[dict[str, Any]] | None:
@@ -475,4 +482,24 @@ def resolve(
     }
     current = sidecar_image is None or sidecar_image == options.sidecar_image
     values["sidecar_args"] = _sidecar_args(values, current)
+    values.update(_exposure(chute, values, options))
     return Workload(**values)
+
+
+def _exposure(chute: Chute, values: dict[str, Any], options: RenderOptions) -> dict[str, Any]:
+    """The HTTPRoute, Ingress and InferencePool the Chute asks for (expose.py), and its external URLs."""
+    held = options.activator_hold_seconds if values["scale_to_zero"] else 0
+    exposure = resolve_expose(
+        chute.spec.expose,
+        chute.metadata.name,
+        chute.spec.service.port,
+        values["cords"],
+        chute.spec.request_timeout_seconds,
+        held,
+    )
+    return {
+        "http_route": exposure.http_route,
+        "ingress": exposure.ingress,
+        "inference_pool": exposure.inference_pool,
+        "external_urls": exposure.urls,
+    }

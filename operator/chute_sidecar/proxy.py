@@ -108,6 +108,11 @@ class Draining:
         self.value = self.for_model_stop or self.for_shutdown
 
 
+def _plain(path: str) -> str:
+    """A path as a model's server reads it: escapes decoded, repeated slashes merged."""
+    return re.sub(r"/{2,}", "/", unquote(path))
+
+
 class Proxy:
     """Handler of the serving port (a low-level aiohttp server: no router, no middlewares)."""
 
@@ -141,7 +146,7 @@ class Proxy:
         self.timeout = request_timeout
         self.draining = draining
         self.model_ready = model_ready
-        self.private_paths = private_paths
+        self.private_paths = frozenset(_plain(p.partition("?")[0]).rstrip("/") or "/" for p in private_paths)
         """The model's paths served elsewhere (its metrics, on the metrics port): 404 here, so no
         Service, route or load balancer publishes them."""
         self.pool: Pool | None = None
@@ -171,7 +176,7 @@ class Proxy:
         (vLLM serves ``/metrics`` for every path that begins so)."""
         if not self.private_paths:
             return False
-        plain = re.sub(r"/{2,}", "/", unquote(path))
+        plain = _plain(path)
         return any(plain.startswith(private) for private in self.private_paths)
 
     def conn_stats(self) -> web.Response:

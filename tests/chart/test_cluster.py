@@ -225,6 +225,8 @@ NEEDED = [
     ("patch", "networkpolicies.networking.k8s.io"),
     ("list", "servicemonitors.monitoring.coreos.com"),
     ("delete", "servicemonitors.monitoring.coreos.com"),
+    ("patch", "ingresses.networking.k8s.io"),
+    ("delete", "ingresses.networking.k8s.io"),
     ("watch", "pods"),
     ("create", "events"),
 ]

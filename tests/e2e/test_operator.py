@@ -241,7 +241,7 @@ def test_a_load_balancer_chute_publishes_no_metrics_port_and_its_metrics_service
     public = get(cp, "service", "door", namespace) or {}
     assert public["spec"]["type"] == "LoadBalancer"
     assert [p["name"] for p in public["spec"]["ports"]] == ["http"]
-    assert (metrics["spec"]["type"], metrics["spec"]["clusterIP"]) == ("ClusterIP", "None")
+    assert (metrics["spec"]["type"], metrics["spec"].get("clusterIP")) == ("ClusterIP", "None")  # headless
     assert [(p["name"], p["port"], p.get("nodePort")) for p in metrics["spec"]["ports"]] == [
         ("metrics", 9090, None)
     ]

@@ -24,6 +24,7 @@ from tests.kube_helpers import apply, condition, eventually, get, items
 from tests.metrics_api_harness import LoopbackSidecar, metrics_api_on_loopback
 from tests.operator_fixtures import OperatorProcess, _free_port
 
+from chute_devcluster.gateway_crds import install_gateway_crds
 from chute_devcluster.processes import free_loopback
 from chute_shared.ports import ACTIVATOR_CHUTE_PORTS
 
@@ -126,6 +127,15 @@ class ActivatorProcess:
         self.log.close()
 
 
+def _route_backends(cp: Any, namespace: str) -> list[tuple[str, str]]:
+    """(kind, name) of every backend of the Chute's HTTPRoute (kind ``Service`` by default)."""
+    route = get(cp, "httproute", "sleepy", namespace) or {}
+    rules = (route.get("spec") or {}).get("rules") or []
+    return [
+        (ref.get("kind", "Service"), ref["name"]) for rule in rules for ref in rule.get("backendRefs") or []
+    ]
+
+
 def _events(cp: Any, namespace: str, reason: str) -> list[dict[str, Any]]:
     return [e for e in items(cp, "events", namespace) if e.get("reason") == reason]
 
@@ -149,12 +159,22 @@ def test_idle_goes_to_zero_and_a_request_at_zero_wakes_it_and_is_answered(
     tmp_path: Path,
 ) -> None:
     cp, (operator, overrides) = control_plane, zero_operator
-    apply(cp, _chute("sleepy"), namespace)
+    # Issue 28, item 3: its HTTPRoute sends to its InferencePool while a replica is ready, to its
+    # Service (the activator) before it sleeps and while it is at zero (pool_route.py).
+    install_gateway_crds(cp.kubectl)
+    chute = _chute("sleepy")
+    chute["spec"]["expose"] = {"httpRoute": {"parentRefs": [{"name": "gw"}]}, "inferencePool": {}}
+    apply(cp, chute, namespace)
     pod = eventually(
         lambda: next(iter(items(cp, "pods", namespace, "chutes.ai/chute=sleepy")), None), what="the pod"
     )
     overrides.write_text(
         json.dumps({f"{namespace}/{pod['metadata']['name']}": f"127.0.0.1:{sidecar.metrics_port}"})
+    )
+    eventually(
+        lambda: _route_backends(cp, namespace) == [("InferencePool", "sleepy")] or None,
+        what="the HTTPRoute to the InferencePool while a replica is ready",
+        timeout=60,
     )
 
     # Idle for the window: replicas 0 (owned by the operator's scale-to-zero manager), the pod gone.
@@ -166,6 +186,7 @@ def test_idle_goes_to_zero_and_a_request_at_zero_wakes_it_and_is_answered(
         timeout=IDLE_WINDOW + 60,
     )
     assert _replicas_owners(cp, namespace) == {"chute-operator-zero"}
+    assert _route_backends(cp, namespace) == [("Service", "sleepy")]  # moved before the sleep
     eventually(lambda: not items(cp, "pods", namespace, "chutes.ai/chute=sleepy") or None, what="pod gone")
     chute = eventually(
         lambda: (lambda c: c if condition(c, "Ready").get("reason") == "ScaledToZero" else None)(
@@ -221,6 +242,11 @@ def test_idle_goes_to_zero_and_a_request_at_zero_wakes_it_and_is_answered(
     assert "chute-operator-zero" not in _replicas_owners(cp, namespace)  # handed back
     eventually(
         lambda: get(cp, "endpointslice", "sleepy-activator", namespace) is None or None, what="slice gone"
+    )
+    eventually(
+        lambda: _route_backends(cp, namespace) == [("InferencePool", "sleepy")] or None,
+        what="the HTTPRoute back to the InferencePool once awake",
+        timeout=60,
     )
     assert operator.process is not None
     assert operator.process.poll() is None

@@ -19,9 +19,14 @@ import pytest
 from chute_devcluster.controlplane import ControlPlane
 from chute_devcluster.realnode import RealNode
 from tests.kube_helpers import apply, eventually, items
-from tests.operator_fixtures import chute_crd, operator, session_operator_paused
+from tests.operator_fixtures import (
+    chute_crd,
+    operator,
+    session_operator_paused,
+    session_operator_paused_for_module,
+)
 
-__all__ = ["chute_crd", "operator", "session_operator_paused"]
+__all__ = ["chute_crd", "operator", "session_operator_paused", "session_operator_paused_for_module"]
 
 REQUEST_TIMEOUT = 30.0
 

@@ -24,7 +24,11 @@ metric labels): not checked."""
 
 SAME_WORD_ELSEWHERE: dict[str, dict[str, str]] = {
     # value: {module under operator/: what the same spelling means there}
-    "http": {"chute_sidecar/proxy.py": "the URL scheme"},
+    "http": {
+        "chute_sidecar/proxy.py": "the URL scheme",
+        "chute_operator/api/expose.py": "the URL scheme of status.url",
+        "chute_operator/expose.py": "the URL scheme of status.url",
+    },
     "metrics": {
         "chute_operator/handlers.py": "a kopf memo key",
         "chute_operator/run.py": "the operator's own metrics port, in an error",

@@ -118,6 +118,17 @@ With image.digest, the operator's image by digest (the chart cannot know the sid
 - apiGroups: ["monitoring.coreos.com"]
   resources: ["servicemonitors"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
+# spec.expose: an Ingress, and the optional APIs of the Gateway API (HTTPRoute) and its inference
+# extension (InferencePool), each created only where discovery finds its API.
+- apiGroups: ["networking.k8s.io"]
+  resources: ["ingresses"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+- apiGroups: ["gateway.networking.k8s.io"]
+  resources: ["httproutes"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+- apiGroups: ["inference.networking.k8s.io"]
+  resources: ["inferencepools"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 # Pods: read-only, for readiness and restart reporting; the weights download pod's last log line
 # is its progress (docs/weights.md).
 - apiGroups: [""]

@@ -73,3 +73,10 @@ def rules_schema(*rules: Rule) -> dict[str, Any]:
 def broken_rules(model: object, rules: tuple[Rule, ...]) -> list[Rule]:
     """The rules this model instance breaks."""
     return [rule for rule in rules if not rule.check(model)]
+
+
+def enforce(model: object, rules: tuple[Rule, ...]) -> None:
+    """Raise ValueError with the message of every rule the model breaks (pydantic names the field)."""
+    broken = broken_rules(model, rules)
+    if broken:
+        raise ValueError("; ".join(rule.message for rule in broken))

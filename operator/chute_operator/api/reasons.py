@@ -54,6 +54,11 @@ DEGRADED = _type(
     shared.DEGRADED, "True when something needs attention: a pod failure, an apply error, bad input."
 )
 MONITORED = _type("Monitored", "Whether the ServiceMonitor the spec asks for exists (only when it asks).")
+EXPOSED = _type(
+    "Exposed",
+    "Whether the objects spec.expose asks for (HTTPRoute, Ingress, InferencePool) exist (only when it "
+    "asks). A missing API is not a failure: Ready does not depend on it.",
+)
 AUTOSCALING = _type(
     "Autoscaling",
     "Whether the HPA reads the utilization metric and can scale (only when minInstances < maxInstances).",
@@ -144,11 +149,13 @@ INVALID_SPEC = _reason(
     "The spec passed the CRD schema but cannot be served (e.g. no GPU type in the catalog fits).",
 )
 APPLY_FAILED = _reason(
-    shared.APPLY_FAILED, "Degraded, Ready", "The API server refused a child object; the message names it."
+    shared.APPLY_FAILED,
+    "Degraded, Ready, Exposed=False",
+    "The API server refused a child object; the message names it.",
 )
 CHILD_CONFLICT = _reason(
     shared.CHILD_CONFLICT,
-    "Degraded, Ready",
+    "Degraded, Ready, Exposed=False",
     "An object with a child's kind and name exists that this Chute does not own (no controller owner "
     "reference to it); it is left untouched and the message names it. Delete or rename it, or rename "
     "the Chute.",
@@ -194,6 +201,37 @@ MONITORING_UNAVAILABLE = _reason(
     "Monitored=False",
     "The cluster has no ServiceMonitor API (prometheus-operator); it is created once the API appears.",
 )
+# Exposed
+EXPOSE_APPLIED = _reason(
+    "ExposeApplied",
+    "Exposed=True",
+    "Every object spec.expose asks for exists (the message names them); status.url is the external "
+    "address when one of them has a host name.",
+)
+GATEWAY_API_UNAVAILABLE = _reason(
+    "GatewayApiUnavailable",
+    "Exposed=False",
+    "The cluster has no HTTPRoute API (the Gateway API CRDs, gateway.networking.k8s.io/v1): the Chute "
+    "serves without its route (status.url stays in-cluster) and gets it once the API appears.",
+)
+INFERENCE_POOL_API_UNAVAILABLE = _reason(
+    "InferencePoolApiUnavailable",
+    "Exposed=False",
+    "The cluster has no InferencePool API (the Gateway API Inference Extension's CRD, "
+    "inference.networking.k8s.io/v1): the Chute serves without its pool and gets it once the API appears.",
+)
+INGRESS_API_UNAVAILABLE = _reason(
+    "IngressApiUnavailable",
+    "Exposed=False",
+    "The cluster serves no networking.k8s.io/v1 Ingress API: the Chute serves without its Ingress and "
+    "gets it once the API appears.",
+)
+API_UNAVAILABLE = {
+    "HTTPRoute": GATEWAY_API_UNAVAILABLE,
+    "InferencePool": INFERENCE_POOL_API_UNAVAILABLE,
+    "Ingress": INGRESS_API_UNAVAILABLE,
+}
+"""The Exposed=False reason of each exposed kind whose API is missing."""
 # Autoscaling
 SCALING_ACTIVE = _reason(
     "ScalingActive",

@@ -6,7 +6,8 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import ConfigDict, Field, StringConstraints, model_validator
 
-from chute_operator.api.base import ApiModel, FreeForm, Quantity, Rule, broken_rules, rules_schema
+from chute_operator.api.base import ApiModel, FreeForm, Quantity, Rule, enforce, rules_schema
+from chute_operator.api.expose import Expose, path_ok
 from chute_shared.limits import MAX_BODY_BYTES, MAX_BODY_BYTES_CEILING, REQUEST_TIMEOUT_SECONDS
 from chute_shared.ports import ADMIN_PORT, METRICS_PORT, SIDECAR_PORT
 
@@ -25,10 +26,7 @@ RESERVED_PORTS = (SIDECAR_PORT, METRICS_PORT, ADMIN_PORT)
 another."""
 
 
-def _check(model: ApiModel, rules: tuple[Rule, ...]) -> None:
-    broken = broken_rules(model, rules)
-    if broken:
-        raise ValueError("; ".join(rule.message for rule in broken))
+_check = enforce
 
 
 class TokenSecretRef(ApiModel):
@@ -230,10 +228,32 @@ class ServiceSpec(ApiModel):
             "only; the ServiceMonitor then reads a headless ClusterIP Service `<name>-metrics`."
         ),
     )
-    port: int = Field(default=80, ge=1, le=65535, description="Port the Service exposes for requests.")
+    port: int = Field(
+        default=80,
+        ge=1,
+        le=65535,
+        description="Port the Service exposes for requests (not 9090 or 9091: the metrics port keeps its "
+        "number on the Service, and the admin port's would only confuse).",
+    )
     annotations: dict[str, str] = Field(
         default_factory=dict, description="Annotations for the Service (e.g. for a load balancer)."
     )
+
+    RULES: ClassVar[tuple[Rule, ...]] = (
+        Rule(
+            cel=f"!has(self.port) || !(self.port in {[METRICS_PORT, ADMIN_PORT]})",
+            message=f"spec.service.port: {METRICS_PORT} and {ADMIN_PORT} are the sidecar's metrics and admin "
+            "ports (a ClusterIP Service publishes the metrics port as 9090)",
+            field_path=".port",
+            check=lambda m: m.port not in (METRICS_PORT, ADMIN_PORT),
+        ),
+    )
+    model_config = ConfigDict(json_schema_extra=rules_schema(*RULES))
+
+    @model_validator(mode="after")
+    def _rules(self) -> ServiceSpec:
+        _check(self, self.RULES)
+        return self
 
 
 class Monitoring(ApiModel):
@@ -538,6 +558,11 @@ class ChuteSpec(ApiModel):
         default_factory=ServiceSpec, description="The Service in front of the replicas."
     )
     monitoring: Monitoring = Field(default_factory=Monitoring, description="Prometheus scraping.")
+    expose: Expose | None = Field(
+        default=None,
+        description="Reach the Chute from outside its namespace: an HTTPRoute, an Ingress, an "
+        "InferencePool (docs/exposing.md).",
+    )
     auth: Auth | None = Field(default=None, description="Require an API key on requests.")
     allow_external_egress: bool = Field(
         default=False,
@@ -590,4 +615,21 @@ class ChuteSpec(ApiModel):
     @model_validator(mode="after")
     def _rules(self) -> ChuteSpec:
         _check(self, self.RULES)
+        _cords_routable(self)
         return self
+
+
+def _cords_routable(spec: ChuteSpec) -> None:
+    """With ``expose.httpRoute.matchCords``, each of the Chute's own cords becomes an HTTPRoute path
+    match: it must be a path the Gateway API takes (checked here so that the field is named)."""
+    route = spec.expose.http_route if spec.expose else None
+    if route is None or not route.match_cords:
+        return
+    for index, cord in enumerate(spec.cords or ()):
+        path = cord.path[:-1] if cord.path.endswith("*") else cord.path
+        if not path_ok(path or "/"):
+            raise ValueError(
+                f"spec.cords[{index}].path {cord.path!r}: with spec.expose.httpRoute.matchCords every cord "
+                "is a route's path match: only URL path characters, no '%' escape, no '//' and no '.' or "
+                "'..' segment"
+            )

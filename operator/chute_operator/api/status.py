@@ -15,7 +15,7 @@ class Condition(ApiModel):
     type: str = Field(
         max_length=316,
         description="Condition type: Ready, Available, Progressing, Degraded, Reconciling, Stalled, "
-        "Monitored or Autoscaling.",
+        "Monitored, Exposed or Autoscaling.",
     )
     status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
     observed_generation: int | None = Field(
@@ -74,7 +74,12 @@ class ChuteStatus(ApiModel):
         "among them); the full list is eligibleGpus, and `chute-operator explain` says why each other "
         "is not.",
     )
-    url: str | None = Field(default=None, description="In-cluster URL of the Chute's Service.")
+    url: str | None = Field(
+        default=None,
+        description="The Chute's address: the external one when spec.expose gives one (its HTTPRoute's "
+        "first host name and path, else its Ingress's host and path, once the object exists), else the "
+        "in-cluster URL of its Service.",
+    )
     load_seconds: int | None = Field(
         default=None,
         ge=0,

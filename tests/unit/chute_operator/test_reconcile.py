@@ -58,7 +58,7 @@ class FakeApi:
     async def delete(self, kind: str, namespace: str, name: str) -> None:
         self.writes.append(("delete", kind))
 
-    async def service_monitors_served(self) -> bool:
+    async def kind_served(self, kind: str) -> bool:
         return False
 
 

@@ -36,10 +36,13 @@ OPTIONS = RenderOptions(catalog=builtin_catalog(), sidecar_image="chute-operator
 
 
 def _validate_upstream(manifests: list[dict[str, Any]]) -> None:
-    """Every built-in kind against the upstream Kubernetes OpenAPI schema (strict: no unknown fields)."""
+    """Every built-in kind against the upstream Kubernetes OpenAPI schema (strict: no unknown fields);
+    the Gateway API's and the inference extension's kinds meet their CRDs in tests/e2e/test_expose.py."""
     for manifest in manifests:
         if manifest["apiVersion"].startswith("monitoring.coreos.com"):
             assert manifest["spec"]["endpoints"][0]["port"] == "metrics"
+            continue
+        if manifest["kind"] in ("HTTPRoute", "InferencePool"):
             continue
         kubernetes_validate.validate(manifest, KUBERNETES_VERSION, strict=True)
 
