@@ -1,9 +1,10 @@
 # syntax=docker/dockerfile:1
 #
-# One image for the operator, for the sidecar it injects into every Chute, and for the simulated
-# model server:
+# One image for the operator, for the sidecar it injects into every Chute, for the weights download
+# Job and for the simulated model server:
 #   operator:  chute-operator run            (ENTRYPOINT + default CMD)
 #   sidecar:   chute-operator sidecar ...    (the Deployment the operator renders sets this command)
+#   weights:   python -m chute_weights ...   (the download Job the operator renders, docs/weights.md)
 #   modelsim:  chute-operator modelsim ...   (a Chute's command, for tests without a GPU)
 #
 # Base image: pinned by version here. For a reproducible release build, pin it by digest too:
@@ -26,10 +27,10 @@ ENV PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
 # Dependencies first, from pyproject.toml alone, so this layer is reused while only the source
-# changes: the build requirements, the runtime dependencies and the `fast` extra.
+# changes: the build requirements, the runtime dependencies and the `fast` and `weights` extras.
 COPY pyproject.toml ./
 RUN python3 -m venv /opt/venv \
- && python3 -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb")); print("\n".join(p["build-system"]["requires"] + p["project"]["dependencies"] + p["project"]["optional-dependencies"]["fast"]))' > requirements.txt \
+ && python3 -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb")); print("\n".join(p["build-system"]["requires"] + p["project"]["dependencies"] + p["project"]["optional-dependencies"]["fast"] + p["project"]["optional-dependencies"]["weights"]))' > requirements.txt \
  && /opt/venv/bin/pip install --requirement requirements.txt
 # Then the project itself, offline: nothing but its own code is installed here (its LICENSE goes
 # into the package's metadata, so the image carries it).

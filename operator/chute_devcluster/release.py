@@ -168,6 +168,7 @@ def sidecar_fingerprint(root: Path = REPOSITORY_ROOT) -> str:
         "requires-python": project["requires-python"],
         "dependencies": project["dependencies"],
         "fast": project["optional-dependencies"]["fast"],
+        "weights": project["optional-dependencies"]["weights"],
     }
     digest.update(json.dumps(built_with, sort_keys=True).encode())
     return digest.hexdigest()[:12]

@@ -43,6 +43,8 @@ class Config:
     allocate_limit_mb: int = 8192
     fault_once_file: str | None = None
     log_level: str = "INFO"
+    weights: str | None = None
+    load_seconds_per_gib: float = 0.0
 
 
 def env_name(flag: str) -> str:
@@ -113,6 +115,14 @@ _OPTIONS: tuple[tuple[str, Callable[[str], Any], object, str], ...] = (
         "flag/env faults fire only if this file is absent, and create it (on an emptyDir: once per pod)",
     ),
     ("--log-level", str, "INFO", "DEBUG logs every request"),
+    (
+        "--weights",
+        optional(str),
+        None,
+        "a snapshot folder (config.json, *.safetensors) to check and read through before serving, e.g. "
+        "$(CHUTE_MODEL_PATH) in a Chute with a weights cache; unreadable or inconsistent: exit 1",
+    ),
+    ("--load-seconds-per-gib", non_negative, 0.0, "with --weights, this much longer to load per GiB read"),
 )
 
 

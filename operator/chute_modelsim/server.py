@@ -10,6 +10,7 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -29,6 +30,8 @@ from chute_modelsim.openai import (
     step_chunks,
     usage_chunk,
 )
+from chute_modelsim.weights import WeightsError
+from chute_modelsim.weights import load as load_weights
 from chute_shared.paths import METRICS_PATH, MODEL_HEALTH_PATH
 
 log = logging.getLogger("chute_modelsim")
@@ -81,7 +84,20 @@ class ModelServer:
 
     async def _load(self) -> None:
         log.info("loading %s (%gs)", self.config.model, self.config.load_seconds)
-        await asyncio.sleep(self.config.load_seconds)
+        seconds = self.config.load_seconds
+        if self.config.weights is not None:
+            try:
+                found = await asyncio.to_thread(load_weights, Path(self.config.weights))
+            except WeightsError as error:
+                log.error("weights: %s", error)
+                self.faults.exit_process(1)
+                return
+            seconds += found.gib * self.config.load_seconds_per_gib
+            log.info(
+                "weights: %d files, %d tensors, %.3f GiB checked and read; loading %.1fs more",
+                found.files, found.tensors, found.gib, seconds,
+            )  # fmt: skip
+        await asyncio.sleep(seconds)
         if self.port is None:
             await self._listen_serving()
         self.loaded.set()

@@ -12,6 +12,7 @@ from chute_operator.kube import (
     OPTIONAL_KINDS,
     ApiFailure,
     BadRequest,
+    Conflict,
     Forbidden,
     Invalid,
     KubeApi,
@@ -24,6 +25,7 @@ from chute_operator.plan import HANDOFF_SUFFIX, Event, Manifest, Plan, Snapshot,
 from chute_operator.report import Outcome, status_events, warnings
 from chute_operator.status import status_changed
 from chute_operator.store import Store, key_of
+from chute_operator.weights import field_manager, leave_patch, owners
 from chute_operator.zero import ZERO_MANAGER_SUFFIX, Action
 from chute_shared.cluster import ACTIVATOR_PORT_STATUS
 
@@ -61,8 +63,10 @@ class Actor:
         the outcome ends with the Deployment, HPA and pods as the store then holds them. ``outcome``:
         the one to fill, which keeps what was done should a write raise (NotLeader, a prune)."""
         outcome = Outcome() if outcome is None else outcome
+        await self._join_weights(snapshot, plan, outcome)
         await self._apply(snapshot, plan, outcome)
         await self._prune(snapshot, plan)
+        await self._leave_weights(snapshot, plan)
         if outcome.clean:
             await self._scale_to_zero(snapshot, plan)
         outcome.deployment = self.store.get("Deployment", snapshot.key)
@@ -126,6 +130,51 @@ class Actor:
         if step.kind == "Deployment":
             outcome.deployment_applied_at = time.monotonic()
         return True
+
+    async def _join_weights(self, snapshot: Snapshot, plan: Plan, outcome: Outcome) -> None:
+        """Apply the weights cache's objects this Chute is not an owner of yet, with its own field
+        manager; an object of the cache's name that is not the cache's is in the way."""
+        if snapshot.weights is not None:
+            outcome.conflicts.extend(snapshot.weights.in_the_way)
+        uid = snapshot.uid or ""
+        for manifest in plan.weights_join:
+            label = f"{manifest['kind']} {manifest['metadata']['name']}"
+            try:
+                self.check_leader()
+                stored = await self.api.apply(manifest, field_manager=field_manager(uid))
+            except PERMANENT_FAILURES as error:
+                self._failed(outcome, label, error, retry=False)
+                continue
+            except (ApiFailure, Unanswered, TimeoutError, OSError) as error:
+                self._failed(outcome, label, error, retry=True)
+                continue
+            self.metrics.writes.labels("apply", manifest["kind"]).inc()
+            self.store.put(manifest["kind"], stored)
+            log.info("%s/%s: owns a share of %s", *snapshot.key, label)
+
+    async def _leave_weights(self, snapshot: Snapshot, plan: Plan) -> None:
+        """Remove this Chute's owner reference from the caches it no longer uses; delete an object left
+        without owners (only if unchanged since: a Chute that joined meanwhile keeps it)."""
+        namespace, uid = snapshot.key[0], snapshot.uid or ""
+        for kind, name in plan.weights_leave:
+            self.check_leader()
+            try:
+                left = await self.api.patch_strategic(kind, namespace, name, leave_patch(uid))
+            except NotFound:
+                self.store.remove(kind, (namespace, name))
+                continue
+            self.metrics.writes.labels("patch", kind).inc()
+            self.store.put(kind, left)
+            if owners(left):
+                continue
+            try:
+                version = str(left["metadata"]["resourceVersion"])
+                await self.api.delete_if_unchanged(kind, namespace, name, version)
+            except Conflict:
+                continue  # changed since: the next reconcile of its owners decides
+            self.metrics.writes.labels("delete", kind).inc()
+            self.store.remove(kind, (namespace, name))
+            log.info("deleted %s %s/%s: no Chute uses this weights cache", kind, namespace, name)
 
     def _failed(self, outcome: Outcome, label: str, error: BaseException, retry: bool) -> None:
         outcome.not_in_place.add(label.split(" ", 1)[0])

@@ -23,6 +23,7 @@ from chute_operator.reconcile import NotLeader, Reconciler, RetryLater
 from chute_operator.settings import Settings
 from chute_operator.sidecars import SidecarUpdates
 from chute_operator.store import Key, Store, chute_of, key_of
+from chute_operator.weights import WEIGHTS_PREFIX, is_cache_object, owners
 from chute_operator.workqueue import WorkQueue
 from chute_operator.zero import (
     ABSENT,
@@ -32,7 +33,8 @@ from chute_operator.zero import (
     activator_from_slices,
     asleep_since,
 )
-from chute_shared.cluster import MANAGED_BY
+from chute_shared.cluster import CHUTE_KIND, MANAGED_BY
+from chute_shared.weights import WEIGHTS_LABEL
 
 log = logging.getLogger(__name__)
 RELIST_ATTEMPTS = 5
@@ -42,6 +44,17 @@ RELIST_RETRY_SECONDS = 2.0
 def _labels(kind: str) -> dict[str, Any] | None:
     """The label selector a kind is listed with (the operator's children only; every Chute)."""
     return None if kind == "Chute" else {"app.kubernetes.io/managed-by": MANAGED_BY}
+
+
+def cache_users(kind: str, obj: dict[str, Any], store: Store) -> list[Key]:
+    """The Chutes a weights cache's object concerns: its owners (a download pod's: its Job's)."""
+    if not is_cache_object(obj):
+        return []
+    namespace = key_of(obj)[0]
+    if kind == "Pod":
+        label = (obj.get("metadata") or {}).get("labels", {}).get(WEIGHTS_LABEL, "")
+        obj = store.get("Job", (namespace, WEIGHTS_PREFIX + label)) or {}
+    return [(namespace, ref.get("name", "")) for ref in owners(obj) if ref.get("kind") == CHUTE_KIND]
 
 
 class Controller:
@@ -122,9 +135,13 @@ class Controller:
         if kind == "Chute":
             self.queue.add(key_of(obj))
             return
+        delay = self.settings.reconciling.child_event_delay_seconds
         owner = chute_of(obj)
         if owner:
-            self.queue.add_after((key_of(obj)[0], owner), self.settings.reconciling.child_event_delay_seconds)
+            self.queue.add_after((key_of(obj)[0], owner), delay)
+            return
+        for chute in cache_users(kind, obj, self.store):
+            self.queue.add_after(chute, delay)
 
     async def relist(self) -> None:
         """One LIST per watched kind, and the store made to agree with it: objects whose DELETED

@@ -52,10 +52,20 @@ def format_plan(snapshot: Snapshot, plan: Plan, status: dict[str, Any]) -> list[
             fate = "held: not applied until its NetworkPolicy is in place"
         elif step.action == "look up failed":
             fate = f"could not be read: {step.found.error}"
+        elif step.action == "waits":
+            fate = "waits: not applied until its weights cache is ready (it keeps its pod template)"
         else:
             fate = LABEL[step.action] + (" (its replicas handed over first)" if step.handover else "")
         lines.append(f"  {step.label}: {fate}")
     lines += [f"  {kind}: left out (the {kind} API is not served)" for kind in plan.unserved]
+    for manifest in plan.weights_join:
+        what = "create" if "spec" in manifest else "add this Chute's owner reference"
+        lines.append(f"  {manifest['kind']} {manifest['metadata']['name']}: {what} (weights cache)")
+    lines += [
+        f"  {kind} {name}: remove this Chute's owner reference (weights cache no longer used; deleted "
+        "with its last owner)"
+        for kind, name in plan.weights_leave
+    ]
     lines += [f"  {prune.kind} {prune.name}: delete (no longer in the spec)" for prune in plan.prune]
     after = " (once applying succeeds)"
     if plan.zero is not None:
@@ -131,8 +141,11 @@ async def observe_live(
         store = Store()
         store.put("Chute", chute)
         selector = {"app.kubernetes.io/managed-by": MANAGED_BY, CHUTE_LABEL: name}
+        shared = {"app.kubernetes.io/managed-by": MANAGED_BY}
         for kind in (*CHILD_KINDS, "Pod"):
-            listed, _ = await api.listing(kind, (namespace,), selector)
+            # weights caches are shared (no Chute label), and so are their download pods
+            wide = kind in ("PersistentVolumeClaim", "Job", "Pod")
+            listed, _ = await api.listing(kind, (namespace,), shared if wide else selector)
             for obj in listed:
                 store.put(kind, obj)
         activator: ActivatorReading = ABSENT

@@ -65,6 +65,8 @@ CHILDREN = {
     "HTTPRoute": ("gateway.networking.k8s.io", "v1", "httproutes"),
     "Ingress": ("networking.k8s.io", "v1", "ingresses"),
     "Pod": ("", "v1", "pods"),
+    "PersistentVolumeClaim": ("", "v1", "persistentvolumeclaims"),
+    "Job": ("batch", "v1", "jobs"),
 }
 
 

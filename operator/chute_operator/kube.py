@@ -26,9 +26,12 @@ CHILD_KINDS = (
     "InferencePool",
     "HTTPRoute",
     "Ingress",
+    "PersistentVolumeClaim",
+    "Job",
 )
-"""Kinds the operator creates (the EndpointSlice only for scale to zero, zero.py; the last three for
-``spec.expose``)."""
+"""Kinds the operator creates (the EndpointSlice only for scale to zero, zero.py; InferencePool,
+HTTPRoute and Ingress for ``spec.expose``; the PersistentVolumeClaim and Job of the weights caches
+Chutes share, weights.py)."""
 WATCHED_KINDS = ("Chute", *CHILD_KINDS, "Pod")
 """Every kind the controller keeps in its store."""
 
@@ -47,6 +50,8 @@ LIST_PATHS: dict[str, tuple[str, tuple[str, str]]] = {
     "HTTPRoute": ("gateway.networking.k8s.io/v1", ("/apis/gateway.networking.k8s.io/v1", "httproutes")),
     "Ingress": ("networking.k8s.io/v1", ("/apis/networking.k8s.io/v1", "ingresses")),
     "Pod": ("v1", ("/api/v1", "pods")),
+    "PersistentVolumeClaim": ("v1", ("/api/v1", "persistentvolumeclaims")),
+    "Job": ("batch/v1", ("/apis/batch/v1", "jobs")),
 }
 """Per watched kind: its apiVersion, and the collection's path (group prefix, plural)."""
 OPTIONAL_KINDS = ("ServiceMonitor", "InferencePool", "HTTPRoute", "Ingress")
@@ -229,6 +234,29 @@ class KubeApi:
         """Delete a child; one that is already gone is fine."""
         with suppress(NotFound):
             await self._call("DELETE", object_path(kind, namespace, name))
+
+    async def delete_if_unchanged(self, kind: str, namespace: str, name: str, version: str) -> None:
+        """Delete an object only if it is still at resourceVersion ``version`` (Conflict otherwise),
+        its dependents in the background; one that is already gone is fine."""
+        body = {"preconditions": {"resourceVersion": version}, "propagationPolicy": "Background"}
+        with suppress(NotFound):
+            await self._call("DELETE", object_path(kind, namespace, name), None, body)
+
+    async def patch_strategic(
+        self, kind: str, namespace: str, name: str, patch: dict[str, Any]
+    ) -> dict[str, Any]:
+        """A strategic-merge patch (lists merged by their keys: ownerReferences by uid)."""
+        path = object_path(kind, namespace, name)
+        return await self._call("PATCH", path, None, patch, "application/strategic-merge-patch+json")
+
+    async def log_tail(self, namespace: str, pod: str, container: str, max_bytes: int = 4096) -> str:
+        """The last line a pod's container wrote (``pods/log``, ``tailLines=1``)."""
+        params = {"container": container, "tailLines": "1", "limitBytes": str(max_bytes)}
+        path = object_path("Pod", namespace, pod) + "/log"
+        answer = await self.transport.request("GET", path, params, max_bytes=max_bytes * 2)
+        if answer.status >= 400:
+            raise refusal(answer)
+        return answer.body.decode(errors="replace").strip()
 
     async def secret(self, namespace: str, name: str) -> dict[str, Any] | None:
         """A Secret of the operator's own (its drain key, the metrics API's certificate), or None."""

@@ -18,11 +18,20 @@ from chute_operator.gpus import NoEligibleGpu
 from chute_operator.kube import OPTIONAL_KINDS, KubeApi
 from chute_operator.plan import PRUNABLE, Found, Manifest, Snapshot, owned_by
 from chute_operator.pool_route import route_via_service, with_route_via_service
-from chute_operator.render import DesiredManifests
+from chute_operator.render import DesiredManifests, render_weights
 from chute_operator.rollout import observe as observe_rollout
 from chute_operator.sidecars import SidecarPolicy, SidecarUpdates
 from chute_operator.store import Store, key_of
 from chute_operator.validation import InvalidChute, parse_chute
+from chute_operator.weights import (
+    WEIGHTS_KINDS,
+    WEIGHTS_PREFIX,
+    WeightsCache,
+    WeightsView,
+    is_cache_object,
+    is_owner,
+    progress_of,
+)
 from chute_operator.workload import RenderOptions, Workload, resolve
 from chute_operator.zero import (
     ACTIVATOR_SLICE_SUFFIX,
@@ -31,6 +40,7 @@ from chute_operator.zero import (
     Reading,
     decide,
 )
+from chute_shared.weights import DOWNLOAD_CONTAINER, WEIGHTS_LABEL
 
 IdleReadings = Callable[[str, str], float | None]
 """Seconds a pod (namespace, name) has served nothing, from the metrics API's readings; None: unknown."""
@@ -126,7 +136,60 @@ class Observer:
             activator_port=port,
             idle=idle,
             confirmed=confirmed,
+            weights=await self._weights(workload.weights) if workload and workload.weights else None,
+            weights_owned=self._weights_owned(key[0], uid),
         )
+
+    async def _weights(self, cache: WeightsCache) -> WeightsView:
+        """The cache's objects (from the store, else a GET until they exist), its download pods, and
+        the running one's last progress line (a read of its log, only while it runs)."""
+        desired = tuple(render_weights(cache))
+        live: list[Manifest | None] = []
+        in_the_way: list[str] = []
+        for manifest in desired:
+            kind, key = manifest["kind"], key_of(manifest)
+            found = self.store.get(kind, key) or await self.api.get(kind, *key)
+            if found is not None and not is_cache_object(found, cache.key):
+                in_the_way.append(f"{kind} {key[1]}")
+                found = None
+            elif found is not None:
+                self.store.put(kind, found)
+            live.append(found)
+        pods = tuple(
+            pod
+            for key in self.store.keys("Pod")
+            if key[0] == cache.namespace
+            and (pod := self.store.get("Pod", key)) is not None
+            and ((pod.get("metadata") or {}).get("labels") or {}).get(WEIGHTS_LABEL) == cache.key
+        )
+        view = WeightsView(cache, desired, tuple(live), tuple(in_the_way), pods)
+        running = [p for p in pods if (p.get("status") or {}).get("phase") == "Running"]
+        if running and view.state().working:
+            name = running[0]["metadata"]["name"]
+            try:
+                line = await self.api.log_tail(cache.namespace, name, DOWNLOAD_CONTAINER)
+            except Exception:  # no progress to show: the status says so, nothing else depends on it
+                line = ""
+            view = WeightsView(cache, desired, tuple(live), tuple(in_the_way), pods, progress_of(line))
+        return view
+
+    def _weights_owned(self, namespace: str, uid: str | None) -> tuple[Manifest, ...]:
+        """The weights caches' objects of the namespace this Chute owns a share of (found by their PVCs:
+        a cache's three objects share its name)."""
+        if not uid:
+            return ()
+        names = [
+            key[1]
+            for key in self.store.keys("PersistentVolumeClaim")
+            if key[0] == namespace and key[1].startswith(WEIGHTS_PREFIX)
+        ]
+        owned = []
+        for name in names:
+            for kind in WEIGHTS_KINDS:
+                found = self.store.get(kind, (namespace, name))
+                if found is not None and is_cache_object(found) and is_owner(found, uid):
+                    owned.append(found)
+        return tuple(owned)
 
     def _port(self, chute: Manifest, workload: Workload | None) -> int | None:
         """The Chute's activator port while it may be at zero (an invalid spec keeps the one it had)."""

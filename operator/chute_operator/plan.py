@@ -18,6 +18,7 @@ from chute_operator.expose import EXPOSED_KINDS, sends_to_pool
 from chute_operator.rollout import RolloutObservation
 from chute_operator.sidecars import SidecarChoice
 from chute_operator.store import Key
+from chute_operator.weights import WeightsState, WeightsView, joins, leaves
 from chute_operator.workload import Workload
 from chute_operator.zero import (
     ABSENT,
@@ -112,6 +113,10 @@ class Snapshot:
     sidecar: SidecarChoice | None = None
     """The sidecar image its pod template gets, and whether it is behind the operator's (sidecars.py);
     None: not decided (the status then has no SidecarCurrent condition)."""
+    weights: WeightsView | None = None
+    """The weights cache the spec asks for, as observed (weights.py); None: none."""
+    weights_owned: tuple[Manifest, ...] = ()
+    """Every weights cache object of the namespace this Chute is one of the owners of."""
 
     @property
     def uid(self) -> str | None:
@@ -131,7 +136,8 @@ class Event:
     message: str
 
 
-StepAction = Literal["create", "update", "keep", "in the way", "held", "look up failed"]
+StepAction = Literal["create", "update", "keep", "in the way", "held", "look up failed", "waits"]
+"""``waits``: a Deployment not applied until its weights cache is ready (it keeps its pod template)."""
 
 
 @dataclass(frozen=True)
@@ -197,6 +203,12 @@ class Plan:
     """Kinds the spec asks for whose API is not served (ServiceMonitor, spec.expose's): left out."""
     applied: Event | None = None
     """The Event of the applies, if every one succeeds (act tells it from those that did)."""
+    weights_join: tuple[Manifest, ...] = ()
+    """Weights cache objects to apply with the Chute's own field manager (weights.join_manifest)."""
+    weights_leave: tuple[tuple[str, str], ...] = ()
+    """Weights cache objects (kind, name) whose owner reference of this Chute is removed."""
+    weights: WeightsState | None = None
+    """The state of the Chute's weights cache (the Weights condition); None: no cache."""
 
     @property
     def applies(self) -> tuple[Step, ...]:
@@ -219,7 +231,15 @@ class Plan:
 
     @property
     def empty(self) -> bool:
-        return not (self.applies or self.prune or self.zero or self.slice_apply or self.slice_delete)
+        return not (
+            self.applies
+            or self.prune
+            or self.zero
+            or self.slice_apply
+            or self.slice_delete
+            or self.weights_join
+            or self.weights_leave
+        )
 
 
 def applied_event(snapshot: Snapshot, applied: list[str], updated: bool) -> Event | None:
@@ -399,9 +419,24 @@ def unserved_kinds(snapshot: Snapshot) -> tuple[str, ...]:
     return tuple(dict.fromkeys(m["kind"] for m in snapshot.desired if m["kind"] not in served))
 
 
+def wait_for_weights(steps: tuple[Step, ...], state: WeightsState | None) -> tuple[Step, ...]:
+    """Until its weights cache is ready, the Deployment is not applied: a new Chute gets none yet, a
+    revision change keeps the old revision's pod template (and cache) serving."""
+    if state is None or state.ready:
+        return steps
+    return tuple(
+        Step(step.found, "waits")
+        if step.kind == "Deployment" and step.action in ("create", "update")
+        else step
+        for step in steps
+    )
+
+
 def make_plan(snapshot: Snapshot, now: datetime, field_manager: str) -> Plan:
     """What to do to the Chute's children, from the snapshot alone."""
-    steps = plan_children(snapshot.children, field_manager)
+    view = snapshot.weights
+    state = view.state() if view is not None else None
+    steps = wait_for_weights(plan_children(snapshot.children, field_manager), state)
     zero = plan_zero(snapshot, steps, now)
     slice_apply, slice_delete = plan_slice(snapshot, steps, zero)
     applies = [step for step in steps if step.action in ("create", "update")]
@@ -416,4 +451,20 @@ def make_plan(snapshot: Snapshot, now: datetime, field_manager: str) -> Plan:
         applied=applied_event(
             snapshot, [s.kind for s in applies], any(s.action == "update" for s in applies)
         ),
+        weights_join=joins(view, snapshot.chute) if view is not None else (),
+        weights_leave=(
+            leaves(
+                snapshot.weights_owned, view.cache if view else None, snapshot.deployment, rolling(snapshot)
+            )
+            if snapshot.workload is not None
+            else ()
+        ),
+        weights=state,
     )
+
+
+def rolling(snapshot: Snapshot) -> bool:
+    """Pods of more than one template may run: an old revision's pods may still mount its cache."""
+    status = (snapshot.deployment or {}).get("status") or {}
+    replicas, updated = status.get("replicas") or 0, status.get("updatedReplicas") or 0
+    return snapshot.rollout.in_progress or replicas != updated

@@ -29,6 +29,7 @@ from chute_operator.settled import SettledTemplates
 from chute_operator.sidecars import SidecarPolicy, SidecarUpdates
 from chute_operator.status import compute_status
 from chute_operator.store import Key, Store
+from chute_operator.weights import POLL_SECONDS
 from chute_operator.workload import RenderOptions
 from chute_operator.zero import ABSENT, ActivatorReading
 
@@ -159,6 +160,8 @@ class Reconciler:
             raise RetryLater(error_message(outcome.retry)) from outcome.retry
         if outcome.conflicts:  # the object in the way is not watched: look again later
             raise RetryLater(conflict_message(outcome.conflicts))
+        if plan.weights is not None and plan.weights.working:
+            return POLL_SECONDS  # the download's progress, and a PVC or pod that no event announces
         return None
 
     def _forget(self, key: Key, gone: bool = True) -> None:

@@ -13,6 +13,7 @@ import yaml
 
 from chute_operator.api import Chute
 from chute_operator.drift import stamped
+from chute_operator.weights import BACKOFF_LIMIT, WEIGHTS_VOLUME, WeightsCache
 from chute_operator.wiring import (
     API_KEY_DIR,
     PROBE_PERIOD_SECONDS,
@@ -20,7 +21,7 @@ from chute_operator.wiring import (
     STARTUP_PROBE_PERIOD_SECONDS,
 )
 from chute_operator.workload import RenderOptions, Workload, resolve
-from chute_shared import paths, ports
+from chute_shared import paths, ports, weights
 from chute_shared.cluster import DRAIN_TOKEN_ENV, MODEL_CONTAINER, SIDECAR_CONTAINER
 from chute_shared.headers import DRAIN_TOKEN_HEADER
 from chute_shared.metrics import UTILIZATION_METRIC
@@ -67,12 +68,18 @@ def _environment() -> jinja2.Environment:
         startup_probe_period=STARTUP_PROBE_PERIOD_SECONDS,
         hpa_metric=UTILIZATION_METRIC,
         service_role_label=SERVICE_ROLE_LABEL,
+        weights_label=weights.WEIGHTS_LABEL,
+        weights_volume=WEIGHTS_VOLUME,
+        weights_mount_path=weights.WEIGHTS_MOUNT_PATH,
+        download_container=weights.DOWNLOAD_CONTAINER,
+        exit_permanent=weights.EXIT_PERMANENT,
+        backoff_limit=BACKOFF_LIMIT,
     )
     return env
 
 
-def _render(template: str, workload: Workload) -> Manifest:
-    text = _environment().get_template(template).render(w=workload)
+def _render(template: str, workload: Workload | None = None, cache: WeightsCache | None = None) -> Manifest:
+    text = _environment().get_template(template).render(w=workload, c=cache)
     # _LOADER is PyYAML's SafeLoader (libyaml's where present) (bandit B506)
     manifest = yaml.load(text, Loader=_LOADER)  # nosec B506
     if not isinstance(manifest, dict):
@@ -99,6 +106,16 @@ def render_workload(workload: Workload) -> list[Manifest]:
     if workload.ingress is not None:
         names.append("ingress.yaml.j2")
     return [_render(name, workload) for name in names]
+
+
+WEIGHTS_TEMPLATES = ("weights-networkpolicy.yaml.j2", "weights-pvc.yaml.j2", "weights-job.yaml.j2")
+"""A weights cache's objects, in apply order (weights.WEIGHTS_KINDS)."""
+
+
+def render_weights(cache: WeightsCache) -> list[Manifest]:
+    """A weights cache's NetworkPolicy, PersistentVolumeClaim and download Job, without owners (each
+    Chute using it adds its own reference: weights.join_manifest)."""
+    return [_render(name, cache=cache) for name in WEIGHTS_TEMPLATES]
 
 
 def render(chute: Chute, options: RenderOptions) -> list[Manifest]:

@@ -130,6 +130,7 @@ def observation(snapshot: Snapshot, plan: Plan, outcome: Outcome, template_settl
         template_settled=template_settled,
         activator_port=snapshot.activator_port,
         sidecar=snapshot.sidecar,
+        weights=plan.weights,
     )
 
 

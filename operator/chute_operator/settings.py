@@ -134,6 +134,9 @@ class Render:
     ``chutes.ai/sidecar-update: "true"``); ``Automatic`` rolls every such Chute to the new one (a
     Chute's ``"false"`` keeps it). New Chutes always get ``sidecar_image``."""
     sidecar_max_concurrent_updates: int = 1
+    hf_endpoint: str | None = None
+    """``HF_ENDPOINT`` of the weights download Jobs (``CHUTE_OPERATOR_HF_ENDPOINT``: a hub mirror);
+    unset: the client's default hub (docs/weights.md)."""
     """At most this many Chutes roll to a new sidecar at once; the next starts only once one of
     them is rolled out (every replica Ready on the new sidecar)."""
 
@@ -309,6 +312,7 @@ class Settings:
             endpoint_pickers=self.endpoint_pickers(),
             drain_key=drain_key,
             activator_hold_seconds=self.scale_to_zero.activator_max_wait_seconds,
+            hf_endpoint=self.render.hf_endpoint,
         )
 
     def sidecar_policy(self) -> SidecarPolicy:

@@ -19,6 +19,7 @@ from chute_operator.capabilities import dropped_by_server
 from chute_operator.conditions import Observed, find, merge_conditions
 from chute_operator.rollout import REPLACE_WAIT_SECONDS, RolloutObservation, lacks_gpus, waiting_since
 from chute_operator.sidecars import SIDECAR_UPDATE_ANNOTATION, SidecarChoice
+from chute_operator.weights import WeightsState
 from chute_operator.workload import Workload
 from chute_operator.zero import asleep_since
 from chute_shared.cluster import ACTIVATOR_PORT_STATUS, MODEL_CONTAINER
@@ -77,6 +78,8 @@ class Observation:
     controller has not caught up with a new generation, an unchanged template means a scale."""
     sidecar: SidecarChoice | None = None
     """The sidecar image the pod template has, and the operator's (sidecars.py); None: no condition."""
+    weights: WeightsState | None = None
+    """The state of the Chute's weights cache (weights.py); None: it has none."""
 
 
 def _get(obj: Any, *path: str) -> Any:
@@ -209,6 +212,8 @@ class Facts:
     """Pods whose model server is still loading."""
     asleep: bool = False
     """The operator scaled the Deployment to zero because it was idle (scale to zero, zero.py)."""
+    weights: WeightsState | None = None
+    """The weights cache's state (None: no cache): the Chute is not Ready until it is."""
 
 
 def _desired(obs: Observation) -> int:
@@ -309,6 +314,7 @@ def facts_of(obs: Observation, now: datetime) -> Facts:
         failure=_failure(obs, problems, len(pods)),
         loading=sum(1 for p in problems if p.reason == r.MODEL_LOADING),
         asleep=asleep_since(obs.deployment) is not None,
+        weights=obs.weights,
     )
 
 
@@ -339,6 +345,8 @@ def progressing_condition(obs: Observation, facts: Facts) -> Observed:
     """Progressing: the Deployment is being created, rolled out or scaled up."""
     if obs.invalid_spec:
         return Observed(r.PROGRESSING, "False", r.INVALID_SPEC, obs.invalid_spec)
+    if facts.weights is not None and facts.weights.working:
+        return Observed(r.PROGRESSING, "True", facts.weights.reason, facts.weights.message)
     if not facts.deployment_exists:
         return Observed(r.PROGRESSING, "True", r.CREATING, "creating the Deployment")
     if facts.stalled is not None:
@@ -365,6 +373,8 @@ def degraded_condition(obs: Observation, facts: Facts) -> Observed:
         return Observed(r.DEGRADED, "True", r.CHILD_CONFLICT, message)
     if obs.apply_error:
         return Observed(r.DEGRADED, "True", r.APPLY_FAILED, obs.apply_error)
+    if facts.weights is not None and facts.weights.failed:
+        return Observed(r.DEGRADED, "True", facts.weights.reason, facts.weights.message)
     if facts.failure:
         return Observed(r.DEGRADED, "True", facts.failure.reason, facts.failure.message)
     if facts.stalled is not None:
@@ -392,6 +402,14 @@ def _no_failure_needs_a_person(parts: Parts, facts: Facts) -> Observed | None:
     return _not_ready(degraded) if needs_a_person else None
 
 
+def _weights_cached(parts: Parts, facts: Facts) -> Observed | None:
+    """The weights cache (when the Chute has one) holds the revision: until then the Deployment keeps
+    its pod template, so the Chute does not serve its spec yet."""
+    if facts.weights is None or facts.weights.ready:
+        return None
+    return Observed(r.READY, "False", facts.weights.reason, facts.weights.message)
+
+
 def _rolled_out(parts: Parts, facts: Facts) -> Observed | None:
     """No pod of an older template remains; a scale-up or a replaced pod is not a rollout."""
     if facts.rolled_out:
@@ -407,7 +425,7 @@ def _serving(parts: Parts, facts: Facts) -> Observed | None:
 
 
 ReadyCheck = Callable[[Parts, Facts], "Observed | None"]
-READY_CHECKS: tuple[ReadyCheck, ...] = (_no_failure_needs_a_person, _rolled_out, _serving)
+READY_CHECKS: tuple[ReadyCheck, ...] = (_no_failure_needs_a_person, _weights_cached, _rolled_out, _serving)
 """Ready is True when every check passes; otherwise the first failing check gives its reason."""
 
 
@@ -526,6 +544,13 @@ def sidecar_condition(obs: Observation) -> Observed | None:
     return Observed(r.SIDECAR_CURRENT, "False", r.SIDECAR_BEHIND, f"{behind}; {why}")
 
 
+def weights_condition(obs: Observation) -> Observed | None:
+    """Weights: present only when the Chute has a weights cache (spec.model.cache)."""
+    if obs.weights is None:
+        return None
+    return Observed(r.WEIGHTS, obs.weights.status, obs.weights.reason, obs.weights.message)
+
+
 def supported_condition(obs: Observation) -> Observed | None:
     """Supported: present only when the spec asks for something the API server cannot honour (known
     at start, or seen dropped from the live HPA)."""
@@ -547,6 +572,7 @@ def conditions_of(obs: Observation, now: datetime) -> list[Observed]:
     ready = ready_condition(parts, facts)
     stalled = stalled_condition(ready, parts.degraded)
     extra = [
+        weights_condition(obs),
         monitored_condition(obs),
         exposed_condition(obs),
         sidecar_condition(obs),

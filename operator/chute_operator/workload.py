@@ -18,6 +18,7 @@ from chute_operator.expose import resolve_expose, timeouts
 from chute_operator.gpu_profiles import GFD, GpuProfile
 from chute_operator.gpus import Catalog, GpuType, eligible_gpus
 from chute_operator.rollout import RolloutObservation, budget
+from chute_operator.weights import WEIGHTS_VOLUME, WeightsCache, cache_of
 from chute_operator.wiring import (
     API_KEY_DIR,
     DEFAULT_SIDECAR_IMAGE,
@@ -35,6 +36,7 @@ from chute_operator.wiring import (
 from chute_shared.cluster import CHUTE_LABEL, MANAGED_BY, MODEL_CONTAINER
 from chute_shared.limits import MAX_BODY_BYTES, REQUEST_TIMEOUT_SECONDS
 from chute_shared.ports import ADMIN_PORT, METRICS_PORT, SIDECAR_PORT
+from chute_shared.weights import MODEL_PATH_ENV, WEIGHTS_MOUNT_PATH
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,8 @@ class RenderOptions:
     activator_hold_seconds: float = 300.0
     """The longest the activator holds a request for a Chute at zero (its ``--max-wait-seconds``, the
     chart's ``activator.maxWaitSeconds``): a route's ``timeouts.request`` of such a Chute counts it."""
+    hf_endpoint: str | None = None
+    """``HF_ENDPOINT`` of the weights download Jobs (a hub mirror); None: the client's default hub."""
 
 
 @dataclass(frozen=True)
@@ -156,6 +160,8 @@ class Workload:
     """(kind, URL) of the exposed objects that give an external address, the preferred first."""
     extra_volumes: list[dict[str, Any]] = field(default_factory=list)
     extra_volume_mounts: list[dict[str, Any]] = field(default_factory=list)
+    weights: WeightsCache | None = None
+    """The shared weights cache the pods mount read-only (spec.model.cache); None: none."""
 
 
 def labels_for(chute: Chute) -> dict[str, str]:
@@ -200,11 +206,36 @@ def drain_token(chute: Chute, key: bytes | None) -> str | None:
     return hmac.new(key, f"drain/{chute.metadata.uid}".encode(), hashlib.sha256).hexdigest()[:40]
 
 
-def _env(chute: Chute, cache_path: str) -> list[dict[str, Any]]:
+def _env(chute: Chute, cache_path: str, weights: WeightsCache | None = None) -> list[dict[str, Any]]:
+    """``HF_HOME`` on the cache volume, the Chute's own variables, and with a weights cache, the hub
+    cache on it and offline mode (they win over the Chute's: the serving pods never reach the hub)."""
     merged: dict[str, dict[str, Any]] = {"HF_HOME": {"name": "HF_HOME", "value": f"{cache_path}/huggingface"}}
     for var in chute.spec.env:
         merged[var.name] = var.model_dump(by_alias=True, exclude_none=True)
+    if weights is not None:
+        snapshot = (
+            f"{weights.hub_cache}/models--{weights.repo.replace('/', '--')}/snapshots/{weights.revision}"
+        )
+        offline = {
+            "HF_HUB_CACHE": weights.hub_cache,
+            "HF_HUB_OFFLINE": "1",
+            "TRANSFORMERS_OFFLINE": "1",
+            MODEL_PATH_ENV: snapshot,
+        }
+        for name, value in offline.items():
+            merged.pop(name, None)
+            merged[name] = {"name": name, "value": value}
     return list(merged.values())
+
+
+def _weights_volumes(weights: WeightsCache | None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The cache's volume, read-only, and its mount in the model container."""
+    if weights is None:
+        return [], []
+    claim = {"claimName": weights.name, "readOnly": True}
+    volume = {"name": WEIGHTS_VOLUME, "persistentVolumeClaim": claim}
+    mount = {"name": WEIGHTS_VOLUME, "mountPath": WEIGHTS_MOUNT_PATH, "readOnly": True}
+    return [volume], [mount]
 
 
 def _affinity(chute: Chute, terms: list[list[dict[str, Any]]]) -> dict[str, Any] | None:
@@ -310,7 +341,9 @@ def _scaling(spec: ChuteSpec, options: RenderOptions) -> dict[str, Any]:
     }
 
 
-def _model_server(spec: ChuteSpec, engine: Engine, cache_path: str, chute: Chute) -> dict[str, Any]:
+def _model_server(
+    spec: ChuteSpec, engine: Engine, cache_path: str, chute: Chute, weights: WeightsCache | None
+) -> dict[str, Any]:
     """The model container's command, arguments, environment, port and health settings."""
     port = spec.port or engine.port
     startup = spec.health.startup_timeout_seconds or engine.startup_timeout_seconds
@@ -321,7 +354,7 @@ def _model_server(spec: ChuteSpec, engine: Engine, cache_path: str, chute: Chute
         "image_pull_secrets": list(spec.image_pull_secrets),
         "command": list(spec.command) if spec.command is not None else list(engine.command),
         "args": args + list(spec.engine_args),
-        "env": _env(chute, cache_path),
+        "env": _env(chute, cache_path, weights),
         "env_from": list(spec.env_from),
         "port": port,
         "concurrency": spec.concurrency or engine.concurrency,
@@ -398,6 +431,11 @@ def resolve(
     gpus = eligible_gpus(spec.node_selector, options.catalog, profile)
     resource = gpu_resource(gpus)
     labels = labels_for(chute)
+    tolerations = _tolerations(spec, resource, profile)
+    weights = cache_of(
+        spec, chute.metadata.namespace, options.sidecar_image, options.hf_endpoint, tolerations
+    )
+    weights_volumes, weights_mounts = _weights_volumes(weights)
     values: dict[str, Any] = {
         "name": chute.metadata.name,
         "namespace": chute.metadata.namespace,
@@ -410,7 +448,7 @@ def resolve(
             "kubectl.kubernetes.io/default-container": MODEL_CONTAINER,
         },
         "template": spec.template,
-        **_model_server(spec, ENGINES[spec.template], spec.cache.mount_path, chute),
+        **_model_server(spec, ENGINES[spec.template], spec.cache.mount_path, chute, weights),
         "gpu_count": spec.node_selector.gpu_count,
         "eligible_gpus": [gpu.name for gpu in gpus],
         "gpu_profile": options.gpu_profile_note or f"GPU profile {profile.name}",
@@ -432,14 +470,15 @@ def resolve(
         "cache_mount_path": spec.cache.mount_path,
         "affinity": _affinity(chute, profile.node_terms(gpus, spec.node_selector.gpu_count)),
         "node_selector": dict(spec.pod.node_selector),
-        "tolerations": _tolerations(spec, resource, profile),
+        "tolerations": tolerations,
         "pod": spec.pod.model_dump(by_alias=True, exclude_none=True),
         "termination_grace_period_seconds": spec.pod.termination_grace_period_seconds,
         "sidecar_image": sidecar_image or options.sidecar_image,
         "drain_token": drain_token(chute, options.drain_key),
         "url": _url(chute, options),
-        "extra_volumes": list(spec.pod.volumes),
-        "extra_volume_mounts": list(spec.pod.volume_mounts),
+        "extra_volumes": [*weights_volumes, *spec.pod.volumes],
+        "extra_volume_mounts": [*weights_mounts, *spec.pod.volume_mounts],
+        "weights": weights,
     }
     current = sidecar_image is None or sidecar_image == options.sidecar_image
     values["sidecar_args"] = _sidecar_args(values, current)

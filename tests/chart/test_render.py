@@ -304,6 +304,9 @@ def test_cluster_wide_by_default(helm: Helm) -> None:
         ("gateway.networking.k8s.io", "httproutes"): APPLY,
         ("inference.networking.k8s.io", "inferencepools"): APPLY,
         ("", "pods"): READ,
+        ("", "pods/log"): {"get"},
+        ("", "persistentvolumeclaims"): APPLY,
+        ("batch", "jobs"): APPLY,
         ("", "events"): {"create", "patch"},
     }
     discovery = discovery_role(objects)

@@ -13,13 +13,15 @@ import secrets
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from chute_devcluster.controlplane import ControlPlane
 from chute_devcluster.realnode_config import REAL_NODE_LABEL
 
+ROOT = Path(__file__).resolve().parents[2]
 CONNECT_TIMEOUT = 2.0
 """How long a probe waits for an answer: a denied connection is dropped, so it fails after this."""
 
@@ -126,8 +128,11 @@ class Outside:
 
 
 @contextlib.contextmanager
-def outside_server(subnet: str = "198.51.100.0/30", port: int = 8000) -> Iterator[Outside]:
-    """A namespace at the subnet's second address (the host end has the first), its server on ``port``.
+def outside_server(
+    subnet: str = "198.51.100.0/30", port: int = 8000, command: Sequence[str] | None = None
+) -> Iterator[Outside]:
+    """A namespace at the subnet's second address (the host end has the first), its server on ``port``:
+    :data:`SERVE`, or ``command`` (run from the repository, in the namespace, until the block ends).
 
     The subnet is TEST-NET-2's (documentation only, never routed): refused if this machine already
     routes it anywhere but its default route."""
@@ -149,11 +154,11 @@ def outside_server(subnet: str = "198.51.100.0/30", port: int = 8000) -> Iterato
         _run(*inside, "ip", "addr", "add", f"{address}/30", "dev", inner_veth)
         _run(*inside, "ip", "link", "set", inner_veth, "up")
         _run(*inside, "ip", "route", "add", "default", "via", host_address)
+        program = list(command) if command else [sys.executable, "-c", SERVE, f"tcp/{port}"]
         server = subprocess.Popen(  # nosec B603  # fixed command, our own namespace
-            [*inside, sys.executable, "-c", SERVE, f"tcp/{port}"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [*inside, *program], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT,
         )  # fmt: skip
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 30
         while _run(*inside, "ss", "-ltn", f"sport = :{port}").stdout.count("LISTEN") == 0:
             if time.monotonic() > deadline:
                 raise RuntimeError("the outside server did not listen")

@@ -16,7 +16,7 @@ from pathlib import Path
 import chute_shared
 
 OPERATOR = Path(__file__).resolve().parents[2] / "operator"
-PROGRAMS = ("chute_operator", "chute_sidecar", "chute_activator", "chute_modelsim")
+PROGRAMS = ("chute_operator", "chute_sidecar", "chute_activator", "chute_modelsim", "chute_weights")
 
 GENERIC = frozenset({"concurrency", "in_flight"})
 """Fields of ``/_conn_stats`` that are also ordinary words of every program (log fields, settings,
@@ -41,6 +41,7 @@ SAME_WORD_ELSEWHERE: dict[str, dict[str, str]] = {
     },
     "/livez": {"chute_operator/metricsapi/server.py": "the metrics API's own probes"},
     "model": {
+        "chute_weights/download.py": "the hub's repository type",
         "chute_modelsim/openai.py": "the OpenAI request and response field",
         "chute_modelsim/server.py": "a field of the admin state",
         "chute_modelsim/tokens.py": "a word of the simulated answer",
@@ -62,6 +63,7 @@ SAME_WORD_ELSEWHERE: dict[str, dict[str, str]] = {
     "chutes": {
         "chute_operator/crd.py": "the CRD's category and part-of label",
         "chute_operator/workload.py": "the app.kubernetes.io/part-of label",
+        "chute_operator/weights.py": "the app.kubernetes.io/part-of label",
     },
     "chutes.ai": {"chute_operator/settings.py": "the operator's annotation prefix"},
     "Chute": {
@@ -79,6 +81,7 @@ SAME_WORD_ELSEWHERE: dict[str, dict[str, str]] = {
         "chute_operator/rollout.py": "Kubernetes' PodScheduled reason",
         "chute_operator/status.py": "Kubernetes' PodScheduled reason",
     },
+    "download": {"chute_weights/main.py": "its command's name"},
     "ImagePullBackOff": {"chute_operator/status.py": "the kubelet's waiting reason"},
     "CrashLoopBackOff": {"chute_operator/status.py": "the kubelet's waiting reason"},
 }

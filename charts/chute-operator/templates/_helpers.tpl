@@ -129,10 +129,22 @@ With image.digest, the operator's image by digest (the chart cannot know the sid
 - apiGroups: ["inference.networking.k8s.io"]
   resources: ["inferencepools"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
-# Pods: read-only, for readiness and restart reporting.
+# Pods: read-only, for readiness and restart reporting; the weights download pod's last log line
+# is its progress (docs/weights.md).
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["get", "list", "watch"]
+- apiGroups: [""]
+  resources: ["pods/log"]
+  verbs: ["get"]
+# Weights caches shared by the Chutes of a model revision: a PVC and its download Job, each owned by
+# every Chute using it, joined and left by patches of their owner references, deleted with the last.
+- apiGroups: [""]
+  resources: ["persistentvolumeclaims"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+- apiGroups: ["batch"]
+  resources: ["jobs"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 # Events on Chutes (kubectl describe chute).
 - apiGroups: [""]
   resources: ["events"]

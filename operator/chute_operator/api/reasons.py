@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from chute_shared import reasons as shared
+from chute_shared import weights
 
 
 @dataclass(frozen=True)
@@ -292,6 +293,58 @@ FIELD_UNSUPPORTED = _reason(
     "server's version and what is served instead. Upgrading the cluster and restarting the operator "
     "clears it.",
 )
+# Weights (docs/weights.md)
+WEIGHTS = _type(
+    "Weights",
+    "Whether the model revision's shared cache is downloaded (only with spec.model.cache): the Chute is not "
+    "Ready until it is.",
+)
+WEIGHTS_PENDING = _reason(
+    "WeightsPending",
+    "Weights=Unknown, Ready",
+    "The cache's PersistentVolumeClaim or download Job is being created, or the claim is not bound yet.",
+)
+WEIGHTS_DOWNLOADING = _reason(
+    "WeightsDownloading",
+    "Weights=False, Ready",
+    "The download Job runs; the message gives the bytes done and the total. A revision change keeps the "
+    "old revision's pods serving meanwhile.",
+)
+WEIGHTS_READY = _reason("WeightsReady", "Weights=True", "The revision is in the cache.")
+REPOSITORY_NOT_FOUND = _reason(
+    weights.REPOSITORY_NOT_FOUND,
+    "Weights=False, Degraded, Ready, Event",
+    "The hub has no such model repository (404), or hides a private one from this token.",
+)
+REVISION_NOT_FOUND = _reason(
+    weights.REVISION_NOT_FOUND,
+    "Weights=False, Degraded, Ready, Event",
+    "The repository has no such revision.",
+)
+GATED_REPO = _reason(
+    weights.GATED_REPO,
+    "Weights=False, Degraded, Ready, Event",
+    "The repository is gated: spec.model.cache.tokenSecretRef must name a token with access (401).",
+)
+HUB_UNAUTHORIZED = _reason(
+    weights.UNAUTHORIZED,
+    "Weights=False, Degraded, Ready, Event",
+    "The hub refused the token (401 or 403).",
+)
+DISK_FULL = _reason(
+    weights.DISK_FULL,
+    "Weights=False, Degraded, Ready, Event",
+    "The cache volume filled up before the model was downloaded: raise spec.model.cache.size.",
+)
+DOWNLOAD_FAILED = _reason(
+    weights.DOWNLOAD_FAILED,
+    "Weights=False, Degraded, Ready, Event",
+    "The download Job failed for another reason (the hub unreachable, its pod evicted) after its retries; "
+    "the message is the last error.",
+)
+WEIGHTS_FAILURES = frozenset(
+    {REPOSITORY_NOT_FOUND, REVISION_NOT_FOUND, GATED_REPO, HUB_UNAUTHORIZED, DISK_FULL, DOWNLOAD_FAILED}
+)
 # Events (a condition that turns True is announced with the condition type as the reason)
 WAKING = _reason(
     "Waking",
@@ -305,7 +358,17 @@ APPLIED = _reason(
 )
 PRUNED = _reason("Pruned", "Event", "A child the spec no longer asks for was deleted.")
 
-PROGRESS_REASONS = frozenset({CREATING, MODEL_LOADING, ROLLING_OUT, SCALING_UP, NO_REPLICAS_READY})
+PROGRESS_REASONS = frozenset(
+    {
+        CREATING,
+        MODEL_LOADING,
+        ROLLING_OUT,
+        SCALING_UP,
+        NO_REPLICAS_READY,
+        WEIGHTS_PENDING,
+        WEIGHTS_DOWNLOADING,
+    }
+)
 """Reasons of a Chute on its way up: their events are Normal, not Warning."""
 SERVING_DESPITE = frozenset({UNSCHEDULABLE, PROBE_FAILING})
 """Degraded reasons that leave a serving, rolled-out Chute Ready: a scale-up pod waiting for a node,

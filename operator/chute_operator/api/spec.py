@@ -29,6 +29,42 @@ another."""
 _check = enforce
 
 
+class TokenSecretRef(ApiModel):
+    """A key of a Secret in the Chute's namespace holding a hub token."""
+
+    name: str = Field(min_length=1, max_length=253, description="Name of the Secret.")
+    key: str = Field(default="token", min_length=1, max_length=253, description="Key within the Secret.")
+
+
+ACCESS_MODES = ("ReadWriteMany", "ReadWriteOnce")
+
+
+class ModelCache(ApiModel):
+    """A cache of the model's revision, downloaded once by a Job and shared read-only by every replica
+    and every Chute of the namespace that serves the same revision (docs/weights.md)."""
+
+    size: Quantity = Field(
+        description="Size of the cache's PersistentVolumeClaim, e.g. 40Gi: the model must fit."
+    )
+    storage_class_name: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=253,
+        description="StorageClass of the cache's PersistentVolumeClaim (the platform's choice); unset: the "
+        "cluster's default class.",
+    )
+    access_mode: Literal["ReadWriteMany", "ReadWriteOnce"] = Field(
+        default="ReadWriteMany",
+        description="ReadWriteMany lets replicas on every node mount the cache; ReadWriteOnce is enough "
+        "where every replica runs on one node (it pins them to the node that mounted it first).",
+    )
+    token_secret_ref: TokenSecretRef | None = Field(
+        default=None,
+        description="Hub token for a gated or private model: read by the download Job only, never by the "
+        "serving pods.",
+    )
+
+
 class Model(ApiModel):
     """The model weights a standard template serves."""
 
@@ -43,6 +79,12 @@ class Model(ApiModel):
         max_length=40,
         description="Exact commit of the model repository (40 lowercase hex characters).",
     )
+    cache: ModelCache | None = Field(
+        default=None,
+        description="Download this revision once into a shared cache (a PersistentVolumeClaim filled by a "
+        "Job) that the serving pods mount read-only, running offline: they never reach the hub. Needs "
+        "revision.",
+    )
 
     RULES: ClassVar[tuple[Rule, ...]] = (
         Rule(
@@ -50,6 +92,12 @@ class Model(ApiModel):
             message="spec.model.revision must be a 40-character lowercase hex commit id",
             field_path=".revision",
             check=lambda m: m.revision is None or (len(m.revision) == 40 and _is_hex(m.revision)),
+        ),
+        Rule(
+            cel="!has(self.cache) || has(self.revision)",
+            message="spec.model.cache needs spec.model.revision: a cache holds one pinned revision",
+            field_path=".cache",
+            check=lambda m: m.cache is None or m.revision is not None,
         ),
     )
     model_config = ConfigDict(json_schema_extra=rules_schema(*RULES))
@@ -520,9 +568,10 @@ class ChuteSpec(ApiModel):
         default=False,
         description="Let the pods open connections to any address, inside or outside the cluster. When "
         "false the Chute's NetworkPolicy allows only DNS queries to the cluster's DNS pods and the "
-        "destinations in allowedEgress (provide weights via the cache PersistentVolumeClaim or an "
-        "in-cluster mirror listed there). Ingress is governed either way: only the serving port, "
-        "and the metrics port from Prometheus.",
+        "destinations in allowedEgress (provide weights with model.cache, whose download Job alone "
+        "reaches the hub, or via the cache PersistentVolumeClaim or an in-cluster mirror listed "
+        "there). Ingress is governed either way: only the serving port, and the metrics port from "
+        "Prometheus.",
     )
     allowed_egress: list[EgressRule] = Field(
         default_factory=list,
