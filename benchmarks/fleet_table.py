@@ -17,10 +17,12 @@ FLEET_FILES = (
     "fleet-2000.json",
     "fleet-5000.json",
     "fleet-1000-all-awake.json",
+    "fleet-1000-all-awake-after.json",
 )
 """In order: 1000 Chutes on the code before the scale-to-zero check skipped sleeping Chutes, the same
 after, 2000 after, the 5000 run stopped by hand on an overloaded machine, and 1000 Chutes all awake
-(the scraper reading 1000 ready pods inside the operator)."""
+(the scraper reading 1000 ready pods inside the operator) before and after the check left awake
+Chutes that are not idle alone."""
 KINDS = (
     "chutes", "deployments", "replicasets", "services", "endpointslices", "horizontalpodautoscalers",
     "networkpolicies", "servicemonitors", "events", "pods",
