@@ -233,8 +233,7 @@ def quiet(operator: OperatorProcess, still: float, limit: float) -> float:
 
 def window(cp: ControlPlane, operator: OperatorProcess) -> dict[str, Any]:
     """The operator's CPU, writes and reads of sidecars, and the watch events, over WINDOW seconds."""
-    assert operator.process is not None
-    pid = operator.process.pid
+    pid = _pid(operator)
     before, watched = _proc(pid), watch_events(cp)
     writes = operator.metric("chute_operator_api_writes_total")
     reads = operator.metric("chute_operator_metrics_api_sidecar_reads_total")
@@ -325,7 +324,8 @@ def wake(cp: ControlPlane, index: int, limit: float) -> dict[str, Any]:
 
 
 def _pid(operator: OperatorProcess) -> int:
-    assert operator.process is not None
+    if operator.process is None:
+        raise RuntimeError("the operator is not running")
     return operator.process.pid
 
 

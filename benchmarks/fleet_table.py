@@ -11,9 +11,18 @@ from pathlib import Path
 from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
-FLEET_FILES = ("fleet-1000-before.json", "fleet-1000.json", "fleet-2000.json", "fleet-5000.json")
+FLEET_FILES = (
+    "fleet-1000-before.json",
+    "fleet-1000.json",
+    "fleet-2000.json",
+    "fleet-5000.json",
+    "fleet-1000-all-awake.json",
+    "fleet-1000-all-awake-after.json",
+)
 """In order: 1000 Chutes on the code before the scale-to-zero check skipped sleeping Chutes, the same
-after, 2000 after, and the 5000 run stopped by hand on an overloaded machine."""
+after, 2000 after, the 5000 run stopped by hand on an overloaded machine, and 1000 Chutes all awake
+(the scraper reading 1000 ready pods inside the operator) before and after the check left awake
+Chutes that are not idle alone."""
 KINDS = (
     "chutes", "deployments", "replicasets", "services", "endpointslices", "horizontalpodautoscalers",
     "networkpolicies", "servicemonitors", "events", "pods",
@@ -92,7 +101,7 @@ def etcd_table() -> str:
     runs = [(n, r) for n, r in _fleet() if r.get("etcd")]
     if not runs:
         return ""
-    name, run = runs[-1]
+    name, run = max(runs, key=lambda found: found[1]["chutes"] - found[1]["awake_chutes"])
     asleep_n, awake_n = run["chutes"] - run["awake_chutes"], run["awake_chutes"]
     rows = [
         f"`{name}`: {asleep_n} Chutes asleep, {awake_n} awake.",
@@ -119,7 +128,7 @@ def wake_table() -> str:
         "| --- | --- | --- | --- | --- | --- |",
     ]
     for name, run in _fleet():
-        if "wakes" not in run:
+        if not run.get("wakes"):
             continue
         cells = [
             f"{run.get(f'wake_{stage}_p50_s')} s / {run.get(f'wake_{stage}_p95_s')} s"

@@ -32,6 +32,7 @@ from chute_operator.zero import (
     ActivatorReading,
     activator_from_slices,
     asleep_since,
+    idle_for,
 )
 from chute_shared.cluster import CHUTE_KIND, MANAGED_BY
 from chute_shared.weights import WEIGHTS_LABEL
@@ -283,8 +284,18 @@ class Controller:
             chute = self.store.get("Chute", key) or {}
             if (chute.get("spec") or {}).get("minInstances") != 0:
                 continue
-            if asleep_too or asleep_since(self.store.get("Deployment", key)) is None:
+            if asleep_too or (
+                asleep_since(self.store.get("Deployment", key)) is None and self._may_sleep(key, chute)
+            ):
                 self.queue.add(key)
+
+    def _may_sleep(self, key: Key, chute: dict[str, Any]) -> bool:
+        """Whether the readings say every pod of an awake Chute has been idle for its window: only then
+        can its reconcile decide to sleep (any other change comes with an event). At 1000 awake Chutes
+        the check reconciled 200 a second that each decided to stay."""
+        window = (chute.get("spec") or {}).get("shutdownAfterSeconds")
+        idle = idle_for(self.store.children("Pod", key), self.idle_seconds)
+        return idle is not None and (not isinstance(window, int | float) or idle >= window)
 
     async def _resync(self) -> None:
         """Relist and re-queue every Chute now and then: catches anything a missed event would hide."""

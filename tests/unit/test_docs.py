@@ -227,3 +227,12 @@ def test_demo_stage_figures_are_the_results_files() -> None:
     total = fresh["total_seconds"] + 300 + demo
     assert f"| **sum** | **{total:.0f}** |" in doc
     assert f"That is {total / 60:.1f} minutes" in doc
+
+
+def test_the_fleet_tables_are_the_results_files() -> None:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from fleet_table import etcd_table, fleet_table, scraper_table, wake_table
+
+    doc = (ROOT / "docs" / "benchmarks" / "fleet.md").read_text()
+    for part in (scraper_table(), fleet_table(), etcd_table(), wake_table()):
+        assert part in doc

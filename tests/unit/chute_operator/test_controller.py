@@ -457,24 +457,37 @@ def _zero_chute(name: str) -> dict[str, Any]:
 
 
 def test_the_periodic_check_queues_sleeping_chutes_only_when_the_activator_reading_changes() -> None:
-    """A Chute at zero changes only on an event or a new activator reading: the 5 s check leaves it
-    (at 4,500 Chutes asleep it was 900 reconciles a second that each decided to stay)."""
+    """A Chute at zero changes only on an event or a new activator reading, and an awake one can only
+    decide to sleep once its readings say every pod has been idle for its window: the 5 s check leaves
+    the others (900 reconciles a second at 4,500 asleep, 200 at 1000 awake, each deciding to stay)."""
     controller = Controller(_settings(), client=None, metrics=OperatorMetrics(), catalog=CATALOG)  # type: ignore[arg-type]
-    for name in ("awake", "asleep", "fixed"):
+    for name in ("awake", "idle", "asleep", "fixed"):
         chute = _zero_chute(name)
+        chute["spec"]["shutdownAfterSeconds"] = 60
         if name == "fixed":
             chute["spec"] = {"minInstances": 1}
         controller.store.put("Chute", chute)
+        ready = {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}
+        labels = {"chutes.ai/chute": name}
+        controller.store.put(
+            "Pod", {"metadata": {"name": f"{name}-1", "namespace": "ns", "labels": labels}, "status": ready}
+        )
     at = "2026-12-07T05:00:00Z"
     asleep = {
         "metadata": {"name": "asleep", "namespace": "ns", "annotations": {ASLEEP: at}},
         "spec": {"replicas": 0},
     }
     controller.store.put("Deployment", asleep)
-    controller.store.put(
-        "Deployment", {"metadata": {"name": "awake", "namespace": "ns"}, "spec": {"replicas": 1}}
-    )
+    for name in ("awake", "idle"):
+        controller.store.put(
+            "Deployment", {"metadata": {"name": name, "namespace": "ns"}, "spec": {"replicas": 1}}
+        )
+    readings = {"awake-1": 59.0, "idle-1": 60.0, "asleep-1": 600.0, "fixed-1": 600.0}
+    controller.idle_seconds = lambda namespace, pod: readings.get(pod)
     controller._queue_scale_to_zero(asleep_too=False)
-    assert len(controller.queue) == 1
+    assert len(controller.queue) == 1  # idle: may sleep now
+    readings["awake-1"] = 61.0
+    controller._queue_scale_to_zero(asleep_too=False)
+    assert len(controller.queue) == 2
     controller._queue_scale_to_zero(asleep_too=True)
-    assert len(controller.queue) == 2  # the awake one was queued already
+    assert len(controller.queue) == 3  # and the one asleep; never the fixed one
