@@ -230,7 +230,7 @@ def progress_of(line: str) -> tuple[int, int] | None:
     try:
         found = json.loads(line)
         done, total = int(found[shared.PROGRESS_DONE]), int(found[shared.PROGRESS_TOTAL])
-    except (ValueError, TypeError, KeyError):
+    except (ValueError, TypeError, KeyError, OverflowError, RecursionError):  # any pod may log it
         return None
     return done, total
 
@@ -255,7 +255,7 @@ def _termination(pod: Mapping[str, Any]) -> dict[str, Any] | None:
             message = ((container.get(state) or {}).get("terminated") or {}).get("message")
             try:
                 found = json.loads(message) if message else None
-            except ValueError:
+            except (ValueError, RecursionError):
                 found = None
             if isinstance(found, dict) and found.get("reason") in shared.FAILURE_REASONS:
                 return found
