@@ -50,11 +50,6 @@ def test_a_hostile_termination_message_is_not_a_crash() -> None:
     assert state.reason == r.DOWNLOAD_FAILED
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="breaking pass 29: any pod with the cache label writes the Chute's "
-    "Weights/Degraded reason and message",
-)
 def test_a_pod_the_job_does_not_own_cannot_write_the_chutes_status() -> None:
     """A user's pod with the cache's (predictable) label and a container named "download" chooses
     the reason and the message of the Chute's Weights and Degraded conditions."""
@@ -65,11 +60,6 @@ def test_a_pod_the_job_does_not_own_cannot_write_the_chutes_status() -> None:
     assert state.reason == r.DOWNLOAD_FAILED
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="breaking pass 29: any unscheduled pod with the cache label holds the Weights "
-    "condition at Pending",
-)
 def test_a_pod_the_job_does_not_own_cannot_hold_the_download_as_pending() -> None:
     cache = _workload(_chute()).weights
     spoof = _pod("Pending", owner="x")
