@@ -30,6 +30,7 @@ from chute_operator.weights import (
     WeightsView,
     is_cache_object,
     is_owner,
+    job_pods,
     progress_of,
 )
 from chute_operator.workload import RenderOptions, Workload, resolve
@@ -163,7 +164,8 @@ class Observer:
             and ((pod.get("metadata") or {}).get("labels") or {}).get(WEIGHTS_LABEL) == cache.key
         )
         view = WeightsView(cache, desired, tuple(live), tuple(in_the_way), pods)
-        running = [p for p in pods if (p.get("status") or {}).get("phase") == "Running"]
+        owned = job_pods(view.live_of("Job"), pods)
+        running = [p for p in owned if (p.get("status") or {}).get("phase") == "Running"]
         if running and view.state().working:
             name = running[0]["metadata"]["name"]
             try:

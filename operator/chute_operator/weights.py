@@ -230,7 +230,7 @@ def progress_of(line: str) -> tuple[int, int] | None:
     try:
         found = json.loads(line)
         done, total = int(found[shared.PROGRESS_DONE]), int(found[shared.PROGRESS_TOTAL])
-    except (ValueError, TypeError, KeyError):
+    except (ValueError, TypeError, KeyError, OverflowError, RecursionError):  # any pod may log it
         return None
     return done, total
 
@@ -255,7 +255,7 @@ def _termination(pod: Mapping[str, Any]) -> dict[str, Any] | None:
             message = ((container.get(state) or {}).get("terminated") or {}).get("message")
             try:
                 found = json.loads(message) if message else None
-            except ValueError:
+            except (ValueError, RecursionError):
                 found = None
             if isinstance(found, dict) and found.get("reason") in shared.FAILURE_REASONS:
                 return found
@@ -281,6 +281,13 @@ def _unscheduled(pods: Iterable[Mapping[str, Any]]) -> str | None:
     return None
 
 
+def job_pods(job: Mapping[str, Any] | None, pods: Iterable[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """The pods the Job owns: any pod of the namespace may wear the cache's label (and a container
+    named like the download's), none may speak for the download."""
+    uid = ((job or {}).get("metadata") or {}).get("uid")
+    return [pod for pod in pods if not uid or is_owner(pod, uid)]
+
+
 def weights_state(
     cache: WeightsCache,
     pvc: Mapping[str, Any] | None,
@@ -295,7 +302,7 @@ def weights_state(
         return WeightsState("Unknown", r.WEIGHTS_PENDING, f"creating the cache of {where} ({cache.name})")
     if _true(job, "Complete"):
         return WeightsState("True", r.WEIGHTS_READY, f"{where} is in the cache {cache.name}")
-    pods = list(pods)
+    pods = job_pods(job, pods)
     if _true(job, "Failed"):
         return _failure(job, pods)
     unscheduled = _unscheduled(pods)

@@ -36,7 +36,7 @@ from chute_operator.wiring import (
 from chute_shared.cluster import CHUTE_LABEL, MANAGED_BY, MODEL_CONTAINER
 from chute_shared.limits import MAX_BODY_BYTES, REQUEST_TIMEOUT_SECONDS
 from chute_shared.ports import ADMIN_PORT, METRICS_PORT, SIDECAR_PORT
-from chute_shared.weights import MODEL_PATH_ENV, WEIGHTS_MOUNT_PATH
+from chute_shared.weights import MODEL_PATH_ENV, WEIGHTS_LABEL, WEIGHTS_MOUNT_PATH
 
 
 @dataclass(frozen=True)
@@ -442,7 +442,8 @@ def resolve(
         "owner": owner_reference(chute),
         "labels": labels,
         "selector": selector_for(chute.metadata.name),
-        "pod_labels": {**spec.pod.labels, **labels},
+        # never the download pod's label: its NetworkPolicy opens egress to the pods wearing it
+        "pod_labels": {**{k: v for k, v in spec.pod.labels.items() if k != WEIGHTS_LABEL}, **labels},
         "pod_annotations": {
             **spec.pod.annotations,
             "kubectl.kubernetes.io/default-container": MODEL_CONTAINER,

@@ -117,8 +117,12 @@ def test_a_failed_download_is_degraded_with_the_hubs_reason_and_not_ready() -> N
             "terminated": {"message": json.dumps({"reason": shared.GATED_REPO, "message": "401 gated"})}
         },
     }
-    failed = {"metadata": {"name": "dl"}, "status": {"phase": "Failed", "containerStatuses": [container]}}
-    snapshot = dataclasses.replace(snapshot, weights=_view(snapshot, "Failed", pods=(failed,)))
+    view = _view(snapshot, "Failed")
+    job = view.live_of("Job") or {}
+    owner = {"kind": "Job", "name": job["metadata"]["name"], "uid": job["metadata"]["uid"]}
+    meta = {"name": "dl", "ownerReferences": [owner]}
+    failed = {"metadata": meta, "status": {"phase": "Failed", "containerStatuses": [container]}}
+    snapshot = dataclasses.replace(snapshot, weights=dataclasses.replace(view, pods=(failed,)))
     status = _status(snapshot, make_plan(snapshot, NOW, MANAGER))
     for kind, value in (("Ready", "False"), ("Degraded", "True"), ("Stalled", "True"), ("Weights", "False")):
         condition = find(status["conditions"], kind)
