@@ -103,8 +103,14 @@ class OperatorProcess:
 
     def metric(self, name: str, **labels: str) -> float:
         """Sum of the samples of ``name`` whose labels include ``labels``."""
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as response:
-            text = response.read().decode()
+        try:
+            url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+            with urllib.request.urlopen(url, timeout=5) as response:
+                text = response.read().decode()
+        except OSError as error:  # the operator is gone: say why, from its log
+            code = self.process.poll() if self.process else None
+            why = f"operator metrics unreachable ({error}; exit {code})"
+            raise AssertionError(f"{why}:\n{self.log_tail()}") from error
         total = 0.0
         for family in text_string_to_metric_families(text):
             for sample in family.samples:

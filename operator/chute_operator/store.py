@@ -110,9 +110,18 @@ class Store:
         return [objects[key] for key in self._by_chute[kind].get(chute, ())]
 
 
-POD_METADATA = ("name", "namespace", "uid", "resourceVersion", "labels", "deletionTimestamp")
+POD_METADATA = (
+    "name",
+    "namespace",
+    "uid",
+    "resourceVersion",
+    "labels",
+    "deletionTimestamp",
+    "ownerReferences",
+)
 """What a stored pod keeps of its metadata: its key and version (the store), labels (the Chute index,
-the metrics API's label selectors), deletionTimestamp (status, rollout, scale to zero, metrics API)."""
+the metrics API's label selectors), deletionTimestamp (status, rollout, scale to zero, metrics API),
+ownerReferences (only the download Job's own pods speak for a weights download: weights.job_pods)."""
 POD_SPEC = ("nodeName",)
 """Of its spec, the node (the metrics API skips pods on simulated nodes), and below, each container's
 name and ports only (the metrics API reads the sidecar's metrics port)."""

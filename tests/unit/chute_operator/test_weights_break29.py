@@ -9,7 +9,8 @@ import pytest
 
 from chute_operator.api import reasons as r
 from chute_operator.render import render_weights, render_workload
-from chute_operator.weights import progress_of, weights_state
+from chute_operator.store import slim
+from chute_operator.weights import job_pods, progress_of, weights_state
 from chute_shared import weights as shared
 from tests.unit.chute_operator.test_weights import BOUND, _chute, _workload
 
@@ -98,3 +99,12 @@ def test_a_cache_claim_recreated_after_the_download_is_not_ready() -> None:
 def test_the_download_job_has_a_deadline() -> None:
     job = render_weights(_workload(_chute()).weights)[2]
     assert job["spec"].get("activeDeadlineSeconds")
+
+
+def test_the_job_owned_pods_the_store_keeps_still_speak_for_the_download() -> None:
+    """The store slims every pod as it arrives: the owner reference that ties a download pod to its
+    Job must survive it, or no pod speaks for the download (CI run 16 found it on real pods)."""
+    cache = _workload(_chute()).weights
+    stored = slim("Pod", _pod("Failed", json.dumps({"reason": "DiskFull", "message": "the disk is full"})))
+    assert job_pods(_job("Failed"), [stored]) == [stored]
+    assert weights_state(cache, BOUND, _job("Failed"), [stored]).reason == r.DISK_FULL
