@@ -17,6 +17,7 @@ import kopf
 from lightkube import AsyncClient
 from lightkube.config.kubeconfig import KubeConfig
 
+from chute_operator import rescan
 from chute_operator.api import GROUP, PLURAL, VERSION
 from chute_operator.controller import Controller
 from chute_operator.discover import learn_from
@@ -74,6 +75,8 @@ KINDS = {(GROUP, PLURAL): "Chute"} | {(group, plural): kind for kind, (group, _,
 """The store's kind of each resource kopf watches, by (API group, plural)."""
 HOOKED = install()
 """Whether kopf tells of its relistings (relisting.py): installed before kopf starts its watches."""
+RESCAN_GUARDED = rescan.install()
+"""Whether a failed read of discovery after a CRD event leaves kopf running (rescan.py)."""
 
 
 def _configuration(memo: kopf.Memo) -> tuple[Settings, Catalog]:
@@ -145,6 +148,10 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     memo["controller"] = controller
     memo["relisted"] = relisted = relist_listener(controller)
     listen(relisted)
+    if not RESCAN_GUARDED:
+        logging.getLogger(__name__).warning(
+            "this kopf's CRD observer cannot be guarded: a failed read of discovery stops the operator"
+        )
     if not HOOKED:
         logging.getLogger(__name__).warning(
             "this kopf cannot tell when it relists a kind: deletions missed in a watch gap are "
