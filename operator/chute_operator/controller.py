@@ -311,19 +311,27 @@ class Controller:
                     self.queue.add(key)
 
     async def _watch_optional_apis(self) -> None:
-        """While an optional API (ServiceMonitor, an exposed kind) is missing, look for it; when one
-        appears, reconcile everything."""
+        """Look again for each optional API (ServiceMonitor, an exposed kind) a Chute asked for: when
+        a missing one appears, reconcile everything; when one goes (its CRD deleted), relist its kind.
+        kopf stops watching a kind whose CRD is deleted, and may stop before the DELETED events of its
+        objects arrive: the store would keep them and the Chutes would say they have them."""
         probe = self.reconciler.apis
         while True:
             await asyncio.sleep(self.settings.watching.monitoring_recheck_seconds)
-            if not probe.missing() or not self.is_leader():
+            if not probe.available or not self.is_leader():
                 continue
-            for kind in probe.missing():
+            for kind, was_served in list(probe.available.items()):
                 try:
-                    if await probe.refresh(kind):
+                    served = await probe.refresh(kind)
+                    if served and not was_served:
                         log.info("the %s API appeared: reconciling every Chute", kind)
                         for key in self.store.keys("Chute"):
                             self.queue.add(key)
+                    elif was_served and not served:
+                        log.info("the %s API went away: forgetting its objects", kind)
+                        await self.relist_kind(kind, None)
+                except asyncio.CancelledError:
+                    raise
                 except Exception as error:
                     log.warning("checking for the %s API: %s", kind, error_message(error))
 

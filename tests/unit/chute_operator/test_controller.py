@@ -491,3 +491,64 @@ def test_the_periodic_check_queues_sleeping_chutes_only_when_the_activator_readi
     assert len(controller.queue) == 2
     controller._queue_scale_to_zero(asleep_too=True)
     assert len(controller.queue) == 3  # and the one asleep; never the fixed one
+
+
+SERVICE_MONITOR = {
+    "apiVersion": "monitoring.coreos.com/v1",
+    "kind": "ServiceMonitor",
+    "metadata": {
+        "name": "a",
+        "namespace": "ns",
+        "resourceVersion": "5",
+        "labels": {"chutes.ai/chute": "a"},
+    },
+}
+
+
+async def test_an_optional_api_that_goes_away_is_noticed_and_its_objects_forgotten() -> None:
+    """kopf stops watching a kind when its CRD is deleted, and may stop before the DELETED events of
+    its objects arrive (the ServiceMonitors the CRD's deletion removes): a store fed by events keeps
+    them, the Chute plans no write, and says Monitored=True for ever (a chart test found it). The
+    recheck of the optional APIs looks at those still served too; one gone is relisted."""
+    settings = _settings(workers=2, resync_seconds=3600, monitoring_recheck_seconds=0.05)
+    controller = Controller(settings, client=None, metrics=OperatorMetrics(), catalog=CATALOG)  # type: ignore[arg-type]
+    served = {"ServiceMonitor": True}
+    reconciled: list[Key] = []
+
+    async def listing(
+        kind: str, namespaces: tuple[str, ...], labels: Any = None
+    ) -> tuple[list[dict[str, Any]], str]:
+        if kind == "Chute":
+            return [CHUTE], "1"
+        if kind == "ServiceMonitor" and served["ServiceMonitor"]:
+            return [SERVICE_MONITOR], "6"
+        return [], ""  # (the listing of an API that is not served: kube.listing)
+
+    async def kind_served(kind: str) -> bool:
+        return served.get(kind, False)
+
+    async def reconcile(key: Key) -> None:
+        reconciled.append(key)
+
+    controller.api.listing = listing  # type: ignore[method-assign]
+    controller.api.kind_served = kind_served  # type: ignore[method-assign]
+    controller.reconciler.reconcile = reconcile  # type: ignore[method-assign]
+    controller.reconciler.apis.available["ServiceMonitor"] = True
+    controller.start()
+    try:
+        for _ in range(100):
+            if reconciled:
+                break
+            await asyncio.sleep(0.01)
+        assert controller.store.get("ServiceMonitor", ("ns", "a")) is not None
+        reconciled.clear()
+        served["ServiceMonitor"] = False  # the CRD is deleted; no DELETED event reaches the store
+        for _ in range(200):
+            if reconciled and controller.store.get("ServiceMonitor", ("ns", "a")) is None:
+                break
+            await asyncio.sleep(0.01)
+        assert controller.store.get("ServiceMonitor", ("ns", "a")) is None
+        assert ("ns", "a") in reconciled
+        assert controller.reconciler.apis.missing() == ("ServiceMonitor",)
+    finally:
+        await controller.stop()
