@@ -67,6 +67,7 @@ class Actor:
         await self._apply(snapshot, plan, outcome)
         await self._prune(snapshot, plan)
         await self._leave_weights(snapshot, plan)
+        await self._restart_weights(snapshot, plan)
         if outcome.clean:
             await self._scale_to_zero(snapshot, plan)
         outcome.deployment = self.store.get("Deployment", snapshot.key)
@@ -175,6 +176,22 @@ class Actor:
             self.metrics.writes.labels("delete", kind).inc()
             self.store.remove(kind, (namespace, name))
             log.info("deleted %s %s/%s: no Chute uses this weights cache", kind, namespace, name)
+
+    async def _restart_weights(self, snapshot: Snapshot, plan: Plan) -> None:
+        """Delete the cache's download Job (only if unchanged since: another Chute of the cache may
+        have done it), so that the next reconcile makes it again and the download starts over."""
+        again = plan.weights_restart
+        if again is None:
+            return
+        namespace = snapshot.key[0]
+        self.check_leader()
+        try:
+            await self.api.delete_if_unchanged("Job", namespace, again.name, again.version)
+        except Conflict:
+            return  # changed since: the next reconcile decides
+        self.metrics.writes.labels("delete", "Job").inc()
+        self.store.remove("Job", (namespace, again.name))
+        log.info("%s/%s: downloading again (deleted Job %s: %s)", *snapshot.key, again.name, again.why)
 
     def _failed(self, outcome: Outcome, label: str, error: BaseException, retry: bool) -> None:
         outcome.not_in_place.add(label.split(" ", 1)[0])

@@ -18,7 +18,7 @@ from chute_operator.expose import EXPOSED_KINDS, sends_to_pool
 from chute_operator.rollout import RolloutObservation
 from chute_operator.sidecars import SidecarChoice
 from chute_operator.store import Key
-from chute_operator.weights import WeightsState, WeightsView, joins, leaves
+from chute_operator.weights import Restart, WeightsState, WeightsView, joins, leaves, restart
 from chute_operator.workload import Workload
 from chute_operator.zero import (
     ABSENT,
@@ -209,6 +209,10 @@ class Plan:
     """Weights cache objects (kind, name) whose owner reference of this Chute is removed."""
     weights: WeightsState | None = None
     """The state of the Chute's weights cache (the Weights condition); None: no cache."""
+    weights_restart: Restart | None = None
+    """The cache's download Job to delete, to be made again (weights.restart)."""
+    weights_retry_seconds: float | None = None
+    """In how many seconds a failed download is due to be tried again (None: none due)."""
 
     @property
     def applies(self) -> tuple[Step, ...]:
@@ -239,6 +243,7 @@ class Plan:
             or self.slice_delete
             or self.weights_join
             or self.weights_leave
+            or self.weights_restart
         )
 
 
@@ -440,6 +445,7 @@ def make_plan(snapshot: Snapshot, now: datetime, field_manager: str) -> Plan:
     zero = plan_zero(snapshot, steps, now)
     slice_apply, slice_delete = plan_slice(snapshot, steps, zero)
     applies = [step for step in steps if step.action in ("create", "update")]
+    again, retry_seconds = restart(view, now) if view is not None else (None, None)
     return Plan(
         key=snapshot.key,
         steps=steps,
@@ -460,6 +466,8 @@ def make_plan(snapshot: Snapshot, now: datetime, field_manager: str) -> Plan:
             else ()
         ),
         weights=state,
+        weights_restart=again,
+        weights_retry_seconds=retry_seconds,
     )
 
 

@@ -160,9 +160,9 @@ class Reconciler:
             raise RetryLater(error_message(outcome.retry)) from outcome.retry
         if outcome.conflicts:  # the object in the way is not watched: look again later
             raise RetryLater(conflict_message(outcome.conflicts))
-        if plan.weights is not None and plan.weights.working:
+        if plan.weights_restart is not None or (plan.weights is not None and plan.weights.working):
             return POLL_SECONDS  # the download's progress, and a PVC or pod that no event announces
-        return None
+        return plan.weights_retry_seconds  # a failed download tried again then
 
     def _forget(self, key: Key, gone: bool = True) -> None:
         """A Chute deleted (``gone``: no longer in the store; else being deleted, its activator port

@@ -20,6 +20,7 @@ from chute_operator.gpu_profile_pick import ProfilePick
 from chute_operator.gpu_profiles import AUTO, BUILTIN, CUSTOM, GFD
 from chute_operator.gpus import Catalog
 from chute_operator.sidecars import SIDECAR_UPDATE_POLICIES, SidecarPolicy
+from chute_operator.weights import DOWNLOAD_DEADLINE_SECONDS
 from chute_operator.wiring import (
     DEFAULT_SIDECAR_IMAGE,
     KUBE_DNS,
@@ -134,11 +135,14 @@ class Render:
     ``chutes.ai/sidecar-update: "true"``); ``Automatic`` rolls every such Chute to the new one (a
     Chute's ``"false"`` keeps it). New Chutes always get ``sidecar_image``."""
     sidecar_max_concurrent_updates: int = 1
+    """At most this many Chutes roll to a new sidecar at once; the next starts only once one of
+    them is rolled out (every replica Ready on the new sidecar)."""
     hf_endpoint: str | None = None
     """``HF_ENDPOINT`` of the weights download Jobs (``CHUTE_OPERATOR_HF_ENDPOINT``: a hub mirror);
     unset: the client's default hub (docs/weights.md)."""
-    """At most this many Chutes roll to a new sidecar at once; the next starts only once one of
-    them is rolled out (every replica Ready on the new sidecar)."""
+    weights_download_deadline_seconds: int = DOWNLOAD_DEADLINE_SECONDS
+    """The weights download Jobs' ``activeDeadlineSeconds``
+    (``CHUTE_OPERATOR_WEIGHTS_DOWNLOAD_DEADLINE_SECONDS``; docs/weights.md)."""
 
     def __post_init__(self) -> None:
         if self.gpu_profile not in (AUTO, CUSTOM, *BUILTIN):
@@ -313,6 +317,7 @@ class Settings:
             drain_key=drain_key,
             activator_hold_seconds=self.scale_to_zero.activator_max_wait_seconds,
             hf_endpoint=self.render.hf_endpoint,
+            weights_download_deadline_seconds=self.render.weights_download_deadline_seconds,
         )
 
     def sidecar_policy(self) -> SidecarPolicy:

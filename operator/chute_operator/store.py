@@ -122,6 +122,9 @@ POD_METADATA = (
 """What a stored pod keeps of its metadata: its key and version (the store), labels (the Chute index,
 the metrics API's label selectors), deletionTimestamp (status, rollout, scale to zero, metrics API),
 ownerReferences (only the download Job's own pods speak for a weights download: weights.job_pods)."""
+POD_OWNER_REFERENCE = ("kind", "uid")
+"""Of its owner references, a pod keeps only its Job's, and of it what tells a weights download Job's
+pods (weights.job_pods): a serving pod's ReplicaSet is read by nothing."""
 POD_SPEC = ("nodeName",)
 """Of its spec, the node (the metrics API skips pods on simulated nodes), and below, each container's
 name and ports only (the metrics API reads the sidecar's metrics port)."""
@@ -183,6 +186,13 @@ def _slim_pod(pod: dict[str, Any]) -> dict[str, Any]:
             slim_status[field] = [_only(c, POD_CONTAINER_STATUS) for c in status[field]]
     slimmed: dict[str, Any] = {k: pod[k] for k in ("apiVersion", "kind") if k in pod}
     slimmed["metadata"] = _only(pod.get("metadata"), POD_METADATA)
+    jobs = [
+        _only(ref, POD_OWNER_REFERENCE)
+        for ref in slimmed["metadata"].pop("ownerReferences", None) or []
+        if isinstance(ref, dict) and ref.get("kind") == "Job"
+    ]
+    if jobs:
+        slimmed["metadata"]["ownerReferences"] = jobs
     slimmed["spec"] = slim_spec
     slimmed["status"] = slim_status
     return slimmed

@@ -12,6 +12,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from chute_operator.api import ChuteSpec
@@ -32,6 +33,15 @@ POLL_SECONDS = 5.0
 """While a cache downloads, its Chutes are reconciled this often (the progress in the status)."""
 BACKOFF_LIMIT = 2
 """Retries of the download pod for a transient failure (a permanent one fails the Job at once)."""
+DOWNLOAD_DEADLINE_SECONDS = 12 * 3600
+"""The download Job's ``activeDeadlineSeconds`` by default (the operator's
+``CHUTE_OPERATOR_WEIGHTS_DOWNLOAD_DEADLINE_SECONDS``): a hub that trickles bytes must not hold a pod
+with egress, and the Chute Downloading, for ever."""
+RETRY_SECONDS = 300.0
+"""A download that failed for a transient reason (the hub unreachable or answering 5xx, its deadline
+passed) is tried again this long after its Job failed: the Job is deleted and made again. A permanent
+failure (not found, gated, a refused token, a full disk) waits for the Chute's spec to change, or for
+someone to delete the Job."""
 
 
 @dataclass(frozen=True)
@@ -53,6 +63,8 @@ class WeightsCache:
     tolerations: tuple[dict[str, Any], ...] = ()
     """The download pod's: the first Chute's (its GPU taints'), so that it may run where the serving
     pods do (a ReadWriteOnce volume binds to the node that mounts it first). Not part of the key."""
+    deadline_seconds: int = DOWNLOAD_DEADLINE_SECONDS
+    """The download Job's ``activeDeadlineSeconds``. Not part of the key."""
 
     @property
     def name(self) -> str:
@@ -95,6 +107,7 @@ def cache_of(
     image: str,
     endpoint: str | None,
     tolerations: Iterable[dict[str, Any]] = (),
+    deadline_seconds: int = DOWNLOAD_DEADLINE_SECONDS,
 ) -> WeightsCache | None:
     """The cache of ``spec.model.cache``; None without one (the API requires a revision with it)."""
     model = spec.model
@@ -117,6 +130,7 @@ def cache_of(
         image=image,
         endpoint=endpoint,
         tolerations=tuple(tolerations),
+        deadline_seconds=deadline_seconds,
     )
 
 
@@ -263,14 +277,67 @@ def _termination(pod: Mapping[str, Any]) -> dict[str, Any] | None:
 
 
 def _failure(job: Mapping[str, Any], pods: Iterable[Mapping[str, Any]]) -> WeightsState:
-    """The Job failed: the reason its last failed pod wrote, else the Job's own message."""
+    """The Job failed: the reason its last failed pod wrote, else the Job's own message (a transient
+    failure: tried again RETRY_SECONDS after)."""
     reports = [found for pod in pods if (found := _termination(pod))]
     if reports:
         report = reports[-1]
-        return WeightsState("False", str(report["reason"]), str(report.get("message") or report["reason"]))
-    failed = _true(job, "Failed") or {}
-    message = failed.get("message") or failed.get("reason") or "the download Job failed"
-    return WeightsState("False", r.DOWNLOAD_FAILED, str(message))
+        reason, message = str(report["reason"]), str(report.get("message") or report["reason"])
+    else:
+        failed = _true(job, "Failed") or {}
+        reason = r.DOWNLOAD_FAILED
+        message = str(failed.get("message") or failed.get("reason") or "the download Job failed")
+    if reason == r.DOWNLOAD_FAILED:
+        message = f"{message} (tried again {RETRY_SECONDS:.0f}s after it failed)"
+    return WeightsState("False", reason, message)
+
+
+def _time(value: Any) -> datetime | None:
+    try:
+        found = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return found if found.tzinfo else found.replace(tzinfo=UTC)
+
+
+def stale(pvc: Mapping[str, Any], job: Mapping[str, Any]) -> bool:
+    """Whether the claim was made after the Job (deleted by hand and made again, empty): the Job's
+    download went to a claim that is gone. The claim is always applied before its Job."""
+    made = _time((pvc.get("metadata") or {}).get("creationTimestamp"))
+    started = _time(
+        (job.get("metadata") or {}).get("creationTimestamp") or (job.get("status") or {}).get("startTime")
+    )
+    return made is not None and started is not None and made > started
+
+
+@dataclass(frozen=True)
+class Restart:
+    """The download Job to delete (at its resourceVersion), so that the next apply makes it again."""
+
+    name: str
+    version: str
+    why: str
+
+
+def restart(view: WeightsView, now: datetime) -> tuple[Restart | None, float | None]:
+    """Whether to delete the cache's Job now (its claim is newer, or it failed for a transient reason
+    RETRY_SECONDS ago), else in how many seconds to look again (None: no retry due)."""
+    pvc, job = view.live_of("PersistentVolumeClaim"), view.live_of("Job")
+    if pvc is None or job is None:
+        return None, None
+    meta = job.get("metadata") or {}
+    name, version = str(meta.get("name", "")), str(meta.get("resourceVersion", ""))
+    if stale(pvc, job):
+        return Restart(name, version, "its claim was made again after the download"), None
+    state = view.state()
+    failed = _true(job, "Failed")
+    if failed is None or state.reason != r.DOWNLOAD_FAILED:
+        return None, None
+    since = _time(failed.get("lastTransitionTime")) or _time((job.get("status") or {}).get("startTime"))
+    wait = RETRY_SECONDS - ((now - since).total_seconds() if since else RETRY_SECONDS)
+    if wait > 0:
+        return None, wait
+    return Restart(name, version, f"it failed for a transient reason ({state.message})"), None
 
 
 def _unscheduled(pods: Iterable[Mapping[str, Any]]) -> str | None:
@@ -300,6 +367,12 @@ def weights_state(
     where = f"{cache.repo}@{cache.revision[:12]}"
     if pvc is None or job is None:
         return WeightsState("Unknown", r.WEIGHTS_PENDING, f"creating the cache of {where} ({cache.name})")
+    if stale(pvc, job):
+        return WeightsState(
+            "Unknown",
+            r.WEIGHTS_PENDING,
+            f"the cache's claim was made again after its download: downloading {where} again",
+        )
     if _true(job, "Complete"):
         return WeightsState("True", r.WEIGHTS_READY, f"{where} is in the cache {cache.name}")
     pods = job_pods(job, pods)

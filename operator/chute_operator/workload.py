@@ -18,7 +18,7 @@ from chute_operator.expose import resolve_expose, timeouts
 from chute_operator.gpu_profiles import GFD, GpuProfile
 from chute_operator.gpus import Catalog, GpuType, eligible_gpus
 from chute_operator.rollout import RolloutObservation, budget
-from chute_operator.weights import WEIGHTS_VOLUME, WeightsCache, cache_of
+from chute_operator.weights import DOWNLOAD_DEADLINE_SECONDS, WEIGHTS_VOLUME, WeightsCache, cache_of
 from chute_operator.wiring import (
     API_KEY_DIR,
     DEFAULT_SIDECAR_IMAGE,
@@ -72,6 +72,8 @@ class RenderOptions:
     chart's ``activator.maxWaitSeconds``): a route's ``timeouts.request`` of such a Chute counts it."""
     hf_endpoint: str | None = None
     """``HF_ENDPOINT`` of the weights download Jobs (a hub mirror); None: the client's default hub."""
+    weights_download_deadline_seconds: int = DOWNLOAD_DEADLINE_SECONDS
+    """The weights download Jobs' ``activeDeadlineSeconds``."""
 
 
 @dataclass(frozen=True)
@@ -433,7 +435,12 @@ def resolve(
     labels = labels_for(chute)
     tolerations = _tolerations(spec, resource, profile)
     weights = cache_of(
-        spec, chute.metadata.namespace, options.sidecar_image, options.hf_endpoint, tolerations
+        spec,
+        chute.metadata.namespace,
+        options.sidecar_image,
+        options.hf_endpoint,
+        tolerations,
+        options.weights_download_deadline_seconds,
     )
     weights_volumes, weights_mounts = _weights_volumes(weights)
     values: dict[str, Any] = {

@@ -198,3 +198,43 @@ def test_an_object_in_the_way_of_a_cache_is_never_written_to(
     assert job is not None
     assert not job["metadata"].get("ownerReferences")
     assert get(cp, "deployment", "blocked", namespace) is None
+
+
+def test_a_cache_claim_deleted_by_hand_is_made_again_and_downloaded_again(
+    control_plane: Any, operator: OperatorProcess, namespace: str, storage_class: str
+) -> None:
+    """Breaking pass 29: the claim was made again, empty, beside the old Complete Job, and the Chute
+    said WeightsReady. Now the Job older than its claim is deleted and made again."""
+    cp = control_plane
+    apply(cp, cached_chute("model", storage_class), namespace)
+    cp.kubectl("wait", "--for=condition=Ready", "chute/model", "-n", namespace, "--timeout=120s")
+    (old_claim,), (old_job,) = caches(cp, namespace), caches(cp, namespace, "job")
+    name = old_claim["metadata"]["name"]
+    cp.kubectl("delete", "pvc", name, "-n", namespace, "--wait=false")
+    # kwok's pods mount nothing: let the claim go now, as it would once no pod mounts it
+    cp.kubectl(
+        "patch",
+        "pvc",
+        name,
+        "-n",
+        namespace,
+        "--type=json",
+        "-p",
+        '[{"op":"remove","path":"/metadata/finalizers"}]',
+    )
+
+    def made_again() -> dict[str, Any] | None:
+        found = get(cp, "pvc", name, namespace)
+        return found if found and found["metadata"]["uid"] != old_claim["metadata"]["uid"] else None
+
+    eventually(made_again, "the claim made again", timeout=60)
+
+    def downloaded_again() -> dict[str, Any] | None:
+        job = get(cp, "job", name, namespace)
+        fresh = job and job["metadata"]["uid"] != old_job["metadata"]["uid"]
+        return job if fresh and (job.get("status") or {}).get("succeeded") == 1 else None
+
+    eventually(downloaded_again, "the download Job made again and completed", timeout=120)
+    eventually(
+        lambda: weights_condition(cp, "model", namespace).get("reason") == "WeightsReady", "WeightsReady"
+    )

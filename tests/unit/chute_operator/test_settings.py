@@ -44,6 +44,11 @@ OLD_VARIABLES: dict[str, tuple[str, str, Any]] = {
     "CHUTE_OPERATOR_SIDECAR_UPDATE_POLICY": ("render.sidecar_update_policy", "Automatic", "Automatic"),
     "CHUTE_OPERATOR_SIDECAR_MAX_CONCURRENT_UPDATES": ("render.sidecar_max_concurrent_updates", "3", 3),
     "CHUTE_OPERATOR_HF_ENDPOINT": ("render.hf_endpoint", "http://mirror:8080", "http://mirror:8080"),
+    "CHUTE_OPERATOR_WEIGHTS_DOWNLOAD_DEADLINE_SECONDS": (
+        "render.weights_download_deadline_seconds",
+        "3600",
+        3600,
+    ),
     "CHUTE_OPERATOR_ANNOTATION_PREFIX": ("reconciling.annotation_prefix", "example.org", "example.org"),
     "CHUTE_OPERATOR_METRICS_API": ("metrics_api.enabled", "1", True),
     "CHUTE_OPERATOR_METRICS_API_PORT": ("metrics_api.port", "7443", 7443),

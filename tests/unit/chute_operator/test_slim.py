@@ -139,6 +139,9 @@ def test_a_pod_keeps_only_what_its_readers_use() -> None:
     )
     assert kept["metadata"]["labels"] == pod["metadata"]["labels"]
     assert "deletionTimestamp" in slim("Pod", POD_STATES["being deleted"])["metadata"]
+    job = {"apiVersion": "batch/v1", "kind": "Job", "name": "j", "uid": "u", "controller": True}
+    download = {**pod, "metadata": {**pod["metadata"], "ownerReferences": [job]}}
+    assert slim("Pod", download)["metadata"]["ownerReferences"] == [{"kind": "Job", "uid": "u"}]  # weights.py
     assert "managedFields" in pod["metadata"]  # the watch event's body is left alone
     assert slim("Pod", kept) == kept  # slimming twice (a listed object, then the store) changes nothing
     assert len(json.dumps(kept)) < len(json.dumps(pod)) / 5

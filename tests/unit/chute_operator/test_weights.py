@@ -170,13 +170,17 @@ def test_a_failed_download_reports_the_hubs_reason(reason: str) -> None:
     pods = [_pod("Failed", {"reason": reason, "message": f"the hub said {reason}"})]
     state = weights_state(cache, BOUND, _job("Failed", "BackoffLimitExceeded"), pods)
     assert (state.status, state.reason, state.failed) == ("False", reason, True)
-    assert state.message == f"the hub said {reason}"
+    retried = " (tried again 300s after it failed)" if reason == r.DOWNLOAD_FAILED else ""
+    assert state.message == f"the hub said {reason}{retried}"
 
 
 def test_a_failed_job_without_a_report_is_a_download_failure() -> None:
     cache = _workload(_chute()).weights
     state = weights_state(cache, BOUND, _job("Failed", "Job has reached the specified backoff limit"))
-    assert (state.reason, state.message) == (r.DOWNLOAD_FAILED, "Job has reached the specified backoff limit")
+    assert (state.reason, state.message) == (
+        r.DOWNLOAD_FAILED,
+        "Job has reached the specified backoff limit (tried again 300s after it failed)",
+    )
 
 
 def test_progress_lines() -> None:

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from datetime import timedelta
 from typing import Any
+
+import pytest
 
 from chute_operator.api import reasons as r
 from chute_operator.conditions import find
@@ -155,3 +158,75 @@ def test_explain_shows_the_deployment_waiting_and_the_cache_joined() -> None:
     assert "Deployment a: waits: not applied until its weights cache is ready" in text
     assert f"Job {cache.name}: create (weights cache)" in text
     assert "Weights Unknown (WeightsPending)" in text
+
+
+def _failed_at(view: WeightsView, when: str, message: str = "hub unreachable") -> WeightsView:
+    """The view with its Job Failed at ``when`` without a report of its pod (a transient failure)."""
+    live = []
+    for obj in view.live:
+        if obj is not None and obj["kind"] == "Job":
+            condition = {"type": "Failed", "status": "True", "message": message, "lastTransitionTime": when}
+            obj = {**obj, "status": {"conditions": [condition]}}
+        live.append(obj)
+    return dataclasses.replace(view, live=tuple(live))
+
+
+def _at(seconds: float) -> str:
+    return (NOW - timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_a_transient_download_failure_is_tried_again_after_the_retry_pause() -> None:
+    """Breaking pass 29: a hub down for a minute failed the Job for good; the Chute stayed failed until
+    someone deleted the Job by hand."""
+    snapshot = _snapshot(_cached(), live={})
+    early = dataclasses.replace(snapshot, weights=_failed_at(_view(snapshot, None), _at(100)))
+    plan = make_plan(early, NOW, MANAGER)
+    assert plan.weights is not None
+    assert plan.weights.reason == r.DOWNLOAD_FAILED
+    assert "tried again 300s after it failed" in plan.weights.message
+    assert plan.weights_restart is None
+    assert plan.weights_retry_seconds == pytest.approx(200)
+    due = dataclasses.replace(snapshot, weights=_failed_at(_view(snapshot, None), _at(301)))
+    plan = make_plan(due, NOW, MANAGER)
+    job = (due.weights.live_of("Job") or {})["metadata"]
+    assert plan.weights_restart is not None
+    assert (plan.weights_restart.name, plan.weights_restart.version) == (job["name"], job["resourceVersion"])
+    assert not plan.empty
+
+
+def test_a_permanent_download_failure_waits_for_the_spec_or_a_person() -> None:
+    snapshot = _snapshot(_cached(), live={})
+    view = _failed_at(_view(snapshot, None), _at(3600))
+    job = view.live_of("Job") or {}
+    owner = {"kind": "Job", "name": job["metadata"]["name"], "uid": job["metadata"]["uid"]}
+    report = json.dumps({"reason": shared.REPOSITORY_NOT_FOUND, "message": "404"})
+    container = {"name": shared.DOWNLOAD_CONTAINER, "state": {"terminated": {"message": report}}}
+    pod = {
+        "metadata": {"name": "dl", "ownerReferences": [owner]},
+        "status": {"phase": "Failed", "containerStatuses": [container]},
+    }
+    snapshot = dataclasses.replace(snapshot, weights=dataclasses.replace(view, pods=(pod,)))
+    plan = make_plan(snapshot, NOW, MANAGER)
+    assert plan.weights is not None
+    assert plan.weights.reason == r.REPOSITORY_NOT_FOUND
+    assert (plan.weights_restart, plan.weights_retry_seconds) == (None, None)
+
+
+def test_a_claim_made_again_after_its_download_downloads_again() -> None:
+    snapshot = _snapshot(_cached(), live={})
+    view = _view(snapshot, "Complete")
+    live = []
+    for obj in view.live:
+        assert obj is not None
+        if obj["kind"] == "Job":
+            obj = {**obj, "metadata": {**obj["metadata"], "creationTimestamp": _at(3600)}}
+        if obj["kind"] == "PersistentVolumeClaim":
+            obj = {**obj, "metadata": {**obj["metadata"], "creationTimestamp": _at(60)}}
+        live.append(obj)
+    snapshot = dataclasses.replace(snapshot, weights=dataclasses.replace(view, live=tuple(live)))
+    plan = make_plan(snapshot, NOW, MANAGER)
+    assert plan.weights is not None
+    assert not plan.weights.ready
+    assert plan.weights_restart is not None
+    deployment = next(step for step in plan.steps if step.kind == "Deployment")
+    assert deployment.action not in ("create", "update")  # no serving pod mounts the empty claim
