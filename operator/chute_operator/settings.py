@@ -20,7 +20,7 @@ from chute_operator.gpu_profile_pick import ProfilePick
 from chute_operator.gpu_profiles import AUTO, BUILTIN, CUSTOM, GFD
 from chute_operator.gpus import Catalog
 from chute_operator.sidecars import SIDECAR_UPDATE_POLICIES, SidecarPolicy
-from chute_operator.weights import DOWNLOAD_DEADLINE_SECONDS
+from chute_operator.weights import DOWNLOAD_DEADLINE_SECONDS, MAX_DEADLINE_SECONDS
 from chute_operator.wiring import (
     DEFAULT_SIDECAR_IMAGE,
     KUBE_DNS,
@@ -159,6 +159,11 @@ class Render:
             raise ValueError(
                 "CHUTE_OPERATOR_SIDECAR_MAX_CONCURRENT_UPDATES: "
                 f"{self.sidecar_max_concurrent_updates} is less than 1"
+            )
+        if not 1 <= self.weights_download_deadline_seconds <= MAX_DEADLINE_SECONDS:
+            raise ValueError(
+                "CHUTE_OPERATOR_WEIGHTS_DOWNLOAD_DEADLINE_SECONDS: "
+                f"{self.weights_download_deadline_seconds} is not between 1 and {MAX_DEADLINE_SECONDS}"
             )
 
 

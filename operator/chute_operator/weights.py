@@ -37,6 +37,12 @@ DOWNLOAD_DEADLINE_SECONDS = 12 * 3600
 """The download Job's ``activeDeadlineSeconds`` by default (the operator's
 ``CHUTE_OPERATOR_WEIGHTS_DOWNLOAD_DEADLINE_SECONDS``): a hub that trickles bytes must not hold a pod
 with egress, and the Chute Downloading, for ever."""
+JOB_FAILED_BY_POLICY = "PodFailurePolicy"
+"""The reason of a Job's Failed condition when a pod failure policy's FailJob rule matched: the
+downloader's permanent exit code, even when the pod that reported it is gone."""
+MAX_DEADLINE_SECONDS = 2**31 - 1
+"""The longest deadline the setting takes (0 fails every Job at once; past about 9.2e9 the Job
+controller's duration overflows, which does the same)."""
 RETRY_SECONDS = 300.0
 """A download that failed for a transient reason (the hub unreachable or answering 5xx, its deadline
 passed) is tried again this long after its Job failed: the Job is deleted and made again. A permanent
@@ -272,7 +278,8 @@ def _termination(pod: Mapping[str, Any]) -> dict[str, Any] | None:
             except (ValueError, RecursionError):
                 found = None
             if isinstance(found, dict) and found.get("reason") in shared.FAILURE_REASONS:
-                return found
+                finished = (container.get(state) or {}).get("terminated", {}).get("finishedAt")
+                return {**found, "finished": str(finished or "")}
     return None
 
 
@@ -281,7 +288,9 @@ def _failure(job: Mapping[str, Any], pods: Iterable[Mapping[str, Any]]) -> Weigh
     failure: tried again RETRY_SECONDS after)."""
     reports = [found for pod in pods if (found := _termination(pod))]
     if reports:
-        report = reports[-1]
+        # the report that failed the Job: a permanent one (only its exit code has a FailJob rule),
+        # else the last to finish (pods come in the store's order, by name after a relist)
+        report = max(reports, key=lambda found: (found["reason"] != r.DOWNLOAD_FAILED, found["finished"]))
         reason, message = str(report["reason"]), str(report.get("message") or report["reason"])
     else:
         failed = _true(job, "Failed") or {}
@@ -327,17 +336,19 @@ def restart(view: WeightsView, now: datetime) -> tuple[Restart | None, float | N
         return None, None
     meta = job.get("metadata") or {}
     name, version = str(meta.get("name", "")), str(meta.get("resourceVersion", ""))
+    if meta.get("deletionTimestamp"):
+        return None, POLL_SECONDS  # being deleted already (a finalizer, a pod on a lost node)
     if stale(pvc, job):
         return Restart(name, version, "its claim was made again after the download"), None
     state = view.state()
     failed = _true(job, "Failed")
-    if failed is None or state.reason != r.DOWNLOAD_FAILED:
-        return None, None
+    if failed is None or state.reason != r.DOWNLOAD_FAILED or failed.get("reason") == JOB_FAILED_BY_POLICY:
+        return None, None  # not failed, failed for good, or by the FailJob rule (a permanent exit code)
     since = _time(failed.get("lastTransitionTime")) or _time((job.get("status") or {}).get("startTime"))
-    wait = RETRY_SECONDS - ((now - since).total_seconds() if since else RETRY_SECONDS)
-    if wait > 0:
+    wait = min(RETRY_SECONDS, RETRY_SECONDS - ((now - since).total_seconds() if since else RETRY_SECONDS))
+    if wait > 0:  # (never longer than the pause: a control plane's clock ahead of ours)
         return None, wait
-    return Restart(name, version, f"it failed for a transient reason ({state.message})"), None
+    return Restart(name, version, f"it failed for a transient reason, {RETRY_SECONDS:.0f}s ago or more"), None
 
 
 def _unscheduled(pods: Iterable[Mapping[str, Any]]) -> str | None:
