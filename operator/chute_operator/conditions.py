@@ -24,6 +24,18 @@ def timestamp(now: datetime) -> str:
     return now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def parse_time(text: Any) -> datetime | None:
+    """A metav1.Time (or any RFC 3339 time) as an aware datetime (UTC when it names no zone); None
+    when missing or malformed."""
+    if not text:
+        return None
+    try:
+        found = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return found if found.tzinfo else found.replace(tzinfo=UTC)
+
+
 def merge_conditions(
     previous: list[dict[str, Any]], observed: list[Observed], generation: int | None, now: datetime
 ) -> list[dict[str, Any]]:

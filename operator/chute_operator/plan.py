@@ -445,7 +445,7 @@ def make_plan(snapshot: Snapshot, now: datetime, field_manager: str) -> Plan:
     zero = plan_zero(snapshot, steps, now)
     slice_apply, slice_delete = plan_slice(snapshot, steps, zero)
     applies = [step for step in steps if step.action in ("create", "update")]
-    again, retry_seconds = restart(view, now) if view is not None else (None, None)
+    again, retry_seconds = (None, None) if view is None or state is None else restart(view, state, now)
     return Plan(
         key=snapshot.key,
         steps=steps,

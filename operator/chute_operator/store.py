@@ -110,18 +110,10 @@ class Store:
         return [objects[key] for key in self._by_chute[kind].get(chute, ())]
 
 
-POD_METADATA = (
-    "name",
-    "namespace",
-    "uid",
-    "resourceVersion",
-    "labels",
-    "deletionTimestamp",
-    "ownerReferences",
-)
+POD_METADATA = ("name", "namespace", "uid", "resourceVersion", "labels", "deletionTimestamp")
 """What a stored pod keeps of its metadata: its key and version (the store), labels (the Chute index,
 the metrics API's label selectors), deletionTimestamp (status, rollout, scale to zero, metrics API),
-ownerReferences (only the download Job's own pods speak for a weights download: weights.job_pods)."""
+and below, its Job's owner reference."""
 POD_OWNER_REFERENCE = ("kind", "uid")
 """Of its owner references, a pod keeps only its Job's, and of it what tells a weights download Job's
 pods (weights.job_pods): a serving pod's ReplicaSet is read by nothing."""
@@ -188,7 +180,7 @@ def _slim_pod(pod: dict[str, Any]) -> dict[str, Any]:
     slimmed["metadata"] = _only(pod.get("metadata"), POD_METADATA)
     jobs = [
         _only(ref, POD_OWNER_REFERENCE)
-        for ref in slimmed["metadata"].pop("ownerReferences", None) or []
+        for ref in (pod.get("metadata") or {}).get("ownerReferences") or []
         if isinstance(ref, dict) and ref.get("kind") == "Job"
     ]
     if jobs:

@@ -12,12 +12,12 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
 from chute_operator.api import ChuteSpec
 from chute_operator.api import reasons as r
-from chute_operator.conditions import find
+from chute_operator.conditions import find, parse_time
 from chute_shared import weights as shared
 from chute_shared.cluster import CHUTE_KIND, MANAGED_BY
 
@@ -301,19 +301,11 @@ def _failure(job: Mapping[str, Any], pods: Iterable[Mapping[str, Any]]) -> Weigh
     return WeightsState("False", reason, message)
 
 
-def _time(value: Any) -> datetime | None:
-    try:
-        found = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return found if found.tzinfo else found.replace(tzinfo=UTC)
-
-
 def stale(pvc: Mapping[str, Any], job: Mapping[str, Any]) -> bool:
     """Whether the claim was made after the Job (deleted by hand and made again, empty): the Job's
     download went to a claim that is gone. The claim is always applied before its Job."""
-    made = _time((pvc.get("metadata") or {}).get("creationTimestamp"))
-    started = _time(
+    made = parse_time((pvc.get("metadata") or {}).get("creationTimestamp"))
+    started = parse_time(
         (job.get("metadata") or {}).get("creationTimestamp") or (job.get("status") or {}).get("startTime")
     )
     return made is not None and started is not None and made > started
@@ -328,9 +320,10 @@ class Restart:
     why: str
 
 
-def restart(view: WeightsView, now: datetime) -> tuple[Restart | None, float | None]:
+def restart(view: WeightsView, state: WeightsState, now: datetime) -> tuple[Restart | None, float | None]:
     """Whether to delete the cache's Job now (its claim is newer, or it failed for a transient reason
-    RETRY_SECONDS ago), else in how many seconds to look again (None: no retry due)."""
+    RETRY_SECONDS ago), else in how many seconds to look again (None: no retry due). ``state``: the
+    view's (``view.state()``)."""
     pvc, job = view.live_of("PersistentVolumeClaim"), view.live_of("Job")
     if pvc is None or job is None:
         return None, None
@@ -340,11 +333,12 @@ def restart(view: WeightsView, now: datetime) -> tuple[Restart | None, float | N
         return None, POLL_SECONDS  # being deleted already (a finalizer, a pod on a lost node)
     if stale(pvc, job):
         return Restart(name, version, "its claim was made again after the download"), None
-    state = view.state()
     failed = _true(job, "Failed")
     if failed is None or state.reason != r.DOWNLOAD_FAILED or failed.get("reason") == JOB_FAILED_BY_POLICY:
         return None, None  # not failed, failed for good, or by the FailJob rule (a permanent exit code)
-    since = _time(failed.get("lastTransitionTime")) or _time((job.get("status") or {}).get("startTime"))
+    since = parse_time(failed.get("lastTransitionTime")) or parse_time(
+        (job.get("status") or {}).get("startTime")
+    )
     wait = min(RETRY_SECONDS, RETRY_SECONDS - ((now - since).total_seconds() if since else RETRY_SECONDS))
     if wait > 0:  # (never longer than the pause: a control plane's clock ahead of ours)
         return None, wait

@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any
 
+from chute_operator.conditions import parse_time
 from chute_operator.wiring import ACTIVATOR_SLICE_SUFFIX as ACTIVATOR_SLICE_SUFFIX
 from chute_operator.workload import Workload
 from chute_shared.cluster import CHUTE_LABEL, MANAGED_BY, WAKE_ANNOTATION
@@ -78,15 +79,6 @@ class Reading:
     idle_seconds: float | None
     read_at: datetime
     """When the read began (wall clock)."""
-
-
-def parse_time(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
 
 
 def asleep_since(deployment: Mapping[str, Any] | None) -> datetime | None:
