@@ -120,6 +120,8 @@ class Controller:
         self._synced = asyncio.Event()
         self._relisting: dict[tuple[str, str | None], asyncio.Task[None]] = {}
         self._relist_wanted: set[tuple[str, str | None]] = set()
+        self._unserved_once: set[str] = set()
+        """Optional kinds read once as not served by the recheck (gone only when read so again)."""
 
     def is_leader(self) -> bool:
         return self.elector is None or self.elector.is_leader
@@ -312,7 +314,8 @@ class Controller:
 
     async def _watch_optional_apis(self) -> None:
         """Look again for each optional API (ServiceMonitor, an exposed kind) a Chute asked for: when
-        a missing one appears, reconcile everything; when one goes (its CRD deleted), relist its kind.
+        a missing one appears, reconcile everything; when one goes (its CRD deleted; read so twice in a
+        row, since an API server replica that just started may not serve it yet), relist its kind.
         kopf stops watching a kind whose CRD is deleted, and may stop before the DELETED events of its
         objects arrive: the store would keep them and the Chutes would say they have them."""
         probe = self.reconciler.apis
@@ -322,12 +325,18 @@ class Controller:
                 continue
             for kind, was_served in list(probe.available.items()):
                 try:
-                    served = await probe.refresh(kind)
-                    if served and not was_served:
-                        log.info("the %s API appeared: reconciling every Chute", kind)
-                        for key in self.store.keys("Chute"):
-                            self.queue.add(key)
-                    elif was_served and not served:
+                    if not was_served:
+                        if await probe.refresh(kind):
+                            log.info("the %s API appeared: reconciling every Chute", kind)
+                            for key in self.store.keys("Chute"):
+                                self.queue.add(key)
+                    elif await self.api.kind_served(kind):
+                        self._unserved_once.discard(kind)
+                    elif kind not in self._unserved_once:
+                        self._unserved_once.add(kind)  # one read (an API server not synced yet): again
+                    else:
+                        self._unserved_once.discard(kind)
+                        probe.available[kind] = False
                         log.info("the %s API went away: forgetting its objects", kind)
                         await self.relist_kind(kind, None)
                 except asyncio.CancelledError:

@@ -358,7 +358,17 @@ def _applied_deployment(snapshot: Snapshot, steps: tuple[Step, ...]) -> Manifest
 
 def _route_still_to_pool(snapshot: Snapshot) -> bool:
     """Whether the Chute's own HTTPRoute, as the API server has it, still sends to its InferencePool
-    (which has no pod once the Chute is at zero)."""
+    (which has no pod once the Chute is at zero), or may: a Chute with a route to a pool whose
+    HTTPRoute API is read as not served cannot see its live route (a discovery that fails for a
+    moment), and keeps its replica."""
+    workload = snapshot.workload
+    if (
+        workload is not None
+        and workload.http_route is not None
+        and workload.inference_pool is not None
+        and "HTTPRoute" in unserved_kinds(snapshot)
+    ):
+        return True
     return any(
         found.manifest["kind"] == "HTTPRoute" and found.live is not None and sends_to_pool(found.live)
         for found in snapshot.children
@@ -445,7 +455,9 @@ def make_plan(snapshot: Snapshot, now: datetime, field_manager: str) -> Plan:
     zero = plan_zero(snapshot, steps, now)
     slice_apply, slice_delete = plan_slice(snapshot, steps, zero)
     applies = [step for step in steps if step.action in ("create", "update")]
-    again, retry_seconds = (None, None) if view is None or state is None else restart(view, state, now)
+    again, retry_seconds = (
+        restart(view, state, now) if view is not None and state is not None else (None, None)
+    )
     return Plan(
         key=snapshot.key,
         steps=steps,
