@@ -3,18 +3,28 @@
 The HPA says whether it can read the metric (``ScalingActive``), whether it can scale
 (``AbleToScale``) and why it stops where it does (``ScalingLimited``); the Chute's ``Autoscaling``
 condition condenses them, and ``status.autoscaler`` carries the replica counts.
+
+A failed metric read is reported only once it has lasted :data:`METRIC_GRACE_SECONDS`: an operator
+restart (its metrics API away for a few seconds, then its caches and its first scrape round) or one
+slow round fails an HPA sync or two, and reporting each would write every autoscaled Chute's status
+twice and two Events, for nothing a user can act on.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from chute_operator.api import reasons as r
-from chute_operator.conditions import Observed, find
+from chute_operator.conditions import Observed, find, parse_time
 
 IDLE_AT_ZERO = "idle for shutdownAfterSeconds: scaled to zero; the next request wakes it"
 HPA_SCALING_DISABLED = "ScalingDisabled"
 """The HPA's own reason when its target has 0 replicas."""
+METRIC_GRACE_SECONDS = 60.0
+"""How long the HPA may fail to read the metric before the Chute says MetricUnavailable (four of its
+15 s syncs): an operator restart or a slow scrape round is not reported."""
 
 
 def _conditions(hpa: dict[str, Any] | None) -> list[dict[str, Any]]:
@@ -26,13 +36,37 @@ def _quote(condition: dict[str, Any]) -> str:
     return f"{reason}: {message}" if reason and message else reason or message
 
 
+def metric_grace_left(
+    hpa: dict[str, Any] | None, previous: Sequence[dict[str, Any]], now: datetime
+) -> float | None:
+    """Seconds until a failed metric read is reported, or None when it is reported now (or nothing
+    failed): only a Chute that said ScalingActive keeps saying so, and only while the HPA's
+    ScalingActive=False is younger than the grace (by its lastTransitionTime; capped, so an HPA
+    clock ahead of ours cannot stretch it)."""
+    active = find(_conditions(hpa), "ScalingActive")
+    if active is None or active.get("status") == "True" or active.get("reason") == HPA_SCALING_DISABLED:
+        return None
+    before = find(list(previous), r.AUTOSCALING) or {}
+    since = parse_time(active.get("lastTransitionTime"))
+    if before.get("status") != "True" or before.get("reason") != r.SCALING_ACTIVE or since is None:
+        return None
+    left = METRIC_GRACE_SECONDS - (now - since).total_seconds()
+    return min(left, METRIC_GRACE_SECONDS) if left > 0 else None
+
+
 def autoscaling_condition(
-    hpa: dict[str, Any] | None, replicas_available: int, *, asleep: bool = False
+    hpa: dict[str, Any] | None,
+    replicas_available: int,
+    *,
+    asleep: bool = False,
+    previous: Sequence[dict[str, Any]] = (),
+    now: datetime | None = None,
 ) -> Observed:
     """Autoscaling, for a Chute that has an HPA (minInstances < maxInstances).
 
     While no replica is available yet the HPA cannot measure anything: that is pending, not a failure.
     At zero because it was idle, the HPA stands still on purpose (its ScalingDisabled is expected).
+    A metric failure within :func:`metric_grace_left` keeps the ``previous`` ScalingActive condition.
     """
     if asleep:
         return Observed(r.AUTOSCALING, "True", r.SCALED_TO_ZERO, IDLE_AT_ZERO)
@@ -49,6 +83,9 @@ def autoscaling_condition(
             return Observed(
                 r.AUTOSCALING, "Unknown", r.AUTOSCALER_PENDING, "waiting for a ready replica to measure"
             )
+        before = find(list(previous), r.AUTOSCALING)
+        if before is not None and now is not None and metric_grace_left(hpa, previous, now) is not None:
+            return Observed(r.AUTOSCALING, "True", r.SCALING_ACTIVE, before.get("message") or "")
         return Observed(r.AUTOSCALING, "False", r.METRIC_UNAVAILABLE, _quote(active))
     status = (hpa or {}).get("status") or {}
     current, desired = status.get("currentReplicas", 0), status.get("desiredReplicas", 0)

@@ -19,6 +19,7 @@ from typing import Any
 
 from chute_operator.act import Actor
 from chute_operator.activator_ports import ActivatorPorts
+from chute_operator.autoscaler import metric_grace_left
 from chute_operator.kube import KubeApi, error_message
 from chute_operator.metrics import OperatorMetrics
 from chute_operator.observe import ConfirmIdle, IdleReadings, Observer, no_confirmation, no_readings
@@ -66,6 +67,12 @@ class ApiProbe:
 
 def _every(store: Store, kind: str) -> list[dict[str, Any]]:
     return [found for key in store.keys(kind) if (found := store.get(kind, key)) is not None]
+
+
+def soonest(*waits: float | None) -> float | None:
+    """The shortest of the waits given, None when there is none."""
+    given = [wait for wait in waits if wait is not None]
+    return min(given) if given else None
 
 
 def no_activator() -> ActivatorReading:
@@ -154,7 +161,9 @@ class Reconciler:
         if wait is not None:
             return wait
         self._deployment_applied.pop(key, None)
-        status = compute_status(observation(snapshot, plan, outcome, settled), datetime.now(UTC))
+        now = datetime.now(UTC)
+        observed = observation(snapshot, plan, outcome, settled)
+        status = compute_status(observed, now)
         await self.actor.write_status(chute, status)
         if outcome.retry is not None:
             raise RetryLater(error_message(outcome.retry)) from outcome.retry
@@ -162,7 +171,12 @@ class Reconciler:
             raise RetryLater(conflict_message(outcome.conflicts))
         if plan.weights_restart is not None or (plan.weights is not None and plan.weights.working):
             return POLL_SECONDS  # the download's progress, and a PVC or pod that no event announces
-        return plan.weights_retry_seconds  # a failed download tried again then
+        grace = (  # a metric failure not reported yet: looked at again when its grace ends
+            metric_grace_left(observed.hpa, status["conditions"], now)
+            if observed.workload is not None and observed.workload.autoscaled
+            else None
+        )
+        return soonest(grace, plan.weights_retry_seconds)  # and a failed download tried again then
 
     def _forget(self, key: Key, gone: bool = True) -> None:
         """A Chute deleted (``gone``: no longer in the store; else being deleted, its activator port

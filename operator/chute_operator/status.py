@@ -579,7 +579,15 @@ def conditions_of(obs: Observation, now: datetime) -> list[Observed]:
         supported_condition(obs),
     ]
     if obs.workload and obs.workload.autoscaled:
-        extra.append(autoscaling_condition(obs.hpa, facts.available, asleep=facts.asleep))
+        extra.append(
+            autoscaling_condition(
+                obs.hpa,
+                facts.available,
+                asleep=facts.asleep,
+                previous=obs.previous.get("conditions") or [],
+                now=now,
+            )
+        )
     return [ready, *parts, reconciling_condition(ready, stalled), stalled, *(c for c in extra if c)]
 
 

@@ -246,8 +246,9 @@ AUTOSCALER_PENDING = _reason(
 METRIC_UNAVAILABLE = _reason(
     "MetricUnavailable",
     "Autoscaling=False",
-    "The HPA cannot read chute_utilization_ratio (no custom metrics API, or no sidecar answered); "
-    "the message quotes the HPA. Replicas stay where they are.",
+    "The HPA has not read chute_utilization_ratio for 60 s (no custom metrics API, or no sidecar "
+    "answered); the message quotes the HPA. Replicas stay where they are. A shorter failure (an "
+    "operator restart, a slow scrape round) is not reported: the Chute keeps ScalingActive.",
 )
 SCALING_BLOCKED = _reason(
     "ScalingBlocked",

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from chute_operator.api import reasons as r
-from chute_operator.autoscaler import autoscaler_status, autoscaling_condition
+from chute_operator.autoscaler import (
+    METRIC_GRACE_SECONDS,
+    autoscaler_status,
+    autoscaling_condition,
+    metric_grace_left,
+)
 
 
 def hpa(*conditions: tuple[str, str, str, str], current: int = 2, desired: int = 3) -> dict[str, Any]:
@@ -120,3 +126,65 @@ def test_unreadable_metric_before_any_replica_is_ready_is_only_pending() -> None
 def test_blocked_and_disabled(conditions: tuple[tuple[str, str, str, str], ...], reason: str) -> None:
     condition = autoscaling_condition(hpa(*conditions), 1)
     assert (condition.status, condition.reason) == ("False", reason)
+
+
+# A failed metric read shorter than the grace is not reported (an operator restart, a missed round)
+
+FAILED_AT = "2026-12-07T10:00:00Z"
+WORKING = {
+    "type": "Autoscaling",
+    "status": "True",
+    "reason": "ScalingActive",
+    "message": "2 replicas, desired 3",
+    "lastTransitionTime": "2026-12-07T09:00:00Z",
+}
+
+
+def _failed_since(when: str = FAILED_AT) -> dict[str, Any]:
+    found = hpa(ABLE, UNREADABLE)
+    found["status"]["conditions"][1]["lastTransitionTime"] = when
+    return found
+
+
+def _at(seconds: float) -> datetime:
+    return datetime(2026, 12, 7, 10, 0, 0, tzinfo=UTC) + timedelta(seconds=seconds)
+
+
+def test_a_metric_failure_younger_than_the_grace_keeps_the_working_condition() -> None:
+    condition = autoscaling_condition(_failed_since(), 2, previous=[WORKING], now=_at(20))
+    assert (condition.status, condition.reason, condition.message) == (
+        "True",
+        r.SCALING_ACTIVE,
+        "2 replicas, desired 3",
+    )
+    assert metric_grace_left(_failed_since(), [WORKING], _at(20)) == pytest.approx(METRIC_GRACE_SECONDS - 20)
+
+
+def test_a_metric_failure_older_than_the_grace_is_reported() -> None:
+    late = _at(METRIC_GRACE_SECONDS + 1)
+    condition = autoscaling_condition(_failed_since(), 2, previous=[WORKING], now=late)
+    assert (condition.status, condition.reason) == ("False", r.METRIC_UNAVAILABLE)
+    assert metric_grace_left(_failed_since(), [WORKING], late) is None
+
+
+def test_no_grace_without_a_working_condition_before_or_a_time() -> None:
+    reported = {**WORKING, "status": "False", "reason": "MetricUnavailable"}
+    for previous, found in (
+        ([], _failed_since()),
+        ([reported], _failed_since()),
+        ([WORKING], hpa(ABLE, UNREADABLE)),
+    ):
+        assert metric_grace_left(found, previous, _at(5)) is None
+        assert autoscaling_condition(found, 2, previous=previous, now=_at(5)).reason == r.METRIC_UNAVAILABLE
+
+
+def test_the_grace_is_capped_when_the_hpa_clock_runs_ahead() -> None:
+    assert metric_grace_left(_failed_since("2026-12-07T11:00:00Z"), [WORKING], _at(0)) == METRIC_GRACE_SECONDS
+
+
+def test_the_grace_does_not_hide_a_blocked_or_disabled_hpa() -> None:
+    blocked = hpa(("AbleToScale", "False", "FailedGetScale", "no scale"), UNREADABLE)
+    assert autoscaling_condition(blocked, 2, previous=[WORKING], now=_at(1)).reason == r.SCALING_BLOCKED
+    disabled = hpa(ABLE, ("ScalingActive", "False", "ScalingDisabled", "scaling is disabled"))
+    disabled["status"]["conditions"][1]["lastTransitionTime"] = FAILED_AT
+    assert metric_grace_left(disabled, [WORKING], _at(1)) is None

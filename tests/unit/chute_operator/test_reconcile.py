@@ -363,3 +363,45 @@ async def test_a_sleep_is_confirmed_by_reading_each_sidecar_just_before() -> Non
     with contextlib.suppress(RetryLater):
         await reconciler.reconcile(KEY)
     assert confirmed == ["a-1"] * 3
+
+
+async def test_a_metric_failure_within_the_grace_writes_nothing_and_is_looked_at_when_it_ends() -> None:
+    """An operator restart: the HPA failed its metric read a few seconds ago. No status patch, no
+    Event; the Chute is reconciled again when the grace ends, and reports it if it still fails."""
+    from datetime import UTC, datetime, timedelta
+
+    from chute_operator.autoscaler import METRIC_GRACE_SECONDS
+
+    reconciler, api, store = _setup()
+    await reconciler.reconcile(KEY)
+    pod = _pod({"running": {}}, ready=True)
+    store.put("Pod", pod)
+    _rolled_out(store, available=1)
+    await reconciler.reconcile(KEY)
+    autoscaling = [c for c in store.get("Chute", KEY)["status"]["conditions"] if c["type"] == "Autoscaling"]  # type: ignore[index]
+    assert autoscaling[0]["reason"] == "ScalingActive"
+
+    hpa = copy.deepcopy(store.get("HorizontalPodAutoscaler", KEY))
+    assert hpa is not None
+    since = datetime.now(UTC) - timedelta(seconds=5)
+    hpa["metadata"]["resourceVersion"] = "900"
+    hpa["status"]["conditions"][1] = {
+        "type": "ScalingActive",
+        "status": "False",
+        "reason": "FailedGetPodsMetric",
+        "message": "the server is currently unable to handle the request",
+        "lastTransitionTime": since.strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+    store.put("HorizontalPodAutoscaler", hpa)
+    before = len(api.writes)
+    wait = await reconciler.reconcile(KEY)
+    assert api.writes[before:] == []
+    assert wait is not None
+    assert METRIC_GRACE_SECONDS - 10 < wait <= METRIC_GRACE_SECONDS - 4
+
+    hpa["status"]["conditions"][1]["lastTransitionTime"] = (
+        since - timedelta(seconds=METRIC_GRACE_SECONDS)
+    ).strftime("%Y-%m-%dT%H:%M:%SZ")
+    store.put("HorizontalPodAutoscaler", hpa)
+    assert await reconciler.reconcile(KEY) is None
+    assert api.writes[before:] == [("patch", "Chute/status"), ("create", "Event")]

@@ -347,6 +347,40 @@ def test_autoscaled_chute_reports_the_hpa_view_and_stays_ready_when_the_metric_i
     assert status["autoscaler"] == {"currentReplicas": 2, "desiredReplicas": 2}
 
 
+def test_an_operator_restart_does_not_flip_autoscaling_while_the_hpa_fails_for_a_moment() -> None:
+    """The HPA failed its metric read 10 s ago (the restarting operator's metrics API was away): the
+    Chute that said ScalingActive keeps its whole status, so the restart writes nothing."""
+    working = {
+        "type": "Autoscaling",
+        "status": "True",
+        "reason": "ScalingActive",
+        "message": "2 replicas, desired 2",
+        "observedGeneration": 3,
+        "lastTransitionTime": "2026-01-01T00:00:00Z",
+    }
+    failing_since = (NOW - timedelta(seconds=10)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    hpa = {
+        "status": {
+            "currentReplicas": 2,
+            "desiredReplicas": 2,
+            "conditions": [
+                {"type": "AbleToScale", "status": "True", "reason": "ReadyForNewScale", "message": "ok"},
+                {
+                    "type": "ScalingActive",
+                    "status": "False",
+                    "reason": "FailedGetPodsMetric",
+                    "message": "the server is currently unable to handle the request",
+                    "lastTransitionTime": failing_since,
+                },
+            ],
+        }
+    }
+    pods = [_running("a", True), _running("b", True)]
+    status = _status(_deployment(), pods, workload=AUTOSCALED, hpa=hpa, previous={"conditions": [working]})
+    kept = next(c for c in status["conditions"] if c["type"] == "Autoscaling")
+    assert kept == working
+
+
 def test_fixed_scaling_has_no_autoscaling_condition() -> None:
     status = _status(_deployment(), [_running("a", True), _running("b", True)], hpa={"status": {}})
     assert all(c["type"] != "Autoscaling" for c in status["conditions"])
