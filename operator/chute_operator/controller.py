@@ -126,6 +126,10 @@ class Controller:
     def is_leader(self) -> bool:
         return self.elector is None or self.elector.is_leader
 
+    def synced(self) -> bool:
+        """Whether the store holds every watched kind's first listing."""
+        return self._synced.is_set()
+
     def observe(self, kind: str, event_type: str | None, obj: dict[str, Any]) -> None:
         """Record a watch event and queue the Chute it concerns: at once for the Chute's own events,
         after ``child_event_delay_seconds`` for a child's or a pod's (the burst of events of a pod

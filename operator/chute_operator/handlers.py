@@ -168,6 +168,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
             namespace=config.network.operator_namespace,
             cluster_domain=config.render.cluster_domain,
             is_leader=controller.is_leader,
+            synced=controller.synced,
         )
         try:
             await metrics_api.start()

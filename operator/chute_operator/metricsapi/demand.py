@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from chute_operator.metricsapi.samples import PodKey, Samples
 from chute_shared.cluster import CHUTE_LABEL
 
 ChuteKey = tuple[str, str]
@@ -56,3 +57,22 @@ def scraped(
     if leader:
         return list(pods)
     return [pod for pod in pods if chute_key(pod) in wanted]
+
+
+def to_read_now(
+    pods: Iterable[Mapping[str, Any]],
+    samples: Samples,
+    reasons: Mapping[PodKey, str],
+    leader: bool,
+    now: float,
+) -> list[Mapping[str, Any]]:
+    """The asked ``pods`` to read before answering: those without a fresh reading; on the leader only
+    those no round has tried yet (no ``reasons`` entry: just after a restart, or ready since the last
+    round), so a sidecar that fails its reads is not read again for every question."""
+    found = []
+    for pod in pods:
+        meta = pod.get("metadata") or {}
+        key = (meta.get("namespace", ""), meta.get("name", ""))
+        if samples.fresh(key, now) is None and not (leader and key in reasons):
+            found.append(pod)
+    return found

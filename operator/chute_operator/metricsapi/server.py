@@ -68,6 +68,11 @@ async def _ok(request: web.Request) -> web.Response:
     return web.Response(text="ok")
 
 
+NOT_SYNCED = responses.status(
+    503, "ServiceUnavailable", "the operator's caches are not synced yet (it has just started): ask again"
+)
+
+
 def metrics_api_app(
     pods_in: PodsIn,
     samples: Samples,
@@ -76,10 +81,14 @@ def metrics_api_app(
     security: Security | None,
     forward: Forward | None = None,
     refresh: Refresh | None = None,
+    *,
+    ready: Callable[[], bool] | None = None,
 ) -> web.Application:
     """The application. ``security=None`` serves without authentication (tests on loopback only).
     With ``forward``, what the operator does not serve (:func:`query.serves`) is asked of the other
-    adapter first; for the metrics it serves, only an answer with values is taken from there."""
+    adapter first; for the metrics it serves, only an answer with values is taken from there.
+    Until ``ready()`` (the operator's caches synced) a Chute metric is answered 503: an empty store
+    would say "no pod matches" of pods that exist."""
 
     async def identify(request: web.Request) -> User | web.Response:
         if security is None:
@@ -145,6 +154,8 @@ def metrics_api_app(
         refused = await authorize(request, access)
         if refused is not None:
             return refused
+        if ready is not None and query.metric in responses.METRICS and not ready():
+            return _json(503, NOT_SYNCED, {"Retry-After": "1"})
         pods = list(pods_in(query.namespace, query.label_selector))
         if forward is not None and not serves(query, pods):
             tail = f"namespaces/{query.namespace}/pods/{query.name}/{query.metric}"

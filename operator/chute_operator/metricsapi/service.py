@@ -38,7 +38,7 @@ from chute_operator.metricsapi.auth import (
     parse_auth_configmap,
 )
 from chute_operator.metricsapi.certkeeper import FIELD_MANAGER, CertificateKeeper
-from chute_operator.metricsapi.demand import Demand, scraped
+from chute_operator.metricsapi.demand import Demand, scraped, to_read_now
 from chute_operator.metricsapi.forwarder import Forwarder
 from chute_operator.metricsapi.samples import Samples
 from chute_operator.metricsapi.scraper import NodeKinds, Scraper
@@ -139,11 +139,6 @@ def autoscaled_pod(store: Store, key: tuple[str, str]) -> dict[str, Any] | None:
     return pod if chute and store.get("HorizontalPodAutoscaler", (key[0], chute)) is not None else None
 
 
-def _pod_key(pod: Mapping[str, Any]) -> tuple[str, str]:
-    meta = pod.get("metadata") or {}
-    return meta.get("namespace", ""), meta.get("name", "")
-
-
 async def read_front_proxy_config(client: AsyncClient) -> FrontProxyConfig:
     configmap = await client.get(ConfigMap, AUTH_CONFIGMAP_NAME, namespace=AUTH_CONFIGMAP_NAMESPACE)
     return parse_auth_configmap(configmap.data or {})
@@ -163,6 +158,8 @@ class MetricsApiService:
     cluster_domain: str = "cluster.local"
     is_leader: Callable[[], bool] = lambda: True
     """Whether this replica leads (renews the certificate and keeps the APIService's caBundle)."""
+    synced: Callable[[], bool] = lambda: True
+    """Whether the store holds every watched pod (until then a Chute metric is answered 503)."""
 
     def __post_init__(self) -> None:
         s = self.settings
@@ -239,6 +236,7 @@ class MetricsApiService:
             Security(lambda: self.front_proxy, self.authorizer),
             self.forwarder.forward if self.forwarder is not None else None,
             self._refresh,
+            ready=self.synced,
         )
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -265,13 +263,10 @@ class MetricsApiService:
         return await self.scraper.idle_now(namespace, pod)
 
     async def _refresh(self, pods: list[Mapping[str, Any]]) -> None:
-        """Before a pod metric is answered: remember its Chutes; a standby reads the pods it has no
-        fresh reading of (the leader reads every pod each round)."""
+        """Before a pod metric is answered: remember its Chutes, and read the pods :func:`to_read_now`
+        names (a standby: those it has no fresh reading of; the leader: those no round has tried)."""
         self.demand.note(pods)
-        if self.is_leader():
-            return
-        now = time.monotonic()
-        stale = [pod for pod in pods if self.samples.fresh(_pod_key(pod), now) is None]
+        stale = to_read_now(pods, self.samples, self.scraper.reasons, self.is_leader(), time.monotonic())
         if stale:
             await self.scraper.read_now(stale)
 

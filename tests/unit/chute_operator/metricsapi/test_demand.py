@@ -10,7 +10,7 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient, TestServer
 
-from chute_operator.metricsapi.demand import Demand, chute_key, scraped
+from chute_operator.metricsapi.demand import Demand, chute_key, scraped, to_read_now
 from chute_operator.metricsapi.samples import Sample, Samples
 from chute_operator.metricsapi.scraper import NodeKinds, Scraper
 from chute_operator.metricsapi.server import PREFIX, metrics_api_app
@@ -81,3 +81,38 @@ async def test_the_answer_waits_for_the_refresh_of_its_pods() -> None:
         assert response.status == 200, body
         assert asked == [["a-1"]]
         assert [item["describedObject"]["name"] for item in body["items"]] == ["a-1"]
+
+
+def test_the_leader_reads_now_only_the_pods_no_round_has_tried() -> None:
+    """After a restart (or for a pod that became ready since the last round) the leader has no reading
+    and no reason: it reads those pods before answering, instead of a 404 the HPA reports as a failure.
+    A pod the last round tried and could not read is not read again for every question."""
+    samples = Samples(max_age=10)
+    now = time.monotonic()
+    fresh, failed, untried = _of("a", "a-1"), _of("a", "a-2"), _of("a", "a-3")
+    samples.record(("ns", "a-1"), Sample(0.5, now, time.time()))
+    reasons = {("ns", "a-2"): "connection refused"}
+    pods = [fresh, failed, untried]
+    assert to_read_now(pods, samples, reasons, leader=True, now=now) == [untried]
+    assert to_read_now(pods, samples, reasons, leader=False, now=now) == [failed, untried]
+
+
+async def test_a_chute_metric_asked_before_the_caches_synced_is_unavailable_not_missing() -> None:
+    """A restarted replica answered "no pod matches" while its store was still empty: a wrong answer
+    (the pods exist). Until the caches are synced it says 503, as the API server would."""
+    synced = [False]
+    samples = Samples(max_age=10)
+    samples.record(("ns", "a-1"), Sample(0.5, time.monotonic(), time.time()))
+    pods = [_of("a", "a-1")]
+    app = metrics_api_app(
+        lambda namespace, selector: pods if synced[0] else [], samples, dict, 2, None, ready=lambda: synced[0]
+    )
+    path = PREFIX + f"/namespaces/ns/pods/*/{UTILIZATION_METRIC}?labelSelector={CHUTE_LABEL}%3Da"
+    async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+        response = await client.get(path)
+        assert response.status == 503
+        assert response.headers["Retry-After"] == "1"
+        assert "not synced" in (await response.json())["message"]
+        synced[0] = True
+        response = await client.get(path)
+        assert response.status == 200
