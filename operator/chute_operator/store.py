@@ -16,10 +16,53 @@ def key_of(obj: dict[str, Any]) -> Key:
     return meta.get("namespace", ""), meta.get("name", "")
 
 
+SHARED_STRING_LENGTH = 64
+"""Strings up to this length are shared (keys, labels, images, reasons); longer ones are rarely equal."""
+SHARED_STRINGS = 65536
+"""How many distinct strings :class:`SharedStrings` remembers before it starts again (unique ones, a
+uid or a resourceVersion, would otherwise pile up)."""
+
+
+class SharedStrings:
+    """One copy of each short string among the stored objects.
+
+    Every watch event is decoded on its own, so each stored object had its own copy of every key
+    ("metadata", "app.kubernetes.io/managed-by", ...) and of every label, image and reason: about half
+    of a stored Deployment (tests/unit/chute_operator/test_store_strings.py). Bounded: after
+    ``capacity`` distinct strings the memo starts again (objects stored meanwhile keep theirs).
+    """
+
+    def __init__(self, capacity: int = SHARED_STRINGS) -> None:
+        self.capacity = capacity
+        self._memo: dict[str, str] = {}
+
+    def __len__(self) -> int:
+        return len(self._memo)
+
+    def copy(self, value: Any) -> Any:
+        """``value`` rebuilt with the remembered copy of each short string (keys and values)."""
+        if len(self._memo) > self.capacity:
+            self._memo = {}
+        memo = self._memo
+
+        def walk(node: Any) -> Any:
+            kind = type(node)
+            if kind is dict:
+                return {memo.setdefault(k, k): walk(v) for k, v in node.items()}
+            if kind is list:
+                return [walk(v) for v in node]
+            if kind is str and len(node) <= SHARED_STRING_LENGTH:
+                return memo.setdefault(node, node)
+            return node
+
+        return walk(value)
+
+
 class Store:
     """Latest known state of Chutes and their children, by kind."""
 
-    def __init__(self) -> None:
+    def __init__(self, share_strings: bool = True) -> None:
+        self._strings = SharedStrings() if share_strings else None
         self._objects: dict[str, dict[Key, dict[str, Any]]] = defaultdict(dict)
         # kind -> Chute key -> keys of the objects labelled as that Chute's
         self._by_chute: dict[str, dict[Key, set[Key]]] = defaultdict(lambda: defaultdict(set))
@@ -35,6 +78,8 @@ class Store:
         if known is not None and not _newer(obj, known):
             return False
         obj = slim(kind, obj)
+        if self._strings is not None:
+            obj = self._strings.copy(obj)
         self._unindex(kind, key, known)
         self._objects[kind][key] = obj
         owner = chute_of(obj)

@@ -402,6 +402,7 @@ async def test_a_metric_failure_within_the_grace_writes_nothing_and_is_looked_at
     hpa["status"]["conditions"][1]["lastTransitionTime"] = (
         since - timedelta(seconds=METRIC_GRACE_SECONDS)
     ).strftime("%Y-%m-%dT%H:%M:%SZ")
+    hpa["metadata"]["resourceVersion"] = "901"
     store.put("HorizontalPodAutoscaler", hpa)
     assert await reconciler.reconcile(KEY) is None
     assert api.writes[before:] == [("patch", "Chute/status"), ("create", "Event")]
