@@ -17,7 +17,7 @@ import kopf
 from lightkube import AsyncClient
 from lightkube.config.kubeconfig import KubeConfig
 
-from chute_operator import rescan
+from chute_operator import kopf_memory, rescan
 from chute_operator.api import GROUP, PLURAL, VERSION
 from chute_operator.controller import Controller
 from chute_operator.discover import learn_from
@@ -75,6 +75,8 @@ KINDS = {(GROUP, PLURAL): "Chute"} | {(group, plural): kind for kind, (group, _,
 """The store's kind of each resource kopf watches, by (API group, plural)."""
 HOOKED = install()
 """Whether kopf tells of its relistings (relisting.py): installed before kopf starts its watches."""
+KOPF_MEMORY_EPHEMERAL = kopf_memory.install()
+"""Whether kopf keeps no per-object memory (kopf_memory.py)."""
 RESCAN_GUARDED = rescan.install()
 """Whether a failed read of discovery after a CRD event leaves kopf running (rescan.py)."""
 
