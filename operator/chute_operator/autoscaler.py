@@ -41,8 +41,10 @@ def metric_grace_left(
 ) -> float | None:
     """Seconds until a failed metric read is reported, or None when it is reported now (or nothing
     failed): only a Chute that said ScalingActive keeps saying so, and only while the HPA's
-    ScalingActive=False is younger than the grace (by its lastTransitionTime; capped, so an HPA
-    clock ahead of ours cannot stretch it)."""
+    ScalingActive=False is younger than the grace (by its lastTransitionTime). A time ahead of ours
+    (the controller-manager's clock) gets at most twice the grace in all; further ahead, none: each
+    reconcile computes the grace again from that same time, so capping the wait alone let a clock an
+    hour ahead hide a failure for that hour."""
     active = find(_conditions(hpa), "ScalingActive")
     if active is None or active.get("status") == "True" or active.get("reason") == HPA_SCALING_DISABLED:
         return None
@@ -50,7 +52,10 @@ def metric_grace_left(
     since = parse_time(active.get("lastTransitionTime"))
     if before.get("status") != "True" or before.get("reason") != r.SCALING_ACTIVE or since is None:
         return None
-    left = METRIC_GRACE_SECONDS - (now - since).total_seconds()
+    elapsed = (now - since).total_seconds()
+    if elapsed < -METRIC_GRACE_SECONDS:
+        return None
+    left = METRIC_GRACE_SECONDS - elapsed
     return min(left, METRIC_GRACE_SECONDS) if left > 0 else None
 
 

@@ -388,6 +388,9 @@ class Controller:
                 self.metrics.api_errors.labels(str(error_code(cause) or 0)).inc()
             self.metrics.reconciles.labels("error").inc()
             delay = self.queue.retry(key, throttled_for(cause) if cause is not None else None)
+            if isinstance(error, RetryLater) and error.again is not None:
+                self.queue.add_after(key, error.again)  # the earlier of the two wins
+                delay = min(delay, error.again)
             log.warning("reconcile %s/%s failed (%s), retrying in %.0fs", *key, error_message(error), delay)
             return
         finally:

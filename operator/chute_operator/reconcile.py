@@ -40,7 +40,13 @@ class NotLeader(Exception):
 
 
 class RetryLater(Exception):
-    """The reconcile did what it could and reported it; something must be tried again later."""
+    """The reconcile did what it could and reported it; something must be tried again later.
+    ``again``: when the Chute must be looked at again at the latest, whatever the retry's backoff
+    (a metric failure's grace ends then)."""
+
+    def __init__(self, message: str | None, again: float | None = None) -> None:
+        super().__init__(message)
+        self.again = again
 
 
 @dataclass
@@ -165,17 +171,17 @@ class Reconciler:
         observed = observation(snapshot, plan, outcome, settled)
         status = compute_status(observed, now)
         await self.actor.write_status(chute, status)
-        if outcome.retry is not None:
-            raise RetryLater(error_message(outcome.retry)) from outcome.retry
-        if outcome.conflicts:  # the object in the way is not watched: look again later
-            raise RetryLater(conflict_message(outcome.conflicts))
-        if plan.weights_restart is not None or (plan.weights is not None and plan.weights.working):
-            return POLL_SECONDS  # the download's progress, and a PVC or pod that no event announces
         grace = (  # a metric failure not reported yet: looked at again when its grace ends
             metric_grace_left(observed.hpa, status["conditions"], now)
             if observed.workload is not None and observed.workload.autoscaled
             else None
-        )
+        )  # (a retry's backoff grows to minutes: it must not put the report off)
+        if outcome.retry is not None:
+            raise RetryLater(error_message(outcome.retry), again=grace) from outcome.retry
+        if outcome.conflicts:  # the object in the way is not watched: look again later
+            raise RetryLater(conflict_message(outcome.conflicts), again=grace)
+        if plan.weights_restart is not None or (plan.weights is not None and plan.weights.working):
+            return POLL_SECONDS  # the download's progress, and a PVC or pod that no event announces
         return soonest(grace, plan.weights_retry_seconds)  # and a failed download tried again then
 
     def _forget(self, key: Key, gone: bool = True) -> None:

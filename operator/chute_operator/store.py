@@ -40,7 +40,10 @@ class SharedStrings:
         return len(self._memo)
 
     def copy(self, value: Any) -> Any:
-        """``value`` rebuilt with the remembered copy of each short string (keys and values)."""
+        """``value`` rebuilt with the remembered copy of each short string (keys and values); ``value``
+        itself when it is nested too deep to walk (a Chute's preserve-unknown-fields parts take any
+        JSON: one nested 500 deep made the recursive walk raise RecursionError, and the initial
+        listing with it, for good)."""
         if len(self._memo) > self.capacity:
             self._memo = {}
         memo = self._memo
@@ -48,14 +51,23 @@ class SharedStrings:
         def walk(node: Any) -> Any:
             kind = type(node)
             if kind is dict:
-                return {memo.setdefault(k, k): walk(v) for k, v in node.items()}
+                return {
+                    # a long key (any length in those parts) is not remembered, as a long value is not
+                    (memo.setdefault(k, k) if type(k) is str and len(k) <= SHARED_STRING_LENGTH else k): (
+                        walk(v)
+                    )
+                    for k, v in node.items()
+                }
             if kind is list:
                 return [walk(v) for v in node]
             if kind is str and len(node) <= SHARED_STRING_LENGTH:
                 return memo.setdefault(node, node)
             return node
 
-        return walk(value)
+        try:
+            return walk(value)
+        except RecursionError:
+            return value  # unshared, as every object was before
 
 
 class Store:

@@ -10,7 +10,7 @@ once per round, not twice, unless the API server asks both about it.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,14 +65,17 @@ def to_read_now(
     reasons: Mapping[PodKey, str],
     leader: bool,
     now: float,
+    untried: Collection[str] = (),
 ) -> list[Mapping[str, Any]]:
     """The asked ``pods`` to read before answering: those without a fresh reading; on the leader only
-    those no round has tried yet (no ``reasons`` entry: just after a restart, or ready since the last
-    round), so a sidecar that fails its reads is not read again for every question."""
+    those no round has tried yet (no ``reasons`` entry: just after a restart; or a reason among
+    ``untried``, a skip that may no longer hold: not ready then, ready since), so a sidecar that
+    fails its reads is not read again for every question."""
     found = []
     for pod in pods:
         meta = pod.get("metadata") or {}
         key = (meta.get("namespace", ""), meta.get("name", ""))
-        if samples.fresh(key, now) is None and not (leader and key in reasons):
+        tried = key in reasons and reasons[key] not in untried
+        if samples.fresh(key, now) is None and not (leader and tried):
             found.append(pod)
     return found

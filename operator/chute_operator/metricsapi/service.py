@@ -51,7 +51,7 @@ from chute_operator.metricsapi.server import (
     server_tls,
     trust_front_proxy,
 )
-from chute_operator.metricsapi.targets import is_simulated_node
+from chute_operator.metricsapi.targets import REPLANNED, is_simulated_node
 from chute_operator.settings import MetricsApi
 from chute_operator.store import Store, chute_of
 from chute_shared.cluster import CHUTE_LABEL
@@ -266,7 +266,9 @@ class MetricsApiService:
         """Before a pod metric is answered: remember its Chutes, and read the pods :func:`to_read_now`
         names (a standby: those it has no fresh reading of; the leader: those no round has tried)."""
         self.demand.note(pods)
-        stale = to_read_now(pods, self.samples, self.scraper.reasons, self.is_leader(), time.monotonic())
+        stale = to_read_now(
+            pods, self.samples, self.scraper.reasons, self.is_leader(), time.monotonic(), REPLANNED
+        )
         if stale:
             await self.scraper.read_now(stale)
 

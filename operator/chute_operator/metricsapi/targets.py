@@ -23,6 +23,9 @@ SKIPPED_NOT_READY = "not ready"
 SKIPPED_SIMULATED = "on a simulated (kwok) node, never dialled"
 SKIPPED_NODE_UNKNOWN = "its node is not known yet"
 SKIPPED_NO_ADDRESS = "no pod IP or sidecar metrics port"
+REPLANNED = frozenset({SKIPPED_NOT_READY, SKIPPED_NO_ADDRESS})
+"""Skips a pod may leave between rounds (ready since, its IP since): planned again before an answer,
+such a pod costs no read while the skip still holds."""
 
 
 @dataclass(frozen=True)

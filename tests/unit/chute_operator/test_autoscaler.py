@@ -179,7 +179,9 @@ def test_no_grace_without_a_working_condition_before_or_a_time() -> None:
 
 
 def test_the_grace_is_capped_when_the_hpa_clock_runs_ahead() -> None:
-    assert metric_grace_left(_failed_since("2026-12-07T11:00:00Z"), [WORKING], _at(0)) == METRIC_GRACE_SECONDS
+    assert metric_grace_left(_failed_since("2026-12-07T10:00:30Z"), [WORKING], _at(0)) == METRIC_GRACE_SECONDS
+    # far ahead: no grace at all (each reconcile would compute a full one again: test_break32)
+    assert metric_grace_left(_failed_since("2026-12-07T11:00:00Z"), [WORKING], _at(0)) is None
 
 
 def test_the_grace_does_not_hide_a_blocked_or_disabled_hpa() -> None:
