@@ -157,7 +157,7 @@ class Controller:
             listed, version = await self.api.listing(kind, self.settings.watching.namespaces, _labels(kind))
             self.store.replace(kind, listed, version, self.settings.watching.namespaces)
         for key in self.store.keys("Chute"):
-            self.queue.add(key)
+            self.queue.add(key, background=True)  # behind any event (a wake request)
 
     async def relist_kind(self, kind: str, namespace: str | None) -> None:
         """One LIST of ``kind`` in ``namespace`` (None: every watched namespace), the store made to
@@ -246,7 +246,7 @@ class Controller:
                 self._tasks.append(task)
                 task.add_done_callback(self._forget_task)  # leadership may flap: keep no finished reads
             for key in self.store.keys("Chute"):
-                self.queue.add(key)
+                self.queue.add(key, background=True)
 
     async def _read_activator(self, requeue: bool = False) -> None:
         """Read the activator's ready pods (kept as they were when the read fails); ``requeue``:
@@ -293,7 +293,7 @@ class Controller:
             if asleep_too or (
                 asleep_since(self.store.get("Deployment", key)) is None and self._may_sleep(key, chute)
             ):
-                self.queue.add(key)
+                self.queue.add(key, background=True)
 
     def _may_sleep(self, key: Key, chute: dict[str, Any]) -> bool:
         """Whether the readings say every pod of an awake Chute has been idle for its window: only then
@@ -314,7 +314,7 @@ class Controller:
             except Exception as error:
                 log.warning("relisting failed (%s); reconciling from the store", error_message(error))
                 for key in self.store.keys("Chute"):
-                    self.queue.add(key)
+                    self.queue.add(key, background=True)
 
     async def _watch_optional_apis(self) -> None:
         """Look again for each optional API (ServiceMonitor, an exposed kind) a Chute asked for: when
@@ -333,7 +333,7 @@ class Controller:
                         if await probe.refresh(kind):
                             log.info("the %s API appeared: reconciling every Chute", kind)
                             for key in self.store.keys("Chute"):
-                                self.queue.add(key)
+                                self.queue.add(key, background=True)
                     elif await self.api.kind_served(kind):
                         self._unserved_once.discard(kind)
                     elif kind not in self._unserved_once:

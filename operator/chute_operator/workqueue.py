@@ -1,9 +1,11 @@
-"""A work queue of Chute keys: coalescing, one worker per key at a time, delayed retries with backoff."""
+"""A work queue of Chute keys: coalescing, one worker per key at a time, delayed retries with backoff,
+and two lanes: keys queued in the background (the resync, a relist) wait for the others (events)."""
 
 from __future__ import annotations
 
 import asyncio
 import random
+from collections import deque
 from collections.abc import Hashable
 
 
@@ -11,21 +13,30 @@ class WorkQueue:
     """controller-runtime style: a key queued many times is processed once; never twice at once."""
 
     def __init__(self, base_delay: float = 1.0, max_delay: float = 300.0) -> None:
-        self._ready: asyncio.Queue[Hashable] = asyncio.Queue()
-        self._queued: set[Hashable] = set()
+        self._lanes: tuple[deque[Hashable], deque[Hashable]] = (deque(), deque())
+        """Keys in order: added now, then added in the background. A key promoted from the second to
+        the first keeps a stale entry in the second, skipped when met."""
+        self._queued: dict[Hashable, bool] = {}
+        """Each waiting key: whether it waits in the background lane."""
+        self._ready = asyncio.Event()
         self._processing: set[Hashable] = set()
-        self._dirty: set[Hashable] = set()
+        self._dirty: dict[Hashable, bool] = {}
         self._failures: dict[Hashable, int] = {}
         self._timers: dict[Hashable, asyncio.TimerHandle] = {}
         self._base, self._max = base_delay, max_delay
 
-    def add(self, key: Hashable) -> None:
-        """Queue ``key`` now (a no-op if it is already waiting)."""
+    def add(self, key: Hashable, background: bool = False) -> None:
+        """Queue ``key`` (a no-op if it is already waiting, but a key waiting in the background is
+        moved ahead when added now). ``background``: after every key added now (a resync of thousands
+        of Chutes must not stand in front of a wake request)."""
         if key in self._processing:
-            self._dirty.add(key)
-        elif key not in self._queued:
-            self._queued.add(key)
-            self._ready.put_nowait(key)
+            self._dirty[key] = self._dirty.get(key, True) and background
+            return
+        waiting = self._queued.get(key)
+        if waiting is None or (waiting and not background):
+            self._queued[key] = background
+            self._lanes[background].append(key)
+            self._ready.set()
 
     def add_after(self, key: Hashable, delay: float) -> None:
         """Queue ``key`` after ``delay`` seconds (an earlier pending timer wins)."""
@@ -64,17 +75,24 @@ class WorkQueue:
         self._failures.pop(key, None)
 
     async def get(self) -> Hashable:
-        """The next key to process; call :meth:`done` when finished."""
-        key = await self._ready.get()
-        self._queued.discard(key)
-        self._processing.add(key)
-        return key
+        """The next key to process, those added now first; call :meth:`done` when finished."""
+        while True:
+            lane = 0 if self._lanes[0] else 1 if self._lanes[1] else None
+            if lane is None:
+                self._ready.clear()
+                await self._ready.wait()
+                continue
+            key = self._lanes[lane].popleft()
+            if self._queued.get(key) is bool(lane):  # else a stale entry: promoted, or taken already
+                del self._queued[key]
+                self._processing.add(key)
+                return key
 
     def done(self, key: Hashable) -> None:
         self._processing.discard(key)
-        if key in self._dirty:
-            self._dirty.discard(key)
-            self.add(key)
+        background = self._dirty.pop(key, None)
+        if background is not None:
+            self.add(key, background)
 
     def __len__(self) -> int:
         return len(self._queued)
