@@ -37,6 +37,10 @@ from chute_operator.zero import (
 from chute_shared.cluster import CHUTE_KIND, MANAGED_BY
 from chute_shared.weights import WEIGHTS_LABEL
 
+FIRST_LISTED = ("Pod", "HorizontalPodAutoscaler")
+"""Listed first: all the metrics API reads (a restarted operator answers the HPAs sooner)."""
+LIST_ORDER = (*FIRST_LISTED, *(kind for kind in WATCHED_KINDS if kind not in FIRST_LISTED))
+
 log = logging.getLogger(__name__)
 RELIST_ATTEMPTS = 5
 RELIST_RETRY_SECONDS = 2.0
@@ -118,6 +122,7 @@ class Controller:
         self._tasks: list[asyncio.Task[None]] = []
         metrics.track_readiness(self.readiness)
         self._synced = asyncio.Event()
+        self._listed: set[str] = set()
         self._relisting: dict[tuple[str, str | None], asyncio.Task[None]] = {}
         self._relist_wanted: set[tuple[str, str | None]] = set()
         self._unserved_once: set[str] = set()
@@ -125,10 +130,6 @@ class Controller:
 
     def is_leader(self) -> bool:
         return self.elector is None or self.elector.is_leader
-
-    def synced(self) -> bool:
-        """Whether the store holds every watched kind's first listing."""
-        return self._synced.is_set()
 
     def observe(self, kind: str, event_type: str | None, obj: dict[str, Any]) -> None:
         """Record a watch event and queue the Chute it concerns: at once for the Chute's own events,
@@ -153,11 +154,17 @@ class Controller:
     async def relist(self) -> None:
         """One LIST per watched kind, and the store made to agree with it: objects whose DELETED
         event was missed (a watch that broke and resumed) are forgotten. Queues every Chute."""
-        for kind in WATCHED_KINDS:
+        for kind in LIST_ORDER:
             listed, version = await self.api.listing(kind, self.settings.watching.namespaces, _labels(kind))
             self.store.replace(kind, listed, version, self.settings.watching.namespaces)
+            self._listed.add(kind)
         for key in self.store.keys("Chute"):
             self.queue.add(key, background=True)  # behind any event (a wake request)
+
+    def listed(self, kind: str) -> bool:
+        """Whether the store holds a first listing of ``kind`` (the metrics API answers once it holds
+        the pods, before the other kinds are listed)."""
+        return kind in self._listed
 
     async def relist_kind(self, kind: str, namespace: str | None) -> None:
         """One LIST of ``kind`` in ``namespace`` (None: every watched namespace), the store made to

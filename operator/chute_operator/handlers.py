@@ -170,7 +170,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
             namespace=config.network.operator_namespace,
             cluster_domain=config.render.cluster_domain,
             is_leader=controller.is_leader,
-            synced=controller.synced,
+            synced=lambda: controller.listed("Pod"),
         )
         try:
             await metrics_api.start()

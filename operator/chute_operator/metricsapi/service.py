@@ -159,7 +159,8 @@ class MetricsApiService:
     is_leader: Callable[[], bool] = lambda: True
     """Whether this replica leads (renews the certificate and keeps the APIService's caBundle)."""
     synced: Callable[[], bool] = lambda: True
-    """Whether the store holds every watched pod (until then a Chute metric is answered 503)."""
+    """Whether the store holds every watched pod, its first listing (until then a Chute metric is
+    answered 503)."""
 
     def __post_init__(self) -> None:
         s = self.settings

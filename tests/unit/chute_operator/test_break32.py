@@ -75,10 +75,10 @@ async def test_a_chute_nested_deep_does_not_stop_the_initial_sync() -> None:
     controller.start()
     try:
         for _ in range(100):
-            if controller.synced() and ("ns", "a") in reconciled:
+            if controller._synced.is_set() and ("ns", "a") in reconciled:
                 break
             await asyncio.sleep(0.01)
-        assert controller.synced()
+        assert controller._synced.is_set()
         assert ("ns", "a") in reconciled
     finally:
         await controller.stop()

@@ -574,3 +574,31 @@ async def test_a_chute_event_goes_before_the_resyncs_backlog() -> None:
     woken["metadata"].setdefault("annotations", {})["chutes.ai/wake-requested-at"] = "now"
     controller.observe("Chute", "MODIFIED", woken)
     assert await controller.queue.get() == ("ns", "c49")
+
+
+async def test_the_pods_are_listed_first_and_known_as_listed_before_the_rest() -> None:
+    """The metrics API needs only the pods: at 5000 Chutes the whole initial listing took long enough
+    on a loaded API server that the HPAs failed for over a minute after a restart (67 Chutes reported
+    MetricUnavailable). The pods are listed first, and the metrics API answers once they are."""
+    controller = Controller(_settings(), client=None, metrics=OperatorMetrics(), catalog=CATALOG)  # type: ignore[arg-type]
+    asked: list[str] = []
+    release = asyncio.Event()
+
+    async def listing(
+        kind: str, namespaces: tuple[str, ...], labels: Any = None
+    ) -> tuple[list[dict[str, Any]], str]:
+        asked.append(kind)
+        if kind not in ("Pod", "HorizontalPodAutoscaler"):
+            await release.wait()
+        return [], "1"
+
+    controller.api.listing = listing  # type: ignore[method-assign]
+    syncing = asyncio.create_task(controller.relist())
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert asked[:2] == ["Pod", "HorizontalPodAutoscaler"]
+    assert controller.listed("Pod")
+    assert not controller.listed("Chute")
+    release.set()
+    await asyncio.wait_for(syncing, 5)
+    assert controller.listed("Chute")
