@@ -140,16 +140,20 @@ class Controller:
             self.store.remove(kind, key_of(obj), meta.get("uid"), meta.get("resourceVersion"))
         elif not self.store.put(kind, obj):
             return  # a version the store holds (the echo of our own write, stored from its answer) or older
+        # kopf's initial listing (each object an event of type None) before the caches synced is a
+        # listing, as the controller's own: in the background, behind events (a wake request). After
+        # it, a listing event the store did not hold is a change a watch gap hid: an event.
+        background = event_type is None and not self._synced.is_set()
         if kind == "Chute":
-            self.queue.add(key_of(obj))
+            self.queue.add(key_of(obj), background)
             return
         delay = self.settings.reconciling.child_event_delay_seconds
         owner = chute_of(obj)
         if owner:
-            self.queue.add_after((key_of(obj)[0], owner), delay)
+            self.queue.add_after((key_of(obj)[0], owner), delay, background)
             return
         for chute in cache_users(kind, obj, self.store):
-            self.queue.add_after(chute, delay)
+            self.queue.add_after(chute, delay, background)
 
     async def relist(self) -> None:
         """One LIST per watched kind, and the store made to agree with it: objects whose DELETED

@@ -6,11 +6,13 @@ deleted. This operator registers only event handlers, which hand each event to i
 use none of it: at 5000 Chutes, about seven watched objects each, that was some 35 MB. This module
 makes kopf's ``ResourceMemories.recall`` ephemeral: each event gets a fresh memory, none is stored.
 
-If a kopf release moves that method, :func:`install` says so (False) and kopf behaves as before.
+If a kopf release moves that method, or its ``recall`` takes no ``ephemeral``, :func:`install` says so
+(False) and kopf behaves as before.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -20,12 +22,24 @@ _MARK = "_chute_operator_ephemeral"
 def ephemeral(original: Callable[..., Coroutine[Any, Any, Any]]) -> Callable[..., Coroutine[Any, Any, Any]]:
     """``ResourceMemories.recall`` that never stores the memory it makes."""
 
-    async def recall(self: Any, raw_body: Any, **kwargs: Any) -> Any:
+    async def recall(self: Any, *args: Any, **kwargs: Any) -> Any:
         kwargs["ephemeral"] = True
-        return await original(self, raw_body, **kwargs)
+        return await original(self, *args, **kwargs)
 
     setattr(recall, _MARK, True)
     return recall
+
+
+def _takes_ephemeral(recall: Any) -> bool:
+    """Whether ``recall`` (or the original it wraps) takes the keyword ``ephemeral``."""
+    if getattr(recall, _MARK, False):
+        return True
+    try:
+        parameters = inspect.signature(recall).parameters
+    except (TypeError, ValueError):
+        return False
+    found = parameters.get("ephemeral")
+    return found is not None and found.kind in (found.KEYWORD_ONLY, found.POSITIONAL_OR_KEYWORD)
 
 
 def install() -> bool:
@@ -36,8 +50,8 @@ def install() -> bool:
         return False
     memories = getattr(inventory, "ResourceMemories", None)
     original = getattr(memories, "recall", None)
-    if original is None:
-        return False
+    if original is None or not _takes_ephemeral(original):
+        return False  # forced onto a recall without it, every event would fail in kopf (TypeError)
     if not getattr(original, _MARK, False):
         setattr(memories, "recall", ephemeral(original))  # noqa: B010
     return True

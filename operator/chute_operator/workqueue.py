@@ -8,6 +8,11 @@ import random
 from collections import deque
 from collections.abc import Hashable
 
+FAIR_EVERY = 8
+"""While keys wait in the background, one of them is handed out after this many keys added now in a
+row: a steady stream of events the workers cannot keep up with must not starve the resync or an idle
+Chute's sleep decision (whose only trigger is the background idle check)."""
+
 
 class WorkQueue:
     """controller-runtime style: a key queued many times is processed once; never twice at once."""
@@ -19,11 +24,18 @@ class WorkQueue:
         self._queued: dict[Hashable, bool] = {}
         """Each waiting key: whether it waits in the background lane."""
         self._ready = asyncio.Event()
-        self._processing: set[Hashable] = set()
+        self._processing: dict[Hashable, bool] = {}
+        """Each key being processed: whether it was taken from the background lane (its retry goes
+        back there: a resync's reconciles throttled by a loaded API server must not come back in front
+        of the wake requests)."""
         self._dirty: dict[Hashable, bool] = {}
         self._failures: dict[Hashable, int] = {}
         self._timers: dict[Hashable, asyncio.TimerHandle] = {}
+        self._timed_background: set[Hashable] = set()
+        """The keys whose pending timer queues them in the background."""
         self._base, self._max = base_delay, max_delay
+        self._streak = 0
+        """Keys added now handed out in a row while the background lane waited (see FAIR_EVERY)."""
 
     def add(self, key: Hashable, background: bool = False) -> None:
         """Queue ``key`` (a no-op if it is already waiting, but a key waiting in the background is
@@ -38,10 +50,17 @@ class WorkQueue:
             self._lanes[background].append(key)
             self._ready.set()
 
-    def add_after(self, key: Hashable, delay: float) -> None:
-        """Queue ``key`` after ``delay`` seconds (an earlier pending timer wins)."""
+    def add_after(self, key: Hashable, delay: float, background: bool = False) -> None:
+        """Queue ``key`` after ``delay`` seconds (an earlier pending timer wins; it queues the key in
+        the background only if every timer it stands for would have)."""
         timer = self._timers.get(key)
         loop = asyncio.get_running_loop()
+        if timer is not None:
+            background = background and key in self._timed_background
+        if background:
+            self._timed_background.add(key)
+        else:
+            self._timed_background.discard(key)
         if timer is not None and timer.when() <= loop.time() + delay:
             return
         if timer is not None:
@@ -50,10 +69,13 @@ class WorkQueue:
 
     def _fire(self, key: Hashable) -> None:
         self._timers.pop(key, None)
-        self.add(key)
+        background = key in self._timed_background
+        self._timed_background.discard(key)
+        self.add(key, background)
 
     def retry(self, key: Hashable, retry_after: float | None = None) -> float:
-        """Queue ``key`` again with exponential backoff; returns the delay chosen.
+        """Queue ``key`` again with exponential backoff, in the lane it was taken from; returns the
+        delay chosen.
 
         With ``retry_after`` (an API server throttling with 429 says when to come back) the key comes
         back then, with jitter so that throttled keys do not return at once, and the backoff does not
@@ -62,12 +84,11 @@ class WorkQueue:
         if retry_after is not None:
             # retry jitter, not a secret (bandit B311)
             delay = min(max(retry_after, self._base) * (1 + random.random()), self._max)  # nosec B311
-            self.add_after(key, delay)
-            return delay
-        failures = self._failures.get(key, 0)
-        self._failures[key] = failures + 1
-        delay = min(self._base * 2**failures, self._max)
-        self.add_after(key, delay)
+        else:
+            failures = self._failures.get(key, 0)
+            self._failures[key] = failures + 1
+            delay = min(self._base * 2**failures, self._max)
+        self.add_after(key, delay, self._processing.get(key, False))
         return delay
 
     def forget(self, key: Hashable) -> None:
@@ -75,21 +96,24 @@ class WorkQueue:
         self._failures.pop(key, None)
 
     async def get(self) -> Hashable:
-        """The next key to process, those added now first; call :meth:`done` when finished."""
+        """The next key to process, those added now first (but one in the background after every
+        ``FAIR_EVERY`` of them); call :meth:`done` when finished."""
         while True:
-            lane = 0 if self._lanes[0] else 1 if self._lanes[1] else None
-            if lane is None:
+            now, later = self._lanes
+            if not now and not later:
                 self._ready.clear()
                 await self._ready.wait()
                 continue
+            lane = 1 if later and (not now or self._streak >= FAIR_EVERY) else 0
             key = self._lanes[lane].popleft()
             if self._queued.get(key) is bool(lane):  # else a stale entry: promoted, or taken already
                 del self._queued[key]
-                self._processing.add(key)
+                self._processing[key] = bool(lane)
+                self._streak = self._streak + 1 if not lane and later else 0
                 return key
 
     def done(self, key: Hashable) -> None:
-        self._processing.discard(key)
+        self._processing.pop(key, None)
         background = self._dirty.pop(key, None)
         if background is not None:
             self.add(key, background)
@@ -101,3 +125,4 @@ class WorkQueue:
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()
+        self._timed_background.clear()
