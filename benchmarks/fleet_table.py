@@ -15,14 +15,20 @@ FLEET_FILES = (
     "fleet-1000-before.json",
     "fleet-1000.json",
     "fleet-2000.json",
-    "fleet-5000.json",
+    "fleet-5000-stopped.json",
     "fleet-1000-all-awake.json",
     "fleet-1000-all-awake-after.json",
+    "fleet-1000-shared-strings.json",
+    "fleet-5000.json",
+    "fleet-1000-final.json",
 )
 """In order: 1000 Chutes on the code before the scale-to-zero check skipped sleeping Chutes, the same
-after, 2000 after, the 5000 run stopped by hand on an overloaded machine, and 1000 Chutes all awake
+after, 2000 after, the first 5000 run (stopped by hand on an overloaded machine), 1000 Chutes all awake
 (the scraper reading 1000 ready pods inside the operator) before and after the check left awake
-Chutes that are not idle alone."""
+Chutes that are not idle alone; then 1000 and 5000 Chutes with the metric grace, the metrics API that
+waits for its caches, and the store's shared strings (the 5000 run also without kopf's per-object
+memories), and 1000 Chutes on the final code (with the queue's background lane and the pods listed
+first)."""
 KINDS = (
     "chutes", "deployments", "replicasets", "services", "endpointslices", "horizontalpodautoscalers",
     "networkpolicies", "servicemonitors", "events", "pods",
