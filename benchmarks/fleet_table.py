@@ -27,8 +27,8 @@ after, 2000 after, the first 5000 run (stopped by hand on an overloaded machine)
 (the scraper reading 1000 ready pods inside the operator) before and after the check left awake
 Chutes that are not idle alone; then 1000 and 5000 Chutes with the metric grace, the metrics API that
 waits for its caches, and the store's shared strings (the 5000 run also without kopf's per-object
-memories), and 1000 Chutes on the final code (with the queue's background lane and the pods listed
-first)."""
+memories), and 1000 Chutes on commit 26ecbfd (with the queue's background lane and the pods listed
+first; the second breaking pass's fixes came after it)."""
 KINDS = (
     "chutes", "deployments", "replicasets", "services", "endpointslices", "horizontalpodautoscalers",
     "networkpolicies", "servicemonitors", "events", "pods",
