@@ -14,6 +14,7 @@ from chute_operator.autoscaler import (
     autoscaling_condition,
     metric_grace_left,
 )
+from tests.hpas import WORKING_AUTOSCALING
 
 
 def hpa(*conditions: tuple[str, str, str, str], current: int = 2, desired: int = 3) -> dict[str, Any]:
@@ -131,13 +132,7 @@ def test_blocked_and_disabled(conditions: tuple[tuple[str, str, str, str], ...],
 # A failed metric read shorter than the grace is not reported (an operator restart, a missed round)
 
 FAILED_AT = "2026-12-07T10:00:00Z"
-WORKING = {
-    "type": "Autoscaling",
-    "status": "True",
-    "reason": "ScalingActive",
-    "message": "2 replicas, desired 3",
-    "lastTransitionTime": "2026-12-07T09:00:00Z",
-}
+WORKING = WORKING_AUTOSCALING
 
 
 def _failed_since(when: str = FAILED_AT) -> dict[str, Any]:

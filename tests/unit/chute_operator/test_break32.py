@@ -21,6 +21,7 @@ from chute_operator.metricsapi.demand import to_read_now
 from chute_operator.metricsapi.samples import Samples
 from chute_operator.metricsapi.targets import REPLANNED, SKIPPED_NOT_READY
 from chute_operator.store import SharedStrings, Store
+from tests.hpas import WORKING_AUTOSCALING, hpa_failing, stamp
 from tests.unit.chute_operator.test_controller import CATALOG, CHUTE, _settings
 
 # --- the store's shared strings -------------------------------------------------------------------
@@ -114,37 +115,7 @@ def test_store_releases_a_replaced_objects_long_keys() -> None:
 
 # --- the metric grace -----------------------------------------------------------------------------
 
-WORKING = {
-    "type": "Autoscaling",
-    "status": "True",
-    "reason": "ScalingActive",
-    "message": "2 replicas, desired 3",
-    "lastTransitionTime": "2026-12-07T09:00:00Z",
-}
 T0 = datetime(2026, 12, 7, 10, 0, 0, tzinfo=UTC)
-
-
-def _stamp(when: datetime) -> str:
-    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _hpa_failing_since(when: str) -> dict[str, Any]:
-    return {
-        "status": {
-            "currentReplicas": 2,
-            "desiredReplicas": 3,
-            "conditions": [
-                {"type": "AbleToScale", "status": "True", "reason": "ReadyForNewScale", "message": "ok"},
-                {
-                    "type": "ScalingActive",
-                    "status": "False",
-                    "reason": "FailedGetPodsMetric",
-                    "message": "unable to get metric chute_utilization_ratio",
-                    "lastTransitionTime": when,
-                },
-            ],
-        }
-    }
 
 
 def test_an_hpa_clock_ahead_of_ours_does_not_hide_a_failure_for_as_long() -> None:
@@ -152,21 +123,24 @@ def test_an_hpa_clock_ahead_of_ours_does_not_hide_a_failure_for_as_long() -> Non
     cap bounds each requeue wait to 60 s, but every reconcile computes the grace again from the same
     future lastTransitionTime: with the controller-manager's clock an hour ahead (or a far-future time
     written in the HPA's status), a metric failure was hidden for that hour, not 60 s."""
-    hpa = _hpa_failing_since(_stamp(T0 + timedelta(hours=1)))  # what the HPA wrote at our T0
+    hpa = hpa_failing(since=stamp(T0 + timedelta(hours=1)))  # what the HPA wrote at our T0
     later = T0 + timedelta(minutes=10)
-    assert metric_grace_left(hpa, [WORKING], later) is None
-    condition = autoscaling_condition(hpa, 2, previous=[WORKING], now=later)
+    assert metric_grace_left(hpa, [WORKING_AUTOSCALING], later) is None
+    condition = autoscaling_condition(hpa, 2, previous=[WORKING_AUTOSCALING], now=later)
     assert (condition.status, condition.reason) == ("False", r.METRIC_UNAVAILABLE)
 
 
 def test_a_small_skew_ahead_still_gets_a_grace_bounded_by_twice_the_grace() -> None:
     """The fix keeps the grace for a clock a little ahead (an NTP step, a few seconds), so an
     operator restart still writes nothing there; the failure is then reported within twice the grace."""
-    hpa = _hpa_failing_since(_stamp(T0 + timedelta(seconds=5)))
-    left = metric_grace_left(hpa, [WORKING], T0)
+    hpa = hpa_failing(since=stamp(T0 + timedelta(seconds=5)))
+    left = metric_grace_left(hpa, [WORKING_AUTOSCALING], T0)
     assert left is not None
     assert left <= METRIC_GRACE_SECONDS
-    assert metric_grace_left(hpa, [WORKING], T0 + timedelta(seconds=2 * METRIC_GRACE_SECONDS)) is None
+    assert (
+        metric_grace_left(hpa, [WORKING_AUTOSCALING], T0 + timedelta(seconds=2 * METRIC_GRACE_SECONDS))
+        is None
+    )
 
 
 @pytest.mark.xfail(
@@ -176,16 +150,16 @@ def test_a_small_skew_ahead_still_gets_a_grace_bounded_by_twice_the_grace() -> N
     "keeps saying ScalingActive",
 )
 def test_a_metric_that_fails_three_syncs_out_of_four_is_reported() -> None:
-    previous = [WORKING]
+    previous = [WORKING_AUTOSCALING]
     reported = False
     for minute in range(10):  # False at :00 (LTT), True at :45 for one sync, False again at :60
         failing_since = T0 + timedelta(minutes=minute)
-        hpa = _hpa_failing_since(_stamp(failing_since))
+        hpa = hpa_failing(since=stamp(failing_since))
         condition = autoscaling_condition(
             hpa, 2, previous=previous, now=failing_since + timedelta(seconds=44)
         )
         reported = reported or condition.reason == r.METRIC_UNAVAILABLE
-        previous = [{**WORKING, "message": "2 replicas, desired 3"}]  # the one True sync at :45
+        previous = [{**WORKING_AUTOSCALING, "message": "2 replicas, desired 3"}]  # the one True sync at :45
     assert reported
 
 
@@ -231,7 +205,7 @@ async def test_a_retry_during_the_grace_still_looks_again_when_it_ends() -> None
     hpa = copy.deepcopy(store.get("HorizontalPodAutoscaler", KEY))
     assert hpa is not None
     hpa["metadata"]["resourceVersion"] = "900"
-    hpa["status"]["conditions"][1] = _hpa_failing_since(_stamp(datetime.now(UTC) - timedelta(seconds=5)))[
+    hpa["status"]["conditions"][1] = hpa_failing(since=stamp(datetime.now(UTC) - timedelta(seconds=5)))[
         "status"
     ]["conditions"][1]
     store.put("HorizontalPodAutoscaler", hpa)

@@ -10,6 +10,7 @@ from chute_operator.api.reasons import OOM_RECENT_SECONDS
 from chute_operator.gpus import builtin_catalog
 from chute_operator.status import Observation, compute_status, pod_problem, status_changed
 from chute_operator.workload import RenderOptions, resolve
+from tests.hpas import hpa_failing, stamp
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 WORKLOAD = resolve(
@@ -325,23 +326,8 @@ AUTOSCALED = resolve(
 
 
 def test_autoscaled_chute_reports_the_hpa_view_and_stays_ready_when_the_metric_is_missing() -> None:
-    hpa = {
-        "status": {
-            "currentReplicas": 2,
-            "desiredReplicas": 2,
-            "conditions": [
-                {"type": "AbleToScale", "status": "True", "reason": "ReadyForNewScale", "message": "ok"},
-                {
-                    "type": "ScalingActive",
-                    "status": "False",
-                    "reason": "FailedGetPodsMetric",
-                    "message": "unable to get metric chute_utilization_ratio",
-                },
-            ],
-        }
-    }
     pods = [_running("a", True), _running("b", True)]
-    status = _status(_deployment(), pods, workload=AUTOSCALED, hpa=hpa)
+    status = _status(_deployment(), pods, workload=AUTOSCALED, hpa=hpa_failing())
     assert _condition(status, "Autoscaling") == ("False", "MetricUnavailable")
     assert _condition(status, "Ready") == ("True", "Serving")
     assert status["autoscaler"] == {"currentReplicas": 2, "desiredReplicas": 2}
@@ -358,23 +344,9 @@ def test_an_operator_restart_does_not_flip_autoscaling_while_the_hpa_fails_for_a
         "observedGeneration": 3,
         "lastTransitionTime": "2026-01-01T00:00:00Z",
     }
-    failing_since = (NOW - timedelta(seconds=10)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    hpa = {
-        "status": {
-            "currentReplicas": 2,
-            "desiredReplicas": 2,
-            "conditions": [
-                {"type": "AbleToScale", "status": "True", "reason": "ReadyForNewScale", "message": "ok"},
-                {
-                    "type": "ScalingActive",
-                    "status": "False",
-                    "reason": "FailedGetPodsMetric",
-                    "message": "the server is currently unable to handle the request",
-                    "lastTransitionTime": failing_since,
-                },
-            ],
-        }
-    }
+    hpa = hpa_failing(
+        "the server is currently unable to handle the request", since=stamp(NOW - timedelta(seconds=10))
+    )
     pods = [_running("a", True), _running("b", True)]
     status = _status(_deployment(), pods, workload=AUTOSCALED, hpa=hpa, previous={"conditions": [working]})
     kept = next(c for c in status["conditions"] if c["type"] == "Autoscaling")
