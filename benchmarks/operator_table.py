@@ -36,6 +36,7 @@ FILES = (
     "operator-1000-final.json",
     "operator-1000-structure.json",
     "operator-1000-structure-2.json",
+    "operator-1000-fleet-changes.json",
 )
 """In order: 200 Chutes before the handler fix (4 workers), then the code of each run's date at 200,
 500, 1000, and 1000 with the store keeping only what its readers use of pods (store.slim); then the
@@ -49,7 +50,9 @@ children are (twice at 1000, then 200 and 500); the same with the Chutes applied
 (--client-side-chutes); a run on the commit whose transport read the proxy environment on every
 request (aiohttp's trust_env, since fixed); and the final code at 1000. Then, 2026-12-06, twice at
 1000 on a quiet machine: the code after the restructuring of issue 24 (reconcile as observe, plan,
-act; settings read once), which promised no change in behaviour."""
+act; settings read once), which promised no change in behaviour. Last, 2026-12-07 at 1000: the code
+after issue 30's changes (commit 29a2257: the metric grace, the store's shared strings, kopf's
+per-object memories dropped, the queue's background lane)."""
 
 
 def _runs() -> list[tuple[str, dict[str, Any]]]:
