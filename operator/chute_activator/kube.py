@@ -40,6 +40,7 @@ from chute_activator.derive import (
     slice_labels,
 )
 from chute_activator.holding import Holder
+from chute_activator.slim import slim_chute, slim_pod, slim_slice
 from chute_activator.state import Key
 from chute_shared.cluster import (
     ACTIVATOR_FIELD_MANAGER,
@@ -204,7 +205,8 @@ class KubeSource:
         listing = self.client.list(resource, namespace=namespace, labels=_labels(resource))
         fresh = {}
         async for obj in listing:
-            fresh[key_of(_dict(obj))] = _dict(obj)
+            kept = _kept(resource, _dict(obj))
+            fresh[key_of(kept)] = kept
         try:
             version: str | None = listing.resourceVersion
         except Exception:  # no resourceVersion in the answer
@@ -235,7 +237,7 @@ class KubeSource:
                     resource, namespace=namespace, labels=_labels(resource), resource_version=version
                 ):
                     failures = 0
-                    self._event(resource, kind, _dict(obj))
+                    self._event(resource, kind, _kept(resource, _dict(obj)))
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # the watch or the listing failed: list again after a pause
@@ -298,6 +300,15 @@ def _chute_key(resource: Any, key: tuple[str, str], obj: dict[str, Any]) -> Key:
     if resource is ChuteResource:
         return key
     return (key[0], chute_of(obj))
+
+
+def _kept(resource: Any, obj: dict[str, Any]) -> dict[str, Any]:
+    """What the activator keeps of the object (:mod:`chute_activator.slim`)."""
+    if resource is Pod:
+        return slim_pod(obj)
+    if resource is EndpointSlice:
+        return slim_slice(obj)
+    return slim_chute(obj)
 
 
 def _dict(obj: Any) -> dict[str, Any]:

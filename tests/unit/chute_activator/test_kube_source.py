@@ -165,3 +165,39 @@ async def test_a_restarted_activator_answers_retry_after_from_the_chutes_measure
         await source.stop()
         await client.close()
         await api.stop()
+
+
+async def test_the_source_keeps_of_each_object_only_what_the_activator_reads() -> None:
+    """A Chute, its EndpointSlice and its pod as the fleet benchmark's API server sent them: the caches
+    hold their slimmed copies (chute_activator.slim)."""
+    from pathlib import Path
+
+    from chute_activator.slim import slim_chute, slim_pod, slim_slice
+
+    data = Path(__file__).parents[2] / "data" / "activator" / "fleet-objects.json"
+    awake = json.loads(data.read_text())["awake"]
+    api = FakeApi([awake["chute"]], pods=[awake["pod"]], slices=awake["slices"])
+    await api.start()
+
+    async def wake(key: Key) -> None:
+        pass
+
+    client = AsyncClient(config=KubeConfig.from_dict(json.loads(api.kubeconfig())))
+    source = KubeSource(client, Holder(wake, Metrics()), ("fleet",))
+    key = kube.key_of(awake["chute"])
+    expected = (
+        {key: slim_chute(awake["chute"])},
+        {kube.key_of(s): slim_slice(s) for s in awake["slices"]},
+        {kube.key_of(awake["pod"]): slim_pod(awake["pod"])},
+    )
+    try:
+        await asyncio.wait_for(source.start(), 10)
+        assert (dict(source.chutes), dict(source.slices), dict(source.pods)) == expected
+        assert "managedFields" not in json.dumps([list(kind.values()) for kind in expected])
+        assert source.holder.known()[key].endpoints  # the slimmed slice still lists its ready endpoint
+        source._event(kube.ChuteResource, "MODIFIED", kube._kept(kube.ChuteResource, awake["chute"]))
+        assert dict(source.chutes) == expected[0]  # a watch event is kept as the watch loop keeps it
+    finally:
+        await source.stop()
+        await client.close()
+        await api.stop()
