@@ -21,6 +21,7 @@ FLEET_FILES = (
     "fleet-1000-shared-strings.json",
     "fleet-5000.json",
     "fleet-1000-final.json",
+    "fleet-5000-final.json",
 )
 """In order: 1000 Chutes on the code before the scale-to-zero check skipped sleeping Chutes, the same
 after, 2000 after, the first 5000 run (stopped by hand on an overloaded machine), 1000 Chutes all awake
@@ -28,7 +29,8 @@ after, 2000 after, the first 5000 run (stopped by hand on an overloaded machine)
 Chutes that are not idle alone; then 1000 and 5000 Chutes with the metric grace, the metrics API that
 waits for its caches, and the store's shared strings (the 5000 run also without kopf's per-object
 memories), and 1000 Chutes on commit 26ecbfd (with the queue's background lane and the pods listed
-first; the second breaking pass's fixes came after it)."""
+first; the second breaking pass's fixes came after it). Last, 5000 Chutes on commit bb194a5: all of
+the above, the second breaking pass's fixes and the activator's slimmed caches."""
 KINDS = (
     "chutes", "deployments", "replicasets", "services", "endpointslices", "horizontalpodautoscalers",
     "networkpolicies", "servicemonitors", "events", "pods",
@@ -144,7 +146,27 @@ def wake_table() -> str:
     return "\n".join(rows)
 
 
+def activator_memory_table() -> str:
+    """The activator's caches filled offline (benchmarks/activator_memory.py), full and slimmed."""
+    run = json.loads((RESULTS / "activator-memory.json").read_text())
+    rows = [
+        f"`activator-memory.json` ({run['date']}): {run['chutes']} Chutes at zero, each with its "
+        f"EndpointSlice (as sent: {run['captured_chute_json_bytes']:,} and "
+        f"{run['captured_slices_json_bytes']:,} bytes of JSON).",
+        "",
+        "| the caches keep | RSS over the fill | traced by tracemalloc | traced per Chute |",
+        "| --- | --- | --- | --- |",
+    ]
+    for variant, label in (("full", "each object as sent (before)"), ("slim", "what the activator reads")):
+        found = run[variant]
+        grown = found["rss_mb_after"] - found["rss_mb_before"]
+        rows.append(
+            f"| {label} | {grown:.1f} MB | {found['traced_mb']} MB | {found['traced_kb_per_chute']} KB |"
+        )
+    return "\n".join(rows)
+
+
 if __name__ == "__main__":
-    for part in (scraper_table(), fleet_table(), etcd_table(), wake_table()):
+    for part in (scraper_table(), fleet_table(), etcd_table(), wake_table(), activator_memory_table()):
         print(part)
         print()

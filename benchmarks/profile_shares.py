@@ -39,6 +39,9 @@ ROWS: tuple[tuple[str, str], ...] = (
     ("DiffBaseStorage.build", "  kopf building each object's essence for change handlers (none exist)"),
     ("ProgressStorage.clear", "  kopf clearing progress marks from that essence"),
     ("stream (", "kopf's watch streams: reading and decoding the events (json)"),
+    ("Controller.relist", "the operator's cache sync (a paged LIST of each kind), all of it"),
+    ("SharedStrings.copy", "the store sharing strings among its objects (listings and watch events)"),
+    ("generate_latest", "answering a scrape of /metrics"),
 )
 
 

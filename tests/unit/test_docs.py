@@ -231,8 +231,8 @@ def test_demo_stage_figures_are_the_results_files() -> None:
 
 def test_the_fleet_tables_are_the_results_files() -> None:
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    from fleet_table import etcd_table, fleet_table, scraper_table, wake_table
+    from fleet_table import activator_memory_table, etcd_table, fleet_table, scraper_table, wake_table
 
     doc = (ROOT / "docs" / "benchmarks" / "fleet.md").read_text()
-    for part in (scraper_table(), fleet_table(), etcd_table(), wake_table()):
+    for part in (scraper_table(), fleet_table(), etcd_table(), wake_table(), activator_memory_table()):
         assert part in doc
