@@ -104,9 +104,10 @@ def fleet_table() -> str:
     return "\n".join(rows)
 
 
-def etcd_table() -> str:
-    """Per Chute, asleep and awake: objects and bytes in etcd, by kind (the largest finished run)."""
-    runs = [(n, r) for n, r in _fleet() if r.get("etcd")]
+def etcd_table(results: str | None = None) -> str:
+    """Per Chute, asleep and awake: objects and bytes in etcd, by kind (of ``results``; default: the
+    largest finished run)."""
+    runs = [(n, r) for n, r in _fleet() if r.get("etcd") and results in (None, n)]
     if not runs:
         return ""
     name, run = max(runs, key=lambda found: found[1]["chutes"] - found[1]["awake_chutes"])
@@ -167,6 +168,7 @@ def activator_memory_table() -> str:
 
 
 if __name__ == "__main__":
-    for part in (scraper_table(), fleet_table(), etcd_table(), wake_table(), activator_memory_table()):
+    tables = (scraper_table(), fleet_table(), etcd_table(), etcd_table("fleet-2000.json"), wake_table())
+    for part in (*tables, activator_memory_table()):
         print(part)
         print()
