@@ -205,7 +205,7 @@ class KubeSource:
         listing = self.client.list(resource, namespace=namespace, labels=_labels(resource))
         fresh = {}
         async for obj in listing:
-            kept = _kept(resource, _dict(obj))
+            kept = _kept(resource, obj)
             fresh[key_of(kept)] = kept
         try:
             version: str | None = listing.resourceVersion
@@ -237,7 +237,7 @@ class KubeSource:
                     resource, namespace=namespace, labels=_labels(resource), resource_version=version
                 ):
                     failures = 0
-                    self._event(resource, kind, _kept(resource, _dict(obj)))
+                    self._event(resource, kind, _kept(resource, obj))
             except asyncio.CancelledError:
                 raise
             except Exception as error:  # the watch or the listing failed: list again after a pause
@@ -302,17 +302,7 @@ def _chute_key(resource: Any, key: tuple[str, str], obj: dict[str, Any]) -> Key:
     return (key[0], chute_of(obj))
 
 
-def _kept(resource: Any, obj: dict[str, Any]) -> dict[str, Any]:
-    """What the activator keeps of the object (:mod:`chute_activator.slim`)."""
-    if resource is Pod:
-        return slim_pod(obj)
-    if resource is EndpointSlice:
-        return slim_slice(obj)
-    return slim_chute(obj)
-
-
-def _dict(obj: Any) -> dict[str, Any]:
-    if isinstance(obj, dict):
-        return obj
-    result: dict[str, Any] = obj.to_dict()
-    return result
+def _kept(resource: Any, obj: Any) -> dict[str, Any]:
+    """What the activator keeps of a listed or watched object (:mod:`chute_activator.slim`)."""
+    slim = {Pod: slim_pod, EndpointSlice: slim_slice}.get(resource, slim_chute)
+    return slim(obj if isinstance(obj, dict) else obj.to_dict())
