@@ -1,11 +1,16 @@
 """CPU of a reconcile that changes nothing, and of its parts (no cluster: a fake API and a filled store).
 
 The 200-Chute run that did not finish (docs/benchmarks/operator.md) reconciled unchanged Chutes at
-~37 a second; this measures what one such reconcile costs now, and what rendering cost with PyYAML's
-pure-Python parser (before) and with libyaml's (now), jinja2, the hash stamp and the drift check.
+~37 a second; this measures what one such reconcile costs now, and its parts: building the children
+(``children.py``; until 2026-12-07 jinja2 templates parsed by PyYAML, whose numbers are in
+``reconcile_cpu.json`` and ``reconcile_cpu-templates.json``), the hash stamp and the drift check.
 
-Run: .venv/bin/python benchmarks/reconcile_cpu.py [--chutes 200]
-Writes benchmarks/results/reconcile_cpu.json.
+Also the reconcile of a restarted operator (``cold_reconcile_cpu_ms``): a new Reconciler over the same
+filled store, which renders every Chute once before it finds its children unchanged, and the children
+of one Chute built from its Workload (``render_children_ms``, the hash stamps included).
+
+Run: .venv/bin/python benchmarks/reconcile_cpu.py [--chutes 200] [--results reconcile_cpu.json]
+Writes benchmarks/results/<results>.
 """
 
 from __future__ import annotations
@@ -22,14 +27,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.operator_scale import _chute  # noqa: E402
 
 from chute_operator import render as rendering  # noqa: E402
+from chute_operator.children import children  # noqa: E402
 from chute_operator.drift import drifted, stamped  # noqa: E402
 from chute_operator.gpus import builtin_catalog  # noqa: E402
 from chute_operator.metrics import OperatorMetrics  # noqa: E402
@@ -39,7 +43,6 @@ from chute_operator.validation import parse_chute  # noqa: E402
 from chute_operator.workload import RenderOptions, resolve  # noqa: E402
 
 OPTIONS = RenderOptions(catalog=builtin_catalog(), sidecar_image="chute-operator:test")
-TEMPLATES = ["networkpolicy.yaml.j2", "service.yaml.j2", "deployment.yaml.j2", "hpa.yaml.j2"]
 
 
 class _Api:
@@ -75,7 +78,7 @@ class _Api:
     async def event(self, *args: Any) -> None:
         self.writes += 1
 
-    async def service_monitors_served(self) -> bool:
+    async def kind_served(self, kind: str) -> bool:
         return False
 
 
@@ -86,7 +89,9 @@ def _per_call_ms(work: Callable[[], object], repeat: int) -> float:
     return round(1000 * (time.process_time() - started) / repeat, 3)
 
 
-async def _unchanged_reconcile_ms(chutes: int) -> tuple[float, int]:
+async def _unchanged_reconcile_ms(chutes: int) -> tuple[float, int, float, int]:
+    """CPU per reconcile of unchanged Chutes and its writes: by the reconciler that applied them,
+    then by a new one (an operator restarted)."""
     store = Store()
     api = _Api(store)
     reconciler = Reconciler(api, store, OPTIONS, OperatorMetrics(), lambda: True)  # type: ignore[arg-type]
@@ -103,21 +108,27 @@ async def _unchanged_reconcile_ms(chutes: int) -> tuple[float, int]:
     started = time.process_time()
     for key in keys:
         await reconciler.reconcile(key)
-    return round(1000 * (time.process_time() - started) / chutes, 3), api.writes
+    warm, warm_writes = round(1000 * (time.process_time() - started) / chutes, 3), api.writes
+    restarted = Reconciler(api, store, OPTIONS, OperatorMetrics(), lambda: True)  # type: ignore[arg-type]
+    api.writes = 0
+    started = time.process_time()
+    for key in keys:
+        await restarted.reconcile(key)
+    return warm, warm_writes, round(1000 * (time.process_time() - started) / chutes, 3), api.writes
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--chutes", type=int, default=200)
+    parser.add_argument("--results", default="reconcile_cpu.json", help="file name in benchmarks/results")
     args = parser.parse_args()
     chute = _chute(1)
     chute["metadata"].update(uid="uid-1", generation=1)
     workload = resolve(parse_chute(chute), OPTIONS)
-    texts = [rendering._environment().get_template(name).render(w=workload) for name in TEMPLATES]
-    manifests = [yaml.load(text, Loader=yaml.CSafeLoader) for text in texts]
+    manifests = children(workload)
     desired = [stamped(m) for m in manifests]
     repeat = 100
-    unchanged_ms, writes = asyncio.run(_unchanged_reconcile_ms(args.chutes))
+    unchanged_ms, writes, cold_ms, cold_writes = asyncio.run(_unchanged_reconcile_ms(args.chutes))
     results = {
         "chutes": args.chutes,
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
@@ -125,25 +136,19 @@ def main() -> int:
         "load_average_at_start": [round(x, 1) for x in os.getloadavg()],
         "unchanged_reconcile_cpu_ms": unchanged_ms,
         "unchanged_reconcile_writes": writes,
+        "cold_reconcile_cpu_ms": cold_ms,
+        "cold_reconcile_writes": cold_writes,
+        "render_children_ms": _per_call_ms(lambda: rendering.DesiredManifests().of("key", workload), repeat),
         "parts_cpu_ms_per_chute": {
             "parse_and_resolve": _per_call_ms(lambda: resolve(parse_chute(chute), OPTIONS), repeat),
-            "jinja2_render": _per_call_ms(
-                lambda: [rendering._environment().get_template(n).render(w=workload) for n in TEMPLATES],
-                repeat,
-            ),
-            "yaml_pure_python_before": _per_call_ms(
-                lambda: [yaml.load(text, Loader=yaml.SafeLoader) for text in texts], repeat
-            ),
-            "yaml_libyaml_now": _per_call_ms(
-                lambda: [yaml.load(text, Loader=yaml.CSafeLoader) for text in texts], repeat
-            ),
+            "build_children": _per_call_ms(lambda: children(workload), repeat),
             "hash_stamp": _per_call_ms(lambda: [stamped(m) for m in manifests], repeat),
             "drift_check": _per_call_ms(lambda: [drifted(m, m) for m in desired], repeat),
             "memo_hit_json": _per_call_ms(lambda: json.loads(json.dumps(desired)), repeat),
         },
     }
     results["load_average_at_end"] = [round(x, 1) for x in os.getloadavg()]
-    out = ROOT / "benchmarks" / "results" / "reconcile_cpu.json"
+    out = ROOT / "benchmarks" / "results" / args.results
     out.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))
     return 0

@@ -39,11 +39,13 @@ DESIRED_HASH = "chutes.ai/desired-hash"
 
 
 def stamped(manifest: dict[str, Any]) -> dict[str, Any]:
-    """A copy of ``manifest`` annotated with the hash of its content (without that annotation)."""
-    result = copy.deepcopy(manifest)
-    metadata = result.setdefault("metadata", {})
-    annotations = metadata.setdefault("annotations", {})
-    annotations.pop(DESIRED_HASH, None)
+    """A copy of ``manifest`` annotated with the hash of its content (without that annotation). Only
+    the copy's top level, metadata and annotations are new objects: the rest is ``manifest``'s (a
+    deep copy was most of the stamp's CPU, and every caller builds or decodes ``manifest`` afresh)."""
+    metadata = dict(manifest.get("metadata") or {})
+    annotations = {k: v for k, v in (metadata.get("annotations") or {}).items() if k != DESIRED_HASH}
+    metadata["annotations"] = annotations
+    result = {**manifest, "metadata": metadata}
     canonical = json.dumps(result, sort_keys=True, separators=(",", ":"), default=str)
     annotations[DESIRED_HASH] = hashlib.sha256(canonical.encode()).hexdigest()[:32]
     return result

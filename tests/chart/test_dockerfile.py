@@ -10,8 +10,13 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
 
+from chute_operator.gpus import builtin_catalog
+from chute_operator.render import render
+from chute_operator.validation import parse_chute
 from chute_operator.version import SIDECAR_TAG
+from chute_operator.workload import RenderOptions
 from tests.chart.helm import ROOT, Helm, env_of, operator_container
 
 DOCKERFILE = ROOT / "Dockerfile"
@@ -82,6 +87,9 @@ def test_chart_runs_the_image_as_the_same_user(helm: Helm) -> None:
 
 def test_sidecar_command_is_served_by_the_image_entrypoint() -> None:
     """The Deployment the operator renders runs `chute-operator sidecar`: the console script's name."""
-    template = (ROOT / "operator" / "chute_operator" / "templates" / "deployment.yaml.j2").read_text()
-    assert 'command: ["chute-operator", "sidecar"]' in template
+    chute = parse_chute(yaml.safe_load((ROOT / "examples" / "tei-embedding.yaml").read_text()))
+    children = render(chute, RenderOptions(catalog=builtin_catalog()))
+    deployment = next(child for child in children if child["kind"] == "Deployment")
+    sidecar = deployment["spec"]["template"]["spec"]["initContainers"][0]
+    assert sidecar["command"] == ["chute-operator", "sidecar"]
     assert 'chute-operator = "chute_operator.entry:main"' in Path(ROOT / "pyproject.toml").read_text()

@@ -30,6 +30,7 @@ SAME_WORD_ELSEWHERE: dict[str, dict[str, str]] = {
         "chute_operator/expose.py": "the URL scheme of status.url",
     },
     "metrics": {
+        "chute_operator/children.py": "the metrics Service's value of its role label",
         "chute_operator/handlers.py": "a kopf memo key",
         "chute_operator/run.py": "the operator's own metrics port, in an error",
         "chute_operator/metricsapi/forwarding.py": "a custom metrics path's namespace metrics segment",
@@ -41,6 +42,7 @@ SAME_WORD_ELSEWHERE: dict[str, dict[str, str]] = {
     },
     "/livez": {"chute_operator/metricsapi/server.py": "the metrics API's own probes"},
     "model": {
+        "chute_operator/children.py": "the model container's port name",
         "chute_weights/download.py": "the hub's repository type",
         "chute_modelsim/openai.py": "the OpenAI request and response field",
         "chute_modelsim/server.py": "a field of the admin state",
@@ -54,6 +56,7 @@ SAME_WORD_ELSEWHERE: dict[str, dict[str, str]] = {
         "chute_activator/derive.py": "Kubernetes' EndpointSlice condition",
     },
     "chute-operator": {
+        "chute_operator/children.py": "the console script the sidecar container runs",
         "chute_operator/cli.py": "the program's name",
         "chute_operator/controller.py": "the operator's field manager",
         "chute_operator/crd.py": "the app.kubernetes.io/name of the CRD",
@@ -81,7 +84,10 @@ SAME_WORD_ELSEWHERE: dict[str, dict[str, str]] = {
         "chute_operator/rollout.py": "Kubernetes' PodScheduled reason",
         "chute_operator/status.py": "Kubernetes' PodScheduled reason",
     },
-    "download": {"chute_weights/main.py": "its command's name"},
+    "download": {
+        "chute_weights/main.py": "its command's name",
+        "chute_operator/children.py": "the download Job's command",
+    },
     "ImagePullBackOff": {"chute_operator/status.py": "the kubelet's waiting reason"},
     "CrashLoopBackOff": {"chute_operator/status.py": "the kubelet's waiting reason"},
 }

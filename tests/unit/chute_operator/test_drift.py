@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from decimal import Decimal
 
 from chute_operator.drift import contained, drifted, quantity
@@ -93,3 +94,15 @@ def test_the_desired_hash_ignores_key_order_and_keeps_other_annotations() -> Non
     assert one["metadata"]["annotations"]["x"] == "1"
     assert stamped(one) == one  # stamping twice changes nothing
     assert len(one["metadata"]["annotations"][DESIRED_HASH]) >= 16
+
+
+def test_the_stamp_leaves_the_manifest_it_was_given_as_it_was() -> None:
+    from chute_operator.drift import DESIRED_HASH, stamped
+
+    given = {"metadata": {"name": "a", "annotations": {"x": "1", DESIRED_HASH: "old"}}, "spec": {"a": 1}}
+    before = copy.deepcopy(given)
+    result = stamped(given)
+    result["metadata"]["annotations"]["y"] = "2"
+    result["metadata"]["labels"] = {"z": "3"}
+    assert given == before
+    assert stamped({"metadata": {"name": "a", "annotations": {"x": "1"}}, "spec": {"a": 1}}) == stamped(before)

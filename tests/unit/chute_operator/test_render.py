@@ -471,3 +471,18 @@ def test_desired_manifests_render_again_only_when_the_workload_changes() -> None
     desired.forget(("models", "a"))
     desired.of(("models", "a"), changed)
     assert desired.renders == 3
+
+
+def test_the_children_share_no_object_with_the_workload() -> None:
+    """The children are built from the Workload's own lists and dicts: a caller that changes what it
+    got changes neither the Workload nor the next Chute's children."""
+    workload = resolve(_chute(env=[{"name": "A", "value": "1"}]), OPTIONS)
+    before = copy.deepcopy(workload)
+    first = _by_kind(render_workload(workload))
+    first["Deployment"]["metadata"]["labels"]["x"] = "y"
+    first["Deployment"]["spec"]["selector"]["matchLabels"]["x"] = "y"
+    first["Deployment"]["spec"]["template"]["spec"]["containers"][0]["env"].append({"name": "B"})
+    first["Deployment"]["spec"]["template"]["spec"]["containers"][0]["resources"].clear()
+    first["NetworkPolicy"]["spec"]["ingress"][-1]["from"].clear()
+    assert workload == before
+    assert render_workload(workload) == render_workload(before)
