@@ -7,7 +7,9 @@ condition condenses them, and ``status.autoscaler`` carries the replica counts.
 A failed metric read is reported only once it has lasted :data:`METRIC_GRACE_SECONDS`: an operator
 restart (its metrics API away for a few seconds, then its caches and its first scrape round) or one
 slow round fails an HPA sync or two, and reporting each would write every autoscaled Chute's status
-twice and two Events, for nothing a user can act on.
+twice and two Events, for nothing a user can act on. The grace counts from no earlier than the
+moment this operator's caches synced: a restart that takes longer than the grace (5000 Chutes) is
+not reported either, while a failure that lasts is, the grace after the operator is back.
 """
 
 from __future__ import annotations
@@ -37,14 +39,19 @@ def _quote(condition: dict[str, Any]) -> str:
 
 
 def metric_grace_left(
-    hpa: dict[str, Any] | None, previous: Sequence[dict[str, Any]], now: datetime
+    hpa: dict[str, Any] | None,
+    previous: Sequence[dict[str, Any]],
+    now: datetime,
+    not_before: datetime | None = None,
 ) -> float | None:
     """Seconds until a failed metric read is reported, or None when it is reported now (or nothing
     failed): only a Chute that said ScalingActive keeps saying so, and only while the HPA's
     ScalingActive=False is younger than the grace (by its lastTransitionTime). A time ahead of ours
     (the controller-manager's clock) gets at most twice the grace in all; further ahead, none: each
     reconcile computes the grace again from that same time, so capping the wait alone let a clock an
-    hour ahead hide a failure for that hour."""
+    hour ahead hide a failure for that hour. ``not_before``: the grace counts from no earlier than
+    this (when this operator's caches synced: its metrics API was away before, and a failure it
+    caused is given the whole grace from then)."""
     active = find(_conditions(hpa), "ScalingActive")
     if active is None or active.get("status") == "True" or active.get("reason") == HPA_SCALING_DISABLED:
         return None
@@ -55,6 +62,8 @@ def metric_grace_left(
     elapsed = (now - since).total_seconds()
     if elapsed < -METRIC_GRACE_SECONDS:
         return None
+    if not_before is not None:
+        elapsed = min(elapsed, (now - not_before).total_seconds())
     left = METRIC_GRACE_SECONDS - elapsed
     return min(left, METRIC_GRACE_SECONDS) if left > 0 else None
 
@@ -66,12 +75,14 @@ def autoscaling_condition(
     asleep: bool = False,
     previous: Sequence[dict[str, Any]] = (),
     now: datetime | None = None,
+    not_before: datetime | None = None,
 ) -> Observed:
     """Autoscaling, for a Chute that has an HPA (minInstances < maxInstances).
 
     While no replica is available yet the HPA cannot measure anything: that is pending, not a failure.
     At zero because it was idle, the HPA stands still on purpose (its ScalingDisabled is expected).
-    A metric failure within :func:`metric_grace_left` keeps the ``previous`` ScalingActive condition.
+    A metric failure within :func:`metric_grace_left` (counted from no earlier than ``not_before``)
+    keeps the ``previous`` ScalingActive condition.
     """
     if asleep:
         return Observed(r.AUTOSCALING, "True", r.SCALED_TO_ZERO, IDLE_AT_ZERO)
@@ -89,7 +100,8 @@ def autoscaling_condition(
                 r.AUTOSCALING, "Unknown", r.AUTOSCALER_PENDING, "waiting for a ready replica to measure"
             )
         before = find(list(previous), r.AUTOSCALING)
-        if before is not None and now is not None and metric_grace_left(hpa, previous, now) is not None:
+        waiting = now is not None and metric_grace_left(hpa, previous, now, not_before) is not None
+        if before is not None and waiting:
             return Observed(r.AUTOSCALING, "True", r.SCALING_ACTIVE, before.get("message") or "")
         return Observed(r.AUTOSCALING, "False", r.METRIC_UNAVAILABLE, _quote(active))
     status = (hpa or {}).get("status") or {}

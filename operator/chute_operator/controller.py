@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 from lightkube import AsyncClient
@@ -220,6 +221,7 @@ class Controller:
                 log.warning("initial listing failed (%s), retrying", error_message(error))
                 await asyncio.sleep(2)
         await self._read_activator()
+        self.reconciler.metric_grace_from = datetime.now(UTC)
         self._synced.set()
         log.info("caches synced: %d Chutes", len(self.store.keys("Chute")))
 

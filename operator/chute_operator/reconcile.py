@@ -138,6 +138,10 @@ class Reconciler:
         self.actor = Actor(api, store, metrics, self.apis.refresh, self._check_leader)
         self._deployment_applied: dict[Key, float] = {}
         """When this reconciler last applied each Chute's Deployment (monotonic seconds)."""
+        self.metric_grace_from: datetime | None = None
+        """When this operator's caches synced (set by the controller): an HPA's failed metric read
+        from before is given the whole grace from then (autoscaler.metric_grace_left), as this
+        operator's metrics API was away while it started."""
 
     def _check_leader(self) -> None:
         if not self.may_write():
@@ -169,10 +173,10 @@ class Reconciler:
         self._deployment_applied.pop(key, None)
         now = datetime.now(UTC)
         observed = observation(snapshot, plan, outcome, settled)
-        status = compute_status(observed, now)
+        status = compute_status(observed, now, self.metric_grace_from)
         await self.actor.write_status(chute, status)
         grace = (  # a metric failure not reported yet: looked at again when its grace ends
-            metric_grace_left(observed.hpa, status["conditions"], now)
+            metric_grace_left(observed.hpa, status["conditions"], now, self.metric_grace_from)
             if observed.workload is not None and observed.workload.autoscaled
             else None
         )  # (a retry's backoff grows to minutes: it must not put the report off)

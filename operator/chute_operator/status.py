@@ -563,8 +563,10 @@ def supported_condition(obs: Observation) -> Observed | None:
     return Observed(r.SUPPORTED, "False", r.FIELD_UNSUPPORTED, "; ".join(found))
 
 
-def conditions_of(obs: Observation, now: datetime) -> list[Observed]:
-    """Every condition, Ready first."""
+def conditions_of(
+    obs: Observation, now: datetime, metric_grace_from: datetime | None = None
+) -> list[Observed]:
+    """Every condition, Ready first. ``metric_grace_from``: autoscaler.metric_grace_left's ``not_before``."""
     facts = facts_of(obs, now)
     parts = Parts(
         available_condition(facts), progressing_condition(obs, facts), degraded_condition(obs, facts)
@@ -586,18 +588,25 @@ def conditions_of(obs: Observation, now: datetime) -> list[Observed]:
                 asleep=facts.asleep,
                 previous=obs.previous.get("conditions") or [],
                 now=now,
+                not_before=metric_grace_from,
             )
         )
     return [ready, *parts, reconciling_condition(ready, stalled), stalled, *(c for c in extra if c)]
 
 
-def compute_status(obs: Observation, now: datetime) -> dict[str, Any]:
-    """The full status object (camelCase) to write to the Chute's /status."""
+def compute_status(
+    obs: Observation, now: datetime, metric_grace_from: datetime | None = None
+) -> dict[str, Any]:
+    """The full status object (camelCase) to write to the Chute's /status (``metric_grace_from``:
+    :func:`conditions_of`)."""
     deployment_status = (obs.deployment or {}).get("status") or {}
     status: dict[str, Any] = {
         "observedGeneration": obs.generation,
         "conditions": merge_conditions(
-            obs.previous.get("conditions") or [], conditions_of(obs, now), obs.generation, now
+            obs.previous.get("conditions") or [],
+            conditions_of(obs, now, metric_grace_from),
+            obs.generation,
+            now,
         ),
         "replicas": deployment_status.get("replicas") or 0,
         "readyReplicas": deployment_status.get("readyReplicas") or 0,

@@ -162,6 +162,17 @@ def test_a_metric_failure_older_than_the_grace_is_reported() -> None:
     assert metric_grace_left(_failed_since(), [WORKING], late) is None
 
 
+def test_the_grace_counts_from_when_this_operator_came_back() -> None:
+    """A restarted operator's metrics API was away while it started: an HPA that failed before its
+    caches synced (``not_before``) is given the whole grace from then, not reported at once."""
+    failed, now = _failed_since(), _at(METRIC_GRACE_SECONDS + 30)
+    assert metric_grace_left(failed, [WORKING], now, not_before=_at(50)) == pytest.approx(20)
+    condition = autoscaling_condition(failed, 2, previous=[WORKING], now=now, not_before=_at(50))
+    assert (condition.status, condition.reason) == ("True", r.SCALING_ACTIVE)
+    assert metric_grace_left(failed, [WORKING], now, not_before=_at(20)) is None
+    assert metric_grace_left(failed, [WORKING], _at(10), not_before=_at(-100)) == pytest.approx(50)
+
+
 def test_no_grace_without_a_working_condition_before_or_a_time() -> None:
     reported = {**WORKING, "status": "False", "reason": "MetricUnavailable"}
     for previous, found in (

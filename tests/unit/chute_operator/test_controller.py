@@ -62,12 +62,14 @@ async def test_no_reconcile_before_the_initial_listing() -> None:
         controller.observe("Chute", None, CHUTE)  # a watch event arrives before the listing is done
         await asyncio.sleep(0.2)
         assert reconciled == []
+        assert controller.reconciler.metric_grace_from is None
         listing_may_finish.set()
         for _ in range(100):
             if reconciled:
                 break
             await asyncio.sleep(0.01)
         assert reconciled == [("ns", "a")]
+        assert controller.reconciler.metric_grace_from is not None  # a metric failure's grace from then
         assert set(listed) >= {"Chute", "Deployment", "Service", "Pod"}
         assert controller.store.get("Chute", ("ns", "a")) == CHUTE
     finally:

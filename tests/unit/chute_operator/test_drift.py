@@ -105,4 +105,5 @@ def test_the_stamp_leaves_the_manifest_it_was_given_as_it_was() -> None:
     result["metadata"]["annotations"]["y"] = "2"
     result["metadata"]["labels"] = {"z": "3"}
     assert given == before
-    assert stamped({"metadata": {"name": "a", "annotations": {"x": "1"}}, "spec": {"a": 1}}) == stamped(before)
+    unstamped = {"metadata": {"name": "a", "annotations": {"x": "1"}}, "spec": {"a": 1}}
+    assert stamped(unstamped) == stamped(before)

@@ -406,3 +406,38 @@ async def test_a_metric_failure_within_the_grace_writes_nothing_and_is_looked_at
     store.put("HorizontalPodAutoscaler", hpa)
     assert await reconciler.reconcile(KEY) is None
     assert api.writes[before:] == [("patch", "Chute/status"), ("create", "Event")]
+
+
+async def test_a_metric_failure_from_before_the_caches_synced_is_given_the_grace_from_then() -> None:
+    """At 5000 Chutes a restarted operator took over a minute to reconcile them all, and 61 Chutes
+    whose HPAs had failed while its metrics API was away said MetricUnavailable (a status patch and
+    an Event each) only because they came late (fleet-5000-final.json)."""
+    from datetime import UTC, datetime, timedelta
+
+    from chute_operator.autoscaler import METRIC_GRACE_SECONDS
+
+    reconciler, api, store = _setup()
+    await reconciler.reconcile(KEY)
+    store.put("Pod", _pod({"running": {}}, ready=True))
+    _rolled_out(store, available=1)
+    await reconciler.reconcile(KEY)
+    hpa = copy.deepcopy(store.get("HorizontalPodAutoscaler", KEY))
+    assert hpa is not None
+    now = datetime.now(UTC)
+    hpa["metadata"]["resourceVersion"] = "900"
+    hpa["status"]["conditions"][1] = {
+        "type": "ScalingActive",
+        "status": "False",
+        "reason": "FailedGetPodsMetric",
+        "message": "the server is currently unable to handle the request",
+        "lastTransitionTime": (now - timedelta(seconds=METRIC_GRACE_SECONDS + 30)).strftime(
+            "%Y-%m-%dT%H:%M:%SZ"
+        ),
+    }
+    store.put("HorizontalPodAutoscaler", hpa)
+    reconciler.metric_grace_from = now - timedelta(seconds=5)
+    before = len(api.writes)
+    wait = await reconciler.reconcile(KEY)
+    assert api.writes[before:] == []
+    assert wait is not None
+    assert METRIC_GRACE_SECONDS - 10 < wait <= METRIC_GRACE_SECONDS - 4
