@@ -132,7 +132,38 @@ def usage_table() -> str:
     return "\n".join(rows)
 
 
+RECONCILE_CPU_FILES = ("reconcile_cpu-templates.json", "reconcile_cpu-children.json")
+"""benchmarks/reconcile_cpu.py on 2026-12-07: the children rendered from jinja2 templates and parsed by
+libyaml (commit 1805909), then built as Python data (children.py) with the lighter hash stamp."""
+
+
+def reconcile_cpu_table() -> str:
+    """CPU per reconcile of an unchanged Chute, warm and by a restarted operator, and per Chute's
+    stamped children."""
+    rows = [
+        "| results file | run date | reconcile, warm | reconcile, restarted operator | a Chute's children "
+        "(stamped) | of which: built | hash stamps |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name in RECONCILE_CPU_FILES:
+        run = json.loads((RESULTS / name).read_text())
+        parts = run["parts_cpu_ms_per_chute"]
+        built = (  # the templates: jinja2, then libyaml
+            parts["build_children"]
+            if "build_children" in parts
+            else round(parts["jinja2_render"] + parts["yaml_libyaml_now"], 3)
+        )
+        rows.append(
+            f"| `{name}` | {run['date']} | {run['unchanged_reconcile_cpu_ms']} ms "
+            f"| {run['cold_reconcile_cpu_ms']} ms | {run['render_children_ms']} ms | {built} ms "
+            f"| {parts['hash_stamp']} ms |"
+        )
+    return "\n".join(rows)
+
+
 if __name__ == "__main__":
     print(table())
     print()
     print(usage_table())
+    print()
+    print(reconcile_cpu_table())
