@@ -28,6 +28,10 @@ METRIC_GRACE_SECONDS = 60.0
 """How long the HPA may fail to read the metric before the Chute says MetricUnavailable (four of its
 15 s syncs): an operator restart or a slow scrape round is not reported."""
 
+RESTART_WINDOW_SECONDS = 300.0
+"""How long before this operator's cache sync a failed metric read may have begun and still be given
+the grace from the sync (its metrics API away while the old operator stopped and this one started)."""
+
 
 def _conditions(hpa: dict[str, Any] | None) -> list[dict[str, Any]]:
     return list(((hpa or {}).get("status") or {}).get("conditions") or [])
@@ -63,7 +67,12 @@ def metric_grace_left(
     if elapsed < -METRIC_GRACE_SECONDS:
         return None
     if not_before is not None:
-        elapsed = min(elapsed, (now - not_before).total_seconds())
+        since_sync = (now - not_before).total_seconds()
+        # Not for a sync time ahead of ours (the wall clock stepped back since: the grace would be
+        # given again at every reconcile), nor for a failure that began long before this operator
+        # started (not its metrics API's absence: a crash loop would hide it at every start).
+        if since_sync >= 0 and (not_before - since).total_seconds() <= RESTART_WINDOW_SECONDS:
+            elapsed = min(elapsed, since_sync)
     left = METRIC_GRACE_SECONDS - elapsed
     return min(left, METRIC_GRACE_SECONDS) if left > 0 else None
 
