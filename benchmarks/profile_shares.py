@@ -30,7 +30,7 @@ ROWS: tuple[tuple[str, str], ...] = (
     ("KubeApi._call", "  its API calls through the operator's transport (aiohttp; JSON both ways)"),
     ("Reconciler._write_status", "  status patches (their HTTP included)"),
     ("Actor.write_status", "  status patches (their HTTP included)"),
-    ("DesiredManifests.of", "  rendering the children (jinja2, libyaml, the hash stamp)"),
+    ("DesiredManifests.of", "  rendering the children (hash stamps; jinja2 and libyaml until 2026-12-07)"),
     ("Reconciler._ours_or_none", "  the GET of a child not yet in the store (HTTP included)"),
     ("Observer._look_up", "  the GET of a child not yet in the store (HTTP included)"),
     ("Reconciler._event", "  Events (HTTP included)"),
