@@ -32,6 +32,10 @@ CACHE_VOLUME = "chute-cache"
 DEFAULT_POD_SECURITY = {"seccompProfile": {"type": "RuntimeDefault"}}
 
 
+def _object(api_version: str, kind: str, metadata: Manifest, spec: Manifest) -> Manifest:
+    return {"apiVersion": api_version, "kind": kind, "metadata": metadata, "spec": spec}
+
+
 def _metadata(w: Workload, annotations: dict[str, str] | None = None) -> Manifest:
     metadata: Manifest = {"name": w.name, "namespace": w.namespace, "labels": w.labels}
     if annotations:
@@ -68,12 +72,7 @@ def network_policy(w: Workload) -> Manifest:
     }
     if w.egress is not None:
         spec["egress"] = w.egress
-    return {
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "NetworkPolicy",
-        "metadata": _metadata(w),
-        "spec": spec,
-    }
+    return _object("networking.k8s.io/v1", "NetworkPolicy", _metadata(w), spec)
 
 
 def service(w: Workload) -> Manifest:
@@ -83,12 +82,12 @@ def service(w: Workload) -> Manifest:
     service_ports = [_port(ports.SERVING_PORT_NAME, w.service["port"], ports.SERVING_PORT_NAME)]
     if w.service["type"] == "ClusterIP":
         service_ports.append(_port(ports.METRICS_PORT_NAME, ports.METRICS_PORT, ports.METRICS_PORT_NAME))
-    return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": _metadata(w, w.service.get("annotations")),
-        "spec": {"type": w.service["type"], "selector": w.selector, "ports": service_ports},
-    }
+    return _object(
+        "v1",
+        "Service",
+        _metadata(w, w.service.get("annotations")),
+        {"type": w.service["type"], "selector": w.selector, "ports": service_ports},
+    )
 
 
 def metrics_service(w: Workload) -> Manifest:
@@ -101,17 +100,17 @@ def metrics_service(w: Workload) -> Manifest:
     }
     if w.owner:
         metadata["ownerReferences"] = [w.owner]
-    return {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": metadata,
-        "spec": {
+    return _object(
+        "v1",
+        "Service",
+        metadata,
+        {
             "type": "ClusterIP",
             "clusterIP": "None",
             "selector": w.selector,
             "ports": [_port(ports.METRICS_PORT_NAME, ports.METRICS_PORT, ports.METRICS_PORT_NAME)],
         },
-    }
+    )
 
 
 def _sidecar(w: Workload) -> Manifest:
@@ -260,7 +259,7 @@ def deployment(w: Workload) -> Manifest:
             "spec": _pod_spec(w),
         },
     )
-    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": _metadata(w), "spec": spec}
+    return _object("apps/v1", "Deployment", _metadata(w), spec)
 
 
 def hpa(w: Workload) -> Manifest:
@@ -271,11 +270,11 @@ def hpa(w: Workload) -> Manifest:
     scale_up: Manifest = {"stabilizationWindowSeconds": 0}
     if w.scale_up_tolerance is not None:
         scale_up["tolerance"] = w.scale_up_tolerance
-    return {
-        "apiVersion": "autoscaling/v2",
-        "kind": "HorizontalPodAutoscaler",
-        "metadata": _metadata(w),
-        "spec": {
+    return _object(
+        "autoscaling/v2",
+        "HorizontalPodAutoscaler",
+        _metadata(w),
+        {
             "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": w.name},
             "minReplicas": w.hpa_min_replicas,
             "maxReplicas": w.hpa_max_replicas,
@@ -296,7 +295,7 @@ def hpa(w: Workload) -> Manifest:
                 },
             },
         },
-    }
+    )
 
 
 def service_monitor(w: Workload) -> Manifest:
@@ -313,12 +312,12 @@ def service_monitor(w: Workload) -> Manifest:
         "path": paths.METRICS_PATH,
         "interval": w.monitoring["interval"],
     }
-    return {
-        "apiVersion": "monitoring.coreos.com/v1",
-        "kind": "ServiceMonitor",
-        "metadata": metadata,
-        "spec": {"selector": {"matchLabels": selector}, "endpoints": [endpoint]},
-    }
+    return _object(
+        "monitoring.coreos.com/v1",
+        "ServiceMonitor",
+        metadata,
+        {"selector": {"matchLabels": selector}, "endpoints": [endpoint]},
+    )
 
 
 def inference_pool(w: Workload) -> Manifest:
@@ -332,12 +331,7 @@ def inference_pool(w: Workload) -> Manifest:
     }
     if "endpointPickerRef" in pool:
         spec["endpointPickerRef"] = pool["endpointPickerRef"]
-    return {
-        "apiVersion": "inference.networking.k8s.io/v1",
-        "kind": "InferencePool",
-        "metadata": _metadata(w),
-        "spec": spec,
-    }
+    return _object("inference.networking.k8s.io/v1", "InferencePool", _metadata(w), spec)
 
 
 def http_route(w: Workload) -> Manifest:
@@ -347,12 +341,7 @@ def http_route(w: Workload) -> Manifest:
     if "hostnames" in route:
         spec["hostnames"] = route["hostnames"]
     spec["rules"] = route["rules"]
-    return {
-        "apiVersion": "gateway.networking.k8s.io/v1",
-        "kind": "HTTPRoute",
-        "metadata": _metadata(w),
-        "spec": spec,
-    }
+    return _object("gateway.networking.k8s.io/v1", "HTTPRoute", _metadata(w), spec)
 
 
 def ingress(w: Workload) -> Manifest:
@@ -361,12 +350,7 @@ def ingress(w: Workload) -> Manifest:
     given = wanted["spec"]
     spec: Manifest = {key: given[key] for key in ("ingressClassName", "tls") if key in given}
     spec["rules"] = given["rules"]
-    return {
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "Ingress",
-        "metadata": _metadata(w, wanted.get("annotations")),
-        "spec": spec,
-    }
+    return _object("networking.k8s.io/v1", "Ingress", _metadata(w, wanted.get("annotations")), spec)
 
 
 def children(w: Workload) -> list[Manifest]:
@@ -399,16 +383,16 @@ def _cache_metadata(c: WeightsCache) -> Manifest:
 def weights_network_policy(c: WeightsCache) -> Manifest:
     """The download pod of a weights cache, and only it, may open connections out (to the hub);
     nothing connects to it. The serving pods' own NetworkPolicy keeps them off the hub."""
-    return {
-        "apiVersion": "networking.k8s.io/v1",
-        "kind": "NetworkPolicy",
-        "metadata": _cache_metadata(c),
-        "spec": {
+    return _object(
+        "networking.k8s.io/v1",
+        "NetworkPolicy",
+        _cache_metadata(c),
+        {
             "podSelector": {"matchLabels": {weights.WEIGHTS_LABEL: c.key}},
             "policyTypes": ["Ingress", "Egress"],
             "egress": [{}],
         },
-    }
+    )
 
 
 def weights_claim(c: WeightsCache) -> Manifest:
@@ -416,7 +400,7 @@ def weights_claim(c: WeightsCache) -> Manifest:
     spec: Manifest = {"accessModes": [c.access_mode], "resources": {"requests": {"storage": c.size}}}
     if c.storage_class:
         spec["storageClassName"] = c.storage_class
-    return {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": _cache_metadata(c), "spec": spec}
+    return _object("v1", "PersistentVolumeClaim", _cache_metadata(c), spec)
 
 
 def _downloader(c: WeightsCache) -> Manifest:
@@ -484,11 +468,11 @@ def weights_job(c: WeightsCache) -> Manifest:
         "operator": "In",
         "values": [weights.EXIT_PERMANENT],
     }
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": _cache_metadata(c),
-        "spec": {
+    return _object(
+        "batch/v1",
+        "Job",
+        _cache_metadata(c),
+        {
             "backoffLimit": BACKOFF_LIMIT,
             "activeDeadlineSeconds": c.deadline_seconds,
             "podFailurePolicy": {
@@ -499,7 +483,7 @@ def weights_job(c: WeightsCache) -> Manifest:
             },
             "template": {"metadata": {"labels": c.labels}, "spec": pod},
         },
-    }
+    )
 
 
 def weights_objects(c: WeightsCache) -> list[Manifest]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -365,11 +366,25 @@ async def test_a_sleep_is_confirmed_by_reading_each_sidecar_just_before() -> Non
     assert confirmed == ["a-1"] * 3
 
 
+def _hpa_failing_since(store: Store, since: datetime) -> dict[str, Any]:
+    """The Chute's HPA, stored failing to read the metric since ``since`` (returned)."""
+    hpa = copy.deepcopy(store.get("HorizontalPodAutoscaler", KEY))
+    assert hpa is not None
+    hpa["metadata"]["resourceVersion"] = "900"
+    hpa["status"]["conditions"][1] = {
+        "type": "ScalingActive",
+        "status": "False",
+        "reason": "FailedGetPodsMetric",
+        "message": "the server is currently unable to handle the request",
+        "lastTransitionTime": since.strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+    store.put("HorizontalPodAutoscaler", hpa)
+    return hpa
+
+
 async def test_a_metric_failure_within_the_grace_writes_nothing_and_is_looked_at_when_it_ends() -> None:
     """An operator restart: the HPA failed its metric read a few seconds ago. No status patch, no
     Event; the Chute is reconciled again when the grace ends, and reports it if it still fails."""
-    from datetime import UTC, datetime, timedelta
-
     from chute_operator.autoscaler import METRIC_GRACE_SECONDS
 
     reconciler, api, store = _setup()
@@ -381,18 +396,8 @@ async def test_a_metric_failure_within_the_grace_writes_nothing_and_is_looked_at
     autoscaling = [c for c in store.get("Chute", KEY)["status"]["conditions"] if c["type"] == "Autoscaling"]  # type: ignore[index]
     assert autoscaling[0]["reason"] == "ScalingActive"
 
-    hpa = copy.deepcopy(store.get("HorizontalPodAutoscaler", KEY))
-    assert hpa is not None
     since = datetime.now(UTC) - timedelta(seconds=5)
-    hpa["metadata"]["resourceVersion"] = "900"
-    hpa["status"]["conditions"][1] = {
-        "type": "ScalingActive",
-        "status": "False",
-        "reason": "FailedGetPodsMetric",
-        "message": "the server is currently unable to handle the request",
-        "lastTransitionTime": since.strftime("%Y-%m-%dT%H:%M:%SZ"),
-    }
-    store.put("HorizontalPodAutoscaler", hpa)
+    hpa = _hpa_failing_since(store, since)
     before = len(api.writes)
     wait = await reconciler.reconcile(KEY)
     assert api.writes[before:] == []
@@ -412,8 +417,6 @@ async def test_a_metric_failure_from_before_the_caches_synced_is_given_the_grace
     """At 5000 Chutes a restarted operator took over a minute to reconcile them all, and 61 Chutes
     whose HPAs had failed while its metrics API was away said MetricUnavailable (a status patch and
     an Event each) only because they came late (fleet-5000-final.json)."""
-    from datetime import UTC, datetime, timedelta
-
     from chute_operator.autoscaler import METRIC_GRACE_SECONDS
 
     reconciler, api, store = _setup()
@@ -421,20 +424,8 @@ async def test_a_metric_failure_from_before_the_caches_synced_is_given_the_grace
     store.put("Pod", _pod({"running": {}}, ready=True))
     _rolled_out(store, available=1)
     await reconciler.reconcile(KEY)
-    hpa = copy.deepcopy(store.get("HorizontalPodAutoscaler", KEY))
-    assert hpa is not None
     now = datetime.now(UTC)
-    hpa["metadata"]["resourceVersion"] = "900"
-    hpa["status"]["conditions"][1] = {
-        "type": "ScalingActive",
-        "status": "False",
-        "reason": "FailedGetPodsMetric",
-        "message": "the server is currently unable to handle the request",
-        "lastTransitionTime": (now - timedelta(seconds=METRIC_GRACE_SECONDS + 30)).strftime(
-            "%Y-%m-%dT%H:%M:%SZ"
-        ),
-    }
-    store.put("HorizontalPodAutoscaler", hpa)
+    _hpa_failing_since(store, now - timedelta(seconds=METRIC_GRACE_SECONDS + 30))
     reconciler.metric_grace_from = now - timedelta(seconds=5)
     before = len(api.writes)
     wait = await reconciler.reconcile(KEY)
