@@ -36,6 +36,11 @@ def _object(api_version: str, kind: str, metadata: Manifest, spec: Manifest) -> 
     return {"apiVersion": api_version, "kind": kind, "metadata": metadata, "spec": spec}
 
 
+def _put_given(target: Manifest, **fields: Any) -> None:
+    """Set each of ``fields`` that is given (not empty, not None), in order."""
+    target.update((name, value) for name, value in fields.items() if value)
+
+
 def _metadata(w: Workload, annotations: dict[str, str] | None = None) -> Manifest:
     metadata: Manifest = {"name": w.name, "namespace": w.namespace, "labels": w.labels}
     if annotations:
@@ -172,15 +177,9 @@ def _model(w: Workload) -> Manifest:
     preStop hook returns and the model gets SIGTERM. Before a probe-triggered restart too: the drain
     ends once the restarted model answers. Only this hook has the token."""
     model: Manifest = {"name": MODEL_CONTAINER, "image": w.image}
-    if w.image_pull_policy:
-        model["imagePullPolicy"] = w.image_pull_policy
-    if w.command:
-        model["command"] = w.command
-    if w.args:
-        model["args"] = w.args
+    _put_given(model, imagePullPolicy=w.image_pull_policy, command=w.command, args=w.args)
     model["env"] = w.env
-    if w.env_from:
-        model["envFrom"] = w.env_from
+    _put_given(model, envFrom=w.env_from)
     drain: Manifest = {"path": paths.DRAIN_PATH, "port": ports.ADMIN_PORT}
     if w.drain_token:
         drain["httpHeaders"] = [{"name": DRAIN_TOKEN_HEADER, "value": w.drain_token}]
@@ -232,14 +231,13 @@ def _pod_spec(w: Workload) -> Manifest:
             pod[field] = w.pod[field]
     pod["terminationGracePeriodSeconds"] = w.termination_grace_period_seconds
     pod["securityContext"] = w.pod.get("securityContext", DEFAULT_POD_SECURITY)
-    if w.image_pull_secrets:
-        pod["imagePullSecrets"] = [{"name": name} for name in w.image_pull_secrets]
-    if w.node_selector:
-        pod["nodeSelector"] = w.node_selector
-    if w.affinity:
-        pod["affinity"] = w.affinity
-    if w.tolerations:
-        pod["tolerations"] = w.tolerations
+    _put_given(
+        pod,
+        imagePullSecrets=[{"name": name} for name in w.image_pull_secrets],
+        nodeSelector=w.node_selector,
+        affinity=w.affinity,
+        tolerations=w.tolerations,
+    )
     pod.update(initContainers=[_sidecar(w)], containers=[_model(w)], volumes=_volumes(w))
     return pod
 
