@@ -37,6 +37,7 @@ FILES = (
     "operator-1000-structure.json",
     "operator-1000-structure-2.json",
     "operator-1000-fleet-changes.json",
+    "operator-1000-children.json",
 )
 """In order: 200 Chutes before the handler fix (4 workers), then the code of each run's date at 200,
 500, 1000, and 1000 with the store keeping only what its readers use of pods (store.slim); then the
@@ -52,7 +53,8 @@ request (aiohttp's trust_env, since fixed); and the final code at 1000. Then, 20
 1000 on a quiet machine: the code after the restructuring of issue 24 (reconcile as observe, plan,
 act; settings read once), which promised no change in behaviour. Last, 2026-12-07 at 1000: the code
 after issue 30's changes (commit 29a2257: the metric grace, the store's shared strings, kopf's
-per-object memories dropped, the queue's background lane)."""
+per-object memories dropped, the queue's background lane); then at 1000 on commit 2aae6b0, the children
+built without YAML (children.py)."""
 
 
 def _runs() -> list[tuple[str, dict[str, Any]]]:
