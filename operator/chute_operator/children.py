@@ -201,7 +201,8 @@ def _model(w: Workload) -> Manifest:
         resources=w.resources,
         securityContext={"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
         volumeMounts=[
-            {"name": SHARED_MEMORY_VOLUME, "mountPath": "/dev/shm"},
+            # the pod's own memory emptyDir, not the host's (bandit B108)
+            {"name": SHARED_MEMORY_VOLUME, "mountPath": "/dev/shm"},  # nosec B108
             {"name": CACHE_VOLUME, "mountPath": w.cache_mount_path},
             *w.extra_volume_mounts,
         ],
@@ -403,7 +404,8 @@ def weights_claim(c: WeightsCache) -> Manifest:
 
 def _downloader(c: WeightsCache) -> Manifest:
     env: list[Manifest] = [
-        {"name": "HF_HOME", "value": "/tmp/huggingface"},
+        # in the pod's own /tmp emptyDir, not the host's (bandit B108)
+        {"name": "HF_HOME", "value": "/tmp/huggingface"},  # nosec B108
         {"name": "HF_HUB_DISABLE_TELEMETRY", "value": "1"},
         {"name": "HF_HUB_DISABLE_PROGRESS_BARS", "value": "1"},
     ]
@@ -428,7 +430,7 @@ def _downloader(c: WeightsCache) -> Manifest:
         },
         "volumeMounts": [
             {"name": WEIGHTS_VOLUME, "mountPath": weights.WEIGHTS_MOUNT_PATH},
-            {"name": "tmp", "mountPath": "/tmp"},  # nosec B108: the pod's own emptyDir
+            {"name": "tmp", "mountPath": "/tmp"},  # nosec B108
         ],
     }
 
