@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.operator_scale import _chute  # noqa: E402
 
 from chute_operator import render as rendering  # noqa: E402
-from chute_operator.children import children  # noqa: E402
+from chute_operator.children import render_workload  # noqa: E402
 from chute_operator.drift import drifted, stamped  # noqa: E402
 from chute_operator.gpus import builtin_catalog  # noqa: E402
 from chute_operator.metrics import OperatorMetrics  # noqa: E402
@@ -125,7 +125,7 @@ def main() -> int:
     chute = _chute(1)
     chute["metadata"].update(uid="uid-1", generation=1)
     workload = resolve(parse_chute(chute), OPTIONS)
-    manifests = children(workload)
+    manifests = render_workload(workload)
     desired = [stamped(m) for m in manifests]
     repeat = 100
     unchanged_ms, writes, cold_ms, cold_writes = asyncio.run(_unchanged_reconcile_ms(args.chutes))
@@ -141,7 +141,7 @@ def main() -> int:
         "render_children_ms": _per_call_ms(lambda: rendering.DesiredManifests().of("key", workload), repeat),
         "parts_cpu_ms_per_chute": {
             "parse_and_resolve": _per_call_ms(lambda: resolve(parse_chute(chute), OPTIONS), repeat),
-            "build_children": _per_call_ms(lambda: children(workload), repeat),
+            "build_children": _per_call_ms(lambda: render_workload(workload), repeat),
             "hash_stamp": _per_call_ms(lambda: [stamped(m) for m in manifests], repeat),
             "drift_check": _per_call_ms(lambda: [drifted(m, m) for m in desired], repeat),
             "memo_hit_json": _per_call_ms(lambda: json.loads(json.dumps(desired)), repeat),

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -302,7 +303,10 @@ def _chute_key(resource: Any, key: tuple[str, str], obj: dict[str, Any]) -> Key:
     return (key[0], chute_of(obj))
 
 
+_SLIM: dict[Any, Callable[[dict[str, Any]], dict[str, Any]]] = {Pod: slim_pod, EndpointSlice: slim_slice}
+"""How each cached kind is slimmed (:mod:`chute_activator.slim`); a Chute otherwise."""
+
+
 def _kept(resource: Any, obj: Any) -> dict[str, Any]:
-    """What the activator keeps of a listed or watched object (:mod:`chute_activator.slim`)."""
-    slim = {Pod: slim_pod, EndpointSlice: slim_slice}.get(resource, slim_chute)
-    return slim(obj if isinstance(obj, dict) else obj.to_dict())
+    """What the activator keeps of a listed or watched object."""
+    return _SLIM.get(resource, slim_chute)(obj if isinstance(obj, dict) else obj.to_dict())

@@ -3,7 +3,9 @@ kind, plain data, no I/O.
 
 Built in Python rather than rendered as YAML text and parsed again: the parse cost about 1.9 ms of the
 2.8 ms a Chute's children took (``benchmarks/reconcile_cpu.py``), and an operator that restarts builds
-every Chute's children once. :func:`children` returns objects of JSON types only, shared with nothing.
+every Chute's children once. :func:`render_workload` and :func:`render_weights` return objects of
+JSON types only, shared with nothing; :func:`workload_objects` shares the Workload's lists and dicts
+(for a caller that serializes them at once, as ``render.DesiredManifests`` does).
 """
 
 from __future__ import annotations
@@ -352,11 +354,16 @@ def ingress(w: Workload) -> Manifest:
     return _object("networking.k8s.io/v1", "Ingress", _metadata(w, wanted.get("annotations")), spec)
 
 
-def children(w: Workload) -> list[Manifest]:
+def _copy(objects: list[Manifest]) -> list[Manifest]:
+    """A copy of JSON types only: nothing shared with what built them, a tuple made a list."""
+    copied: list[Manifest] = json.loads(json.dumps(objects))
+    return copied
+
+
+def workload_objects(w: Workload) -> list[Manifest]:
     """The children of a resolved Chute, in apply order: the NetworkPolicy before the Deployment, so
     that no pod runs before its traffic is restricted; the InferencePool before the HTTPRoute that
-    sends to it. A copy of JSON types only (through a JSON round trip): the Workload's lists and
-    dicts are never shared with the caller, and a tuple in it becomes a list, as the API returns it."""
+    sends to it. They share the Workload's lists and dicts: not to be changed (:func:`render_workload`)."""
     built = [network_policy(w), service(w)]
     if w.metrics_service:
         built.append(metrics_service(w))
@@ -371,8 +378,12 @@ def children(w: Workload) -> list[Manifest]:
         built.append(http_route(w))
     if w.ingress is not None:
         built.append(ingress(w))
-    copied: list[Manifest] = json.loads(json.dumps(built))
-    return copied
+    return built
+
+
+def render_workload(w: Workload) -> list[Manifest]:
+    """:func:`workload_objects`, copied: the caller may change them."""
+    return _copy(workload_objects(w))
 
 
 def _cache_metadata(c: WeightsCache) -> Manifest:
@@ -486,11 +497,8 @@ def weights_job(c: WeightsCache) -> Manifest:
     )
 
 
-def weights_objects(c: WeightsCache) -> list[Manifest]:
+def render_weights(c: WeightsCache) -> list[Manifest]:
     """A weights cache's NetworkPolicy, PersistentVolumeClaim and download Job, in apply order
     (weights.WEIGHTS_KINDS), without owners (each Chute using it adds its own reference:
-    weights.join_manifest); a copy of JSON types only, as :func:`children`."""
-    copied: list[Manifest] = json.loads(
-        json.dumps([weights_network_policy(c), weights_claim(c), weights_job(c)])
-    )
-    return copied
+    weights.join_manifest); copied, as :func:`render_workload`."""
+    return _copy([weights_network_policy(c), weights_claim(c), weights_job(c)])

@@ -8,23 +8,13 @@ from collections.abc import Hashable
 from typing import Any
 
 from chute_operator.api import Chute
-from chute_operator.children import children, weights_objects
+from chute_operator.children import render_weights, render_workload, workload_objects
 from chute_operator.drift import stamped
-from chute_operator.weights import WeightsCache
 from chute_operator.workload import RenderOptions, Workload, resolve
 
+__all__ = ["DesiredManifests", "Manifest", "render", "render_weights", "render_workload"]
+
 Manifest = dict[str, Any]
-
-
-def render_workload(workload: Workload) -> list[Manifest]:
-    """The children of a resolved Chute, in apply order (children.children)."""
-    return children(workload)
-
-
-def render_weights(cache: WeightsCache) -> list[Manifest]:
-    """A weights cache's NetworkPolicy, PersistentVolumeClaim and download Job, without owners (each
-    Chute using it adds its own reference: weights.join_manifest)."""
-    return weights_objects(cache)
 
 
 def render(chute: Chute, options: RenderOptions) -> list[Manifest]:
@@ -52,7 +42,8 @@ class DesiredManifests:
         cached = self._by_chute.get(chute)
         if cached is None or cached[0] != fingerprint:
             self.renders += 1
-            text = json.dumps([stamped(m) for m in render_workload(workload)], separators=(",", ":"))
+            # not copied first: serialized at once, and every call decodes fresh objects
+            text = json.dumps([stamped(m) for m in workload_objects(workload)], separators=(",", ":"))
             cached = self._by_chute[chute] = (fingerprint, text)
         manifests: list[Manifest] = json.loads(cached[1])
         return manifests
