@@ -30,8 +30,8 @@ after, 2000 after, the first 5000 run (stopped by hand on an overloaded machine)
 Chutes that are not idle alone; then 1000 and 5000 Chutes with the metric grace, the metrics API that
 waits for its caches, and the store's shared strings (the 5000 run also without kopf's per-object
 memories), and 1000 Chutes on commit 26ecbfd (with the queue's background lane and the pods listed
-first; the second breaking pass's fixes came after it). Last, 5000 Chutes on commit bb194a5: all of
-the above, the second breaking pass's fixes and the activator's slimmed caches. Then 5000 Chutes on
+first; the second breaking pass's fixes came after it). Then 5000 Chutes on commit bb194a5: all of
+the above, the second breaking pass's fixes and the activator's slimmed caches. Last, 5000 Chutes on
 commit 515d392: the children built without YAML (children.py), a failed metric read given its grace
 from the operator's cache sync, and the benchmark reading the restarted operator's /metrics every 2 s
 instead of 0.5 s."""
