@@ -16,6 +16,21 @@ The operator's phase starts with the Chutes applied as the floor applies their c
 ``kubectl apply`` would add a GET of each Chute and its last-applied annotation to that phase only
 (``--client-side-chutes`` applies them that way, as the runs before 2026-12-04 17:00 UTC did).
 
+``--ceiling`` adds a phase between the two: the least any operator of Chutes adds to the floor. The
+same Chutes applied as the operator's phase applies them; meanwhile, in this process and through the
+operator's own client (16 calls at a time), each Chute's children, with owner references to it,
+applied as soon as a watch shows the Chute, and one status patch as soon as a poll (the floor's)
+shows its Deployment available. No reconcile, no GET, no Event, no watch but the Chutes', one small
+status where the operator writes one per transition. ``floor_to_ceiling_ratio`` is then about the
+most ``floor_to_operator_ratio`` could be on this machine. Every phase starts once the control plane
+is quiet (the previous phase's namespace collected). ``benchmark_cpu_seconds`` in each phase's usage
+is this process's CPU and its kubectl's (the ceiling's least operator runs here).
+
+``--apiserver-profile`` also records where the API server's CPU goes in each phase: a CPU profile of
+kube-apiserver (Go's pprof, its ``/debug/pprof/profile``) through the phase, saved beside the results
+file as ``<results>-apiserver-<phase>.pprof``, and its seconds per kind of work
+(``benchmarks/apiserver_profile.py``) as ``<phase>_apiserver_cpu`` in the results.
+
 Run: .venv/bin/python benchmarks/operator_scale.py [--chutes 200]
 Writes benchmarks/results/operator.json (operator-<N>.json for other sizes) and prints a Markdown table.
 """
@@ -23,28 +38,56 @@ Writes benchmarks/results/operator.json (operator-<N>.json for other sizes) and 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import platform
+import resource
+import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
 sys.path.insert(0, str(ROOT))
 
+from apiserver_profile import go_tool, shares  # noqa: E402
+from lightkube import AsyncClient, KubeConfig  # noqa: E402
+from lightkube.generic_resource import create_namespaced_resource  # noqa: E402
 from tests.operator_fixtures import OperatorProcess  # noqa: E402
 
 from chute_devcluster.controlplane import ControlPlane  # noqa: E402
 from chute_devcluster.nodes import NodePool  # noqa: E402
 from chute_operator.gpus import builtin_catalog  # noqa: E402
+from chute_operator.kube import KubeApi  # noqa: E402
 from chute_operator.render import render  # noqa: E402
 from chute_operator.validation import parse_chute  # noqa: E402
 from chute_operator.workload import RenderOptions  # noqa: E402
 
 NAMESPACE = "bench"
 FLOOR_NAMESPACE = "floor"
+CEILING_NAMESPACE = "ceiling"
+PROFILE_SLICE_SECONDS = 5
+PROFILE_MAX_SLICES = 200
+CEILING_CONCURRENCY = 16
+ChuteResource = create_namespaced_resource("chutes.ai", "v1alpha1", "Chute", "chutes")
+READY_STATUS = {
+    "observedGeneration": 1,
+    "conditions": [
+        {
+            "type": kind,
+            "status": "True" if kind != "Degraded" else "False",
+            "reason": "Ready",
+            "message": "every replica is ready",
+            "lastTransitionTime": "2026-12-07T10:00:00Z",
+        }
+        for kind in ("Ready", "Available", "Progressing", "Degraded")
+    ],
+}
+"""The status the ceiling phase writes once per Chute (the operator's has more conditions)."""
 WRITE_KINDS = ("Deployment", "Service", "HorizontalPodAutoscaler", "NetworkPolicy", "Chute/status", "Event")
 SPEC_CHANGES = 50  # Chutes patched one at a time for the spec -> Deployment latency
 SPEC_CHANGE_LIMIT = 10.0
@@ -112,6 +155,8 @@ def _usage(cp: ControlPlane) -> dict[str, Any]:
     idle = fields[3] + fields[4]  # idle + iowait
     usage: dict[str, Any] = {"busy": (sum(fields) - idle) / ticks, "total": sum(fields) / ticks}
     usage["cpu"] = process_cpu(CONTROL_PLANE)
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    usage["benchmark"] = own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
     verbs: dict[str, float] = {}
     resources: dict[str, float] = {}
     for line in cp.api.get("/metrics", timeout=30).get("text", "").splitlines():
@@ -140,6 +185,7 @@ def _phase(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
     return {
         "machine_cpu_busy_fraction": round((after["busy"] - before["busy"]) / total, 2) if total else None,
         "cpu_seconds": {name: round(after["cpu"][name] - before["cpu"][name], 1) for name in CONTROL_PLANE},
+        "benchmark_cpu_seconds": round(after["benchmark"] - before["benchmark"], 1),
         "api_requests_by_verb": _grown(before["requests"], after["requests"]),
         "api_requests_by_verb_and_resource": _grown(
             before["requests_by_resource"], after["requests_by_resource"]
@@ -176,6 +222,16 @@ def _ready_count(cp: ControlPlane) -> int:
     )
 
 
+def _chute_events(cp: ControlPlane) -> dict[str, int]:
+    """The Events on the Chutes so far, counted by type and reason ("Normal Ready")."""
+    counts: dict[str, int] = {}
+    for event in _items(cp, f"/api/v1/namespaces/{NAMESPACE}/events"):
+        if (event.get("involvedObject") or {}).get("kind") == "Chute":
+            key = f"{event.get('type')} {event.get('reason')}"
+            counts[key] = counts.get(key, 0) + int(event.get("count") or 1)
+    return dict(sorted(counts.items()))
+
+
 def _available_deployments(cp: ControlPlane, namespace: str) -> int:
     items = _items(cp, f"/apis/apps/v1/namespaces/{namespace}/deployments")
     return sum(
@@ -183,6 +239,76 @@ def _available_deployments(cp: ControlPlane, namespace: str) -> int:
         for item in items
         if (item.get("status") or {}).get("availableReplicas", 0) >= (item["spec"].get("replicas") or 1)
     )
+
+
+class ApiServerProfile:
+    """A CPU profile of kube-apiserver from now until :meth:`done`, taken in the background in slices
+    of PROFILE_SLICE_SECONDS (the last one ends at most that long after the phase), merged."""
+
+    def __init__(self, cp: ControlPlane, path: Path) -> None:
+        self.path = path
+        self._kubectl = [str(cp.tools.kubectl), f"--kubeconfig={cp.kubeconfig}", "get", "--raw"]
+        self._slices: list[Path] = []
+        self._error = ""
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._take, daemon=True)
+        self._thread.start()
+        PROFILES.append(self)
+
+    def _take(self) -> None:
+        query = f"/debug/pprof/profile?seconds={PROFILE_SLICE_SECONDS}"
+        while not self._stop.is_set() and len(self._slices) < PROFILE_MAX_SLICES:
+            piece = self.path.with_suffix(f".{len(self._slices)}.pprof")
+            try:
+                with piece.open("wb") as out:
+                    timeout = PROFILE_SLICE_SECONDS + 60
+                    subprocess.run([*self._kubectl, query], stdout=out, timeout=timeout, check=True)
+            except (OSError, subprocess.SubprocessError) as error:
+                self._error = f"slice {len(self._slices)}: {error}"
+                piece.unlink(missing_ok=True)
+                return
+            self._slices.append(piece)
+
+    def abandon(self) -> None:
+        """Stop after the current slice and delete the slices."""
+        self._stop.set()
+        self._thread.join(timeout=PROFILE_SLICE_SECONDS + 65)
+        for piece in self._slices:
+            piece.unlink(missing_ok=True)
+
+    def done(self) -> dict[str, Any]:
+        """Stop after the current slice; merge the slices into ``path``; the seconds of its CPU per
+        kind of work (apiserver_profile.shares) and what the profile covers."""
+        self._stop.set()
+        self._thread.join()
+        covered = {
+            "profile": self.path.name,
+            "slices": len(self._slices),
+            "seconds_profiled": len(self._slices) * PROFILE_SLICE_SECONDS,
+            "stopped_early": self._error or (len(self._slices) >= PROFILE_MAX_SLICES),
+        }
+        if not self._slices:
+            return {**covered, "profile": None}
+        with self.path.open("wb") as out:
+            merge = [go_tool(), "tool", "pprof", "-proto", *map(str, self._slices)]
+            subprocess.run(merge, stdout=out, stderr=subprocess.DEVNULL, check=True)
+        self.abandon()
+        return {**covered, **shares(self.path)}
+
+
+PROFILES: list[ApiServerProfile] = []
+"""Every profile started, so that a run that fails leaves no slices behind."""
+
+
+def _profile(cp: ControlPlane, args: argparse.Namespace, phase: str) -> ApiServerProfile | None:
+    if not args.apiserver_profile:
+        return None
+    stem = Path(_results_name(args)).stem
+    return ApiServerProfile(cp, RESULTS / f"{stem}-apiserver-{phase}.pprof")
+
+
+def _results_name(args: argparse.Namespace) -> str:
+    return str(args.results or ("operator.json" if args.chutes == 200 else f"operator-{args.chutes}.json"))
 
 
 def _floor(cp: ControlPlane, args: argparse.Namespace, results: dict[str, Any]) -> None:
@@ -195,7 +321,9 @@ def _floor(cp: ControlPlane, args: argparse.Namespace, results: dict[str, Any]) 
         if manifest["kind"] != "ServiceMonitor"  # its API is not installed (the operator skips it too)
     ]
     cp.kubectl("create", "namespace", FLOOR_NAMESPACE)
+    _settle(cp)
     usage = _usage(cp)
+    profile = _profile(cp, args, "floor")
     started = time.monotonic()
     cp.kubectl(
         "apply", "--server-side", "--field-manager=floor", "-f", "-",
@@ -209,7 +337,120 @@ def _floor(cp: ControlPlane, args: argparse.Namespace, results: dict[str, Any]) 
     results["floor_seconds_to_all_available"] = round(time.monotonic() - started, 1)
     results["floor_usage"] = _phase(usage, _usage(cp))
     results["floor_objects_applied"] = len(manifests)
+    if profile is not None:
+        results["floor_apiserver_cpu"] = profile.done()
     cp.kubectl("delete", "namespace", FLOOR_NAMESPACE, "--wait=true", timeout=args.timeout)
+
+
+def _ceiling(cp: ControlPlane, args: argparse.Namespace, results: dict[str, Any]) -> None:
+    """The least any operator adds to the floor (see the module's docstring)."""
+    cp.kubectl("create", "namespace", CEILING_NAMESPACE)
+    _settle(cp)
+    usage = _usage(cp)
+    profile = _profile(cp, args, "ceiling")
+    started = time.monotonic()
+    steps = asyncio.run(_least_operator(cp, args, started))
+    results["ceiling_seconds_to_all_ready"] = round(time.monotonic() - started, 1)
+    results["ceiling_steps_seconds"] = steps
+    results["ceiling_usage"] = _phase(usage, _usage(cp))
+    if profile is not None:
+        results["ceiling_apiserver_cpu"] = profile.done()
+    if "floor_seconds_to_all_available" in results:
+        results["floor_to_ceiling_ratio"] = round(
+            results["floor_seconds_to_all_available"] / results["ceiling_seconds_to_all_ready"], 2
+        )
+    cp.kubectl("delete", "namespace", CEILING_NAMESPACE, "--wait=true", timeout=args.timeout)
+
+
+async def _least_operator(cp: ControlPlane, args: argparse.Namespace, started: float) -> dict[str, float]:
+    """Apply the Chutes with kubectl, as the operator's phase does; meanwhile, through the operator's
+    client, CEILING_CONCURRENCY calls at a time: each Chute's children as soon as a watch shows the
+    Chute, and its status once a poll (as the floor's) shows its Deployment available. The seconds
+    from ``started`` to each step's end."""
+    options = RenderOptions(catalog=builtin_catalog(), sidecar_image="chute-operator:test")
+    client = AsyncClient(KubeConfig.from_file(str(cp.kubeconfig)))
+    api = KubeApi(client, "ceiling", "ceiling", "ceiling")
+    gate = asyncio.Semaphore(CEILING_CONCURRENCY)
+    steps: dict[str, float] = {}
+
+    def mark(step: str) -> None:
+        steps[step] = round(time.monotonic() - started, 1)
+
+    async def call(request: Any) -> None:
+        async with gate:
+            await request
+
+    async def children(chute: dict[str, Any]) -> None:
+        for manifest in render(parse_chute(chute), options):
+            if manifest["kind"] != "ServiceMonitor":  # its API is not installed (as in the floor)
+                await call(api.apply(manifest))
+
+    async def watch_and_apply() -> None:
+        seen: set[str] = set()
+        work = []
+        async for _, chute in client.watch(ChuteResource, namespace=CEILING_NAMESPACE):
+            body = chute.to_dict()
+            if body["metadata"]["name"] not in seen:
+                seen.add(body["metadata"]["name"])
+                work.append(asyncio.create_task(children(body)))
+            if len(seen) == args.chutes:
+                break
+        await asyncio.gather(*work)
+        mark("children_applied")
+
+    async def wait_and_write_status() -> None:
+        written: set[str] = set()
+        work = []
+        while len(written) < args.chutes:
+            if time.monotonic() - started > args.timeout:
+                raise SystemExit(f"ceiling: only {len(written)} available")
+            await asyncio.sleep(1)
+            for name in await asyncio.to_thread(_available_names, cp, CEILING_NAMESPACE):
+                if name not in written:
+                    written.add(name)
+                    work.append(
+                        asyncio.create_task(call(api.patch_status(CEILING_NAMESPACE, name, READY_STATUS)))
+                    )
+        mark("all_available")
+        await asyncio.gather(*work)
+        mark("statuses_written")
+
+    documents = "\n---\n".join(json.dumps(_chute(i, CEILING_NAMESPACE)) for i in range(args.chutes))
+
+    async def apply_chutes() -> None:
+        apply = ("apply", "--server-side", "--field-manager=bench", "-f", "-")
+        await asyncio.to_thread(cp.kubectl, *apply, input=documents, timeout=300)
+        mark("chutes_applied")
+
+    try:
+        await asyncio.gather(apply_chutes(), watch_and_apply(), wait_and_write_status())
+    finally:
+        await api.close()
+        await client.close()
+    return steps
+
+
+def _available_names(cp: ControlPlane, namespace: str) -> list[str]:
+    """The Deployments of the namespace that are available (named as their Chutes)."""
+    return [
+        item["metadata"]["name"]
+        for item in _items(cp, f"/apis/apps/v1/namespaces/{namespace}/deployments")
+        if (item.get("status") or {}).get("availableReplicas", 0) >= (item["spec"].get("replicas") or 1)
+    ]
+
+
+def _settle(cp: ControlPlane, quiet: float = 0.25, window: float = 5.0, limit: float = 180.0) -> float:
+    """Wait until the control plane uses under ``quiet`` of a core over ``window`` seconds (a deleted
+    namespace's objects collected, the controllers idle), at most ``limit`` seconds; the seconds waited."""
+    began = time.monotonic()
+    before = sum(process_cpu(CONTROL_PLANE).values())
+    while time.monotonic() - began < limit:
+        time.sleep(window)
+        now = sum(process_cpu(CONTROL_PLANE).values())
+        if (now - before) / window < quiet:
+            break
+        before = now
+    return round(time.monotonic() - began, 1)
 
 
 def _deployment_generation(cp: ControlPlane, name: str) -> int:
@@ -273,7 +514,9 @@ def _measure(
     idle = _proc(operator.process.pid)
     results["idle_rss_mb"] = round(idle["rss_mb"], 1)
     documents = "\n---\n".join(json.dumps(_chute(i)) for i in range(args.chutes))
+    _settle(cp)
     usage = _usage(cp)
+    profile = _profile(cp, args, "operator")
     started = time.monotonic()
     server_side = [] if args.client_side_chutes else ["--server-side", "--field-manager=bench"]
     cp.kubectl("apply", *server_side, "-f", "-", input=documents, timeout=300)
@@ -306,6 +549,9 @@ def _measure(
     results["mean_reconcile_ms"] = round(
         1000 * operator.metric("chute_operator_reconcile_duration_seconds_sum") / max(reconciles, 1), 2
     )
+    results["operator_events_by_reason"] = _chute_events(cp)
+    if profile is not None:  # after the figures above, which its last slice would have moved
+        results["operator_apiserver_cpu"] = profile.done()
     results["seconds_to_quiet_after_ready"] = _quiet(operator)
     results["writes_after_ready_to_quiet"] = (
         operator.metric("chute_operator_api_writes_total") - (results["writes_to_ready"])
@@ -341,6 +587,14 @@ def main() -> int:
     parser.add_argument(
         "--results", help="results file name (default: operator.json for 200, else operator-<N>.json)"
     )
+    parser.add_argument(
+        "--ceiling", action="store_true", help="measure the least any operator adds to the floor, too"
+    )
+    parser.add_argument(
+        "--apiserver-profile",
+        action="store_true",
+        help="profile kube-apiserver's CPU through each phase (the Go toolchain sorts it)",
+    )
     args = parser.parse_args()
     pools = [NodePool("cpu", 2, "bench.cpu", "512", "4Ti", "4Ti", pods=args.chutes + 50)]
     results: dict[str, Any] = {
@@ -351,22 +605,30 @@ def main() -> int:
         "operator_workers": os.environ.get("CHUTE_OPERATOR_WORKERS", "default"),
         "chutes_applied_with": "kubectl apply" if args.client_side_chutes else "kubectl apply --server-side",
     }
-    with ControlPlane(node_pools=pools) as cp:
+    if args.apiserver_profile:
+        go_tool()  # before the run, not after its first phase
+    profiling = ("--profiling=true",) if args.apiserver_profile else ()
+    with ControlPlane(node_pools=pools, apiserver_args=profiling) as cp:
         cp.kubectl("apply", "--server-side", "-f", str(ROOT / "crds" / "chute.yaml"))
         cp.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/chutes.chutes.ai")
-        if not args.no_floor:
-            _floor(cp, args, results)
-        cp.kubectl("create", "namespace", NAMESPACE)
-        operator = OperatorProcess(
-            cp.kubeconfig, cp.work_dir, "bench", CHUTE_OPERATOR_LOG_LEVEL="WARNING"
-        ).start()
         try:
-            _measure(cp, operator, args, results)
+            if not args.no_floor:
+                _floor(cp, args, results)
+            if args.ceiling:
+                _ceiling(cp, args, results)
+            cp.kubectl("create", "namespace", NAMESPACE)
+            operator = OperatorProcess(
+                cp.kubeconfig, cp.work_dir, "bench", CHUTE_OPERATOR_LOG_LEVEL="WARNING"
+            ).start()
+            try:
+                _measure(cp, operator, args, results)
+            finally:
+                operator.stop()
         finally:
-            operator.stop()
+            for profile in PROFILES:
+                profile.abandon()
     results["load_average_at_end"] = [round(x, 1) for x in os.getloadavg()]
-    name = args.results or ("operator.json" if args.chutes == 200 else f"operator-{args.chutes}.json")
-    out = ROOT / "benchmarks" / "results" / name
+    out = RESULTS / _results_name(args)
     out.write_text(json.dumps(results, indent=2) + "\n")
     print("| measure | value |\n| --- | --- |")
     for key, value in results.items():

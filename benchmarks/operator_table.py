@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from apiserver_profile import table as apiserver_table
 from operator_scale import CONTROL_PLANE
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -38,6 +39,9 @@ FILES = (
     "operator-1000-structure-2.json",
     "operator-1000-fleet-changes.json",
     "operator-1000-children.json",
+    "operator-1000-ceiling.json",
+    "operator-1000-ceiling-2.json",
+    "operator-1000-ceiling-profiled.json",
 )
 """In order: 200 Chutes before the handler fix (4 workers), then the code of each run's date at 200,
 500, 1000, and 1000 with the store keeping only what its readers use of pods (store.slim); then the
@@ -54,7 +58,9 @@ request (aiohttp's trust_env, since fixed); and the final code at 1000. Then, 20
 act; settings read once), which promised no change in behaviour. Last, 2026-12-07 at 1000: the code
 after issue 30's changes (commit 29a2257: the metric grace, the store's shared strings, kopf's
 per-object memories dropped, the queue's background lane); then at 1000 on commit 2aae6b0, the children
-built without YAML (children.py)."""
+built without YAML (children.py). Last, 2026-12-08 at 1000 on the same operator code, three runs with the
+ceiling phase between the floor and the operator (--ceiling: the least any operator adds), the third
+with kube-apiserver profiled through each phase (--apiserver-profile)."""
 
 
 def _runs() -> list[tuple[str, dict[str, Any]]]:
@@ -126,12 +132,59 @@ def usage_table() -> str:
             f"| `{name}` | floor | {run['floor_seconds_to_all_available']} "
             f"| {' | '.join(floor_cells[:-1])} | - | {floor_cells[-1]} |"
         )
+        if "ceiling_usage" in run:
+            cells = _usage_cells(run["ceiling_usage"])
+            rows.append(
+                f"| `{name}` | ceiling | {run['ceiling_seconds_to_all_ready']} "
+                f"| {' | '.join(cells[:-1])} | - | {cells[-1]} |"
+            )
         operator_cpu = f"{run['operator_cpu_seconds']:.0f} s"
         rows.append(
             f"| `{name}` | operator | {run['seconds_to_all_ready']} "
             f"| {' | '.join(operator_cells[:-1])} | {operator_cpu} | {operator_cells[-1]} |"
         )
     return "\n".join(rows)
+
+
+def ceiling_table() -> str:
+    """Per run with the ceiling phase: the floor, the least any operator adds to it, the operator."""
+    rows = [
+        "| results file | floor | ceiling | operator | floor / ceiling | floor / operator "
+        "| the operator's ratio, of the ceiling's | kube-apiserver CPU: floor / ceiling / operator |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for name, run in _runs():
+        if "ceiling_seconds_to_all_ready" not in run or "floor_usage" not in run:
+            continue
+        api = [
+            run[f"{phase}_usage"]["cpu_seconds"]["kube-apiserver"]
+            for phase in ("floor", "ceiling", "operator")
+        ]
+        share = run["ceiling_seconds_to_all_ready"] / run["seconds_to_all_ready"]  # of the two ratios
+        seconds = (
+            run["floor_seconds_to_all_available"],
+            run["ceiling_seconds_to_all_ready"],
+            run["seconds_to_all_ready"],
+        )
+        rows.append(
+            f"| `{name}` | {' | '.join(f'{x} s' for x in seconds)} | {run['floor_to_ceiling_ratio']} "
+            f"| {run['floor_to_operator_ratio']} | {share:.0%} | {' / '.join(f'{x:.0f} s' for x in api)} |"
+        )
+    return "\n".join(rows)
+
+
+def apiserver_cpu_tables() -> str:
+    """Per run that profiled kube-apiserver: its CPU in each phase by kind of work."""
+    tables = []
+    for name, run in _runs():
+        phases = {
+            phase: {k: v for k, v in run[f"{phase}_apiserver_cpu"].items() if k != "profile"}
+            for phase in ("floor", "ceiling", "operator")
+            if f"{phase}_apiserver_cpu" in run
+        }
+        if phases:
+            tables.append(f"`{name}`:\n\n{apiserver_table(phases)}")
+    return "\n\n".join(tables)
 
 
 RECONCILE_CPU_FILES = ("reconcile_cpu-templates.json", "reconcile_cpu-children.json")
@@ -169,3 +222,7 @@ if __name__ == "__main__":
     print(usage_table())
     print()
     print(reconcile_cpu_table())
+    print()
+    print(ceiling_table())
+    print()
+    print(apiserver_cpu_tables())

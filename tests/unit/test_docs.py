@@ -140,12 +140,14 @@ def test_image_build_figures_are_the_results_file() -> None:
 
 def test_operator_scale_table_is_the_results_files() -> None:
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    from operator_table import reconcile_cpu_table, table, usage_table
+    from operator_table import apiserver_cpu_tables, ceiling_table, reconcile_cpu_table, table, usage_table
 
     doc = (ROOT / "docs" / "benchmarks" / "operator.md").read_text()
     assert table() in doc
     assert usage_table() in doc
     assert reconcile_cpu_table() in doc
+    assert ceiling_table() in doc
+    assert apiserver_cpu_tables() in doc
 
 
 def test_scale_from_zero_breakdown_is_the_results_files() -> None:
