@@ -285,7 +285,8 @@ class ApiServerProfile:
             "profile": self.path.name,
             "slices": len(self._slices),
             "seconds_profiled": len(self._slices) * PROFILE_SLICE_SECONDS,
-            "stopped_early": self._error or (len(self._slices) >= PROFILE_MAX_SLICES),
+            "stopped_early": self._error
+            or ("PROFILE_MAX_SLICES reached" if len(self._slices) >= PROFILE_MAX_SLICES else ""),
         }
         if not self._slices:
             return {**covered, "profile": None}
@@ -321,7 +322,7 @@ def _floor(cp: ControlPlane, args: argparse.Namespace, results: dict[str, Any]) 
         if manifest["kind"] != "ServiceMonitor"  # its API is not installed (the operator skips it too)
     ]
     cp.kubectl("create", "namespace", FLOOR_NAMESPACE)
-    _settle(cp)
+    results["floor_settle"] = _settle(cp)
     usage = _usage(cp)
     profile = _profile(cp, args, "floor")
     started = time.monotonic()
@@ -345,7 +346,7 @@ def _floor(cp: ControlPlane, args: argparse.Namespace, results: dict[str, Any]) 
 def _ceiling(cp: ControlPlane, args: argparse.Namespace, results: dict[str, Any]) -> None:
     """The least any operator adds to the floor (see the module's docstring)."""
     cp.kubectl("create", "namespace", CEILING_NAMESPACE)
-    _settle(cp)
+    results["ceiling_settle"] = _settle(cp)
     usage = _usage(cp)
     profile = _profile(cp, args, "ceiling")
     started = time.monotonic()
@@ -403,7 +404,7 @@ async def _least_operator(cp: ControlPlane, args: argparse.Namespace, started: f
         work = []
         while len(written) < args.chutes:
             if time.monotonic() - started > args.timeout:
-                raise SystemExit(f"ceiling: only {len(written)} available")
+                raise TimeoutError(f"ceiling: only {len(written)} of {args.chutes} available")
             await asyncio.sleep(1)
             for name in await asyncio.to_thread(_available_names, cp, CEILING_NAMESPACE):
                 if name not in written:
@@ -423,7 +424,9 @@ async def _least_operator(cp: ControlPlane, args: argparse.Namespace, started: f
         mark("chutes_applied")
 
     try:
-        await asyncio.gather(apply_chutes(), watch_and_apply(), wait_and_write_status())
+        async with asyncio.TaskGroup() as steps_under_way:  # one failing cancels the others
+            for step in (apply_chutes(), watch_and_apply(), wait_and_write_status()):
+                steps_under_way.create_task(step)
     finally:
         await api.close()
         await client.close()
@@ -439,18 +442,20 @@ def _available_names(cp: ControlPlane, namespace: str) -> list[str]:
     ]
 
 
-def _settle(cp: ControlPlane, quiet: float = 0.25, window: float = 5.0, limit: float = 180.0) -> float:
+def _settle(
+    cp: ControlPlane, quiet: float = 0.25, window: float = 5.0, limit: float = 180.0
+) -> dict[str, Any]:
     """Wait until the control plane uses under ``quiet`` of a core over ``window`` seconds (a deleted
-    namespace's objects collected, the controllers idle), at most ``limit`` seconds; the seconds waited."""
+    namespace's objects collected, the controllers idle), at most ``limit`` seconds: the seconds
+    waited, and whether it went quiet."""
     began = time.monotonic()
     before = sum(process_cpu(CONTROL_PLANE).values())
-    while time.monotonic() - began < limit:
+    went_quiet = False
+    while not went_quiet and time.monotonic() - began < limit:
         time.sleep(window)
         now = sum(process_cpu(CONTROL_PLANE).values())
-        if (now - before) / window < quiet:
-            break
-        before = now
-    return round(time.monotonic() - began, 1)
+        went_quiet, before = (now - before) / window < quiet, now
+    return {"seconds": round(time.monotonic() - began, 1), "quiet": went_quiet}
 
 
 def _deployment_generation(cp: ControlPlane, name: str) -> int:
@@ -514,7 +519,7 @@ def _measure(
     idle = _proc(operator.process.pid)
     results["idle_rss_mb"] = round(idle["rss_mb"], 1)
     documents = "\n---\n".join(json.dumps(_chute(i)) for i in range(args.chutes))
-    _settle(cp)
+    results["operator_settle"] = _settle(cp)
     usage = _usage(cp)
     profile = _profile(cp, args, "operator")
     started = time.monotonic()

@@ -116,33 +116,28 @@ def _usage_cells(usage: dict[str, Any]) -> list[str]:
 
 
 def usage_table() -> str:
-    """Per run that recorded it: the CPU of each phase (floor, operator to all Ready) and the API
-    server's requests, all clients together."""
+    """Per run that recorded it: the CPU of each phase (floor, ceiling, operator to all Ready) and the
+    API server's requests, all clients together."""
     rows = [
         "| results file | phase | seconds | both cores busy | kube-apiserver | etcd "
-        "| kube-controller-manager | kube-scheduler | kwok | operator | API requests |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| kube-controller-manager | kube-scheduler | kwok | operator | benchmark | API requests |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name, run in _runs():
         if "floor_usage" not in run:
             continue
-        floor, operator = run["floor_usage"], run["operator_usage"]
-        floor_cells, operator_cells = _usage_cells(floor), _usage_cells(operator)
-        rows.append(
-            f"| `{name}` | floor | {run['floor_seconds_to_all_available']} "
-            f"| {' | '.join(floor_cells[:-1])} | - | {floor_cells[-1]} |"
-        )
+        phases = [("floor", run["floor_seconds_to_all_available"], run["floor_usage"], "-")]
         if "ceiling_usage" in run:
-            cells = _usage_cells(run["ceiling_usage"])
-            rows.append(
-                f"| `{name}` | ceiling | {run['ceiling_seconds_to_all_ready']} "
-                f"| {' | '.join(cells[:-1])} | - | {cells[-1]} |"
-            )
+            phases.append(("ceiling", run["ceiling_seconds_to_all_ready"], run["ceiling_usage"], "-"))
         operator_cpu = f"{run['operator_cpu_seconds']:.0f} s"
-        rows.append(
-            f"| `{name}` | operator | {run['seconds_to_all_ready']} "
-            f"| {' | '.join(operator_cells[:-1])} | {operator_cpu} | {operator_cells[-1]} |"
-        )
+        phases.append(("operator", run["seconds_to_all_ready"], run["operator_usage"], operator_cpu))
+        for phase, seconds, usage, operator in phases:
+            cells = _usage_cells(usage)
+            benchmark = f"{usage['benchmark_cpu_seconds']:.0f} s" if "benchmark_cpu_seconds" in usage else "-"
+            rows.append(
+                f"| `{name}` | {phase} | {seconds} | {' | '.join(cells[:-1])} | {operator} | {benchmark} "
+                f"| {cells[-1]} |"
+            )
     return "\n".join(rows)
 
 
