@@ -21,8 +21,8 @@ same Chutes applied as the operator's phase applies them; meanwhile, in this pro
 operator's own client (16 calls at a time), each Chute's children, with owner references to it,
 applied as soon as a watch shows the Chute, and one status patch as soon as a poll (the floor's)
 shows its Deployment available. No reconcile, no GET, no Event, no watch but the Chutes', one small
-status where the operator writes one per transition. ``floor_to_ceiling_ratio`` is then about the
-most ``floor_to_operator_ratio`` could be on this machine. Every phase starts once the control plane
+status where the operator writes one per transition. ``floor_to_ceiling_ratio`` is what an operator
+doing only that reaches: an achieved level, not a proven bound. Every phase starts once the control plane
 is quiet (the previous phase's namespace collected). ``benchmark_cpu_seconds`` in each phase's usage
 is this process's CPU and its kubectl's (the ceiling's least operator runs here).
 
@@ -88,6 +88,7 @@ READY_STATUS = {
     ],
 }
 """The status the ceiling phase writes once per Chute (the operator's has more conditions)."""
+RENDER_OPTIONS = RenderOptions(catalog=builtin_catalog(), sidecar_image="chute-operator:test")
 WRITE_KINDS = ("Deployment", "Service", "HorizontalPodAutoscaler", "NetworkPolicy", "Chute/status", "Event")
 SPEC_CHANGES = 50  # Chutes patched one at a time for the spec -> Deployment latency
 SPEC_CHANGE_LIMIT = 10.0
@@ -233,12 +234,16 @@ def _chute_events(cp: ControlPlane) -> dict[str, int]:
 
 
 def _available_deployments(cp: ControlPlane, namespace: str) -> int:
-    items = _items(cp, f"/apis/apps/v1/namespaces/{namespace}/deployments")
-    return sum(
-        1
-        for item in items
+    return len(_available_names(cp, namespace))
+
+
+def _available_names(cp: ControlPlane, namespace: str) -> list[str]:
+    """The Deployments of the namespace that are available (named as their Chutes)."""
+    return [
+        item["metadata"]["name"]
+        for item in _items(cp, f"/apis/apps/v1/namespaces/{namespace}/deployments")
         if (item.get("status") or {}).get("availableReplicas", 0) >= (item["spec"].get("replicas") or 1)
-    )
+    ]
 
 
 class ApiServerProfile:
@@ -312,15 +317,15 @@ def _results_name(args: argparse.Namespace) -> str:
     return str(args.results or ("operator.json" if args.chutes == 200 else f"operator-{args.chutes}.json"))
 
 
+def _children(chute: dict[str, Any]) -> list[dict[str, Any]]:
+    """A Chute's children as the operator renders them (with owner references once it has a uid),
+    but the ServiceMonitor: its API is not installed here (the operator skips it too)."""
+    return [m for m in render(parse_chute(chute), RENDER_OPTIONS) if m["kind"] != "ServiceMonitor"]
+
+
 def _floor(cp: ControlPlane, args: argparse.Namespace, results: dict[str, Any]) -> None:
     """The API server's floor: the rendered children applied in one server-side apply, to all available."""
-    options = RenderOptions(catalog=builtin_catalog(), sidecar_image="chute-operator:test")
-    manifests = [
-        manifest
-        for i in range(args.chutes)
-        for manifest in render(parse_chute(_chute(i, FLOOR_NAMESPACE)), options)
-        if manifest["kind"] != "ServiceMonitor"  # its API is not installed (the operator skips it too)
-    ]
+    manifests = [manifest for i in range(args.chutes) for manifest in _children(_chute(i, FLOOR_NAMESPACE))]
     cp.kubectl("create", "namespace", FLOOR_NAMESPACE)
     results["floor_settle"] = _settle(cp)
     usage = _usage(cp)
@@ -368,7 +373,6 @@ async def _least_operator(cp: ControlPlane, args: argparse.Namespace, started: f
     client, CEILING_CONCURRENCY calls at a time: each Chute's children as soon as a watch shows the
     Chute, and its status once a poll (as the floor's) shows its Deployment available. The seconds
     from ``started`` to each step's end."""
-    options = RenderOptions(catalog=builtin_catalog(), sidecar_image="chute-operator:test")
     client = AsyncClient(KubeConfig.from_file(str(cp.kubeconfig)))
     api = KubeApi(client, "ceiling", "ceiling", "ceiling")
     gate = asyncio.Semaphore(CEILING_CONCURRENCY)
@@ -382,9 +386,8 @@ async def _least_operator(cp: ControlPlane, args: argparse.Namespace, started: f
             await request
 
     async def children(chute: dict[str, Any]) -> None:
-        for manifest in render(parse_chute(chute), options):
-            if manifest["kind"] != "ServiceMonitor":  # its API is not installed (as in the floor)
-                await call(api.apply(manifest))
+        for manifest in _children(chute):
+            await call(api.apply(manifest))
 
     async def watch_and_apply() -> None:
         seen: set[str] = set()
@@ -419,8 +422,7 @@ async def _least_operator(cp: ControlPlane, args: argparse.Namespace, started: f
     documents = "\n---\n".join(json.dumps(_chute(i, CEILING_NAMESPACE)) for i in range(args.chutes))
 
     async def apply_chutes() -> None:
-        apply = ("apply", "--server-side", "--field-manager=bench", "-f", "-")
-        await asyncio.to_thread(cp.kubectl, *apply, input=documents, timeout=300)
+        await asyncio.to_thread(cp.kubectl, *_chutes_apply(args), input=documents, timeout=300)
         mark("chutes_applied")
 
     try:
@@ -433,13 +435,10 @@ async def _least_operator(cp: ControlPlane, args: argparse.Namespace, started: f
     return steps
 
 
-def _available_names(cp: ControlPlane, namespace: str) -> list[str]:
-    """The Deployments of the namespace that are available (named as their Chutes)."""
-    return [
-        item["metadata"]["name"]
-        for item in _items(cp, f"/apis/apps/v1/namespaces/{namespace}/deployments")
-        if (item.get("status") or {}).get("availableReplicas", 0) >= (item["spec"].get("replicas") or 1)
-    ]
+def _chutes_apply(args: argparse.Namespace) -> tuple[str, ...]:
+    """The kubectl command that applies the Chutes (from standard input), in every phase that does."""
+    server_side = () if args.client_side_chutes else ("--server-side", "--field-manager=bench")
+    return ("apply", *server_side, "-f", "-")
 
 
 def _settle(
@@ -523,8 +522,7 @@ def _measure(
     usage = _usage(cp)
     profile = _profile(cp, args, "operator")
     started = time.monotonic()
-    server_side = [] if args.client_side_chutes else ["--server-side", "--field-manager=bench"]
-    cp.kubectl("apply", *server_side, "-f", "-", input=documents, timeout=300)
+    cp.kubectl(*_chutes_apply(args), input=documents, timeout=300)
     peak_queue = 0.0
     while _ready_count(cp) < args.chutes:
         if time.monotonic() - started > args.timeout:
