@@ -16,6 +16,7 @@ from chute_operator.capabilities import ASSUMED, ServerCapabilities
 from chute_operator.conditions import find
 from chute_operator.gpu_profile_pick import ProfilePick
 from chute_operator.gpus import Catalog
+from chute_operator.informer import Informer
 from chute_operator.kube import WATCHED_KINDS, KubeApi, error_code, error_message, throttled_for
 from chute_operator.leader import LeaderElector
 from chute_operator.metrics import ChuteReadiness, OperatorMetrics
@@ -24,6 +25,7 @@ from chute_operator.reconcile import NotLeader, Reconciler, RetryLater
 from chute_operator.settings import Settings
 from chute_operator.sidecars import SidecarUpdates
 from chute_operator.store import Key, Store, chute_of, key_of
+from chute_operator.transport import ApiTransport
 from chute_operator.weights import WEIGHTS_PREFIX, is_cache_object, owners
 from chute_operator.workqueue import WorkQueue
 from chute_operator.zero import (
@@ -128,6 +130,42 @@ class Controller:
         self._relist_wanted: set[tuple[str, str | None]] = set()
         self._unserved_once: set[str] = set()
         """Optional kinds read once as not served by the recheck (gone only when read so again)."""
+        self._informers: list[Informer] = []
+        self._watches: ApiTransport | None = None
+
+    def watch(self, kinds: tuple[str, ...], transport: ApiTransport) -> None:
+        """Watch ``kinds`` with the controller's own informers (informer.py), in every watched
+        namespace, over ``transport`` (the watches' own connections). Called before :meth:`start`:
+        their first listings are the store's sync of these kinds."""
+        watching = self.settings.watching
+        self._watches = transport
+        for kind in kinds:
+            for namespace in watching.namespaces or ("",):
+                self._informers.append(
+                    Informer(
+                        self.api,
+                        transport,
+                        kind,
+                        namespace,
+                        _labels(kind),
+                        self._informer_listed,
+                        self.observe,
+                        watching.server_timeout,
+                        watching.client_timeout,
+                    )
+                )
+
+    def _informer_listed(
+        self, kind: str, namespace: str, objects: list[dict[str, Any]], version: str
+    ) -> None:
+        """An informer's listing: the store made to agree with it; after the sync, the Chutes it
+        changed queued (a listing that finds nothing new reconciles nothing)."""
+        changed = self.store.replace(kind, objects, version, (namespace,) if namespace else ())
+        if all(informer.listings for informer in self._informers if informer.kind == kind):
+            self._listed.add(kind)
+        if self._synced.is_set():
+            for key in changed:
+                self.queue.add(key)
 
     def is_leader(self) -> bool:
         return self.elector is None or self.elector.is_leader
@@ -156,10 +194,11 @@ class Controller:
         for chute in cache_users(kind, obj, self.store):
             self.queue.add_after(chute, delay, background)
 
-    async def relist(self) -> None:
-        """One LIST per watched kind, and the store made to agree with it: objects whose DELETED
-        event was missed (a watch that broke and resumed) are forgotten. Queues every Chute."""
-        for kind in LIST_ORDER:
+    async def relist(self, kinds: tuple[str, ...] = LIST_ORDER) -> None:
+        """One LIST per watched kind (of ``kinds``), and the store made to agree with it: objects
+        whose DELETED event was missed (a watch that broke and resumed) are forgotten. Queues every
+        Chute."""
+        for kind in kinds:
             listed, version = await self.api.listing(kind, self.settings.watching.namespaces, _labels(kind))
             self.store.replace(kind, listed, version, self.settings.watching.namespaces)
             self._listed.add(kind)
@@ -210,10 +249,13 @@ class Controller:
 
     async def sync(self) -> None:
         """Fill the store with one LIST per watched kind before any reconcile (as controller-runtime
-        waits for its caches): a cold operator must not take a child it has not seen yet for missing."""
+        waits for its caches): a cold operator must not take a child it has not seen yet for missing.
+        The kinds the informers watch are listed by them."""
+        await asyncio.gather(*(informer.synced.wait() for informer in self._informers))
+        informed = {informer.kind for informer in self._informers}
         while True:
             try:
-                await self.relist()
+                await self.relist(tuple(kind for kind in LIST_ORDER if kind not in informed))
                 break
             except asyncio.CancelledError:
                 raise
@@ -226,7 +268,11 @@ class Controller:
         log.info("caches synced: %d Chutes", len(self.store.keys("Chute")))
 
     def start(self) -> None:
-        self._tasks = [asyncio.create_task(self.sync(), name="sync")]
+        self._tasks = [
+            asyncio.create_task(informer.run(), name=f"watch-{informer.kind}-{informer.namespace}")
+            for informer in self._informers
+        ]
+        self._tasks.append(asyncio.create_task(self.sync(), name="sync"))
         self._tasks += [
             asyncio.create_task(self._work(), name=f"worker-{i}")
             for i in range(self.settings.reconciling.workers)
@@ -246,6 +292,8 @@ class Controller:
         await asyncio.gather(*self._tasks, *self._relisting.values(), return_exceptions=True)
         self.queue.close()
         await self.api.close()
+        if self._watches is not None:
+            await self._watches.close()
 
     def _on_leadership(self, leading: bool) -> None:
         self.metrics.leader.set(1 if leading else 0)

@@ -1,4 +1,8 @@
-"""kopf wiring: watch Chutes and their children, hand every event to the controller. Nothing else.
+"""kopf wiring: start the controller, and hand it kopf's events of the optional kinds. Nothing else.
+
+The controller's own informers (informer.py) watch the Chutes and the children every cluster serves;
+kopf watches the kinds a cluster may not serve (CRDs: ServiceMonitor, InferencePool, HTTPRoute; and
+Ingress), whose watches it starts and stops as their APIs come and go.
 
 The event handlers are coroutines: kopf runs a plain function in a thread pool, and the store and
 the work queue are the event loop's alone (a key queued from another thread woke no worker until
@@ -18,18 +22,18 @@ from lightkube import AsyncClient
 from lightkube.config.kubeconfig import KubeConfig
 
 from chute_operator import kopf_memory, rescan
-from chute_operator.api import GROUP, PLURAL, VERSION
 from chute_operator.controller import Controller
 from chute_operator.discover import learn_from
 from chute_operator.drainkey import load_drain_key
 from chute_operator.gpu_profile_setup import choose_profile
 from chute_operator.gpu_profiles import load_profiles
 from chute_operator.gpus import Catalog, load_catalog
-from chute_operator.kube import LIST_PAGE
+from chute_operator.kube import LIST_PAGE, WATCHED_KINDS
 from chute_operator.login import login  # noqa: F401  (registers the login activity)
 from chute_operator.metrics import OperatorMetrics
 from chute_operator.relisting import Listener, install, listen, unlisten
 from chute_operator.settings import Settings
+from chute_operator.transport import ApiTransport
 from chute_shared.cluster import MANAGED_BY
 
 
@@ -56,22 +60,19 @@ KOPF_IDLE_SECONDS = 0.5
 """How long kopf keeps an idle per-object worker (and the object's last event with it)."""
 MANAGED = f"app.kubernetes.io/managed-by={MANAGED_BY}"
 CHILDREN = {
-    "Deployment": ("apps", "v1", "deployments"),
-    "Service": ("", "v1", "services"),
-    "HorizontalPodAutoscaler": ("autoscaling", "v2", "horizontalpodautoscalers"),
-    "NetworkPolicy": ("networking.k8s.io", "v1", "networkpolicies"),
-    "EndpointSlice": ("discovery.k8s.io", "v1", "endpointslices"),
     "ServiceMonitor": ("monitoring.coreos.com", "v1", "servicemonitors"),
     "InferencePool": ("inference.networking.k8s.io", "v1", "inferencepools"),
     "HTTPRoute": ("gateway.networking.k8s.io", "v1", "httproutes"),
     "Ingress": ("networking.k8s.io", "v1", "ingresses"),
-    "Pod": ("", "v1", "pods"),
-    "PersistentVolumeClaim": ("", "v1", "persistentvolumeclaims"),
-    "Job": ("batch", "v1", "jobs"),
 }
+"""The children kopf watches: the optional kinds (kube.OPTIONAL_KINDS)."""
+INFORMED = tuple(kind for kind in WATCHED_KINDS if kind not in CHILDREN)
+"""The kinds the controller's own informers watch: the Chutes, and the children every cluster serves."""
+WATCH_CONNECTIONS = 0
+"""The watches' own connections: no limit (each watch holds one open; the reconcile workers' calls
+must not wait behind them)."""
 
-
-KINDS = {(GROUP, PLURAL): "Chute"} | {(group, plural): kind for kind, (group, _, plural) in CHILDREN.items()}
+KINDS = {(group, plural): kind for kind, (group, _, plural) in CHILDREN.items()}
 """The store's kind of each resource kopf watches, by (API group, plural)."""
 HOOKED = install()
 """Whether kopf tells of its relistings (relisting.py): installed before kopf starts its watches."""
@@ -146,6 +147,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     metrics.report_gpu_profile(pick.profile.name, pick.source, pick.matched)
     server = await learn_from(client, config)  # what the API server accepts: rendered to match
     controller = Controller(config, client, metrics, catalog, drain_key, pick, server)
+    controller.watch(INFORMED, ApiTransport.of(client, WATCH_CONNECTIONS))
     controller.start()
     memo["controller"] = controller
     memo["relisted"] = relisted = relist_listener(controller)
@@ -198,11 +200,6 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
 def leader(memo: kopf.Memo, **_: Any) -> bool:
     controller: Controller | None = memo.get("controller")
     return controller is not None and controller.is_leader()
-
-
-@kopf.on.event(GROUP, VERSION, PLURAL)
-async def chute_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
-    memo["controller"].observe("Chute", event.get("type"), dict(event["object"]))
 
 
 def _watch_child(kind: str, group: str, version: str, plural: str) -> None:

@@ -11,9 +11,10 @@ from typing import Any
 import httpx2 as httpx
 from lightkube import ApiError, AsyncClient
 
+from chute_operator import codec
 from chute_operator.api import GROUP, KIND, PLURAL, VERSION
 from chute_operator.store import slim
-from chute_operator.transport import Answer, ApiTransport
+from chute_operator.transport import Answer, ApiTransport, Refused
 from chute_shared.cluster import MANAGED_BY
 
 CHILD_KINDS = (
@@ -59,6 +60,8 @@ OPTIONAL_KINDS = ("ServiceMonitor", "InferencePool", "HTTPRoute", "Ingress")
 discovery finds it (:meth:`KubeApi.kind_served`)."""
 API_SERVICES = "/apis/apiregistration.k8s.io/v1/apiservices"
 LIST_PAGE = 250
+MAX_EVENT = 8 << 20
+"""The longest watch event read (the API server stores objects of at most about 1.5 MB)."""
 """Objects per page of a LIST."""
 
 
@@ -209,11 +212,11 @@ class KubeApi:
         content_type: str = "application/json",
     ) -> dict[str, Any]:
         """One request; its answer as a dict, or the typed failure raised."""
-        data = json.dumps(body, separators=(",", ":")).encode() if body is not None else None
+        data = codec.dumps(body) if body is not None else None
         answer = await self.transport.request(method, path, params, data, content_type)
         if answer.status >= 400:
             raise refusal(answer)
-        parsed = json.loads(answer.body) if answer.body else {}
+        parsed = codec.loads(answer.body) if answer.body else {}
         return parsed if isinstance(parsed, dict) else {}
 
     async def apply(self, manifest: dict[str, Any], field_manager: str | None = None) -> dict[str, Any]:
@@ -340,6 +343,39 @@ class KubeApi:
         numeric = [v for v in versions if v.isdigit()]
         oldest = min(numeric, key=int) if len(numeric) == len(versions) else ""
         return found, oldest
+
+    async def watch(
+        self,
+        transport: ApiTransport,
+        kind: str,
+        namespace: str,
+        labels: dict[str, Any] | None,
+        version: str,
+        server_seconds: int,
+        read_seconds: float,
+    ) -> AsyncIterator[dict[str, Any]]:
+        """The watch events of ``kind`` in ``namespace`` (``""``: all) after resourceVersion
+        ``version``, bookmarks included, as the API server sends them (``{"type", "object"}``), until
+        it ends the watch (after about ``server_seconds``). ``transport``: the watches' own (each
+        holds a connection open). A refusal raises its typed failure (410 Gone: the version is too
+        old to resume from)."""
+        params = {
+            "watch": "1",
+            "resourceVersion": version,
+            "allowWatchBookmarks": "true",
+            "timeoutSeconds": str(server_seconds),
+        }
+        selector = ",".join(f"{key}={value}" for key, value in (labels or {}).items())
+        if selector:
+            params["labelSelector"] = selector
+        try:
+            path = collection_path(kind, namespace)
+            async for line in transport.lines(path, params, read_seconds, MAX_EVENT):
+                event = codec.loads(line)
+                if isinstance(event, dict):
+                    yield event
+        except Refused as refused:
+            raise refusal(refused.answer) from None
 
     async def endpoint_slices(self, namespace: str, service: str) -> list[dict[str, Any]]:
         """The EndpointSlices of one Service (the activator's)."""

@@ -15,7 +15,7 @@ import contextlib
 import ssl
 import urllib.parse
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,6 +48,14 @@ class TooLarge(Unanswered):
     """An answer longer than the request allowed (``max_bytes``), not read to its end."""
 
 
+class Refused(Exception):
+    """A streamed request answered with an error status (its whole answer, read)."""
+
+    def __init__(self, answer: Answer) -> None:
+        super().__init__(f"HTTP {answer.status}")
+        self.answer = answer
+
+
 @dataclass(frozen=True)
 class Answer:
     """An API server's answer: its status, headers and body."""
@@ -60,16 +68,24 @@ class Answer:
 class ApiTransport:
     """Requests to one API server; the session is opened on first use, in the running event loop."""
 
-    def __init__(self, server: str, ssl_context: ssl.SSLContext | None, auth: httpx.Auth | None) -> None:
+    def __init__(
+        self,
+        server: str,
+        ssl_context: ssl.SSLContext | None,
+        auth: httpx.Auth | None,
+        connections: int = CONNECTIONS,
+    ) -> None:
+        """``connections``: at most this many open at once (0: no limit; the watches', each held open)."""
         self.server = server.rstrip("/")
         self._ssl = ssl_context
         self._auth = auth
         self._authorization: dict[str, str] | None = None
         self._session: aiohttp.ClientSession | None = None
         self._proxy = proxy_for(self.server)
+        self._connections = connections
 
     @classmethod
-    def of(cls, client: Any) -> ApiTransport:
+    def of(cls, client: Any, connections: int = CONNECTIONS) -> ApiTransport:
         """The transport to the API server of a lightkube ``AsyncClient``, with its TLS and credentials."""
         config = client._client.config
         context = (
@@ -77,7 +93,7 @@ class ApiTransport:
             if config.cluster.server.startswith("https")
             else None
         )
-        return cls(config.cluster.server, context, client._client._client.auth)
+        return cls(config.cluster.server, context, client._client._client.auth, connections)
 
     async def request(
         self,
@@ -101,10 +117,55 @@ class ApiTransport:
             answer = await self._send(method, path, params, body, {**headers, **renewed}, max_bytes)
         return answer
 
+    async def lines(
+        self, path: str, params: Mapping[str, str], read_seconds: float, max_line: int
+    ) -> AsyncIterator[bytes]:
+        """GET ``path`` and yield its answer line by line as it arrives (a watch), without the line
+        ends; nothing is awaited for longer than ``read_seconds``. An error answer raises
+        :class:`Refused` (after a 401, with the credentials renewed for the next call), a line longer
+        than ``max_line`` bytes :class:`TooLarge`, a broken or silent connection :class:`Unanswered`."""
+        headers = {"Accept": "application/json", **(await self._credentials())}
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=TIMEOUT.sock_connect, sock_read=read_seconds)
+        try:
+            async with self._opened().get(
+                self.server + path,
+                params=params,
+                headers=headers,
+                proxy=self._proxy,
+                allow_redirects=False,
+                timeout=timeout,
+            ) as response:
+                if response.status >= 300:
+                    answer = Answer(response.status, response.headers, await _read(response, 1 << 20))
+                    if answer.status == 401 and self._auth is not None:
+                        await self._credentials(refused=True)
+                    raise Refused(answer)
+                pending = b""
+                async for chunk in response.content.iter_any():
+                    pending += chunk
+                    *complete, pending = pending.split(b"\n")
+                    for line in complete:
+                        if line:
+                            yield line
+                    if len(pending) > max_line:
+                        raise TooLarge(f"a line of the answer to {path} longer than {max_line} bytes")
+                if pending:
+                    yield pending
+        except (aiohttp.ClientError, TimeoutError) as error:
+            raise Unanswered(f"GET {path}: {error or type(error).__name__}") from error
+
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+    def _opened(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            connector = aiohttp.TCPConnector(
+                ssl=self._ssl if self._ssl is not None else False, limit=self._connections
+            )
+            self._session = aiohttp.ClientSession(connector=connector, timeout=TIMEOUT)
+        return self._session
 
     async def _send(
         self,
@@ -115,14 +176,9 @@ class ApiTransport:
         headers: dict[str, str],
         max_bytes: int | None = None,
     ) -> Answer:
-        if self._session is None:
-            connector = aiohttp.TCPConnector(
-                ssl=self._ssl if self._ssl is not None else False, limit=CONNECTIONS
-            )
-            self._session = aiohttp.ClientSession(connector=connector, timeout=TIMEOUT)
         url = self.server + path  # the server's URL may have a path (an API behind a proxy)
         try:
-            async with self._session.request(
+            async with self._opened().request(
                 method,
                 url,
                 params=params,

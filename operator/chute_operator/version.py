@@ -29,7 +29,7 @@ VERSION = _installed_version()
 IMAGE = f"{IMAGE_REPOSITORY}:{VERSION}"
 """The released image of this version: operator, sidecar and simulated model server."""
 
-SIDECAR_SOURCES = "ced89e427106"
+SIDECAR_SOURCES = "93ce76f18bb1"
 """The sidecar's own version: a hash of what the sidecar runs (its package, ``chute_shared``, the
 command that starts it, the Dockerfile and the dependency ranges; ``chute_devcluster.release.
 sidecar_fingerprint`` computes it, ``tests/unit/test_release.py`` fails when it is stale). It changes

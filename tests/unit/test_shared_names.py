@@ -75,7 +75,6 @@ SAME_WORD_ELSEWHERE: dict[str, dict[str, str]] = {
         "chute_operator/act.py": "the store's kind key",
         "chute_operator/controller.py": "the store's kind key",
         "chute_operator/explain_plan.py": "the store's kind key",
-        "chute_operator/handlers.py": "the store's kind key",
         "chute_operator/kube.py": "the store's kind key",
         "chute_operator/reconcile.py": "the store's kind key",
         "chute_operator/validation.py": "the document's default kind",

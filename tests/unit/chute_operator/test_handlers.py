@@ -14,8 +14,23 @@ def test_every_watch_handler_runs_on_the_event_loop() -> None:
     """kopf runs a plain function in a thread pool; the store and the work queue are not thread-safe,
     and a key queued from another thread wakes no waiting worker (seconds of delay per spec change)."""
     handlers = list(kopf.get_default_registry()._watching.get_all_handlers())
-    assert {handler.id for handler in handlers} >= {"chute_event", "child-Deployment", "child-Pod"}
+    assert {handler.id for handler in handlers} == {
+        "child-ServiceMonitor",
+        "child-InferencePool",
+        "child-HTTPRoute",
+        "child-Ingress",
+    }
     assert [h.id for h in handlers if not inspect.iscoroutinefunction(h.fn)] == []
+
+
+def test_the_informers_watch_every_kind_kopf_does_not() -> None:
+    """Every kind the store keeps is watched once: by kopf (the optional kinds) or by an informer."""
+    from chute_operator.kube import OPTIONAL_KINDS, WATCHED_KINDS
+
+    informed, by_kopf = set(chute_operator.handlers.INFORMED), set(chute_operator.handlers.CHILDREN)
+    assert by_kopf == set(OPTIONAL_KINDS)
+    assert informed | by_kopf == set(WATCHED_KINDS)
+    assert not informed & by_kopf
 
 
 def test_no_change_handlers_so_kopf_needs_no_essence() -> None:
@@ -47,7 +62,8 @@ def test_the_start_up_handler_takes_the_settings_and_catalog_of_the_run_else_rea
 
 def test_a_kind_kopf_lists_again_is_relisted_by_the_controller() -> None:
     """kopf relists a kind when its watch cannot resume (relisting.py): the controller relists the
-    store's kind of it; kopf's own resources (peering) are not the store's."""
+    store's kind of it; kopf's own resources (peering) are not the store's, nor the kinds it does not
+    watch."""
     from chute_operator.api import GROUP, PLURAL
 
     asked: list[tuple[str, str | None]] = []
@@ -58,8 +74,8 @@ def test_a_kind_kopf_lists_again_is_relisted_by_the_controller() -> None:
 
     assert chute_operator.handlers.HOOKED  # this kopf tells
     listener = chute_operator.handlers.relist_listener(Controller())  # type: ignore[arg-type]
-    listener("apps", "deployments", "ns")
-    listener("", "pods", None)
-    listener(GROUP, PLURAL, "ns")
+    listener("monitoring.coreos.com", "servicemonitors", "ns")
+    listener("networking.k8s.io", "ingresses", None)
+    listener(GROUP, PLURAL, "ns")  # the informers relist the Chutes themselves
     listener("kopf.dev", "kopfpeerings", "ns")
-    assert asked == [("Deployment", "ns"), ("Pod", None), ("Chute", "ns")]
+    assert asked == [("ServiceMonitor", "ns"), ("Ingress", None)]

@@ -1,0 +1,135 @@
+"""List one kind in one namespace, then watch it from that listing: the operator's own informer.
+
+As client-go's reflector: a paged LIST, handed over whole (the store made to agree with it: what it
+lacks was deleted), then a watch from the listing's resourceVersion, each event handed over as it
+arrives; a watch the API server ends is resumed from the last version seen (bookmarks keep it
+recent), and one that cannot resume (410 Gone: the API server restarted, or the gap outlived its
+watch cache) is replaced by a new listing, so that an object deleted in the gap is forgotten. A kind
+the API server does not serve (a CRD not installed yet) lists as empty and is listed again later.
+
+kopf watched these kinds before: its watch streams and per-object workers were 37% of the operator's
+samples while 1000 Chutes came up (a py-spy profile, docs/benchmarks/operator.md), for events the
+controller only stores and queues.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from chute_operator.kube import LIST_PATHS, ApiFailure, KubeApi, error_message
+from chute_operator.transport import ApiTransport
+
+log = logging.getLogger(__name__)
+
+Listed = Callable[[str, str, list[dict[str, Any]], str], None]
+"""Called with the kind, the namespace (``""``: all), every object listed and the listing's version."""
+Observed = Callable[[str, str, dict[str, Any]], None]
+"""Called with the kind, the event's type (ADDED, MODIFIED, DELETED) and the object."""
+
+BACKOFF_SECONDS = (0.5, 1.0, 2.0, 4.0, 8.0)
+"""The waits after consecutive failures (the last one repeated)."""
+UNSERVED_SECONDS = 10.0
+"""How long a kind the API server does not serve waits before it is listed again."""
+GONE = 410
+
+
+class Gone(Exception):
+    """The watch cannot resume from its version: list again."""
+
+
+class Informer:
+    """Lists, then watches, ``kind`` in ``namespace`` (``""``: all) with the label selector ``labels``."""
+
+    def __init__(
+        self,
+        api: KubeApi,
+        transport: ApiTransport,
+        kind: str,
+        namespace: str,
+        labels: dict[str, Any] | None,
+        listed: Listed,
+        observed: Observed,
+        server_seconds: int = 300,
+        read_seconds: float = 330.0,
+    ) -> None:
+        """``server_seconds``: how long the API server keeps a watch open before it ends it;
+        ``read_seconds``: the longest silence read before the connection counts as broken."""
+        self.api, self.transport = api, transport
+        self.kind, self.namespace, self.labels = kind, namespace, labels
+        self._listed, self._observed = listed, observed
+        self.server_seconds, self.read_seconds = server_seconds, read_seconds
+        self.synced = asyncio.Event()
+        """Set once the first listing has been handed over."""
+        self.listings = 0
+        """How many listings have been handed over (the first, then one per watch that could not resume)."""
+        self.version = ""
+        """The last resourceVersion seen (a listing's, then each event's); empty: list next."""
+
+    async def run(self) -> None:
+        """List and watch until cancelled; failures are logged and retried after a backoff."""
+        failures = 0
+        while True:
+            try:
+                if not self.version:
+                    self.version = await self._list()
+                    if not self.version:  # not served: nothing to watch
+                        await asyncio.sleep(UNSERVED_SECONDS)
+                        continue
+                if await self._watch():
+                    failures = 0
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                if isinstance(error, Gone) or (isinstance(error, ApiFailure) and error.code == GONE):
+                    log.info("the watch of %s could not resume: listing them again", self._what())
+                    self.version = ""
+                    continue
+                wait = BACKOFF_SECONDS[min(failures, len(BACKOFF_SECONDS) - 1)]
+                failures += 1
+                log.warning("watching %s: %s; again in %.1fs", self._what(), error_message(error), wait)
+                await asyncio.sleep(wait)
+
+    async def _list(self) -> str:
+        objects, version = await self.api.listing(
+            self.kind, (self.namespace,) if self.namespace else (), self.labels
+        )
+        self.listings += 1
+        self._listed(self.kind, self.namespace, objects, version)
+        self.synced.set()
+        return version
+
+    async def _watch(self) -> bool:
+        """Hand over the events after the last version seen until the watch ends; whether any event
+        arrived. An ERROR event raises (:class:`Gone` for 410)."""
+        api_version, seen = LIST_PATHS[self.kind][0], False
+        async for event in self.api.watch(
+            self.transport,
+            self.kind,
+            self.namespace,
+            self.labels,
+            self.version,
+            self.server_seconds,
+            self.read_seconds,
+        ):
+            kind, obj = event.get("type"), event.get("object")
+            if not isinstance(obj, dict):
+                continue
+            if kind == "ERROR":
+                code, message = obj.get("code"), str(obj.get("message") or obj.get("reason") or "")
+                if code == GONE or obj.get("reason") in ("Expired", "Gone"):
+                    raise Gone(message)
+                raise ApiFailure(message or "an error event", code if isinstance(code, int) else 0)
+            seen = True
+            self.version = str((obj.get("metadata") or {}).get("resourceVersion") or self.version)
+            if kind not in ("ADDED", "MODIFIED", "DELETED"):
+                continue  # BOOKMARK: only its version
+            obj.setdefault("apiVersion", api_version)
+            obj.setdefault("kind", self.kind)
+            self._observed(self.kind, kind, obj)
+        return seen
+
+    def _what(self) -> str:
+        return f"{self.kind} in {self.namespace}" if self.namespace else f"{self.kind} (all namespaces)"

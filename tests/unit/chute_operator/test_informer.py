@@ -1,0 +1,188 @@
+"""The operator's informer: a listing, then a watch from its version, over a loopback API of this test's.
+
+The real API server's side (a watch cut while an object is deleted, 410 Gone) is
+tests/integration/test_watch_gap.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from chute_operator import informer as informer_module
+from chute_operator.informer import Informer
+from chute_operator.kube import KubeApi
+from chute_operator.transport import ApiTransport
+
+Watch = Callable[[web.Request], list[dict[str, Any]] | web.Response]
+
+
+def _pod(name: str, version: str) -> dict[str, Any]:
+    return {"metadata": {"name": name, "namespace": "ns", "resourceVersion": version, "uid": f"u-{name}"}}
+
+
+class FakeApi:
+    """Answers the pods' LIST from ``listings`` (one per call, the last one repeated) and each watch
+    with the next of ``watches``: a list of events, streamed a line each, or a whole response."""
+
+    def __init__(self, listings: list[tuple[list[dict[str, Any]], str]], watches: list[Watch]) -> None:
+        self.listings, self.watches = listings, watches
+        self.requests: list[dict[str, str]] = []
+        self.runner: web.AppRunner | None = None
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        self.requests.append(dict(request.query))
+        if "watch" not in request.query:
+            items, version = self.listings.pop(0) if len(self.listings) > 1 else self.listings[0]
+            return web.json_response({"metadata": {"resourceVersion": version}, "items": items})
+        if not self.watches:
+            await asyncio.sleep(3600)  # nothing more: a watch that stays open
+        answer = self.watches.pop(0)(request)
+        if isinstance(answer, web.Response):
+            return answer
+        response = web.StreamResponse()
+        await response.prepare(request)
+        for event in answer:
+            line = json.dumps(event).encode() + b"\n"
+            await response.write(line[:7])  # a line may arrive in pieces
+            await response.write(line[7:])
+        return response
+
+    async def url(self) -> str:
+        app = web.Application()
+        app.router.add_route("GET", "/api/v1/namespaces/ns/pods", self.handle)
+        self.runner = web.AppRunner(app, shutdown_timeout=0.1)  # a watch left open ends at once
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        return f"http://127.0.0.1:{self.runner.addresses[0][1]}"
+
+
+@pytest.fixture
+async def running() -> AsyncIterator[Callable[[FakeApi], Any]]:
+    """Start an informer of the pods in ns against a FakeApi; record what it hands over."""
+    started: list[tuple[asyncio.Task[None], ApiTransport, FakeApi]] = []
+
+    async def start(api: FakeApi) -> tuple[Informer, list[Any]]:
+        transport = ApiTransport(await api.url(), None, None, 0)
+        seen: list[Any] = []
+
+        def listed(kind: str, namespace: str, objects: list[dict[str, Any]], version: str) -> None:
+            seen.append(("listed", [obj["metadata"]["name"] for obj in objects], version))
+
+        def observed(kind: str, event: str, obj: dict[str, Any]) -> None:
+            seen.append((event, obj["metadata"]["name"], obj["kind"]))
+
+        informer = Informer(
+            KubeApi(None, "test", "test", "test", transport),  # type: ignore[arg-type]
+            transport,
+            "Pod",
+            "ns",
+            {"app": "x"},
+            listed,
+            observed,
+            server_seconds=60,
+            read_seconds=30,
+        )
+        started.append((asyncio.create_task(informer.run()), transport, api))
+        return informer, seen
+
+    yield start
+    for task, transport, api in started:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await transport.close()
+        if api.runner is not None:
+            await api.runner.cleanup()
+
+
+async def _until(check: Callable[[], bool], limit: float = 5.0) -> None:
+    for _ in range(int(limit / 0.01)):
+        if check():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("not within the limit")
+
+
+async def test_a_listing_then_its_events_from_its_version_and_a_resumed_watch_from_the_last(
+    running: Callable[[FakeApi], Any],
+) -> None:
+    api = FakeApi(
+        [([_pod("a", "5")], "7")],
+        [
+            lambda _: [
+                {"type": "ADDED", "object": _pod("b", "8")},
+                {"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "9"}}},
+            ],
+            lambda _: [{"type": "DELETED", "object": _pod("a", "10")}],
+        ],
+    )
+    informer, seen = await running(api)
+    await _until(lambda: len(seen) == 3)
+    assert informer.synced.is_set()
+    assert seen == [("listed", ["a"], "7"), ("ADDED", "b", "Pod"), ("DELETED", "a", "Pod")]
+    watches = [query for query in api.requests if "watch" in query]
+    assert [query["resourceVersion"] for query in watches[:2]] == ["7", "9"]  # the bookmark's
+    assert watches[0]["labelSelector"] == "app=x"
+    assert watches[0]["allowWatchBookmarks"] == "true"
+    assert api.requests[0] == {"limit": "250", "labelSelector": "app=x"}
+
+
+@pytest.mark.parametrize(
+    "gone",
+    [
+        lambda _: [{"type": "ERROR", "object": {"kind": "Status", "code": 410, "reason": "Expired"}}],
+        lambda _: web.json_response({"kind": "Status", "code": 410, "reason": "Gone"}, status=410),
+    ],
+    ids=["an ERROR event", "an answer"],
+)
+async def test_a_watch_that_cannot_resume_is_replaced_by_a_new_listing(
+    running: Callable[[FakeApi], Any], gone: Watch
+) -> None:
+    """The new listing is handed over whole: what it lacks was deleted in the gap."""
+    api = FakeApi([([_pod("a", "5")], "7"), ([], "20")], [gone])
+    informer, seen = await running(api)
+    await _until(lambda: len(seen) == 2)
+    assert seen == [("listed", ["a"], "7"), ("listed", [], "20")]
+    assert informer.listings == 2
+    await _until(lambda: api.requests[-1].get("resourceVersion") == "20")
+
+
+async def test_a_failing_watch_is_retried_after_a_backoff_from_the_version_it_had(
+    running: Callable[[FakeApi], Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(informer_module, "BACKOFF_SECONDS", (0.01,))
+    api = FakeApi(
+        [([], "7")],
+        [
+            lambda _: web.json_response({"kind": "Status", "code": 500}, status=500),
+            lambda _: [{"type": "MODIFIED", "object": _pod("a", "8")}],
+        ],
+    )
+    informer, seen = await running(api)
+    await _until(lambda: len(seen) == 2)
+    assert seen == [("listed", [], "7"), ("MODIFIED", "a", "Pod")]
+    assert [query["resourceVersion"] for query in api.requests if "watch" in query][:2] == ["7", "7"]
+    assert informer.listings == 1
+
+
+async def test_a_kind_not_served_lists_as_empty_and_is_listed_again_later(
+    running: Callable[[FakeApi], Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A CRD not installed yet: the sync does not wait for it, and its objects appear once it is."""
+    monkeypatch.setattr(informer_module, "UNSERVED_SECONDS", 0.05)
+    api = FakeApi([], [])
+
+    async def not_served(request: web.Request) -> web.StreamResponse:
+        return web.json_response({"kind": "Status", "code": 404}, status=404)
+
+    api.handle = not_served  # type: ignore[method-assign]
+    informer, seen = await running(api)
+    await _until(lambda: len(seen) >= 2)
+    assert seen[:2] == [("listed", [], ""), ("listed", [], "")]
+    assert informer.synced.is_set()
