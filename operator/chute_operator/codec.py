@@ -17,15 +17,31 @@ except ImportError:  # pragma: no cover - the image and the test environment ins
 
 FAST = orjson is not None
 """Whether orjson is in use."""
+_OPTIONS = (
+    orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+    if orjson is not None
+    else 0
+)
 
 
 def loads(data: bytes | str) -> Any:
-    """The value a JSON document encodes."""
-    return orjson.loads(data) if orjson is not None else json.loads(data)
+    """The value a JSON document encodes. What orjson refuses (a lone surrogate, which json reads)
+    is left to json: its value, or json's error."""
+    if orjson is not None:
+        try:
+            return orjson.loads(data)
+        except ValueError:
+            pass
+    return json.loads(data)
 
 
 def dumps(value: Any) -> bytes:
-    """A value as compact JSON, UTF-8 (dict keys that are not strings written as strings, as json does)."""
+    """A value as compact JSON, UTF-8, as json writes it. What orjson refuses (nesting deeper than
+    its limit, a lone surrogate; datetimes and dataclasses, which json refuses too) is left to json:
+    the same bytes, or json's error."""
     if orjson is not None:
-        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
+        try:
+            return orjson.dumps(value, option=_OPTIONS)
+        except TypeError:
+            pass
     return json.dumps(value, separators=(",", ":")).encode()

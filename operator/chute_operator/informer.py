@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -33,6 +34,11 @@ BACKOFF_SECONDS = (0.5, 1.0, 2.0, 4.0, 8.0)
 """The waits after consecutive failures (the last one repeated)."""
 UNSERVED_SECONDS = 10.0
 """How long a kind the API server does not serve waits before it is listed again."""
+SHORT_WATCH_SECONDS = 1.0
+"""A watch that ends sooner than this without an event counts as a failure (backed off): a proxy or
+server that closes every watch at once must not make a busy loop."""
+RELIST_AFTER = 3
+"""Failures in a row after which the informer lists again instead of resuming its watch."""
 GONE = 410
 
 
@@ -67,35 +73,53 @@ class Informer:
         """How many listings have been handed over (the first, then one per watch that could not resume)."""
         self.version = ""
         """The last resourceVersion seen (a listing's, then each event's); empty: list next."""
+        self._served = False
+        self._unserved_once = False
 
     async def run(self) -> None:
-        """List and watch until cancelled; failures are logged and retried after a backoff."""
+        """List and watch until cancelled. Failures are logged and retried after a backoff, from the
+        last version seen; after RELIST_AFTER failures in a row (a version the API server will not
+        resume from, an event that cannot be read), from a new listing. Only a watch that delivered
+        an event or stayed open ends a run of failures: a watch that cannot resume and a listing that
+        keeps being refused back off too."""
         failures = 0
         while True:
             try:
+                if failures:
+                    wait = BACKOFF_SECONDS[min(failures - 1, len(BACKOFF_SECONDS) - 1)]
+                    await asyncio.sleep(wait)
+                if failures >= RELIST_AFTER:
+                    self.version = ""
                 if not self.version:
                     self.version = await self._list()
                     if not self.version:  # not served: nothing to watch
                         await asyncio.sleep(UNSERVED_SECONDS)
                         continue
-                if await self._watch():
-                    failures = 0
+                began = time.monotonic()
+                if not await self._watch() and time.monotonic() - began < SHORT_WATCH_SECONDS:
+                    raise ApiFailure("the watch ended at once, without an event", 0)
+                failures = 0
             except asyncio.CancelledError:
                 raise
             except Exception as error:
-                if isinstance(error, Gone) or (isinstance(error, ApiFailure) and error.code == GONE):
+                failures += 1
+                if isinstance(error, Gone) or (isinstance(error, ApiFailure) and error.code in (GONE, 404)):
                     log.info("the watch of %s could not resume: listing them again", self._what())
                     self.version = ""
-                    continue
-                wait = BACKOFF_SECONDS[min(failures, len(BACKOFF_SECONDS) - 1)]
-                failures += 1
-                log.warning("watching %s: %s; again in %.1fs", self._what(), error_message(error), wait)
-                await asyncio.sleep(wait)
+                else:
+                    log.warning("watching %s: %s (failure %d)", self._what(), error_message(error), failures)
 
     async def _list(self) -> str:
+        """List, and hand the listing over; its version (empty: the kind is not served). A kind that
+        was served is handed over as empty (its objects forgotten) only when read so twice in a row:
+        an API server that has just started may not serve a CRD's kind yet."""
         objects, version = await self.api.listing(
             self.kind, (self.namespace,) if self.namespace else (), self.labels
         )
+        if not version and self._served and not self._unserved_once:
+            self._unserved_once = True
+            return version
+        self._served, self._unserved_once = bool(version), False
         self.listings += 1
         self._listed(self.kind, self.namespace, objects, version)
         self.synced.set()
@@ -128,7 +152,10 @@ class Informer:
                 continue  # BOOKMARK: only its version
             obj.setdefault("apiVersion", api_version)
             obj.setdefault("kind", self.kind)
-            self._observed(self.kind, kind, obj)
+            try:
+                self._observed(self.kind, kind, obj)
+            except Exception:  # the next listing hands it over again; the watch goes on
+                log.exception("an event of %s could not be taken", self._what())
         return seen
 
     def _what(self) -> str:

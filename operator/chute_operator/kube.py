@@ -60,9 +60,9 @@ OPTIONAL_KINDS = ("ServiceMonitor", "InferencePool", "HTTPRoute", "Ingress")
 discovery finds it (:meth:`KubeApi.kind_served`)."""
 API_SERVICES = "/apis/apiregistration.k8s.io/v1/apiservices"
 LIST_PAGE = 250
+"""Objects per page of a LIST."""
 MAX_EVENT = 8 << 20
 """The longest watch event read (the API server stores objects of at most about 1.5 MB)."""
-"""Objects per page of a LIST."""
 
 
 class ApiFailure(Exception):

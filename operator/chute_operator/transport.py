@@ -140,17 +140,22 @@ class ApiTransport:
                     if answer.status == 401 and self._auth is not None:
                         await self._credentials(refused=True)
                     raise Refused(answer)
-                pending = b""
+                pending = bytearray()
                 async for chunk in response.content.iter_any():
+                    searched = len(pending)  # no line end before here: search only the new bytes
                     pending += chunk
-                    *complete, pending = pending.split(b"\n")
-                    for line in complete:
-                        if line:
-                            yield line
+                    start, end = 0, pending.find(b"\n", searched)
+                    while end >= 0:
+                        if end - start > max_line:
+                            raise TooLarge(f"a line of the answer to {path} longer than {max_line} bytes")
+                        if end > start:
+                            yield bytes(pending[start:end])
+                        start, end = end + 1, pending.find(b"\n", end + 1)
+                    del pending[:start]
                     if len(pending) > max_line:
                         raise TooLarge(f"a line of the answer to {path} longer than {max_line} bytes")
                 if pending:
-                    yield pending
+                    yield bytes(pending)
         except (aiohttp.ClientError, TimeoutError) as error:
             raise Unanswered(f"GET {path}: {error or type(error).__name__}") from error
 

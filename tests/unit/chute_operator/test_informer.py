@@ -186,3 +186,101 @@ async def test_a_kind_not_served_lists_as_empty_and_is_listed_again_later(
     await _until(lambda: len(seen) >= 2)
     assert seen[:2] == [("listed", [], ""), ("listed", [], "")]
     assert informer.synced.is_set()
+
+
+async def test_a_watch_that_ends_at_once_without_an_event_is_backed_off_not_a_busy_loop(
+    running: Callable[[FakeApi], Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A proxy or server that closes every watch at once: the informer waits between tries."""
+    monkeypatch.setattr(informer_module, "BACKOFF_SECONDS", (0.1,))
+    api = FakeApi([([], "7")], [lambda _: [] for _ in range(1000)])
+    await running(api)
+    await _until(lambda: len(api.requests) > 1)
+    await asyncio.sleep(0.5)
+    watches = [query for query in api.requests if "watch" in query]
+    assert 2 <= len(watches) <= 8  # one try per 0.1 s, not hundreds
+
+
+async def test_a_watch_that_cannot_resume_again_and_again_backs_off_its_listings(
+    running: Callable[[FakeApi], Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every watch answers 410 at once: the first new listing is at once, the next ones wait."""
+    monkeypatch.setattr(informer_module, "BACKOFF_SECONDS", (0.1,))
+    gone: Watch = lambda _: web.json_response({"kind": "Status", "code": 410}, status=410)  # noqa: E731
+    api = FakeApi([([], "7")], [gone] * 1000)
+    informer, _ = await running(api)
+    await asyncio.sleep(0.5)
+    assert 2 <= informer.listings <= 8  # not one per round trip
+
+
+@pytest.mark.parametrize(
+    "failing",
+    [
+        lambda _: [{"type": "ERROR", "object": {"kind": "Status", "code": 504, "reason": "Timeout"}}],
+        lambda _: web.Response(body=b"{not json\n", content_type="application/json"),
+    ],
+    ids=["an error the version cannot get past", "an event that cannot be read"],
+)
+async def test_a_watch_failing_at_the_same_version_is_replaced_by_a_new_listing(
+    running: Callable[[FakeApi], Any], monkeypatch: pytest.MonkeyPatch, failing: Watch
+) -> None:
+    """Too large a resource version (an etcd restore), or a line that cannot be read: the informer
+    does not retry the same version forever, it lists again after a few failures and goes on."""
+    monkeypatch.setattr(informer_module, "BACKOFF_SECONDS", (0.01,))
+    after = [{"type": "MODIFIED", "object": _pod("a", "30")}]
+    api = FakeApi([([], "7"), ([_pod("a", "20")], "25")], [failing, failing, failing, lambda _: after])
+    informer, seen = await running(api)
+    await _until(lambda: len(seen) == 3)
+    assert seen == [("listed", [], "7"), ("listed", ["a"], "25"), ("MODIFIED", "a", "Pod")]
+    assert informer.listings == 2
+
+
+async def test_a_kind_that_was_served_is_forgotten_only_when_read_as_not_served_twice(
+    running: Callable[[FakeApi], Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 404 from an API server that has just started (a CRD's kind not served yet) must not empty
+    the store of every Chute; a second one in a row does."""
+    monkeypatch.setattr(informer_module, "UNSERVED_SECONDS", 0.05)
+    monkeypatch.setattr(informer_module, "BACKOFF_SECONDS", (0.01,))
+    answers = [
+        web.json_response({"metadata": {"resourceVersion": "7"}, "items": [_pod("a", "5")]}),
+        web.json_response({"kind": "Status", "code": 410}, status=410),  # the watch: list again
+        web.json_response({"kind": "Status", "code": 404}, status=404),
+        web.json_response({"metadata": {"resourceVersion": "9"}, "items": [_pod("a", "5")]}),
+        web.json_response({"kind": "Status", "code": 410}, status=410),
+        web.json_response({"kind": "Status", "code": 404}, status=404),
+        web.json_response({"kind": "Status", "code": 404}, status=404),
+    ]
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        if answers:
+            return answers.pop(0)
+        await asyncio.sleep(3600)
+        raise AssertionError
+
+    api = FakeApi([], [])
+    api.handle = answer  # type: ignore[method-assign]
+    _, seen = await running(api)
+    await _until(lambda: not answers)
+    await asyncio.sleep(0.1)
+    assert seen == [("listed", ["a"], "7"), ("listed", ["a"], "9"), ("listed", [], "")]
+
+
+async def test_an_event_the_controller_cannot_take_is_logged_and_the_watch_goes_on(
+    running: Callable[[FakeApi], Any],
+) -> None:
+    api = FakeApi(
+        [([], "7")],
+        [lambda _: [{"type": "ADDED", "object": _pod(name, str(8 + i))} for i, name in enumerate("xbc")]],
+    )
+    informer, seen = await running(api)
+    taken = informer._observed
+
+    def observed(kind: str, event: str, obj: dict[str, Any]) -> None:
+        if obj["metadata"]["name"] == "x":
+            raise ValueError("a bug of the controller's")
+        taken(kind, event, obj)
+
+    informer._observed = observed
+    await _until(lambda: len(seen) == 3)
+    assert seen[1:] == [("ADDED", "b", "Pod"), ("ADDED", "c", "Pod")]

@@ -160,3 +160,38 @@ def test_the_proxy_is_the_environments_unless_no_proxy_exempts_the_server(
     assert proxy_for("https://10.0.0.1:6443") is None
     assert proxy_for("https://kubernetes.default.svc.cluster.local") is None
     assert proxy_for("https://api.example.com:6443") == "http://proxy.corp:3128"
+
+
+async def test_a_streamed_line_longer_than_allowed_is_refused_whether_it_arrives_whole_or_in_pieces() -> None:
+    from aiohttp import web as aioweb
+
+    async def stream(request: aioweb.Request) -> aioweb.StreamResponse:
+        response = aioweb.StreamResponse()
+        await response.prepare(request)
+        if request.query.get("whole"):
+            await response.write(b'{"a":1}\n' + b"x" * 2000 + b"\n")
+        else:
+            for _ in range(20):
+                await response.write(b"y" * 100)
+        return response
+
+    app = aioweb.Application()
+    app.router.add_get("/s", stream)
+    runner = aioweb.AppRunner(app, shutdown_timeout=0.1)
+    await runner.setup()
+    await aioweb.TCPSite(runner, "127.0.0.1", 0).start()
+    transport = ApiTransport(f"http://127.0.0.1:{runner.addresses[0][1]}", None, None, 0)
+    try:
+        for query in ({"whole": "1"}, {}):
+            lines: list[bytes] = []
+
+            async def read(query: dict[str, str] = query, lines: list[bytes] = lines) -> None:
+                async for line in transport.lines("/s", query, 10, 1000):
+                    lines.append(line)
+
+            with pytest.raises(TooLarge):
+                await read()
+            assert lines == ([b'{"a":1}'] if query else [])
+    finally:
+        await transport.close()
+        await runner.cleanup()
