@@ -42,6 +42,9 @@ FILES = (
     "operator-1000-ceiling.json",
     "operator-1000-ceiling-2.json",
     "operator-1000-ceiling-profiled.json",
+    "operator-1000-informers.json",
+    "operator-1000-informers-profiled.json",
+    "operator-1000-informers-2.json",
 )
 """In order: 200 Chutes before the handler fix (4 workers), then the code of each run's date at 200,
 500, 1000, and 1000 with the store keeping only what its readers use of pods (store.slim); then the
@@ -60,7 +63,9 @@ after issue 30's changes (commit 29a2257: the metric grace, the store's shared s
 per-object memories dropped, the queue's background lane); then at 1000 on commit 2aae6b0, the children
 built without YAML (children.py). Last, 2026-12-08 at 1000 on the same operator code, three runs with the
 ceiling phase between the floor and the operator (--ceiling: the least any operator adds), the third
-with kube-apiserver profiled through each phase (--apiserver-profile)."""
+with kube-apiserver profiled through each phase (--apiserver-profile). Last, three runs with the
+ceiling after the operator's own informers replaced kopf's watches of most kinds (commit 233131f,
+then 4e192ca with the breaking pass's fixes for the profiled run and the last)."""
 
 
 def _runs() -> list[tuple[str, dict[str, Any]]]:

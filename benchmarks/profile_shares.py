@@ -39,6 +39,8 @@ ROWS: tuple[tuple[str, str], ...] = (
     ("DiffBaseStorage.build", "  kopf building each object's essence for change handlers (none exist)"),
     ("ProgressStorage.clear", "  kopf clearing progress marks from that essence"),
     ("stream (", "kopf's watch streams: reading and decoding the events (json)"),
+    ("Informer._watch", "the operator's informers (since 2026-12-08): watch events read, decoded, stored"),
+    ("loads (json/", "the standard library's json decoding, wherever it runs"),
     ("Controller.relist", "the operator's cache sync (a paged LIST of each kind), all of it"),
     ("SharedStrings.copy", "the store sharing strings among its objects (listings and watch events)"),
     ("generate_latest", "answering a scrape of /metrics"),
