@@ -2,7 +2,10 @@
 
 Decoding watch events and answers with the standard library's json was 19% of the operator's samples
 while 1000 Chutes came up (a py-spy profile, docs/benchmarks/operator.md); orjson does the same work
-in a fraction of the time. Both give the same dicts for what the API server sends.
+in a fraction of the time. Both give the same dicts for what the API server sends. They differ on
+what it never sends, nor the operator (whose values come from objects the API server stored): orjson
+reads an integer beyond 64 bits as a float, writes NaN as null and writes Enums and UUIDs, which
+json refuses.
 """
 
 from __future__ import annotations
@@ -36,9 +39,9 @@ def loads(data: bytes | str) -> Any:
 
 
 def dumps(value: Any) -> bytes:
-    """A value as compact JSON, UTF-8, as json writes it. What orjson refuses (nesting deeper than
-    its limit, a lone surrogate; datetimes and dataclasses, which json refuses too) is left to json:
-    the same bytes, or json's error."""
+    """A value as compact JSON, UTF-8: the document json writes. What orjson refuses (nesting deeper
+    than its limit, a lone surrogate; datetimes and dataclasses, which json refuses too) is left to
+    json: its document, or its error."""
     if orjson is not None:
         try:
             return orjson.dumps(value, option=_OPTIONS)

@@ -158,14 +158,14 @@ class Controller:
     def _informer_listed(
         self, kind: str, namespace: str, objects: list[dict[str, Any]], version: str
     ) -> None:
-        """An informer's listing: the store made to agree with it; after the sync, the Chutes it
-        changed queued (a listing that finds nothing new reconciles nothing)."""
+        """An informer's listing: the store made to agree with it, and the Chutes it changed queued
+        (a listing that finds nothing new reconciles nothing); before the sync, in the background."""
         changed = self.store.replace(kind, objects, version, (namespace,) if namespace else ())
         if all(informer.listings for informer in self._informers if informer.kind == kind):
             self._listed.add(kind)
-        if self._synced.is_set():
-            for key in changed:
-                self.queue.add(key)
+        background = not self._synced.is_set()  # before the sync: behind events, as the sync's own
+        for key in changed:
+            self.queue.add(key, background)
 
     def is_leader(self) -> bool:
         return self.elector is None or self.elector.is_leader

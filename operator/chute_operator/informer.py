@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from collections.abc import Callable
 from typing import Any
@@ -31,7 +32,9 @@ Observed = Callable[[str, str, dict[str, Any]], None]
 """Called with the kind, the event's type (ADDED, MODIFIED, DELETED) and the object."""
 
 BACKOFF_SECONDS = (0.5, 1.0, 2.0, 4.0, 8.0)
-"""The waits after consecutive failures (the last one repeated)."""
+"""The waits after consecutive failures (the last one repeated), each with up to 20% of jitter: the
+informers of every kind and namespace fail together when the API server restarts, and must not all
+come back at the same instant."""
 UNSERVED_SECONDS = 10.0
 """How long a kind the API server does not serve waits before it is listed again."""
 SHORT_WATCH_SECONDS = 1.0
@@ -40,6 +43,11 @@ server that closes every watch at once must not make a busy loop."""
 RELIST_AFTER = 3
 """Failures in a row after which the informer lists again instead of resuming its watch."""
 GONE = 410
+
+
+def _backoff(failures: int) -> float:
+    wait = BACKOFF_SECONDS[min(failures, len(BACKOFF_SECONDS)) - 1]
+    return wait * (1 + 0.2 * random.random())  # nosec B311  # jitter, not a secret
 
 
 class Gone(Exception):
@@ -77,37 +85,49 @@ class Informer:
         self._unserved_once = False
 
     async def run(self) -> None:
-        """List and watch until cancelled. Failures are logged and retried after a backoff, from the
-        last version seen; after RELIST_AFTER failures in a row (a version the API server will not
-        resume from, an event that cannot be read), from a new listing. Only a watch that delivered
-        an event or stayed open ends a run of failures: a watch that cannot resume and a listing that
-        keeps being refused back off too."""
-        failures = 0
+        """List and watch until cancelled. A failure is logged and retried after a backoff, from the
+        last version seen. Failures are counted at one version: a watch that made progress before it
+        broke (a proxy that cuts long streams) starts the count again. After RELIST_AFTER failures at
+        one version (a version the API server will not resume from, an event that cannot be read) the
+        informer lists again; a refusal (403, 429) is not the version's fault and only waits, at
+        least as long as a Retry-After asks."""
+        failures, stuck = 0, 0
         while True:
+            watched_from = self.version
             try:
-                if failures:
-                    wait = BACKOFF_SECONDS[min(failures - 1, len(BACKOFF_SECONDS) - 1)]
-                    await asyncio.sleep(wait)
-                if failures >= RELIST_AFTER:
-                    self.version = ""
+                if stuck >= RELIST_AFTER:
+                    self.version, stuck = "", 0
                 if not self.version:
                     self.version = await self._list()
                     if not self.version:  # not served: nothing to watch
                         await asyncio.sleep(UNSERVED_SECONDS)
                         continue
-                began = time.monotonic()
-                if not await self._watch() and time.monotonic() - began < SHORT_WATCH_SECONDS:
-                    raise ApiFailure("the watch ended at once, without an event", 0)
-                failures = 0
+                watched_from, began = self.version, time.monotonic()
+                await self._watch()
+                if self.version == watched_from and time.monotonic() - began < SHORT_WATCH_SECONDS:
+                    raise ApiFailure("the watch ended at once, at the version it started from", 0)
+                failures = stuck = 0
+                continue
             except asyncio.CancelledError:
                 raise
             except Exception as error:
+                if self.version and self.version != watched_from:
+                    failures = stuck = 0  # it made progress before it broke
                 failures += 1
-                if isinstance(error, Gone) or (isinstance(error, ApiFailure) and error.code in (GONE, 404)):
+                code = error.code if isinstance(error, ApiFailure) else None
+                if isinstance(error, Gone) or code in (GONE, 404):
                     log.info("the watch of %s could not resume: listing them again", self._what())
                     self.version = ""
-                else:
-                    log.warning("watching %s: %s (failure %d)", self._what(), error_message(error), failures)
+                elif code not in (403, 429):
+                    stuck += 1
+                level = (
+                    logging.ERROR
+                    if not self.synced.is_set() and failures >= RELIST_AFTER
+                    else logging.WARNING
+                )
+                log.log(level, "watching %s: %s (failure %d)", self._what(), error_message(error), failures)
+                retry_after = error.retry_after if isinstance(error, ApiFailure) else None
+                await asyncio.sleep(max(_backoff(failures), retry_after or 0.0))
 
     async def _list(self) -> str:
         """List, and hand the listing over; its version (empty: the kind is not served). A kind that
@@ -119,16 +139,20 @@ class Informer:
         if not version and self._served and not self._unserved_once:
             self._unserved_once = True
             return version
-        self._served, self._unserved_once = bool(version), False
         self.listings += 1
-        self._listed(self.kind, self.namespace, objects, version)
+        try:
+            self._listed(self.kind, self.namespace, objects, version)
+        except Exception:
+            self.listings -= 1
+            raise
+        self._served, self._unserved_once = bool(version), False
         self.synced.set()
         return version
 
-    async def _watch(self) -> bool:
-        """Hand over the events after the last version seen until the watch ends; whether any event
-        arrived. An ERROR event raises (:class:`Gone` for 410)."""
-        api_version, seen = LIST_PATHS[self.kind][0], False
+    async def _watch(self) -> None:
+        """Hand over the events after the last version seen until the watch ends. An ERROR event
+        raises (:class:`Gone` for 410)."""
+        api_version = LIST_PATHS[self.kind][0]
         async for event in self.api.watch(
             self.transport,
             self.kind,
@@ -146,7 +170,6 @@ class Informer:
                 if code == GONE or obj.get("reason") in ("Expired", "Gone"):
                     raise Gone(message)
                 raise ApiFailure(message or "an error event", code if isinstance(code, int) else 0)
-            seen = True
             self.version = str((obj.get("metadata") or {}).get("resourceVersion") or self.version)
             if kind not in ("ADDED", "MODIFIED", "DELETED"):
                 continue  # BOOKMARK: only its version
@@ -154,9 +177,8 @@ class Informer:
             obj.setdefault("kind", self.kind)
             try:
                 self._observed(self.kind, kind, obj)
-            except Exception:  # the next listing hands it over again; the watch goes on
+            except Exception:  # the periodic resync hands it over again; the watch goes on
                 log.exception("an event of %s could not be taken", self._what())
-        return seen
 
     def _what(self) -> str:
         return f"{self.kind} in {self.namespace}" if self.namespace else f"{self.kind} (all namespaces)"

@@ -371,6 +371,8 @@ class KubeApi:
         try:
             path = collection_path(kind, namespace)
             async for line in transport.lines(path, params, read_seconds, MAX_EVENT):
+                if not line.strip():
+                    continue  # a blank line ending in CRLF
                 event = codec.loads(line)
                 if isinstance(event, dict):
                     yield event

@@ -604,3 +604,12 @@ async def test_the_pods_are_listed_first_and_known_as_listed_before_the_rest() -
     release.set()
     await asyncio.wait_for(syncing, 5)
     assert controller.listed("Chute")
+
+
+async def test_a_chute_an_informer_lists_before_the_sync_ends_is_queued_in_the_background() -> None:
+    """A listing handed over while the sync still waits (a relist after 410) changes the store: its
+    Chutes are queued behind events, not forgotten until their next event."""
+    settings = _settings(workers=1, resync_seconds=3600, monitoring_recheck_seconds=3600)
+    controller = Controller(settings, client=None, metrics=OperatorMetrics(), catalog=CATALOG)  # type: ignore[arg-type]
+    controller._informer_listed("Chute", "ns", [CHUTE], "5")
+    assert controller.queue._queued == {("ns", "a"): True}  # queued, in the background lane

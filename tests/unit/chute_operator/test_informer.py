@@ -284,3 +284,92 @@ async def test_an_event_the_controller_cannot_take_is_logged_and_the_watch_goes_
     informer._observed = observed
     await _until(lambda: len(seen) == 3)
     assert seen[1:] == [("ADDED", "b", "Pod"), ("ADDED", "c", "Pod")]
+
+
+class Scripted:
+    """A KubeApi of scripted listings and watches, without sockets: each watch is a list of events
+    ending in an exception or not; sleeps are recorded, not slept."""
+
+    def __init__(self, watches: list[tuple[list[dict[str, Any]], Exception | None]]) -> None:
+        self.watches, self.lists = watches, 0
+
+    async def listing(
+        self, kind: str, namespaces: tuple[str, ...], labels: Any = None
+    ) -> tuple[list[Any], str]:
+        self.lists += 1
+        return [], "100"
+
+    async def watch(self, *args: Any) -> AsyncIterator[dict[str, Any]]:
+        if not self.watches:
+            raise asyncio.CancelledError
+        events, ending = self.watches.pop(0)
+        for event in events:
+            yield event
+        if ending is not None:
+            raise ending
+
+
+async def _scripted(
+    monkeypatch: pytest.MonkeyPatch, watches: list[tuple[list[dict[str, Any]], Exception | None]]
+) -> tuple[Scripted, list[float]]:
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    monkeypatch.setattr(informer_module.asyncio, "sleep", sleep)
+    api = Scripted(watches)
+    informer = Informer(api, None, "Pod", "ns", None, lambda *_: None, lambda *_: None)  # type: ignore[arg-type]
+    with pytest.raises(asyncio.CancelledError):
+        await informer.run()
+    return api, slept
+
+
+def _events(first: int, count: int) -> list[dict[str, Any]]:
+    return [{"type": "MODIFIED", "object": _pod("a", str(first + i))} for i in range(count)]
+
+
+async def test_watches_that_deliver_then_break_are_resumed_without_a_growing_backoff_or_listings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A proxy that cuts every stream after a while: each watch made progress, so each cut is the
+    first failure, not one more in a run of them."""
+    watches = [(_events(101 + 10 * i, 5), ConnectionError("reset")) for i in range(8)]
+    api, slept = await _scripted(monkeypatch, watches)
+    assert api.lists == 1
+    assert len(slept) == 8
+    assert max(slept) < 1.0  # the first backoff each time (with its jitter)
+
+
+async def test_a_watch_refused_again_and_again_is_backed_off_not_listed_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A Role that grants list but not watch, or APF throttling: the refusal is not the version's
+    fault, so the informer does not list again (a LIST is the costlier call); a 429's Retry-After
+    is honoured."""
+    from chute_operator.kube import ApiFailure
+
+    refused = [([], ApiFailure("forbidden", 403)) for _ in range(6)]
+    throttled = [([], ApiFailure("throttled", 429, retry_after=20.0))]
+    api, slept = await _scripted(monkeypatch, refused + throttled)
+    assert api.lists == 1
+    assert slept[-1] >= 20.0
+
+
+async def test_a_watch_that_ends_at_once_after_a_bookmark_at_its_version_is_backed_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    bookmark = {"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "100"}}}
+    _, slept = await _scripted(monkeypatch, [([bookmark], None)] * 20)
+    assert len(slept) >= 19  # each one waits
+
+
+async def test_blank_lines_ending_in_crlf_are_not_events(running: Callable[[FakeApi], Any]) -> None:
+    def crlf(request: web.Request) -> web.Response:
+        lines = [json.dumps({"type": "ADDED", "object": _pod(name, "8")}) for name in "ab"]
+        return web.Response(body="\r\n\r\n".join(lines).encode() + b"\r\n")
+
+    api = FakeApi([([], "7")], [crlf])
+    _, seen = await running(api)
+    await _until(lambda: len(seen) == 3)
+    assert seen[1:] == [("ADDED", "a", "Pod"), ("ADDED", "b", "Pod")]
