@@ -38,10 +38,11 @@ come back at the same instant."""
 UNSERVED_SECONDS = 10.0
 """How long a kind the API server does not serve waits before it is listed again."""
 SHORT_WATCH_SECONDS = 1.0
-"""A watch that ends sooner than this without an event counts as a failure (backed off): a proxy or
-server that closes every watch at once must not make a busy loop."""
+"""A watch that ends sooner than this at the version it started from counts as a failure (backed
+off): a proxy or server that closes every watch at once must not make a busy loop."""
 RELIST_AFTER = 3
-"""Failures in a row after which the informer lists again instead of resuming its watch."""
+"""Failures in a row at one version (refusals aside) after which the informer lists again instead
+of resuming its watch."""
 GONE = 410
 
 
