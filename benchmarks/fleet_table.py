@@ -23,6 +23,7 @@ FLEET_FILES = (
     "fleet-1000-final.json",
     "fleet-5000-final.json",
     "fleet-5000-children.json",
+    "fleet-1000-informers.json",
 )
 """In order: 1000 Chutes on the code before the scale-to-zero check skipped sleeping Chutes, the same
 after, 2000 after, the first 5000 run (stopped by hand on an overloaded machine), 1000 Chutes all awake
@@ -34,7 +35,8 @@ first; the second breaking pass's fixes came after it). Then 5000 Chutes on comm
 the above, the second breaking pass's fixes and the activator's slimmed caches. Last, 5000 Chutes on
 commit 515d392: the children built without YAML (children.py), a failed metric read given its grace
 from the operator's cache sync, and the benchmark reading the restarted operator's /metrics every 2 s
-instead of 0.5 s."""
+instead of 0.5 s. Then 1000 Chutes on commit 7c48908: the operator's own informers in place of kopf's
+watches of most kinds, and orjson."""
 KINDS = (
     "chutes", "deployments", "replicasets", "services", "endpointslices", "horizontalpodautoscalers",
     "networkpolicies", "servicemonitors", "events", "pods",
