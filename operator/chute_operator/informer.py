@@ -51,10 +51,6 @@ def _backoff(failures: int) -> float:
     return wait * (1 + 0.2 * random.random())  # nosec B311  # jitter, not a secret
 
 
-class Gone(Exception):
-    """The watch cannot resume from its version: list again."""
-
-
 class Informer:
     """Lists, then watches, ``kind`` in ``namespace`` (``""``: all) with the label selector ``labels``."""
 
@@ -116,7 +112,7 @@ class Informer:
                     failures = stuck = 0  # it made progress before it broke
                 failures += 1
                 code = error.code if isinstance(error, ApiFailure) else None
-                if isinstance(error, Gone) or code in (GONE, 404):
+                if code in (GONE, 404):
                     log.info("the watch of %s could not resume: listing them again", self._what())
                     self.version = ""
                 elif code not in (403, 429):
@@ -152,7 +148,7 @@ class Informer:
 
     async def _watch(self) -> None:
         """Hand over the events after the last version seen until the watch ends. An ERROR event
-        raises (:class:`Gone` for 410)."""
+        raises its failure (code 410 when the version is too old to resume from)."""
         api_version = LIST_PATHS[self.kind][0]
         async for event in self.api.watch(
             self.transport,
@@ -168,8 +164,8 @@ class Informer:
                 continue
             if kind == "ERROR":
                 code, message = obj.get("code"), str(obj.get("message") or obj.get("reason") or "")
-                if code == GONE or obj.get("reason") in ("Expired", "Gone"):
-                    raise Gone(message)
+                if obj.get("reason") in ("Expired", "Gone"):
+                    code = GONE
                 raise ApiFailure(message or "an error event", code if isinstance(code, int) else 0)
             self.version = str((obj.get("metadata") or {}).get("resourceVersion") or self.version)
             if kind not in ("ADDED", "MODIFIED", "DELETED"):

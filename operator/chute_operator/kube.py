@@ -323,10 +323,9 @@ class KubeApi:
         found: list[dict[str, Any]] = []
         versions: list[str] = []
         api_version = LIST_PATHS[kind][0]
-        selector = ",".join(f"{key}={value}" for key, value in (labels or {}).items())
         try:
             for namespace in namespaces or ("",):
-                params = {"limit": str(LIST_PAGE), **({"labelSelector": selector} if selector else {})}
+                params = {"limit": str(LIST_PAGE), **_selector(labels)}
                 version = ""
                 while True:
                     page = await self._call("GET", collection_path(kind, namespace), params)
@@ -364,10 +363,8 @@ class KubeApi:
             "resourceVersion": version,
             "allowWatchBookmarks": "true",
             "timeoutSeconds": str(server_seconds),
+            **_selector(labels),
         }
-        selector = ",".join(f"{key}={value}" for key, value in (labels or {}).items())
-        if selector:
-            params["labelSelector"] = selector
         try:
             path = collection_path(kind, namespace)
             async for line in transport.lines(path, params, read_seconds, MAX_EVENT):
@@ -436,6 +433,12 @@ class KubeApi:
             "count": 1,
         }
         await self._call("POST", f"/api/v1/namespaces/{meta['namespace']}/events", None, event)
+
+
+def _selector(labels: dict[str, Any] | None) -> dict[str, str]:
+    """The ``labelSelector`` parameter for ``labels`` (none when there are none)."""
+    selector = ",".join(f"{key}={value}" for key, value in (labels or {}).items())
+    return {"labelSelector": selector} if selector else {}
 
 
 def collection_path(kind: str, namespace: str) -> str:
